@@ -1,0 +1,173 @@
+#include "engine/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/backend.h"
+#include "engine/check.h"
+
+namespace qtune {
+namespace {
+thread_local bool g_grad_enabled = true;
+
+// a + b as a new tensor (never in place: either side may be shared with another consumer).
+Tensor add_grads(const Tensor& a, const Tensor& b) {
+  QTUNE_CHECK(a.shape() == b.shape(), "gradient shapes differ: ", shape_str(a.shape()), " vs ",
+              shape_str(b.shape()), " (a backward rule returned a gradient of the wrong shape)");
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  backend_for(a.device()).binary(BinaryOp::add, a, b, out);
+  return out;
+}
+
+void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
+  QTUNE_CHECK(grad.shape() == leaf.shape, "gradient of shape ", shape_str(grad.shape()),
+              " for a leaf of shape ", shape_str(leaf.shape));
+  Tensor g = grad.dtype() == leaf.dtype ? grad : grad.to(leaf.dtype);
+  if (!leaf.grad) {
+    // A copy: the incoming tensor may be shared with other consumers, and .grad is later added to in place.
+    leaf.grad = g.clone().impl_ptr();
+    return;
+  }
+  Tensor existing(leaf.grad);
+  backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);
+}
+
+Tensor ones_like_meta(const OutputMeta& meta, double value) { return Tensor::full(meta.shape, value, meta.dtype, meta.device); }
+
+}  // namespace
+
+std::vector<Tensor> Node::apply(const std::vector<Tensor>& grad_outputs) {
+  QTUNE_CHECK(fn_, "backward through '", name_,
+              "' a second time, but its saved tensors were freed; call backward(..., retain_graph=true) the "
+              "first time");
+  return fn_(grad_outputs);
+}
+
+namespace autograd {
+
+bool grad_enabled() { return g_grad_enabled; }
+void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs, BackwardFn fn) {
+  std::vector<Edge> edges(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& in = inputs[i];
+    if (!in.defined() || !in.requires_grad()) continue;
+    if (in.grad_fn())
+      edges[i] = {in.grad_fn(), in.impl()->output_nr, nullptr};
+    else
+      edges[i] = {nullptr, 0, in.impl_ptr()};
+  }
+  std::vector<OutputMeta> metas;
+  for (const Tensor& out : outputs) metas.push_back({out.shape(), out.dtype(), out.device()});
+  auto node = std::make_shared<Node>(std::move(name), std::move(edges), std::move(metas), std::move(fn));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    TensorImpl* impl = outputs[i].impl();
+    impl->requires_grad = true;
+    impl->grad_fn = node;
+    impl->output_nr = static_cast<int>(i);
+  }
+}
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  QTUNE_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " roots but ", grads.size(), " gradients");
+  NoGradGuard no_grad;
+
+  // Count, for every node reachable from the roots, how many edges point at it.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack;
+  for (const Tensor& root : roots) {
+    if (root.grad_fn() && !pending.count(root.grad_fn().get())) {
+      pending[root.grad_fn().get()] = 0;
+      stack.push_back(root.grad_fn().get());
+    }
+  }
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Edge& e : node->inputs()) {
+      if (!e.node) continue;
+      auto [it, inserted] = pending.try_emplace(e.node.get(), 0);
+      ++it->second;
+      if (inserted) stack.push_back(e.node.get());
+    }
+  }
+
+  // Gradient buffers, one slot per node output; a node runs once all its consumers have run.
+  std::unordered_map<Node*, std::vector<Tensor>> buffers;
+  auto deposit = [&](Node* node, int output_nr, const Tensor& g) {
+    auto& slots = buffers[node];
+    if (slots.empty()) slots.resize(node->outputs().size());
+    Tensor& slot = slots[static_cast<size_t>(output_nr)];
+    slot = slot.defined() ? add_grads(slot, g) : g;
+  };
+
+  std::vector<Node*> ready;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& root = roots[i];
+    QTUNE_CHECK(root.requires_grad(), "backward on a tensor that does not require grad (shape ",
+                shape_str(root.shape()), "); did you run the forward under NoGradGuard or on frozen inputs?");
+    Tensor g = grads[i];
+    if (!g.defined()) {
+      QTUNE_CHECK(root.numel() == 1, "backward without a gradient needs a one-element output, got shape ",
+                  shape_str(root.shape()));
+      g = Tensor::ones(root.shape(), root.dtype(), root.device());
+    }
+    QTUNE_CHECK(g.shape() == root.shape(), "backward: gradient shape ", shape_str(g.shape()),
+                " does not match output shape ", shape_str(root.shape()));
+    if (!root.grad_fn()) {
+      accumulate_leaf(*root.impl(), g);
+      continue;
+    }
+    deposit(root.grad_fn().get(), root.impl()->output_nr, g);
+  }
+  for (auto& [node, count] : pending)
+    if (count == 0) ready.push_back(node);
+
+  while (!ready.empty()) {
+    Node* node = ready.back();
+    ready.pop_back();
+    std::vector<Tensor> grad_outputs = std::move(buffers[node]);
+    buffers.erase(node);
+    grad_outputs.resize(node->outputs().size());
+    for (size_t i = 0; i < grad_outputs.size(); ++i)
+      if (!grad_outputs[i].defined()) grad_outputs[i] = ones_like_meta(node->outputs()[i], 0.0);
+
+    std::vector<Tensor> grad_inputs = node->apply(grad_outputs);
+    grad_outputs.clear();
+    if (!retain_graph) node->release();
+    QTUNE_CHECK(grad_inputs.size() == node->inputs().size(), "backward of '", node->name(), "' returned ",
+                grad_inputs.size(), " gradients for ", node->inputs().size(), " inputs");
+
+    for (size_t i = 0; i < grad_inputs.size(); ++i) {
+      const Edge& e = node->inputs()[i];
+      if (!grad_inputs[i].defined()) {
+        if (e.node && --pending[e.node.get()] == 0) ready.push_back(e.node.get());
+        continue;
+      }
+      if (e.leaf) {
+        accumulate_leaf(*e.leaf, grad_inputs[i]);
+      } else if (e.node) {
+        deposit(e.node.get(), e.output_nr, grad_inputs[i]);
+        if (--pending[e.node.get()] == 0) ready.push_back(e.node.get());
+      }
+    }
+  }
+}
+
+}  // namespace autograd
+}  // namespace qtune

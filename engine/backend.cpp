@@ -1,0 +1,65 @@
+#include "engine/backend.h"
+
+#include "engine/check.h"
+
+namespace qtune {
+
+void Backend::unsupported(std::string_view kernel) const {
+  QTUNE_FAIL("kernel '", kernel, "' is not implemented by the ", name(), " backend");
+}
+
+void Backend::copy(const Tensor&, const Tensor&) { unsupported("copy"); }
+void Backend::copy_from_host(const void*, const Tensor&) { unsupported("copy_from_host"); }
+void Backend::copy_to_host(const Tensor&, void*) { unsupported("copy_to_host"); }
+void Backend::fill(const Tensor&, double) { unsupported("fill"); }
+void Backend::unary(UnaryOp, const Tensor&, const Tensor&) { unsupported("unary"); }
+void Backend::binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) { unsupported("binary"); }
+void Backend::affine(const Tensor&, double, double, const Tensor&) { unsupported("affine"); }
+void Backend::pow_scalar(const Tensor&, double, const Tensor&) { unsupported("pow_scalar"); }
+void Backend::reduce(ReduceOp, const Tensor&, const Tensor&) { unsupported("reduce"); }
+void Backend::gemm(const Tensor&, bool, const Tensor&, bool, const Tensor&, double, double) { unsupported("gemm"); }
+void Backend::embedding(const Tensor&, const Tensor&, const Tensor&) { unsupported("embedding"); }
+void Backend::embedding_backward(const Tensor&, const Tensor&, const Tensor&) { unsupported("embedding_backward"); }
+void Backend::swiglu(const Tensor&, const Tensor&, const Tensor&) { unsupported("swiglu"); }
+void Backend::swiglu_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("swiglu_backward");
+}
+void Backend::rmsnorm(const Tensor&, const Tensor&, double, const Tensor&, const Tensor&) { unsupported("rmsnorm"); }
+void Backend::rmsnorm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&) {
+  unsupported("rmsnorm_backward");
+}
+void Backend::rope(const Tensor&, const Tensor&, const Tensor&, bool, const Tensor&) { unsupported("rope"); }
+void Backend::attention(const Tensor&, const Tensor&, const Tensor&, double, bool, const Tensor&, const Tensor&) {
+  unsupported("attention");
+}
+void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, double, bool, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("attention_backward");
+}
+void Backend::softmax(const Tensor&, const Tensor&) { unsupported("softmax"); }
+void Backend::softmax_backward(const Tensor&, const Tensor&, const Tensor&) { unsupported("softmax_backward"); }
+void Backend::log_softmax(const Tensor&, const Tensor&) { unsupported("log_softmax"); }
+void Backend::log_softmax_backward(const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("log_softmax_backward");
+}
+void Backend::cross_entropy(const Tensor&, const Tensor&, int64_t, const Tensor&, const Tensor&) {
+  unsupported("cross_entropy");
+}
+void Backend::cross_entropy_backward(const Tensor&, const Tensor&, int64_t, const Tensor&, const Tensor&,
+                                     const Tensor&) {
+  unsupported("cross_entropy_backward");
+}
+void Backend::fill_uniform(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_uniform"); }
+void Backend::fill_normal(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_normal"); }
+void Backend::dropout(const Tensor&, double, uint64_t, uint64_t, const Tensor&) { unsupported("dropout"); }
+
+Backend& backend_for(Device device) {
+  if (device.is_cpu()) return detail::cpu_backend();
+  Backend* cuda = detail::cuda_backend(device.index);
+  QTUNE_CHECK(cuda != nullptr, "device ", device.str(),
+              " was asked for, but this qtune build has no CUDA backend (configure with -DQTUNE_CUDA=ON)");
+  return *cuda;
+}
+
+}  // namespace qtune

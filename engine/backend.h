@@ -1,0 +1,132 @@
+#pragma once
+// Backend: the ONE list of kernels the engine needs. CpuBackend (ops/cpu) implements all of it;
+// CudaBackend (cuda/) overrides what it has, and any kernel it lacks throws naming the kernel.
+//
+// Conventions for every kernel:
+//  - inputs first, outputs last; outputs are pre-allocated by the caller with the documented shape
+//    (the handles are const, the memory they point to is written);
+//  - all tensors live on this backend's device;
+//  - unless a comment says "strided", tensors must be contiguous (the op layer makes them so);
+//  - floating kernels accept f64, f32, bf16 and f16; reduced precision is computed in f32,
+//    f64 in f64 (the gradient checks run in f64).
+#include <cstdint>
+#include <string_view>
+
+#include "engine/allocator.h"
+#include "engine/tensor.h"
+
+namespace qtune {
+
+enum class UnaryOp : uint8_t { neg, exp, log, sqrt, rsqrt, abs, square, reciprocal, sigmoid, silu, tanh };
+// silu_grad(x, dy) = dy * d silu(x) / dx
+enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, silu_grad };
+enum class ReduceOp : uint8_t { sum, max, min, amax /* max |x| */ };
+
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string_view name() const = 0;
+  virtual Allocator& allocator() = 0;
+  // Waits for all queued work (a no-op on CPU).
+  virtual void synchronize() {}
+
+  // ---- memory ----------------------------------------------------------------------------------
+  // dst = src, strided on both sides, same shape, any dtypes (casts as NUMERICS.md §3/§6; float to
+  // integer truncates toward zero; to bool is != 0).
+  virtual void copy(const Tensor& src, const Tensor& dst);
+  // Contiguous host <-> device transfers of dst.nbytes() / src.nbytes() bytes.
+  virtual void copy_from_host(const void* src, const Tensor& dst);
+  virtual void copy_to_host(const Tensor& src, void* dst);
+  virtual void fill(const Tensor& dst, double value);  // strided
+
+  // ---- elementwise (strided, broadcasting through stride-0 views; out may alias an input with the
+  //      same layout) -----------------------------------------------------------------------------
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out);
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+  // out = alpha * x + beta
+  virtual void affine(const Tensor& x, double alpha, double beta, const Tensor& out);
+  // out = x ^ exponent
+  virtual void pow_scalar(const Tensor& x, double exponent, const Tensor& out);
+
+  // x: any shape (strided); out: x's shape with every reduced dim of size 1 (contiguous).
+  // Accumulates in f32 (f64 for f64).
+  virtual void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
+
+  // ---- GEMM ----------------------------------------------------------------------------------------
+  // c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for each batch i.
+  // a: [batch, m, k] ([batch, k, m] when trans_a), b: [batch, k, n] ([batch, n, k] when trans_b),
+  // c: [batch, m, n]. Every operand's last dim has stride 1; row strides are free; batch strides
+  // may be 0 (one matrix shared by the batch). Accumulates in f32 (f64 for f64).
+  virtual void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
+                    double beta);
+
+  // ---- model kernels -------------------------------------------------------------------------------
+  // weight: [V, C], ids: [N] (i32 or i64, each in [0, V)), out: [N, C]
+  virtual void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out);
+  // grad_out: [N, C]; grad_weight: [V, C] accumulated into (+=)
+  virtual void embedding_backward(const Tensor& grad_out, const Tensor& ids, const Tensor& grad_weight);
+
+  // out = silu(gate) * up; all the same shape
+  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out);
+  virtual void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, const Tensor& grad_gate,
+                               const Tensor& grad_up);
+
+  // x: [N, C], weight: [C], y: [N, C], rstd: [N] f32 (f64 for f64 x). y = x * rstd * weight, in f32.
+  virtual void rmsnorm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd);
+  // grad_x: [N, C]; grad_weight: [C] (written, not accumulated)
+  virtual void rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                                const Tensor& grad_x, const Tensor& grad_weight);
+
+  // HF rotate-half RoPE. x, y: [B, T, H, D]; cos, sin: [T, D/2] f32 (f64 for f64 x), the angles of
+  // each position. inverse=true applies the transpose rotation (the backward).
+  virtual void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& y);
+
+  // Scaled dot-product attention with grouped-query heads.
+  // q: [B, Tq, Hq, D], k, v: [B, Tk, Hkv, D] with Hq % Hkv == 0 (query head h reads KV head
+  // h / (Hq / Hkv)); out: [B, Tq, Hq, D]; lse: [B, Hq, Tq] f32 (f64 for f64), the log-sum-exp of
+  // each query's scaled scores. causal: query i (0-based) sees keys j <= i + (Tk - Tq), so a KV
+  // cache of earlier positions works. Tiled: never materializes a [Tq, Tk] matrix per head.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                         const Tensor& out, const Tensor& lse);
+  virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& lse, double scale, bool causal,
+                                  const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v);
+
+  // Over the last dim. x, y: [N, C]
+  virtual void softmax(const Tensor& x, const Tensor& y);
+  virtual void softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x);
+  virtual void log_softmax(const Tensor& x, const Tensor& y);
+  virtual void log_softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x);
+
+  // logits: [N, V]; targets: [N] i64 (ignore_index rows give loss 0); loss, lse: [N] f32 (f64 for f64)
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& loss,
+                             const Tensor& lse);
+  // grad_logits[i] = grad_loss[i] * (softmax(logits[i]) - onehot(targets[i])); zero for ignored rows.
+  // grad_loss: [N] f32 (f64 for f64)
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                      const Tensor& lse, const Tensor& grad_loss, const Tensor& grad_logits);
+
+  // ---- randomness (Philox, engine/numerics/philox.h) -------------------------------------------------
+  virtual void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high);
+  virtual void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
+  // y = x * keep / (1 - p), keep_i = philox_uniform(seed, offset, i) >= p. The same call on the
+  // gradient is the backward.
+  virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y);
+
+ protected:
+  [[noreturn]] void unsupported(std::string_view kernel) const;
+};
+
+// The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build
+// has no CUDA backend or the machine has no GPU.
+Backend& backend_for(Device device);
+
+// Hooks the registry resolves at link time; implemented by ops/cpu and cuda/ respectively.
+namespace detail {
+Backend& cpu_backend();
+Backend* cuda_backend(int index);  // nullptr when this build has no CUDA backend
+}  // namespace detail
+
+}  // namespace qtune

@@ -1,0 +1,56 @@
+#pragma once
+// The CPU backend: every kernel of engine/backend.h. Each kernel family lives in its own
+// cpu_<family>.cpp beside this header.
+#include "engine/backend.h"
+
+namespace qtune::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+  std::string_view name() const override { return "cpu"; }
+  Allocator& allocator() override { return allocator_for(Device::cpu()); }
+
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void copy_from_host(const void* src, const Tensor& dst) override;
+  void copy_to_host(const Tensor& src, void* dst) override;
+  void fill(const Tensor& dst, double value) override;
+
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void affine(const Tensor& x, double alpha, double beta, const Tensor& out) override;
+  void pow_scalar(const Tensor& x, double exponent, const Tensor& out) override;
+  void reduce(ReduceOp op, const Tensor& x, const Tensor& out) override;
+
+  void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
+            double beta) override;
+
+  void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) override;
+  void embedding_backward(const Tensor& grad_out, const Tensor& ids, const Tensor& grad_weight) override;
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, const Tensor& grad_gate,
+                       const Tensor& grad_up) override;
+  void rmsnorm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) override;
+  void rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                        const Tensor& grad_x, const Tensor& grad_weight) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& y) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, const Tensor& out,
+                 const Tensor& lse) override;
+  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& out, const Tensor& lse, double scale, bool causal, const Tensor& grad_q,
+                          const Tensor& grad_k, const Tensor& grad_v) override;
+  void softmax(const Tensor& x, const Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
+  void log_softmax(const Tensor& x, const Tensor& y) override;
+  void log_softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& loss,
+                     const Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& lse,
+                              const Tensor& grad_loss, const Tensor& grad_logits) override;
+
+  void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
+  void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
+  void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
+};
+
+}  // namespace qtune::cpu
