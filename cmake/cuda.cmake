@@ -1,2 +1,66 @@
-# The CUDA backend is not wired yet: build the stub that reports "no CUDA backend".
-target_sources(qtune PRIVATE cuda/no_cuda.cpp)
+# The CUDA backend. QTUNE_CUDA=AUTO builds it whenever nvcc is found, ON requires it, OFF never
+# builds it; without it cuda/no_cuda.cpp answers "no CUDA backend". QTUNE_HAVE_CUDA tells tests and
+# tools which one this build got.
+set(QTUNE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON or OFF")
+set_property(CACHE QTUNE_CUDA PROPERTY STRINGS AUTO ON OFF)
+string(TOUPPER "${QTUNE_CUDA}" qtune_cuda_mode)
+if(NOT qtune_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "QTUNE_CUDA must be AUTO, ON or OFF, got '${QTUNE_CUDA}'")
+endif()
+
+set(QTUNE_HAVE_CUDA OFF)
+if(NOT qtune_cuda_mode STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(QTUNE_HAVE_CUDA ON)
+  elseif(qtune_cuda_mode STREQUAL "ON")
+    message(FATAL_ERROR "QTUNE_CUDA=ON but no CUDA compiler was found: put nvcc on PATH, set "
+                        "CMAKE_CUDA_COMPILER (e.g. /usr/local/cuda/bin/nvcc), or configure with -DQTUNE_CUDA=OFF")
+  else()
+    message(STATUS "qtune: nvcc not found, building without the CUDA backend")
+  endif()
+endif()
+
+if(NOT QTUNE_HAVE_CUDA)
+  target_sources(qtune PRIVATE cuda/no_cuda.cpp)
+  return()
+endif()
+
+# The engine's headers are C++20, which nvcc 13 with g++ 12 compiles. sm_80 (A100) and sm_90a
+# (H100, with its architecture-specific instructions) are the GPUs qtune targets.
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES "80-real;90a-real")
+endif()
+if(CCACHE_PROGRAM)
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()
+enable_language(CUDA)
+# CMake 3.25 predates nvcc's C++20 support and knows no flag for it (the project's C++20 reaches CUDA
+# targets too), so teach it the flag nvcc 13 takes.
+if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+endif()
+set(CMAKE_CUDA_STANDARD 20)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_CUDA_EXTENSIONS OFF)
+find_package(CUDAToolkit REQUIRED)
+message(STATUS "qtune: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
+
+# The kernels live in an object library so they get nvcc's flags: qtune's own -Wall/-march options are
+# g++ flags nvcc rejects. -fmad=false because the CPU tests stand in for the GPU only if the shared
+# QTUNE_HD numerics round the same way on both sides; silently fused multiply-adds would break that.
+file(GLOB qtune_cuda_kernels CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/cuda/*.cu)
+add_library(qtune_cuda_kernels OBJECT ${qtune_cuda_kernels})
+target_include_directories(qtune_cuda_kernels PRIVATE ${PROJECT_SOURCE_DIR})
+target_compile_options(qtune_cuda_kernels PRIVATE -Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror -fmad=false)
+set_target_properties(qtune_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ${BUILD_SHARED_LIBS})
+
+file(GLOB qtune_cuda_host CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/cuda/*.cpp)
+list(REMOVE_ITEM qtune_cuda_host ${PROJECT_SOURCE_DIR}/cuda/no_cuda.cpp)
+target_sources(qtune PRIVATE ${qtune_cuda_host} $<TARGET_OBJECTS:qtune_cuda_kernels>)
+target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA)
+target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_CUDA)
+target_link_libraries(qtune PRIVATE CUDA::cudart CUDA::cublasLt)
+target_link_libraries(qtune_cuda_kernels PRIVATE CUDA::cudart)

@@ -1,0 +1,53 @@
+#pragma once
+// Batched GEMM through cuBLASLt. Row-major C = op(A) op(B) is the column-major product
+// C^T = op(B)^T op(A)^T, so B is cuBLASLt's first operand and A its second, each with the layout its
+// row-major storage has when read column-major. Descriptors and the heuristic's algorithm are made
+// once per problem shape and reused; the workspace is allocated once.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "engine/tensor.h"
+
+namespace qtune::gpu {
+
+// A validated Backend::gemm call: sizes, row strides (ld) and batch strides in elements.
+struct GemmProblem {
+  DType dtype = DType::f32;
+  bool trans_a = false, trans_b = false;
+  int64_t batch = 0, m = 0, n = 0, k = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int64_t batch_stride_a = 0, batch_stride_b = 0, batch_stride_c = 0;
+};
+
+// Checks the operands as Backend::gemm documents them; throws naming what disagrees.
+GemmProblem check_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c);
+
+class LtGemm {
+ public:
+  explicit LtGemm(int device_index);
+  ~LtGemm();
+  LtGemm(const LtGemm&) = delete;
+  LtGemm& operator=(const LtGemm&) = delete;
+
+  // c = alpha * op(a) @ op(b) + beta * c on `stream`; p.k must be > 0.
+  void run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta,
+           cudaStream_t stream);
+
+ private:
+  struct Plan;
+  using Key = std::array<int64_t, 16>;
+  Plan& plan_for(const Key& key, const GemmProblem& p, const std::array<uint32_t, 3>& alignments);
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::mutex mutex_;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace qtune::gpu

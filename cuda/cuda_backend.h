@@ -1,0 +1,56 @@
+#pragma once
+// The CUDA backend of one device. Overrides the kernels it has; every other Backend kernel throws
+// naming itself. All work of a device is queued on one stream, so kernels need no events between
+// them and the caching allocator may reuse a freed block at once.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+
+#include "cuda/caching_allocator.h"
+#include "engine/backend.h"
+
+namespace qtune::gpu {
+
+class LtGemm;
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::cuda(index_); }
+  std::string_view name() const override { return name_; }
+  Allocator& allocator() override { return allocator_; }
+  void synchronize() override;
+
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void copy_from_host(const void* src, const Tensor& dst) override;
+  void copy_to_host(const Tensor& src, void* dst) override;
+  void fill(const Tensor& dst, double value) override;
+
+  void unary(UnaryOp op, const Tensor& x, const Tensor& out) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void affine(const Tensor& x, double alpha, double beta, const Tensor& out) override;
+  void pow_scalar(const Tensor& x, double exponent, const Tensor& out) override;
+
+  void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
+            double beta) override;
+
+  void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
+  void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
+  void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
+
+  cudaStream_t stream() const { return stream_; }
+  // Makes this device current for the calling thread; every entry point calls it first.
+  void activate() const;
+
+ private:
+  int index_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  CachingAllocator allocator_;
+  std::unique_ptr<LtGemm> gemm_;
+};
+
+}  // namespace qtune::gpu

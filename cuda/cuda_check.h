@@ -1,0 +1,19 @@
+#pragma once
+// CUDA runtime and cuBLASLt status checks. A failed call throws qtune::Error naming the call, the
+// file and line and the runtime's own description, so a user sees which kernel and why.
+#include <cuda_runtime.h>
+
+#include "engine/check.h"
+
+#define QTUNE_CUDA_CHECK(call)                                                                           \
+  do {                                                                                                   \
+    const cudaError_t qtune_status_ = (call);                                                            \
+    if (qtune_status_ != cudaSuccess)                                                                    \
+      ::qtune::detail::fail(__FILE__, __LINE__, #call,                                                   \
+                            ::qtune::detail::concat("CUDA error ", cudaGetErrorName(qtune_status_), ": ", \
+                                                    cudaGetErrorString(qtune_status_)));                 \
+  } while (0)
+
+// After a kernel launch: reports bad launch configurations at the launch site rather than at the next
+// synchronization.
+#define QTUNE_CUDA_CHECK_LAUNCH() QTUNE_CUDA_CHECK(cudaGetLastError())

@@ -1,0 +1,106 @@
+// Philox fills and dropout. Element i depends only on (seed, offset, i) through the shared
+// engine/numerics/philox.h, so a GPU stream equals the CPU stream of the same call.
+#include "cuda/cuda_backend.h"
+#include "cuda/device_util.cuh"
+#include "engine/numerics/philox.h"
+
+namespace qtune::gpu {
+namespace {
+
+// One Philox block yields the four uniforms of elements 4j .. 4j+3 (the stream layout of philox.h),
+// so each thread computes a block once instead of once per element.
+template <class T>
+__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, acc_t<T> low, acc_t<T> high) {
+  using A = acc_t<T>;
+  const int64_t blocks = (n + 3) / 4;
+  for (int64_t j = thread_index(); j < blocks; j += thread_count()) {
+    const numerics::Philox4 r = numerics::philox4x32(offset + static_cast<uint64_t>(j), seed);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int64_t i = 4 * j + w;
+      if (i >= n) break;
+      const A u = numerics::uniform_from_bits(r.v[w]);
+      store(out + i, low + (high - low) * u);
+    }
+  }
+}
+
+template <class T>
+__global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, acc_t<T> mean, acc_t<T> std) {
+  using A = acc_t<T>;
+  for (int64_t i = thread_index(); i < n; i += thread_count()) {
+    const A z = numerics::philox_normal(seed, offset, static_cast<uint64_t>(i));
+    store(out + i, mean + std * z);
+  }
+}
+
+template <class T>
+__global__ void dropout_kernel(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset,
+                               acc_t<T> scale) {
+  using A = acc_t<T>;
+  const int64_t blocks = (n + 3) / 4;
+  for (int64_t j = thread_index(); j < blocks; j += thread_count()) {
+    const numerics::Philox4 r = numerics::philox4x32(offset + static_cast<uint64_t>(j), seed);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int64_t i = 4 * j + w;
+      if (i >= n) break;
+      const bool keep = numerics::uniform_from_bits(r.v[w]) >= p;
+      store(y + i, keep ? load(x + i) * scale : A(0));
+    }
+  }
+}
+
+void check_contiguous(const char* kernel, const Tensor& t, const char* what) {
+  QTUNE_CHECK(t.is_contiguous(), kernel, ": ", what, " must be contiguous (shape ", shape_str(t.shape()), ")");
+}
+
+}  // namespace
+
+void CudaBackend::fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {
+  check_contiguous("fill_uniform", out, "out");
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  activate();
+  dispatch_float(out.dtype(), "fill_uniform", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    uniform_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(
+        static_cast<T*>(out.data_ptr()), n, seed, offset, static_cast<A>(low), static_cast<A>(high));
+  });
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
+  check_contiguous("fill_normal", out, "out");
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  activate();
+  dispatch_float(out.dtype(), "fill_normal", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    normal_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(static_cast<T*>(out.data_ptr()), n, seed, offset,
+                                                              static_cast<A>(mean), static_cast<A>(std));
+  });
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) {
+  check_contiguous("dropout", x, "x");
+  check_contiguous("dropout", y, "y");
+  QTUNE_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
+  QTUNE_CHECK(x.dtype() == y.dtype() && x.shape() == y.shape(), "dropout: x and y differ in dtype or shape");
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  activate();
+  dispatch_float(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    dropout_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(
+        static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), n, p, seed, offset,
+        static_cast<A>(1.0 / (1.0 - p)));
+  });
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qtune::gpu
