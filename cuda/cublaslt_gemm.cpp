@@ -80,7 +80,7 @@ GemmProblem check_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   // Row stride; a single-row matrix may carry any stride there, so use its width.
   auto ld = [](const Tensor& t) {
     const int64_t width = t.size(2) > 0 ? t.size(2) : 1;
-    if (t.size(1) <= 1) return width;
+    if (t.size(1) <= 1 || t.numel() == 0) return width;
     QTUNE_CHECK(t.stride(1) >= width, "gemm: rows of an operand overlap (row stride ", t.stride(1), ", width ",
                 width, ")");
     return t.stride(1);

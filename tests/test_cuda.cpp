@@ -1,0 +1,375 @@
+// Parity of the CUDA backend with the CPU backend. Every case runs the same Backend call on both
+// and compares; exact where both sides do the same IEEE operations, within stated tolerances where
+// the GPU's math library or GEMM summation order may differ. Without a GPU the executable exits 77,
+// which CTest reports as SKIPPED (never a silent pass).
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "engine/backend.h"
+#include "tests/testing.h"
+
+using namespace qtune;
+using qtune::testing::random_f64;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Backend& cpu() { return backend_for(Device::cpu()); }
+Backend& gpu() { return backend_for(kGpu); }
+
+// Raw bytes of a tensor, copied to the host in a contiguous layout.
+std::vector<uint8_t> bytes_of(const Tensor& t) {
+  const Tensor host = t.contiguous().to(Device::cpu());
+  std::vector<uint8_t> out(host.nbytes());
+  if (!out.empty()) std::memcpy(out.data(), host.data_ptr(), out.size());
+  return out;
+}
+
+#define CHECK_SAME_BYTES(gpu_tensor, cpu_tensor)                                         \
+  do {                                                                                  \
+    REQUIRE((gpu_tensor).shape() == (cpu_tensor).shape());                              \
+    REQUIRE((gpu_tensor).dtype() == (cpu_tensor).dtype());                              \
+    CHECK_MESSAGE(bytes_of(gpu_tensor) == bytes_of(cpu_tensor), "GPU and CPU bytes differ"); \
+  } while (0)
+
+// Equal values, element by element, with any NaN matching any NaN: float <-> double conversions may
+// keep or canonicalize a NaN's payload bits depending on the processor, and the payload means nothing.
+void check_same_values(const Tensor& gpu_tensor, const Tensor& cpu_tensor) {
+  REQUIRE(gpu_tensor.shape() == cpu_tensor.shape());
+  REQUIRE(gpu_tensor.dtype() == cpu_tensor.dtype());
+  const std::vector<double> g = gpu_tensor.to_vector<double>(), c = cpu_tensor.to_vector<double>();
+  size_t mismatches = 0, first = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const bool same = (std::isnan(g[i]) && std::isnan(c[i])) ||
+                      (g[i] == c[i] && std::signbit(g[i]) == std::signbit(c[i]));
+    if (!same && mismatches++ == 0) first = i;
+  }
+  CHECK_MESSAGE(mismatches == 0, mismatches, " elements differ; first at ", first, ": gpu ", g[first], " cpu ",
+                c[first]);
+}
+
+// Values that exercise rounding: a wide range of magnitudes, subnormals of every format, values past
+// the fp8 and f16 maxima, and a NaN.
+Tensor tricky_f32(int64_t n, uint64_t seed) {
+  std::vector<float> v = random_f64({n}, seed, -4.0, 4.0).to(DType::f32).to_vector<float>();
+  const float specials[] = {0.0f, -0.0f, 1e-8f, -3e-6f, 1e-3f, 448.0f, 449.0f, -500.0f, 57344.0f, 60000.0f,
+                            65504.0f, 70000.0f, 1e30f, -1e30f, std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(), 2.0f / 3.0f};
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::ldexp(v[i], static_cast<int>(i % 37) - 20);
+  for (size_t i = 0; i < std::size(specials) && i < v.size(); ++i) v[i * 7 % v.size()] = specials[i];
+  return Tensor::from_vector(v, {n});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!cuda_available()) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 77;
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}
+
+TEST_CASE("host <-> device round trip keeps every byte") {
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::i64, DType::u8, DType::boolean}) {
+    CAPTURE(dtype_name(t));
+    const Tensor host = random_f64({3, 7, 5}, 1, -3.0, 3.0).to(t);
+    const Tensor dev = host.to(kGpu);
+    CHECK(dev.device() == kGpu);
+    CHECK_SAME_BYTES(dev.to(Device::cpu()), host);
+  }
+  const Tensor empty = Tensor::empty({0, 4}, DType::f32, kGpu);
+  CHECK(empty.to(Device::cpu()).numel() == 0);
+  const Tensor v = Tensor::from_vector(std::vector<float>{1.5f, -2.0f, 3.25f}, {3}, kGpu);
+  CHECK(v.to_vector<float>() == std::vector<float>{1.5f, -2.0f, 3.25f});
+}
+
+TEST_CASE("strided copies match the CPU exactly") {
+  const Tensor host = random_f64({4, 5, 6}, 2).to(DType::f32);
+  const Tensor dev = host.to(kGpu);
+  // Permuted, narrowed and broadcast sources into contiguous destinations.
+  CHECK_SAME_BYTES(dev.permute({2, 0, 1}).contiguous(), host.permute({2, 0, 1}).contiguous());
+  CHECK_SAME_BYTES(dev.narrow(2, 1, 3).contiguous(), host.narrow(2, 1, 3).contiguous());
+  CHECK_SAME_BYTES(dev.narrow(1, 2, 1).expand({4, 3, 6}).contiguous(),
+                   host.narrow(1, 2, 1).expand({4, 3, 6}).contiguous());
+  // A strided destination.
+  const Tensor dst_gpu = Tensor::zeros({6, 5, 4}, DType::f32, kGpu);
+  const Tensor dst_cpu = Tensor::zeros({6, 5, 4}, DType::f32);
+  dst_gpu.permute({2, 1, 0}).copy_(dev);
+  dst_cpu.permute({2, 1, 0}).copy_(host);
+  CHECK_SAME_BYTES(dst_gpu, dst_cpu);
+  // A rank-9 view that cannot be merged below 8 dims is refused with a clear error, never miscomputed.
+  const Tensor deep = Tensor::zeros({2, 2, 2, 2, 2, 2, 2, 2, 2}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(deep.permute({8, 7, 6, 5, 4, 3, 2, 1, 0}).contiguous(), doctest::Contains("dims"), Error);
+}
+
+TEST_CASE("casting copies round as the CPU does (bf16, f16, fp8, integers)") {
+  const Tensor f32 = tricky_f32(1000, 3).reshape({20, 50});
+  const DType floats[] = {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::f8_e5m2, DType::f64};
+  for (DType from : floats) {
+    const Tensor src_cpu = f32.to(from);
+    const Tensor src_gpu = src_cpu.to(kGpu);
+    for (DType to : {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::f8_e5m2, DType::f64, DType::i32,
+                     DType::boolean}) {
+      if (from == to) continue;
+      if (to == DType::i32) continue;  // float -> int of NaN/inf/1e30 is undefined in C++; checked below
+      CAPTURE(dtype_name(from));
+      CAPTURE(dtype_name(to));
+      check_same_values(src_gpu.to(to), src_cpu.to(to));
+      // Through a transposed source: the strided kernel path.
+      check_same_values(src_gpu.transpose(0, 1).to(to), src_cpu.transpose(0, 1).to(to));
+    }
+  }
+  const Tensor finite = random_f64({33, 3}, 4, -300.0, 300.0).to(DType::f32);
+  CHECK_SAME_BYTES(finite.to(kGpu).to(DType::i32), finite.to(DType::i32));
+  const Tensor small = random_f64({33, 3}, 5, -120.0, 120.0).to(DType::f32);
+  CHECK_SAME_BYTES(small.to(kGpu).transpose(0, 1).to(DType::i8).to(DType::u8),
+                   small.transpose(0, 1).to(DType::i8).to(DType::u8));
+  const Tensor ints = Tensor::arange(101).reshape({1, 101});
+  for (DType to : {DType::f32, DType::bf16, DType::f8_e4m3, DType::boolean, DType::i32})
+    CHECK_SAME_BYTES(ints.to(kGpu).to(to), ints.to(to));
+}
+
+TEST_CASE("fill writes the CPU's bits, strided") {
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::f8_e5m2, DType::f64, DType::i32,
+                  DType::i64, DType::u8, DType::boolean}) {
+    for (double value : {0.0, 1.0 / 3.0, -7.75, 500.0}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(value);
+      const Tensor g = Tensor::full({5, 9}, 2.0, t, kGpu);
+      const Tensor c = Tensor::full({5, 9}, 2.0, t);
+      g.narrow(1, 2, 5).transpose(0, 1).fill_(value);
+      c.narrow(1, 2, 5).transpose(0, 1).fill_(value);
+      CHECK_SAME_BYTES(g, c);
+    }
+  }
+}
+
+TEST_CASE("binary kernel matches the CPU: contiguous, unaligned and broadcast") {
+  const BinaryOp exact_ops[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::maximum,
+                                BinaryOp::minimum};
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
+    CAPTURE(dtype_name(t));
+    // 1027 elements: vector packs plus a scalar tail. Offsetting by one element breaks 16-byte
+    // alignment and exercises the scalar contiguous path.
+    const Tensor a_cpu = random_f64({1028}, 5, -3.0, 3.0).to(t), b_cpu = random_f64({1028}, 6, 0.5, 2.0).to(t);
+    const Tensor a_gpu = a_cpu.to(kGpu), b_gpu = b_cpu.to(kGpu);
+    for (int64_t start : {0, 1}) {
+      const Tensor ac = a_cpu.narrow(0, start, 1027), bc = b_cpu.narrow(0, start, 1027);
+      const Tensor ag = a_gpu.narrow(0, start, 1027), bg = b_gpu.narrow(0, start, 1027);
+      for (BinaryOp op : exact_ops) {
+        CAPTURE(static_cast<int>(op));
+        const Tensor oc = Tensor::empty({1027}, t), og = Tensor::empty({1027}, t, kGpu);
+        cpu().binary(op, ac, bc, oc);
+        gpu().binary(op, ag, bg, og);
+        CHECK_SAME_BYTES(og, oc);
+      }
+      const Tensor oc = Tensor::empty({1027}, t), og = Tensor::empty({1027}, t, kGpu);
+      cpu().binary(BinaryOp::silu_grad, ac, bc, oc);
+      gpu().binary(BinaryOp::silu_grad, ag, bg, og);
+      // The GPU's expf may differ from glibc's by an ulp or two before rounding to t.
+      QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 || t == DType::f64 ? 1e-5 : 1e-2, 1e-6);
+    }
+    // Broadcast through stride-0 views, into a transposed output.
+    const Tensor x_cpu = random_f64({3, 1, 5}, 7).to(t), y_cpu = random_f64({4, 5}, 8, 0.5, 2.0).to(t);
+    const Tensor xc = x_cpu.expand({3, 4, 5}), yc = y_cpu.unsqueeze(0).expand({3, 4, 5});
+    const Tensor xg = x_cpu.to(kGpu).expand({3, 4, 5}), yg = y_cpu.to(kGpu).unsqueeze(0).expand({3, 4, 5});
+    for (BinaryOp op : exact_ops) {
+      CAPTURE(static_cast<int>(op));
+      const Tensor oc = Tensor::zeros({5, 4, 3}, t).permute({2, 1, 0});
+      const Tensor og = Tensor::zeros({5, 4, 3}, t, kGpu).permute({2, 1, 0});
+      cpu().binary(op, xc, yc, oc);
+      gpu().binary(op, xg, yg, og);
+      CHECK_SAME_BYTES(og, oc);
+    }
+  }
+  const Tensor i = Tensor::zeros({4}, DType::i32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().binary(BinaryOp::add, i, i, i), doctest::Contains("not supported"), Error);
+}
+
+TEST_CASE("unary, affine and pow kernels match the CPU") {
+  struct Case {
+    UnaryOp op;
+    double low, high;
+    bool exact;
+  };
+  const Case cases[] = {{UnaryOp::neg, -3, 3, true},        {UnaryOp::abs, -3, 3, true},
+                        {UnaryOp::square, -3, 3, true},     {UnaryOp::sqrt, 0.1, 9, true},
+                        {UnaryOp::reciprocal, 0.5, 4, true}, {UnaryOp::exp, -5, 5, false},
+                        {UnaryOp::log, 0.1, 9, false},      {UnaryOp::rsqrt, 0.1, 9, false},
+                        {UnaryOp::sigmoid, -6, 6, false},   {UnaryOp::silu, -6, 6, false},
+                        {UnaryOp::tanh, -3, 3, false}};
+  for (DType t : {DType::f32, DType::bf16, DType::f16}) {
+    for (const Case& c : cases) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(static_cast<int>(c.op));
+      const Tensor x = random_f64({37, 29}, 9, c.low, c.high).to(t);
+      const Tensor oc = Tensor::empty({29, 37}, t), og = Tensor::empty({29, 37}, t, kGpu);
+      cpu().unary(c.op, x.transpose(0, 1), oc);
+      gpu().unary(c.op, x.to(kGpu).transpose(0, 1), og);
+      if (c.exact) CHECK_SAME_BYTES(og, oc);
+      else QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 ? 1e-6 : 1e-2, 1e-7);
+    }
+    const Tensor x = random_f64({1000}, 10, 0.1, 3.0).to(t);
+    const Tensor oc = Tensor::empty({1000}, t), og = Tensor::empty({1000}, t, kGpu);
+    // The CPU compiler may fuse alpha * x + beta into one FMA; the GPU kernels never fuse.
+    cpu().affine(x, 1.7, -0.3, oc);
+    gpu().affine(x.to(kGpu), 1.7, -0.3, og);
+    QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 ? 1e-6 : 1e-2, 1e-7);
+    cpu().pow_scalar(x, 1.5, oc);
+    gpu().pow_scalar(x.to(kGpu), 1.5, og);
+    QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 ? 2e-6 : 1e-2, 1e-7);
+  }
+}
+
+TEST_CASE("Philox fills and dropout reproduce the CPU streams") {
+  const uint64_t seed = 0x1234abcd5678ull, offset = 77;
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
+    CAPTURE(dtype_name(t));
+    for (int64_t n : {1, 6, 1003}) {
+      CAPTURE(n);
+      const Tensor c = Tensor::empty({n}, t), g = Tensor::empty({n}, t, kGpu);
+      // On [0, 1) the value is the uniform itself: no arithmetic that a compiler could fuse.
+      cpu().fill_uniform(c, seed, offset, 0.0, 1.0);
+      gpu().fill_uniform(g, seed, offset, 0.0, 1.0);
+      CHECK_SAME_BYTES(g, c);
+      cpu().fill_uniform(c, seed, offset, -2.0, 3.0);
+      gpu().fill_uniform(g, seed, offset, -2.0, 3.0);
+      QTUNE_CHECK_CLOSE(g, c, t == DType::bf16 || t == DType::f16 ? 1e-2 : 1e-6, 1e-6);
+      // Box-Muller goes through logf/cosf, whose GPU versions may differ from glibc by an ulp.
+      cpu().fill_normal(c, seed, offset, 0.5, 2.0);
+      gpu().fill_normal(g, seed, offset, 0.5, 2.0);
+      QTUNE_CHECK_CLOSE(g, c, t == DType::bf16 || t == DType::f16 ? 1e-2 : 1e-5, 1e-5);
+
+      const Tensor x = random_f64({n}, 11, -2.0, 2.0).to(t);
+      const Tensor yc = Tensor::empty({n}, t), yg = Tensor::empty({n}, t, kGpu);
+      cpu().dropout(x, 0.3, seed, offset, yc);
+      gpu().dropout(x.to(kGpu), 0.3, seed, offset, yg);
+      CHECK_SAME_BYTES(yg, yc);
+    }
+  }
+  // The stream really is random: about 30% dropped.
+  const Tensor y = Tensor::empty({10000}, DType::f32, kGpu);
+  gpu().dropout(Tensor::ones({10000}, DType::f32, kGpu), 0.3, 5, 0, y);
+  int64_t zeros = 0;
+  for (float v : y.to_vector<float>()) zeros += v == 0.0f;
+  CHECK(zeros > 2700);
+  CHECK(zeros < 3300);
+}
+
+TEST_CASE("caching allocator: allocated vs reserved, peak, reuse, empty_cache") {
+  Allocator& alloc = allocator_for(kGpu);
+  gpu().synchronize();
+  alloc.empty_cache();
+  const MemoryStats base = alloc.stats();
+  CHECK(base.reserved >= base.allocated);
+  void* first = nullptr;
+  {
+    const Tensor t = Tensor::empty({1000}, DType::f32, kGpu);  // 4000 bytes, a 4096-byte block
+    first = t.data_ptr();
+    const MemoryStats s = alloc.stats();
+    CHECK(s.allocated == base.allocated + 4000);
+    CHECK(s.reserved == base.reserved + 4096);
+    CHECK(s.num_allocations == base.num_allocations + 1);
+    CHECK(s.peak_allocated >= s.allocated);
+  }
+  MemoryStats s = alloc.stats();
+  CHECK(s.allocated == base.allocated);
+  CHECK(s.reserved == base.reserved + 4096);  // kept for reuse
+  {
+    const Tensor t = Tensor::empty({1020}, DType::f32, kGpu);  // 4080 bytes: the same size class
+    CHECK(t.data_ptr() == first);
+    CHECK(alloc.stats().reserved == base.reserved + 4096);
+  }
+  alloc.reset_peak();
+  {
+    const Tensor a = Tensor::empty({3 << 20}, DType::u8, kGpu);  // 3 MiB rounds to 4 MiB
+    const Tensor b = Tensor::empty({1 << 20}, DType::u8, kGpu);  // 1 MiB: the largest small block
+    s = alloc.stats();
+    CHECK(s.allocated == base.allocated + (4u << 20));
+    CHECK(s.reserved == base.reserved + 4096 + (4u << 20) + (1u << 20));
+    CHECK(s.peak_allocated == s.allocated);
+  }
+  s = alloc.stats();
+  CHECK(s.allocated == base.allocated);
+  CHECK(s.peak_allocated == base.allocated + (4u << 20));
+  CHECK(s.peak_reserved == base.reserved + 4096 + (5u << 20));
+  alloc.empty_cache();
+  CHECK(alloc.stats().reserved == base.reserved);
+  CHECK(alloc.stats().allocated == base.allocated);
+}
+
+namespace {
+
+// Runs one gemm on both backends from the same (already rounded) inputs; returns {gpu, cpu} results.
+// `shared_b` gives b batch stride 0; `padded` gives every operand a row stride 8 wider than its width.
+std::pair<Tensor, Tensor> run_gemm(DType t, int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                                   bool shared_b, bool padded, double alpha, double beta, uint64_t seed) {
+  // The CPU operand and a device copy with the same layout.
+  auto make = [&](int64_t rows, int64_t cols, bool shared, uint64_t s) -> std::pair<Tensor, Tensor> {
+    const int64_t pad = padded ? 8 : 0;
+    const Tensor base = random_f64({shared ? 1 : batch, rows, cols + pad}, s).to(t);
+    Tensor c = base.narrow(2, 0, cols), g = base.to(kGpu).narrow(2, 0, cols);
+    if (shared) {
+      c = c.expand({batch, rows, cols});
+      g = g.expand({batch, rows, cols});
+    }
+    return {c, g};
+  };
+  const auto [a_cpu, a_gpu] = make(ta ? k : m, ta ? m : k, false, seed);
+  const auto [b_cpu, b_gpu] = make(tb ? n : k, tb ? k : n, shared_b, seed + 1);
+  const auto [c_cpu, c_gpu] = make(m, n, false, seed + 2);
+  if (padded && k > 0) CHECK(a_gpu.stride(1) == a_gpu.size(2) + 8);
+  if (shared_b) CHECK(b_gpu.stride(0) == 0);
+  cpu().gemm(a_cpu, ta, b_cpu, tb, c_cpu, alpha, beta);
+  gpu().gemm(a_gpu, ta, b_gpu, tb, c_gpu, alpha, beta);
+  return {c_gpu, c_cpu};
+}
+
+}  // namespace
+
+TEST_CASE("cuBLASLt GEMM matches the CPU: dtypes, transposes, broadcast batch, row strides") {
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
+    // bf16/f16 outputs round the f32 sum; a different summation order can flip that rounding by one
+    // ulp (2^-8 relative for bf16). f32 differs only in summation order over k = 47 terms.
+    const double rtol = t == DType::bf16 ? 1e-2 : t == DType::f16 ? 2e-3 : t == DType::f32 ? 1e-5 : 1e-12;
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        for (bool shared_b : {false, true}) {
+          for (bool padded : {false, true}) {
+            CAPTURE(dtype_name(t));
+            CAPTURE(ta);
+            CAPTURE(tb);
+            CAPTURE(shared_b);
+            CAPTURE(padded);
+            const auto [g, c] = run_gemm(t, 3, 33, 20, 47, ta, tb, shared_b, padded, 0.5, 0.25, 100);
+            QTUNE_CHECK_CLOSE(g, c, rtol, rtol);
+          }
+        }
+      }
+    }
+  }
+  // A large bf16 GEMM: accumulation must be f32 (a bf16 accumulator would be off by far more).
+  const auto [g, c] = run_gemm(DType::bf16, 1, 128, 256, 4096, false, true, false, false, 1.0, 0.0, 200);
+  QTUNE_CHECK_CLOSE(g, c, 1e-2, 2e-2);
+  // Empty reduction: only beta * c remains.
+  const auto [g0, c0] = run_gemm(DType::f32, 2, 4, 5, 0, false, false, false, false, 1.0, 0.5, 300);
+  QTUNE_CHECK_CLOSE(g0, c0, 0.0, 0.0);
+  // A broadcast output would be written by every batch at once.
+  const Tensor a = Tensor::zeros({2, 3, 4}, DType::f32, kGpu), b = Tensor::zeros({2, 4, 5}, DType::f32, kGpu);
+  const Tensor shared_c = Tensor::zeros({1, 3, 5}, DType::f32, kGpu).expand({2, 3, 5});
+  CHECK_THROWS_WITH_AS(gpu().gemm(a, false, b, false, shared_c, 1.0, 0.0), doctest::Contains("batch stride 0"),
+                       Error);
+}
+
+TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {
+  const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().softmax(x, x), doctest::Contains("softmax"), Error);
+}
