@@ -64,3 +64,11 @@ target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA)
 target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_CUDA)
 target_link_libraries(qtune PRIVATE CUDA::cudart CUDA::cublasLt)
 target_link_libraries(qtune_cuda_kernels PRIVATE CUDA::cudart)
+
+# The GPU GEMM benchmark that tools/gpu_check.sh runs. Defined here rather than in tools/ because it
+# exists only in CUDA builds.
+if(QTUNE_BUILD_TOOLS)
+  add_executable(cuda_gemm_bench ${PROJECT_SOURCE_DIR}/tools/bench/cuda_gemm_bench.cpp)
+  target_link_libraries(cuda_gemm_bench PRIVATE qtune::qtune)
+  target_compile_options(cuda_gemm_bench PRIVATE -Wall -Wextra -Werror)
+endif()
