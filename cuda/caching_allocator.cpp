@@ -71,8 +71,9 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
 
 void CachingAllocator::release_all_locked() {
   if (cached_bytes_ == 0) return;
-  // cudaFree synchronizes the device first, so no queued kernel still reads a freed block.
+  // A cached block may still be read by queued kernels; wait for them before it leaves the process.
   QTUNE_CUDA_CHECK(cudaSetDevice(index_));
+  QTUNE_CUDA_CHECK(cudaDeviceSynchronize());
   for (auto& [size, blocks] : free_blocks_) {
     for (void* ptr : blocks) {
       QTUNE_CUDA_CHECK(cudaFree(ptr));
