@@ -32,20 +32,20 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Backend& backend = backend_for(q.device());
   if (out.numel() > 0) backend.attention(qc, kc, vc, s, causal, out, lse);
   if (autograd::needs_grad({q, k, v}))
-    autograd::record("scaled_dot_product_attention", {q, k, v}, {out},
-                     [qc, kc, vc, out = out.detach(), lse, s, causal](const std::vector<Tensor>& g) {
-                       Tensor gq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
-                       Tensor gk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());
-                       Tensor gv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());
-                       if (out.numel() == 0) {
-                         gk.fill_(0.0);
-                         gv.fill_(0.0);
-                       } else {
-                         backend_for(qc.device())
-                             .attention_backward(g[0].contiguous(), qc, kc, vc, out, lse, s, causal, gq, gk, gv);
-                       }
-                       return std::vector<Tensor>{gq, gk, gv};
-                     });
+    autograd::record(
+        "scaled_dot_product_attention", {q, k, v}, {out},
+        [qc, kc, vc, out = out.detach(), lse, s, causal](const std::vector<Tensor>& g) {
+          Tensor gq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
+          Tensor gk = Tensor::empty(kc.shape(), kc.dtype(), kc.device());
+          Tensor gv = Tensor::empty(vc.shape(), vc.dtype(), vc.device());
+          if (out.numel() == 0) {
+            gk.fill_(0.0);
+            gv.fill_(0.0);
+          } else {
+            backend_for(qc.device()).attention_backward(g[0].contiguous(), qc, kc, vc, out, lse, s, causal, gq, gk, gv);
+          }
+          return std::vector<Tensor>{gq, gk, gv};
+        });
   return out;
 }
 

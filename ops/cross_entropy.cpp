@@ -20,7 +20,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   QTUNE_CHECK(logits.device() == targets.device(), "cross_entropy: logits and targets are on different devices");
   const int64_t vocab = logits.size(-1);
   const Tensor rows = logits.detach().contiguous().view({-1, vocab});  // [N, V]
-  const Tensor tg = targets.detach().contiguous().view({-1});        // [N]
+  const Tensor tg = targets.detach().contiguous().view({-1});          // [N]
   const int64_t n = rows.size(0);
   const DType stat = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
   Tensor row_loss = Tensor::empty({n}, stat, logits.device()), lse = Tensor::empty({n}, stat, logits.device());

@@ -6,6 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
@@ -106,6 +109,40 @@ TEST_CASE("attention in bf16 and f16 stays close to f32") {
   }
 }
 
+TEST_CASE("attention results do not depend on the thread count") {
+  // Large enough that every pass splits its tiles across threads; each task owns its outputs, so
+  // one thread and many must agree bit for bit.
+  Generator gen(5);
+  const Tensor q0 = rand({2, 300, 4, 16}, DType::f32, Device::cpu(), &gen, -2, 2);
+  const Tensor k0 = rand({2, 300, 2, 16}, DType::f32, Device::cpu(), &gen, -2, 2);
+  const Tensor v0 = rand({2, 300, 2, 16}, DType::f32, Device::cpu(), &gen, -1, 1);
+  const Tensor g0 = rand({2, 300, 4, 16}, DType::f32, Device::cpu(), &gen, -1, 1);
+  auto run = [&] {
+    Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
+    Tensor out = ops::scaled_dot_product_attention(q, k, v);
+    out.backward(g0);
+    return std::vector<std::vector<float>>{out.to_vector<float>(), q.grad().to_vector<float>(),
+                                           k.grad().to_vector<float>(), v.grad().to_vector<float>()};
+  };
+  const auto threaded = run();
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto serial = run();
+  omp_set_num_threads(threads);
+  CHECK(threaded == serial);
+#endif
+  // And the f32 result agrees with the f64 computation of the same inputs.
+  Tensor q = q0.to(DType::f64).requires_grad_(), k = k0.to(DType::f64).requires_grad_();
+  Tensor v = v0.to(DType::f64).requires_grad_();
+  Tensor out = ops::scaled_dot_product_attention(q, k, v);
+  out.backward(g0.to(DType::f64));
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[0], out.shape()), out, 1e-4, 1e-5);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[1], q.shape()), q.grad(), 1e-3, 1e-4);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[2], k.shape()), k.grad(), 1e-3, 1e-4);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[3], v.shape()), v.grad(), 1e-3, 1e-4);
+}
+
 TEST_CASE("attention accepts non-contiguous q, k, v") {
   // [B, H, T, D] storage viewed as [B, T, H, D], the layout a fused QKV projection produces.
   Tensor q = testing::random_f64({1, 4, 9, 3}, 21).transpose(1, 2);
@@ -153,8 +190,8 @@ TEST_CASE("attention backward never holds a [T, T] score matrix") {
   out.backward(grad);
   const size_t tracked_peak = memory_stats(Device::cpu()).peak_allocated - tracked_before;
   const size_t heap_peak = g_heap_peak.load() - heap_before;
-  MESSAGE("backward peak: allocator ", tracked_peak, " B, C++ heap ", heap_peak, " B; a score matrix is ",
-          full_scores, " B");
+  MESSAGE("backward peak: allocator ", tracked_peak, " B, C++ heap ", heap_peak, " B; a score matrix is ", full_scores,
+          " B");
   // The three gradients alone are 3 * T * D * 4 = 192 KiB; a score matrix would be 4 MiB.
   CHECK(tracked_peak > 0);
   CHECK(tracked_peak < full_scores / 8);

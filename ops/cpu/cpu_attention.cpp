@@ -33,14 +33,18 @@ struct Dims {
   int64_t key_end(int64_t i1) const { return causal ? std::clamp(i1 + causal_offset, int64_t{0}, tk) : tk; }
   // Queries [query_begin, tq) see some key of a tile starting at j0.
   int64_t query_begin(int64_t j0) const { return causal ? std::clamp(j0 - causal_offset, int64_t{0}, tq) : 0; }
+  // Tasks per thread so that a thread gets ~2^18 multiply-adds: waking OpenMP threads for less work
+  // than that costs more than it saves (and far more on a loaded machine).
+  static int64_t grain(int64_t work_per_task) {
+    return std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, work_per_task));
+  }
 };
 
 Dims check_shapes(const char* kernel, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                   const Tensor& lse, bool causal) {
   QTUNE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, kernel, ": q, k, v must be [B, T, H, D], got ",
               shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  QTUNE_CHECK(k.shape() == v.shape(), kernel, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-              " differ");
+  QTUNE_CHECK(k.shape() == v.shape(), kernel, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " differ");
   QTUNE_CHECK(q.size(0) == k.size(0), kernel, ": batch of q (", q.size(0), ") and k (", k.size(0), ") differ");
   QTUNE_CHECK(q.size(3) == k.size(3), kernel, ": head dim of q (", q.size(3), ") and k/v (", k.size(3), ") differ");
   QTUNE_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, kernel, ": query heads (", q.size(2),
@@ -55,8 +59,9 @@ Dims check_shapes(const char* kernel, const Tensor& q, const Tensor& k, const Te
               dtype_name(lse.dtype()));
   for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"}})
     check_contiguous(kernel, *t, name);
-  return Dims{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2),
-              k.size(1) - q.size(1), causal};
+  return Dims{
+      q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2), k.size(1) - q.size(1),
+      causal};
 }
 
 // Task t of `tiles` tiles per head: for causal attention later tiles carry more keys, so tiles are
@@ -133,7 +138,7 @@ template <class T>
 void forward_impl(const Dims& dm, const T* q, const T* k, const T* v, acc_t<T> scale, T* out, acc_t<T>* lse) {
   using A = acc_t<T>;
   const int64_t d = dm.d, tiles = dm.q_tiles();
-  parallel_for(dm.batch * dm.hq * tiles, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(dm.batch * dm.hq * tiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
     std::vector<A> qt(kTileQ * d), acc(kTileQ * d), kt(d * kTileK), vt(kTileK * d), s(kTileQ * kTileK);
     std::vector<A> m(kTileQ), l(kTileQ);
     for (int64_t task = begin; task < end; ++task) {
@@ -186,8 +191,8 @@ struct QueryTile {
   using A = acc_t<T>;
   std::vector<A> q, dout, lse, delta;
   explicit QueryTile(int64_t d) : q(kTileQ * d), dout(kTileQ * d), lse(kTileQ), delta(kTileQ) {}
-  void load_tile(const Dims& dm, const HeadRows& hr, const T* qp, const T* outp, const T* gp, const A* lsep,
-                 int64_t i0, int64_t rows) {
+  void load_tile(const Dims& dm, const HeadRows& hr, const T* qp, const T* outp, const T* gp, const A* lsep, int64_t i0,
+                 int64_t rows) {
     const int64_t d = dm.d;
     load_rows(qp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, q.data());
     load_rows(gp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, dout.data());
@@ -221,7 +226,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
   const int64_t d = dm.d;
   // Pass 1: dK, dV per (batch, kv head, key tile), summed over the query heads of the group.
   const int64_t ktiles = dm.k_tiles();
-  parallel_for(dm.batch * dm.hkv * ktiles, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(dm.batch * dm.hkv * ktiles, Dims::grain(kTileK * dm.tq * dm.group * d), [&](int64_t begin, int64_t end) {
     QueryTile<T> qt(d);
     std::vector<A> kt(d * kTileK), vtt(d * kTileK), dk(kTileK * d), dv(kTileK * d), s(kTileQ * kTileK),
         dp(kTileQ * kTileK);
@@ -264,7 +269,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
   });
   // Pass 2: dQ per (batch, query head, query tile).
   const int64_t qtiles = dm.q_tiles();
-  parallel_for(dm.batch * dm.hq * qtiles, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(dm.batch * dm.hq * qtiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
     QueryTile<T> qt(d);
     std::vector<A> kt(d * kTileK), kk(kTileK * d), vtt(d * kTileK), dq(kTileQ * d), s(kTileQ * kTileK),
         dp(kTileQ * kTileK);
@@ -313,8 +318,10 @@ void CpuBackend::attention_backward(const Tensor& grad_out, const Tensor& q, con
                                     const Tensor& out, const Tensor& lse, double scale, bool causal,
                                     const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
   const Dims dm = check_shapes("attention_backward", q, k, v, out, lse, causal);
-  for (const auto& [t, like, name] : {std::tuple{&grad_out, &q, "grad_out"}, {&grad_q, &q, "grad_q"},
-                                      {&grad_k, &k, "grad_k"}, {&grad_v, &v, "grad_v"}}) {
+  for (const auto& [t, like, name] : {std::tuple{&grad_out, &q, "grad_out"},
+                                      {&grad_q, &q, "grad_q"},
+                                      {&grad_k, &k, "grad_k"},
+                                      {&grad_v, &v, "grad_v"}}) {
     QTUNE_CHECK(t->shape() == like->shape() && t->dtype() == like->dtype(), "attention_backward: ", name, " ",
                 shape_str(t->shape()), " ", dtype_name(t->dtype()), " must match ", shape_str(like->shape()), " ",
                 dtype_name(like->dtype()));

@@ -26,8 +26,8 @@ void check_row_stat(const char* kernel, const Tensor& t, const char* name, int64
 void check_inputs(const char* kernel, const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   QTUNE_CHECK(logits.dim() == 2, kernel, ": logits must be [N, V], got ", shape_str(logits.shape()));
   QTUNE_CHECK(targets.dtype() == DType::i64, kernel, ": targets must be i64, got ", dtype_name(targets.dtype()));
-  QTUNE_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), kernel, ": targets ",
-              shape_str(targets.shape()), " do not match logits ", shape_str(logits.shape()));
+  QTUNE_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), kernel, ": targets ", shape_str(targets.shape()),
+              " do not match logits ", shape_str(logits.shape()));
   check_contiguous(kernel, logits, "logits");
   check_contiguous(kernel, targets, "targets");
   const int64_t rows = logits.size(0), vocab = logits.size(1);
