@@ -6,13 +6,18 @@
 // two race-free passes: one task per (batch, kv head, key tile) owns dK/dV of that tile (summing
 // over every query head of its group), one task per (batch, query head, query tile) owns dQ. That
 // recomputes S and dP once more than a single pass would, but needs no atomics and no per-thread
-// full-size accumulators. All scratch is tile-sized, in the accumulation type (f32, f64 for f64).
+// full-size accumulators. All scratch is tile-sized, in the accumulation type (f32, f64 for f64);
+// the tile products go through Eigen, whose small-GEMM kernels vectorize far better than loops.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
 #include <utility>
 #include <vector>
+
+// The tasks are the parallelism; Eigen must not start threads of its own inside them.
+#define EIGEN_DONT_PARALLELIZE
+#include <Eigen/Core>
 
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cpu/kernel_util.h"
@@ -78,26 +83,22 @@ void load_rows(const T* src, int64_t stride, int64_t rows, int64_t d, A* dst) {
     for (int64_t x = 0; x < d; ++x) dst[r * d + x] = load(src + r * stride + x);
 }
 
-// dst[x][r] = src row r element x: a transposed tile so score rows are computed as axpys.
-template <class T, class A>
-void load_rows_t(const T* src, int64_t stride, int64_t rows, int64_t d, A* dst) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t x = 0; x < d; ++x) dst[x * kTileK + r] = load(src + r * stride + x);
+template <class A>
+using TileMat = Eigen::Matrix<A, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+// A row-major tile in scratch: `rows` x `cols` with rows `stride` apart.
+template <class A>
+Eigen::Map<TileMat<A>, 0, Eigen::OuterStride<>> tile(A* p, int64_t rows, int64_t cols, int64_t stride) {
+  return {p, rows, cols, Eigen::OuterStride<>(stride)};
+}
+template <class A>
+Eigen::Map<const TileMat<A>, 0, Eigen::OuterStride<>> tile(const A* p, int64_t rows, int64_t cols, int64_t stride) {
+  return {p, rows, cols, Eigen::OuterStride<>(stride)};
 }
 
-// s[r][c] = alpha * sum_x a[r][x] * bt[x][c] for r < rows, c < cols; s and bt have row length kTileK.
+// s = alpha * a @ b^T for a: [rows, d], b: [cols, d]; s has rows kTileK apart.
 template <class A>
-void tile_scores(const A* a, const A* bt, int64_t rows, int64_t cols, int64_t d, A alpha, A* s) {
-  for (int64_t r = 0; r < rows; ++r) {
-    A* sr = s + r * kTileK;
-    std::fill(sr, sr + cols, A(0));
-    for (int64_t x = 0; x < d; ++x) {
-      const A av = a[r * d + x];
-      const A* br = bt + x * kTileK;
-      for (int64_t c = 0; c < cols; ++c) sr[c] += av * br[c];
-    }
-    for (int64_t c = 0; c < cols; ++c) sr[c] *= alpha;
-  }
+void tile_scores(const A* a, const A* b, int64_t rows, int64_t cols, int64_t d, A alpha, A* s) {
+  tile(s, rows, cols, kTileK).noalias() = alpha * tile(a, rows, d, d) * tile(b, cols, d, d).transpose();
 }
 
 // Sets s[r][c] = -inf where key j0 + c is in the future of query i0 + r.
@@ -139,7 +140,7 @@ void forward_impl(const Dims& dm, const T* q, const T* k, const T* v, acc_t<T> s
   using A = acc_t<T>;
   const int64_t d = dm.d, tiles = dm.q_tiles();
   parallel_for(dm.batch * dm.hq * tiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
-    std::vector<A> qt(kTileQ * d), acc(kTileQ * d), kt(d * kTileK), vt(kTileK * d), s(kTileQ * kTileK);
+    std::vector<A> qt(kTileQ * d), acc(kTileQ * d), kt(kTileK * d), vt(kTileK * d), s(kTileQ * kTileK);
     std::vector<A> m(kTileQ), l(kTileQ);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / tiles, b = bh / dm.hq, h = bh % dm.hq;
@@ -152,28 +153,32 @@ void forward_impl(const Dims& dm, const T* q, const T* k, const T* v, acc_t<T> s
       const int64_t key_end = dm.key_end(i0 + rows);
       for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {
         const int64_t cols = std::min(kTileK, key_end - j0);
-        load_rows_t(k + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, kt.data());
+        load_rows(k + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, kt.data());
         load_rows(v + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, vt.data());
         tile_scores(qt.data(), kt.data(), rows, cols, d, scale, s.data());
         apply_causal_mask(dm, i0, j0, rows, cols, s.data());
         for (int64_t r = 0; r < rows; ++r) {
           A* sr = s.data() + r * kTileK;
           const A m_new = std::max(m[r], *std::max_element(sr, sr + cols));
-          if (m_new == -std::numeric_limits<A>::infinity()) continue;  // no visible key yet
+          if (m_new == -std::numeric_limits<A>::infinity()) {  // no visible key yet: contributes nothing
+            std::fill(sr, sr + cols, A(0));
+            continue;
+          }
           // Rescale what was accumulated under the old max (exp(-inf) = 0 on the first tile).
           const A alpha = std::exp(m[r] - m_new);
           A* ar = acc.data() + r * d;
           for (int64_t x = 0; x < d; ++x) ar[x] *= alpha;
           A sum = 0;
           for (int64_t c = 0; c < cols; ++c) {
-            const A p = std::exp(sr[c] - m_new);
-            sum += p;
-            const A* vr = vt.data() + c * d;
-            for (int64_t x = 0; x < d; ++x) ar[x] += p * vr[x];
+            sr[c] = std::exp(sr[c] - m_new);
+            sum += sr[c];
           }
           l[r] = l[r] * alpha + sum;
           m[r] = m_new;
         }
+        const A* sp = s.data();
+        const A* vp = vt.data();
+        tile(acc.data(), rows, d, d).noalias() += tile(sp, rows, cols, kTileK) * tile(vp, cols, d, d);
       }
       for (int64_t r = 0; r < rows; ++r) {
         T* o = out + hr.q_base + (i0 + r) * hr.q_stride;
@@ -207,14 +212,15 @@ struct QueryTile {
 };
 
 // From q tile and k/v tiles: s <- P, dp <- dS = P * (dO V^T - D).
+// kt, vt: the key and value tiles, [cols, d].
 template <class T>
-void recompute_ds(const Dims& dm, const QueryTile<T>& qt, const acc_t<T>* kt, const acc_t<T>* vtt, int64_t i0,
+void recompute_ds(const Dims& dm, const QueryTile<T>& qt, const acc_t<T>* kt, const acc_t<T>* vt, int64_t i0,
                   int64_t j0, int64_t rows, int64_t cols, acc_t<T> scale, acc_t<T>* s, acc_t<T>* dp) {
   using A = acc_t<T>;
   tile_scores(qt.q.data(), kt, rows, cols, dm.d, scale, s);
   apply_causal_mask(dm, i0, j0, rows, cols, s);
   probabilities(qt.lse.data(), rows, cols, s);
-  tile_scores(qt.dout.data(), vtt, rows, cols, dm.d, A(1), dp);
+  tile_scores(qt.dout.data(), vt, rows, cols, dm.d, A(1), dp);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dp[r * kTileK + c] = s[r * kTileK + c] * (dp[r * kTileK + c] - qt.delta[r]);
 }
@@ -228,15 +234,15 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
   const int64_t ktiles = dm.k_tiles();
   parallel_for(dm.batch * dm.hkv * ktiles, Dims::grain(kTileK * dm.tq * dm.group * d), [&](int64_t begin, int64_t end) {
     QueryTile<T> qt(d);
-    std::vector<A> kt(d * kTileK), vtt(d * kTileK), dk(kTileK * d), dv(kTileK * d), s(kTileQ * kTileK),
+    std::vector<A> kt(kTileK * d), vt(kTileK * d), dk(kTileK * d), dv(kTileK * d), s(kTileQ * kTileK),
         dp(kTileQ * kTileK);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / ktiles, b = bh / dm.hkv, hk = bh % dm.hkv;
       const int64_t j0 = tile_of(task % ktiles, ktiles, dm.causal) * kTileK;
       const int64_t cols = std::min(kTileK, dm.tk - j0);
       const HeadRows kr = head_rows(dm, b, hk * dm.group);
-      load_rows_t(k + kr.k_base + j0 * kr.k_stride, kr.k_stride, cols, d, kt.data());
-      load_rows_t(v + kr.k_base + j0 * kr.k_stride, kr.k_stride, cols, d, vtt.data());
+      load_rows(k + kr.k_base + j0 * kr.k_stride, kr.k_stride, cols, d, kt.data());
+      load_rows(v + kr.k_base + j0 * kr.k_stride, kr.k_stride, cols, d, vt.data());
       std::fill(dk.begin(), dk.end(), A(0));
       std::fill(dv.begin(), dv.end(), A(0));
       for (int64_t h = hk * dm.group; h < (hk + 1) * dm.group; ++h) {
@@ -244,20 +250,13 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
         for (int64_t i0 = dm.query_begin(j0); i0 < dm.tq; i0 += kTileQ) {
           const int64_t rows = std::min(kTileQ, dm.tq - i0);
           qt.load_tile(dm, hr, q, out, g, lse, i0, rows);
-          recompute_ds(dm, qt, kt.data(), vtt.data(), i0, j0, rows, cols, scale, s.data(), dp.data());
-          for (int64_t r = 0; r < rows; ++r) {
-            const A* dor = qt.dout.data() + r * d;
-            const A* qr = qt.q.data() + r * d;
-            for (int64_t c = 0; c < cols; ++c) {
-              const A p = s[r * kTileK + c], ds = dp[r * kTileK + c] * scale;
-              A* dvr = dv.data() + c * d;
-              A* dkr = dk.data() + c * d;
-              for (int64_t x = 0; x < d; ++x) {
-                dvr[x] += p * dor[x];
-                dkr[x] += ds * qr[x];
-              }
-            }
-          }
+          recompute_ds(dm, qt, kt.data(), vt.data(), i0, j0, rows, cols, scale, s.data(), dp.data());
+          const A* sp = s.data();
+          const A* dsp = dp.data();
+          tile(dv.data(), cols, d, d).noalias() +=
+              tile(sp, rows, cols, kTileK).transpose() * tile(qt.dout.data(), rows, d, d);
+          tile(dk.data(), cols, d, d).noalias() +=
+              scale * tile(dsp, rows, cols, kTileK).transpose() * tile(qt.q.data(), rows, d, d);
         }
       }
       for (int64_t c = 0; c < cols; ++c)
@@ -271,8 +270,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
   const int64_t qtiles = dm.q_tiles();
   parallel_for(dm.batch * dm.hq * qtiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
     QueryTile<T> qt(d);
-    std::vector<A> kt(d * kTileK), kk(kTileK * d), vtt(d * kTileK), dq(kTileQ * d), s(kTileQ * kTileK),
-        dp(kTileQ * kTileK);
+    std::vector<A> kt(kTileK * d), vt(kTileK * d), dq(kTileQ * d), s(kTileQ * kTileK), dp(kTileQ * kTileK);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / qtiles, b = bh / dm.hq, h = bh % dm.hq;
       const int64_t i0 = tile_of(task % qtiles, qtiles, dm.causal) * kTileQ, rows = std::min(kTileQ, dm.tq - i0);
@@ -283,18 +281,12 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
       for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {
         const int64_t cols = std::min(kTileK, key_end - j0);
         const T* kp = k + hr.k_base + j0 * hr.k_stride;
-        load_rows_t(kp, hr.k_stride, cols, d, kt.data());
-        load_rows(kp, hr.k_stride, cols, d, kk.data());
-        load_rows_t(v + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, vtt.data());
-        recompute_ds(dm, qt, kt.data(), vtt.data(), i0, j0, rows, cols, scale, s.data(), dp.data());
-        for (int64_t r = 0; r < rows; ++r) {
-          A* dqr = dq.data() + r * d;
-          for (int64_t c = 0; c < cols; ++c) {
-            const A ds = dp[r * kTileK + c] * scale;
-            const A* kr = kk.data() + c * d;
-            for (int64_t x = 0; x < d; ++x) dqr[x] += ds * kr[x];
-          }
-        }
+        load_rows(kp, hr.k_stride, cols, d, kt.data());
+        load_rows(v + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, vt.data());
+        recompute_ds(dm, qt, kt.data(), vt.data(), i0, j0, rows, cols, scale, s.data(), dp.data());
+        const A* dsp = dp.data();
+        const A* kp_tile = kt.data();
+        tile(dq.data(), rows, d, d).noalias() += scale * tile(dsp, rows, cols, kTileK) * tile(kp_tile, cols, d, d);
       }
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
