@@ -111,12 +111,13 @@ void apply_causal_mask(const Dims& dm, int64_t i0, int64_t j0, int64_t rows, int
   }
 }
 
-// p[r][c] = exp(s[r][c] - lse[r]); a query that sees no key at all (lse = -inf) has p = 0.
+// p[r][c] = exp(s[r][c] - lse[r]); a query that sees no key at all (lse = -inf) has p = 0. (A NaN
+// lse stays NaN, so bad inputs show in the gradients too.)
 template <class A>
 void probabilities(const A* lse, int64_t rows, int64_t cols, A* s) {
   for (int64_t r = 0; r < rows; ++r) {
     A* sr = s + r * kTileK;
-    if (!std::isfinite(lse[r])) {
+    if (lse[r] == -std::numeric_limits<A>::infinity()) {
       std::fill(sr, sr + cols, A(0));
       continue;
     }
