@@ -1,0 +1,51 @@
+#include "ops/cross_entropy.h"
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/check.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+
+namespace qtune::ops {
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  QTUNE_CHECK(logits.dim() == targets.dim() + 1 && logits.dim() >= 2 && logits.dim() <= 3,
+              "cross_entropy: logits must be [N, V] or [B, T, V] with targets [N] or [B, T], got logits ",
+              shape_str(logits.shape()), " and targets ", shape_str(targets.shape()));
+  for (size_t d = 0; d < targets.dim(); ++d)
+    QTUNE_CHECK(targets.size(static_cast<int64_t>(d)) == logits.size(static_cast<int64_t>(d)),
+                "cross_entropy: targets ", shape_str(targets.shape()), " do not match logits ",
+                shape_str(logits.shape()));
+  QTUNE_CHECK(targets.dtype() == DType::i64, "cross_entropy: targets must be i64, got ", dtype_name(targets.dtype()));
+  QTUNE_CHECK(logits.device() == targets.device(), "cross_entropy: logits and targets are on different devices");
+  const int64_t vocab = logits.size(-1);
+  const Tensor rows = logits.detach().contiguous().view({-1, vocab});  // [N, V]
+  const Tensor tg = targets.detach().contiguous().view({-1});          // [N]
+  const int64_t n = rows.size(0);
+  const DType stat = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor row_loss = Tensor::empty({n}, stat, logits.device()), lse = Tensor::empty({n}, stat, logits.device());
+  Backend& backend = backend_for(logits.device());
+  if (n > 0) backend.cross_entropy(rows, tg, ignore_index, row_loss, lse);
+  int64_t count = 0;
+  for (int64_t t : tg.to_vector<int64_t>()) count += t != ignore_index;
+  // The mean over counted rows; ignored rows hold 0, and no counted row means a loss of 0.
+  const double inv_count = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
+  Tensor loss;
+  {
+    NoGradGuard no_grad;
+    loss = scale(sum(row_loss), inv_count);
+  }
+  if (autograd::needs_grad({logits}))
+    autograd::record("cross_entropy", {logits}, {loss},
+                     [rows, tg, lse, ignore_index, inv_count, shape = logits.shape()](const std::vector<Tensor>& g) {
+                       const Tensor grad_loss = scale(g[0].reshape({1}).expand({rows.size(0)}), inv_count);
+                       Tensor grad = Tensor::empty(rows.shape(), rows.dtype(), rows.device());
+                       if (rows.size(0) > 0)
+                         backend_for(rows.device())
+                             .cross_entropy_backward(rows, tg, ignore_index, lse, grad_loss.contiguous(), grad);
+                       return std::vector<Tensor>{grad.view(shape)};
+                     });
+  return loss;
+}
+
+}  // namespace qtune::ops

@@ -1,0 +1,15 @@
+#pragma once
+// Differentiable fused cross-entropy (log-softmax + negative log-likelihood in one kernel).
+#include <cstdint>
+
+#include "engine/tensor.h"
+
+namespace qtune::ops {
+
+// logits: [N, V] or [B, T, V]; targets: i64 [N] or [B, T]. Returns the mean loss over positions
+// whose target is not ignore_index, as a 0-d tensor (f32 for f32/bf16/f16 logits, f64 for f64).
+// When every position is ignored the loss is 0 and the gradient is zero (never NaN). A target
+// outside [0, V) other than ignore_index throws naming the target and V.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
+}  // namespace qtune::ops

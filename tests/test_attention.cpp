@@ -1,0 +1,200 @@
+// Scaled dot-product attention: f64 gradient checks across shapes that exercise GQA, the causal
+// offset of a KV cache, non-causal attention and multi-tile sequences; PyTorch goldens in f64 and
+// f32; non-contiguous inputs; bad-input errors; and the memory of backward at T = 1024.
+#include <malloc.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "engine/allocator.h"
+#include "engine/autograd.h"
+#include "engine/rng.h"
+#include "ops/attention.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+#include "tests/testing.h"
+
+using namespace qtune;
+
+// Every operator new/delete of this test binary is counted, so the backward memory test also sees
+// scratch a kernel takes from the C++ heap (not only what goes through qtune's allocator). Kept
+// out of line: inlined into std::allocator, GCC misreads malloc/free here as mismatched.
+namespace {
+std::atomic<size_t> g_heap_now{0}, g_heap_peak{0};
+}  // namespace
+
+[[gnu::noinline]] void* operator new(size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  const size_t size = malloc_usable_size(p);
+  const size_t now = g_heap_now.fetch_add(size) + size;
+  size_t peak = g_heap_peak.load();
+  while (now > peak && !g_heap_peak.compare_exchange_weak(peak, now)) {
+  }
+  return p;
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  g_heap_now.fetch_sub(malloc_usable_size(p));
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, size_t) noexcept { operator delete(p); }
+
+namespace {
+
+Tensor attn(const std::vector<Tensor>& x, bool causal) {
+  return ops::scaled_dot_product_attention(x[0], x[1], x[2], causal);
+}
+
+// B, Tq, Tk, Hq, Hkv, D
+void check_gradients(int64_t b, int64_t tq, int64_t tk, int64_t hq, int64_t hkv, int64_t d, bool causal) {
+  CAPTURE(tq);
+  CAPTURE(tk);
+  CAPTURE(causal);
+  Tensor q = testing::random_f64({b, tq, hq, d}, 11, -2.0, 2.0).requires_grad_();
+  Tensor k = testing::random_f64({b, tk, hkv, d}, 12, -2.0, 2.0).requires_grad_();
+  Tensor v = testing::random_f64({b, tk, hkv, d}, 13).requires_grad_();
+  CHECK(testing::gradcheck([causal](auto& x) { return attn(x, causal); }, {q, k, v}) <= 1.0);
+}
+
+// Runs the golden case in `dtype`; returns {out, grad_q, grad_k, grad_v} as f64.
+std::vector<Tensor> run_golden(testing::GoldenCase& c, DType dtype, bool causal) {
+  std::vector<Tensor> leaves;
+  for (const char* name : {"q", "k", "v"}) leaves.push_back(c[name].detach().to(dtype).requires_grad_());
+  Tensor out = attn(leaves, causal);
+  ops::sum(ops::mul(out, c["w"].detach().to(dtype))).backward();
+  return {out.to(DType::f64), leaves[0].grad().to(DType::f64), leaves[1].grad().to(DType::f64),
+          leaves[2].grad().to(DType::f64)};
+}
+
+}  // namespace
+
+TEST_CASE("attention gradients (f64 finite differences)") {
+  check_gradients(2, 5, 5, 4, 2, 3, true);    // GQA, square causal
+  check_gradients(1, 3, 7, 2, 1, 4, true);    // KV cache: causal offset Tk - Tq = 4
+  check_gradients(1, 4, 6, 2, 2, 3, false);   // non-causal, Tq != Tk
+  check_gradients(1, 5, 3, 2, 1, 2, true);    // Tq > Tk: the first queries see no key at all
+  check_gradients(1, 70, 70, 2, 1, 2, true);  // two query and key tiles, T not a multiple of 64
+  check_gradients(1, 65, 130, 2, 2, 2, false);
+  check_gradients(1, 20, 140, 4, 1, 2, true);  // three key tiles behind a short query block
+}
+
+TEST_CASE("attention matches PyTorch (f64 and f32)") {
+  auto golden = testing::load_golden("ops_b.json");
+  for (const char* name : {"attn_causal_gqa", "attn_kv_cache", "attn_noncausal", "attn_long_causal"}) {
+    CAPTURE(std::string(name));
+    testing::GoldenCase& c = golden.at(name);
+    const bool causal = std::string(name) != "attn_noncausal";
+    const char* expected[] = {"out", "grad_q", "grad_k", "grad_v"};
+    const std::vector<Tensor> f64 = run_golden(c, DType::f64, causal);
+    for (size_t i = 0; i < f64.size(); ++i) QTUNE_CHECK_CLOSE(f64[i], c[expected[i]], 1e-10, 1e-12);
+    const std::vector<Tensor> f32 = run_golden(c, DType::f32, causal);
+    for (size_t i = 0; i < f32.size(); ++i) QTUNE_CHECK_CLOSE(f32[i], c[expected[i]], 1e-4, 1e-5);
+  }
+}
+
+TEST_CASE("attention in bf16 and f16 stays close to f32") {
+  auto golden = testing::load_golden("ops_b.json");
+  testing::GoldenCase& c = golden.at("attn_long_causal");
+  const std::vector<Tensor> ref = run_golden(c, DType::f32, true);
+  for (DType dt : {DType::bf16, DType::f16}) {
+    CAPTURE(dtype_name(dt));
+    const std::vector<Tensor> low = run_golden(c, dt, true);
+    QTUNE_CHECK_CLOSE(low[0], ref[0], 3e-2, 3e-2);
+    QTUNE_CHECK_CLOSE(low[1], ref[1], 5e-2, 5e-2);
+  }
+}
+
+TEST_CASE("attention results do not depend on the thread count") {
+  // Large enough that every pass splits its tiles across threads; each task owns its outputs, so
+  // one thread and many must agree bit for bit.
+  Generator gen(5);
+  const Tensor q0 = rand({2, 300, 4, 16}, DType::f32, Device::cpu(), &gen, -2, 2);
+  const Tensor k0 = rand({2, 300, 2, 16}, DType::f32, Device::cpu(), &gen, -2, 2);
+  const Tensor v0 = rand({2, 300, 2, 16}, DType::f32, Device::cpu(), &gen, -1, 1);
+  const Tensor g0 = rand({2, 300, 4, 16}, DType::f32, Device::cpu(), &gen, -1, 1);
+  auto run = [&] {
+    Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
+    Tensor out = ops::scaled_dot_product_attention(q, k, v);
+    out.backward(g0);
+    return std::vector<std::vector<float>>{out.to_vector<float>(), q.grad().to_vector<float>(),
+                                           k.grad().to_vector<float>(), v.grad().to_vector<float>()};
+  };
+  const auto threaded = run();
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto serial = run();
+  omp_set_num_threads(threads);
+  CHECK(threaded == serial);
+#endif
+  // And the f32 result agrees with the f64 computation of the same inputs.
+  Tensor q = q0.to(DType::f64).requires_grad_(), k = k0.to(DType::f64).requires_grad_();
+  Tensor v = v0.to(DType::f64).requires_grad_();
+  Tensor out = ops::scaled_dot_product_attention(q, k, v);
+  out.backward(g0.to(DType::f64));
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[0], out.shape()), out, 1e-4, 1e-5);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[1], q.shape()), q.grad(), 1e-3, 1e-4);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[2], k.shape()), k.grad(), 1e-3, 1e-4);
+  QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[3], v.shape()), v.grad(), 1e-3, 1e-4);
+}
+
+TEST_CASE("attention accepts non-contiguous q, k, v") {
+  // [B, H, T, D] storage viewed as [B, T, H, D], the layout a fused QKV projection produces.
+  Tensor q = testing::random_f64({1, 4, 9, 3}, 21).transpose(1, 2);
+  Tensor k = testing::random_f64({1, 2, 9, 3}, 22).transpose(1, 2);
+  Tensor v = testing::random_f64({1, 2, 9, 3}, 23).transpose(1, 2);
+  REQUIRE_FALSE(q.is_contiguous());
+  CHECK(attn({q, k, v}, true).to_vector<double>() ==
+        attn({q.contiguous(), k.contiguous(), v.contiguous()}, true).to_vector<double>());
+  Tensor qs = testing::random_f64({1, 2, 6, 2}, 24).requires_grad_();
+  Tensor ks = testing::random_f64({1, 2, 6, 2}, 25).requires_grad_();
+  Tensor vs = testing::random_f64({1, 2, 6, 2}, 26).requires_grad_();
+  CHECK(testing::gradcheck(
+            [](auto& x) {
+              return attn({x[0].transpose(1, 2), x[1].transpose(1, 2), x[2].transpose(1, 2)}, true);
+            },
+            {qs, ks, vs}) <= 1.0);
+}
+
+TEST_CASE("attention rejects bad shapes with clear errors") {
+  Tensor q = Tensor::zeros({1, 4, 4, 8}), k = Tensor::zeros({1, 4, 2, 8});
+  CHECK_THROWS_WITH_AS(ops::scaled_dot_product_attention(q, Tensor::zeros({1, 4, 2, 4}), Tensor::zeros({1, 4, 2, 4})),
+                       doctest::Contains("head dims differ"), Error);
+  CHECK_THROWS_WITH_AS(ops::scaled_dot_product_attention(q, Tensor::zeros({1, 4, 3, 8}), Tensor::zeros({1, 4, 3, 8})),
+                       doctest::Contains("multiple of kv heads"), Error);
+  CHECK_THROWS_WITH_AS(ops::scaled_dot_product_attention(q, k, Tensor::zeros({1, 5, 2, 8})),
+                       doctest::Contains("same shape"), Error);
+  CHECK_THROWS_WITH_AS(ops::scaled_dot_product_attention(q, k, k.to(DType::f64)), doctest::Contains("dtypes differ"),
+                       Error);
+}
+
+TEST_CASE("attention backward never holds a [T, T] score matrix") {
+  constexpr int64_t T = 1024, D = 16;
+  const size_t full_scores = static_cast<size_t>(T * T) * sizeof(float);
+  Generator gen(7);
+  Tensor q = rand({1, T, 1, D}, DType::f32, Device::cpu(), &gen, -1, 1).requires_grad_();
+  Tensor k = rand({1, T, 1, D}, DType::f32, Device::cpu(), &gen, -1, 1).requires_grad_();
+  Tensor v = rand({1, T, 1, D}, DType::f32, Device::cpu(), &gen, -1, 1).requires_grad_();
+  Tensor grad = rand({1, T, 1, D}, DType::f32, Device::cpu(), &gen, -1, 1);
+  Tensor out = ops::scaled_dot_product_attention(q, k, v);
+
+  reset_peak_memory(Device::cpu());
+  const size_t tracked_before = memory_stats(Device::cpu()).allocated;
+  const size_t heap_before = g_heap_now.load();
+  g_heap_peak.store(heap_before);
+  out.backward(grad);
+  const size_t tracked_peak = memory_stats(Device::cpu()).peak_allocated - tracked_before;
+  const size_t heap_peak = g_heap_peak.load() - heap_before;
+  MESSAGE("backward peak: allocator ", tracked_peak, " B, C++ heap ", heap_peak, " B; a score matrix is ", full_scores,
+          " B");
+  // The three gradients alone are 3 * T * D * 4 = 192 KiB; a score matrix would be 4 MiB.
+  CHECK(tracked_peak > 0);
+  CHECK(tracked_peak < full_scores / 8);
+  CHECK(heap_peak < full_scores / 8);
+  CHECK(q.grad().defined());
+}

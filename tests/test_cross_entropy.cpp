@@ -1,0 +1,65 @@
+// Fused cross-entropy with ignore_index: f64 gradient checks for [N, V] and [B, T, V], PyTorch
+// goldens in f64 and f32, the all-ignored case, output dtypes and bad-target errors.
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
+#include "tests/testing.h"
+
+using namespace qtune;
+
+TEST_CASE("cross_entropy gradients (f64 finite differences)") {
+  const Tensor t2 = Tensor::from_vector<int64_t>({2, -100, 0, 4}, {4});
+  Tensor l2 = testing::random_f64({4, 5}, 1, -3.0, 3.0).requires_grad_();
+  CHECK(testing::gradcheck([&](auto& x) { return ops::cross_entropy(x[0], t2); }, {l2}) <= 1.0);
+  const Tensor t3 = Tensor::from_vector<int64_t>({1, 3, -100, 0, 0, 2}, {2, 3});
+  Tensor l3 = testing::random_f64({2, 3, 4}, 2, -3.0, 3.0).requires_grad_();
+  CHECK(testing::gradcheck([&](auto& x) { return ops::cross_entropy(x[0], t3); }, {l3}) <= 1.0);
+  // A custom ignore_index leaves -100 as an ordinary (here out of range) value, so use 1 instead.
+  const Tensor t4 = Tensor::from_vector<int64_t>({1, 3, 0}, {3});
+  Tensor l4 = testing::random_f64({3, 4}, 3, -3.0, 3.0).requires_grad_();
+  CHECK(testing::gradcheck([&](auto& x) { return ops::cross_entropy(x[0], t4, 1); }, {l4}) <= 1.0);
+}
+
+TEST_CASE("cross_entropy matches PyTorch (f64 and f32)") {
+  auto golden = testing::load_golden("ops_b.json");
+  for (const char* name : {"ce_2d", "ce_3d"}) {
+    CAPTURE(std::string(name));
+    testing::GoldenCase& c = golden.at(name);
+    for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
+      CAPTURE(dtype_name(dt));
+      const double rtol = dt == DType::f64 ? 1e-12 : (dt == DType::f32 ? 1e-5 : 2e-2);
+      const double atol = dt == DType::f64 ? 1e-13 : (dt == DType::f32 ? 1e-6 : 2e-2);
+      Tensor logits = c["logits"].detach().to(dt).requires_grad_();
+      Tensor loss = ops::cross_entropy(logits, c["targets"]);
+      CHECK(loss.dim() == 0);
+      CHECK(loss.dtype() == (dt == DType::f64 ? DType::f64 : DType::f32));
+      ops::mul(loss, c["w"].to(loss.dtype())).backward();
+      CHECK(logits.grad().dtype() == dt);
+      // bf16 logits are rounded before the loss, so that path is compared against rounded inputs' loss.
+      QTUNE_CHECK_CLOSE(loss, c["out"], rtol, dt == DType::bf16 ? 5e-2 : atol);
+      QTUNE_CHECK_CLOSE(logits.grad(), c["grad_logits"], rtol, atol);
+    }
+  }
+}
+
+TEST_CASE("cross_entropy with every position ignored is zero, with zero gradients") {
+  Tensor logits = testing::random_f64({3, 4}, 4).requires_grad_();
+  Tensor loss = ops::cross_entropy(logits, Tensor::full({3}, -100, DType::i64));
+  CHECK(loss.item() == 0.0);
+  loss.backward();
+  for (double g : logits.grad().to_vector<double>()) CHECK(g == 0.0);
+}
+
+TEST_CASE("cross_entropy rejects bad targets and shapes") {
+  Tensor logits = Tensor::zeros({2, 7});
+  CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_vector<int64_t>({1, 9}, {2})),
+                       doctest::Contains("target 9 at row 1 is out of range for V = 7"), Error);
+  CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_vector<int64_t>({-1, 0}, {2})),
+                       doctest::Contains("target -1"), Error);
+  CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_vector<int64_t>({1, 2, 3}, {3})),
+                       doctest::Contains("do not match logits"), Error);
+  CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_vector<int32_t>({1, 2}, {2})),
+                       doctest::Contains("targets must be i64"), Error);
+}
