@@ -19,12 +19,12 @@ Tensor silu(const Tensor& x) {
 }
 
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  QTUNE_CHECK(gate.shape() == up.shape(), "swiglu: gate ", shape_str(gate.shape()), " and up ",
-              shape_str(up.shape()), " must have the same shape");
+  QTUNE_CHECK(gate.shape() == up.shape(), "swiglu: gate ", shape_str(gate.shape()), " and up ", shape_str(up.shape()),
+              " must have the same shape");
   QTUNE_CHECK(gate.dtype() == up.dtype(), "swiglu: dtypes differ (", dtype_name(gate.dtype()), " vs ",
               dtype_name(up.dtype()), "); cast one side first");
-  QTUNE_CHECK(gate.device() == up.device(), "swiglu: devices differ (", gate.device().str(), " vs ",
-              up.device().str(), ")");
+  QTUNE_CHECK(gate.device() == up.device(), "swiglu: devices differ (", gate.device().str(), " vs ", up.device().str(),
+              ")");
   const Tensor g = gate.detach().contiguous(), u = up.detach().contiguous();
   Tensor out = Tensor::empty(gate.shape(), gate.dtype(), gate.device());
   backend_for(gate.device()).swiglu(g, u, out);

@@ -56,7 +56,8 @@ std::pair<Tensor, Tensor> tables(const std::vector<int64_t>& positions, int64_t 
 
 Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeScaling& scaling, DType dtype) {
   check_rope_args(head_dim, theta, scaling, dtype);
-  if (dtype == DType::f64) return Tensor::from_vector(inv_freq_values<double>(head_dim, theta, scaling), {head_dim / 2});
+  if (dtype == DType::f64)
+    return Tensor::from_vector(inv_freq_values<double>(head_dim, theta, scaling), {head_dim / 2});
   return Tensor::from_vector(inv_freq_values<float>(head_dim, theta, scaling), {head_dim / 2});
 }
 
@@ -73,8 +74,7 @@ std::pair<Tensor, Tensor> rope_tables(const Tensor& positions, int64_t head_dim,
 
 std::pair<Tensor, Tensor> rope_tables(int64_t start, int64_t length, int64_t head_dim, double theta,
                                       const RopeScaling& scaling, DType dtype, Device device) {
-  QTUNE_CHECK(start >= 0 && length >= 0, "rope_tables: start ", start, " and length ", length,
-              " must be non-negative");
+  QTUNE_CHECK(start >= 0 && length >= 0, "rope_tables: start ", start, " and length ", length, " must be non-negative");
   std::vector<int64_t> pos(static_cast<size_t>(length));
   for (int64_t t = 0; t < length; ++t) pos[static_cast<size_t>(t)] = start + t;
   check_rope_args(head_dim, theta, scaling, dtype);

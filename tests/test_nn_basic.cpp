@@ -80,7 +80,8 @@ TEST_CASE("Linear: parameters, torch's uniform init and forward") {
   CHECK(names_of(no_bias) == std::vector<std::string>{"weight"});
   CHECK_FALSE(no_bias.bias().defined());
   CHECK(no_bias.weight().dtype() == DType::f64);
-  CHECK(testing::gradcheck([&](auto& in) { return no_bias(in[0]); }, {testing::random_f64({2, 4}, 2).requires_grad_()}) <= 1.0);
+  CHECK(testing::gradcheck([&](auto& in) { return no_bias(in[0]); },
+                           {testing::random_f64({2, 4}, 2).requires_grad_()}) <= 1.0);
   CHECK_THROWS_AS(nn::Linear(0, 3), Error);
 }
 
@@ -96,10 +97,10 @@ TEST_CASE("Embedding: N(0, 1) init, row lookup and gradient") {
   const Tensor y = emb(ids);
   CHECK(y.shape() == Shape{2, 2, 96});
   QTUNE_CHECK_CLOSE(y.select(0, 1).select(0, 0), emb.weight().detach().select(0, 127), 0.0, 1e-300);  // exact
-  QTUNE_CHECK_CLOSE(y.select(0, 1).select(0, 1), emb.weight().detach().select(0, 5), 0.0, 1e-300);  // exact
+  QTUNE_CHECK_CLOSE(y.select(0, 1).select(0, 1), emb.weight().detach().select(0, 5), 0.0, 1e-300);    // exact
   ops::sum(y).backward();
   const auto g = emb.weight().grad().to_vector<float>();
-  CHECK(g[5 * 96] == 2.0f);    // id 5 appears twice
+  CHECK(g[5 * 96] == 2.0f);  // id 5 appears twice
   CHECK(g[127 * 96] == 1.0f);
   CHECK(g[1 * 96] == 0.0f);
   CHECK_THROWS_WITH_AS(emb(Tensor::from_vector<int64_t>({128}, {1})), doctest::Contains("V = 128"), Error);

@@ -76,7 +76,8 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
     message = e.what();
   }
   REQUIRE_MESSAGE(!message.empty(), "expected a qtune::Error");
-  for (const std::string& part : parts) CHECK_MESSAGE(message.find(part) != std::string::npos, "'", part, "' not in: ", message);
+  for (const std::string& part : parts)
+    CHECK_MESSAGE(message.find(part) != std::string::npos, "'", part, "' not in: ", message);
 }
 
 }  // namespace
@@ -85,19 +86,30 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
 
 TEST_CASE("elementwise ops match torch") {
   const double rtol = 1e-12, atol = 1e-14;
-  check_golden("add", {"a", "b"}, [](auto& x) { return ops::add(x[0], x[1]); }, rtol, atol);
-  check_golden("sub", {"a", "b"}, [](auto& x) { return ops::sub(x[0], x[1]); }, rtol, atol);
-  check_golden("mul", {"a", "b"}, [](auto& x) { return ops::mul(x[0], x[1]); }, rtol, atol);
-  check_golden("div", {"a", "b"}, [](auto& x) { return ops::div(x[0], x[1]); }, rtol, atol);
-  check_golden("exp", {"x"}, [](auto& x) { return ops::exp(x[0]); }, rtol, atol);
-  check_golden("log", {"x"}, [](auto& x) { return ops::log(x[0]); }, rtol, atol);
-  check_golden("sqrt", {"x"}, [](auto& x) { return ops::sqrt(x[0]); }, rtol, atol);
-  check_golden("rsqrt", {"x"}, [](auto& x) { return ops::rsqrt(x[0]); }, rtol, atol);
-  check_golden("square", {"x"}, [](auto& x) { return ops::square(x[0]); }, rtol, atol);
+  check_golden(
+      "add", {"a", "b"}, [](auto& x) { return ops::add(x[0], x[1]); }, rtol, atol);
+  check_golden(
+      "sub", {"a", "b"}, [](auto& x) { return ops::sub(x[0], x[1]); }, rtol, atol);
+  check_golden(
+      "mul", {"a", "b"}, [](auto& x) { return ops::mul(x[0], x[1]); }, rtol, atol);
+  check_golden(
+      "div", {"a", "b"}, [](auto& x) { return ops::div(x[0], x[1]); }, rtol, atol);
+  check_golden(
+      "exp", {"x"}, [](auto& x) { return ops::exp(x[0]); }, rtol, atol);
+  check_golden(
+      "log", {"x"}, [](auto& x) { return ops::log(x[0]); }, rtol, atol);
+  check_golden(
+      "sqrt", {"x"}, [](auto& x) { return ops::sqrt(x[0]); }, rtol, atol);
+  check_golden(
+      "rsqrt", {"x"}, [](auto& x) { return ops::rsqrt(x[0]); }, rtol, atol);
+  check_golden(
+      "square", {"x"}, [](auto& x) { return ops::square(x[0]); }, rtol, atol);
   const double exponent = golden("pow").at("exponent").item();
-  check_golden("pow", {"x"}, [&](auto& x) { return ops::pow(x[0], exponent); }, rtol, atol);
+  check_golden(
+      "pow", {"x"}, [&](auto& x) { return ops::pow(x[0], exponent); }, rtol, atol);
   const double alpha = golden("scale").at("alpha").item();
-  check_golden("scale", {"x"}, [&](auto& x) { return ops::scale(x[0], alpha); }, rtol, atol);
+  check_golden(
+      "scale", {"x"}, [&](auto& x) { return ops::scale(x[0], alpha); }, rtol, atol);
 }
 
 TEST_CASE("elementwise gradients (finite differences)") {
@@ -113,19 +125,25 @@ TEST_CASE("elementwise gradients (finite differences)") {
   check_grad([](auto& x) { return ops::pow(x[0], 2.5); }, {rand_req({2, 5}, 14, 0.2, 3.0)});
   check_grad([](auto& x) { return ops::scale(x[0], -1.75); }, {rand_req({2, 5}, 15)});
   // A non-contiguous (transposed) input goes through the strided kernels.
-  check_grad([](auto& x) { return ops::mul(x[0].transpose(0, 1), x[1]); }, {rand_req({4, 3}, 16), rand_req({3, 4}, 17)});
+  check_grad([](auto& x) { return ops::mul(x[0].transpose(0, 1), x[1]); },
+             {rand_req({4, 3}, 16), rand_req({3, 4}, 17)});
 }
 
 // ---- reductions --------------------------------------------------------------------------------------
 
 TEST_CASE("sum and mean match torch") {
   const double rtol = 1e-12, atol = 1e-14;
-  check_golden("sum_all", {"x"}, [](auto& x) { return ops::sum(x[0]); }, rtol, atol);
+  check_golden(
+      "sum_all", {"x"}, [](auto& x) { return ops::sum(x[0]); }, rtol, atol);
   const auto d1 = dims_of(golden("sum_dims")), d2 = dims_of(golden("sum_keepdim")), d3 = dims_of(golden("mean_dims"));
-  check_golden("sum_dims", {"x"}, [&](auto& x) { return ops::sum(x[0], d1); }, rtol, atol);
-  check_golden("sum_keepdim", {"x"}, [&](auto& x) { return ops::sum(x[0], d2, true); }, rtol, atol);
-  check_golden("mean_all", {"x"}, [](auto& x) { return ops::mean(x[0]); }, rtol, atol);
-  check_golden("mean_dims", {"x"}, [&](auto& x) { return ops::mean(x[0], d3); }, rtol, atol);
+  check_golden(
+      "sum_dims", {"x"}, [&](auto& x) { return ops::sum(x[0], d1); }, rtol, atol);
+  check_golden(
+      "sum_keepdim", {"x"}, [&](auto& x) { return ops::sum(x[0], d2, true); }, rtol, atol);
+  check_golden(
+      "mean_all", {"x"}, [](auto& x) { return ops::mean(x[0]); }, rtol, atol);
+  check_golden(
+      "mean_dims", {"x"}, [&](auto& x) { return ops::mean(x[0], d3); }, rtol, atol);
 }
 
 TEST_CASE("sum and mean gradients (finite differences)") {
@@ -144,17 +162,21 @@ TEST_CASE("matmul and linear match torch") {
        {"matmul", "matmul_ta", "matmul_tb", "matmul_tatb", "matmul_batch_shared", "matmul_batch_bcast"}) {
     const GoldenCase& c = golden(name);
     const bool ta = c.at("trans_a").item() != 0, tb = c.at("trans_b").item() != 0;
-    check_golden(name, {"a", "b"}, [&](auto& x) { return ops::matmul(x[0], x[1], ta, tb); }, rtol, atol);
+    check_golden(
+        name, {"a", "b"}, [&](auto& x) { return ops::matmul(x[0], x[1], ta, tb); }, rtol, atol);
   }
-  check_golden("linear_bias", {"x", "weight", "bias"}, [](auto& x) { return ops::linear(x[0], x[1], x[2]); }, rtol,
-               atol);
-  check_golden("linear_nobias", {"x", "weight"}, [](auto& x) { return ops::linear(x[0], x[1]); }, rtol, atol);
+  check_golden(
+      "linear_bias", {"x", "weight", "bias"}, [](auto& x) { return ops::linear(x[0], x[1], x[2]); }, rtol, atol);
+  check_golden(
+      "linear_nobias", {"x", "weight"}, [](auto& x) { return ops::linear(x[0], x[1]); }, rtol, atol);
 }
 
 TEST_CASE("matmul and linear gradients (finite differences)") {
   check_grad([](auto& x) { return ops::matmul(x[0], x[1]); }, {rand_req({3, 4}, 30), rand_req({4, 5}, 31)});
-  check_grad([](auto& x) { return ops::matmul(x[0], x[1], true, false); }, {rand_req({4, 3}, 32), rand_req({4, 5}, 33)});
-  check_grad([](auto& x) { return ops::matmul(x[0], x[1], false, true); }, {rand_req({3, 4}, 34), rand_req({5, 4}, 35)});
+  check_grad([](auto& x) { return ops::matmul(x[0], x[1], true, false); },
+             {rand_req({4, 3}, 32), rand_req({4, 5}, 33)});
+  check_grad([](auto& x) { return ops::matmul(x[0], x[1], false, true); },
+             {rand_req({3, 4}, 34), rand_req({5, 4}, 35)});
   check_grad([](auto& x) { return ops::matmul(x[0], x[1], true, true); },
              {rand_req({2, 4, 3}, 36), rand_req({2, 5, 4}, 37)});
   check_grad([](auto& x) { return ops::matmul(x[0], x[1]); }, {rand_req({2, 3, 3, 4}, 38), rand_req({4, 2}, 39)});
@@ -167,13 +189,16 @@ TEST_CASE("matmul and linear gradients (finite differences)") {
 // ---- activations ---------------------------------------------------------------------------------------
 
 TEST_CASE("silu and swiglu match torch") {
-  check_golden("silu", {"x"}, [](auto& x) { return ops::silu(x[0]); }, 1e-12, 1e-14);
-  check_golden("swiglu", {"gate", "up"}, [](auto& x) { return ops::swiglu(x[0], x[1]); }, 1e-12, 1e-14);
+  check_golden(
+      "silu", {"x"}, [](auto& x) { return ops::silu(x[0]); }, 1e-12, 1e-14);
+  check_golden(
+      "swiglu", {"gate", "up"}, [](auto& x) { return ops::swiglu(x[0], x[1]); }, 1e-12, 1e-14);
 }
 
 TEST_CASE("silu and swiglu gradients (finite differences)") {
   check_grad([](auto& x) { return ops::silu(x[0]); }, {rand_req({3, 7}, 50, -6.0, 6.0)});
-  check_grad([](auto& x) { return ops::swiglu(x[0], x[1]); }, {rand_req({2, 3, 5}, 51, -6.0, 6.0), rand_req({2, 3, 5}, 52)});
+  check_grad([](auto& x) { return ops::swiglu(x[0], x[1]); },
+             {rand_req({2, 3, 5}, 51, -6.0, 6.0), rand_req({2, 3, 5}, 52)});
   // Only one side requiring grad.
   check_grad([](auto& x) { return ops::swiglu(x[0], x[1]); }, {rand_req({4, 5}, 53), testing::random_f64({4, 5}, 54)});
 }
@@ -200,9 +225,10 @@ TEST_CASE("fused swiglu equals silu(gate) * up on a large parallel tensor, forwa
 // ---- embedding ---------------------------------------------------------------------------------------------
 
 TEST_CASE("embedding matches torch, with i64 and i32 ids") {
-  check_golden("embedding", {"weight", "ids"}, [](auto& x) { return ops::embedding(x[0], x[1]); }, 0.0, 1e-300);
-  check_golden("embedding", {"weight", "ids"}, [](auto& x) { return ops::embedding(x[0], x[1].to(DType::i32)); },
-               0.0, 1e-300);
+  check_golden(
+      "embedding", {"weight", "ids"}, [](auto& x) { return ops::embedding(x[0], x[1]); }, 0.0, 1e-300);
+  check_golden(
+      "embedding", {"weight", "ids"}, [](auto& x) { return ops::embedding(x[0], x[1].to(DType::i32)); }, 0.0, 1e-300);
 }
 
 TEST_CASE("embedding gradient (finite differences) and scatter-add with repeated ids") {
@@ -221,7 +247,8 @@ TEST_CASE("embedding gradient (finite differences) and scatter-add with repeated
   const auto gv = g.to_vector<double>();
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < cols; ++c)
-      expected[static_cast<size_t>(id_values[static_cast<size_t>(i)] * cols + c)] += gv[static_cast<size_t>(i * cols + c)];
+      expected[static_cast<size_t>(id_values[static_cast<size_t>(i)] * cols + c)] +=
+          gv[static_cast<size_t>(i * cols + c)];
   QTUNE_CHECK_CLOSE(weight.grad(), Tensor::from_vector(expected, {vocab, cols}), 1e-13, 1e-14);
 }
 
@@ -249,11 +276,15 @@ TEST_CASE("rmsnorm matches torch in f64, f32 and bf16") {
 }
 
 TEST_CASE("rmsnorm gradients (finite differences)") {
-  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); }, {rand_req({2, 3, 8}, 70, -2.0, 2.0), rand_req({8}, 71, 0.5, 1.5)});
-  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); }, {rand_req({4, 6}, 72), testing::random_f64({6}, 73)});
-  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); }, {testing::random_f64({4, 6}, 74), rand_req({6}, 75)});
+  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); },
+             {rand_req({2, 3, 8}, 70, -2.0, 2.0), rand_req({8}, 71, 0.5, 1.5)});
+  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); },
+             {rand_req({4, 6}, 72), testing::random_f64({6}, 73)});
+  check_grad([](auto& x) { return ops::rmsnorm(x[0], x[1], 1e-5); },
+             {testing::random_f64({4, 6}, 74), rand_req({6}, 75)});
   // A non-contiguous input.
-  check_grad([](auto& x) { return ops::rmsnorm(x[0].transpose(0, 1), x[1], 1e-5); }, {rand_req({6, 4}, 76), rand_req({6}, 77)});
+  check_grad([](auto& x) { return ops::rmsnorm(x[0].transpose(0, 1), x[1], 1e-5); },
+             {rand_req({6, 4}, 76), rand_req({6}, 77)});
 }
 
 TEST_CASE("fused rmsnorm equals the composed formula on a large parallel tensor, forward and backward") {
@@ -281,7 +312,8 @@ TEST_CASE("rope matches torch in f64") {
   const double theta = c.at("theta").item();
   const int64_t dim = c.at("x").size(3);
   auto [cos, sin] = ops::rope_tables(c.at("positions"), dim, theta, {}, DType::f64);
-  check_golden("rope", {"x"}, [&](auto& x) { return ops::rope(x[0], cos, sin); }, 1e-12, 1e-14);
+  check_golden(
+      "rope", {"x"}, [&](auto& x) { return ops::rope(x[0], cos, sin); }, 1e-12, 1e-14);
 }
 
 TEST_CASE("rope matches transformers in f32, default and llama3 scaling") {
@@ -300,7 +332,8 @@ TEST_CASE("rope matches transformers in f32, default and llama3 scaling") {
     }
     QTUNE_CHECK_CLOSE(ops::rope_inv_freq(dim, theta, scaling).to(DType::f64), c.at("inv_freq"), 1.2e-7, 0.0);
     auto [cos, sin] = ops::rope_tables(c.at("positions"), dim, theta, scaling);
-    check_golden(name, {"x"}, [&](auto& x) { return ops::rope(x[0], cos, sin); }, 1e-6, 2e-6, DType::f32);
+    check_golden(
+        name, {"x"}, [&](auto& x) { return ops::rope(x[0], cos, sin); }, 1e-6, 2e-6, DType::f32);
   }
   // The llama3 case exercises all three bands: some frequencies kept, some divided by the factor,
   // some interpolated.
@@ -310,9 +343,12 @@ TEST_CASE("rope matches transformers in f32, default and llama3 scaling") {
   const auto a = plain.to_vector<double>(), b = ops::rope_inv_freq(16, 10000.0, l3, DType::f64).to_vector<double>();
   int kept = 0, divided = 0, between = 0;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (b[i] == a[i]) ++kept;
-    else if (std::fabs(b[i] - a[i] / l3.factor) < 1e-15) ++divided;
-    else if (b[i] < a[i] && b[i] > a[i] / l3.factor) ++between;
+    if (b[i] == a[i])
+      ++kept;
+    else if (std::fabs(b[i] - a[i] / l3.factor) < 1e-15)
+      ++divided;
+    else if (b[i] < a[i] && b[i] > a[i] / l3.factor)
+      ++between;
   }
   CHECK(kept > 0);
   CHECK(divided > 0);

@@ -22,9 +22,12 @@ void with_checked_ids(const char* kernel, const Tensor& ids, int64_t vocab, F&& 
                   " at position ", n, " is out of range for a vocabulary of V = ", vocab);
     f(p);
   };
-  if (ids.dtype() == DType::i64) run(int64_t{});
-  else if (ids.dtype() == DType::i32) run(int32_t{});
-  else QTUNE_FAIL(kernel, ": ids must be i32 or i64, got ", dtype_name(ids.dtype()));
+  if (ids.dtype() == DType::i64)
+    run(int64_t{});
+  else if (ids.dtype() == DType::i32)
+    run(int32_t{});
+  else
+    QTUNE_FAIL(kernel, ": ids must be i32 or i64, got ", dtype_name(ids.dtype()));
 }
 
 }  // namespace
@@ -41,10 +44,12 @@ void CpuBackend::embedding(const Tensor& weight, const Tensor& ids, const Tensor
   auto* dst = static_cast<unsigned char*>(out.data_ptr());
   const size_t row_bytes = static_cast<size_t>(cols) * weight.element_size();
   with_checked_ids("embedding", ids, vocab, [&](const auto* p) {
-    parallel_for(ids.numel(), std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n)
-        std::memcpy(dst + static_cast<size_t>(n) * row_bytes, src + static_cast<size_t>(p[n]) * row_bytes, row_bytes);
-    });
+    parallel_for(ids.numel(), std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t n = begin; n < end; ++n)
+                     std::memcpy(dst + static_cast<size_t>(n) * row_bytes, src + static_cast<size_t>(p[n]) * row_bytes,
+                                 row_bytes);
+                 });
   });
 }
 

@@ -15,10 +15,11 @@ void check_rows(const char* kernel, const Tensor& x, const Tensor& weight, const
               " and weight ", shape_str(weight.shape()), " must be [N, C] and [C]");
   QTUNE_CHECK(y.shape() == x.shape(), kernel, ": output ", shape_str(y.shape()), " must match x ",
               shape_str(x.shape()));
-  QTUNE_CHECK(rstd.dim() == 1 && rstd.size(0) == x.size(0), kernel, ": rstd ", shape_str(rstd.shape()),
-              " must be [", x.size(0), "]");
-  QTUNE_CHECK(weight.dtype() == x.dtype() && y.dtype() == x.dtype(), kernel, ": x, weight and output must share a dtype (",
-              dtype_name(x.dtype()), ", ", dtype_name(weight.dtype()), ", ", dtype_name(y.dtype()), ")");
+  QTUNE_CHECK(rstd.dim() == 1 && rstd.size(0) == x.size(0), kernel, ": rstd ", shape_str(rstd.shape()), " must be [",
+              x.size(0), "]");
+  QTUNE_CHECK(weight.dtype() == x.dtype() && y.dtype() == x.dtype(), kernel,
+              ": x, weight and output must share a dtype (", dtype_name(x.dtype()), ", ", dtype_name(weight.dtype()),
+              ", ", dtype_name(y.dtype()), ")");
   const DType stat = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
   QTUNE_CHECK(rstd.dtype() == stat, kernel, ": rstd must be ", dtype_name(stat), ", got ", dtype_name(rstd.dtype()));
   for (const Tensor* t : {&x, &weight, &y, &rstd}) check_contiguous(kernel, *t, "every operand");

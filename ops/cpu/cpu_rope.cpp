@@ -14,8 +14,8 @@ void CpuBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, boo
   QTUNE_CHECK(cos.shape() == Shape({seq, half}) && sin.shape() == cos.shape(), "rope: cos ", shape_str(cos.shape()),
               " and sin ", shape_str(sin.shape()), " must be [T, D/2] = [", seq, ", ", half, "] for x ",
               shape_str(x.shape()));
-  QTUNE_CHECK(y.shape() == x.shape() && y.dtype() == x.dtype(), "rope: output ", shape_str(y.shape()),
-              " must match x ", shape_str(x.shape()));
+  QTUNE_CHECK(y.shape() == x.shape() && y.dtype() == x.dtype(), "rope: output ", shape_str(y.shape()), " must match x ",
+              shape_str(x.shape()));
   const DType table = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
   QTUNE_CHECK(cos.dtype() == table && sin.dtype() == table, "rope: cos/sin must be ", dtype_name(table), " for ",
               dtype_name(x.dtype()), " x");

@@ -8,8 +8,8 @@ namespace qtune::nn {
 
 Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, const Options& options)
     : Module("Embedding"), num_embeddings_(num_embeddings), embedding_dim_(embedding_dim) {
-  QTUNE_CHECK(num_embeddings > 0 && embedding_dim > 0, "Embedding: sizes must be positive, got ", num_embeddings,
-              " x ", embedding_dim);
+  QTUNE_CHECK(num_embeddings > 0 && embedding_dim > 0, "Embedding: sizes must be positive, got ", num_embeddings, " x ",
+              embedding_dim);
   NoGradGuard no_grad;
   weight_ = randn({num_embeddings, embedding_dim}, options.dtype, options.device, options.generator);
   register_parameter("weight", &weight_);
