@@ -23,9 +23,10 @@ QTUNE_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo)
   lo = static_cast<uint32_t>(p);
 }
 
-QTUNE_HD Philox4 philox4x32(uint64_t counter, uint64_t seed) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+// The full Philox4x32-10 bijection: a 128-bit counter (words c0..c3) under a 64-bit key (k0, k1),
+// as in Random123's philox4x32 (its known-answer vectors are checked in tests/test_rng.cpp).
+QTUNE_HD Philox4 philox4x32_10(Philox4 counter, uint32_t k0, uint32_t k1) {
+  uint32_t c0 = counter.v[0], c1 = counter.v[1], c2 = counter.v[2], c3 = counter.v[3];
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, lo0, hi1, lo1;
     philox_mulhilo(0xD2511F53u, c0, hi0, lo0);
@@ -36,6 +37,13 @@ QTUNE_HD Philox4 philox4x32(uint64_t counter, uint64_t seed) {
     k1 += 0xBB67AE85u;
   }
   return {{c0, c1, c2, c3}};
+}
+
+// The stream's block function: counter = (low word, high word, 0, 0) of `counter`,
+// key = (low word, high word) of `seed`.
+QTUNE_HD Philox4 philox4x32(uint64_t counter, uint64_t seed) {
+  return philox4x32_10({{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}},
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 // [0, 1) with 24 random bits: exactly representable in f32.
