@@ -413,8 +413,19 @@ void Tensor::set_data(const Tensor& other) const {
 // ---- printing -----------------------------------------------------------------------------------
 
 namespace {
+enum class PrintAs { floating, integer, boolean };
+
+void print_scalar(std::ostream& out, double v, PrintAs as) {
+  if (as == PrintAs::boolean)
+    out << (v != 0 ? "true" : "false");
+  else if (as == PrintAs::integer)
+    out << static_cast<int64_t>(v);
+  else
+    out << v;
+}
+
 void print_values(std::ostream& out, const std::vector<double>& values, const Shape& shape, size_t dim,
-                  int64_t base, bool integral) {
+                  int64_t base, PrintAs as) {
   const int64_t inner = numel_of(Shape(shape.begin() + static_cast<long>(dim) + 1, shape.end()));
   const int64_t n = shape[dim];
   const bool elide = n > 6;
@@ -425,13 +436,9 @@ void print_values(std::ostream& out, const std::vector<double>& values, const Sh
       i = n - 3;
     }
     if (dim + 1 == shape.size()) {
-      const double v = values[static_cast<size_t>(base + i)];
-      if (integral)
-        out << static_cast<int64_t>(v);
-      else
-        out << v;
+      print_scalar(out, values[static_cast<size_t>(base + i)], as);
     } else {
-      print_values(out, values, shape, dim + 1, base + i * inner, integral);
+      print_values(out, values, shape, dim + 1, base + i * inner, as);
     }
     if (i + 1 < n) out << (dim + 1 == shape.size() ? ", " : ",\n ");
   }
@@ -445,10 +452,13 @@ std::string Tensor::str() const {
   out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype()) << ", device=" << device().str()
       << (requires_grad() ? ", requires_grad" : "") << ")\n";
   const std::vector<double> values = to_vector<double>();
+  const PrintAs as = dtype() == DType::boolean ? PrintAs::boolean
+                     : is_integral(dtype())    ? PrintAs::integer
+                                               : PrintAs::floating;
   if (dim() == 0)
-    out << values[0];
+    print_scalar(out, values[0], as);
   else
-    print_values(out, values, shape(), 0, 0, is_integral(dtype()));
+    print_values(out, values, shape(), 0, 0, as);
   return out.str();
 }
 
