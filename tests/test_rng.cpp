@@ -100,6 +100,25 @@ TEST_CASE("Generator determinism and offsets") {
   CHECK(rand({64}, DType::f64, Device::cpu(), &g).to_vector<double>() == u32);
 }
 
+TEST_CASE("reduced-precision uniforms stay below 1 and use the dtype's significand bits") {
+  const int64_t n = 100000;
+  for (DType dt : {DType::bf16, DType::f16}) {
+    CAPTURE(dtype_name(dt));
+    const int digits = dt == DType::bf16 ? 8 : 11;
+    Generator gen(31);
+    const auto u = rand({n}, dt, Device::cpu(), &gen).to_vector<double>();
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t word = numerics::philox4x32(static_cast<uint64_t>(i) / 4, 31).v[i % 4];
+      REQUIRE(u[static_cast<size_t>(i)] == std::ldexp(static_cast<double>(word >> (32 - digits)), -digits));
+      REQUIRE(u[static_cast<size_t>(i)] < 1.0);
+      sum += u[static_cast<size_t>(i)];
+    }
+    // Mean of k / 2^d over k uniform in [0, 2^d): 0.5 - 2^-(d+1).
+    CHECK(std::fabs(sum / n - (0.5 - std::ldexp(1.0, -digits - 1))) < 5 * std::sqrt(1.0 / 12 / n));
+  }
+}
+
 TEST_CASE("uniform and normal statistics over 1e5 samples") {
   const int64_t n = 100000;
   Generator gen(2024);

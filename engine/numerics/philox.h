@@ -4,7 +4,8 @@
 // kernels produce identical streams without sharing any state.
 //
 // Stream layout (the contract every backend follows):
-//   uniform element i  = word (i % 4) of philox(counter = offset + i / 4, key = seed)
+//   uniform element i  = word (i % 4) of philox(counter = offset + i / 4, key = seed), its top
+//                        24 bits (f32, f64), 11 bits (f16) or 8 bits (bf16) as a fraction in [0, 1)
 //   normal  element i  = Box-Muller on words (2*(i%2), 2*(i%2)+1) of block offset + i / 2
 // so a fill of n uniforms consumes ceil(n / 4) blocks and a fill of n normals ceil(n / 2).
 #include <cmath>
@@ -49,8 +50,18 @@ QTUNE_HD Philox4 philox4x32(uint64_t counter, uint64_t seed) {
 // [0, 1) with 24 random bits: exactly representable in f32.
 QTUNE_HD float uniform_from_bits(uint32_t u) { return static_cast<float>(u >> 8) * 5.9604644775390625e-08f; }
 
-QTUNE_HD float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i) {
-  return uniform_from_bits(philox4x32(offset + i / 4, seed).v[i % 4]);
+// [0, 1) from the top `digits` (1..24) bits of u. With the significand width of the destination
+// (bf16 8, f16 11, f32 24) every value is exact there, so rounding can never yield 1.0; 24 bits in
+// a bf16 tensor would round ~0.2% of draws up to 1.0. (torch also draws `digits` bits per dtype.)
+QTUNE_HD float uniform_from_bits(uint32_t u, int digits) {
+  return static_cast<float>(u >> (32 - digits)) * (1.0f / static_cast<float>(1u << digits));
+}
+
+// Significand digits used for uniforms stored as f32/f64 (24), f16 (11) and bf16 (8).
+constexpr int kUniformDigitsF32 = 24, kUniformDigitsF16 = 11, kUniformDigitsBF16 = 8;
+
+QTUNE_HD float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i, int digits = kUniformDigitsF32) {
+  return uniform_from_bits(philox4x32(offset + i / 4, seed).v[i % 4], digits);
 }
 
 QTUNE_HD float philox_normal(uint64_t seed, uint64_t offset, uint64_t i) {
