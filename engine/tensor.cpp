@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <ostream>
 #include <sstream>
@@ -413,19 +414,10 @@ void Tensor::set_data(const Tensor& other) const {
 // ---- printing -----------------------------------------------------------------------------------
 
 namespace {
-enum class PrintAs { floating, integer, boolean };
+// Writes element `i` (row-major) of the tensor being printed.
+using ElementPrinter = std::function<void(std::ostream&, size_t)>;
 
-void print_scalar(std::ostream& out, double v, PrintAs as) {
-  if (as == PrintAs::boolean)
-    out << (v != 0 ? "true" : "false");
-  else if (as == PrintAs::integer)
-    out << static_cast<int64_t>(v);
-  else
-    out << v;
-}
-
-void print_values(std::ostream& out, const std::vector<double>& values, const Shape& shape, size_t dim,
-                  int64_t base, PrintAs as) {
+void print_values(std::ostream& out, const ElementPrinter& element, const Shape& shape, size_t dim, int64_t base) {
   const int64_t inner = numel_of(Shape(shape.begin() + static_cast<long>(dim) + 1, shape.end()));
   const int64_t n = shape[dim];
   const bool elide = n > 6;
@@ -435,11 +427,10 @@ void print_values(std::ostream& out, const std::vector<double>& values, const Sh
       out << (dim + 1 == shape.size() ? "..., " : "...,\n ");
       i = n - 3;
     }
-    if (dim + 1 == shape.size()) {
-      print_scalar(out, values[static_cast<size_t>(base + i)], as);
-    } else {
-      print_values(out, values, shape, dim + 1, base + i * inner, as);
-    }
+    if (dim + 1 == shape.size())
+      element(out, static_cast<size_t>(base + i));
+    else
+      print_values(out, element, shape, dim + 1, base + i * inner);
     if (i + 1 < n) out << (dim + 1 == shape.size() ? ", " : ",\n ");
   }
   out << "]";
@@ -451,14 +442,24 @@ std::string Tensor::str() const {
   std::ostringstream out;
   out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype()) << ", device=" << device().str()
       << (requires_grad() ? ", requires_grad" : "") << ")\n";
-  const std::vector<double> values = to_vector<double>();
-  const PrintAs as = dtype() == DType::boolean ? PrintAs::boolean
-                     : is_integral(dtype())    ? PrintAs::integer
-                                               : PrintAs::floating;
+  // Integers are read as int64: through double, ids above 2^53 would print wrong.
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  ElementPrinter element;
+  if (dtype() == DType::boolean) {
+    ints = to_vector<int64_t>();
+    element = [&](std::ostream& o, size_t i) { o << (ints[i] != 0 ? "true" : "false"); };
+  } else if (is_integral(dtype())) {
+    ints = to_vector<int64_t>();
+    element = [&](std::ostream& o, size_t i) { o << ints[i]; };
+  } else {
+    floats = to_vector<double>();
+    element = [&](std::ostream& o, size_t i) { o << floats[i]; };
+  }
   if (dim() == 0)
-    print_scalar(out, values[0], as);
+    element(out, 0);
   else
-    print_values(out, values, shape(), 0, 0, as);
+    print_values(out, element, shape(), 0, 0);
   return out.str();
 }
 

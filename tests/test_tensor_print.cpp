@@ -24,6 +24,8 @@ TEST_CASE("str() of small, large, integer, bool and scalar tensors") {
   CHECK(Tensor::ones({1}).requires_grad_().str() == "Tensor(shape=[1], dtype=f32, device=cpu, requires_grad)\n[1]");
   CHECK(Tensor().str() == "Tensor(undefined)");
   CHECK(Tensor::scalar(1e12, DType::i64).str() == "Tensor(shape=[], dtype=i64, device=cpu)\n1000000000000");
+  CHECK(Tensor::from_vector<int64_t>({(int64_t{1} << 53) + 1, -7}, {2}).str() ==
+        "Tensor(shape=[2], dtype=i64, device=cpu)\n[9007199254740993, -7]");
   CHECK(Tensor::scalar(1, DType::boolean).str() == "Tensor(shape=[], dtype=bool, device=cpu)\ntrue");
   // A strided view prints its logical values.
   CHECK(Tensor::arange(4).reshape({2, 2}).transpose(0, 1).str() ==
