@@ -146,6 +146,8 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
     }
     QTUNE_CHECK(g.shape() == root.shape(), "backward: gradient shape ", shape_str(g.shape()),
                 " does not match output shape ", shape_str(root.shape()));
+    // Backward rules assume the gradient has their output's dtype (binary ops refuse mixed dtypes).
+    if (g.dtype() != root.dtype()) g = g.to(root.dtype());
     if (!root.grad_fn()) {
       accumulate_leaf(*root.impl(), g);
       continue;

@@ -75,6 +75,16 @@ TEST_CASE("requires_grad propagation, leaves and NoGradGuard") {
   CHECK_THROWS_WITH_AS((a * b).backward(), doctest::Contains("one-element"), Error);
 }
 
+TEST_CASE("an explicit output gradient of another dtype is cast to the output's dtype") {
+  Tensor x = Tensor::from_vector<float>({1, 2}, {2}).requires_grad_();
+  Tensor y = x * x;
+  y.backward(Tensor::from_vector<double>({0.5, -1.0}, {2}));
+  CHECK(x.grad().dtype() == DType::f32);
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{1.0f, -4.0f});
+  CHECK_THROWS_WITH_AS(y.detach().requires_grad_().backward(Tensor::ones({3})), doctest::Contains("gradient shape"),
+                       Error);
+}
+
 TEST_CASE("a released graph refuses a second backward; retain_graph allows it") {
   Tensor x = Tensor::from_vector<double>({1, 2}, {2}).requires_grad_();
   Tensor y = ops::sum(ops::exp(x));
