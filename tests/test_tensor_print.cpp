@@ -191,3 +191,30 @@ TEST_CASE("view() succeeds exactly when a strided view exists, and reads the rig
   CHECK(views > 500);
   CHECK(refusals > 500);
 }
+
+TEST_CASE("copy_ between two strided layouts and dtypes writes exactly the destination view") {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 300; ++trial) {
+    const Shape shape{1 + static_cast<int64_t>(rng() % 4), 1 + static_cast<int64_t>(rng() % 5),
+                      1 + static_cast<int64_t>(rng() % 3)};
+    // Source: an f64 arange seen through a permutation of a larger tensor, narrowed to `shape`.
+    std::vector<int64_t> perm{0, 1, 2};
+    std::shuffle(perm.begin(), perm.end(), rng);
+    Shape big_src(3);
+    for (size_t d = 0; d < 3; ++d) big_src[static_cast<size_t>(perm[d])] = shape[d] + 1;
+    Tensor src = Tensor::arange(numel_of(big_src)).to(DType::f64).reshape(big_src).permute(perm);
+    for (int d = 0; d < 3; ++d) src = src.narrow(d, 1, shape[static_cast<size_t>(d)]);
+    // Destination: a transposed window of a zeroed i32 buffer.
+    Tensor buffer = Tensor::zeros({shape[2] + 2, shape[1], shape[0] + 1}, DType::i32);
+    Tensor dst = buffer.permute({2, 1, 0}).narrow(0, 1, shape[0]).narrow(2, 2, shape[2]);
+    REQUIRE(dst.shape() == shape);
+    dst.copy_(src);
+    const auto want = src.contiguous().to_vector<int64_t>();
+    CHECK(dst.contiguous().to_vector<int64_t>() == want);
+    // Everything outside the window is still zero: the sum of the buffer equals the sum copied.
+    int64_t copied = 0, total = 0;
+    for (int64_t v : want) copied += v;
+    for (int64_t v : buffer.to_vector<int64_t>()) total += v;
+    CHECK(total == copied);
+  }
+}
