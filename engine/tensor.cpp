@@ -222,6 +222,8 @@ Tensor Tensor::reshape(const Shape& requested) const {
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   if (dim() == 0) return reshape({1});
   const int s = normalize_dim(start_dim, dim()), e = normalize_dim(end_dim, dim());
+  QTUNE_CHECK(s <= e, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim, " for a tensor of rank ",
+              dim());
   Shape shape(this->shape().begin(), this->shape().begin() + s);
   int64_t merged = 1;
   for (int i = s; i <= e; ++i) merged *= this->shape()[static_cast<size_t>(i)];

@@ -63,6 +63,10 @@ TEST_CASE("bad views, reshapes and ranges fail with messages that name the probl
   CHECK_THROWS_WITH_AS(t.permute({0}), doctest::Contains("1 dims given for a tensor of rank 2"), Error);
   CHECK_THROWS_WITH_AS(t.transpose(0, 2), doctest::Contains("dim 2 is out of range for a tensor of rank 2"), Error);
   CHECK_THROWS_WITH_AS(t.squeeze(0), doctest::Contains("squeeze: dim 0 has size 2"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::zeros({2, 3, 4}).flatten(2, 1), doctest::Contains("flatten: start_dim 2"), Error);
+  CHECK(Tensor::zeros({2, 3, 4}).flatten(-2).shape() == Shape{2, 12});
+  CHECK(Tensor::zeros({2, 3, 4}).flatten(1, 1).shape() == Shape{2, 3, 4});
+  CHECK(Tensor::scalar(3.0).flatten().shape() == Shape{1});
   CHECK_THROWS_WITH_AS(t.copy_(Tensor::zeros({3, 2})), doctest::Contains("copy_"), Error);
   CHECK_THROWS_WITH_AS(t.item(), doctest::Contains("one-element"), Error);
   CHECK_THROWS_WITH_AS(t.data<double>(), doctest::Contains("data<f64>() on a tensor of dtype f32"), Error);
