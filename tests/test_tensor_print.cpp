@@ -74,6 +74,13 @@ TEST_CASE("bad views, reshapes and ranges fail with messages that name the probl
   CHECK_THROWS_WITH_AS(Tensor::from_doubles({1, 2, 3}, {2, 2}), doctest::Contains("3 values for shape [2, 2]"), Error);
   CHECK_THROWS_WITH_AS(dtype_from_name("f17"), doctest::Contains("unknown dtype 'f17'"), Error);
   CHECK_THROWS_WITH_AS(parse_device("gpu"), doctest::Contains("bad device 'gpu'"), Error);
+  CHECK_THROWS_WITH_AS(parse_device("cuda:"), doctest::Contains("bad device 'cuda:'"), Error);
+  CHECK_THROWS_WITH_AS(parse_device("cuda:-1"), doctest::Contains("bad device"), Error);
+  CHECK_THROWS_WITH_AS(parse_device("cuda:99999999999"), doctest::Contains("bad device"), Error);
+  CHECK(parse_device("cuda:3") == Device::cuda(3));
+  CHECK(parse_device("cuda") == Device::cuda(0));
+  CHECK(parse_device("cpu").str() == "cpu");
+  CHECK(Device::cuda(2).str() == "cuda:2");
 }
 
 TEST_CASE("asking for CUDA on a machine without one throws, never falls back") {
