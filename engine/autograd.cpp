@@ -1,5 +1,7 @@
 #include "engine/autograd.h"
 
+#include <atomic>
+#include <limits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -9,6 +11,7 @@
 namespace qtune {
 namespace {
 thread_local bool g_grad_enabled = true;
+std::atomic<uint64_t> g_next_sequence_nr{0};
 
 // a + b as a new tensor (never in place: either side may be shared with another consumer).
 Tensor add_grads(const Tensor& a, const Tensor& b) {
@@ -35,6 +38,13 @@ void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
 Tensor ones_like_meta(const OutputMeta& meta, double value) { return Tensor::full(meta.shape, value, meta.dtype, meta.device); }
 
 }  // namespace
+
+Node::Node(std::string name, std::vector<Edge> inputs, std::vector<OutputMeta> outputs, BackwardFn fn)
+    : name_(std::move(name)),
+      sequence_nr_(g_next_sequence_nr.fetch_add(1)),
+      inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)),
+      fn_(std::move(fn)) {}
 
 std::vector<Tensor> Node::apply(const std::vector<Tensor>& grad_outputs) {
   QTUNE_CHECK(fn_, "backward through '", name_,
@@ -83,7 +93,14 @@ void record(std::string name, const std::vector<Tensor>& inputs, const std::vect
   }
 }
 
+uint64_t next_sequence_nr() { return g_next_sequence_nr.load(); }
+
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  backward_releasing_from(roots, grads, retain_graph ? std::numeric_limits<uint64_t>::max() : 0);
+}
+
+void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                             uint64_t first_released) {
   QTUNE_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " roots but ", grads.size(), " gradients");
   NoGradGuard no_grad;
 
@@ -129,6 +146,8 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     }
     QTUNE_CHECK(g.shape() == root.shape(), "backward: gradient shape ", shape_str(g.shape()),
                 " does not match output shape ", shape_str(root.shape()));
+    // Backward rules assume the gradient has their output's dtype (binary ops refuse mixed dtypes).
+    if (g.dtype() != root.dtype()) g = g.to(root.dtype());
     if (!root.grad_fn()) {
       accumulate_leaf(*root.impl(), g);
       continue;
@@ -149,7 +168,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
 
     std::vector<Tensor> grad_inputs = node->apply(grad_outputs);
     grad_outputs.clear();
-    if (!retain_graph) node->release();
+    if (node->sequence_nr() >= first_released) node->release();
     QTUNE_CHECK(grad_inputs.size() == node->inputs().size(), "backward of '", node->name(), "' returned ",
                 grad_inputs.size(), " gradients for ", node->inputs().size(), " inputs");
 

@@ -30,9 +30,10 @@ struct OutputMeta {
 
 class Node {
  public:
-  Node(std::string name, std::vector<Edge> inputs, std::vector<OutputMeta> outputs, BackwardFn fn)
-      : name_(std::move(name)), inputs_(std::move(inputs)), outputs_(std::move(outputs)), fn_(std::move(fn)) {}
+  Node(std::string name, std::vector<Edge> inputs, std::vector<OutputMeta> outputs, BackwardFn fn);
   const std::string& name() const { return name_; }
+  // Creation order: nodes recorded later have larger numbers.
+  uint64_t sequence_nr() const { return sequence_nr_; }
   const std::vector<Edge>& inputs() const { return inputs_; }
   const std::vector<OutputMeta>& outputs() const { return outputs_; }
   bool released() const { return !fn_; }
@@ -41,6 +42,7 @@ class Node {
 
  private:
   std::string name_;
+  uint64_t sequence_nr_;
   std::vector<Edge> inputs_;
   std::vector<OutputMeta> outputs_;
   BackwardFn fn_;
@@ -62,6 +64,14 @@ void record(std::string name, const std::vector<Tensor>& inputs, const std::vect
 // Backpropagates from `roots` seeded with `grads` (same count; an undefined grad means ones for a
 // one-element root). With retain_graph the nodes keep their saved tensors for another pass.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph = false);
+
+// The sequence number the next recorded node will get.
+uint64_t next_sequence_nr();
+// backward() that frees only nodes recorded at or after `first_released` and keeps older ones.
+// Checkpoint's recomputation uses it: it frees the graph it rebuilt, while older nodes it reaches
+// (the history of a non-leaf tensor the checkpointed function captured) stay for other passes.
+void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                             uint64_t first_released);
 
 }  // namespace autograd
 

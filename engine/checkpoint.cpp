@@ -35,6 +35,7 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
         Generator& gen = default_generator();
         const Generator rng_now = gen;
         gen = rng_before;
+        const uint64_t first_replayed_node = autograd::next_sequence_nr();
         std::vector<Tensor> replayed;
         {
           EnableGradGuard grad_on;
@@ -49,7 +50,14 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
           roots.push_back(replayed[i]);
           grads.push_back(grad_outputs[i]);
         }
-        if (!roots.empty()) autograd::backward(roots, grads, false);
+        try {
+          if (!roots.empty()) autograd::backward_releasing_from(roots, grads, first_replayed_node);
+        } catch (const Error& e) {
+          // The usual cause: fn captured a non-leaf tensor whose graph the outer pass already freed.
+          QTUNE_FAIL("checkpoint: backward through the recomputed function failed: ", e.what(),
+                     ". A tensor that requires grad, is computed outside the checkpointed function and is also "
+                     "used outside it must be passed in `inputs`, not captured");
+        }
         std::vector<Tensor> grad_inputs;
         for (const Tensor& t : replay_inputs) grad_inputs.push_back(t.defined() ? t.grad() : Tensor());
         return grad_inputs;

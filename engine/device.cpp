@@ -11,7 +11,8 @@ Device parse_device(const std::string& text) {
   if (text == "cuda") return Device::cuda(0);
   if (text.rfind("cuda:", 0) == 0) {
     const std::string digits = text.substr(5);
-    QTUNE_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos,
+    // At most 9 digits, so std::stoi cannot throw std::out_of_range past our error type.
+    QTUNE_CHECK(!digits.empty() && digits.size() <= 9 && digits.find_first_not_of("0123456789") == std::string::npos,
                 "bad device '", text, "': expected cpu, cuda or cuda:N");
     return Device::cuda(std::stoi(digits));
   }

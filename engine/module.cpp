@@ -1,6 +1,7 @@
 #include "engine/module.h"
 
 #include <sstream>
+#include <unordered_set>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
@@ -57,13 +58,20 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::st
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::string& prefix, bool recurse) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (auto& [name, slot] : params_) out.emplace_back(join_name(prefix, name), *slot);
+  std::vector<std::pair<std::string, Tensor>> all;
+  for (auto& [name, slot] : params_) all.emplace_back(join_name(prefix, name), *slot);
   if (recurse)
     for (auto& [name, slot] : children_) {
       auto sub = (*slot)->named_parameters(join_name(prefix, name), true);
-      out.insert(out.end(), sub.begin(), sub.end());
+      all.insert(all.end(), sub.begin(), sub.end());
     }
+  // A tied parameter (lm_head sharing the embedding) appears once, under its first name, as in
+  // PyTorch: an optimizer must not step it twice, and flatten_parameters must not copy it twice.
+  // state_dict() still lists every name.
+  std::unordered_set<const TensorImpl*> seen;
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& item : all)
+    if (seen.insert(item.second.impl()).second) out.push_back(std::move(item));
   return out;
 }
 

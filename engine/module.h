@@ -36,6 +36,7 @@ class Module {
   // Depth-first, parents before children; the root has name "".
   std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
   std::vector<std::pair<std::string, Module*>> named_children();
+  // Each distinct tensor once: a tied parameter is listed under its first name only (state_dict keeps all).
   std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "", bool recurse = true);
   std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "", bool recurse = true);
   std::vector<Tensor> parameters(bool recurse = true);

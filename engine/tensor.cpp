@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <ostream>
 #include <sstream>
@@ -221,6 +222,8 @@ Tensor Tensor::reshape(const Shape& requested) const {
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   if (dim() == 0) return reshape({1});
   const int s = normalize_dim(start_dim, dim()), e = normalize_dim(end_dim, dim());
+  QTUNE_CHECK(s <= e, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim, " for a tensor of rank ",
+              dim());
   Shape shape(this->shape().begin(), this->shape().begin() + s);
   int64_t merged = 1;
   for (int i = s; i <= e; ++i) merged *= this->shape()[static_cast<size_t>(i)];
@@ -413,8 +416,10 @@ void Tensor::set_data(const Tensor& other) const {
 // ---- printing -----------------------------------------------------------------------------------
 
 namespace {
-void print_values(std::ostream& out, const std::vector<double>& values, const Shape& shape, size_t dim,
-                  int64_t base, bool integral) {
+// Writes element `i` (row-major) of the tensor being printed.
+using ElementPrinter = std::function<void(std::ostream&, size_t)>;
+
+void print_values(std::ostream& out, const ElementPrinter& element, const Shape& shape, size_t dim, int64_t base) {
   const int64_t inner = numel_of(Shape(shape.begin() + static_cast<long>(dim) + 1, shape.end()));
   const int64_t n = shape[dim];
   const bool elide = n > 6;
@@ -424,15 +429,10 @@ void print_values(std::ostream& out, const std::vector<double>& values, const Sh
       out << (dim + 1 == shape.size() ? "..., " : "...,\n ");
       i = n - 3;
     }
-    if (dim + 1 == shape.size()) {
-      const double v = values[static_cast<size_t>(base + i)];
-      if (integral)
-        out << static_cast<int64_t>(v);
-      else
-        out << v;
-    } else {
-      print_values(out, values, shape, dim + 1, base + i * inner, integral);
-    }
+    if (dim + 1 == shape.size())
+      element(out, static_cast<size_t>(base + i));
+    else
+      print_values(out, element, shape, dim + 1, base + i * inner);
     if (i + 1 < n) out << (dim + 1 == shape.size() ? ", " : ",\n ");
   }
   out << "]";
@@ -444,11 +444,24 @@ std::string Tensor::str() const {
   std::ostringstream out;
   out << "Tensor(shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype()) << ", device=" << device().str()
       << (requires_grad() ? ", requires_grad" : "") << ")\n";
-  const std::vector<double> values = to_vector<double>();
+  // Integers are read as int64: through double, ids above 2^53 would print wrong.
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+  ElementPrinter element;
+  if (dtype() == DType::boolean) {
+    ints = to_vector<int64_t>();
+    element = [&](std::ostream& o, size_t i) { o << (ints[i] != 0 ? "true" : "false"); };
+  } else if (is_integral(dtype())) {
+    ints = to_vector<int64_t>();
+    element = [&](std::ostream& o, size_t i) { o << ints[i]; };
+  } else {
+    floats = to_vector<double>();
+    element = [&](std::ostream& o, size_t i) { o << floats[i]; };
+  }
   if (dim() == 0)
-    out << values[0];
+    element(out, 0);
   else
-    print_values(out, values, shape(), 0, 0, is_integral(dtype()));
+    print_values(out, element, shape(), 0, 0);
   return out.str();
 }
 

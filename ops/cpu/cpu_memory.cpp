@@ -66,7 +66,10 @@ void CpuBackend::fill(const Tensor& dst, double value) {
   dispatch_any(dst.dtype(), [&](auto d) {
     using D = decltype(d);
     D one;
-    if constexpr (std::is_integral_v<D>) narrow_store(&one, static_cast<int64_t>(value));
+    // Any non-zero value, a fraction or NaN included, is true (torch.full); the int64 detour
+    // below would truncate 0.7 to false first.
+    if constexpr (std::is_same_v<D, bool>) one = value != 0;
+    else if constexpr (std::is_integral_v<D>) narrow_store(&one, static_cast<int64_t>(value));
     else narrow_store(&one, value);
     D* out = ptr<D>(dst);
     for_each_run<1>(dst.shape(), {dst.strides()}, [&](auto off, int64_t n, auto inner) {
