@@ -19,7 +19,7 @@ __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset
     for (int w = 0; w < 4; ++w) {
       const int64_t i = 4 * j + w;
       if (i >= n) break;
-      const A u = numerics::uniform_from_bits(r.v[w]);
+      const A u = numerics::uniform_from_bits(r.v[w], numerics::kUniformDigits<T>);
       store(out + i, low + (high - low) * u);
     }
   }

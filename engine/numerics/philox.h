@@ -9,7 +9,9 @@
 //   normal  element i  = Box-Muller on words (2*(i%2), 2*(i%2)+1) of block offset + i / 2
 // so a fill of n uniforms consumes ceil(n / 4) blocks and a fill of n normals ceil(n / 2).
 #include <cmath>
+#include <type_traits>
 
+#include "engine/dtype.h"
 #include "engine/numerics/hd.h"
 
 namespace qtune::numerics {
@@ -59,6 +61,13 @@ QTUNE_HD float uniform_from_bits(uint32_t u, int digits) {
 
 // Significand digits used for uniforms stored as f32/f64 (24), f16 (11) and bf16 (8).
 constexpr int kUniformDigitsF32 = 24, kUniformDigitsF16 = 11, kUniformDigitsBF16 = 8;
+
+// Random bits a uniform stored as T keeps, so that rounding to T never yields 1.0. A variable (not a
+// function) so device code reads it without relaxed-constexpr.
+template <class T>
+inline constexpr int kUniformDigits = std::is_same_v<T, bf16_t>  ? kUniformDigitsBF16
+                                      : std::is_same_v<T, f16_t> ? kUniformDigitsF16
+                                                                 : kUniformDigitsF32;
 
 QTUNE_HD float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i, int digits = kUniformDigitsF32) {
   return uniform_from_bits(philox4x32(offset + i / 4, seed).v[i % 4], digits);

@@ -11,9 +11,7 @@ void CpuBackend::fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset,
     using T = decltype(tag);
     using A = acc_t<T>;
     T* o = ptr<T>(out);
-    constexpr int digits = std::is_same_v<T, bf16_t>  ? numerics::kUniformDigitsBF16
-                           : std::is_same_v<T, f16_t> ? numerics::kUniformDigitsF16
-                                                      : numerics::kUniformDigitsF32;
+    constexpr int digits = numerics::kUniformDigits<T>;
     parallel_for(out.numel(), 1 << 14, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const A u = numerics::philox_uniform(seed, offset, static_cast<uint64_t>(i), digits);
