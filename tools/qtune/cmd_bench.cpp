@@ -7,8 +7,8 @@
 
 #ifdef QTUNE_HAVE_BENCH
 #include <array>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,8 +52,12 @@ void add_gemm(CLI::App& bench, int& status) {
   };
   auto flags = std::make_shared<Flags>();
   cmd->add_option("--shape", flags->shapes, "MxNxK, C[M,N] = A[M,K] @ B[N,K]^T; repeatable (default: Llama-7B shapes)");
-  cmd->add_option("--repeats", flags->options.repeats, "Timed runs per library and shape")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--warmup", flags->options.warmup, "Untimed runs first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--repeats", flags->options.repeats, "Timed runs per library and shape")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--warmup", flags->options.warmup, "Untimed runs first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--dtype", flags->options.dtype, "qtune's operand dtype")
       ->check(CLI::IsMember({"f32", "f64", "bf16", "f16"}))
       ->capture_default_str();
