@@ -50,7 +50,10 @@ target_include_directories(qtune PUBLIC
 set_target_properties(qtune PROPERTIES
   VERSION ${PROJECT_VERSION}
   SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}
-  EXPORT_NAME qtune)
+  EXPORT_NAME qtune
+  # A shared qtune may link libraries from directories the loader does not search (Debian's OpenBLAS
+  # variants live in their own directories); keep those on the installed library's RPATH.
+  INSTALL_RPATH_USE_LINK_PATH TRUE)
 
 install(TARGETS qtune EXPORT qtuneTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

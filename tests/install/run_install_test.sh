@@ -34,3 +34,7 @@ cmake -S "$here" -B "$work_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   "${launcher[@]}"
 cmake --build "$work_dir/build"
 "$work_dir/build/consumer"
+# The installed CLI must run from the prefix alone (it needs RPATH to a shared libqtune).
+if [ -x "$prefix/bin/qtune" ]; then
+  "$prefix/bin/qtune" version
+fi
