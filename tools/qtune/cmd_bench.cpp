@@ -1,0 +1,92 @@
+// `qtune bench ...`: the kernel microbenchmarks. The implementations live in tools/bench/ and are
+// linked in when that directory is part of the build (QTUNE_HAVE_BENCH); without them the group
+// exists but says so, instead of the whole command being unknown.
+#include <fmt/core.h>
+
+#include "qtune/commands.h"
+
+#ifdef QTUNE_HAVE_BENCH
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/gemm_bench.h"
+#endif
+
+namespace qtune::cli {
+namespace {
+
+#ifdef QTUNE_HAVE_BENCH
+// "MxNxK" -> {M, N, K}, all positive.
+std::array<int64_t, 3> parse_shape(const std::string& text) {
+  std::array<int64_t, 3> dims{};
+  size_t pos = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t end = text.find('x', pos);
+    const bool last = i == 2;
+    if ((end == std::string::npos) != last) throw CLI::ValidationError("--shape", "expected MxNxK, got '" + text + "'");
+    const std::string part = text.substr(pos, last ? std::string::npos : end - pos);
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != part.size() || part.empty() || value <= 0)
+      throw CLI::ValidationError("--shape", "expected positive MxNxK, got '" + text + "'");
+    dims[i] = value;
+    pos = end + 1;
+  }
+  return dims;
+}
+
+void add_gemm(CLI::App& bench, int& status) {
+  auto* cmd = bench.add_subcommand("gemm", "Time qtune's CPU GEMM beside the GEMM libraries called directly");
+  struct Flags {
+    std::vector<std::string> shapes;
+    qtune::bench::GemmBenchOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  cmd->add_option("--shape", flags->shapes, "MxNxK, C[M,N] = A[M,K] @ B[N,K]^T; repeatable (default: Llama-7B shapes)");
+  cmd->add_option("--repeats", flags->options.repeats, "Timed runs per library and shape")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--warmup", flags->options.warmup, "Untimed runs first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--dtype", flags->options.dtype, "qtune's operand dtype")
+      ->check(CLI::IsMember({"f32", "f64", "bf16", "f16"}))
+      ->capture_default_str();
+  cmd->callback([flags, &status] {
+    for (const auto& s : flags->shapes) flags->options.shapes.push_back(parse_shape(s));
+    status = qtune::bench::run_gemm_bench(flags->options);
+  });
+}
+#endif
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, int& status) {
+  auto* bench = app.add_subcommand("bench", "Kernel microbenchmarks");
+#ifdef QTUNE_HAVE_BENCH
+  bench->require_subcommand(0, 1);  // see main.cpp: lets CLI11 name a mistyped benchmark
+  add_gemm(*bench, status);
+  bench->callback([bench, &status] {
+    if (bench->get_subcommands().empty()) {
+      fmt::print(stderr, "qtune bench: name a benchmark\n{}", bench->help());
+      status = 2;
+    }
+  });
+#else
+  bench->callback([&status] {
+    fmt::print(stderr, "qtune: this build has no benchmarks (tools/bench/ was not part of it)\n");
+    status = 1;
+  });
+#endif
+}
+
+}  // namespace qtune::cli

@@ -1,0 +1,13 @@
+#pragma once
+// The qtune CLI's subcommands. Each lives in its own cmd_<name>.cpp and exposes one add_* function
+// that attaches a subcommand to the app; main.cpp calls them all. A subcommand's callback stores its
+// exit status in `status`, so commands report failure by value and main stays the one place that
+// turns exceptions into messages.
+#include <CLI/CLI.hpp>
+
+namespace qtune::cli {
+
+void add_version_command(CLI::App& app, int& status);
+void add_bench_command(CLI::App& app, int& status);
+
+}  // namespace qtune::cli
