@@ -37,17 +37,31 @@ struct Timing {
   double best_gflops = 0, median_gflops = 0;
 };
 
-Timing time_it(const std::string& library, double flops, int warmup, int repeats, const std::function<void()>& run) {
-  for (int i = 0; i < warmup; ++i) run();
+struct Candidate {
+  std::string library;
+  std::function<void()> run;
   std::vector<double> seconds;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t0 = Clock::now();
-    run();
-    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+};
+
+// Round-robin: every repeat times each candidate once in turn, so load from other processes that
+// drifts during the benchmark hits all of them alike instead of whichever happened to run then.
+std::vector<Timing> time_all(std::vector<Candidate>& cands, double flops, int warmup, int repeats) {
+  for (int i = 0; i < warmup; ++i)
+    for (Candidate& c : cands) c.run();
+  for (int i = 0; i < repeats; ++i)
+    for (Candidate& c : cands) {
+      const auto t0 = Clock::now();
+      c.run();
+      c.seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  std::vector<Timing> out;
+  for (Candidate& c : cands) {
+    std::vector<double>& s = c.seconds;
+    std::sort(s.begin(), s.end());
+    const double median = repeats % 2 ? s[repeats / 2] : 0.5 * (s[repeats / 2 - 1] + s[repeats / 2]);
+    out.push_back({c.library, flops / s.front() * 1e-9, flops / median * 1e-9});
   }
-  std::sort(seconds.begin(), seconds.end());
-  const double median = repeats % 2 ? seconds[repeats / 2] : 0.5 * (seconds[repeats / 2 - 1] + seconds[repeats / 2]);
-  return {library, flops / seconds.front() * 1e-9, flops / median * 1e-9};
+  return out;
 }
 
 void print_header() {
@@ -109,32 +123,35 @@ int run_gemm_bench(const GemmBenchOptions& options) {
     const float* pb = static_cast<const float*>(b.data_ptr());
     float* pc = static_cast<float*>(c.data_ptr());
 
-    std::vector<Timing> libs;
-    {
-      using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-      Eigen::Map<const RowMat> A(pa, m, k), B(pb, n, k);
-      Eigen::Map<RowMat> C(pc, m, n);
-      libs.push_back(time_it("eigen", flops, opt.warmup, opt.repeats, [&] { C.noalias() = A * B.transpose(); }));
-    }
+    using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const RowMat> A(pa, m, k), B(pb, n, k);
+    Eigen::Map<RowMat> C(pc, m, n);
+    std::vector<Candidate> cands;
+    cands.push_back({"eigen", [&] { C.noalias() = A * B.transpose(); }, {}});
 #if defined(QTUNE_BENCH_HAVE_OPENBLAS)
-    libs.push_back(time_it("openblas", flops, opt.warmup, opt.repeats, [&] {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, pa, int(k), pb, int(k), 0.0f,
-                  pc, int(n));
-    }));
+    cands.push_back({"openblas", [&] {
+                       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, pa, int(k),
+                                   pb, int(k), 0.0f, pc, int(n));
+                     }, {}});
 #endif
 #if defined(QTUNE_BENCH_HAVE_DNNL)
-    libs.push_back(time_it("onednn", flops, opt.warmup, opt.repeats, [&] {
-      QTUNE_CHECK(dnnl_sgemm('N', 'T', m, n, k, 1.0f, pa, k, pb, k, 0.0f, pc, n) == dnnl_success, "dnnl_sgemm failed");
-    }));
+    cands.push_back({"onednn", [&] {
+                       QTUNE_CHECK(dnnl_sgemm('N', 'T', m, n, k, 1.0f, pa, k, pb, k, 0.0f, pc, n) == dnnl_success,
+                                   "dnnl_sgemm failed");
+                     }, {}});
 #endif
+    // qtune gets its own output so its operands (widened copies for bf16/f16) never alias the libraries'.
+    Tensor qa = dtype == DType::f32 ? a : a.to(dtype), qb = dtype == DType::f32 ? b : b.to(dtype);
+    Tensor qc = Tensor::empty({1, m, n}, dtype);
+    cands.push_back({std::string("qtune ") + opt.dtype + " (" + QTUNE_BENCH_QTUNE_BLAS + ")",
+                     [&] { cpu.gemm(qa, false, qb, true, qc, 1.0, 0.0); }, {}});
+    std::vector<Timing> timings = time_all(cands, flops, opt.warmup, opt.repeats);
+    const Timing q = timings.back();
+    timings.pop_back();
+    const std::vector<Timing>& libs = timings;
     const Timing* fastest = &libs.front();
     for (const Timing& t : libs)
       if (t.best_gflops > fastest->best_gflops) fastest = &t;
-
-    Tensor qa = dtype == DType::f32 ? a : a.to(dtype), qb = dtype == DType::f32 ? b : b.to(dtype);
-    Tensor qc = Tensor::empty({1, m, n}, dtype);
-    const Timing q = time_it(std::string("qtune ") + opt.dtype + " (" + QTUNE_BENCH_QTUNE_BLAS + ")", flops, opt.warmup,
-                             opt.repeats, [&] { cpu.gemm(qa, false, qb, true, qc, 1.0, 0.0); });
 
     char shape[64];
     std::snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)m, (long long)n, (long long)k);
