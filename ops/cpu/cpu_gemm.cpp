@@ -1,5 +1,15 @@
-// GEMM through Eigen (f32 and f64). Reduced-precision operands are widened to f32 first.
+// GEMM: one library call per matrix. f32 goes to the library chosen at configure time (QTUNE_BLAS:
+// OpenBLAS, oneDNN or Eigen; tools/bench/README.md has the measurements behind the default), f64 to
+// OpenBLAS's dgemm or Eigen. bf16/f16 operands are widened to f32 first.
 #include <Eigen/Core>
+#include <climits>
+
+#if defined(QTUNE_USE_OPENBLAS)
+#include <cblas.h>
+#endif
+#if defined(QTUNE_USE_ONEDNN)
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cpu/kernel_util.h"
@@ -14,21 +24,65 @@ using ConstMap = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
 template <class S>
 using MutMap = Eigen::Map<RowMat<S>, 0, Eigen::OuterStride<>>;
 
+// One row-major matrix product; ld* are row strides in elements.
+struct GemmArgs {
+  bool ta, tb;
+  int64_t m, n, k, lda, ldb, ldc;
+};
+
 template <class S>
-void gemm_batched(const S* a, int64_t a_batch, int64_t lda, bool ta, const S* b, int64_t b_batch, int64_t ldb,
-                  bool tb, S* c, int64_t c_batch, int64_t ldc, int64_t batch, int64_t m, int64_t n, int64_t k,
-                  S alpha, S beta) {
-  for (int64_t i = 0; i < batch; ++i) {
-    ConstMap<S> A(a + i * a_batch, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
-    ConstMap<S> B(b + i * b_batch, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
-    MutMap<S> C(c + i * c_batch, m, n, Eigen::OuterStride<>(ldc));
-    if (beta == S(0)) C.setZero();
-    else if (beta != S(1)) C *= beta;
-    if (!ta && !tb) C.noalias() += alpha * A * B;
-    else if (ta && !tb) C.noalias() += alpha * A.transpose() * B;
-    else if (!ta && tb) C.noalias() += alpha * A * B.transpose();
-    else C.noalias() += alpha * A.transpose() * B.transpose();
+void eigen_gemm(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) {
+  ConstMap<S> A(a, g.ta ? g.k : g.m, g.ta ? g.m : g.k, Eigen::OuterStride<>(g.lda));
+  ConstMap<S> B(b, g.tb ? g.n : g.k, g.tb ? g.k : g.n, Eigen::OuterStride<>(g.ldb));
+  MutMap<S> C(c, g.m, g.n, Eigen::OuterStride<>(g.ldc));
+  if (beta == S(0)) C.setZero();  // BLAS semantics: C is not read when beta is 0 (NaNs there do not leak)
+  else if (beta != S(1)) C *= beta;
+  if (g.k == 0) return;
+  if (!g.ta && !g.tb) C.noalias() += alpha * A * B;
+  else if (g.ta && !g.tb) C.noalias() += alpha * A.transpose() * B;
+  else if (!g.ta && g.tb) C.noalias() += alpha * A * B.transpose();
+  else C.noalias() += alpha * A.transpose() * B.transpose();
+}
+
+// BLAS-style interfaces take 32-bit sizes and need each row stride to cover its row (lda >= cols);
+// views with overlapping rows (row stride 0 from expand) or huge sizes take the Eigen path instead.
+[[maybe_unused]] bool blas_compatible(const GemmArgs& g) {
+  auto fits = [](int64_t v) { return v >= 0 && v <= INT_MAX; };
+  const int64_t a_cols = g.ta ? g.m : g.k, b_cols = g.tb ? g.k : g.n;
+  return fits(g.m) && fits(g.n) && fits(g.k) && fits(g.lda) && fits(g.ldb) && fits(g.ldc) &&
+         g.lda >= std::max<int64_t>(1, a_cols) && g.ldb >= std::max<int64_t>(1, b_cols) &&
+         g.ldc >= std::max<int64_t>(1, g.n);
+}
+
+template <class S>
+void gemm_one(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) {
+#if defined(QTUNE_USE_OPENBLAS)
+  if (blas_compatible(g)) {
+    const auto ta = g.ta ? CblasTrans : CblasNoTrans, tb = g.tb ? CblasTrans : CblasNoTrans;
+    const int m = int(g.m), n = int(g.n), k = int(g.k), lda = int(g.lda), ldb = int(g.ldb), ldc = int(g.ldc);
+    if constexpr (std::is_same_v<S, float>) cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
   }
+#elif defined(QTUNE_USE_ONEDNN)
+  if constexpr (std::is_same_v<S, float>) {  // oneDNN has no f64 GEMM: f64 stays on Eigen
+    if (blas_compatible(g)) {
+      const dnnl_status_t st = dnnl_sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, alpha, a, g.lda, b,
+                                          g.ldb, beta, c, g.ldc);
+      QTUNE_CHECK(st == dnnl_success, "gemm: dnnl_sgemm failed with status ", int(st));
+      return;
+    }
+  }
+#endif
+  eigen_gemm(g, a, b, c, alpha, beta);
+}
+
+template <class S>
+void gemm_batched(const GemmArgs& g, const S* a, int64_t a_batch, const S* b, int64_t b_batch, S* c,
+                  int64_t c_batch, int64_t batch, S alpha, S beta) {
+  // Each call is multithreaded by the library; splitting the batch across threads as well would
+  // oversubscribe the cores.
+  for (int64_t i = 0; i < batch; ++i) gemm_one(g, a + i * a_batch, b + i * b_batch, c + i * c_batch, alpha, beta);
 }
 
 // A contiguous f32 copy of a reduced-precision operand (keeps batch-0 strides meaning by making it dense).
@@ -53,24 +107,26 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   if (batch == 0 || m == 0 || n == 0) return;
   // Row stride; a single-row matrix may carry any stride there, so use its width.
   auto ld = [](const Tensor& t) { return t.size(1) > 1 ? t.stride(1) : t.size(2); };
+  auto args = [&](const Tensor& ta, const Tensor& tb, const Tensor& tc) {
+    return GemmArgs{trans_a, trans_b, m, n, k, ld(ta), ld(tb), ld(tc)};
+  };
 
   if (c.dtype() == DType::f64) {
-    gemm_batched<double>(ptr<double>(a), a.stride(0), ld(a), trans_a, ptr<double>(b), b.stride(0), ld(b), trans_b,
-                         ptr<double>(c), c.stride(0), ld(c), batch, m, n, k, alpha, beta);
+    gemm_batched<double>(args(a, b, c), ptr<double>(a), a.stride(0), ptr<double>(b), b.stride(0), ptr<double>(c),
+                         c.stride(0), batch, alpha, beta);
     return;
   }
   if (c.dtype() == DType::f32) {
-    gemm_batched<float>(ptr<float>(a), a.stride(0), ld(a), trans_a, ptr<float>(b), b.stride(0), ld(b), trans_b,
-                        ptr<float>(c), c.stride(0), ld(c), batch, m, n, k, static_cast<float>(alpha),
-                        static_cast<float>(beta));
+    gemm_batched<float>(args(a, b, c), ptr<float>(a), a.stride(0), ptr<float>(b), b.stride(0), ptr<float>(c),
+                        c.stride(0), batch, static_cast<float>(alpha), static_cast<float>(beta));
     return;
   }
   dispatch_float(c.dtype(), "gemm", [&](auto) {});  // rejects non-float dtypes with a clear message
   const Tensor a32 = widen_to_f32(a), b32 = widen_to_f32(b);
-  const Tensor c32 = widen_to_f32(c);
-  gemm_batched<float>(ptr<float>(a32), a32.stride(0), ld(a32), trans_a, ptr<float>(b32), b32.stride(0), ld(b32),
-                      trans_b, ptr<float>(c32), c32.stride(0), ld(c32), batch, m, n, k, static_cast<float>(alpha),
-                      static_cast<float>(beta));
+  // With beta 0 the old C is never read: skip widening it.
+  const Tensor c32 = beta == 0.0 ? Tensor::empty(c.shape(), DType::f32) : widen_to_f32(c);
+  gemm_batched<float>(args(a32, b32, c32), ptr<float>(a32), a32.stride(0), ptr<float>(b32), b32.stride(0),
+                      ptr<float>(c32), c32.stride(0), batch, static_cast<float>(alpha), static_cast<float>(beta));
   copy(c32, c);
 }
 

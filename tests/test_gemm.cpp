@@ -1,0 +1,158 @@
+// Backend::gemm against a naive f64 reference, through whichever library QTUNE_BLAS selected (the
+// library paths and the Eigen fallback for layouts BLAS cannot take are both exercised).
+#include <cmath>
+#include <limits>
+
+#include "engine/backend.h"
+#include "tests/testing.h"
+
+using namespace qtune;
+
+namespace {
+
+Backend& cpu() { return backend_for(Device::cpu()); }
+
+// c_out[i] = alpha * op(a[i]) @ op(b[i]) + beta * c_in[i], in f64 from the operands' stored values.
+Tensor reference(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c_in, double alpha, double beta) {
+  const int64_t batch = c_in.size(0), m = c_in.size(1), n = c_in.size(2), k = ta ? a.size(1) : a.size(2);
+  const auto A = a.to_vector<double>(), B = b.to_vector<double>(), C = c_in.to_vector<double>();
+  std::vector<double> out(C.size());
+  for (int64_t p = 0; p < batch; ++p)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t l = 0; l < k; ++l) {
+          const double av = ta ? A[(p * k + l) * m + i] : A[(p * m + i) * k + l];
+          const double bv = tb ? B[(p * n + j) * k + l] : B[(p * k + l) * n + j];
+          s += av * bv;
+        }
+        const size_t o = size_t((p * m + i) * n + j);
+        out[o] = alpha * s + (beta == 0.0 ? 0.0 : beta * C[o]);
+      }
+  return Tensor::from_vector<double>(out, {batch, m, n});
+}
+
+// Tolerances per dtype, relative to f64 sums of at most a few hundred products of values in [-1, 1].
+// bf16 and f16 outputs are rounded to 8 and 11 significant bits.
+void tolerances(DType dt, double& rtol, double& atol) {
+  switch (dt) {
+    case DType::f64: rtol = 1e-12, atol = 1e-12; break;
+    case DType::f32: rtol = 1e-5, atol = 1e-5; break;
+    case DType::f16: rtol = 1e-3, atol = 1e-3; break;
+    default: rtol = 8e-3, atol = 1e-3; break;
+  }
+}
+
+Tensor random(const Shape& shape, uint64_t seed, DType dt) { return testing::random_f64(shape, seed).to(dt); }
+
+void check_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, double alpha, double beta) {
+  const Tensor c_in = c.clone();
+  const Tensor expected = reference(a, ta, b, tb, c_in, alpha, beta);
+  cpu().gemm(a, ta, b, tb, c, alpha, beta);
+  double rtol, atol;
+  tolerances(c.dtype(), rtol, atol);
+  QTUNE_CHECK_CLOSE(c, expected, rtol, atol);
+}
+
+const std::array<std::array<int64_t, 3>, 4> kShapes{{{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {2, 70, 1}}};
+
+}  // namespace
+
+TEST_CASE("gemm matches the f64 reference for every transpose, size and dtype") {
+  uint64_t seed = 1;
+  for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16})
+    for (auto [m, n, k] : kShapes)
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          INFO("dtype=", dtype_name(dt), " m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
+          const int64_t batch = 2;
+          Tensor a = random(ta ? Shape{batch, k, m} : Shape{batch, m, k}, seed++, dt);
+          Tensor b = random(tb ? Shape{batch, n, k} : Shape{batch, k, n}, seed++, dt);
+          Tensor c = Tensor::empty({batch, m, n}, dt);
+          check_gemm(a, ta, b, tb, c, 1.0, 0.0);
+        }
+}
+
+TEST_CASE("gemm accumulates into C with alpha and beta") {
+  uint64_t seed = 100;
+  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        INFO("dtype=", dtype_name(dt), " ta=", ta, " tb=", tb);
+        const int64_t m = 9, n = 17, k = 33;
+        Tensor a = random(ta ? Shape{3, k, m} : Shape{3, m, k}, seed++, dt);
+        Tensor b = random(tb ? Shape{3, n, k} : Shape{3, k, n}, seed++, dt);
+        Tensor c = random({3, m, n}, seed++, dt);
+        check_gemm(a, ta, b, tb, c, 0.5, -1.5);
+        check_gemm(a, ta, b, tb, c, -2.0, 1.0);
+      }
+}
+
+TEST_CASE("gemm with beta 0 does not read C") {
+  for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
+    INFO("dtype=", dtype_name(dt));
+    Tensor a = random({1, 4, 6}, 7, dt), b = random({1, 6, 5}, 8, dt);
+    Tensor c = Tensor::full({1, 4, 5}, std::numeric_limits<double>::quiet_NaN(), dt);
+    cpu().gemm(a, false, b, false, c, 1.0, 0.0);
+    for (double v : c.to_vector<double>()) CHECK(std::isfinite(v));
+  }
+}
+
+TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
+  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+    for (bool tb : {false, true}) {
+      INFO("dtype=", dtype_name(dt), " tb=", tb);
+      const int64_t batch = 4, m = 11, n = 19, k = 23;
+      Tensor a = random({batch, m, k}, 11, dt);
+      Tensor w = random(tb ? Shape{1, n, k} : Shape{1, k, n}, 12, dt).expand(tb ? Shape{batch, n, k} : Shape{batch, k, n});
+      REQUIRE(w.stride(0) == 0);
+      check_gemm(a, false, w, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
+      // Both inputs shared: every batch entry of C gets the same product.
+      Tensor a0 = random({1, m, k}, 13, dt).expand({batch, m, k});
+      check_gemm(a0, false, w, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
+    }
+}
+
+TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest untouched") {
+  uint64_t seed = 200;
+  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        INFO("dtype=", dtype_name(dt), " ta=", ta, " tb=", tb);
+        const int64_t batch = 2, m = 13, n = 10, k = 21;
+        Shape as = ta ? Shape{batch, k, m} : Shape{batch, m, k}, bs = tb ? Shape{batch, n, k} : Shape{batch, k, n};
+        Tensor a_wide = random({batch, as[1], as[2] + 7}, seed++, dt);
+        Tensor b_wide = random({batch, bs[1], bs[2] + 3}, seed++, dt);
+        Tensor c_wide = random({batch, m + 2, n + 5}, seed++, dt);
+        const Tensor c_before = c_wide.clone();
+        Tensor a = a_wide.narrow(2, 4, as[2]), b = b_wide.narrow(2, 1, bs[2]);
+        Tensor c = c_wide.narrow(1, 1, m).narrow(2, 3, n);
+        REQUIRE(a.stride(1) == as[2] + 7);
+        check_gemm(a, ta, b, tb, c, 1.0, 0.25);
+        // Outside the C view nothing moved.
+        const auto now = c_wide.to_vector<double>(), before = c_before.to_vector<double>();
+        for (int64_t p = 0; p < batch; ++p)
+          for (int64_t i = 0; i < m + 2; ++i)
+            for (int64_t j = 0; j < n + 5; ++j) {
+              if (i >= 1 && i < 1 + m && j >= 3 && j < 3 + n) continue;
+              const size_t o = size_t((p * (m + 2) + i) * (n + 5) + j);
+              REQUIRE(now[o] == before[o]);
+            }
+      }
+}
+
+TEST_CASE("gemm on a row-broadcast operand (row stride 0) takes the Eigen fallback correctly") {
+  for (DType dt : {DType::f64, DType::f32}) {
+    INFO("dtype=", dtype_name(dt));
+    Tensor a = random({1, 1, 8}, 300, dt).expand({1, 6, 8});
+    REQUIRE(a.stride(1) == 0);
+    check_gemm(a, false, random({1, 8, 5}, 301, dt), false, Tensor::empty({1, 6, 5}, dt), 1.0, 0.0);
+  }
+}
+
+TEST_CASE("gemm rejects mismatched shapes and dtypes") {
+  Tensor a = Tensor::zeros({1, 2, 3}), b = Tensor::zeros({1, 4, 5}), c = Tensor::zeros({1, 2, 5});
+  CHECK_THROWS_WITH_AS(cpu().gemm(a, false, b, false, c, 1.0, 0.0), doctest::Contains("do not agree"), Error);
+  CHECK_THROWS_WITH_AS(cpu().gemm(a, false, Tensor::zeros({1, 3, 5}, DType::f64), false, c, 1.0, 0.0),
+                       doctest::Contains("dtypes differ"), Error);
+}

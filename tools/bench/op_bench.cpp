@@ -1,0 +1,203 @@
+// Per-op microbenchmarks (Google Benchmark). The differentiable ops are timed through the op layer
+// (what training pays, allocation and autograd included); the fused model kernels through the
+// Backend interface, whose signatures are the stable contract. Throughput counters: "bytes/s" for
+// memory-bound kernels (bytes read + written once), "FLOP/s" for compute-bound ones.
+#include <benchmark/benchmark.h>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/rng.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/reduce.h"
+
+using namespace qtune;
+
+namespace {
+
+Backend& cpu() { return backend_for(Device::cpu()); }
+
+Tensor uniform(const Shape& shape, uint64_t seed, DType dt = DType::f32, double low = -1.0, double high = 1.0) {
+  Tensor t = Tensor::empty(shape, dt);
+  cpu().fill_uniform(t, seed, 0, low, high);
+  return t;
+}
+
+// Other engineers are still filling in the CPU kernels: one untimed call first (also the warm-up), and a
+// kernel that throws "not implemented" shows up as a skipped benchmark instead of ending the run.
+template <class F>
+bool runs(benchmark::State& s, F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const Error& e) {
+    s.SkipWithError(e.what());
+    return false;
+  }
+}
+
+void bytes_rate(benchmark::State& s, double bytes) {
+  s.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate,
+                                             benchmark::Counter::kIs1024);
+}
+void flop_rate(benchmark::State& s, double flops) {
+  s.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Llama-like small shapes: 512 tokens of a 2048-wide model (TinyLlama: 32 heads of 64, MLP 5632, vocab 32000).
+constexpr int64_t kTokens = 512, kHidden = 2048, kMlp = 5632, kHeads = 32, kKvHeads = 4, kHeadDim = 64, kVocab = 32000;
+
+void BM_cast_f32_to_bf16(benchmark::State& s) {
+  const int64_t n = s.range(0);
+  Tensor x = uniform({n}, 1), y = Tensor::empty({n}, DType::bf16);
+  for (auto _ : s) cpu().copy(x, y);
+  bytes_rate(s, double(n) * (4 + 2));
+}
+BENCHMARK(BM_cast_f32_to_bf16)->Arg(1 << 20)->Arg(1 << 24)->UseRealTime();
+
+void BM_copy_f32_strided(benchmark::State& s) {
+  // A transpose copy: the layout change attention's head split needs.
+  Tensor x = uniform({kTokens, kHidden}, 2), y = Tensor::empty({kHidden, kTokens});
+  for (auto _ : s) cpu().copy(x.transpose(0, 1), y);
+  bytes_rate(s, double(kTokens * kHidden) * 8);
+}
+BENCHMARK(BM_copy_f32_strided)->UseRealTime();
+
+void BM_add_broadcast(benchmark::State& s) {
+  Tensor a = uniform({kTokens, kHidden}, 3), b = uniform({kHidden}, 4);
+  for (auto _ : s) benchmark::DoNotOptimize(ops::add(a, b));
+  bytes_rate(s, double(kTokens * kHidden) * 8 + double(kHidden) * 4);
+}
+BENCHMARK(BM_add_broadcast)->UseRealTime();
+
+void BM_reduce_sum_rows(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kVocab}, 5);
+  for (auto _ : s) benchmark::DoNotOptimize(ops::sum(x, {1}));
+  bytes_rate(s, double(kTokens * kVocab) * 4);
+}
+BENCHMARK(BM_reduce_sum_rows)->UseRealTime();
+
+void BM_linear_forward(benchmark::State& s) {
+  NoGradGuard no_grad;
+  Tensor x = uniform({kTokens, kHidden}, 6), w = uniform({kMlp, kHidden}, 7, DType::f32, -0.02, 0.02);
+  for (auto _ : s) benchmark::DoNotOptimize(ops::linear(x, w));
+  flop_rate(s, 2.0 * kTokens * kHidden * kMlp);
+}
+BENCHMARK(BM_linear_forward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_linear_forward_backward(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kHidden}, 8).requires_grad_();
+  Tensor w = uniform({kMlp, kHidden}, 9, DType::f32, -0.02, 0.02).requires_grad_();
+  Tensor gy = uniform({kTokens, kMlp}, 10);
+  for (auto _ : s) {
+    x.zero_grad(), w.zero_grad();
+    ops::linear(x, w).backward(gy);
+    benchmark::DoNotOptimize(w.grad());
+  }
+  flop_rate(s, 6.0 * kTokens * kHidden * kMlp);  // forward + grad_x + grad_w
+}
+BENCHMARK(BM_linear_forward_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_rmsnorm_forward(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kHidden}, 11), w = uniform({kHidden}, 12), y = Tensor::empty({kTokens, kHidden});
+  Tensor rstd = Tensor::empty({kTokens});
+  if (!runs(s, [&] { cpu().rmsnorm(x, w, 1e-5, y, rstd); })) return;
+  for (auto _ : s) cpu().rmsnorm(x, w, 1e-5, y, rstd);
+  bytes_rate(s, double(kTokens * kHidden) * 8);
+}
+BENCHMARK(BM_rmsnorm_forward)->UseRealTime();
+
+void BM_rmsnorm_backward(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kHidden}, 13), w = uniform({kHidden}, 14), y = Tensor::empty({kTokens, kHidden});
+  Tensor rstd = Tensor::empty({kTokens}), gy = uniform({kTokens, kHidden}, 15), gx = Tensor::empty({kTokens, kHidden});
+  Tensor gw = Tensor::empty({kHidden});
+  if (!runs(s, [&] { cpu().rmsnorm(x, w, 1e-5, y, rstd); })) return;
+  if (!runs(s, [&] { cpu().rmsnorm_backward(gy, x, w, rstd, gx, gw); })) return;
+  for (auto _ : s) cpu().rmsnorm_backward(gy, x, w, rstd, gx, gw);
+  bytes_rate(s, double(kTokens * kHidden) * 12);
+}
+BENCHMARK(BM_rmsnorm_backward)->UseRealTime();
+
+void BM_rope(benchmark::State& s) {
+  Tensor x = uniform({1, kTokens, kHeads, kHeadDim}, 16), y = Tensor::empty({1, kTokens, kHeads, kHeadDim});
+  Tensor cos = uniform({kTokens, kHeadDim / 2}, 17), sin = uniform({kTokens, kHeadDim / 2}, 18);
+  if (!runs(s, [&] { cpu().rope(x, cos, sin, false, y); })) return;
+  for (auto _ : s) cpu().rope(x, cos, sin, false, y);
+  bytes_rate(s, double(kTokens * kHeads * kHeadDim) * 8);
+}
+BENCHMARK(BM_rope)->UseRealTime();
+
+void BM_swiglu_forward(benchmark::State& s) {
+  Tensor g = uniform({kTokens, kMlp}, 19), u = uniform({kTokens, kMlp}, 20), y = Tensor::empty({kTokens, kMlp});
+  if (!runs(s, [&] { cpu().swiglu(g, u, y); })) return;
+  for (auto _ : s) cpu().swiglu(g, u, y);
+  bytes_rate(s, double(kTokens * kMlp) * 12);
+}
+BENCHMARK(BM_swiglu_forward)->UseRealTime();
+
+void BM_swiglu_backward(benchmark::State& s) {
+  Tensor g = uniform({kTokens, kMlp}, 21), u = uniform({kTokens, kMlp}, 22), gy = uniform({kTokens, kMlp}, 23);
+  Tensor gg = Tensor::empty({kTokens, kMlp}), gu = Tensor::empty({kTokens, kMlp});
+  if (!runs(s, [&] { cpu().swiglu_backward(g, u, gy, gg, gu); })) return;
+  for (auto _ : s) cpu().swiglu_backward(g, u, gy, gg, gu);
+  bytes_rate(s, double(kTokens * kMlp) * 20);
+}
+BENCHMARK(BM_swiglu_backward)->UseRealTime();
+
+// Causal GQA attention; FLOPs count the two matrix products over the visible half of the scores.
+double attention_flops(int64_t t) { return 2.0 * 2.0 * double(t) * double(t) / 2.0 * kHeads * kHeadDim; }
+
+void BM_attention_forward(benchmark::State& s) {
+  const int64_t t = s.range(0);
+  Tensor q = uniform({1, t, kHeads, kHeadDim}, 24), k = uniform({1, t, kKvHeads, kHeadDim}, 25);
+  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 26), out = Tensor::empty({1, t, kHeads, kHeadDim});
+  Tensor lse = Tensor::empty({1, kHeads, t});
+  if (!runs(s, [&] { cpu().attention(q, k, v, 0.125, true, out, lse); })) return;
+  for (auto _ : s) cpu().attention(q, k, v, 0.125, true, out, lse);
+  flop_rate(s, attention_flops(t));
+}
+BENCHMARK(BM_attention_forward)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_attention_backward(benchmark::State& s) {
+  const int64_t t = s.range(0);
+  Tensor q = uniform({1, t, kHeads, kHeadDim}, 27), k = uniform({1, t, kKvHeads, kHeadDim}, 28);
+  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 29), out = Tensor::empty({1, t, kHeads, kHeadDim});
+  Tensor lse = Tensor::empty({1, kHeads, t}), gout = uniform({1, t, kHeads, kHeadDim}, 30);
+  Tensor gq = Tensor::empty(q.shape()), gk = Tensor::empty(k.shape()), gv = Tensor::empty(v.shape());
+  if (!runs(s, [&] { cpu().attention(q, k, v, 0.125, true, out, lse); })) return;
+  if (!runs(s, [&] { cpu().attention_backward(gout, q, k, v, out, lse, 0.125, true, gq, gk, gv); })) return;
+  for (auto _ : s) cpu().attention_backward(gout, q, k, v, out, lse, 0.125, true, gq, gk, gv);
+  flop_rate(s, 2.5 * attention_flops(t));  // recomputed scores + dV, dP, dQ, dK products
+}
+BENCHMARK(BM_attention_backward)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+Tensor targets(int64_t n) {
+  Tensor t = Tensor::empty({n}, DType::i64);
+  auto* p = static_cast<int64_t*>(t.data_ptr());
+  for (int64_t i = 0; i < n; ++i) p[i] = (i * 7919) % kVocab;
+  return t;
+}
+
+void BM_cross_entropy_forward(benchmark::State& s) {
+  Tensor logits = uniform({kTokens, kVocab}, 31, DType::f32, -4, 4), tg = targets(kTokens);
+  Tensor loss = Tensor::empty({kTokens}), lse = Tensor::empty({kTokens});
+  if (!runs(s, [&] { cpu().cross_entropy(logits, tg, -100, loss, lse); })) return;
+  for (auto _ : s) cpu().cross_entropy(logits, tg, -100, loss, lse);
+  bytes_rate(s, double(kTokens * kVocab) * 4);
+}
+BENCHMARK(BM_cross_entropy_forward)->UseRealTime();
+
+void BM_cross_entropy_backward(benchmark::State& s) {
+  Tensor logits = uniform({kTokens, kVocab}, 32, DType::f32, -4, 4), tg = targets(kTokens);
+  Tensor loss = Tensor::empty({kTokens}), lse = Tensor::empty({kTokens}), gl = Tensor::ones({kTokens});
+  Tensor glogits = Tensor::empty({kTokens, kVocab});
+  if (!runs(s, [&] { cpu().cross_entropy(logits, tg, -100, loss, lse); })) return;
+  if (!runs(s, [&] { cpu().cross_entropy_backward(logits, tg, -100, lse, gl, glogits); })) return;
+  for (auto _ : s) cpu().cross_entropy_backward(logits, tg, -100, lse, gl, glogits);
+  bytes_rate(s, double(kTokens * kVocab) * 8);
+}
+BENCHMARK(BM_cross_entropy_backward)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
