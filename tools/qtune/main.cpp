@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   int status = 0;
   qtune::cli::add_version_command(app, status);
   qtune::cli::add_bench_command(app, status);
+  qtune::cli::add_demo_command(app, status);
   // New subcommands (demo, recipes, quantize, ...) are added here, one add_* call each.
 
   try {
