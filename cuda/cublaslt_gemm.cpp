@@ -2,13 +2,13 @@
 
 #include "cuda/cuda_check.h"
 
-#define QTUNE_CUBLAS_CHECK(call)                                                                                \
-  do {                                                                                                          \
-    const cublasStatus_t qtune_status_ = (call);                                                                \
-    if (qtune_status_ != CUBLAS_STATUS_SUCCESS)                                                                 \
-      ::qtune::detail::fail(__FILE__, __LINE__, #call,                                                          \
+#define QTUNE_CUBLAS_CHECK(call)                                                                                   \
+  do {                                                                                                             \
+    const cublasStatus_t qtune_status_ = (call);                                                                   \
+    if (qtune_status_ != CUBLAS_STATUS_SUCCESS)                                                                    \
+      ::qtune::detail::fail(__FILE__, __LINE__, #call,                                                             \
                             ::qtune::detail::concat("cuBLASLt error ", cublasLtGetStatusName(qtune_status_), ": ", \
-                                                    cublasLtGetStatusString(qtune_status_)));                   \
+                                                    cublasLtGetStatusString(qtune_status_)));                      \
   } while (0)
 
 namespace qtune::gpu {
@@ -26,11 +26,16 @@ struct LtTypes {
 LtTypes lt_types(DType t) {
   switch (t) {
     // CUBLAS_COMPUTE_32F (not *_FAST_TF32): f32 GEMMs stay exact f32 so they match the CPU.
-    case DType::f32: return {CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::f16: return {CUDA_R_16F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
-    default: QTUNE_FAIL("gemm: dtype ", dtype_name(t), " is not supported on CUDA (expected f64, f32, bf16 or f16)");
+    case DType::f32:
+      return {CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::bf16:
+      return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::f16:
+      return {CUDA_R_16F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::f64:
+      return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+    default:
+      QTUNE_FAIL("gemm: dtype ", dtype_name(t), " is not supported on CUDA (expected f64, f32, bf16 or f16)");
   }
 }
 
@@ -44,8 +49,8 @@ uint32_t alignment_of(const void* ptr, int64_t batch_stride_bytes) {
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                                    int64_t batch_stride) {
   cublasLtMatrixLayout_t layout = nullptr;
-  QTUNE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows),
-                                                static_cast<uint64_t>(cols), ld));
+  QTUNE_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld));
   if (batch > 1) {
     const int32_t count = static_cast<int32_t>(batch);
     QTUNE_CUBLAS_CHECK(
@@ -73,16 +78,16 @@ GemmProblem check_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
                   (trans_b ? b.size(1) : b.size(2)) == p.n && a.size(0) == p.batch && b.size(0) == p.batch,
               "gemm: shapes do not agree: a ", shape_str(a.shape()), (trans_a ? "^T" : ""), ", b ",
               shape_str(b.shape()), (trans_b ? "^T" : ""), ", c ", shape_str(c.shape()));
-  QTUNE_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: operand dtypes differ (",
-              dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), ", ", dtype_name(c.dtype()), ")");
+  QTUNE_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: operand dtypes differ (", dtype_name(a.dtype()),
+              ", ", dtype_name(b.dtype()), ", ", dtype_name(c.dtype()), ")");
   for (const Tensor* t : {&a, &b, &c})
     QTUNE_CHECK(t->stride(2) == 1 || t->size(2) <= 1, "gemm: the last dim of every operand needs stride 1");
   // Row stride; a single-row matrix may carry any stride there, so use its width.
   auto ld = [](const Tensor& t) {
     const int64_t width = t.size(2) > 0 ? t.size(2) : 1;
     if (t.size(1) <= 1 || t.numel() == 0) return width;
-    QTUNE_CHECK(t.stride(1) >= width, "gemm: rows of an operand overlap (row stride ", t.stride(1), ", width ",
-                width, ")");
+    QTUNE_CHECK(t.stride(1) >= width, "gemm: rows of an operand overlap (row stride ", t.stride(1), ", width ", width,
+                ")");
     return t.stride(1);
   };
   p.lda = ld(a);
@@ -133,8 +138,7 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::
   // cuBLASLt's A is our b and its B our a (see the header).
   const cublasOperation_t op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  QTUNE_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+  QTUNE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
   QTUNE_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
   plan->a = make_layout(types.data, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.batch_stride_b);
@@ -159,10 +163,10 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::
   const cublasStatus_t status =
       cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  QTUNE_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0, "gemm: cuBLASLt has no algorithm for ",
-              dtype_name(p.dtype), " batch ", p.batch, " m ", p.m, " n ", p.n, " k ", p.k, (p.trans_a ? " a^T" : ""),
-              (p.trans_b ? " b^T" : ""), " (lda ", p.lda, ", ldb ", p.ldb, ", ldc ", p.ldc, "): ",
-              cublasLtGetStatusString(status));
+  QTUNE_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(p.dtype),
+              " batch ", p.batch, " m ", p.m, " n ", p.n, " k ", p.k, (p.trans_a ? " a^T" : ""),
+              (p.trans_b ? " b^T" : ""), " (lda ", p.lda, ", ldb ", p.ldb, ", ldc ", p.ldc,
+              "): ", cublasLtGetStatusString(status));
   plan->algo = result.algo;
   return *plans_.emplace(key, std::move(plan)).first->second;
 }
@@ -176,16 +180,29 @@ void LtGemm::run(const GemmProblem& p, const void* a, const void* b, void* c, do
                                               alignment_of(b, p.batch_stride_b * elem),
                                               alignment_of(c, p.batch_stride_c * elem)};
   const Key key = {static_cast<int64_t>(p.dtype) | (p.trans_a ? 256 : 0) | (p.trans_b ? 512 : 0),
-                   p.batch, p.m, p.n, p.k, p.lda, p.ldb, p.ldc, p.batch_stride_a, p.batch_stride_b,
-                   p.batch_stride_c, alignments[0], alignments[1], alignments[2], 0, 0};
+                   p.batch,
+                   p.m,
+                   p.n,
+                   p.k,
+                   p.lda,
+                   p.ldb,
+                   p.ldc,
+                   p.batch_stride_a,
+                   p.batch_stride_b,
+                   p.batch_stride_c,
+                   alignments[0],
+                   alignments[1],
+                   alignments[2],
+                   0,
+                   0};
   std::lock_guard<std::mutex> lock(mutex_);
   Plan& plan = plan_for(key, p, alignments);
   const float alpha32 = static_cast<float>(alpha), beta32 = static_cast<float>(beta);
   const bool wide = p.dtype == DType::f64;
   const void* alpha_ptr = wide ? static_cast<const void*>(&alpha) : &alpha32;
   const void* beta_ptr = wide ? static_cast<const void*>(&beta) : &beta32;
-  QTUNE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.op, alpha_ptr, b, plan.a, a, plan.b, beta_ptr, c, plan.c, c,
-                                    plan.c, &plan.algo, workspace_, workspace_bytes_, stream));
+  QTUNE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.op, alpha_ptr, b, plan.a, a, plan.b, beta_ptr, c, plan.c, c, plan.c,
+                                    &plan.algo, workspace_, workspace_bytes_, stream));
 }
 
 }  // namespace qtune::gpu

@@ -35,8 +35,7 @@ class LtGemm {
   LtGemm& operator=(const LtGemm&) = delete;
 
   // c = alpha * op(a) @ op(b) + beta * c on `stream`; p.k must be > 0.
-  void run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta,
-           cudaStream_t stream);
+  void run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta, cudaStream_t stream);
 
  private:
   struct Plan;

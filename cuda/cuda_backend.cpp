@@ -44,8 +44,8 @@ Backend* cuda_backend(int index) {
   // and this build has it, so the user needs to hear what the driver said instead.
   QTUNE_CHECK(p.count > 0, "device cuda:", index, " was asked for, but no usable CUDA device was found",
               p.error.empty() ? std::string() : " (" + p.error + ")", "; use device=cpu on this machine");
-  QTUNE_CHECK(index >= 0 && index < p.count, "device cuda:", index, " was asked for, but this machine has ",
-              p.count, " CUDA device(s) (cuda:0 .. cuda:", p.count - 1, ")");
+  QTUNE_CHECK(index >= 0 && index < p.count, "device cuda:", index, " was asked for, but this machine has ", p.count,
+              " CUDA device(s) (cuda:0 .. cuda:", p.count - 1, ")");
   // Created on first use and never destroyed: tensors in static objects may outlive any destruction
   // order we could pick, and the CUDA runtime may already be torn down at exit.
   static std::mutex mutex;
@@ -98,8 +98,10 @@ void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   if (p.k == 0) {
     // cuBLASLt rejects an empty reduction; the product is zero, so only beta * c remains.
-    if (beta == 0.0) fill(c, 0.0);
-    else affine(c, beta, 0.0, c);
+    if (beta == 0.0)
+      fill(c, 0.0);
+    else
+      affine(c, beta, 0.0, c);
     return;
   }
   activate();

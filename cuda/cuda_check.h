@@ -5,13 +5,13 @@
 
 #include "engine/check.h"
 
-#define QTUNE_CUDA_CHECK(call)                                                                           \
-  do {                                                                                                   \
-    const cudaError_t qtune_status_ = (call);                                                            \
-    if (qtune_status_ != cudaSuccess)                                                                    \
-      ::qtune::detail::fail(__FILE__, __LINE__, #call,                                                   \
+#define QTUNE_CUDA_CHECK(call)                                                                            \
+  do {                                                                                                    \
+    const cudaError_t qtune_status_ = (call);                                                             \
+    if (qtune_status_ != cudaSuccess)                                                                     \
+      ::qtune::detail::fail(__FILE__, __LINE__, #call,                                                    \
                             ::qtune::detail::concat("CUDA error ", cudaGetErrorName(qtune_status_), ": ", \
-                                                    cudaGetErrorString(qtune_status_)));                 \
+                                                    cudaGetErrorString(qtune_status_)));                  \
   } while (0)
 
 // After a kernel launch: reports bad launch configurations at the launch site rather than at the next

@@ -18,17 +18,28 @@ struct Wide {
 
 __device__ __forceinline__ Wide read_any(DType t, const void* base, int64_t idx) {
   switch (t) {
-    case DType::f64: return {static_cast<const double*>(base)[idx], 0, false};
-    case DType::f32: return {static_cast<const float*>(base)[idx], 0, false};
-    case DType::bf16: return {load(static_cast<const bf16_t*>(base) + idx), 0, false};
-    case DType::f16: return {load(static_cast<const f16_t*>(base) + idx), 0, false};
-    case DType::f8_e4m3: return {numerics::e4m3_to_f32(static_cast<const f8_e4m3_t*>(base)[idx].bits), 0, false};
-    case DType::f8_e5m2: return {numerics::e5m2_to_f32(static_cast<const f8_e5m2_t*>(base)[idx].bits), 0, false};
-    case DType::i64: return {0, static_cast<const int64_t*>(base)[idx], true};
-    case DType::i32: return {0, static_cast<const int32_t*>(base)[idx], true};
-    case DType::i8: return {0, static_cast<const int8_t*>(base)[idx], true};
-    case DType::u8: return {0, static_cast<const uint8_t*>(base)[idx], true};
-    case DType::boolean: return {0, static_cast<const bool*>(base)[idx] ? 1 : 0, true};
+    case DType::f64:
+      return {static_cast<const double*>(base)[idx], 0, false};
+    case DType::f32:
+      return {static_cast<const float*>(base)[idx], 0, false};
+    case DType::bf16:
+      return {load(static_cast<const bf16_t*>(base) + idx), 0, false};
+    case DType::f16:
+      return {load(static_cast<const f16_t*>(base) + idx), 0, false};
+    case DType::f8_e4m3:
+      return {numerics::e4m3_to_f32(static_cast<const f8_e4m3_t*>(base)[idx].bits), 0, false};
+    case DType::f8_e5m2:
+      return {numerics::e5m2_to_f32(static_cast<const f8_e5m2_t*>(base)[idx].bits), 0, false};
+    case DType::i64:
+      return {0, static_cast<const int64_t*>(base)[idx], true};
+    case DType::i32:
+      return {0, static_cast<const int32_t*>(base)[idx], true};
+    case DType::i8:
+      return {0, static_cast<const int8_t*>(base)[idx], true};
+    case DType::u8:
+      return {0, static_cast<const uint8_t*>(base)[idx], true};
+    case DType::boolean:
+      return {0, static_cast<const bool*>(base)[idx] ? 1 : 0, true};
   }
   return {0, 0, true};
 }
@@ -38,21 +49,39 @@ __device__ __forceinline__ Wide read_any(DType t, const void* base, int64_t idx)
 template <class V>
 __device__ __forceinline__ void write_as(DType t, void* base, int64_t idx, V v) {
   switch (t) {
-    case DType::f64: static_cast<double*>(base)[idx] = static_cast<double>(v); return;
-    case DType::f32: static_cast<float*>(base)[idx] = static_cast<float>(v); return;
-    case DType::bf16: store(static_cast<bf16_t*>(base) + idx, static_cast<float>(v)); return;
-    case DType::f16: store(static_cast<f16_t*>(base) + idx, static_cast<float>(v)); return;
+    case DType::f64:
+      static_cast<double*>(base)[idx] = static_cast<double>(v);
+      return;
+    case DType::f32:
+      static_cast<float*>(base)[idx] = static_cast<float>(v);
+      return;
+    case DType::bf16:
+      store(static_cast<bf16_t*>(base) + idx, static_cast<float>(v));
+      return;
+    case DType::f16:
+      store(static_cast<f16_t*>(base) + idx, static_cast<float>(v));
+      return;
     case DType::f8_e4m3:
       static_cast<f8_e4m3_t*>(base)[idx].bits = numerics::f32_to_e4m3(static_cast<float>(v));
       return;
     case DType::f8_e5m2:
       static_cast<f8_e5m2_t*>(base)[idx].bits = numerics::f32_to_e5m2(static_cast<float>(v));
       return;
-    case DType::i64: static_cast<int64_t*>(base)[idx] = static_cast<int64_t>(v); return;
-    case DType::i32: static_cast<int32_t*>(base)[idx] = static_cast<int32_t>(v); return;
-    case DType::i8: static_cast<int8_t*>(base)[idx] = static_cast<int8_t>(v); return;
-    case DType::u8: static_cast<uint8_t*>(base)[idx] = static_cast<uint8_t>(v); return;
-    case DType::boolean: static_cast<bool*>(base)[idx] = v != 0; return;
+    case DType::i64:
+      static_cast<int64_t*>(base)[idx] = static_cast<int64_t>(v);
+      return;
+    case DType::i32:
+      static_cast<int32_t*>(base)[idx] = static_cast<int32_t>(v);
+      return;
+    case DType::i8:
+      static_cast<int8_t*>(base)[idx] = static_cast<int8_t>(v);
+      return;
+    case DType::u8:
+      static_cast<uint8_t*>(base)[idx] = static_cast<uint8_t>(v);
+      return;
+    case DType::boolean:
+      static_cast<bool*>(base)[idx] = v != 0;
+      return;
   }
 }
 
@@ -61,8 +90,10 @@ __global__ void copy_kernel(const void* src, DType src_type, void* dst, DType ds
     int64_t off[2];
     ix.offsets(i, off);
     const Wide v = read_any(src_type, src, off[0]);
-    if (v.is_int) write_as(dst_type, dst, off[1], v.i);
-    else write_as(dst_type, dst, off[1], v.f);
+    if (v.is_int)
+      write_as(dst_type, dst, off[1], v.i);
+    else
+      write_as(dst_type, dst, off[1], v.f);
   }
 }
 
@@ -72,17 +103,39 @@ uint64_t fill_bits(DType t, double value) {
   uint64_t bits = 0;
   auto put = [&bits](auto v) { std::memcpy(&bits, &v, sizeof v); };
   switch (t) {
-    case DType::f64: put(value); break;
-    case DType::f32: put(static_cast<float>(value)); break;
-    case DType::bf16: put(numerics::f32_to_bf16_bits(static_cast<float>(value))); break;
-    case DType::f16: put(numerics::f32_to_f16_bits(static_cast<float>(value))); break;
-    case DType::f8_e4m3: put(numerics::f32_to_e4m3(static_cast<float>(value))); break;
-    case DType::f8_e5m2: put(numerics::f32_to_e5m2(static_cast<float>(value))); break;
-    case DType::i64: put(integer); break;
-    case DType::i32: put(static_cast<int32_t>(integer)); break;
-    case DType::i8: put(static_cast<int8_t>(integer)); break;
-    case DType::u8: put(static_cast<uint8_t>(integer)); break;
-    case DType::boolean: put(static_cast<uint8_t>(integer != 0 ? 1 : 0)); break;
+    case DType::f64:
+      put(value);
+      break;
+    case DType::f32:
+      put(static_cast<float>(value));
+      break;
+    case DType::bf16:
+      put(numerics::f32_to_bf16_bits(static_cast<float>(value)));
+      break;
+    case DType::f16:
+      put(numerics::f32_to_f16_bits(static_cast<float>(value)));
+      break;
+    case DType::f8_e4m3:
+      put(numerics::f32_to_e4m3(static_cast<float>(value)));
+      break;
+    case DType::f8_e5m2:
+      put(numerics::f32_to_e5m2(static_cast<float>(value)));
+      break;
+    case DType::i64:
+      put(integer);
+      break;
+    case DType::i32:
+      put(static_cast<int32_t>(integer));
+      break;
+    case DType::i8:
+      put(static_cast<int8_t>(integer));
+      break;
+    case DType::u8:
+      put(static_cast<uint8_t>(integer));
+      break;
+    case DType::boolean:
+      put(static_cast<uint8_t>(integer != 0 ? 1 : 0));
+      break;
   }
   return bits;
 }
@@ -129,8 +182,7 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
     return;
   }
   const Indexer<2> ix = make_indexer<2>("copy", dst.shape(), {&src.strides(), &dst.strides()});
-  copy_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(src.data_ptr(), src.dtype(), dst.data_ptr(), dst.dtype(), n,
-                                                      ix);
+  copy_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(src.data_ptr(), src.dtype(), dst.data_ptr(), dst.dtype(), n, ix);
   QTUNE_CUDA_CHECK_LAUNCH();
 }
 
@@ -143,11 +195,20 @@ void CudaBackend::fill(const Tensor& dst, double value) {
     return;
   }
   switch (dst.element_size()) {
-    case 1: launch_fill<uint8_t>(dst, bits, stream_); break;
-    case 2: launch_fill<uint16_t>(dst, bits, stream_); break;
-    case 4: launch_fill<uint32_t>(dst, bits, stream_); break;
-    case 8: launch_fill<uint64_t>(dst, bits, stream_); break;
-    default: QTUNE_FAIL("fill: unexpected element size ", dst.element_size());
+    case 1:
+      launch_fill<uint8_t>(dst, bits, stream_);
+      break;
+    case 2:
+      launch_fill<uint16_t>(dst, bits, stream_);
+      break;
+    case 4:
+      launch_fill<uint32_t>(dst, bits, stream_);
+      break;
+    case 8:
+      launch_fill<uint64_t>(dst, bits, stream_);
+      break;
+    default:
+      QTUNE_FAIL("fill: unexpected element size ", dst.element_size());
   }
 }
 

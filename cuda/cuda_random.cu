@@ -35,8 +35,7 @@ __global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
 }
 
 template <class T>
-__global__ void dropout_kernel(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset,
-                               acc_t<T> scale) {
+__global__ void dropout_kernel(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset, acc_t<T> scale) {
   using A = acc_t<T>;
   const int64_t blocks = (n + 3) / 4;
   for (int64_t j = thread_index(); j < blocks; j += thread_count()) {
@@ -96,9 +95,9 @@ void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t off
   dispatch_float(x.dtype(), "dropout", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    dropout_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(
-        static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), n, p, seed, offset,
-        static_cast<A>(1.0 / (1.0 - p)));
+    dropout_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(static_cast<const T*>(x.data_ptr()),
+                                                                         static_cast<T*>(y.data_ptr()), n, p, seed,
+                                                                         offset, static_cast<A>(1.0 / (1.0 - p)));
   });
   QTUNE_CUDA_CHECK_LAUNCH();
 }

@@ -15,16 +15,16 @@ std::atomic<uint64_t> g_next_sequence_nr{0};
 
 // a + b as a new tensor (never in place: either side may be shared with another consumer).
 Tensor add_grads(const Tensor& a, const Tensor& b) {
-  QTUNE_CHECK(a.shape() == b.shape(), "gradient shapes differ: ", shape_str(a.shape()), " vs ",
-              shape_str(b.shape()), " (a backward rule returned a gradient of the wrong shape)");
+  QTUNE_CHECK(a.shape() == b.shape(), "gradient shapes differ: ", shape_str(a.shape()), " vs ", shape_str(b.shape()),
+              " (a backward rule returned a gradient of the wrong shape)");
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   backend_for(a.device()).binary(BinaryOp::add, a, b, out);
   return out;
 }
 
 void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
-  QTUNE_CHECK(grad.shape() == leaf.shape, "gradient of shape ", shape_str(grad.shape()),
-              " for a leaf of shape ", shape_str(leaf.shape));
+  QTUNE_CHECK(grad.shape() == leaf.shape, "gradient of shape ", shape_str(grad.shape()), " for a leaf of shape ",
+              shape_str(leaf.shape));
   Tensor g = grad.dtype() == leaf.dtype ? grad : grad.to(leaf.dtype);
   if (!leaf.grad) {
     // A copy: the incoming tensor may be shared with other consumers, and .grad is later added to in place.
@@ -35,7 +35,9 @@ void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
   backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);
 }
 
-Tensor ones_like_meta(const OutputMeta& meta, double value) { return Tensor::full(meta.shape, value, meta.dtype, meta.device); }
+Tensor ones_like_meta(const OutputMeta& meta, double value) {
+  return Tensor::full(meta.shape, value, meta.dtype, meta.device);
+}
 
 }  // namespace
 

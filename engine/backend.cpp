@@ -40,9 +40,7 @@ void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, co
 void Backend::softmax(const Tensor&, const Tensor&) { unsupported("softmax"); }
 void Backend::softmax_backward(const Tensor&, const Tensor&, const Tensor&) { unsupported("softmax_backward"); }
 void Backend::log_softmax(const Tensor&, const Tensor&) { unsupported("log_softmax"); }
-void Backend::log_softmax_backward(const Tensor&, const Tensor&, const Tensor&) {
-  unsupported("log_softmax_backward");
-}
+void Backend::log_softmax_backward(const Tensor&, const Tensor&, const Tensor&) { unsupported("log_softmax_backward"); }
 void Backend::cross_entropy(const Tensor&, const Tensor&, int64_t, const Tensor&, const Tensor&) {
   unsupported("cross_entropy");
 }

@@ -22,7 +22,6 @@ enum class UnaryOp : uint8_t { neg, exp, log, sqrt, rsqrt, abs, square, reciproc
 enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, silu_grad };
 enum class ReduceOp : uint8_t { sum, max, min, amax /* max |x| */ };
 
-
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -91,8 +90,8 @@ class Backend {
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                          const Tensor& out, const Tensor& lse);
   virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& out, const Tensor& lse, double scale, bool causal,
-                                  const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v);
+                                  const Tensor& out, const Tensor& lse, double scale, bool causal, const Tensor& grad_q,
+                                  const Tensor& grad_k, const Tensor& grad_v);
 
   // Over the last dim. x, y: [N, C]
   virtual void softmax(const Tensor& x, const Tensor& y);

@@ -25,8 +25,8 @@ std::string concat(const Parts&... parts) {
 }  // namespace qtune
 
 // QTUNE_CHECK(cond, "message parts", value, ...): throws qtune::Error naming file:line.
-#define QTUNE_CHECK(cond, ...)                                                                  \
-  do {                                                                                          \
+#define QTUNE_CHECK(cond, ...)                                                                           \
+  do {                                                                                                   \
     if (!(cond)) ::qtune::detail::fail(__FILE__, __LINE__, #cond, ::qtune::detail::concat(__VA_ARGS__)); \
   } while (0)
 

@@ -21,9 +21,7 @@ std::string list_keys(const std::vector<std::string>& keys) {
 }
 }  // namespace
 
-Tensor Module::forward(const Tensor&) {
-  QTUNE_FAIL("module ", type_name_, " has no single-tensor forward()");
-}
+Tensor Module::forward(const Tensor&) { QTUNE_FAIL("module ", type_name_, " has no single-tensor forward()"); }
 
 Tensor& Module::register_parameter(std::string name, Tensor* slot, bool requires_grad) {
   QTUNE_CHECK(slot->defined(), "register_parameter('", name, "') with an undefined tensor");

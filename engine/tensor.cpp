@@ -27,10 +27,9 @@ Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offse
 void record_unary(const char* name, const Tensor& input, const Tensor& output,
                   std::function<Tensor(const Tensor&)> backward) {
   if (!autograd::needs_grad({input})) return;
-  autograd::record(name, {input}, {output},
-                   [backward = std::move(backward)](const std::vector<Tensor>& g) {
-                     return std::vector<Tensor>{backward(g[0])};
-                   });
+  autograd::record(name, {input}, {output}, [backward = std::move(backward)](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{backward(g[0])};
+  });
 }
 
 // Resolves one -1 in a requested shape against numel; throws naming both shapes otherwise.
@@ -67,9 +66,8 @@ Strides view_strides(const Shape& shape, const Strides& strides, const Shape& ne
   int64_t chunk_numel = 1, view_numel = 1;
   for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
     chunk_numel *= shape[static_cast<size_t>(d)];
-    const bool chunk_ends =
-        d == 0 || (shape[static_cast<size_t>(d - 1)] != 1 &&
-                   strides[static_cast<size_t>(d - 1)] != chunk_numel * chunk_stride);
+    const bool chunk_ends = d == 0 || (shape[static_cast<size_t>(d - 1)] != 1 &&
+                                       strides[static_cast<size_t>(d - 1)] != chunk_numel * chunk_stride);
     if (!chunk_ends) continue;
     while (view_d >= 0 && (view_numel < chunk_numel || new_shape[static_cast<size_t>(view_d)] == 1)) {
       out[static_cast<size_t>(view_d)] = view_numel * chunk_stride;
@@ -154,9 +152,7 @@ const TensorImpl& Tensor::checked() const {
 const Shape& Tensor::shape() const { return checked().shape; }
 int64_t Tensor::size(int64_t dim) const { return shape()[static_cast<size_t>(normalize_dim(dim, this->dim()))]; }
 const Strides& Tensor::strides() const { return checked().strides; }
-int64_t Tensor::stride(int64_t dim) const {
-  return strides()[static_cast<size_t>(normalize_dim(dim, this->dim()))];
-}
+int64_t Tensor::stride(int64_t dim) const { return strides()[static_cast<size_t>(normalize_dim(dim, this->dim()))]; }
 int64_t Tensor::offset() const { return checked().offset; }
 int64_t Tensor::numel() const { return numel_of(shape()); }
 DType Tensor::dtype() const { return checked().dtype; }
@@ -235,7 +231,8 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
   std::vector<int64_t> perm(dim());
   std::iota(perm.begin(), perm.end(), int64_t{0});
-  std::swap(perm[static_cast<size_t>(normalize_dim(dim0, dim()))], perm[static_cast<size_t>(normalize_dim(dim1, dim()))]);
+  std::swap(perm[static_cast<size_t>(normalize_dim(dim0, dim()))],
+            perm[static_cast<size_t>(normalize_dim(dim1, dim()))]);
   return permute(perm);
 }
 
@@ -406,8 +403,8 @@ void Tensor::fill_(double value) const {
 
 void Tensor::set_data(const Tensor& other) const {
   QTUNE_CHECK(other.shape() == shape() && other.dtype() == dtype(), "set_data: a ", dtype_name(other.dtype()), " ",
-              shape_str(other.shape()), " tensor cannot stand in for a ", dtype_name(dtype()), " ",
-              shape_str(shape()), " one");
+              shape_str(other.shape()), " tensor cannot stand in for a ", dtype_name(dtype()), " ", shape_str(shape()),
+              " one");
   impl_->storage = other.storage();
   impl_->strides = other.strides();
   impl_->offset = other.offset();

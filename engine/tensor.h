@@ -19,7 +19,7 @@ class Node;
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Strides strides;  // in elements
+  Strides strides;     // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::f32;
   bool requires_grad = false;
@@ -79,7 +79,7 @@ class Tensor {
   double item() const;  // the single element, as double
 
   // ---- views and copies (differentiable) ---------------------------------------------------------
-  Tensor view(const Shape& shape) const;  // one -1 may be inferred; needs view-compatible strides
+  Tensor view(const Shape& shape) const;     // one -1 may be inferred; needs view-compatible strides
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a contiguous copy
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor transpose(int64_t dim0, int64_t dim1) const;

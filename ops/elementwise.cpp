@@ -81,18 +81,16 @@ Tensor neg(const Tensor& x) { return scale(x, -1.0); }
 Tensor exp(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::exp, x);
   if (autograd::needs_grad({x}))
-    autograd::record("exp", {x}, {out}, [y = out.detach()](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{mul(g[0], y)};
-    });
+    autograd::record("exp", {x}, {out},
+                     [y = out.detach()](const std::vector<Tensor>& g) { return std::vector<Tensor>{mul(g[0], y)}; });
   return out;
 }
 
 Tensor log(const Tensor& x) {
   Tensor out = unary_forward(UnaryOp::log, x);
   if (autograd::needs_grad({x}))
-    autograd::record("log", {x}, {out}, [x = x.detach()](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{div(g[0], x)};
-    });
+    autograd::record("log", {x}, {out},
+                     [x = x.detach()](const std::vector<Tensor>& g) { return std::vector<Tensor>{div(g[0], x)}; });
   return out;
 }
 
@@ -138,9 +136,8 @@ Tensor scale(const Tensor& x, double alpha) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   backend_for(x.device()).affine(x, alpha, 0.0, out);
   if (autograd::needs_grad({x}))
-    autograd::record("scale", {x}, {out}, [alpha](const std::vector<Tensor>& g) {
-      return std::vector<Tensor>{scale(g[0], alpha)};
-    });
+    autograd::record("scale", {x}, {out},
+                     [alpha](const std::vector<Tensor>& g) { return std::vector<Tensor>{scale(g[0], alpha)}; });
   return out;
 }
 

@@ -39,9 +39,9 @@ TEST_CASE("views share storage and allocate nothing") {
   Tensor a = Tensor::zeros({4, 6});
   const MemoryStats before = memory_stats(Device::cpu());
   {
-    std::vector<Tensor> views{a.view({24}), a.transpose(0, 1), a.narrow(1, 2, 3), a.select(0, 1),
-                              a.unsqueeze(0).expand({5, 4, 6}), a.detach(), a.reshape({2, 12}),
-                              a.permute({1, 0}), a.contiguous()};
+    std::vector<Tensor> views{
+        a.view({24}), a.transpose(0, 1),  a.narrow(1, 2, 3), a.select(0, 1), a.unsqueeze(0).expand({5, 4, 6}),
+        a.detach(),   a.reshape({2, 12}), a.permute({1, 0}), a.contiguous()};
     for (const Tensor& v : views) CHECK(v.storage() == a.storage());
     const MemoryStats s = memory_stats(Device::cpu());
     CHECK(s.allocated == before.allocated);

@@ -138,8 +138,7 @@ TEST_CASE("gradients through views, checked by finite differences in f64") {
   CHECK(testing::gradcheck([](X x) { return ops::exp(x[0].transpose(0, 2).reshape({5, 12})); }, {a}) <= 1.0);
   CHECK(testing::gradcheck([](X x) { return ops::exp(x[0].view({12, 5})); }, {a}) <= 1.0);
   CHECK(testing::gradcheck([](X x) { return ops::exp(x[0].flatten(1).unsqueeze(0).squeeze(0)); }, {a}) <= 1.0);
-  CHECK(testing::gradcheck([](X x) { return x[0].transpose(1, 2).contiguous() * x[0].transpose(1, 2); }, {a}) <=
-        1.0);
+  CHECK(testing::gradcheck([](X x) { return x[0].transpose(1, 2).contiguous() * x[0].transpose(1, 2); }, {a}) <= 1.0);
   Tensor b = testing::random_f64({4, 1}, 12).requires_grad_();
   CHECK(testing::gradcheck([](X x) { return ops::exp(x[0].expand({3, 4, 6})); }, {b}) <= 1.0);
   CHECK(testing::gradcheck([](X x) { return ops::exp(x[0].unsqueeze(0).expand({2, -1, 3}).clone()); }, {b}) <= 1.0);
@@ -247,9 +246,7 @@ TEST_CASE("checkpoint replays randomness from the default generator") {
 TEST_CASE("checkpoint: inputs without grad, several outputs, grad mode off") {
   Tensor w = Tensor::full({3}, 2.0).requires_grad_();
   Tensor x = Tensor::from_vector<float>({1, 2, 3}, {3});  // no grad: w receives its gradient anyway
-  auto fn = [w](const std::vector<Tensor>& in) {
-    return std::vector<Tensor>{ops::mul(in[0], w), ops::exp(in[0])};
-  };
+  auto fn = [w](const std::vector<Tensor>& in) { return std::vector<Tensor>{ops::mul(in[0], w), ops::exp(in[0])}; };
   auto outs = checkpoint(fn, {x});
   REQUIRE(outs.size() == 2);
   ops::sum(outs[0]).backward();
@@ -270,12 +267,8 @@ TEST_CASE("checkpoint: a non-leaf weight read by several checkpointed blocks") {
     Tensor W = Tensor::from_vector<double>({0.2, -0.05, 0.125}, {3}).requires_grad_();
     Tensor x = Tensor::from_vector<double>({0.1, 0.3, -0.2}, {3}).requires_grad_();
     Tensor w2 = ops::scale(W, 3.0);
-    auto captured = [w2](const std::vector<Tensor>& in) {
-      return std::vector<Tensor>{ops::exp(ops::mul(in[0], w2))};
-    };
-    auto as_input = [](const std::vector<Tensor>& in) {
-      return std::vector<Tensor>{ops::exp(ops::mul(in[0], in[1]))};
-    };
+    auto captured = [w2](const std::vector<Tensor>& in) { return std::vector<Tensor>{ops::exp(ops::mul(in[0], w2))}; };
+    auto as_input = [](const std::vector<Tensor>& in) { return std::vector<Tensor>{ops::exp(ops::mul(in[0], in[1]))}; };
     Tensor h = x;
     for (int i = 0; i < 2; ++i) {
       if (mode == 0) h = captured({h})[0];

@@ -31,10 +31,10 @@ std::vector<uint8_t> bytes_of(const Tensor& t) {
   return out;
 }
 
-#define CHECK_SAME_BYTES(gpu_tensor, cpu_tensor)                                         \
-  do {                                                                                  \
-    REQUIRE((gpu_tensor).shape() == (cpu_tensor).shape());                              \
-    REQUIRE((gpu_tensor).dtype() == (cpu_tensor).dtype());                              \
+#define CHECK_SAME_BYTES(gpu_tensor, cpu_tensor)                                             \
+  do {                                                                                       \
+    REQUIRE((gpu_tensor).shape() == (cpu_tensor).shape());                                   \
+    REQUIRE((gpu_tensor).dtype() == (cpu_tensor).dtype());                                   \
     CHECK_MESSAGE(bytes_of(gpu_tensor) == bytes_of(cpu_tensor), "GPU and CPU bytes differ"); \
   } while (0)
 
@@ -46,8 +46,8 @@ void check_same_values(const Tensor& gpu_tensor, const Tensor& cpu_tensor) {
   const std::vector<double> g = gpu_tensor.to_vector<double>(), c = cpu_tensor.to_vector<double>();
   size_t mismatches = 0, first = 0;
   for (size_t i = 0; i < g.size(); ++i) {
-    const bool same = (std::isnan(g[i]) && std::isnan(c[i])) ||
-                      (g[i] == c[i] && std::signbit(g[i]) == std::signbit(c[i]));
+    const bool same =
+        (std::isnan(g[i]) && std::isnan(c[i])) || (g[i] == c[i] && std::signbit(g[i]) == std::signbit(c[i]));
     if (!same && mismatches++ == 0) first = i;
   }
   CHECK_MESSAGE(mismatches == 0, mismatches, " elements differ; first at ", first, ": gpu ", g[first], " cpu ",
@@ -58,9 +58,23 @@ void check_same_values(const Tensor& gpu_tensor, const Tensor& cpu_tensor) {
 // the fp8 and f16 maxima, and a NaN.
 Tensor tricky_f32(int64_t n, uint64_t seed) {
   std::vector<float> v = random_f64({n}, seed, -4.0, 4.0).to(DType::f32).to_vector<float>();
-  const float specials[] = {0.0f, -0.0f, 1e-8f, -3e-6f, 1e-3f, 448.0f, 449.0f, -500.0f, 57344.0f, 60000.0f,
-                            65504.0f, 70000.0f, 1e30f, -1e30f, std::numeric_limits<float>::quiet_NaN(),
-                            std::numeric_limits<float>::infinity(), 2.0f / 3.0f};
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            1e-8f,
+                            -3e-6f,
+                            1e-3f,
+                            448.0f,
+                            449.0f,
+                            -500.0f,
+                            57344.0f,
+                            60000.0f,
+                            65504.0f,
+                            70000.0f,
+                            1e30f,
+                            -1e30f,
+                            std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            2.0f / 3.0f};
   for (size_t i = 0; i < v.size(); ++i) v[i] = std::ldexp(v[i], static_cast<int>(i % 37) - 20);
   for (size_t i = 0; i < std::size(specials) && i < v.size(); ++i) v[i * 7 % v.size()] = specials[i];
   return Tensor::from_vector(v, {n});
@@ -153,8 +167,8 @@ TEST_CASE("fill writes the CPU's bits, strided") {
 }
 
 TEST_CASE("binary kernel matches the CPU: contiguous, unaligned and broadcast") {
-  const BinaryOp exact_ops[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::maximum,
-                                BinaryOp::minimum};
+  const BinaryOp exact_ops[] = {BinaryOp::add, BinaryOp::sub,     BinaryOp::mul,
+                                BinaryOp::div, BinaryOp::maximum, BinaryOp::minimum};
   for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
     CAPTURE(dtype_name(t));
     // 1027 elements: vector packs plus a scalar tail. Offsetting by one element breaks 16-byte
@@ -200,12 +214,11 @@ TEST_CASE("unary, affine and pow kernels match the CPU") {
     double low, high;
     bool exact;
   };
-  const Case cases[] = {{UnaryOp::neg, -3, 3, true},        {UnaryOp::abs, -3, 3, true},
-                        {UnaryOp::square, -3, 3, true},     {UnaryOp::sqrt, 0.1, 9, true},
-                        {UnaryOp::reciprocal, 0.5, 4, true}, {UnaryOp::exp, -5, 5, false},
-                        {UnaryOp::log, 0.1, 9, false},      {UnaryOp::rsqrt, 0.1, 9, false},
-                        {UnaryOp::sigmoid, -6, 6, false},   {UnaryOp::silu, -6, 6, false},
-                        {UnaryOp::tanh, -3, 3, false}};
+  const Case cases[] = {
+      {UnaryOp::neg, -3, 3, true},   {UnaryOp::abs, -3, 3, true},         {UnaryOp::square, -3, 3, true},
+      {UnaryOp::sqrt, 0.1, 9, true}, {UnaryOp::reciprocal, 0.5, 4, true}, {UnaryOp::exp, -5, 5, false},
+      {UnaryOp::log, 0.1, 9, false}, {UnaryOp::rsqrt, 0.1, 9, false},     {UnaryOp::sigmoid, -6, 6, false},
+      {UnaryOp::silu, -6, 6, false}, {UnaryOp::tanh, -3, 3, false}};
   for (DType t : {DType::f32, DType::bf16, DType::f16}) {
     for (const Case& c : cases) {
       CAPTURE(dtype_name(t));
@@ -214,8 +227,10 @@ TEST_CASE("unary, affine and pow kernels match the CPU") {
       const Tensor oc = Tensor::empty({29, 37}, t), og = Tensor::empty({29, 37}, t, kGpu);
       cpu().unary(c.op, x.transpose(0, 1), oc);
       gpu().unary(c.op, x.to(kGpu).transpose(0, 1), og);
-      if (c.exact) CHECK_SAME_BYTES(og, oc);
-      else QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 ? 1e-6 : 1e-2, 1e-7);
+      if (c.exact)
+        CHECK_SAME_BYTES(og, oc);
+      else
+        QTUNE_CHECK_CLOSE(og, oc, t == DType::f32 ? 1e-6 : 1e-2, 1e-7);
     }
     const Tensor x = random_f64({1000}, 10, 0.1, 3.0).to(t);
     const Tensor oc = Tensor::empty({1000}, t), og = Tensor::empty({1000}, t, kGpu);
@@ -366,8 +381,7 @@ TEST_CASE("cuBLASLt GEMM matches the CPU: dtypes, transposes, broadcast batch, r
   // A broadcast output would be written by every batch at once.
   const Tensor a = Tensor::zeros({2, 3, 4}, DType::f32, kGpu), b = Tensor::zeros({2, 4, 5}, DType::f32, kGpu);
   const Tensor shared_c = Tensor::zeros({1, 3, 5}, DType::f32, kGpu).expand({2, 3, 5});
-  CHECK_THROWS_WITH_AS(gpu().gemm(a, false, b, false, shared_c, 1.0, 0.0), doctest::Contains("batch stride 0"),
-                       Error);
+  CHECK_THROWS_WITH_AS(gpu().gemm(a, false, b, false, shared_c, 1.0, 0.0), doctest::Contains("batch stride 0"), Error);
 }
 
 TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {

@@ -27,8 +27,7 @@ TEST_CASE("a CUDA device that is not there gives a clear error") {
   // One past the last device never exists, with or without a GPU.
   const int missing = cuda_device_count();
   const std::string name = "cuda:" + std::to_string(missing);
-  CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda(missing)), doctest::Contains(name.c_str()),
-                       Error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda(missing)), doctest::Contains(name.c_str()), Error);
   CHECK_THROWS_WITH_AS(Tensor::ones({2, 2}).to(Device::cuda(missing)), doctest::Contains(name.c_str()), Error);
   CHECK_THROWS_WITH_AS(memory_stats(Device::cuda(missing)), doctest::Contains(name.c_str()), Error);
   CHECK_THROWS_AS(Tensor::empty({4}, DType::f32, Device::cuda(-1)), Error);
@@ -42,7 +41,7 @@ TEST_CASE("a CUDA device that is not there gives a clear error") {
     CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda()), doctest::Contains(why), Error);
     CHECK_THROWS_WITH_AS(Tensor::zeros({4}, DType::bf16, parse_device("cuda")), doctest::Contains("cuda:0"), Error);
   } else {
-    CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda(missing)),
-                         doctest::Contains("CUDA device(s)"), Error);
+    CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda(missing)), doctest::Contains("CUDA device(s)"),
+                         Error);
   }
 }

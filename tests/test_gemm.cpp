@@ -36,10 +36,18 @@ Tensor reference(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tenso
 // bf16 and f16 outputs are rounded to 8 and 11 significant bits.
 void tolerances(DType dt, double& rtol, double& atol) {
   switch (dt) {
-    case DType::f64: rtol = 1e-12, atol = 1e-12; break;
-    case DType::f32: rtol = 1e-5, atol = 1e-5; break;
-    case DType::f16: rtol = 1e-3, atol = 1e-3; break;
-    default: rtol = 8e-3, atol = 1e-3; break;
+    case DType::f64:
+      rtol = 1e-12, atol = 1e-12;
+      break;
+    case DType::f32:
+      rtol = 1e-5, atol = 1e-5;
+      break;
+    case DType::f16:
+      rtol = 1e-3, atol = 1e-3;
+      break;
+    default:
+      rtol = 8e-3, atol = 1e-3;
+      break;
   }
 }
 
@@ -104,7 +112,8 @@ TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
       INFO("dtype=", dtype_name(dt), " tb=", tb);
       const int64_t batch = 4, m = 11, n = 19, k = 23;
       Tensor a = random({batch, m, k}, 11, dt);
-      Tensor w = random(tb ? Shape{1, n, k} : Shape{1, k, n}, 12, dt).expand(tb ? Shape{batch, n, k} : Shape{batch, k, n});
+      Tensor w =
+          random(tb ? Shape{1, n, k} : Shape{1, k, n}, 12, dt).expand(tb ? Shape{batch, n, k} : Shape{batch, k, n});
       REQUIRE(w.stride(0) == 0);
       check_gemm(a, false, w, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
       // Both inputs shared: every batch entry of C gets the same product.

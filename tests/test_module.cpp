@@ -107,9 +107,8 @@ TEST_CASE("HF-style dotted names for parameters, buffers and modules") {
   CHECK(params == want);
   std::vector<std::string> modules;
   for (auto& [name, m] : root.named_modules()) modules.push_back(name + ":" + m->type_name());
-  CHECK(modules == std::vector<std::string>{":Root", "model:Inner", "model.layers:ModuleList",
-                                            "model.layers.0:Block", "model.layers.0.up:Lin",
-                                            "model.layers.0.down:Lin", "model.layers.1:Block",
+  CHECK(modules == std::vector<std::string>{":Root", "model:Inner", "model.layers:ModuleList", "model.layers.0:Block",
+                                            "model.layers.0.up:Lin", "model.layers.0.down:Lin", "model.layers.1:Block",
                                             "model.layers.1.up:Lin", "model.layers.1.down:Lin", "lm_head:Lin"});
   CHECK(root.find_module("model.layers.1.down") == root.named_modules()[8].second);
   CHECK(root.find_module("model.layers.2") == nullptr);
@@ -120,9 +119,9 @@ TEST_CASE("HF-style dotted names for parameters, buffers and modules") {
   CHECK(names_of(root.named_parameters("", /*recurse=*/false)).empty());
 
   const StateDict sd = root.state_dict();
-  CHECK(sd.count("model.steps") == 1);                   // persistent integer buffer
-  CHECK(sd.count("model.layers.0.up.running") == 1);     // persistent buffer
-  CHECK(sd.count("model.layers.0.up.scratch") == 0);     // non-persistent buffer
+  CHECK(sd.count("model.steps") == 1);                // persistent integer buffer
+  CHECK(sd.count("model.layers.0.up.running") == 1);  // persistent buffer
+  CHECK(sd.count("model.layers.0.up.scratch") == 0);  // non-persistent buffer
   CHECK(sd.size() == 11 + 1 + 5);
   const auto buffers = names_of(root.named_buffers());
   CHECK(std::count(buffers.begin(), buffers.end(), "lm_head.scratch") == 1);
@@ -264,9 +263,9 @@ TEST_CASE("Module::to(DType) casts in place and keeps tensor identity") {
   CHECK(w.dtype() == DType::bf16);  // the handle taken before sees the cast
   CHECK(w.is_same(*root.find_parameter("model.layers.0.up.weight")));
   CHECK(w.requires_grad());
-  CHECK_FALSE(w.grad().defined());  // a gradient of the old dtype is dropped
+  CHECK_FALSE(w.grad().defined());                   // a gradient of the old dtype is dropped
   CHECK(w.to_vector<float>()[0] == 0.10009765625f);  // 0.1 rounded to bf16
-  CHECK(steps.dtype() == DType::i64);                 // integer buffers are left alone
+  CHECK(steps.dtype() == DType::i64);                // integer buffers are left alone
   CHECK(root.state_dict().at("model.layers.0.up.running").dtype() == DType::bf16);
   const Tensor out = root(input().to(DType::bf16));
   CHECK(out.dtype() == DType::bf16);

@@ -79,8 +79,8 @@ void check_casts(const nlohmann::json& table) {
       }
       const bool ok = f32_to_bf16_bits(v) == want_bf16[k] && pb[i].bits == want_bf16[k] &&
                       f32_to_f16_bits(v) == want_f16[k] && ph[i].bits == want_f16[k] &&
-                      f32_to_e4m3(v) == want_e4m3[k] && p4[i].bits == want_e4m3[k] &&
-                      f32_to_e5m2(v) == want_e5m2[k] && p5[i].bits == want_e5m2[k];
+                      f32_to_e4m3(v) == want_e4m3[k] && p4[i].bits == want_e4m3[k] && f32_to_e5m2(v) == want_e5m2[k] &&
+                      p5[i].bits == want_e5m2[k];
       if (!ok) {
         ++failures;
         CHECK(f32_to_bf16_bits(v) == want_bf16[k]);

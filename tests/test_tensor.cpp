@@ -25,7 +25,7 @@ TEST_CASE("views share storage and compose") {
   CHECK_FALSE(t.is_contiguous());
   CHECK(t.storage() == a.storage());
   CHECK(t.contiguous().to_vector<float>()[1] == 12.0f);  // t[0,0,1] = a[1,0,0]
-  Tensor n = a.narrow(1, 1, 2);  // [2, 2, 4]
+  Tensor n = a.narrow(1, 1, 2);                          // [2, 2, 4]
   CHECK(n.to_vector<float>()[0] == 4.0f);
   Tensor e = Tensor::arange(3).to(DType::f32).reshape({3, 1}).expand({3, 4});
   CHECK(e.stride(1) == 0);
@@ -42,7 +42,8 @@ TEST_CASE("matmul and broadcasting arithmetic") {
   Tensor a = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor b = Tensor::from_vector<float>({1, 0, 0, 1, 1, 1}, {3, 2});
   CHECK(ops::matmul(a, b).to_vector<float>() == std::vector<float>{4, 5, 10, 11});
-  CHECK(ops::matmul(a.transpose(0, 1), b.transpose(0, 1), true, true).to_vector<float>() == std::vector<float>{4, 5, 10, 11});
+  CHECK(ops::matmul(a.transpose(0, 1), b.transpose(0, 1), true, true).to_vector<float>() ==
+        std::vector<float>{4, 5, 10, 11});
   Tensor row = Tensor::from_vector<float>({10, 20, 30}, {3});
   CHECK((a + row).to_vector<float>() == std::vector<float>{11, 22, 33, 14, 25, 36});
 }
@@ -54,6 +55,7 @@ TEST_CASE("gradients of elementwise ops and matmul") {
   Tensor m = testing::random_f64({2, 3, 4}, 3).requires_grad_();
   Tensor w = testing::random_f64({5, 4}, 4).requires_grad_();
   CHECK(testing::gradcheck([](auto& x) { return ops::matmul(x[0], x[1], false, true); }, {m, w}) <= 1.0);
-  CHECK(testing::gradcheck([](auto& x) { return ops::matmul(x[0], x[1], true, false); }, {m, testing::random_f64({2, 3, 5}, 5).requires_grad_()}) <= 1.0);
+  CHECK(testing::gradcheck([](auto& x) { return ops::matmul(x[0], x[1], true, false); },
+                           {m, testing::random_f64({2, 3, 5}, 5).requires_grad_()}) <= 1.0);
   CHECK(testing::gradcheck([](auto& x) { return ops::mean(ops::exp(x[0]), {1}); }, {m}) <= 1.0);
 }

@@ -17,9 +17,11 @@ TEST_CASE("str() of small, large, integer, bool and scalar tensors") {
         "[[0, 1, 2, ..., 5, 6, 7],\n [8, 9, 10, ..., 13, 14, 15],\n [16, 17, 18, ..., 21, 22, 23],\n ...,\n"
         " [40, 41, 42, ..., 45, 46, 47],\n [48, 49, 50, ..., 53, 54, 55],\n [56, 57, 58, ..., 61, 62, 63]]");
   CHECK(Tensor::scalar(2.5).str() == "Tensor(shape=[], dtype=f32, device=cpu)\n2.5");
-  CHECK(Tensor::from_vector<float>({0.5f, -1e10f}, {2}).str() == "Tensor(shape=[2], dtype=f32, device=cpu)\n[0.5, -1e+10]");
+  CHECK(Tensor::from_vector<float>({0.5f, -1e10f}, {2}).str() ==
+        "Tensor(shape=[2], dtype=f32, device=cpu)\n[0.5, -1e+10]");
   const bool flags[2] = {true, false};
-  CHECK(Tensor::from_data(flags, {2}, DType::boolean).str() == "Tensor(shape=[2], dtype=bool, device=cpu)\n[true, false]");
+  CHECK(Tensor::from_data(flags, {2}, DType::boolean).str() ==
+        "Tensor(shape=[2], dtype=bool, device=cpu)\n[true, false]");
   CHECK(Tensor::zeros({2, 0}).str() == "Tensor(shape=[2, 0], dtype=f32, device=cpu)\n[[],\n []]");
   CHECK(Tensor::ones({1}).requires_grad_().str() == "Tensor(shape=[1], dtype=f32, device=cpu, requires_grad)\n[1]");
   CHECK(Tensor().str() == "Tensor(undefined)");
@@ -47,7 +49,8 @@ TEST_CASE("fill_ and full cast the value as torch.full does") {
 
 TEST_CASE("bad views, reshapes and ranges fail with messages that name the problem") {
   const Tensor t = Tensor::zeros({2, 3});
-  CHECK_THROWS_WITH_AS(t.narrow(1, 2, 2), doctest::Contains("narrow: [2, 4) is out of range for dim 1 of size 3"), Error);
+  CHECK_THROWS_WITH_AS(t.narrow(1, 2, 2), doctest::Contains("narrow: [2, 4) is out of range for dim 1 of size 3"),
+                       Error);
   CHECK_THROWS_WITH_AS(t.narrow(0, -3, 1), doctest::Contains("out of range"), Error);
   CHECK_THROWS_WITH_AS(t.narrow(0, 0, -1), doctest::Contains("out of range"), Error);
   CHECK_THROWS_WITH_AS(t.view({4}), doctest::Contains("[2, 3] (6 elements) to [4]"), Error);

@@ -15,14 +15,14 @@ namespace qtune::testing {
 // Max |a - e| / (atol + rtol * |e|) over elements; <= 1 means close. Shapes must match.
 double closeness(const Tensor& actual, const Tensor& expected, double rtol, double atol);
 
-#define QTUNE_CHECK_CLOSE(actual, expected, rtol, atol)                                              \
-  do {                                                                                               \
-    const ::qtune::Tensor qtune_a_ = (actual), qtune_e_ = (expected);                                \
-    REQUIRE_MESSAGE(qtune_a_.shape() == qtune_e_.shape(), "shape ", ::qtune::shape_str(qtune_a_.shape()), \
-                    " vs expected ", ::qtune::shape_str(qtune_e_.shape()));                          \
-    const double qtune_c_ = ::qtune::testing::closeness(qtune_a_, qtune_e_, (rtol), (atol));         \
-    CHECK_MESSAGE(qtune_c_ <= 1.0, #actual " vs " #expected ": worst error is ", qtune_c_,           \
-                  "x the tolerance (rtol ", (rtol), ", atol ", (atol), ")");                         \
+#define QTUNE_CHECK_CLOSE(actual, expected, rtol, atol)                                                              \
+  do {                                                                                                               \
+    const ::qtune::Tensor qtune_a_ = (actual), qtune_e_ = (expected);                                                \
+    REQUIRE_MESSAGE(qtune_a_.shape() == qtune_e_.shape(), "shape ", ::qtune::shape_str(qtune_a_.shape()),            \
+                    " vs expected ", ::qtune::shape_str(qtune_e_.shape()));                                          \
+    const double qtune_c_ = ::qtune::testing::closeness(qtune_a_, qtune_e_, (rtol), (atol));                         \
+    CHECK_MESSAGE(qtune_c_ <= 1.0, #actual " vs " #expected ": worst error is ", qtune_c_, "x the tolerance (rtol ", \
+                  (rtol), ", atol ", (atol), ")");                                                                   \
   } while (0)
 
 using GradFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;

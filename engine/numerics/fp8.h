@@ -36,8 +36,8 @@ QTUNE_HD uint8_t encode_fp8(F x) {
     return static_cast<uint8_t>(sign | q);
   }
   int e;
-  (void)std::frexp(ax, &e);  // ax = m * 2^e with m in [0.5, 1)
-  e -= 1;                    // now ax in [2^e, 2^(e+1))
+  (void)std::frexp(ax, &e);                                                 // ax = m * 2^e with m in [0.5, 1)
+  e -= 1;                                                                   // now ax in [2^e, 2^(e+1))
   int q = static_cast<int>(std::rint(std::ldexp(ax, Fmt::mant_bits - e)));  // in [one, 2*one]
   if (q == 2 * one) {
     q = one;

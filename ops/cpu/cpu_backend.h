@@ -36,9 +36,9 @@ class CpuBackend final : public Backend {
   void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& y) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, const Tensor& out,
                  const Tensor& lse) override;
-  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
-                          const Tensor& out, const Tensor& lse, double scale, bool causal, const Tensor& grad_q,
-                          const Tensor& grad_k, const Tensor& grad_v) override;
+  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, double scale, bool causal, const Tensor& grad_q, const Tensor& grad_k,
+                          const Tensor& grad_v) override;
   void softmax(const Tensor& x, const Tensor& y) override;
   void softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
   void log_softmax(const Tensor& x, const Tensor& y) override;

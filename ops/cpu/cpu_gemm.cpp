@@ -35,13 +35,19 @@ void eigen_gemm(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta
   ConstMap<S> A(a, g.ta ? g.k : g.m, g.ta ? g.m : g.k, Eigen::OuterStride<>(g.lda));
   ConstMap<S> B(b, g.tb ? g.n : g.k, g.tb ? g.k : g.n, Eigen::OuterStride<>(g.ldb));
   MutMap<S> C(c, g.m, g.n, Eigen::OuterStride<>(g.ldc));
-  if (beta == S(0)) C.setZero();  // BLAS semantics: C is not read when beta is 0 (NaNs there do not leak)
-  else if (beta != S(1)) C *= beta;
+  if (beta == S(0))
+    C.setZero();  // BLAS semantics: C is not read when beta is 0 (NaNs there do not leak)
+  else if (beta != S(1))
+    C *= beta;
   if (g.k == 0) return;
-  if (!g.ta && !g.tb) C.noalias() += alpha * A * B;
-  else if (g.ta && !g.tb) C.noalias() += alpha * A.transpose() * B;
-  else if (!g.ta && g.tb) C.noalias() += alpha * A * B.transpose();
-  else C.noalias() += alpha * A.transpose() * B.transpose();
+  if (!g.ta && !g.tb)
+    C.noalias() += alpha * A * B;
+  else if (g.ta && !g.tb)
+    C.noalias() += alpha * A.transpose() * B;
+  else if (!g.ta && g.tb)
+    C.noalias() += alpha * A * B.transpose();
+  else
+    C.noalias() += alpha * A.transpose() * B.transpose();
 }
 
 // BLAS-style interfaces take 32-bit sizes and need each row stride to cover its row (lda >= cols);
@@ -60,15 +66,17 @@ void gemm_one(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) 
   if (blas_compatible(g)) {
     const auto ta = g.ta ? CblasTrans : CblasNoTrans, tb = g.tb ? CblasTrans : CblasNoTrans;
     const int m = int(g.m), n = int(g.n), k = int(g.k), lda = int(g.lda), ldb = int(g.ldb), ldc = int(g.ldc);
-    if constexpr (std::is_same_v<S, float>) cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    else cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if constexpr (std::is_same_v<S, float>)
+      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else
+      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
 #elif defined(QTUNE_USE_ONEDNN)
   if constexpr (std::is_same_v<S, float>) {  // oneDNN has no f64 GEMM: f64 stays on Eigen
     if (blas_compatible(g)) {
-      const dnnl_status_t st = dnnl_sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, alpha, a, g.lda, b,
-                                          g.ldb, beta, c, g.ldc);
+      const dnnl_status_t st =
+          dnnl_sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
       QTUNE_CHECK(st == dnnl_success, "gemm: dnnl_sgemm failed with status ", int(st));
       return;
     }
@@ -78,8 +86,8 @@ void gemm_one(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) 
 }
 
 template <class S>
-void gemm_batched(const GemmArgs& g, const S* a, int64_t a_batch, const S* b, int64_t b_batch, S* c,
-                  int64_t c_batch, int64_t batch, S alpha, S beta) {
+void gemm_batched(const GemmArgs& g, const S* a, int64_t a_batch, const S* b, int64_t b_batch, S* c, int64_t c_batch,
+                  int64_t batch, S alpha, S beta) {
   // Each call is multithreaded by the library; splitting the batch across threads as well would
   // oversubscribe the cores.
   for (int64_t i = 0; i < batch; ++i) gemm_one(g, a + i * a_batch, b + i * b_batch, c + i * c_batch, alpha, beta);
@@ -102,8 +110,8 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
               shape_str(b.shape()), (trans_b ? "^T" : ""), ", c ", shape_str(c.shape()));
   for (const Tensor* t : {&a, &b, &c})
     QTUNE_CHECK(t->stride(2) == 1 || t->size(2) == 1, "gemm: the last dim of every operand needs stride 1");
-  QTUNE_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: operand dtypes differ (",
-              dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), ", ", dtype_name(c.dtype()), ")");
+  QTUNE_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: operand dtypes differ (", dtype_name(a.dtype()),
+              ", ", dtype_name(b.dtype()), ", ", dtype_name(c.dtype()), ")");
   if (batch == 0 || m == 0 || n == 0) return;
   // Row stride; a single-row matrix may carry any stride there, so use its width.
   auto ld = [](const Tensor& t) { return t.size(1) > 1 ? t.stride(1) : t.size(2); };

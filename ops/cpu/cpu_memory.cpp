@@ -10,23 +10,34 @@ namespace {
 // The value of one stored element, widened: integers to int64, floats to double.
 template <class T>
 inline auto widen(const T* p) {
-  if constexpr (std::is_same_v<T, f8_e4m3_t>) return static_cast<double>(numerics::e4m3_to_f32(p->bits));
-  else if constexpr (std::is_same_v<T, f8_e5m2_t>) return static_cast<double>(numerics::e5m2_to_f32(p->bits));
-  else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) return static_cast<double>(load(p));
-  else if constexpr (std::is_same_v<T, bool>) return static_cast<int64_t>(*p ? 1 : 0);
-  else if constexpr (std::is_integral_v<T>) return static_cast<int64_t>(*p);
-  else return static_cast<double>(*p);
+  if constexpr (std::is_same_v<T, f8_e4m3_t>)
+    return static_cast<double>(numerics::e4m3_to_f32(p->bits));
+  else if constexpr (std::is_same_v<T, f8_e5m2_t>)
+    return static_cast<double>(numerics::e5m2_to_f32(p->bits));
+  else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>)
+    return static_cast<double>(load(p));
+  else if constexpr (std::is_same_v<T, bool>)
+    return static_cast<int64_t>(*p ? 1 : 0);
+  else if constexpr (std::is_integral_v<T>)
+    return static_cast<int64_t>(*p);
+  else
+    return static_cast<double>(*p);
 }
 
 // Stores a widened value as T. Floats narrow through f32 (as PyTorch's casts do); float to integer
 // truncates toward zero.
 template <class T, class V>
 inline void narrow_store(T* p, V v) {
-  if constexpr (std::is_same_v<T, f8_e4m3_t>) p->bits = numerics::f32_to_e4m3(static_cast<float>(v));
-  else if constexpr (std::is_same_v<T, f8_e5m2_t>) p->bits = numerics::f32_to_e5m2(static_cast<float>(v));
-  else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) store(p, static_cast<float>(v));
-  else if constexpr (std::is_same_v<T, bool>) *p = v != 0;
-  else *p = static_cast<T>(v);
+  if constexpr (std::is_same_v<T, f8_e4m3_t>)
+    p->bits = numerics::f32_to_e4m3(static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, f8_e5m2_t>)
+    p->bits = numerics::f32_to_e5m2(static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>)
+    store(p, static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, bool>)
+    *p = v != 0;
+  else
+    *p = static_cast<T>(v);
 }
 
 }  // namespace
@@ -68,9 +79,12 @@ void CpuBackend::fill(const Tensor& dst, double value) {
     D one;
     // Any non-zero value, a fraction or NaN included, is true (torch.full); the int64 detour
     // below would truncate 0.7 to false first.
-    if constexpr (std::is_same_v<D, bool>) one = value != 0;
-    else if constexpr (std::is_integral_v<D>) narrow_store(&one, static_cast<int64_t>(value));
-    else narrow_store(&one, value);
+    if constexpr (std::is_same_v<D, bool>)
+      one = value != 0;
+    else if constexpr (std::is_integral_v<D>)
+      narrow_store(&one, static_cast<int64_t>(value));
+    else
+      narrow_store(&one, value);
     D* out = ptr<D>(dst);
     for_each_run<1>(dst.shape(), {dst.strides()}, [&](auto off, int64_t n, auto inner) {
       for (int64_t i = 0; i < n; ++i) out[off[0] + i * inner[0]] = one;

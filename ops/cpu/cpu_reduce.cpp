@@ -16,8 +16,8 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
   // Walk x once; out's strides are 0 along reduced dims so every input element finds its slot.
   Strides out_strides = out.strides();
   for (size_t d = 0; d < x.dim(); ++d) {
-    QTUNE_CHECK(out.shape()[d] == x.shape()[d] || out.shape()[d] == 1, "reduce: cannot reduce ",
-                shape_str(x.shape()), " to ", shape_str(out.shape()));
+    QTUNE_CHECK(out.shape()[d] == x.shape()[d] || out.shape()[d] == 1, "reduce: cannot reduce ", shape_str(x.shape()),
+                " to ", shape_str(out.shape()));
     if (out.shape()[d] != x.shape()[d]) out_strides[d] = 0;
   }
   double init = 0.0;
@@ -34,10 +34,18 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
         const double v = load(a + i * inner[0]);
         double& slot = o[i * inner[1]];
         switch (op) {
-          case ReduceOp::sum: slot += v; break;
-          case ReduceOp::max: slot = v > slot || std::isnan(v) ? v : slot; break;
-          case ReduceOp::min: slot = v < slot || std::isnan(v) ? v : slot; break;
-          case ReduceOp::amax: slot = std::fabs(v) > slot || std::isnan(v) ? std::fabs(v) : slot; break;
+          case ReduceOp::sum:
+            slot += v;
+            break;
+          case ReduceOp::max:
+            slot = v > slot || std::isnan(v) ? v : slot;
+            break;
+          case ReduceOp::min:
+            slot = v < slot || std::isnan(v) ? v : slot;
+            break;
+          case ReduceOp::amax:
+            slot = std::fabs(v) > slot || std::isnan(v) ? std::fabs(v) : slot;
+            break;
         }
       }
     });

@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
     const double per_iter = elapsed / static_cast<double>(iters);
     const double flops = 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k);
     std::printf("%-5s %6lld %6lld %6lld %10.3f %10.1f\n", std::string(dtype_name(s.dtype)).c_str(),
-                static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k),
-                per_iter * 1e3, flops / per_iter / 1e12);
+                static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k), per_iter * 1e3,
+                flops / per_iter / 1e12);
   }
   return 0;
 }

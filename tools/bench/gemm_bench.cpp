@@ -1,5 +1,6 @@
 #include "tools/bench/gemm_bench.h"
 
+#include <time.h>
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
@@ -7,7 +8,6 @@
 #include <cstdlib>
 #include <functional>
 #include <thread>
-#include <time.h>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -91,7 +91,8 @@ void print_header() {
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
   std::printf("qtune GEMM benchmark: C[M,N] = A[M,K] @ B[N,K]^T (row-major; B is a linear layer's weight)\n");
   std::printf("qtune GEMM library (QTUNE_BLAS): %s\n", QTUNE_BENCH_QTUNE_BLAS);
-  std::printf("hardware threads: %u, OMP_NUM_THREADS=%s", std::thread::hardware_concurrency(), omp_env ? omp_env : "(unset)");
+  std::printf("hardware threads: %u, OMP_NUM_THREADS=%s", std::thread::hardware_concurrency(),
+              omp_env ? omp_env : "(unset)");
 #if defined(_OPENMP)
   std::printf(", omp_get_max_threads()=%d", omp_get_max_threads());
 #endif
@@ -100,13 +101,17 @@ void print_header() {
   const int par = openblas_get_parallel();
   std::printf("OpenBLAS: %s, core %s, %d threads, %s build; OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
               openblas_get_corename(), openblas_get_num_threads(),
-              par == 0 ? "sequential" : par == 1 ? "pthread" : "OpenMP", coretype ? coretype : "(unset)");
+              par == 0   ? "sequential"
+              : par == 1 ? "pthread"
+                         : "OpenMP",
+              coretype ? coretype : "(unset)");
 #else
   std::printf("OpenBLAS: not built in; OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
 #endif
 #if defined(QTUNE_BENCH_HAVE_DNNL)
   const dnnl_version_t* v = dnnl_version();
-  std::printf("oneDNN: %d.%d.%d (%s)\n", v->major, v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
+  std::printf("oneDNN: %d.%d.%d (%s)\n", v->major, v->minor, v->patch,
+              v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
 #endif
 }
 
@@ -132,9 +137,10 @@ int run_gemm_bench(const GemmBenchOptions& options) {
   print_header();
   std::printf("repeats %d (after %d warm-up), qtune dtype %s, libraries f32\n\n", opt.repeats, opt.warmup,
               opt.dtype.c_str());
-  std::printf("cpu GF/s: FLOPs over (process CPU seconds / %d threads), best run: the rate without other processes'\n"
-              "time slices; when it is well above 'best', the machine was busy and the wall-clock figures are low.\n\n",
-              worker_threads());
+  std::printf(
+      "cpu GF/s: FLOPs over (process CPU seconds / %d threads), best run: the rate without other processes'\n"
+      "time slices; when it is well above 'best', the machine was busy and the wall-clock figures are low.\n\n",
+      worker_threads());
   std::printf("%-18s %-22s %12s %12s %12s\n", "M x N x K", "library", "best GF/s", "median GF/s", "cpu GF/s");
   Backend& cpu = backend_for(Device::cpu());
   for (const auto& [m, n, k] : opt.shapes) {
@@ -154,22 +160,27 @@ int run_gemm_bench(const GemmBenchOptions& options) {
     std::vector<Candidate> cands;
     cands.push_back({"eigen", [&] { C.noalias() = A * B.transpose(); }, {}});
 #if defined(QTUNE_BENCH_HAVE_OPENBLAS)
-    cands.push_back({"openblas", [&] {
+    cands.push_back({"openblas",
+                     [&] {
                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, pa, int(k),
                                    pb, int(k), 0.0f, pc, int(n));
-                     }, {}});
+                     },
+                     {}});
 #endif
 #if defined(QTUNE_BENCH_HAVE_DNNL)
-    cands.push_back({"onednn", [&] {
+    cands.push_back({"onednn",
+                     [&] {
                        QTUNE_CHECK(dnnl_sgemm('N', 'T', m, n, k, 1.0f, pa, k, pb, k, 0.0f, pc, n) == dnnl_success,
                                    "dnnl_sgemm failed");
-                     }, {}});
+                     },
+                     {}});
 #endif
     // qtune gets its own output so its operands (widened copies for bf16/f16) never alias the libraries'.
     Tensor qa = dtype == DType::f32 ? a : a.to(dtype), qb = dtype == DType::f32 ? b : b.to(dtype);
     Tensor qc = Tensor::empty({1, m, n}, dtype);
     cands.push_back({std::string("qtune ") + opt.dtype + " (" + QTUNE_BENCH_QTUNE_BLAS + ")",
-                     [&] { cpu.gemm(qa, false, qb, true, qc, 1.0, 0.0); }, {}});
+                     [&] { cpu.gemm(qa, false, qb, true, qc, 1.0, 0.0); },
+                     {}});
     std::vector<Timing> timings = time_all(cands, flops, opt.warmup, opt.repeats);
     const Timing q = timings.back();
     timings.pop_back();

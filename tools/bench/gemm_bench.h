@@ -13,8 +13,8 @@ struct GemmBenchOptions {
   // [out, in] weight). Empty means the defaults: 4096^3 and the Llama-7B projections at 2048 tokens,
   // 2048x4096x4096 (attention) and 2048x11008x4096 (MLP up/gate).
   std::vector<std::array<int64_t, 3>> shapes;
-  int repeats = 5;  // timed runs per library and shape; best and median are reported
-  int warmup = 1;   // untimed runs first (page faults, thread pools, library dispatch)
+  int repeats = 5;            // timed runs per library and shape; best and median are reported
+  int warmup = 1;             // untimed runs first (page faults, thread pools, library dispatch)
   std::string dtype = "f32";  // qtune's operand dtype: f32, f64, bf16 or f16 (the libraries run f32)
 };
 

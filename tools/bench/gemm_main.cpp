@@ -10,8 +10,7 @@
 namespace {
 
 int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--shape MxNxK]... [--repeats N] [--warmup N] [--dtype f32|f64|bf16|f16]\n",
-               argv0);
+  std::fprintf(stderr, "usage: %s [--shape MxNxK]... [--repeats N] [--warmup N] [--dtype f32|f64|bf16|f16]\n", argv0);
   return 2;
 }
 

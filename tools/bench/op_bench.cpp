@@ -37,8 +37,8 @@ bool runs(benchmark::State& s, F&& f) {
 }
 
 void bytes_rate(benchmark::State& s, double bytes) {
-  s.counters["bytes/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate,
-                                             benchmark::Counter::kIs1024);
+  s.counters["bytes/s"] =
+      benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
 }
 void flop_rate(benchmark::State& s, double flops) {
   s.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
