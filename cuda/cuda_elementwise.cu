@@ -12,62 +12,13 @@ namespace {
 template <class A>
 struct UnaryFn {
   UnaryOp op;
-  __device__ __forceinline__ A operator()(const A (&v)[1]) const {
-    const A x = v[0];
-    switch (op) {
-      case UnaryOp::neg:
-        return -x;
-      case UnaryOp::exp:
-        return std::exp(x);
-      case UnaryOp::log:
-        return std::log(x);
-      case UnaryOp::sqrt:
-        return std::sqrt(x);
-      case UnaryOp::rsqrt:
-        return A(1) / std::sqrt(x);
-      case UnaryOp::abs:
-        return std::fabs(x);
-      case UnaryOp::square:
-        return x * x;
-      case UnaryOp::reciprocal:
-        return A(1) / x;
-      case UnaryOp::sigmoid:
-        return A(1) / (A(1) + std::exp(-x));
-      case UnaryOp::silu:
-        return x / (A(1) + std::exp(-x));
-      case UnaryOp::tanh:
-        return std::tanh(x);
-    }
-    return x;
-  }
+  __device__ __forceinline__ A operator()(const A (&v)[1]) const { return numerics::apply_unary(op, v[0]); }
 };
 
 template <class A>
 struct BinaryFn {
   BinaryOp op;
-  __device__ __forceinline__ A operator()(const A (&v)[2]) const {
-    const A a = v[0], b = v[1];
-    switch (op) {
-      case BinaryOp::add:
-        return a + b;
-      case BinaryOp::sub:
-        return a - b;
-      case BinaryOp::mul:
-        return a * b;
-      case BinaryOp::div:
-        return a / b;
-      // NaN in a propagates, as on CPU.
-      case BinaryOp::maximum:
-        return a > b || std::isnan(a) ? a : b;
-      case BinaryOp::minimum:
-        return a < b || std::isnan(a) ? a : b;
-      case BinaryOp::silu_grad: {
-        const A s = A(1) / (A(1) + std::exp(-a));
-        return b * s * (A(1) + a * (A(1) - s));
-      }
-    }
-    return a;
-  }
+  __device__ __forceinline__ A operator()(const A (&v)[2]) const { return numerics::apply_binary(op, v[0], v[1]); }
 };
 
 template <class A>

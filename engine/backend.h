@@ -13,13 +13,11 @@
 #include <string_view>
 
 #include "engine/allocator.h"
+#include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
 #include "engine/tensor.h"
 
 namespace qtune {
 
-enum class UnaryOp : uint8_t { neg, exp, log, sqrt, rsqrt, abs, square, reciprocal, sigmoid, silu, tanh };
-// silu_grad(x, dy) = dy * d silu(x) / dx
-enum class BinaryOp : uint8_t { add, sub, mul, div, maximum, minimum, silu_grad };
 enum class ReduceOp : uint8_t { sum, max, min, amax /* max |x| */ };
 
 class Backend {

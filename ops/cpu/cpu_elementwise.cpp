@@ -7,58 +7,6 @@
 namespace qtune::cpu {
 namespace {
 
-template <class A>
-inline A apply_unary(UnaryOp op, A x) {
-  switch (op) {
-    case UnaryOp::neg:
-      return -x;
-    case UnaryOp::exp:
-      return std::exp(x);
-    case UnaryOp::log:
-      return std::log(x);
-    case UnaryOp::sqrt:
-      return std::sqrt(x);
-    case UnaryOp::rsqrt:
-      return A(1) / std::sqrt(x);
-    case UnaryOp::abs:
-      return std::fabs(x);
-    case UnaryOp::square:
-      return x * x;
-    case UnaryOp::reciprocal:
-      return A(1) / x;
-    case UnaryOp::sigmoid:
-      return A(1) / (A(1) + std::exp(-x));
-    case UnaryOp::silu:
-      return x / (A(1) + std::exp(-x));
-    case UnaryOp::tanh:
-      return std::tanh(x);
-  }
-  return x;
-}
-
-template <class A>
-inline A apply_binary(BinaryOp op, A a, A b) {
-  switch (op) {
-    case BinaryOp::add:
-      return a + b;
-    case BinaryOp::sub:
-      return a - b;
-    case BinaryOp::mul:
-      return a * b;
-    case BinaryOp::div:
-      return a / b;
-    case BinaryOp::maximum:
-      return a > b || std::isnan(a) ? a : b;
-    case BinaryOp::minimum:
-      return a < b || std::isnan(a) ? a : b;
-    case BinaryOp::silu_grad: {
-      const A s = A(1) / (A(1) + std::exp(-a));
-      return b * s * (A(1) + a * (A(1) - s));
-    }
-  }
-  return a;
-}
-
 void check_same(const char* kernel, const Tensor& a, const Tensor& out) {
   QTUNE_CHECK(a.dtype() == out.dtype(), kernel, ": input dtype ", dtype_name(a.dtype()), " differs from output ",
               dtype_name(out.dtype()));
@@ -89,7 +37,7 @@ void map_unary(const char* kernel, const Tensor& x, const Tensor& out, F&& f) {
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
-  map_unary("unary", x, out, [op](auto v) { return apply_unary(op, v); });
+  map_unary("unary", x, out, [op](auto v) { return numerics::apply_unary(op, v); });
 }
 
 void CpuBackend::affine(const Tensor& x, double alpha, double beta, const Tensor& out) {
@@ -116,14 +64,14 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Ten
     T* o = ptr<T>(out);
     if (a.is_contiguous() && b.is_contiguous() && out.is_contiguous()) {
       parallel_for(out.numel(), 1 << 15, [&](int64_t s, int64_t e) {
-        for (int64_t i = s; i < e; ++i) store(o + i, apply_binary(op, load(pa + i), load(pb + i)));
+        for (int64_t i = s; i < e; ++i) store(o + i, numerics::apply_binary(op, load(pa + i), load(pb + i)));
       });
       return;
     }
     for_each_run<3>(out.shape(), {a.strides(), b.strides(), out.strides()}, [&](auto off, int64_t n, auto inner) {
       for (int64_t i = 0; i < n; ++i)
         store(o + off[2] + i * inner[2],
-              apply_binary(op, load(pa + off[0] + i * inner[0]), load(pb + off[1] + i * inner[1])));
+              numerics::apply_binary(op, load(pa + off[0] + i * inner[0]), load(pb + off[1] + i * inner[1])));
     });
   });
 }
