@@ -8,53 +8,16 @@
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
-#include "engine/numerics/bf16.h"
-#include "engine/numerics/f16.h"
+#include "engine/numerics/element.h"
 #include "engine/numerics/fp8.h"
 #include "engine/tensor.h"
 
 namespace qtune::gpu {
 
-// Arithmetic type for a storage type: f64 stays f64, every other float computes in f32 (as on CPU).
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class T>
-__host__ __device__ __forceinline__ acc_t<T> load(const T* p) {
-  if constexpr (std::is_same_v<T, bf16_t>)
-    return numerics::bf16_bits_to_f32(p->bits);
-  else if constexpr (std::is_same_v<T, f16_t>)
-    return numerics::f16_bits_to_f32(p->bits);
-  else
-    return *p;
-}
-
-template <class T, class V>
-__host__ __device__ __forceinline__ void store(T* p, V v) {
-  if constexpr (std::is_same_v<T, bf16_t>)
-    p->bits = numerics::f32_to_bf16_bits(static_cast<float>(v));
-  else if constexpr (std::is_same_v<T, f16_t>)
-    p->bits = numerics::f32_to_f16_bits(static_cast<float>(v));
-  else
-    *p = static_cast<T>(v);
-}
-
-// Calls f(T{}) with T the storage type of a floating dtype the kernels compute on.
-template <class F>
-decltype(auto) dispatch_float(DType t, const char* kernel, F&& f) {
-  switch (t) {
-    case DType::f64:
-      return f(double{});
-    case DType::f32:
-      return f(float{});
-    case DType::bf16:
-      return f(bf16_t{});
-    case DType::f16:
-      return f(f16_t{});
-    default:
-      QTUNE_FAIL(kernel, ": dtype ", dtype_name(t), " is not supported (expected f64, f32, bf16 or f16)");
-  }
-}
+using numerics::acc_t;
+using numerics::dispatch_float;
+using numerics::load;
+using numerics::store;
 
 constexpr int kMaxRank = 8;
 
