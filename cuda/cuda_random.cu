@@ -7,11 +7,10 @@
 namespace qtune::gpu {
 namespace {
 
-// One Philox block yields the four uniforms of elements 4j .. 4j+3 (the stream layout of philox.h),
-// so each thread computes a block once instead of once per element.
-template <class T>
-__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, acc_t<T> low, acc_t<T> high) {
-  using A = acc_t<T>;
+// One Philox block yields the uniforms of elements 4j .. 4j+3 (the stream layout of philox.h), so
+// each thread computes a block once and calls visit(i, u) for its four elements.
+template <class Visit>
+__device__ __forceinline__ void for_each_uniform(int64_t n, uint64_t seed, uint64_t offset, int digits, Visit visit) {
   const int64_t blocks = (n + 3) / 4;
   for (int64_t j = thread_index(); j < blocks; j += thread_count()) {
     const numerics::Philox4 r = numerics::philox4x32(offset + static_cast<uint64_t>(j), seed);
@@ -19,10 +18,15 @@ __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset
     for (int w = 0; w < 4; ++w) {
       const int64_t i = 4 * j + w;
       if (i >= n) break;
-      const A u = numerics::uniform_from_bits(r.v[w], numerics::kUniformDigits<T>);
-      store(out + i, low + (high - low) * u);
+      visit(i, numerics::uniform_from_bits(r.v[w], digits));
     }
   }
+}
+
+template <class T>
+__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, acc_t<T> low, acc_t<T> high) {
+  for_each_uniform(n, seed, offset, numerics::kUniformDigits<T>,
+                   [&](int64_t i, float u) { store(out + i, low + (high - low) * static_cast<acc_t<T>>(u)); });
 }
 
 template <class T>
@@ -36,18 +40,8 @@ __global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
 
 template <class T>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset, acc_t<T> scale) {
-  using A = acc_t<T>;
-  const int64_t blocks = (n + 3) / 4;
-  for (int64_t j = thread_index(); j < blocks; j += thread_count()) {
-    const numerics::Philox4 r = numerics::philox4x32(offset + static_cast<uint64_t>(j), seed);
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const int64_t i = 4 * j + w;
-      if (i >= n) break;
-      const bool keep = numerics::uniform_from_bits(r.v[w]) >= p;
-      store(y + i, keep ? load(x + i) * scale : A(0));
-    }
-  }
+  for_each_uniform(n, seed, offset, numerics::kUniformDigitsF32,
+                   [&](int64_t i, float u) { store(y + i, u >= p ? load(x + i) * scale : acc_t<T>(0)); });
 }
 
 void check_contiguous(const char* kernel, const Tensor& t, const char* what) {
