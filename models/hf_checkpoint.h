@@ -1,0 +1,31 @@
+#pragma once
+// Llama models from and to Hugging Face model directories (config.json + safetensors, sharded or not).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "models/llama.h"
+
+namespace qtune::models {
+
+struct LoadOptions {
+  std::optional<DType> dtype;  // compute dtype; default: f32 (checkpoints in bf16/f16 are converted)
+  Device device = Device::cpu();
+};
+
+// Reads config.json, builds the model and fills every parameter from the safetensors files, converting
+// the file dtype (bf16/f16/f32) to the compute dtype. A missing, unexpected or mis-shaped tensor fails
+// naming it (and the file). Tied checkpoints may or may not hold lm_head.weight.
+std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options = {});
+
+struct SaveOptions {
+  std::optional<DType> dtype;    // file dtype; default: the model's dtype
+  uint64_t max_shard_bytes = 0;  // 0: one model.safetensors
+};
+
+// Writes config.json (torch_dtype = the file dtype) and the weights; lm_head.weight is omitted when tied,
+// as transformers does. load -> save -> load reproduces every tensor bit for bit.
+void save_llama(Llama& model, const std::string& dir, const SaveOptions& options = {});
+
+}  // namespace qtune::models

@@ -1,0 +1,89 @@
+#pragma once
+// Llama decoder (NUMERICS.md §7) with Hugging Face parameter names, built from ops of the engine:
+//   model.embed_tokens.weight                          [vocab, hidden]
+//   model.layers.N.input_layernorm.weight              [hidden]
+//   model.layers.N.self_attn.{q,k,v,o}_proj.weight     [out, in]
+//   model.layers.N.post_attention_layernorm.weight     [hidden]
+//   model.layers.N.mlp.{gate,up,down}_proj.weight      [out, in]
+//   model.norm.weight                                  [hidden]
+//   lm_head.weight                                     [vocab, hidden] (absent when tied)
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/module.h"
+#include "engine/tensor.h"
+#include "models/llama_config.h"
+#include "ops/nn/embedding.h"
+#include "ops/nn/linear.h"
+#include "ops/nn/rmsnorm.h"
+
+namespace qtune::models {
+
+// Keys and values of earlier positions, per layer; grows by the tokens each forward appends.
+struct KVCache {
+  std::vector<Tensor> k, v;  // per layer: [B, T_cached, Hkv, D]
+  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(1); }
+  void clear() { k.clear(); v.clear(); }
+};
+
+struct LlamaOptions {
+  DType dtype = DType::f32;  // parameter and activation dtype
+  Device device = Device::cpu();
+  uint64_t seed = 0;  // initialization (std 0.02 normal for linears and embedding, ones for norms)
+  bool activation_checkpointing = false;  // recompute each block's forward in backward
+};
+
+class LlamaAttention : public Module { /* q_proj, k_proj, v_proj, o_proj */
+ public:
+  LlamaAttention(const LlamaConfig& config, const LlamaOptions& options);
+  // x: [B, T, C]; cos/sin: [T, D/2] rope tables for these positions -> [B, T, C]
+  Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor* k_cache, Tensor* v_cache);
+  ModulePtr q_proj, k_proj, v_proj, o_proj;  // Linear, or whatever a pass replaced them with
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+};
+
+class LlamaMLP : public Module {
+ public:
+  LlamaMLP(const LlamaConfig& config, const LlamaOptions& options);
+  Tensor forward(const Tensor& x) override;  // x: [B, T, C] -> [B, T, C]
+  ModulePtr gate_proj, up_proj, down_proj;
+};
+
+class LlamaDecoderLayer : public Module {
+ public:
+  LlamaDecoderLayer(const LlamaConfig& config, const LlamaOptions& options);
+  Tensor forward(const Tensor& h, const Tensor& cos, const Tensor& sin, Tensor* k_cache, Tensor* v_cache);
+  ModulePtr input_layernorm, self_attn, post_attention_layernorm, mlp;
+};
+
+class LlamaModel : public Module {  // "model." prefix
+ public:
+  LlamaModel(const LlamaConfig& config, const LlamaOptions& options);
+  ModulePtr embed_tokens, layers, norm;  // layers: ModuleList of LlamaDecoderLayer
+};
+
+class Llama : public Module {  // LlamaForCausalLM
+ public:
+  Llama(const LlamaConfig& config, const LlamaOptions& options = {});
+
+  // tokens: [B, T] i64/i32 -> logits [B, T, vocab] (f32 for f32 models; the model dtype otherwise).
+  // With a cache, positions continue after the cached ones and the new keys/values are appended.
+  Tensor forward(const Tensor& tokens, KVCache* cache);
+  Tensor forward(const Tensor& x) override { return forward(x, nullptr); }
+  // Mean cross-entropy of next-token prediction; targets [B, T] with -100 ignored.
+  Tensor loss(const Tensor& tokens, const Tensor& targets);
+
+  const LlamaConfig& config() const { return config_; }
+  const LlamaOptions& options() const { return options_; }
+  Module& lm_head_module();  // lm_head, or the embedding when tied
+  ModulePtr model, lm_head;  // lm_head null when tie_word_embeddings
+
+ private:
+  LlamaConfig config_;
+  LlamaOptions options_;
+};
+
+}  // namespace qtune::models

@@ -1,0 +1,43 @@
+#pragma once
+// A Llama model's hyperparameters, as Hugging Face's `config.json` states them.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ops/rope.h"
+
+namespace qtune::models {
+
+struct LlamaConfig {
+  int64_t vocab_size = 32000;
+  int64_t hidden_size = 4096;
+  int64_t intermediate_size = 11008;
+  int64_t num_hidden_layers = 32;
+  int64_t num_attention_heads = 32;
+  int64_t num_key_value_heads = 32;
+  int64_t head_dim = 0;  // 0: hidden_size / num_attention_heads
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  ops::RopeScaling rope_scaling;
+  int64_t max_position_embeddings = 2048;
+  bool tie_word_embeddings = false;
+  int32_t bos_token_id = 1;               // -1: none
+  std::vector<int32_t> eos_token_ids{2};  // config.json allows an int or a list
+  std::string torch_dtype = "float32";    // the checkpoint's dtype as the config states it
+
+  int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
+  int64_t num_parameters() const;
+  // Checks the values agree with one another (heads divide, head_dim even, ...); throws naming the field.
+  void validate() const;
+};
+
+// Parses config.json text. An unsupported model_type, a missing required field, a wrongly typed or
+// unsupported value (e.g. rope_scaling.rope_type other than "llama3") fails with an Error naming
+// `source` and the field. Unknown extra fields are ignored, as transformers ignores them.
+LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source = "config.json");
+LlamaConfig load_llama_config(const std::string& path);  // a config.json file, or a directory holding one
+// The config.json transformers writes for this config (model_type "llama", architectures
+// ["LlamaForCausalLM"]); parse_llama_config(to_json(c)) == c.
+std::string llama_config_to_json(const LlamaConfig& config);
+
+}  // namespace qtune::models

@@ -1,0 +1,68 @@
+#pragma once
+// Tokenizers of the files a model directory holds: a SentencePiece `tokenizer.model` (Llama 1/2
+// style) or a byte-level BPE `tokenizer.json` (Llama 3 style). Both map text <-> token ids exactly as
+// the reference libraries (Python `sentencepiece`, `tokenizers`) do.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qtune::models {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Token ids of `text`; `add_bos` / `add_eos` prepend / append the special ids when the tokenizer
+  // has them.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos = false, bool add_eos = false) const = 0;
+  // The text of `ids`; special tokens (bos, eos, ...) are dropped.
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual std::optional<int32_t> bos_id() const = 0;
+  virtual std::optional<int32_t> eos_id() const = 0;
+  virtual std::string id_to_piece(int32_t id) const = 0;  // the vocabulary entry, for debugging
+  virtual std::string kind() const = 0;                    // "sentencepiece" or "bpe"
+};
+
+// SentencePiece model file (BPE or unigram; byte fallback honoured).
+std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
+// HF `tokenizer.json` with a ByteLevel BPE model (GPT-2 / Llama 3 family): vocab, merges, the Split
+// pre-tokenizer regex (PCRE2), added/special tokens. Anything else in the file: an Error naming it.
+std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path);
+// Picks `tokenizer.json` when the directory has it, else `tokenizer.model`; an Error when neither.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
+
+struct SentencePieceTrainOptions {
+  int64_t vocab_size = 4096;
+  std::string model_type = "bpe";  // "bpe" or "unigram"
+  bool byte_fallback = true;
+  double character_coverage = 0.9995;
+  int64_t max_sentence_length = 16384;
+  int32_t num_threads = 2;
+  uint64_t seed = 0;  // sentencepiece's own seed; training is deterministic for a fixed input and seed
+};
+// Trains on a UTF-8 text file (one sentence per line) and writes `out_model` (a .model file,
+// written atomically). Ids: 0 unk, 1 bos, 2 eos, as Llama's tokenizer has them.
+void train_sentencepiece(const std::string& input_path, const std::string& out_model,
+                         const SentencePieceTrainOptions& options = {});
+
+// Turns a stream of generated ids into text pieces as they become printable: holds back bytes of an
+// unfinished UTF-8 character and SentencePiece's leading-space handling, so concatenating every
+// returned piece equals decode(all ids).
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer, std::vector<int32_t> prompt_ids = {});
+  std::string push(int32_t id);  // the newly printable text (possibly empty)
+  std::string finish();          // whatever is still held back
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::vector<int32_t> ids_;
+  size_t prompt_size_ = 0;
+  std::string emitted_;  // decode(ids_) text already returned (after the prompt)
+};
+
+}  // namespace qtune::models
