@@ -11,10 +11,10 @@ namespace qtune::models {
 
 struct SamplingOptions {
   int64_t max_new_tokens = 128;
-  double temperature = 1.0;  // 0: greedy (argmax)
-  int64_t top_k = 0;         // 0: off
-  double top_p = 1.0;        // 1: off; nucleus over probabilities after temperature and top-k
-  uint64_t seed = 0;         // same seed, prompt and model -> same tokens
+  double temperature = 1.0;       // 0: greedy (argmax)
+  int64_t top_k = 0;              // 0: off
+  double top_p = 1.0;             // 1: off; nucleus over probabilities after temperature and top-k
+  uint64_t seed = 0;              // same seed, prompt and model -> same tokens
   std::vector<int32_t> stop_ids;  // eos ids; empty: the model config's eos_token_ids
 };
 

@@ -24,13 +24,16 @@ namespace qtune::models {
 struct KVCache {
   std::vector<Tensor> k, v;  // per layer: [B, T_cached, Hkv, D]
   int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(1); }
-  void clear() { k.clear(); v.clear(); }
+  void clear() {
+    k.clear();
+    v.clear();
+  }
 };
 
 struct LlamaOptions {
   DType dtype = DType::f32;  // parameter and activation dtype
   Device device = Device::cpu();
-  uint64_t seed = 0;  // initialization (std 0.02 normal for linears and embedding, ones for norms)
+  uint64_t seed = 0;                      // initialization (std 0.02 normal for linears and embedding, ones for norms)
   bool activation_checkpointing = false;  // recompute each block's forward in backward
 };
 
