@@ -30,9 +30,12 @@ class Tokenizer {
 // SentencePiece model file (BPE or unigram; byte fallback honoured).
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 // HF `tokenizer.json` with a ByteLevel BPE model (GPT-2 / Llama 3 family): vocab, merges, the Split
-// pre-tokenizer regex (PCRE2), added/special tokens. Anything else in the file: an Error naming it.
+// pre-tokenizer regex (PCRE2), added/special tokens. Anything else in the file: an Error naming it and
+// the JSON key. Its encode() refuses text that is not valid UTF-8 (an Error with the byte offset).
 std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path);
-// Picks `tokenizer.json` when the directory has it, else `tokenizer.model`; an Error when neither.
+// Picks `tokenizer.json` when the directory has it, else `tokenizer.model`; an Error when neither. A
+// tokenizer.json this reader rejects yields to a tokenizer.model beside it (Llama 1/2 checkpoints ship
+// a SentencePiece-style tokenizer.json converted from their tokenizer.model).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
 
 struct SentencePieceTrainOptions {
@@ -45,13 +48,17 @@ struct SentencePieceTrainOptions {
   uint64_t seed = 0;  // sentencepiece's own seed; training is deterministic for a fixed input and seed
 };
 // Trains on a UTF-8 text file (one sentence per line) and writes `out_model` (a .model file,
-// written atomically). Ids: 0 unk, 1 bos, 2 eos, as Llama's tokenizer has them.
+// written atomically). Ids: 0 unk, 1 bos, 2 eos, no pad, and Llama's normalizer settings: no Unicode
+// normalization, a dummy prefix space, whitespace kept, digits split. Errors (missing input, a
+// vocabulary larger than the text supports) are qtune::Error naming the input.
 void train_sentencepiece(const std::string& input_path, const std::string& out_model,
                          const SentencePieceTrainOptions& options = {});
 
 // Turns a stream of generated ids into text pieces as they become printable: holds back bytes of an
-// unfinished UTF-8 character and SentencePiece's leading-space handling, so concatenating every
-// returned piece equals decode(all ids).
+// unfinished UTF-8 character (and the U+FFFD a decoder prints for them) and keeps SentencePiece's
+// leading-space handling right by decoding each new id after a few ids of context, so concatenating
+// every returned piece equals decode(all generated ids) -- with a prompt, the text decode(prompt + ids)
+// adds after decode(prompt). Each push decodes only the ids since the text was last complete.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, std::vector<int32_t> prompt_ids = {});
@@ -59,10 +66,14 @@ class StreamDecoder {
   std::string finish();          // whatever is still held back
 
  private:
+  static constexpr size_t kContext = 4;  // ids kept before new ones when the window moves on
+  size_t window_start() const;           // where a window ending at the last id should begin
+  std::string window_text() const;       // decode(ids_[window_begin_:])
+
   const Tokenizer& tokenizer_;
-  std::vector<int32_t> ids_;
-  size_t prompt_size_ = 0;
-  std::string emitted_;  // decode(ids_) text already returned (after the prompt)
+  std::vector<int32_t> ids_;  // prompt and generated ids
+  size_t window_begin_ = 0;   // first id of the decoded window
+  size_t shown_ = 0;          // bytes of window_text() already returned (or part of the prompt)
 };
 
 }  // namespace qtune::models

@@ -10,5 +10,6 @@ namespace qtune::cli {
 void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
 void add_demo_command(CLI::App& app, int& status);
+void add_tokenizer_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli
