@@ -24,7 +24,7 @@ class Tokenizer {
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
   virtual std::string id_to_piece(int32_t id) const = 0;  // the vocabulary entry, for debugging
-  virtual std::string kind() const = 0;                    // "sentencepiece" or "bpe"
+  virtual std::string kind() const = 0;                   // "sentencepiece" or "bpe"
 };
 
 // SentencePiece model file (BPE or unigram; byte fallback honoured).
