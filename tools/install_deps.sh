@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build ccache g++ python3
+  cmake ninja-build ccache g++ python3 clang-14
   libeigen3-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev
   nlohmann-json3-dev doctest-dev libcli11-dev libfmt-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libsentencepiece-dev libpcre2-dev

@@ -1,8 +1,7 @@
 #pragma once
-// The safetensors format (NUMERICS.md §8): a u64 little-endian header length N, N bytes of UTF-8 JSON
+// safetensors files (NUMERICS.md §8): a u64 little-endian header length N, N bytes of UTF-8 JSON
 // {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data.
-// The reader is strict: it validates the whole header before any offset is used, and rejects every
-// malformation the format admits with an Error naming the file and the rule it broke.
+// Reading memory-maps the file and validates it whole (safetensors_header.h) before any tensor is touched.
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -15,28 +14,14 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/io/safetensors_header.h"
 #include "engine/shape.h"
 #include "engine/tensor.h"
 
 namespace qtune::io {
 
-// Every dtype string the format defines. I16 has no qtune DType: such a tensor can be listed
-// (`qtune info`) but not turned into a Tensor.
-enum class StDType { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U8, BOOL };
-
-std::string_view st_dtype_name(StDType t);                  // "BF16"
-std::optional<StDType> st_dtype_from_name(std::string_view);  // nullopt for unknown strings
-size_t st_dtype_size(StDType t);                            // bytes per element
-std::optional<DType> to_dtype(StDType t);                   // nullopt for I16
-StDType to_st_dtype(DType t);                               // every qtune DType has one
-
-struct TensorEntry {
-  std::string name;
-  StDType dtype;
-  Shape shape;
-  uint64_t begin = 0, end = 0;  // byte offsets relative to the start of the data section
-  uint64_t nbytes() const { return end - begin; }
-};
+std::optional<DType> to_dtype(StDType t);  // nullopt for I16
+StDType to_st_dtype(DType t);              // every qtune DType has one
 
 // A validated safetensors file. open() memory-maps it; tensors are zero-copy views that keep the
 // mapping alive, so the file object may be destroyed while its tensors live on.

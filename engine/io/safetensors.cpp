@@ -1,0 +1,175 @@
+#include "engine/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/storage.h"
+
+namespace qtune::io {
+
+std::optional<DType> to_dtype(StDType t) {
+  switch (t) {
+    case StDType::F64:
+      return DType::f64;
+    case StDType::F32:
+      return DType::f32;
+    case StDType::F16:
+      return DType::f16;
+    case StDType::BF16:
+      return DType::bf16;
+    case StDType::F8_E4M3:
+      return DType::f8_e4m3;
+    case StDType::F8_E5M2:
+      return DType::f8_e5m2;
+    case StDType::I64:
+      return DType::i64;
+    case StDType::I32:
+      return DType::i32;
+    case StDType::I16:
+      return std::nullopt;
+    case StDType::I8:
+      return DType::i8;
+    case StDType::U8:
+      return DType::u8;
+    case StDType::BOOL:
+      return DType::boolean;
+  }
+  return std::nullopt;
+}
+
+StDType to_st_dtype(DType t) {
+  switch (t) {
+    case DType::f64:
+      return StDType::F64;
+    case DType::f32:
+      return StDType::F32;
+    case DType::bf16:
+      return StDType::BF16;
+    case DType::f16:
+      return StDType::F16;
+    case DType::f8_e4m3:
+      return StDType::F8_E4M3;
+    case DType::f8_e5m2:
+      return StDType::F8_E5M2;
+    case DType::i64:
+      return StDType::I64;
+    case DType::i32:
+      return StDType::I32;
+    case DType::i8:
+      return StDType::I8;
+    case DType::u8:
+      return StDType::U8;
+    case DType::boolean:
+      return StDType::BOOL;
+  }
+  QTUNE_FAIL("no safetensors dtype for ", dtype_name(t));
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  QTUNE_CHECK(fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const auto size = static_cast<size_t>(st.st_size);
+  // Private and writable: a tensor viewing the mapping can be written to without touching the file
+  // (copy-on-write pages) and without faulting on read-only memory. An empty file cannot be mapped;
+  // parse() rejects it below for what it is.
+  void* base = regular && size > 0 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : nullptr;
+  const int map_errno = errno;
+  ::close(fd);
+  QTUNE_CHECK(regular, path, ": not a regular file");
+  if (size == 0) return parse({}, path);
+  QTUNE_CHECK(base != MAP_FAILED, path, ": cannot memory-map (", std::strerror(map_errno), ")");
+  std::shared_ptr<const void> mapping(base, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
+
+  SafetensorsFile file = parse({static_cast<const std::byte*>(base), size}, path);
+  file.mapping_ = std::move(mapping);
+  return file;
+}
+
+SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::string label) {
+  SafetensorsHeader header = parse_safetensors_header(bytes, label);
+  SafetensorsFile file;
+  file.label_ = std::move(label);
+  file.data_ = bytes.data() + header.data_offset;
+  file.data_size_ = header.data_size;
+  file.entries_ = std::move(header.entries);
+  file.metadata_ = std::move(header.metadata);
+  for (size_t i = 0; i < file.entries_.size(); ++i) file.index_[file.entries_[i].name] = i;
+  return file;
+}
+
+const TensorEntry* SafetensorsFile::find(std::string_view name) const {
+  const auto it = index_.find(std::string(name));
+  return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+const TensorEntry& SafetensorsFile::at(std::string_view name) const {
+  const TensorEntry* e = find(name);
+  QTUNE_CHECK(e != nullptr, label_, ": no tensor named \"", name, "\"");
+  return *e;
+}
+
+std::span<const std::byte> SafetensorsFile::bytes(const TensorEntry& e) const {
+  return {data_ + e.begin, static_cast<size_t>(e.nbytes())};
+}
+
+Tensor SafetensorsFile::tensor(std::string_view name) const {
+  const TensorEntry& e = at(name);
+  const auto dtype = to_dtype(e.dtype);
+  QTUNE_CHECK(dtype.has_value(), label_, ": tensor \"", name, "\" has dtype ", st_dtype_name(e.dtype),
+              ", which qtune cannot compute with");
+  const auto span = bytes(e);
+  const auto address = reinterpret_cast<uintptr_t>(span.data());
+  if (!mapping_ || address % dtype_size(*dtype) != 0) {
+    // Not memory-mapped (parse() of a caller's buffer) or misaligned for the dtype: copy.
+    return Tensor::from_data(span.data(), e.shape, *dtype);
+  }
+  auto keep_alive = mapping_;
+  auto storage = Storage::wrap(const_cast<std::byte*>(span.data()), span.size(), Device::cpu(),
+                               [keep_alive]() mutable { keep_alive.reset(); });
+  return Tensor::from_storage(std::move(storage), e.shape, contiguous_strides(e.shape), 0, *dtype);
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    QTUNE_CHECK(t.defined(), path, ": tensor \"", name, "\" is undefined");
+    QTUNE_CHECK(name != "__metadata__" && !header.contains(name), path, ": tensor name \"", name,
+                "\" is reserved or repeated");
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+    header[name] = {{"dtype", st_dtype_name(to_st_dtype(t.dtype()))},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string text = header.dump();
+  // Spaces pad the header so the data section starts 8-byte aligned, as the reference writer does.
+  text.append((8 - text.size() % 8) % 8, ' ');
+
+  AtomicFile out(path);
+  std::array<std::byte, 8> length{};
+  for (int i = 0; i < 8; ++i) length[static_cast<size_t>(i)] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xFF);
+  out.write(length);
+  out.write(text);
+  for (const auto& [name, t] : tensors) {
+    const Tensor host = t.to(Device::cpu()).contiguous();
+    out.write(
+        {static_cast<const std::byte*>(host.data_ptr()), static_cast<size_t>(host.numel()) * dtype_size(host.dtype())});
+  }
+  out.commit();
+}
+
+}  // namespace qtune::io
