@@ -216,8 +216,9 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
 
 LlamaConfig load_llama_config(const std::string& path) {
   namespace fs = std::filesystem;
-  const std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
-  QTUNE_CHECK(fs::is_regular_file(file), "Llama config ", file, " not found");
+  // Anything but an existing file is taken for a model directory, so the error names the file expected.
+  const std::string file = fs::is_regular_file(path) ? path : (fs::path(path) / "config.json").string();
+  QTUNE_CHECK(fs::is_regular_file(file), file, " not found (a Llama model directory holds config.json)");
   return parse_llama_config(read_text_file(file), file);
 }
 
