@@ -32,13 +32,25 @@ inline double relative_error(const Tensor& actual, const Tensor& expected) {
   return scale > 0.0 ? diff / scale : diff;
 }
 
-// A fresh, empty directory under the system temp dir, private to this process.
-inline std::filesystem::path llama_scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("qtune_test_llama_" + std::to_string(::getpid())) / name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+// A fresh, empty directory under the system temp dir, private to this process, removed on scope exit.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("qtune_test_llama_" + std::to_string(::getpid()) + "_" + name)) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string str(const std::string& sub = "") const { return sub.empty() ? path_.string() : (path_ / sub).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Small enough for fast tests, with GQA, an odd intermediate size and a non-default head_dim.
 inline models::LlamaConfig tiny_llama_config(bool tied = false) {
