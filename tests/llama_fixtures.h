@@ -36,7 +36,8 @@ inline double relative_error(const Tensor& actual, const Tensor& expected) {
 class ScratchDir {
  public:
   explicit ScratchDir(const std::string& name)
-      : path_(std::filesystem::temp_directory_path() / ("qtune_test_llama_" + std::to_string(::getpid()) + "_" + name)) {
+      : path_(std::filesystem::temp_directory_path() /
+              ("qtune_test_llama_" + std::to_string(::getpid()) + "_" + name)) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
