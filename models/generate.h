@@ -19,10 +19,18 @@ struct SamplingOptions {
 };
 
 // Picks the next id from logits [vocab] (f32) as the options say; `u` is a uniform draw in [0, 1).
+// temperature 0: argmax (the lowest id among equal maxima). Otherwise softmax(logits / temperature)
+// restricted to the top_k largest, then to the smallest prefix (by decreasing probability) whose
+// probability reaches top_p, renormalized; the id returned is where u falls in the cumulative
+// distribution of that set walked in decreasing probability (ties: lower id first). So u near 0 picks
+// the most likely token, and top_k = 1 or a tiny top_p is greedy.
 int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& options, double u);
 
-// Runs the prompt through the model once, then one token at a time. `on_token` sees each new id as it
-// is chosen (return false to stop early). Returns the new ids (not the prompt), including a final stop id.
+// Runs the prompt through the model once (filling a KV cache), then one token at a time, in eval mode
+// without autograd (the model's mode is restored afterwards). Step i samples with the i-th uniform of
+// Generator(options.seed). Stops after a stop id or max_new_tokens ids. `on_token` sees each new id as
+// it is chosen (return false to stop early). Returns the new ids (not the prompt), including a final
+// stop id.
 std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, const SamplingOptions& options,
                               const std::function<bool(int32_t)>& on_token = {});
 

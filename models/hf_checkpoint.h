@@ -10,7 +10,7 @@
 namespace qtune::models {
 
 struct LoadOptions {
-  std::optional<DType> dtype;  // compute dtype; default: f32 (checkpoints in bf16/f16 are converted)
+  std::optional<DType> dtype{};  // compute dtype; default: f32 (checkpoints in bf16/f16 are converted)
   Device device = Device::cpu();
 };
 
@@ -20,7 +20,7 @@ struct LoadOptions {
 std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options = {});
 
 struct SaveOptions {
-  std::optional<DType> dtype;    // file dtype; default: the model's dtype
+  std::optional<DType> dtype{};  // file dtype; default: the model's dtype
   uint64_t max_shard_bytes = 0;  // 0: one model.safetensors
 };
 

@@ -13,6 +13,7 @@
 
 #include "engine/module.h"
 #include "engine/tensor.h"
+#include "models/kv_cache.h"
 #include "models/llama_config.h"
 #include "ops/nn/embedding.h"
 #include "ops/nn/linear.h"
@@ -20,27 +21,19 @@
 
 namespace qtune::models {
 
-// Keys and values of earlier positions, per layer; grows by the tokens each forward appends.
-struct KVCache {
-  std::vector<Tensor> k, v;  // per layer: [B, T_cached, Hkv, D]
-  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(1); }
-  void clear() {
-    k.clear();
-    v.clear();
-  }
-};
-
 struct LlamaOptions {
   DType dtype = DType::f32;  // parameter and activation dtype
   Device device = Device::cpu();
-  uint64_t seed = 0;                      // initialization (std 0.02 normal for linears and embedding, ones for norms)
-  bool activation_checkpointing = false;  // recompute each block's forward in backward
+  uint64_t seed = 0;  // initialization (std 0.02 normal for linears and embedding, ones for norms)
+  // Recompute each decoder layer's forward in backward (only while training with grad enabled).
+  bool activation_checkpointing = false;
 };
 
 class LlamaAttention : public Module { /* q_proj, k_proj, v_proj, o_proj */
  public:
   LlamaAttention(const LlamaConfig& config, const LlamaOptions& options);
-  // x: [B, T, C]; cos/sin: [T, D/2] rope tables for these positions -> [B, T, C]
+  // x: [B, T, C]; cos/sin: [T, D/2] rope tables for these positions -> [B, T, C]. k_cache/v_cache:
+  // both null, or this layer's [B, T_cached, Hkv, D] slots, which the new keys/values are appended to.
   Tensor forward(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor* k_cache, Tensor* v_cache);
   ModulePtr q_proj, k_proj, v_proj, o_proj;  // Linear, or whatever a pass replaced them with
 
@@ -58,6 +51,7 @@ class LlamaMLP : public Module {
 class LlamaDecoderLayer : public Module {
  public:
   LlamaDecoderLayer(const LlamaConfig& config, const LlamaOptions& options);
+  // h: [B, T, C] residual stream -> [B, T, C]; cos/sin and caches as LlamaAttention::forward.
   Tensor forward(const Tensor& h, const Tensor& cos, const Tensor& sin, Tensor* k_cache, Tensor* v_cache);
   ModulePtr input_layernorm, self_attn, post_attention_layernorm, mlp;
 };
@@ -65,18 +59,31 @@ class LlamaDecoderLayer : public Module {
 class LlamaModel : public Module {  // "model." prefix
  public:
   LlamaModel(const LlamaConfig& config, const LlamaOptions& options);
+  // tokens: [B, T] i64/i32 -> final normalized hidden states [B, T, C] (see Llama::forward for the cache).
+  Tensor forward(const Tensor& tokens, KVCache* cache);
+  Tensor forward(const Tensor& tokens) override { return forward(tokens, nullptr); }
   ModulePtr embed_tokens, layers, norm;  // layers: ModuleList of LlamaDecoderLayer
+
+ private:
+  LlamaConfig config_;
+  LlamaOptions options_;
 };
 
 class Llama : public Module {  // LlamaForCausalLM
  public:
+  // Validates the config and initializes every parameter from one Generator(options.seed), walking
+  // named_parameters() in order: N(0, 0.02) for projections and embeddings, ones for norms. (Blocks
+  // built on their own keep nn::Linear's default init.)
   Llama(const LlamaConfig& config, const LlamaOptions& options = {});
 
-  // tokens: [B, T] i64/i32 -> logits [B, T, vocab] (f32 for f32 models; the model dtype otherwise).
-  // With a cache, positions continue after the cached ones and the new keys/values are appended.
+  // tokens: [B, T] i64/i32 -> logits [B, T, vocab] in the model dtype: f32 for f32 models, bf16 for
+  // bf16 models (as transformers computes them; ops::cross_entropy reduces bf16 logits in f32).
+  // With a cache, positions continue after the cached ones and the new keys/values are appended; such
+  // a forward is inference only and records no autograd history. An empty KVCache is sized on first use.
   Tensor forward(const Tensor& tokens, KVCache* cache);
   Tensor forward(const Tensor& x) override { return forward(x, nullptr); }
-  // Mean cross-entropy of next-token prediction; targets [B, T] with -100 ignored.
+  // Mean cross-entropy of next-token prediction; targets [B, T] (i64/i32) with -100 ignored. targets[t]
+  // is the token that should follow tokens[t]: unlike transformers' `labels`, nothing is shifted here.
   Tensor loss(const Tensor& tokens, const Tensor& targets);
 
   const LlamaConfig& config() const { return config_; }

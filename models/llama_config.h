@@ -31,13 +31,24 @@ struct LlamaConfig {
   void validate() const;
 };
 
+// Same model: every field equal, head_dim compared as resolved, llama3 scaling parameters compared only
+// when the scaling is on.
+bool operator==(const LlamaConfig& a, const LlamaConfig& b);
+
 // Parses config.json text. An unsupported model_type, a missing required field, a wrongly typed or
 // unsupported value (e.g. rope_scaling.rope_type other than "llama3") fails with an Error naming
 // `source` and the field. Unknown extra fields are ignored, as transformers ignores them.
+// Required: model_type ("llama"), vocab_size, hidden_size, intermediate_size, num_hidden_layers,
+// num_attention_heads. The rest default as transformers' LlamaConfig does (num_key_value_heads =
+// num_attention_heads, bos 1, eos 2 when absent; null bos/eos means none). RoPE is read from either
+// spelling: transformers 4's `rope_theta` + `rope_scaling`, or transformers 5's `rope_parameters`.
+// The dtype comes from `dtype` (transformers 5) or `torch_dtype`. attention_bias / mlp_bias true and
+// hidden_act other than "silu" are rejected.
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source = "config.json");
 LlamaConfig load_llama_config(const std::string& path);  // a config.json file, or a directory holding one
-// The config.json transformers writes for this config (model_type "llama", architectures
-// ["LlamaForCausalLM"]); parse_llama_config(to_json(c)) == c.
+// A config.json for this config (model_type "llama", architectures ["LlamaForCausalLM"]) in the
+// transformers 4 spelling (rope_theta, rope_scaling, torch_dtype) that every reader understands;
+// parse_llama_config(llama_config_to_json(c)) == c.
 std::string llama_config_to_json(const LlamaConfig& config);
 
 }  // namespace qtune::models

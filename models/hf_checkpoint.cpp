@@ -1,0 +1,113 @@
+#include "models/hf_checkpoint.h"
+
+#include <filesystem>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint_files.h"
+
+namespace qtune::models {
+namespace {
+
+namespace fs = std::filesystem;
+
+// config.json's torch_dtype spelling of the dtypes a checkpoint may hold.
+std::string torch_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f64:
+      return "float64";
+    case DType::f32:
+      return "float32";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::f16:
+      return "float16";
+    default:
+      QTUNE_FAIL("save_llama: cannot write weights of dtype ", dtype_name(dtype),
+                 " (float32, bfloat16, float16 or float64)");
+  }
+}
+
+// Every mismatch between the model and the files, one line each, so a bad checkpoint is diagnosed at once.
+std::vector<std::string> check_tensors(const io::CheckpointFiles& files, const StateDict& expected,
+                                       const LlamaConfig& config) {
+  std::vector<std::string> problems;
+  for (const auto& [name, param] : expected) {
+    if (!files.contains(name)) {
+      problems.push_back("missing tensor " + name + " " + shape_str(param.shape()));
+      continue;
+    }
+    const io::TensorEntry& e = files.entry(name);
+    const std::string file = files.file_of(name).path();
+    if (e.shape != param.shape())
+      problems.push_back("tensor " + name + " has shape " + shape_str(e.shape) + " in " + file +
+                         ", the model expects " + shape_str(param.shape()));
+    const auto dtype = io::to_dtype(e.dtype);
+    if (!dtype || !is_floating(*dtype))
+      problems.push_back("tensor " + name + " in " + file + " has dtype " + std::string(io::st_dtype_name(e.dtype)) +
+                         ", not a floating type");
+  }
+  for (const std::string& name : files.names()) {
+    if (expected.count(name)) continue;
+    const io::TensorEntry& e = files.entry(name);
+    const std::string file = files.file_of(name).path();
+    // transformers may store the tied head anyway; it is the embedding, so it is only shape-checked.
+    if (config.tie_word_embeddings && name == "lm_head.weight") {
+      const Shape want{config.vocab_size, config.hidden_size};
+      if (e.shape != want)
+        problems.push_back("tensor lm_head.weight has shape " + shape_str(e.shape) + " in " + file +
+                           ", the model expects " + shape_str(want));
+      continue;
+    }
+    problems.push_back("unexpected tensor " + name + " " + shape_str(e.shape) + " in " + file);
+  }
+  return problems;
+}
+
+}  // namespace
+
+std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
+  const LlamaConfig config = load_llama_config(dir);
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+  LlamaOptions model_options;
+  model_options.dtype = options.dtype.value_or(DType::f32);
+  model_options.device = options.device;
+  auto model = std::make_shared<Llama>(config, model_options);
+  const StateDict expected = model->state_dict();
+  const std::vector<std::string> problems = check_tensors(files, expected, config);
+  if (!problems.empty()) {
+    std::ostringstream out;
+    out << dir << ": the weights do not match config.json:";
+    for (const std::string& p : problems) out << "\n  " << p;
+    QTUNE_FAIL(out.str());
+  }
+  NoGradGuard no_grad;
+  // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening).
+  for (const auto& [name, param] : expected) param.copy_(files.tensor(name));
+  return model;
+}
+
+void save_llama(Llama& model, const std::string& dir, const SaveOptions& options) {
+  const DType dtype = options.dtype.value_or(model.options().dtype);
+  LlamaConfig config = model.config();
+  config.torch_dtype = torch_dtype_name(dtype);
+
+  // named_parameters() walks modules as transformers registers them and lists a tied tensor once,
+  // under the embedding's name: the order and the omitted lm_head that save_pretrained produces.
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, p] : model.named_parameters()) tensors.emplace_back(name, p.detach().to(dtype));
+  }
+  io::SaveCheckpointOptions files;
+  files.max_shard_bytes = options.max_shard_bytes;
+  io::save_checkpoint_files(dir, tensors, files);
+  // The config last: a directory with a config.json is a complete checkpoint.
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), llama_config_to_json(config));
+}
+
+}  // namespace qtune::models

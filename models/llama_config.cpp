@@ -1,0 +1,264 @@
+#include "models/llama_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "engine/check.h"
+
+namespace qtune::models {
+namespace {
+
+using nlohmann::json;
+
+// Typed access to one config.json object; every error names the file and the dotted field.
+class Fields {
+ public:
+  Fields(const json& object, std::string source, std::string prefix)
+      : object_(object), source_(std::move(source)), prefix_(std::move(prefix)) {}
+
+  // Absent and null count as missing: transformers writes null for unset optional fields.
+  bool has(const char* key) const { return present(key) && !object_.at(key).is_null(); }
+  bool present(const char* key) const { return object_.contains(key); }
+  std::string name(const char* key) const { return prefix_ + key; }
+
+  int64_t integer(const char* key) const {
+    const json& v = required(key);
+    if (!v.is_number_integer()) wrong_type(key, "an integer", v);
+    return v.get<int64_t>();
+  }
+  int64_t integer(const char* key, int64_t fallback) const { return has(key) ? integer(key) : fallback; }
+  double number(const char* key) const {
+    const json& v = required(key);
+    if (!v.is_number()) wrong_type(key, "a number", v);
+    return v.get<double>();
+  }
+  double number(const char* key, double fallback) const { return has(key) ? number(key) : fallback; }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = object_.at(key);
+    if (!v.is_boolean()) wrong_type(key, "a boolean", v);
+    return v.get<bool>();
+  }
+  std::string string(const char* key) const {
+    const json& v = required(key);
+    if (!v.is_string()) wrong_type(key, "a string", v);
+    return v.get<std::string>();
+  }
+  std::string string(const char* key, const std::string& fallback) const { return has(key) ? string(key) : fallback; }
+  // An int or a list of ints (eos_token_id); empty when absent or null.
+  std::vector<int32_t> integers(const char* key) const {
+    if (!has(key)) return {};
+    const json& v = object_.at(key);
+    if (v.is_number_integer()) return {v.get<int32_t>()};
+    if (!v.is_array()) wrong_type(key, "an integer or a list of integers", v);
+    std::vector<int32_t> out;
+    for (const json& item : v) {
+      if (!item.is_number_integer()) wrong_type(key, "an integer or a list of integers", v);
+      out.push_back(item.get<int32_t>());
+    }
+    return out;
+  }
+  Fields object(const char* key) const {
+    const json& v = required(key);
+    if (!v.is_object()) wrong_type(key, "an object", v);
+    return Fields(v, source_, name(key) + ".");
+  }
+  const std::string& source() const { return source_; }
+
+ private:
+  const json& required(const char* key) const {
+    if (!has(key)) QTUNE_FAIL(source_, ": required field ", name(key), " is missing");
+    return object_.at(key);
+  }
+  [[noreturn]] void wrong_type(const char* key, const char* expected, const json& v) const {
+    QTUNE_FAIL(source_, ": field ", name(key), " must be ", expected, ", got ", v.type_name(), " ", v.dump());
+  }
+
+  const json& object_;
+  std::string source_, prefix_;
+};
+
+// transformers 4 writes `rope_theta` and `rope_scaling`; transformers 5 writes `rope_parameters`
+// holding both. Either describes the same rotation.
+void parse_rope(const Fields& f, LlamaConfig& c) {
+  c.rope_theta = f.number("rope_theta", c.rope_theta);
+  const char* key = f.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  if (!f.has(key)) return;
+  const Fields rope = f.object(key);
+  c.rope_theta = rope.number("rope_theta", c.rope_theta);
+  // Older files name the kind `type`, newer ones `rope_type`.
+  const std::string type = rope.has("rope_type") ? rope.string("rope_type") : rope.string("type", "default");
+  if (type == "default") return;
+  if (type != "llama3")
+    QTUNE_FAIL(f.source(), ": unsupported ", rope.name("rope_type"), " \"", type,
+               "\" (supported: \"default\", \"llama3\")");
+  c.rope_scaling.type = ops::RopeScaling::Type::llama3;
+  c.rope_scaling.factor = rope.number("factor");
+  c.rope_scaling.low_freq_factor = rope.number("low_freq_factor");
+  c.rope_scaling.high_freq_factor = rope.number("high_freq_factor");
+  c.rope_scaling.original_max_position_embeddings = rope.integer("original_max_position_embeddings");
+}
+
+void reject_unsupported(const Fields& f) {
+  for (const char* key : {"attention_bias", "mlp_bias"})
+    QTUNE_CHECK(!f.boolean(key, false), f.source(), ": ", key,
+                " = true is not supported (Llama projections have no bias)");
+  const std::string act = f.string("hidden_act", "silu");
+  QTUNE_CHECK(act == "silu", f.source(), ": hidden_act \"", act, "\" is not supported (only \"silu\")");
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  QTUNE_CHECK(in.good(), "cannot open ", path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+int64_t LlamaConfig::num_parameters() const {
+  const int64_t d = resolved_head_dim(), c = hidden_size;
+  const int64_t attention = c * num_attention_heads * d * 2 + c * num_key_value_heads * d * 2;
+  const int64_t mlp = 3 * c * intermediate_size;
+  const int64_t layer = attention + mlp + 2 * c;
+  const int64_t embeddings = vocab_size * c * (tie_word_embeddings ? 1 : 2);
+  return embeddings + num_hidden_layers * layer + c;
+}
+
+void LlamaConfig::validate() const {
+  const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", vocab_size},
+                                                   {"hidden_size", hidden_size},
+                                                   {"intermediate_size", intermediate_size},
+                                                   {"num_hidden_layers", num_hidden_layers},
+                                                   {"num_attention_heads", num_attention_heads},
+                                                   {"num_key_value_heads", num_key_value_heads},
+                                                   {"max_position_embeddings", max_position_embeddings}};
+  for (const auto& [name, value] : sizes)
+    QTUNE_CHECK(value > 0, "LlamaConfig: ", name, " must be positive, got ", value);
+  QTUNE_CHECK(head_dim >= 0,
+              "LlamaConfig: head_dim must be positive (or 0 for hidden_size / num_attention_heads), got ", head_dim);
+  QTUNE_CHECK(num_attention_heads % num_key_value_heads == 0, "LlamaConfig: num_attention_heads (", num_attention_heads,
+              ") must be a multiple of num_key_value_heads (", num_key_value_heads, ")");
+  QTUNE_CHECK(head_dim > 0 || hidden_size % num_attention_heads == 0, "LlamaConfig: hidden_size (", hidden_size,
+              ") must be divisible by num_attention_heads (", num_attention_heads, ") when head_dim is not given");
+  QTUNE_CHECK(resolved_head_dim() % 2 == 0, "LlamaConfig: head_dim must be even for rotary embeddings, got ",
+              resolved_head_dim());
+  QTUNE_CHECK(rms_norm_eps > 0.0, "LlamaConfig: rms_norm_eps must be positive, got ", rms_norm_eps);
+  QTUNE_CHECK(rope_theta > 0.0, "LlamaConfig: rope_theta must be positive, got ", rope_theta);
+  if (rope_scaling.type == ops::RopeScaling::Type::llama3) {
+    QTUNE_CHECK(rope_scaling.factor > 0.0, "LlamaConfig: rope_scaling.factor must be positive, got ",
+                rope_scaling.factor);
+    QTUNE_CHECK(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor,
+                "LlamaConfig: rope_scaling.high_freq_factor (", rope_scaling.high_freq_factor,
+                ") must exceed rope_scaling.low_freq_factor (", rope_scaling.low_freq_factor, ")");
+    QTUNE_CHECK(rope_scaling.original_max_position_embeddings > 0,
+                "LlamaConfig: rope_scaling.original_max_position_embeddings must be positive, got ",
+                rope_scaling.original_max_position_embeddings);
+  }
+}
+
+bool operator==(const LlamaConfig& a, const LlamaConfig& b) {
+  const auto& ra = a.rope_scaling;
+  const auto& rb = b.rope_scaling;
+  const bool same_rope =
+      ra.type == rb.type && (ra.type == ops::RopeScaling::Type::none ||
+                             (ra.factor == rb.factor && ra.low_freq_factor == rb.low_freq_factor &&
+                              ra.high_freq_factor == rb.high_freq_factor &&
+                              ra.original_max_position_embeddings == rb.original_max_position_embeddings));
+  return same_rope && a.vocab_size == b.vocab_size && a.hidden_size == b.hidden_size &&
+         a.intermediate_size == b.intermediate_size && a.num_hidden_layers == b.num_hidden_layers &&
+         a.num_attention_heads == b.num_attention_heads && a.num_key_value_heads == b.num_key_value_heads &&
+         a.resolved_head_dim() == b.resolved_head_dim() && a.rms_norm_eps == b.rms_norm_eps &&
+         a.rope_theta == b.rope_theta && a.max_position_embeddings == b.max_position_embeddings &&
+         a.tie_word_embeddings == b.tie_word_embeddings && a.bos_token_id == b.bos_token_id &&
+         a.eos_token_ids == b.eos_token_ids && a.torch_dtype == b.torch_dtype;
+}
+
+LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::exception& e) {
+    QTUNE_FAIL(source, ": invalid JSON: ", e.what());
+  }
+  QTUNE_CHECK(root.is_object(), source, ": expected a JSON object, got ", root.type_name());
+  const Fields f(root, source, "");
+  const std::string model_type = f.string("model_type");
+  QTUNE_CHECK(model_type == "llama", source, ": unsupported model_type \"", model_type, "\" (expected \"llama\")");
+  reject_unsupported(f);
+
+  LlamaConfig c;
+  c.vocab_size = f.integer("vocab_size");
+  c.hidden_size = f.integer("hidden_size");
+  c.intermediate_size = f.integer("intermediate_size");
+  c.num_hidden_layers = f.integer("num_hidden_layers");
+  c.num_attention_heads = f.integer("num_attention_heads");
+  // transformers: num_key_value_heads None means multi-head attention.
+  c.num_key_value_heads = f.integer("num_key_value_heads", c.num_attention_heads);
+  c.head_dim = f.integer("head_dim", 0);
+  c.rms_norm_eps = f.number("rms_norm_eps", c.rms_norm_eps);
+  c.max_position_embeddings = f.integer("max_position_embeddings", c.max_position_embeddings);
+  c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+  parse_rope(f, c);
+  // Absent: transformers' defaults (1 and 2); null: none.
+  if (f.present("bos_token_id")) c.bos_token_id = static_cast<int32_t>(f.integer("bos_token_id", -1));
+  if (f.present("eos_token_id")) c.eos_token_ids = f.integers("eos_token_id");
+  // transformers 5 renamed torch_dtype to dtype.
+  c.torch_dtype = f.has("dtype") ? f.string("dtype") : f.string("torch_dtype", "float32");
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    QTUNE_FAIL(source, ": ", e.what());
+  }
+  return c;
+}
+
+LlamaConfig load_llama_config(const std::string& path) {
+  namespace fs = std::filesystem;
+  // Anything but an existing file is taken for a model directory, so the error names the file expected.
+  const std::string file = fs::is_regular_file(path) ? path : (fs::path(path) / "config.json").string();
+  QTUNE_CHECK(fs::is_regular_file(file), file, " not found (a Llama model directory holds config.json)");
+  return parse_llama_config(read_text_file(file), file);
+}
+
+std::string llama_config_to_json(const LlamaConfig& c) {
+  json j;
+  j["architectures"] = json::array({"LlamaForCausalLM"});
+  j["model_type"] = "llama";
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.resolved_head_dim();
+  j["hidden_act"] = "silu";
+  j["attention_bias"] = false;
+  j["mlp_bias"] = false;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  // The transformers 4 spelling: every version of transformers (and llama.cpp's converter) reads it.
+  j["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling.type == ops::RopeScaling::Type::llama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", c.rope_scaling.factor},
+                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+  if (c.eos_token_ids.empty())
+    j["eos_token_id"] = nullptr;
+  else if (c.eos_token_ids.size() == 1)
+    j["eos_token_id"] = c.eos_token_ids[0];
+  else
+    j["eos_token_id"] = c.eos_token_ids;
+  j["torch_dtype"] = c.torch_dtype;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace qtune::models

@@ -1,0 +1,75 @@
+#pragma once
+// Shared by the Llama tests: the golden checkpoints of tools/goldens/gen_llama.py, a tiny config,
+// scratch directories and the relative error the parity tests report.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "engine/tensor.h"
+#include "models/llama_config.h"
+
+namespace qtune::testing {
+
+inline const char* const kLlamaVariants[] = {"tied_gqa_llama3", "untied_mha", "untied_gqa_headdim"};
+
+inline std::string llama_golden_dir(const std::string& variant) {
+  return std::string(QTUNE_GOLDEN_DIR) + "/llama/" + variant;
+}
+
+// max|actual - expected| / max|expected|: one number per tensor, insensitive to the elements near zero
+// that make an elementwise relative error meaningless.
+inline double relative_error(const Tensor& actual, const Tensor& expected) {
+  const auto a = actual.to_vector<double>(), e = expected.to_vector<double>();
+  double diff = 0.0, scale = 0.0;
+  for (size_t i = 0; i < a.size() && i < e.size(); ++i) {
+    diff = std::max(diff, std::fabs(a[i] - e[i]));
+    scale = std::max(scale, std::fabs(e[i]));
+  }
+  if (a.size() != e.size()) return INFINITY;
+  return scale > 0.0 ? diff / scale : diff;
+}
+
+// A fresh, empty directory under the system temp dir, private to this process, removed on scope exit.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() /
+              ("qtune_test_llama_" + std::to_string(::getpid()) + "_" + name)) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string str(const std::string& sub = "") const { return sub.empty() ? path_.string() : (path_ / sub).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Small enough for fast tests, with GQA, an odd intermediate size and a non-default head_dim.
+inline models::LlamaConfig tiny_llama_config(bool tied = false) {
+  models::LlamaConfig c;
+  c.vocab_size = 61;
+  c.hidden_size = 24;
+  c.intermediate_size = 37;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 1000.0;
+  c.max_position_embeddings = 128;
+  c.tie_word_embeddings = tied;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+}  // namespace qtune::testing
