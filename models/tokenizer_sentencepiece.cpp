@@ -1,17 +1,14 @@
 // SentencePiece `tokenizer.model` files (Llama 1/2) through libsentencepiece, and training new ones.
 // The library does the work; this file turns its Status results into qtune::Error naming the file.
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <unordered_map>
-
-#include <unistd.h>
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
 #include "engine/check.h"
+#include "engine/io/atomic_file.h"
 #include "models/tokenizer.h"
 
 namespace qtune::models {
@@ -125,27 +122,7 @@ void train_sentencepiece(const std::string& input_path, const std::string& out_m
   if (!status.ok()) QTUNE_FAIL("tokenizer training on ", input_path, " failed: ", status.message());
   QTUNE_CHECK(!model.empty(), "tokenizer training on ", input_path, " produced no model");
 
-  // Written beside the target and renamed over it: readers see the old file or the whole new one.
-  static std::atomic<int> counter{0};
-  const fs::path tmp = out_dir / (fs::path(out_model).filename().string() + ".tmp." + std::to_string(::getpid()) + "." +
-                                  std::to_string(counter++));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(model.data(), static_cast<std::streamsize>(model.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      QTUNE_FAIL("could not write tokenizer model ", tmp.string());
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, out_model, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    QTUNE_FAIL("could not rename ", tmp.string(), " to ", out_model, ": ", ec.message());
-  }
+  io::write_file_atomic(out_model, model);
 }
 
 }  // namespace qtune::models

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,7 +14,9 @@
 namespace qtune::io {
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
-  tmp_path_ = path_ + ".tmp." + std::to_string(::getpid());
+  // pid and a counter: concurrent writers of one target, in or across processes, never share a temporary.
+  static std::atomic<uint64_t> counter{0};
+  tmp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   QTUNE_CHECK(fd_ >= 0, path_, ": cannot create ", tmp_path_, " (", std::strerror(errno), ")");
 }

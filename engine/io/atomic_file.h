@@ -1,5 +1,5 @@
 #pragma once
-// Crash-safe file writes: data goes to "<path>.tmp.<pid>" beside the target, is fsync'ed, then renamed
+// Crash-safe file writes: data goes to "<path>.tmp.<pid>.<n>" beside the target, is fsync'ed, then renamed
 // over `path` and the directory is fsync'ed. A crash at any point leaves either the old file or the
 // new one, never a half-written file under the final name.
 #include <cstddef>

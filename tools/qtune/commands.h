@@ -11,5 +11,7 @@ void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
 void add_demo_command(CLI::App& app, int& status);
 void add_tokenizer_command(CLI::App& app, int& status);
+void add_info_command(CLI::App& app, int& status);
+void add_generate_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli

@@ -1,0 +1,129 @@
+// `qtune info PATH`: what a model directory or a safetensors file holds — its config, tokenizer and a
+// table of tensors — after the strict reader has validated every file.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <fmt/core.h>
+#include <qtune/qtune.h>
+#include <nlohmann/json.hpp>
+
+#include "qtune/commands.h"
+
+namespace fs = std::filesystem;
+
+namespace qtune::cli {
+namespace {
+
+std::string human_bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) v /= 1024.0, ++u;
+  return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void print_tensor_table(const std::vector<const io::TensorEntry*>& entries) {
+  size_t name_width = 4, shape_width = 5;
+  for (const auto* e : entries) {
+    name_width = std::max(name_width, e->name.size());
+    shape_width = std::max(shape_width, shape_text(e->shape).size());
+  }
+  fmt::print("{:<{}}  {:<7}  {:<{}}  {:>14}\n", "name", name_width, "dtype", "shape", shape_width, "bytes");
+  std::map<std::string, uint64_t> by_dtype;
+  uint64_t total = 0, elements = 0;
+  for (const auto* e : entries) {
+    fmt::print("{:<{}}  {:<7}  {:<{}}  {:>14}\n", e->name, name_width, io::st_dtype_name(e->dtype),
+               shape_text(e->shape), shape_width, e->nbytes());
+    by_dtype[std::string(io::st_dtype_name(e->dtype))] += e->nbytes();
+    total += e->nbytes();
+    uint64_t n = 1;
+    for (int64_t d : e->shape) n *= static_cast<uint64_t>(d);
+    elements += n;
+  }
+  std::string dtypes;
+  for (const auto& [name, bytes] : by_dtype) dtypes += (dtypes.empty() ? "" : ", ") + name + " " + human_bytes(bytes);
+  fmt::print("{} tensors, {} elements, {} ({})\n", entries.size(), elements, human_bytes(total), dtypes);
+}
+
+void print_config(const fs::path& config_path) {
+  std::ifstream in(config_path);
+  QTUNE_CHECK(in.good(), config_path.string(), ": cannot open");
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    QTUNE_FAIL(config_path.string(), ": not valid JSON (", e.what(), ")");
+  }
+  QTUNE_CHECK(doc.is_object(), config_path.string(), ": must be a JSON object");
+  fmt::print("config ({}):\n", config_path.string());
+  for (const auto& [key, value] : doc.items()) fmt::print("  {:<34} {}\n", key, value.dump());
+  // The parsed view: what qtune will build from it, or why it cannot.
+  try {
+    const models::LlamaConfig c = models::load_llama_config(config_path.string());
+    fmt::print("qtune reads it as a Llama: {} layers, {} query / {} key-value heads of dim {}, {:.3f} M parameters\n",
+               c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.resolved_head_dim(),
+               static_cast<double>(c.num_parameters()) / 1e6);
+  } catch (const Error& e) {
+    fmt::print("qtune cannot build this model: {}\n", e.what());
+  }
+}
+
+void print_tokenizer(const fs::path& dir) {
+  const bool has_json = fs::exists(dir / "tokenizer.json"), has_model = fs::exists(dir / "tokenizer.model");
+  if (!has_json && !has_model) {
+    fmt::print("tokenizer: none (no tokenizer.json or tokenizer.model)\n");
+    return;
+  }
+  const auto tok = models::load_tokenizer(dir.string());
+  const auto id_text = [](std::optional<int32_t> id) { return id ? std::to_string(*id) : std::string("none"); };
+  fmt::print("tokenizer: {} ({}), {} tokens, bos {}, eos {}\n", has_json ? "tokenizer.json" : "tokenizer.model",
+             tok->kind(), tok->vocab_size(), id_text(tok->bos_id()), id_text(tok->eos_id()));
+}
+
+int run_info(const std::string& path) {
+  QTUNE_CHECK(fs::exists(path), path, ": no such file or directory");
+  if (fs::is_directory(path)) {
+    const fs::path dir(path);
+    fmt::print("model directory: {}\n", path);
+    if (fs::exists(dir / "config.json")) {
+      print_config(dir / "config.json");
+    } else {
+      fmt::print("config: none (no config.json)\n");
+    }
+    print_tokenizer(dir);
+    const auto ckpt = io::CheckpointFiles::open(path);
+    fmt::print("weights: {} file{}\n", ckpt.files().size(), ckpt.files().size() == 1 ? "" : "s");
+    std::vector<const io::TensorEntry*> entries;
+    for (const auto& name : ckpt.names()) entries.push_back(&ckpt.entry(name));
+    print_tensor_table(entries);
+    return 0;
+  }
+  const auto file = io::SafetensorsFile::open(path);
+  fmt::print("safetensors file: {}\n", path);
+  for (const auto& [key, value] : file.metadata()) fmt::print("  metadata {} = {}\n", key, value);
+  std::vector<const io::TensorEntry*> entries;
+  for (const auto& e : file.entries()) entries.push_back(&e);
+  std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  print_tensor_table(entries);
+  return 0;
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app, int& status) {
+  auto* cmd =
+      app.add_subcommand("info", "Show a model directory's config, tokenizer and tensors, or a safetensors file's");
+  auto path = std::make_shared<std::string>();
+  cmd->add_option("path", *path, "model directory or .safetensors file")->required();
+  cmd->callback([path, &status] { status = run_info(*path); });
+}
+
+}  // namespace qtune::cli
