@@ -1,9 +1,9 @@
 #include "engine/io/checkpoint_files.h"
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -26,9 +26,15 @@ std::string shard_name(size_t i, size_t n) {
   return buf;
 }
 
-bool is_shard_name(const std::string& name) {
-  static const std::regex pattern(R"(model-\d{5}-of-\d{5}\.safetensors)");
-  return std::regex_match(name, pattern);
+// "model-DDDDD-of-DDDDD.safetensors", the names save_checkpoint_files gives shards.
+bool is_shard_name(std::string_view name) {
+  constexpr std::string_view pattern = "model-#####-of-#####.safetensors";
+  if (name.size() != pattern.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const bool ok = pattern[i] == '#' ? std::isdigit(static_cast<unsigned char>(name[i])) != 0 : name[i] == pattern[i];
+    if (!ok) return false;
+  }
+  return true;
 }
 
 nlohmann::json read_json(const std::string& path) {

@@ -60,6 +60,7 @@ int run_generate(const GenerateArgs& args) {
     return true;
   });
   fmt::print("{}\n", stream.finish());
+  std::fflush(stdout);  // the text ends before the statistics on a shared terminal
   const auto t_end = clock::now();
 
   const auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };

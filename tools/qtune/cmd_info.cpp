@@ -1,5 +1,7 @@
 // `qtune info PATH`: what a model directory or a safetensors file holds — its config, tokenizer and a
 // table of tensors — after the strict reader has validated every file.
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -30,7 +32,28 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-void print_tensor_table(const std::vector<const io::TensorEntry*>& entries) {
+// Names compared with digit runs as numbers, so model.layers.2 comes before model.layers.10.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const std::string_view da = std::string_view(a).substr(i, ie - i), db = std::string_view(b).substr(j, je - j);
+      if (da.size() != db.size()) return da.size() < db.size();  // no leading zeros in tensor names
+      if (da != db) return da < db;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+void print_tensor_table(std::vector<const io::TensorEntry*> entries) {
+  std::sort(entries.begin(), entries.end(), [](auto* x, auto* y) { return natural_less(x->name, y->name); });
   size_t name_width = 4, shape_width = 5;
   for (const auto* e : entries) {
     name_width = std::max(name_width, e->name.size());
@@ -111,7 +134,6 @@ int run_info(const std::string& path) {
   for (const auto& [key, value] : file.metadata()) fmt::print("  metadata {} = {}\n", key, value);
   std::vector<const io::TensorEntry*> entries;
   for (const auto& e : file.entries()) entries.push_back(&e);
-  std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->name < b->name; });
   print_tensor_table(entries);
   return 0;
 }
