@@ -1,5 +1,8 @@
-# CPU GEMM library (QTUNE_BLAS). The default is the library measured fastest on the build machines;
-# tools/bench/README.md has the table and `qtune_bench_gemm` refreshes it.
+# CPU GEMM library (QTUNE_BLAS). The default is oneDNN: it picks its kernels from the CPU's feature flags,
+# while Debian's OpenBLAS 0.3.21 picks them from the CPU model and falls back to its generic Prescott
+# kernels on CPUs it does not know (an AVX-512 Xeon VM: 44 GFLOP/s against oneDNN's 267, unless
+# OPENBLAS_CORETYPE is set). Where OpenBLAS does know the CPU the two are within a few percent.
+# tools/bench/README.md has the tables; `qtune bench gemm` refreshes them.
 #
 #   openblas  cblas_sgemm/cblas_dgemm. The OpenMP build of OpenBLAS is preferred: qtune's own kernels run
 #             on OpenMP, and the pthread build keeps a second pool of busy threads that competes with
@@ -8,7 +11,7 @@
 #   onednn    dnnl_sgemm for f32 (f64 stays on Eigen: oneDNN has no f64 GEMM).
 #
 # QTUNE_BLAS stays a cache variable so cmake/install.cmake can record the choice in the package config.
-set(QTUNE_BLAS "openblas" CACHE STRING "CPU GEMM library: openblas, eigen or onednn")
+set(QTUNE_BLAS "onednn" CACHE STRING "CPU GEMM library: openblas, eigen or onednn")
 set_property(CACHE QTUNE_BLAS PROPERTY STRINGS openblas eigen onednn)
 string(TOLOWER "${QTUNE_BLAS}" _qtune_blas)
 

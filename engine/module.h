@@ -21,6 +21,21 @@ using StateDict = std::map<std::string, Tensor>;
 // Selects modules for a pass: (module, fully qualified name) -> should this one be swapped?
 using ModuleFilter = std::function<bool(const Module&, std::string_view fqn)>;
 
+// While one is alive on this thread, modules allocate their parameters without drawing initial values:
+// for loaders that overwrite every parameter next (drawing a large model's random init costs more than
+// reading its checkpoint). Values are then unspecified until loaded.
+class SkipInitGuard {
+ public:
+  SkipInitGuard();
+  ~SkipInitGuard();
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool parameter_init_enabled();
+
 class Module {
  public:
   explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}

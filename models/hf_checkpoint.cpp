@@ -76,7 +76,11 @@ std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& opt
   LlamaOptions model_options;
   model_options.dtype = options.dtype.value_or(DType::f32);
   model_options.device = options.device;
-  auto model = std::make_shared<Llama>(config, model_options);
+  std::shared_ptr<Llama> model;
+  {
+    SkipInitGuard no_random_init;  // every parameter is read from the files below
+    model = std::make_shared<Llama>(config, model_options);
+  }
   const StateDict expected = model->state_dict();
   const std::vector<std::string> problems = check_tensors(files, expected, config);
   if (!problems.empty()) {

@@ -178,13 +178,19 @@ Llama::Llama(const LlamaConfig& config, const LlamaOptions& options)
     : Module("LlamaForCausalLM"), config_(config), options_(options) {
   config_.validate();
   QTUNE_CHECK(is_floating(options.dtype), "Llama: dtype must be floating, got ", dtype_name(options.dtype));
-  model = std::make_shared<LlamaModel>(config_, options);
-  register_module("model", &model);
-  if (!config_.tie_word_embeddings) {
-    Generator scratch(options.seed);
-    lm_head = make_linear(config_.hidden_size, config_.vocab_size, options, scratch);
-    register_module("lm_head", &lm_head);
+  const bool init = parameter_init_enabled();
+  {
+    // The submodules' own default init would be overwritten by the Llama init below: only allocate.
+    SkipInitGuard allocate_only;
+    model = std::make_shared<LlamaModel>(config_, options);
+    if (!config_.tie_word_embeddings) {
+      Generator scratch(options.seed);
+      lm_head = make_linear(config_.hidden_size, config_.vocab_size, options, scratch);
+    }
   }
+  register_module("model", &model);
+  if (lm_head) register_module("lm_head", &lm_head);
+  if (!init) return;  // a loader fills every parameter next
   // One generator walks the parameters in HF order, so a seed names one model whatever the block sizes.
   Generator gen(options.seed);
   NoGradGuard no_grad;

@@ -62,7 +62,9 @@ void check_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor
   QTUNE_CHECK_CLOSE(c, expected, rtol, atol);
 }
 
-const std::array<std::array<int64_t, 3>, 4> kShapes{{{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {2, 70, 1}}};
+// {1, 37, 19} and {23, 1, 17}: one output row / column, the matrix-vector path.
+const std::array<std::array<int64_t, 3>, 6> kShapes{
+    {{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {2, 70, 1}, {1, 37, 19}, {23, 1, 17}}};
 
 }  // namespace
 
@@ -99,10 +101,12 @@ TEST_CASE("gemm accumulates into C with alpha and beta") {
 TEST_CASE("gemm with beta 0 does not read C") {
   for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
     INFO("dtype=", dtype_name(dt));
-    Tensor a = random({1, 4, 6}, 7, dt), b = random({1, 6, 5}, 8, dt);
-    Tensor c = Tensor::full({1, 4, 5}, std::numeric_limits<double>::quiet_NaN(), dt);
-    cpu().gemm(a, false, b, false, c, 1.0, 0.0);
-    for (double v : c.to_vector<double>()) CHECK(std::isfinite(v));
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{4, 5}, {1, 5}, {4, 1}}) {
+      Tensor a = random({1, m, 6}, 7, dt), b = random({1, 6, n}, 8, dt);
+      Tensor c = Tensor::full({1, m, n}, std::numeric_limits<double>::quiet_NaN(), dt);
+      cpu().gemm(a, false, b, false, c, 1.0, 0.0);
+      for (double v : c.to_vector<double>()) CHECK(std::isfinite(v));
+    }
   }
 }
 
@@ -125,29 +129,30 @@ TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
 TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest untouched") {
   uint64_t seed = 200;
   for (DType dt : {DType::f64, DType::f32, DType::bf16})
-    for (bool ta : {false, true})
-      for (bool tb : {false, true}) {
-        INFO("dtype=", dtype_name(dt), " ta=", ta, " tb=", tb);
-        const int64_t batch = 2, m = 13, n = 10, k = 21;
-        Shape as = ta ? Shape{batch, k, m} : Shape{batch, m, k}, bs = tb ? Shape{batch, n, k} : Shape{batch, k, n};
-        Tensor a_wide = random({batch, as[1], as[2] + 7}, seed++, dt);
-        Tensor b_wide = random({batch, bs[1], bs[2] + 3}, seed++, dt);
-        Tensor c_wide = random({batch, m + 2, n + 5}, seed++, dt);
-        const Tensor c_before = c_wide.clone();
-        Tensor a = a_wide.narrow(2, 4, as[2]), b = b_wide.narrow(2, 1, bs[2]);
-        Tensor c = c_wide.narrow(1, 1, m).narrow(2, 3, n);
-        REQUIRE(a.stride(1) == as[2] + 7);
-        check_gemm(a, ta, b, tb, c, 1.0, 0.25);
-        // Outside the C view nothing moved.
-        const auto now = c_wide.to_vector<double>(), before = c_before.to_vector<double>();
-        for (int64_t p = 0; p < batch; ++p)
-          for (int64_t i = 0; i < m + 2; ++i)
-            for (int64_t j = 0; j < n + 5; ++j) {
-              if (i >= 1 && i < 1 + m && j >= 3 && j < 3 + n) continue;
-              const size_t o = size_t((p * (m + 2) + i) * (n + 5) + j);
-              REQUIRE(now[o] == before[o]);
-            }
-      }
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{13, 10}, {1, 10}, {13, 1}})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          INFO("dtype=", dtype_name(dt), " m=", m, " n=", n, " ta=", ta, " tb=", tb);
+          const int64_t batch = 2, k = 21;
+          Shape as = ta ? Shape{batch, k, m} : Shape{batch, m, k}, bs = tb ? Shape{batch, n, k} : Shape{batch, k, n};
+          Tensor a_wide = random({batch, as[1], as[2] + 7}, seed++, dt);
+          Tensor b_wide = random({batch, bs[1], bs[2] + 3}, seed++, dt);
+          Tensor c_wide = random({batch, m + 2, n + 5}, seed++, dt);
+          const Tensor c_before = c_wide.clone();
+          Tensor a = a_wide.narrow(2, 4, as[2]), b = b_wide.narrow(2, 1, bs[2]);
+          Tensor c = c_wide.narrow(1, 1, m).narrow(2, 3, n);
+          REQUIRE(a.stride(1) == as[2] + 7);
+          check_gemm(a, ta, b, tb, c, 1.0, 0.25);
+          // Outside the C view nothing moved.
+          const auto now = c_wide.to_vector<double>(), before = c_before.to_vector<double>();
+          for (int64_t p = 0; p < batch; ++p)
+            for (int64_t i = 0; i < m + 2; ++i)
+              for (int64_t j = 0; j < n + 5; ++j) {
+                if (i >= 1 && i < 1 + m && j >= 3 && j < 3 + n) continue;
+                const size_t o = size_t((p * (m + 2) + i) * (n + 5) + j);
+                REQUIRE(now[o] == before[o]);
+              }
+        }
 }
 
 TEST_CASE("gemm on a row-broadcast operand (row stride 0) takes the Eigen fallback correctly") {

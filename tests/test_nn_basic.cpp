@@ -129,3 +129,29 @@ TEST_CASE("modules nest with HF-style dotted names") {
   layers.append(std::make_shared<nn::Embedding>(10, 4));
   CHECK(names_of(layers) == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "2.weight"});
 }
+
+TEST_CASE("SkipInitGuard: modules allocate without drawing, nested guards restore the previous state") {
+  Generator gen(5);
+  nn::Linear::Options linear_options;
+  linear_options.generator = &gen;
+  nn::Embedding::Options embedding_options;
+  embedding_options.generator = &gen;
+  CHECK(parameter_init_enabled());
+  {
+    SkipInitGuard outer;
+    {
+      SkipInitGuard inner;
+      CHECK_FALSE(parameter_init_enabled());
+    }
+    CHECK_FALSE(parameter_init_enabled());
+    nn::Linear linear(16, 8, linear_options);
+    nn::Embedding embedding(10, 4, embedding_options);
+    CHECK(linear.weight().shape() == Shape{8, 16});
+    CHECK(linear.bias().shape() == Shape{8});
+    CHECK(embedding.weight().shape() == Shape{10, 4});
+    CHECK(gen.offset() == 0);  // nothing was drawn
+  }
+  CHECK(parameter_init_enabled());
+  nn::Linear drawn(16, 8, linear_options);
+  CHECK(gen.offset() > 0);
+}

@@ -60,10 +60,41 @@ void eigen_gemm(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta
          g.ldc >= std::max<int64_t>(1, g.n);
 }
 
+#if defined(QTUNE_USE_OPENBLAS)
+// A product with one output row or column is a matrix-vector product. sgemm would first pack the whole
+// matrix operand into its panel layout (a full copy per call: at one token per step in generation that
+// copy costs more than the product); gemv streams the matrix once. Returns false when neither m nor n is 1.
+template <class S>
+bool blas_gemv(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) {
+  if (g.m != 1 && g.n != 1) return false;
+  const bool row = g.m == 1;  // c[1, n] = a[1, k] op(b)  or  c[m, 1] = op(a) b[k, 1]
+  // The matrix as stored (row-major, `rows` x `cols`, stride ld) and whether gemv must transpose it.
+  const S* mat = row ? b : a;
+  const bool mat_t = row ? !g.tb : g.ta;
+  const int64_t out = row ? g.n : g.m;
+  const int rows = int(mat_t ? g.k : out), cols = int(mat_t ? out : g.k), ld = int(row ? g.ldb : g.lda);
+  // The vector operand's element stride: a [1, k] row is contiguous, a [k, 1] column steps by its row stride.
+  const S* vec = row ? a : b;
+  const int inc_vec = int(row ? (g.ta ? g.lda : 1) : (g.tb ? 1 : g.ldb));
+  const int inc_out = int(row ? 1 : g.ldc);
+  if (beta == S(0)) {
+    // BLAS does not read c when beta is 0; some gemv kernels scale it instead, which keeps NaNs.
+    for (int64_t i = 0; i < out; ++i) c[i * inc_out] = S(0);
+  }
+  const auto trans = mat_t ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<S, float>)
+    cblas_sgemv(CblasRowMajor, trans, rows, cols, alpha, mat, ld, vec, inc_vec, beta, c, inc_out);
+  else
+    cblas_dgemv(CblasRowMajor, trans, rows, cols, alpha, mat, ld, vec, inc_vec, beta, c, inc_out);
+  return true;
+}
+#endif
+
 template <class S>
 void gemm_one(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) {
 #if defined(QTUNE_USE_OPENBLAS)
   if (blas_compatible(g)) {
+    if (g.k > 0 && blas_gemv(g, a, b, c, alpha, beta)) return;
     const auto ta = g.ta ? CblasTrans : CblasNoTrans, tb = g.tb ? CblasTrans : CblasNoTrans;
     const int m = int(g.m), n = int(g.n), k = int(g.k), lda = int(g.lda), ldb = int(g.ldb), ldc = int(g.ldc);
     if constexpr (std::is_same_v<S, float>)

@@ -11,7 +11,9 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, const Option
   QTUNE_CHECK(num_embeddings > 0 && embedding_dim > 0, "Embedding: sizes must be positive, got ", num_embeddings, " x ",
               embedding_dim);
   NoGradGuard no_grad;
-  weight_ = randn({num_embeddings, embedding_dim}, options.dtype, options.device, options.generator);
+  weight_ = parameter_init_enabled()
+                ? randn({num_embeddings, embedding_dim}, options.dtype, options.device, options.generator)
+                : Tensor::empty({num_embeddings, embedding_dim}, options.dtype, options.device);
   register_parameter("weight", &weight_);
 }
 

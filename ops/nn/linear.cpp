@@ -16,10 +16,13 @@ Linear::Linear(int64_t in_features, int64_t out_features, const Options& options
   // torch draws the bias from the same range.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
   NoGradGuard no_grad;
-  weight_ = rand({out_features, in_features}, options.dtype, options.device, options.generator, -bound, bound);
+  const bool init = parameter_init_enabled();
+  weight_ = init ? rand({out_features, in_features}, options.dtype, options.device, options.generator, -bound, bound)
+                 : Tensor::empty({out_features, in_features}, options.dtype, options.device);
   register_parameter("weight", &weight_);
   if (options.bias) {
-    bias_ = rand({out_features}, options.dtype, options.device, options.generator, -bound, bound);
+    bias_ = init ? rand({out_features}, options.dtype, options.device, options.generator, -bound, bound)
+                 : Tensor::empty({out_features}, options.dtype, options.device);
     register_parameter("bias", &bias_);
   }
 }
