@@ -1,0 +1,49 @@
+#pragma once
+// Optimizer: updates a fixed list of parameters from their .grad. Parameters whose grad is undefined
+// (frozen, or not reached by this backward) are skipped, exactly as torch.optim skips them. State is
+// kept per parameter index, in f32 whatever the parameter dtype, on the parameter's device.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace qtune::optim {
+
+// An optimizer's resumable state: named tensors ("state.<i>.<name>" for parameter i, e.g.
+// "state.3.exp_avg") plus scalars ("step", "lr", ...), as a checkpoint stores them.
+struct OptimizerState {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, double> scalars;
+};
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<Tensor> params, double lr);
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter that has a gradient; increments step_count().
+  virtual void step() = 0;
+  // Drops every parameter's gradient (set_to_none semantics).
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }  // what an LR schedule calls before each step
+  int64_t step_count() const { return step_; }
+  const std::vector<Tensor>& params() const { return params_; }
+
+  // Everything step() depends on besides the parameters, so that a restored optimizer continues
+  // bit-identically. load_state() checks names, shapes and dtypes and fails naming the first mismatch.
+  virtual OptimizerState state() const = 0;
+  virtual void load_state(const OptimizerState& state) = 0;
+
+ protected:
+  std::vector<Tensor> params_;
+  double lr_;
+  int64_t step_ = 0;
+};
+
+}  // namespace qtune::optim

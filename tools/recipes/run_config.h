@@ -1,0 +1,86 @@
+#pragma once
+// The configuration of a `qtune run` recipe: a JSON file (docs/config.md; examples in configs/) plus
+// dotted `key=value` overrides. Every key is known: an unknown one fails with its name and the
+// nearest valid key ("unknown key optim.lrr (did you mean optim.lr?)").
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/llama_config.h"
+
+namespace qtune::recipes {
+
+struct ModelSection {
+  std::string path;                           // an HF model directory, or empty with `config`
+  std::optional<models::LlamaConfig> config;  // inline config.json object (a model trained from scratch)
+  std::string tokenizer;                      // tokenizer file/dir; default: the model directory
+  std::string dtype = "f32";                  // compute dtype: f32 | bf16
+};
+
+struct DataSection {
+  std::string train;              // a file (text, .jsonl, or token shard) or a directory of shards
+  std::string eval;               // optional held-out data in the same format
+  std::string format = "text";    // text | jsonl | tokens
+  int64_t seq_len = 256;
+  int64_t batch_size = 8;
+  std::string prompt_template = "alpaca";  // jsonl: alpaca | chat
+  bool train_on_input = false;
+  bool pack = true;
+  bool skip_bad_lines = false;
+};
+
+struct OptimSection {
+  std::string name = "adamw";  // adamw | sgd
+  double lr = 3e-4;
+  double weight_decay = 0.0;
+  std::vector<double> betas{0.9, 0.95};  // adamw
+  double eps = 1e-8;
+  double momentum = 0.0;  // sgd
+  bool nesterov = false;  // sgd
+  double grad_clip = 1.0;  // global-norm clipping; 0 disables
+};
+
+struct ScheduleSection {
+  std::string name = "cosine";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double min_lr = 0.0;
+};
+
+struct TrainSection {
+  int64_t steps = 0;   // optimizer steps; 0: derived from epochs
+  double epochs = 0;   // used when steps == 0
+  int64_t grad_accum = 1;
+  uint64_t seed = 0;
+  bool activation_checkpointing = false;
+  int64_t eval_every = 0;  // 0: eval only at the end (when data.eval is set)
+  int64_t eval_batches = 0;  // 0: the whole eval set
+  int64_t save_every = 0;  // 0: save only at the end
+  int64_t keep_checkpoints = 2;  // newest complete checkpoints kept on disk
+  bool resume = false;
+  int64_t log_every = 1;
+};
+
+struct RunConfig {
+  std::string recipe = "full";  // full (lora, qlora, qat, qat_lora come with later issues)
+  ModelSection model;
+  DataSection data;
+  OptimSection optim;
+  ScheduleSection schedule;
+  TrainSection train;
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  std::string output_dir = "qtune-run";
+};
+
+// Parses a config: JSON text (source names it in errors), then applies `overrides` ("a.b=value": value
+// parsed as JSON when it parses, else taken as a string). Errors name the source, the dotted key and the
+// expected type; unknown keys name the nearest valid key (edit distance).
+RunConfig parse_run_config(const std::string& json_text, const std::string& source,
+                           const std::vector<std::string>& overrides = {});
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The config as JSON (what a run stores as output_dir/config.json, and what resume compares against).
+std::string run_config_to_json(const RunConfig& config);
+// Every valid dotted key, for docs and "did you mean".
+std::vector<std::string> run_config_keys();
+
+}  // namespace qtune::recipes
