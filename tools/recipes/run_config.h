@@ -19,9 +19,9 @@ struct ModelSection {
 };
 
 struct DataSection {
-  std::string train;              // a file (text, .jsonl, or token shard) or a directory of shards
-  std::string eval;               // optional held-out data in the same format
-  std::string format = "text";    // text | jsonl | tokens
+  std::string train;            // a file (text, .jsonl, or token shard) or a directory of shards
+  std::string eval;             // optional held-out data in the same format
+  std::string format = "text";  // text | jsonl | tokens
   int64_t seq_len = 256;
   int64_t batch_size = 8;
   std::string prompt_template = "alpaca";  // jsonl: alpaca | chat
@@ -36,8 +36,8 @@ struct OptimSection {
   double weight_decay = 0.0;
   std::vector<double> betas{0.9, 0.95};  // adamw
   double eps = 1e-8;
-  double momentum = 0.0;  // sgd
-  bool nesterov = false;  // sgd
+  double momentum = 0.0;   // sgd
+  bool nesterov = false;   // sgd
   double grad_clip = 1.0;  // global-norm clipping; 0 disables
 };
 
@@ -48,15 +48,15 @@ struct ScheduleSection {
 };
 
 struct TrainSection {
-  int64_t steps = 0;   // optimizer steps; 0: derived from epochs
-  double epochs = 0;   // used when steps == 0
+  int64_t steps = 0;  // optimizer steps; 0: derived from epochs
+  double epochs = 0;  // used when steps == 0
   int64_t grad_accum = 1;
   uint64_t seed = 0;
   bool activation_checkpointing = false;
-  int64_t eval_every = 0;  // 0: eval only at the end (when data.eval is set)
-  int64_t eval_batches = 0;  // 0: the whole eval set
-  int64_t save_every = 0;  // 0: save only at the end
-  int64_t keep_checkpoints = 2;  // newest complete checkpoints kept on disk
+  int64_t eval_every = 0;        // 0: eval only at the end (when data.eval is set)
+  int64_t eval_batches = 0;      // 0: the whole eval set
+  int64_t save_every = 0;        // 0: save only at the end
+  int64_t keep_checkpoints = 2;  // newest complete checkpoints kept on disk (>= 1)
   bool resume = false;
   int64_t log_every = 1;
 };
@@ -73,14 +73,20 @@ struct RunConfig {
 };
 
 // Parses a config: JSON text (source names it in errors), then applies `overrides` ("a.b=value": value
-// parsed as JSON when it parses, else taken as a string). Errors name the source, the dotted key and the
-// expected type; unknown keys name the nearest valid key (edit distance).
+// parsed as JSON when it parses, else taken as a string; "model.config.<field>=value" edits the inline
+// config.json), then checks the values (ranges, known names, model.path xor model.config). Errors name
+// the source, the dotted key and the expected type; unknown keys name the nearest valid key (edit distance).
 RunConfig parse_run_config(const std::string& json_text, const std::string& source,
                            const std::vector<std::string>& overrides = {});
+// A config file: relative input paths in it (model.path, model.tokenizer, data.train, data.eval) are
+// resolved against the file's directory, so a config travels with its data; output_dir and every path
+// given in an override stay relative to the current directory.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The config as JSON (what a run stores as output_dir/config.json, and what resume compares against).
 std::string run_config_to_json(const RunConfig& config);
 // Every valid dotted key, for docs and "did you mean".
 std::vector<std::string> run_config_keys();
+// True for the keys that name input files (compared by the file they reach, not their spelling).
+bool is_run_config_input_path(const std::string& key);
 
 }  // namespace qtune::recipes

@@ -38,19 +38,30 @@ struct TrainHooks {
   // Called after every step (the CLI draws its progress line here).
   std::function<void(const StepMetrics&)> on_step;
   std::function<void(int64_t step, double eval_loss)> on_eval;
+  // Remarks for the user: what was resumed, how much data there is, lines skipped, checkpoints saved.
+  std::function<void(const std::string&)> on_note;
 };
 
 struct TrainResult {
-  int64_t steps = 0;
+  int64_t steps = 0;         // the run's total optimizer steps
+  int64_t start_step = 0;    // where this call began (the checkpoint's step when resumed)
+  double train_seconds = 0;  // wall time of this call's steps
   double final_loss = 0;
   double final_eval_loss = 0;  // NaN without eval data
   std::string final_dir;       // output_dir/final
   std::shared_ptr<models::Llama> model;
 };
 
-// Runs the whole recipe. With config.train.resume, continues from the newest complete checkpoint in
-// output_dir (an Error when its config differs from `config` in anything but train.resume/steps... see
-// trainer.cpp); the losses then equal an uninterrupted run's bit for bit.
+// Runs the whole recipe. A fresh run refuses an output_dir that already holds one (metrics.jsonl or
+// checkpoints/). With config.train.resume, continues from the newest complete checkpoint in output_dir
+// (an Error when there is none, or when its config differs in what a step computes: resume_check.h);
+// the losses then equal an uninterrupted run's bit for bit.
+// Steps: train.steps, or ceil(train.epochs * batches per epoch / train.grad_accum). Each step takes
+// grad_accum micro-batches whose losses are scaled by 1/grad_accum before backward, clips the global
+// gradient norm, and sets the lr from the schedule (lr_at(step - 1)). A non-finite loss or gradient
+// norm stops the run with an Error. Eval runs every train.eval_every steps and at the end (the mean
+// token loss over eval batches, without autograd, in eval mode). Checkpoints are saved every
+// train.save_every steps and at the end; output_dir/final is written last.
 TrainResult train(const RunConfig& config, const TrainHooks& hooks = {});
 
 }  // namespace qtune::recipes

@@ -1,0 +1,217 @@
+// Run configs: strict parsing, overrides, "did you mean", value checks, path resolution, the docs and
+// shipped configs, and which differences a resumed run accepts.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "engine/check.h"
+#include "llama_fixtures.h"
+#include "tools/recipes/resume_check.h"
+#include "tools/recipes/run_config.h"
+
+using namespace qtune;
+using namespace qtune::recipes;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kInline = R"({
+  "output_dir": "out",
+  "model": {"config": {"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+                       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
+            "tokenizer": "tok.model"},
+  "data": {"train": "train.txt", "seq_len": 16, "batch_size": 2},
+  "optim": {"lr": 0.01, "betas": [0.8, 0.9]},
+  "train": {"steps": 5, "seed": 7}
+})";
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+void write(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+}  // namespace
+
+TEST_CASE("a config file sets every section; unset keys keep their defaults") {
+  const RunConfig c = parse_run_config(kInline, "inline.json");
+  REQUIRE(c.model.config.has_value());
+  CHECK(c.model.config->hidden_size == 32);
+  CHECK(c.model.config->num_key_value_heads == 2);
+  CHECK(c.model.tokenizer == "tok.model");
+  CHECK(c.data.seq_len == 16);
+  CHECK(c.data.batch_size == 2);
+  CHECK(c.optim.lr == 0.01);
+  CHECK(c.optim.betas == std::vector<double>{0.8, 0.9});
+  CHECK(c.train.steps == 5);
+  CHECK(c.train.seed == 7);
+  // Defaults from run_config.h.
+  CHECK(c.recipe == "full");
+  CHECK(c.optim.name == "adamw");
+  CHECK(c.schedule.name == "cosine");
+  CHECK(c.train.grad_accum == 1);
+  CHECK(c.train.keep_checkpoints == 2);
+  CHECK(c.data.format == "text");
+}
+
+TEST_CASE("overrides: JSON values, bare strings, lists and inline model fields") {
+  const RunConfig c =
+      parse_run_config(kInline, "inline.json",
+                       {"optim.lr=1e-4", "train.resume=true", "data.train=some/dir/corpus.txt", "optim.betas=[0.5,0.6]",
+                        "output_dir=2024", "model.config.hidden_size=64", "model.dtype=\"bf16\""});
+  CHECK(c.optim.lr == 1e-4);
+  CHECK(c.train.resume);
+  CHECK(c.data.train == "some/dir/corpus.txt");
+  CHECK(c.optim.betas == std::vector<double>{0.5, 0.6});
+  CHECK(c.output_dir == "2024");
+  CHECK(c.model.config->hidden_size == 64);
+  CHECK(c.model.config->num_hidden_layers == 2);
+  CHECK(c.model.dtype == "bf16");
+}
+
+TEST_CASE("unknown keys name the nearest valid key") {
+  CHECK(error_of([] {
+          parse_run_config(R"({"optim": {"lrr": 1}})", "my.json");
+        }).find("unknown key optim.lrr in my.json (did you mean optim.lr?)") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(kInline, "my.json", {"train.stpes=3"});
+        }).find("unknown key train.stpes in override 'train.stpes=3' (did you mean train.steps?)") !=
+        std::string::npos);
+  // Right name, wrong section.
+  CHECK(error_of([] { parse_run_config(R"({"train": {"lr": 1}})", "my.json"); }).find("(did you mean optim.lr?)") !=
+        std::string::npos);
+  CHECK(error_of([] { parse_run_config(R"({"modle": {}})", "my.json"); }).find("unknown key modle in my.json") !=
+        std::string::npos);
+  CHECK(error_of([] { parse_run_config(R"({"zzzzzzzzzzzz": 1})", "my.json"); }).find("docs/config.md") !=
+        std::string::npos);
+}
+
+TEST_CASE("wrong types name the key and the expected type") {
+  CHECK(error_of([] {
+          parse_run_config(R"({"data": {"seq_len": "long"}})", "my.json");
+        }).find("data.seq_len in my.json must be an integer, got string \"long\"") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(R"({"data": {"seq_len": 8.0}})", "my.json");
+        }).find("data.seq_len in my.json must be an integer") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(R"({"optim": {"lr": "fast"}})", "my.json");
+        }).find("optim.lr in my.json must be a number") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(R"({"train": {"resume": 1}})", "my.json");
+        }).find("train.resume in my.json must be true or false") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(R"({"train": {"seed": -1}})", "my.json");
+        }).find("train.seed in my.json must be a non-negative integer") != std::string::npos);
+  CHECK(error_of([] { parse_run_config(R"({"optim": 3})", "my.json"); }).find("optim in my.json must be an object") !=
+        std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(kInline, "my.json", {"train.steps=many"});
+        }).find("train.steps in override 'train.steps=many' must be an integer") != std::string::npos);
+  CHECK(error_of([] { parse_run_config(kInline, "my.json", {"optim=3"}); }).find("optim in override") !=
+        std::string::npos);
+  CHECK(error_of([] { parse_run_config(kInline, "my.json", {"optim.lr"}); }).find("expected key=value") !=
+        std::string::npos);
+  CHECK(error_of([] { parse_run_config("{", "my.json"); }).find("my.json: not valid JSON") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(R"({"model": {"config": {"model_type": "llama"}}})", "my.json");
+        }).find("my.json (model.config)") != std::string::npos);
+}
+
+TEST_CASE("values are checked after the overrides") {
+  const auto fails_with = [](std::vector<std::string> overrides, const std::string& needle) {
+    const std::string e = error_of([&] { parse_run_config(kInline, "my.json", overrides); });
+    CHECK_MESSAGE(e.find(needle) != std::string::npos, e);
+  };
+  fails_with({"model.path=/some/model"}, "give exactly one of model.path");
+  fails_with({"model.config=null"}, "give exactly one of model.path");
+  fails_with({"model.tokenizer="}, "model.tokenizer in my.json with its overrides is required");
+  fails_with({"model.dtype=f64"}, "model.dtype in my.json with its overrides must be one of f32 | bf16");
+  fails_with({"data.format=csv"}, "data.format");
+  fails_with({"data.seq_len=0"}, "data.seq_len in my.json with its overrides must be >= 1, got 0");
+  fails_with({"optim.name=adam"}, "optim.name");
+  fails_with({"optim.betas=[0.9]"}, "optim.betas");
+  fails_with({"schedule.name=step"}, "schedule.name");
+  fails_with({"train.steps=0"}, "set train.steps");
+  fails_with({"train.grad_accum=0"}, "train.grad_accum");
+  fails_with({"train.keep_checkpoints=0"}, "train.keep_checkpoints");
+  fails_with({"device=tpu"}, "device in my.json with its overrides: bad device 'tpu'");
+  fails_with({"recipe=lorax"}, "recipe in my.json with its overrides must be one of full | lora");
+  CHECK(parse_run_config(kInline, "my.json", {"train.steps=0", "train.epochs=0.5"}).train.epochs == 0.5);
+}
+
+TEST_CASE("run_config_to_json round-trips") {
+  const RunConfig c = parse_run_config(kInline, "inline.json", {"schedule.name=linear", "train.grad_accum=3"});
+  const std::string json = run_config_to_json(c);
+  CHECK(run_config_to_json(parse_run_config(json, "again.json")) == json);
+  CHECK(json.find("\"grad_accum\": 3") != std::string::npos);
+}
+
+TEST_CASE("input paths in a file resolve against its directory; output_dir and overrides do not") {
+  testing::ScratchDir dir("run_config_paths");
+  const fs::path file = fs::path(dir.str()) / "configs" / "run.json";
+  std::string text = kInline;
+  text.replace(text.find("\"tok.model\""), 11, "\"/abs/tok.model\"");
+  write(file, text);
+  const RunConfig c = load_run_config(file.string(), {"data.eval=held_out.txt"});
+  CHECK(c.data.train == (fs::path(dir.str()) / "configs" / "train.txt").string());
+  CHECK(c.model.tokenizer == "/abs/tok.model");
+  CHECK(c.data.eval == "held_out.txt");
+  CHECK(c.output_dir == "out");
+  CHECK(error_of([&] { load_run_config(dir.str("missing.json")); }).find("missing.json not found") !=
+        std::string::npos);
+}
+
+TEST_CASE("docs/config.md documents every key") {
+  std::ifstream in(std::string(QTUNE_SOURCE_DIR) + "/docs/config.md");
+  REQUIRE(in);
+  const std::string docs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const std::string& key : run_config_keys()) {
+    CHECK_MESSAGE(docs.find("| `" + key + "` |") != std::string::npos, key, " is missing from docs/config.md");
+  }
+}
+
+TEST_CASE("the shipped configs parse") {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(std::string(QTUNE_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".json") continue;
+    CAPTURE(entry.path().string());
+    const RunConfig c = load_run_config(entry.path().string());
+    CHECK(c.recipe == "full");
+    ++count;
+  }
+  CHECK(count >= 2);
+}
+
+TEST_CASE("resume accepts changes of length and cadence, and names the first key that changes a step") {
+  const RunConfig saved = parse_run_config(kInline, "a.json");
+  const std::string saved_json = run_config_to_json(saved);
+  CHECK_NOTHROW(check_resume_compatible(
+      parse_run_config(kInline, "b.json",
+                       {"train.steps=9", "train.resume=true", "train.save_every=2", "output_dir=o2"}),
+      saved_json, "ckpt"));
+  // The same file spelled another way.
+  CHECK_NOTHROW(check_resume_compatible(parse_run_config(kInline, "b.json", {"data.train=./sub/../train.txt"}),
+                                        saved_json, "ckpt"));
+  CHECK(error_of([&] {
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"data.seq_len=32"}), saved_json, "ckpt/step_4");
+        }).find("cannot resume from ckpt/step_4: data.seq_len differs from the checkpoint's (16 there, 32 now)") !=
+        std::string::npos);
+  CHECK(error_of([&] {
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"model.config.num_hidden_layers=3"}), saved_json,
+                                  "ckpt");
+        }).find("model.config.num_hidden_layers differs from the checkpoint's (2 there, 3 now)") != std::string::npos);
+  CHECK(error_of([&] {
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"train.grad_accum=2"}), saved_json, "ckpt");
+        }).find("train.grad_accum differs") != std::string::npos);
+}

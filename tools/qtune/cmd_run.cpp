@@ -1,0 +1,84 @@
+// `qtune run RECIPE --config FILE [key=value ...]`: train with a recipe (tools/recipes), showing progress
+// as it goes and a summary at the end.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "engine/check.h"
+#include "qtune/commands.h"
+#include "tools/recipes/progress.h"
+#include "tools/recipes/run_config.h"
+#include "tools/recipes/trainer.h"
+
+namespace qtune::cli {
+namespace {
+
+struct RunArgs {
+  std::string recipe, config;
+  std::vector<std::string> overrides;
+  bool print_config = false;
+};
+
+void check_recipe(const std::string& recipe) {
+  if (recipe == "full") return;
+  if (recipe == "lora" || recipe == "qlora") {
+    QTUNE_FAIL("recipe ", recipe, " arrives with the LoRA work; `qtune run full` (full fine-tuning) runs today");
+  }
+  if (recipe == "qat" || recipe == "qat_lora") {
+    QTUNE_FAIL("recipe ", recipe, " arrives with the QAT work; `qtune run full` (full fine-tuning) runs today");
+  }
+  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full; coming: lora, qlora, qat, qat_lora)");
+}
+
+int run(const RunArgs& args) {
+  check_recipe(args.recipe);
+  const recipes::RunConfig config = recipes::load_run_config(args.config, args.overrides);
+  QTUNE_CHECK(config.recipe == args.recipe, args.config, " is a config for recipe ", config.recipe,
+              " (its `recipe` key), not ", args.recipe);
+  if (args.print_config) {
+    fmt::print("{}\n", recipes::run_config_to_json(config));
+    return 0;
+  }
+
+  recipes::ProgressDisplay progress(stderr, ::isatty(::fileno(stderr)) != 0, config.train.log_every);
+  recipes::TrainHooks hooks;
+  hooks.on_step = [&](const recipes::StepMetrics& m) { progress.on_step(m); };
+  hooks.on_eval = [&](int64_t step, double loss) { progress.on_eval(step, loss); };
+  hooks.on_note = [&](const std::string& text) {
+    progress.finish();
+    fmt::print(stderr, "[run] {}\n", text);
+  };
+  const recipes::TrainResult result = recipes::train(config, hooks);
+  progress.finish();
+
+  fmt::print("done: steps {}..{} of {} in {}; final loss {:.4f}", result.start_step + 1, result.steps, result.steps,
+             recipes::format_duration(result.train_seconds), result.final_loss);
+  if (!std::isnan(result.final_eval_loss)) {
+    fmt::print("; eval loss {:.4f} (perplexity {:.2f})", result.final_eval_loss, std::exp(result.final_eval_loss));
+  }
+  fmt::print("\nmodel: {}\nmetrics: {}/metrics.jsonl (curves: qtune plot {})\n", result.final_dir, config.output_dir,
+             config.output_dir);
+  return 0;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int& status) {
+  auto* cmd =
+      app.add_subcommand("run", "Train with a recipe: qtune run full --config configs/tiny_shakespeare_full.json");
+  auto args = std::make_shared<RunArgs>();
+  cmd->add_option("recipe", args->recipe, "recipe: full (lora, qlora, qat, qat_lora arrive later)")->required();
+  cmd->add_option("--config", args->config, "run config (JSON; keys in docs/config.md)")->required();
+  cmd->add_option("overrides", args->overrides,
+                  "key=value overrides of config keys, e.g. optim.lr=1e-4 train.resume=true");
+  cmd->add_flag("--print-config", args->print_config, "print the resolved config (file + overrides) and exit");
+  cmd->callback([args, &status] { status = run(*args); });
+}
+
+}  // namespace qtune::cli

@@ -1,0 +1,239 @@
+#include "tools/recipes/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint_files.h"
+#include "engine/io/safetensors.h"
+#include "models/hf_checkpoint.h"
+
+namespace qtune::recipes {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kStateFile = "trainer_state.json";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr int kStateVersion = 1;
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  QTUNE_CHECK(in, "cannot read ", path.string());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void fsync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  QTUNE_CHECK(fd >= 0, "cannot open directory ", dir.string(), " to sync it");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  QTUNE_CHECK(rc == 0, "fsync of directory ", dir.string(), " failed");
+}
+
+// Fills a temporary sibling of `dir` and renames it into place, so `dir` is either absent, the old
+// directory, or complete. rename() cannot replace a non-empty directory: an existing one is moved aside first.
+void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
+  const fs::path parent = dir.parent_path();
+  const std::string name = dir.filename().string();
+  fs::create_directories(parent);
+  const fs::path tmp = parent / fmt::format(".{}.tmp-{}", name, ::getpid());
+  fs::remove_all(tmp);
+  fs::create_directory(tmp);
+  try {
+    fill(tmp);
+    fsync_dir(tmp);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
+  if (fs::exists(dir)) {
+    const fs::path old = parent / fmt::format(".{}.old-{}", name, ::getpid());
+    fs::remove_all(old);
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old);
+  } else {
+    fs::rename(tmp, dir);
+  }
+  fsync_dir(parent);
+}
+
+// A tokenizer directory contributes the files load_tokenizer reads (and their HF companions); a single
+// file is stored under the name load_tokenizer looks for.
+void copy_tokenizer_files(const std::string& source, const fs::path& dir) {
+  const auto copy = [&](const fs::path& from, const char* name) {
+    io::write_file_atomic((dir / name).string(), read_file(from));
+  };
+  if (fs::is_directory(source)) {
+    for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+      if (fs::is_regular_file(fs::path(source) / name)) copy(fs::path(source) / name, name);
+    }
+  } else {
+    copy(source, fs::path(source).extension() == ".json" ? "tokenizer.json" : "tokenizer.model");
+  }
+}
+
+void write_model_files(models::Llama& model, const std::string& tokenizer_source, const fs::path& dir) {
+  models::save_llama(model, dir.string());  // in the model's dtype: a resumed run gets the same bits
+  copy_tokenizer_files(tokenizer_source, dir);
+}
+
+json state_to_json(const TrainerState& s) {
+  json out;
+  out["format"] = "qtune trainer state";
+  out["version"] = kStateVersion;
+  out["step"] = s.step;
+  out["total_steps"] = s.total_steps;
+  out["data_position"] = {{"epoch", s.data.epoch}, {"sequence", s.data.sequence}};
+  out["rng"] = {{"seed", s.rng_seed}, {"offset", s.rng_offset}};
+  out["optimizer"] = s.optimizer_scalars;
+  out["elapsed_s"] = s.elapsed_s;
+  out["loss"] = s.loss;
+  out["eval_step"] = s.eval_step;
+  out["eval_loss"] = std::isnan(s.eval_loss) ? json() : json(s.eval_loss);
+  out["config"] = json::parse(s.config_json);
+  return out;
+}
+
+// Typed reads of trainer_state.json; an Error names the file and the field.
+template <class T>
+T field(const json& object, const char* key, const std::string& file) {
+  QTUNE_CHECK(object.is_object() && object.contains(key), file, ": field ", key, " is missing");
+  try {
+    return object.at(key).get<T>();
+  } catch (const json::exception&) {
+    QTUNE_FAIL(file, ": field ", key, " has the wrong type (", object.at(key).dump(), ")");
+  }
+}
+
+std::optional<int64_t> step_of_dir_name(const std::string& name) {
+  if (name.rfind("step_", 0) != 0 || name.size() == 5 || name.size() > 5 + 18) return std::nullopt;
+  const std::string digits = name.substr(5);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoll(digits);
+}
+
+// Complete checkpoints, newest first: a step_<N> directory whose trainer_state.json parses and says N.
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& output_dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  const fs::path root = fs::path(output_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return out;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const auto step = step_of_dir_name(entry.path().filename().string());
+    if (!step || !entry.is_directory()) continue;
+    try {
+      if (read_trainer_state(entry.path().string()).step == *step) out.emplace_back(*step, entry.path());
+    } catch (const std::exception&) {
+      // Incomplete or damaged: not a candidate.
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
+                            const optim::Optimizer& optimizer, const TrainerState& state) {
+  const fs::path dir = fs::path(output_dir) / "checkpoints" / ("step_" + std::to_string(state.step));
+  const optim::OptimizerState optimizer_state = optimizer.state();
+  TrainerState full = state;
+  full.optimizer_scalars = optimizer_state.scalars;
+  write_dir_atomic(dir, [&](const fs::path& tmp) {
+    write_model_files(model, tokenizer_source, tmp);
+    std::vector<std::pair<std::string, Tensor>> tensors(optimizer_state.tensors.begin(), optimizer_state.tensors.end());
+    io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
+    io::write_file_atomic((tmp / kStateFile).string(), state_to_json(full).dump(2) + "\n");  // last: marks it complete
+  });
+  return dir.string();
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
+  const auto all = complete_checkpoints(output_dir);
+  if (all.empty()) return std::nullopt;
+  return all.front().second.string();
+}
+
+void prune_checkpoints(const std::string& output_dir, int64_t keep) {
+  const auto all = complete_checkpoints(output_dir);
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 0)); i < all.size(); ++i) fs::remove_all(all[i].second);
+  const fs::path root = fs::path(output_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return;
+  std::vector<fs::path> leftovers;  // temporary directories of saves that never finished
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(".step_", 0) == 0 && name.find(".tmp-") != std::string::npos) leftovers.push_back(entry.path());
+  }
+  for (const fs::path& p : leftovers) fs::remove_all(p);
+}
+
+TrainerState read_trainer_state(const std::string& checkpoint_dir) {
+  const std::string file = (fs::path(checkpoint_dir) / kStateFile).string();
+  QTUNE_CHECK(fs::is_regular_file(file), file, " not found: ", checkpoint_dir, " is not a complete checkpoint");
+  const json j = json::parse(read_file(file), nullptr, /*allow_exceptions=*/false);
+  QTUNE_CHECK(j.is_object(), file, ": not a JSON object (damaged checkpoint?)");
+  QTUNE_CHECK(field<int>(j, "version", file) == kStateVersion, file, ": trainer state version ", j.at("version").dump(),
+              ", this qtune reads version ", kStateVersion);
+  TrainerState s;
+  s.step = field<int64_t>(j, "step", file);
+  s.total_steps = field<int64_t>(j, "total_steps", file);
+  const json position = field<json>(j, "data_position", file);
+  s.data.epoch = field<int64_t>(position, "epoch", file);
+  s.data.sequence = field<int64_t>(position, "sequence", file);
+  const json rng = field<json>(j, "rng", file);
+  s.rng_seed = field<uint64_t>(rng, "seed", file);
+  s.rng_offset = field<uint64_t>(rng, "offset", file);
+  s.optimizer_scalars = field<std::map<std::string, double>>(j, "optimizer", file);
+  s.elapsed_s = field<double>(j, "elapsed_s", file);
+  s.loss = field<double>(j, "loss", file);
+  s.eval_step = field<int64_t>(j, "eval_step", file);
+  const json eval_loss = field<json>(j, "eval_loss", file);
+  s.eval_loss = eval_loss.is_null() ? std::numeric_limits<double>::quiet_NaN() : field<double>(j, "eval_loss", file);
+  s.config_json = field<json>(j, "config", file).dump(2);
+  return s;
+}
+
+optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state,
+                                           Device device) {
+  const auto file = io::SafetensorsFile::open((fs::path(checkpoint_dir) / kOptimizerFile).string());
+  optim::OptimizerState out;
+  out.scalars = state.optimizer_scalars;
+  for (const io::TensorEntry& e : file.entries()) {
+    const Tensor mapped = file.tensor(e.name);
+    // A fresh copy: the optimizer updates its state in place, and the mapping is read-only.
+    out.tensors[e.name] = device.is_cpu() ? mapped.clone() : mapped.to(device);
+  }
+  return out;
+}
+
+void load_weights(models::Llama& model, const std::string& dir) {
+  const auto files = io::CheckpointFiles::open(dir);
+  StateDict state;
+  for (const std::string& name : files.names()) {
+    // transformers may store a tied head anyway; it is the embedding.
+    if (model.config().tie_word_embeddings && name == "lm_head.weight") continue;
+    state[name] = files.tensor(name);
+  }
+  model.load_state_dict(state);
+}
+
+void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir) {
+  write_dir_atomic(dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp); });
+}
+
+}  // namespace qtune::recipes

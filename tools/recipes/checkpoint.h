@@ -1,0 +1,56 @@
+#pragma once
+// Training checkpoints on disk (layout in trainer.h): output_dir/checkpoints/step_<N>/ holds an HF model
+// directory plus optimizer.safetensors and trainer_state.json. A checkpoint is written under
+// checkpoints/.step_<N>.tmp-<pid> and renamed when complete; trainer_state.json is its last file, so a
+// step_<N> directory without a readable trainer_state.json is incomplete and ignored.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "engine/device.h"
+#include "models/data_loader.h"
+#include "models/llama.h"
+#include "optim/optimizer.h"
+
+namespace qtune::recipes {
+
+// Everything besides weights and optimizer tensors that a resumed run needs to continue bit-identically.
+struct TrainerState {
+  int64_t step = 0;         // optimizer steps taken
+  int64_t total_steps = 0;  // the run's length when saved
+  models::DataPosition data;
+  uint64_t rng_seed = 0, rng_offset = 0;  // qtune::default_generator()
+  std::map<std::string, double> optimizer_scalars;
+  double elapsed_s = 0;   // training time so far (resumed runs keep counting)
+  double loss = 0;        // the loss of step `step`
+  int64_t eval_step = 0;  // last step evaluated (0: none yet)
+  double eval_loss = std::numeric_limits<double>::quiet_NaN();
+  std::string config_json;  // run_config_to_json of the run that saved it
+};
+
+// Writes checkpoints/step_<state.step> atomically and returns its path. `tokenizer_source` is the
+// tokenizer file or directory whose files are copied in, so the checkpoint is a loadable model directory.
+std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
+                            const optim::Optimizer& optimizer, const TrainerState& state);
+
+// The newest complete checkpoint directory in output_dir/checkpoints, if any.
+std::optional<std::string> latest_checkpoint(const std::string& output_dir);
+// Deletes all but the newest `keep` complete checkpoints, and temporary directories of earlier saves.
+void prune_checkpoints(const std::string& output_dir, int64_t keep);
+
+TrainerState read_trainer_state(const std::string& checkpoint_dir);
+// optimizer.safetensors + the scalars of `state`, with the tensors copied onto `device`.
+optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state, Device device);
+
+// Copies every weight of an HF model directory into `model` (converting to the model's dtype). Strict:
+// a missing, extra or mis-shaped tensor fails naming it.
+void load_weights(models::Llama& model, const std::string& dir);
+
+// Writes `dir` as an HF model directory (weights in the model's dtype, tokenizer files) atomically:
+// built under a temporary name beside it, then swapped in.
+void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir);
+
+}  // namespace qtune::recipes

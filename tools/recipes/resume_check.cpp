@@ -1,0 +1,82 @@
+#include "tools/recipes/resume_check.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/check.h"
+
+namespace qtune::recipes {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+bool may_change(const std::string& key) {
+  static const std::set<std::string> keys = {"device",
+                                             "output_dir",
+                                             "train.steps",
+                                             "train.epochs",
+                                             "train.eval_every",
+                                             "train.eval_batches",
+                                             "train.save_every",
+                                             "train.keep_checkpoints",
+                                             "train.resume",
+                                             "train.log_every",
+                                             "train.activation_checkpointing"};
+  return keys.count(key) > 0;
+}
+
+json at(const json& config, const std::string& key) {
+  std::string pointer = "/" + key;
+  for (char& ch : pointer) ch = ch == '.' ? '/' : ch;
+  const json::json_pointer p(pointer);
+  return config.contains(p) ? config.at(p) : json();
+}
+
+std::string same_file_spelling(const json& path) {
+  if (!path.is_string() || path.get<std::string>().empty()) return "";
+  std::error_code ec;
+  const fs::path canonical = fs::weakly_canonical(fs::absolute(path.get<std::string>()), ec);
+  return ec ? path.get<std::string>() : canonical.string();
+}
+
+struct Difference {
+  std::string suffix;  // ".hidden_size" inside an object, else empty
+  json there, now;
+};
+
+// Where two JSON values differ: the first differing leaf of two objects, or the values themselves.
+Difference first_difference(const json& a, const json& b) {
+  if (!a.is_object() || !b.is_object()) return {"", a, b};
+  const json fa = a.flatten(), fb = b.flatten();
+  std::set<std::string> pointers;
+  for (const auto& [p, v] : fa.items()) pointers.insert(p);
+  for (const auto& [p, v] : fb.items()) pointers.insert(p);
+  for (const std::string& p : pointers) {
+    const json va = fa.value(p, json()), vb = fb.value(p, json());
+    if (va == vb) continue;
+    std::string dotted = p;
+    for (char& ch : dotted) ch = ch == '/' ? '.' : ch;
+    return {dotted, va, vb};
+  }
+  return {"", a, b};
+}
+
+}  // namespace
+
+void check_resume_compatible(const RunConfig& current, const std::string& saved_config_json,
+                             const std::string& checkpoint_dir) {
+  const json saved = json::parse(saved_config_json), now = json::parse(run_config_to_json(current));
+  for (const std::string& key : run_config_keys()) {
+    if (may_change(key)) continue;
+    const json a = at(saved, key), b = at(now, key);
+    if (is_run_config_input_path(key) ? same_file_spelling(a) == same_file_spelling(b) : a == b) continue;
+    const Difference d = first_difference(a, b);
+    QTUNE_FAIL("cannot resume from ", checkpoint_dir, ": ", key, d.suffix, " differs from the checkpoint's (",
+               d.there.dump(), " there, ", d.now.dump(), " now); resume with the checkpoint's value, or start a new ",
+               "output_dir");
+  }
+}
+
+}  // namespace qtune::recipes

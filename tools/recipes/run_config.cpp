@@ -1,0 +1,346 @@
+#include "tools/recipes/run_config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/check.h"
+#include "engine/device.h"
+
+namespace qtune::recipes {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// Calls visit(key, member) for every field of the config, in the order docs/config.md lists them. The
+// one table that parsing, serialization, "did you mean" and the docs check all walk.
+template <class Config, class Visitor>
+void for_each_field(Config& c, Visitor&& visit) {
+  visit("recipe", c.recipe);
+  visit("device", c.device);
+  visit("output_dir", c.output_dir);
+  visit("model.path", c.model.path);
+  visit("model.config", c.model.config);
+  visit("model.tokenizer", c.model.tokenizer);
+  visit("model.dtype", c.model.dtype);
+  visit("data.train", c.data.train);
+  visit("data.eval", c.data.eval);
+  visit("data.format", c.data.format);
+  visit("data.seq_len", c.data.seq_len);
+  visit("data.batch_size", c.data.batch_size);
+  visit("data.prompt_template", c.data.prompt_template);
+  visit("data.train_on_input", c.data.train_on_input);
+  visit("data.pack", c.data.pack);
+  visit("data.skip_bad_lines", c.data.skip_bad_lines);
+  visit("optim.name", c.optim.name);
+  visit("optim.lr", c.optim.lr);
+  visit("optim.weight_decay", c.optim.weight_decay);
+  visit("optim.betas", c.optim.betas);
+  visit("optim.eps", c.optim.eps);
+  visit("optim.momentum", c.optim.momentum);
+  visit("optim.nesterov", c.optim.nesterov);
+  visit("optim.grad_clip", c.optim.grad_clip);
+  visit("schedule.name", c.schedule.name);
+  visit("schedule.warmup_steps", c.schedule.warmup_steps);
+  visit("schedule.min_lr", c.schedule.min_lr);
+  visit("train.steps", c.train.steps);
+  visit("train.epochs", c.train.epochs);
+  visit("train.grad_accum", c.train.grad_accum);
+  visit("train.seed", c.train.seed);
+  visit("train.activation_checkpointing", c.train.activation_checkpointing);
+  visit("train.eval_every", c.train.eval_every);
+  visit("train.eval_batches", c.train.eval_batches);
+  visit("train.save_every", c.train.save_every);
+  visit("train.keep_checkpoints", c.train.keep_checkpoints);
+  visit("train.resume", c.train.resume);
+  visit("train.log_every", c.train.log_every);
+}
+
+// Input files: relative ones in a config file are resolved against the file's directory.
+bool is_input_path(const std::string& key) {
+  return key == "model.path" || key == "model.tokenizer" || key == "data.train" || key == "data.eval";
+}
+
+// Sections are the prefixes of dotted keys ("model", "data", ...).
+std::set<std::string> section_names() {
+  std::set<std::string> out;
+  for (const std::string& key : run_config_keys()) {
+    if (const auto dot = key.find('.'); dot != std::string::npos) out.insert(key.substr(0, dot));
+  }
+  return out;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string last_component(const std::string& key) { return key.substr(key.rfind('.') + 1); }
+
+// " (did you mean optim.lr?)" for the nearest key -- or a key of another section with the same last
+// component (`train.lr` -> `optim.lr`) -- or a pointer to the docs when nothing is close.
+std::string suggestion(const std::string& key) {
+  std::string best;
+  size_t best_distance = std::numeric_limits<size_t>::max();
+  for (const std::string& candidate : run_config_keys()) {
+    const size_t d = last_component(candidate) == last_component(key) ? 1 : edit_distance(key, candidate);
+    if (d < best_distance) best = candidate, best_distance = d;
+  }
+  if (best_distance <= std::max<size_t>(2, key.size() / 3)) return " (did you mean " + best + "?)";
+  return " (the keys are listed in docs/config.md)";
+}
+
+[[noreturn]] void wrong_type(const std::string& where, const std::string& key, const char* expected, const json& v) {
+  QTUNE_FAIL(key, " in ", where, " must be ", expected, ", got ", v.type_name(), " ", v.dump());
+}
+
+void assign(const std::string& where, const std::string& key, const json& v, std::string& out) {
+  if (!v.is_string()) wrong_type(where, key, "a string", v);
+  out = v.get<std::string>();
+}
+void assign(const std::string& where, const std::string& key, const json& v, int64_t& out) {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX)) {
+    wrong_type(where, key, "an integer", v);
+  }
+  out = v.get<int64_t>();
+}
+void assign(const std::string& where, const std::string& key, const json& v, uint64_t& out) {
+  if (!v.is_number_unsigned()) wrong_type(where, key, "a non-negative integer", v);
+  out = v.get<uint64_t>();
+}
+void assign(const std::string& where, const std::string& key, const json& v, double& out) {
+  if (!v.is_number()) wrong_type(where, key, "a number", v);
+  out = v.get<double>();
+}
+void assign(const std::string& where, const std::string& key, const json& v, bool& out) {
+  if (!v.is_boolean()) wrong_type(where, key, "true or false", v);
+  out = v.get<bool>();
+}
+void assign(const std::string& where, const std::string& key, const json& v, std::vector<double>& out) {
+  if (!v.is_array()) wrong_type(where, key, "a list of numbers", v);
+  std::vector<double> values;
+  for (const json& item : v) {
+    if (!item.is_number()) wrong_type(where, key, "a list of numbers", v);
+    values.push_back(item.get<double>());
+  }
+  out = std::move(values);
+}
+void assign(const std::string& where, const std::string& key, const json& v, std::optional<models::LlamaConfig>& out) {
+  if (v.is_null()) {
+    out.reset();
+    return;
+  }
+  if (!v.is_object()) wrong_type(where, key, "an object (a Hugging Face config.json)", v);
+  out = models::parse_llama_config(v.dump(), where + " (" + key + ")");
+}
+
+json to_json_value(const std::string& v) { return v; }
+json to_json_value(int64_t v) { return v; }
+json to_json_value(uint64_t v) { return v; }
+json to_json_value(double v) { return v; }
+json to_json_value(bool v) { return v; }
+json to_json_value(const std::vector<double>& v) { return v; }
+json to_json_value(const std::optional<models::LlamaConfig>& v) {
+  return v ? json::parse(models::llama_config_to_json(*v)) : json();
+}
+
+json::json_pointer pointer_of(const std::string& key) {
+  std::string path;
+  for (char ch : key) path += ch == '.' ? '/' : ch;
+  return json::json_pointer("/" + path);
+}
+
+// Sets `key` from `v`; false when no field has that name.
+bool set_field(RunConfig& c, const std::string& where, const std::string& key, const json& v) {
+  bool found = false;
+  for_each_field(c, [&](const char* name, auto& member) {
+    if (key == name) {
+      assign(where, key, v, member);
+      found = true;
+    }
+  });
+  return found;
+}
+
+void apply_object(RunConfig& c, const json& object, const std::string& prefix, const std::string& where) {
+  static const std::set<std::string> sections = section_names();
+  for (const auto& [name, value] : object.items()) {
+    const std::string key = prefix + name;
+    if (set_field(c, where, key, value)) continue;
+    if (prefix.empty() && sections.count(key)) {
+      if (!value.is_object()) wrong_type(where, key, "an object (a section of keys)", value);
+      apply_object(c, value, key + ".", where);
+      continue;
+    }
+    QTUNE_FAIL("unknown key ", key, " in ", where, suggestion(key));
+  }
+}
+
+// "model.config.hidden_size=64": edits the inline config.json object and parses it again.
+void override_inline_model(RunConfig& c, const std::string& where, const std::string& key, const json& v) {
+  QTUNE_CHECK(c.model.config.has_value(), key, " in ", where,
+              ": there is no inline model.config to change (the model comes from model.path)");
+  json object = json::parse(models::llama_config_to_json(*c.model.config));
+  object[pointer_of(key.substr(std::string("model.config.").size()))] = v;
+  c.model.config = models::parse_llama_config(object.dump(), where);
+}
+
+void apply_override(RunConfig& c, const std::string& text) {
+  const std::string where = "override '" + text + "'";
+  const auto eq = text.find('=');
+  QTUNE_CHECK(eq != std::string::npos && eq > 0, "bad ", where, ": expected key=value, e.g. optim.lr=1e-4");
+  const std::string key = text.substr(0, eq), raw = text.substr(eq + 1);
+  // The value is JSON when it parses as JSON (numbers, true/false, lists, objects); otherwise a string,
+  // so paths need no quoting. A string field takes the raw text unless it is a quoted JSON string
+  // (output_dir=2024 names a directory).
+  json value = json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  bool string_field = false;
+  for_each_field(c, [&](const char* name, auto& member) {
+    if (key == name) string_field = std::is_same_v<std::decay_t<decltype(member)>, std::string>;
+  });
+  if (value.is_discarded() || (string_field && !value.is_string())) value = raw;
+
+  if (key.rfind("model.config.", 0) == 0) return override_inline_model(c, where, key, value);
+  if (set_field(c, where, key, value)) return;
+  if (section_names().count(key)) {
+    QTUNE_FAIL(key, " in ", where, " is a section: override one of its keys (", key, ".<name>=value)");
+  }
+  QTUNE_FAIL("unknown key ", key, " in ", where, suggestion(key));
+}
+
+void resolve_input_paths(RunConfig& c, const fs::path& base_dir) {
+  for_each_field(c, [&](const char* name, auto& member) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(member)>, std::string>) {
+      if (is_input_path(name) && !member.empty() && fs::path(member).is_relative()) {
+        member = (base_dir / member).lexically_normal().string();
+      }
+    }
+  });
+}
+
+void check_one_of(const std::string& where, const char* key, const std::string& value,
+                  std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += list.empty() ? a : std::string(" | ") + a;
+  }
+  QTUNE_FAIL(key, " in ", where, " must be one of ", list, ", got \"", value, "\"");
+}
+
+template <class T>
+void check_at_least(const std::string& where, const char* key, T value, T minimum) {
+  QTUNE_CHECK(value >= minimum, key, " in ", where, " must be >= ", minimum, ", got ", value);
+}
+
+void validate(const RunConfig& c, const std::string& where) {
+  check_one_of(where, "recipe", c.recipe, {"full", "lora", "qlora", "qat", "qat_lora"});
+  try {
+    parse_device(c.device);
+  } catch (const Error& e) {
+    QTUNE_FAIL("device in ", where, ": ", e.what());
+  }
+  QTUNE_CHECK(!c.output_dir.empty(), "output_dir in ", where, " is empty: name the run's directory");
+
+  QTUNE_CHECK(c.model.path.empty() != !c.model.config.has_value(), "model in ", where,
+              ": give exactly one of model.path (a Hugging Face model directory to fine-tune) and model.config (an "
+              "inline config.json object to train from scratch)");
+  QTUNE_CHECK(!c.model.path.empty() || !c.model.tokenizer.empty(), "model.tokenizer in ", where,
+              " is required with an inline model.config (a tokenizer.model / tokenizer.json file or a directory)");
+  check_one_of(where, "model.dtype", c.model.dtype, {"f32", "bf16"});
+
+  QTUNE_CHECK(!c.data.train.empty(), "data.train in ", where, " is empty: name the training data file or directory");
+  check_one_of(where, "data.format", c.data.format, {"text", "jsonl", "tokens"});
+  check_at_least<int64_t>(where, "data.seq_len", c.data.seq_len, 1);
+  check_at_least<int64_t>(where, "data.batch_size", c.data.batch_size, 1);
+  check_one_of(where, "data.prompt_template", c.data.prompt_template, {"alpaca", "chat"});
+
+  check_one_of(where, "optim.name", c.optim.name, {"adamw", "sgd"});
+  check_at_least(where, "optim.lr", c.optim.lr, 0.0);
+  check_at_least(where, "optim.weight_decay", c.optim.weight_decay, 0.0);
+  QTUNE_CHECK(c.optim.betas.size() == 2 && c.optim.betas[0] >= 0 && c.optim.betas[0] < 1 && c.optim.betas[1] >= 0 &&
+                  c.optim.betas[1] < 1,
+              "optim.betas in ", where, " must be two numbers in [0, 1), e.g. [0.9, 0.95]");
+  QTUNE_CHECK(c.optim.eps > 0, "optim.eps in ", where, " must be > 0, got ", c.optim.eps);
+  check_at_least(where, "optim.momentum", c.optim.momentum, 0.0);
+  check_at_least(where, "optim.grad_clip", c.optim.grad_clip, 0.0);
+
+  check_one_of(where, "schedule.name", c.schedule.name, {"constant", "linear", "cosine"});
+  check_at_least<int64_t>(where, "schedule.warmup_steps", c.schedule.warmup_steps, 0);
+  check_at_least(where, "schedule.min_lr", c.schedule.min_lr, 0.0);
+
+  check_at_least<int64_t>(where, "train.steps", c.train.steps, 0);
+  check_at_least(where, "train.epochs", c.train.epochs, 0.0);
+  QTUNE_CHECK(c.train.steps > 0 || c.train.epochs > 0, "train in ", where,
+              ": set train.steps (optimizer steps) or train.epochs (passes over data.train)");
+  check_at_least<int64_t>(where, "train.grad_accum", c.train.grad_accum, 1);
+  check_at_least<int64_t>(where, "train.eval_every", c.train.eval_every, 0);
+  check_at_least<int64_t>(where, "train.eval_batches", c.train.eval_batches, 0);
+  check_at_least<int64_t>(where, "train.save_every", c.train.save_every, 0);
+  check_at_least<int64_t>(where, "train.keep_checkpoints", c.train.keep_checkpoints, 1);
+  check_at_least<int64_t>(where, "train.log_every", c.train.log_every, 1);
+}
+
+RunConfig parse(const std::string& json_text, const std::string& source, const fs::path* base_dir,
+                const std::vector<std::string>& overrides) {
+  const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  QTUNE_CHECK(!root.is_discarded(), source, ": not valid JSON (check commas and quotes; JSON has no comments)");
+  QTUNE_CHECK(root.is_object(), source, ": a run config is a JSON object, got ", root.type_name());
+  RunConfig c;
+  apply_object(c, root, "", source);
+  if (base_dir != nullptr) resolve_input_paths(c, *base_dir);
+  for (const std::string& o : overrides) apply_override(c, o);
+  validate(c, overrides.empty() ? source : source + " with its overrides");
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> run_config_keys() {
+  std::vector<std::string> keys;
+  RunConfig c;
+  for_each_field(c, [&](const char* name, auto&) { keys.emplace_back(name); });
+  return keys;
+}
+
+bool is_run_config_input_path(const std::string& key) { return is_input_path(key); }
+
+RunConfig parse_run_config(const std::string& json_text, const std::string& source,
+                           const std::vector<std::string>& overrides) {
+  return parse(json_text, source, nullptr, overrides);
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  QTUNE_CHECK(fs::is_regular_file(path), "run config ", path, " not found");
+  std::ifstream in(path, std::ios::binary);
+  QTUNE_CHECK(in, "cannot read run config ", path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const fs::path base_dir = fs::path(path).parent_path();
+  return parse(text, path, &base_dir, overrides);
+}
+
+std::string run_config_to_json(const RunConfig& config) {
+  json out = json::object();
+  for_each_field(config, [&](const char* name, const auto& member) {
+    json value = to_json_value(member);
+    if (!value.is_null()) out[pointer_of(name)] = std::move(value);
+  });
+  return out.dump(2);
+}
+
+}  // namespace qtune::recipes

@@ -1,0 +1,123 @@
+#include "tools/recipes/setup.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "engine/check.h"
+#include "engine/module.h"
+#include "models/instruction_data.h"
+#include "models/text_corpus.h"
+#include "models/token_shards.h"
+#include "optim/adamw.h"
+#include "optim/sgd.h"
+#include "tools/recipes/checkpoint.h"
+
+namespace qtune::recipes {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A shard file, or every regular file of a directory (in name order, hidden files skipped).
+std::vector<models::TokenShard> open_shards(const std::string& path, int64_t vocab_size) {
+  std::vector<std::string> files;
+  if (fs::is_directory(path)) {
+    for (const auto& entry : fs::directory_iterator(path)) {
+      if (entry.is_regular_file() && entry.path().filename().string().front() != '.') {
+        files.push_back(entry.path().string());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    QTUNE_CHECK(!files.empty(), "data directory ", path, " holds no token shards");
+  } else {
+    files.push_back(path);
+  }
+  std::vector<models::TokenShard> shards;
+  for (const std::string& file : files) {
+    models::TokenShard shard = models::TokenShard::open(file);
+    QTUNE_CHECK(shard.vocab_size() <= vocab_size, file, " holds tokens of a ", shard.vocab_size(),
+                "-token vocabulary but the model has ", vocab_size, " embeddings: was it tokenized for this model?");
+    shard.validate();
+    shards.push_back(std::move(shard));
+  }
+  return shards;
+}
+
+}  // namespace
+
+std::string tokenizer_source(const RunConfig& config) {
+  return config.model.tokenizer.empty() ? config.model.path : config.model.tokenizer;
+}
+
+std::unique_ptr<models::Tokenizer> load_run_tokenizer(const std::string& source) {
+  QTUNE_CHECK(fs::exists(source), "tokenizer ", source, " not found (model.tokenizer, or the model directory)");
+  if (fs::is_directory(source)) return models::load_tokenizer(source);
+  if (fs::path(source).extension() == ".json") return models::load_bpe_json(source);
+  return models::load_sentencepiece(source);
+}
+
+models::LlamaOptions model_options(const RunConfig& config) {
+  models::LlamaOptions options;
+  options.dtype = dtype_from_name(config.model.dtype);
+  options.device = parse_device(config.device);
+  options.seed = config.train.seed;
+  options.activation_checkpointing = config.train.activation_checkpointing;
+  return options;
+}
+
+std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config) {
+  const models::LlamaConfig model_config = models::load_llama_config(dir);
+  SkipInitGuard no_init;  // load_weights fills every parameter next
+  return std::make_shared<models::Llama>(model_config, model_options(config));
+}
+
+std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
+  if (config.model.config) return std::make_shared<models::Llama>(*config.model.config, model_options(config));
+  QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
+              " not found (a Hugging Face model directory: config.json + safetensors)");
+  auto model = model_skeleton(config.model.path, config);
+  load_weights(*model, config.model.path);
+  return model;
+}
+
+models::DataLoader make_loader(const RunConfig& config, const std::string& path, const models::Tokenizer& tokenizer,
+                               int64_t vocab_size, const std::function<void(const std::string&)>& note) {
+  const DataSection& d = config.data;
+  QTUNE_CHECK(fs::exists(path), "data file ", path, " not found");
+  const uint64_t seed = config.train.seed;
+  if (d.format == "tokens")
+    return models::DataLoader::from_shards(open_shards(path, vocab_size), d.seq_len, d.batch_size, seed);
+  if (d.format == "text") {
+    return models::DataLoader::from_tokens(models::tokenize_text_file(path, tokenizer), d.seq_len, d.batch_size, seed);
+  }
+  models::InstructionOptions options;
+  options.prompt_template = d.prompt_template;
+  options.train_on_input = d.train_on_input;
+  options.max_seq_len = d.seq_len;
+  options.skip_bad_lines = d.skip_bad_lines;
+  models::InstructionData data = models::load_instruction_jsonl(path, tokenizer, options);
+  if (data.skipped_lines > 0 && note)
+    note(path + ": skipped " + std::to_string(data.skipped_lines) + " malformed lines");
+  return models::DataLoader::from_examples(std::move(data.examples), d.seq_len, d.batch_size, seed, d.pack,
+                                           tokenizer.eos_id().value_or(0));
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const OptimSection& o, std::vector<Tensor> params) {
+  if (o.name == "sgd") {
+    optim::SGDOptions options;
+    options.lr = o.lr;
+    options.momentum = o.momentum;
+    options.nesterov = o.nesterov;
+    options.weight_decay = o.weight_decay;
+    return std::make_unique<optim::SGD>(std::move(params), options);
+  }
+  QTUNE_CHECK(o.name == "adamw", "optim.name: unknown optimizer \"", o.name, "\" (adamw | sgd)");
+  optim::AdamWOptions options;
+  options.lr = o.lr;
+  options.beta1 = o.betas.at(0);
+  options.beta2 = o.betas.at(1);
+  options.eps = o.eps;
+  options.weight_decay = o.weight_decay;
+  return std::make_unique<optim::AdamW>(std::move(params), options);
+}
+
+}  // namespace qtune::recipes

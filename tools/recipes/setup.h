@@ -1,0 +1,37 @@
+#pragma once
+// The pieces of a run, built from its config: tokenizer, model, data loaders, optimizer.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/data_loader.h"
+#include "models/llama.h"
+#include "models/tokenizer.h"
+#include "optim/optimizer.h"
+#include "tools/recipes/run_config.h"
+
+namespace qtune::recipes {
+
+// model.tokenizer, or the model directory.
+std::string tokenizer_source(const RunConfig& config);
+// A tokenizer directory (load_tokenizer), a `.json` file (byte-level BPE) or any other file (SentencePiece).
+std::unique_ptr<models::Tokenizer> load_run_tokenizer(const std::string& source);
+
+// Llama options of the run: model.dtype, device, train.seed, train.activation_checkpointing.
+models::LlamaOptions model_options(const RunConfig& config);
+// An untrained model with the config.json of `dir` (an HF model directory or a checkpoint), its
+// parameters left uninitialized for load_weights.
+std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config);
+// The model a fresh run starts from: model.config initialized from train.seed, or model.path's weights.
+std::shared_ptr<models::Llama> initial_model(const RunConfig& config);
+
+// Batches of `path` in data.format (text | jsonl | tokens), token ids checked against `vocab_size`.
+// `note` receives remarks for the user (lines skipped with data.skip_bad_lines).
+models::DataLoader make_loader(const RunConfig& config, const std::string& path, const models::Tokenizer& tokenizer,
+                               int64_t vocab_size, const std::function<void(const std::string&)>& note);
+
+// optim.name over `params`, with the section's hyperparameters.
+std::unique_ptr<optim::Optimizer> make_optimizer(const OptimSection& options, std::vector<Tensor> params);
+
+}  // namespace qtune::recipes

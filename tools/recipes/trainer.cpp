@@ -1,0 +1,230 @@
+#include "tools/recipes/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <optional>
+
+#include "engine/allocator.h"
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/rng.h"
+#include "ops/elementwise.h"
+#include "optim/clip_grad.h"
+#include "optim/lr_schedule.h"
+#include "tools/recipes/checkpoint.h"
+#include "tools/recipes/metrics.h"
+#include "tools/recipes/resume_check.h"
+#include "tools/recipes/setup.h"
+
+namespace qtune::recipes {
+namespace {
+
+namespace fs = std::filesystem;
+using clock = std::chrono::steady_clock;
+
+double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
+
+int64_t total_steps(const RunConfig& config, const models::DataLoader& loader) {
+  if (config.train.steps > 0) return config.train.steps;
+  const double micro_batches = config.train.epochs * static_cast<double>(loader.batches_per_epoch());
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(micro_batches / double(config.train.grad_accum))));
+}
+
+// Mean token loss over the eval batches (train.eval_batches, or the whole set), always the same batches.
+double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_batches, Device device) {
+  NoGradGuard no_grad;
+  model.eval();
+  loader.set_position({});
+  const int64_t n = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
+  double loss_sum = 0;
+  int64_t targets = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const models::Batch batch = loader.next();
+    if (batch.num_targets == 0) continue;
+    // Model::loss is the mean over this batch's targets; weighting by their count gives the mean per token.
+    loss_sum += model.loss(batch.tokens.to(device), batch.targets.to(device)).item() * double(batch.num_targets);
+    targets += batch.num_targets;
+  }
+  model.train();
+  QTUNE_CHECK(targets > 0, "data.eval has no tokens to score");
+  return loss_sum / double(targets);
+}
+
+// The state a run carries between steps and into its checkpoints.
+struct Progress {
+  int64_t step = 0;
+  double loss = 0;
+  int64_t eval_step = 0;
+  double eval_loss = std::numeric_limits<double>::quiet_NaN();
+  double elapsed_before = 0;  // training seconds of earlier processes (resumed runs)
+};
+
+}  // namespace
+
+TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
+  const auto note = [&](const std::string& text) {
+    if (hooks.on_note) hooks.on_note(text);
+  };
+  const Device device = parse_device(config.device);
+  QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
+              ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
+  const fs::path out(config.output_dir);
+  const std::string metrics_path = (out / "metrics.jsonl").string();
+
+  std::optional<std::string> checkpoint;
+  TrainerState resumed;
+  if (config.train.resume) {
+    checkpoint = latest_checkpoint(out.string());
+    QTUNE_CHECK(checkpoint.has_value(), "train.resume: no complete checkpoint in ", (out / "checkpoints").string(),
+                " (run without train.resume=true to start)");
+    resumed = read_trainer_state(*checkpoint);
+    check_resume_compatible(config, resumed.config_json, *checkpoint);
+  } else {
+    QTUNE_CHECK(!fs::exists(metrics_path) && !fs::exists(out / "checkpoints"), "output_dir ", out.string(),
+                " already holds a run (metrics.jsonl, checkpoints/): continue it with train.resume=true, or choose "
+                "another output_dir");
+  }
+  fs::create_directories(out);
+  io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
+  reset_peak_memory(device);
+
+  const std::string tokenizer_path = tokenizer_source(config);
+  const auto tokenizer = load_run_tokenizer(tokenizer_path);
+  std::shared_ptr<models::Llama> model = checkpoint ? model_skeleton(*checkpoint, config) : initial_model(config);
+  const int64_t vocab_size = model->config().vocab_size;
+  QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
+              " tokens but the model only ", vocab_size, " embeddings: do they belong together?");
+  if (hooks.prepare_model) hooks.prepare_model(*model);
+  if (checkpoint) load_weights(*model, *checkpoint);
+
+  models::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
+  QTUNE_CHECK(loader.batches_per_epoch() > 0, "data.train ", config.data.train, " has ", loader.sequences_per_epoch(),
+              " sequences of data.seq_len ", config.data.seq_len, ", fewer than one batch of data.batch_size ",
+              config.data.batch_size);
+  std::optional<models::DataLoader> eval_loader;
+  if (!config.data.eval.empty()) {
+    eval_loader = make_loader(config, config.data.eval, *tokenizer, vocab_size, note);
+    QTUNE_CHECK(eval_loader->batches_per_epoch() > 0, "data.eval ", config.data.eval, " has ",
+                eval_loader->sequences_per_epoch(), " sequences, fewer than one batch of data.batch_size ",
+                config.data.batch_size);
+  }
+  const int64_t total = total_steps(config, loader);
+  optim::ScheduleOptions schedule_options;
+  schedule_options.name = config.schedule.name;
+  schedule_options.warmup_steps = config.schedule.warmup_steps;
+  schedule_options.total_steps = total;
+  schedule_options.min_lr = config.schedule.min_lr;
+  const optim::LrSchedule schedule(config.optim.lr, schedule_options);
+
+  const std::vector<Tensor> params = model->trainable_parameters();
+  QTUNE_CHECK(!params.empty(), "the model has no trainable parameters");
+  const auto optimizer = make_optimizer(config.optim, params);
+
+  Progress p;
+  if (checkpoint) {
+    QTUNE_CHECK(resumed.step <= total, "cannot resume from ", *checkpoint, ": it is at step ", resumed.step,
+                ", past this run's ", total, " steps (raise train.steps)");
+    optimizer->load_state(read_optimizer_state(*checkpoint, resumed, device));
+    loader.set_position(resumed.data);
+    default_generator().set_state(resumed.rng_seed, resumed.rng_offset);
+    p = {resumed.step, resumed.loss, resumed.eval_step, resumed.eval_loss, resumed.elapsed_s};
+    note("resumed from " + *checkpoint + " at step " + std::to_string(p.step) + " of " + std::to_string(total));
+  } else {
+    manual_seed(config.train.seed);
+  }
+  MetricsLog metrics = checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path);
+  note("data: " + std::to_string(loader.sequences_per_epoch()) + " sequences of " +
+       std::to_string(config.data.seq_len) + " tokens, " + std::to_string(loader.batches_per_epoch()) +
+       " batches per epoch; " + std::to_string(total) + " steps of " + std::to_string(config.train.grad_accum) +
+       " micro-batches");
+
+  const auto run_eval = [&](int64_t step) {
+    p.eval_loss = evaluate(*model, *eval_loader, config.train.eval_batches, device);
+    p.eval_step = step;
+    metrics.log_eval(step, p.eval_loss);
+    if (hooks.on_eval) hooks.on_eval(step, p.eval_loss);
+  };
+  int64_t saved_step = checkpoint ? p.step : 0;
+  const auto t_start = clock::now();
+  const auto save = [&](int64_t step) {
+    TrainerState state;
+    state.step = step;
+    state.total_steps = total;
+    state.data = loader.position();
+    state.rng_seed = default_generator().seed();
+    state.rng_offset = default_generator().offset();
+    state.elapsed_s = p.elapsed_before + seconds_since(t_start);
+    state.loss = p.loss;
+    state.eval_step = p.eval_step;
+    state.eval_loss = p.eval_loss;
+    state.config_json = run_config_to_json(config);
+    const std::string dir = save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state);
+    prune_checkpoints(out.string(), config.train.keep_checkpoints);
+    saved_step = step;
+    note("saved " + dir);
+  };
+
+  const int64_t accum = config.train.grad_accum;
+  const int64_t start_step = p.step;
+  model->train();
+  for (int64_t step = p.step + 1; step <= total; ++step) {
+    const auto t_step = clock::now();
+    const double lr = schedule.lr_at(step - 1);
+    optimizer->set_lr(lr);
+    double loss_sum = 0;
+    int64_t tokens = 0;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      const models::Batch batch = loader.next();
+      const Tensor loss = model->loss(batch.tokens.to(device), batch.targets.to(device));
+      loss_sum += loss.item();
+      tokens += batch.tokens.numel();
+      (accum == 1 ? loss : loss * (1.0 / double(accum))).backward();
+    }
+    const double loss = loss_sum / double(accum);
+    const double grad_norm = optim::clip_grad_norm(params, config.optim.grad_clip);
+    QTUNE_CHECK(std::isfinite(loss) && std::isfinite(grad_norm), "step ", step, ": the loss (", loss,
+                ") or the gradient norm (", grad_norm,
+                ") is not finite; lower optim.lr, add schedule.warmup_steps, or keep optim.grad_clip on");
+    optimizer->step();
+    optimizer->zero_grad();
+    p.step = step;
+    p.loss = loss;
+
+    StepMetrics m;
+    m.step = step;
+    m.total_steps = total;
+    m.loss = loss;
+    m.lr = lr;
+    m.grad_norm = grad_norm;
+    m.tokens_per_s = double(tokens) / std::max(seconds_since(t_step), 1e-9);
+    m.elapsed_s = p.elapsed_before + seconds_since(t_start);
+    m.peak_mem_bytes = memory_stats(device).peak_allocated;
+    if (step % config.train.log_every == 0 || step == total) metrics.log_step(m);
+    if (hooks.on_step) hooks.on_step(m);
+    if (eval_loader && config.train.eval_every > 0 && step % config.train.eval_every == 0) run_eval(step);
+    if (config.train.save_every > 0 && step % config.train.save_every == 0 && step != total) save(step);
+  }
+  const double train_seconds = seconds_since(t_start);
+  if (eval_loader && p.eval_step != total) run_eval(total);
+  if (saved_step != total) save(total);
+
+  if (hooks.finalize_model) hooks.finalize_model(*model);
+  const std::string final_dir = (out / "final").string();
+  save_model_dir(*model, tokenizer_path, final_dir);
+
+  TrainResult result;
+  result.steps = total;
+  result.start_step = start_step;
+  result.train_seconds = train_seconds;
+  result.final_loss = p.loss;
+  result.final_eval_loss = p.eval_loss;
+  result.final_dir = final_dir;
+  result.model = model;
+  return result;
+}
+
+}  // namespace qtune::recipes
