@@ -9,7 +9,7 @@ packages=(
   libeigen3-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev
   nlohmann-json3-dev doctest-dev libcli11-dev libfmt-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libsentencepiece-dev libpcre2-dev
-  fortunes
+  fortunes gnuplot-nox
 )
 
 missing=()

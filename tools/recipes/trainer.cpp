@@ -88,8 +88,6 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
                 " already holds a run (metrics.jsonl, checkpoints/): continue it with train.resume=true, or choose "
                 "another output_dir");
   }
-  fs::create_directories(out);
-  io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
   reset_peak_memory(device);
 
   const std::string tokenizer_path = tokenizer_source(config);
@@ -136,6 +134,9 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   } else {
     manual_seed(config.train.seed);
   }
+  // Nothing is written before every piece was built: a config error leaves no half-started run behind.
+  fs::create_directories(out);
+  io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
   MetricsLog metrics = checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path);
   note("data: " + std::to_string(loader.sequences_per_epoch()) + " sequences of " +
        std::to_string(config.data.seq_len) + " tokens, " + std::to_string(loader.batches_per_epoch()) +
