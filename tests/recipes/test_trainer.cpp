@@ -76,9 +76,10 @@ TEST_CASE("a tiny Llama learns; the run directory holds metrics, checkpoints and
   std::vector<StepMetrics> seen;
   TrainHooks hooks;
   hooks.on_step = [&](const StepMetrics& m) { seen.push_back(m); };
-  const TrainResult result = train(tiny_run(out, {"train.steps=30", "optim.lr=1e-2", "data.eval=" + kText, "train.eval_every=10",
-                                                  "train.eval_batches=2", "train.save_every=10"}),
-                                   hooks);
+  const TrainResult result =
+      train(tiny_run(out, {"train.steps=30", "optim.lr=1e-2", "data.eval=" + kText, "train.eval_every=10",
+                           "train.eval_batches=2", "train.save_every=10"}),
+            hooks);
 
   REQUIRE(seen.size() == 30);
   const double first = (seen[0].loss + seen[1].loss + seen[2].loss) / 3;
