@@ -57,13 +57,15 @@ struct MultipleChoiceResult {
 };
 
 // hellaswag-format JSONL: `ctx` (string), `endings` (list of strings), `label` (index, int or string).
-// Each ending is scored as the summed log-likelihood of its tokens given BOS + ctx, tokenized as the
-// harness's _encode_pair does: trailing whitespace of ctx moves to the continuation " " + ending, and
-// the continuation's tokens are encode(ctx + continuation) minus the first len(encode(ctx)) tokens (so
-// a SentencePiece merge across the boundary stays in the continuation). A sequence longer than the
-// model's max_position_embeddings loses context tokens on the left. acc takes the argmax of the sum,
-// acc_norm of the sum divided by the ending's UTF-8 byte length (ties: the first ending). limit > 0
-// scores only the first `limit` examples; batch_size as for evaluate_perplexity (sequences per forward).
+// Each ending is scored as the summed log-likelihood of its tokens given BOS + ctx (the harness's
+// HFLM prepends BOS here only with add_bos_token=True; Llama models are trained with BOS at the start
+// of text, so it is always there), tokenized as the harness's _encode_pair does: trailing whitespace
+// of ctx moves to the continuation " " + ending, and the continuation's tokens are
+// encode(ctx + continuation) minus the first len(encode(ctx)) tokens (so a SentencePiece merge across
+// the boundary stays in the continuation). A sequence longer than the model's max_position_embeddings
+// loses context tokens on the left. acc takes the argmax of the sum, acc_norm of the sum divided by the
+// ending's UTF-8 byte length (ties: the first ending). limit > 0 scores only the first `limit`
+// examples; batch_size as for evaluate_perplexity (sequences per forward).
 MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tokenizer, const std::string& jsonl_path,
                                               int64_t limit = 0, const EvalProgress& progress = {},
                                               int64_t batch_size = 0);
