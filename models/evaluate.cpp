@@ -20,13 +20,12 @@ namespace {
 // the last, partial one reaches back for a full `length` inputs -- the harness gives it the most
 // context it can ("for the last pair, we provide the full context"), and so do we, so that numbers
 // compare with its wikitext results.
-void append_rolling_windows(const std::vector<int32_t>& seq, int64_t length, int64_t group,
-                            std::vector<ScoredSequence>& out) {
+void append_rolling_windows(const std::vector<int32_t>& seq, int64_t length, std::vector<ScoredSequence>& out) {
   const auto count = static_cast<int64_t>(seq.size()) - 1;
   for (int64_t done = 0; done < count;) {
     const int64_t end = done + std::min(length, count - done);
     const int64_t start = std::max<int64_t>(0, end - length);
-    out.push_back({std::vector<int32_t>(seq.begin() + start, seq.begin() + end + 1), end - done, group});
+    out.push_back({std::vector<int32_t>(seq.begin() + start, seq.begin() + end + 1), end - done});
     done = end;
   }
 }
@@ -53,12 +52,12 @@ PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
     std::vector<int32_t> seq{prefix};
     const std::vector<int32_t> tokens = tokenizer.encode(documents[d]);
     seq.insert(seq.end(), tokens.begin(), tokens.end());
-    append_rolling_windows(seq, length, static_cast<int64_t>(d), windows);
+    append_rolling_windows(seq, length, windows);
     result.tokens += static_cast<int64_t>(tokens.size());
     result.words += count_words(documents[d]);
     result.bytes += static_cast<int64_t>(documents[d].size());
   }
-  const std::vector<double> ll = score_sequences(model, windows, batch_size, result.documents, progress);
+  const std::vector<double> ll = score_sequences(model, windows, batch_size, progress);
   result.log_likelihood = std::accumulate(ll.begin(), ll.end(), 0.0);
   return result;
 }

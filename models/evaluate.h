@@ -22,8 +22,8 @@ struct PerplexityResult {
   double bits_per_byte() const;     // -LL / bytes / ln 2
 };
 
-// Called after each forward (a batch of windows) with (documents done, documents total); for multiple
-// choice, examples.
+// Called after each forward with (sequences scored, sequences total): perplexity windows, or one
+// sequence per ending for multiple choice.
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Each document is tokenized with BOS and scored in disjoint windows of at most max_length tokens

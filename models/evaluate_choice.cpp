@@ -22,7 +22,7 @@ ScoredSequence choice_sequence(const Tokenizer& tokenizer, int32_t prefix, const
   const auto scored = static_cast<int64_t>(whole_ids.size() - context_ids.size());
   QTUNE_CHECK(scored <= max_length, path, ":", ex.line, ": ending ", ending, " has ", scored,
               " tokens, more than the model's ", max_length, " positions");
-  ScoredSequence s{{prefix}, scored, 0};
+  ScoredSequence s{{prefix}, scored};
   s.tokens.insert(s.tokens.end(), context_ids.begin(), context_ids.end());
   s.tokens.insert(s.tokens.end(), whole_ids.begin() + static_cast<std::ptrdiff_t>(context_ids.size()), whole_ids.end());
   const auto excess = static_cast<int64_t>(s.tokens.size()) - 1 - max_length;
@@ -41,15 +41,12 @@ MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tok
   const std::vector<ChoiceExample> examples = load_choice_examples(jsonl_path, limit);
   const int32_t prefix = prefix_token_id(tokenizer);
   std::vector<ScoredSequence> sequences;
-  for (size_t e = 0; e < examples.size(); ++e) {
-    for (size_t j = 0; j < examples[e].endings.size(); ++j) {
+  for (const ChoiceExample& ex : examples)
+    for (size_t j = 0; j < ex.endings.size(); ++j)
       sequences.push_back(
-          choice_sequence(tokenizer, prefix, examples[e], j, model.config().max_position_embeddings, jsonl_path));
-      sequences.back().group = static_cast<int64_t>(e);
-    }
-  }
+          choice_sequence(tokenizer, prefix, ex, j, model.config().max_position_embeddings, jsonl_path));
   const auto n = static_cast<int64_t>(examples.size());
-  const std::vector<double> ll = score_sequences(model, sequences, batch_size, n, progress);
+  const std::vector<double> ll = score_sequences(model, sequences, batch_size, progress);
 
   MultipleChoiceResult result;
   result.examples = n;

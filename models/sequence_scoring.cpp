@@ -57,7 +57,7 @@ int64_t auto_batch_rows(int64_t width, int64_t vocab) {
 }
 
 std::vector<double> score_sequences(Llama& model, const std::vector<ScoredSequence>& sequences, int64_t batch_size,
-                                    int64_t groups, const ScoringProgress& progress) {
+                                    const ScoringProgress& progress) {
   const int64_t vocab = model.config().vocab_size;
   for (size_t i = 0; i < sequences.size(); ++i) check_sequence(sequences[i], i, vocab);
   NoGradGuard no_grad;
@@ -76,7 +76,7 @@ std::vector<double> score_sequences(Llama& model, const std::vector<ScoredSequen
       ++end;
     }
     score_batch(model, sequences, begin, end, width, out);
-    if (progress) progress(end < sequences.size() ? sequences[end].group : groups, groups);
+    if (progress) progress(static_cast<int64_t>(end), static_cast<int64_t>(sequences.size()));
     begin = end;
   }
   return out;

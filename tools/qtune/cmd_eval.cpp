@@ -86,7 +86,7 @@ void run_hellaswag(const EvalArgs& args, models::Llama& model, const models::Tok
   const auto t_start = clock::now();
   models::MultipleChoiceResult r;
   {
-    ProgressLine progress("examples");
+    ProgressLine progress("endings");
     r = models::evaluate_multiple_choice(model, tokenizer, args.data, args.limit, std::ref(progress), args.batch_size);
   }
   print_metrics({{"examples", r.examples, ""},
@@ -103,7 +103,7 @@ void run_perplexity(const EvalArgs& args, models::Llama& model, const models::To
   const auto t_start = clock::now();
   models::PerplexityResult r;
   {
-    ProgressLine progress("documents");
+    ProgressLine progress("windows");
     r = models::evaluate_perplexity(model, tokenizer, documents, args.seq_len, std::ref(progress), args.batch_size);
   }
   const double seconds = seconds_since(t_start);
