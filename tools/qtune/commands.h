@@ -13,6 +13,8 @@ void add_demo_command(CLI::App& app, int& status);
 void add_tokenizer_command(CLI::App& app, int& status);
 void add_info_command(CLI::App& app, int& status);
 void add_generate_command(CLI::App& app, int& status);
+void add_data_command(CLI::App& app, int& status);
+void add_eval_command(CLI::App& app, int& status);
 void add_run_command(CLI::App& app, int& status);
 void add_plot_command(CLI::App& app, int& status);
 
