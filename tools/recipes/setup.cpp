@@ -36,8 +36,7 @@ std::vector<models::TokenShard> open_shards(const std::string& path, int64_t voc
     models::TokenShard shard = models::TokenShard::open(file);
     QTUNE_CHECK(shard.vocab_size() <= vocab_size, file, " holds tokens of a ", shard.vocab_size(),
                 "-token vocabulary but the model has ", vocab_size, " embeddings: was it tokenized for this model?");
-    shard.validate();
-    shards.push_back(std::move(shard));
+    shards.push_back(std::move(shard));  // from_shards validates every token against the shard's vocabulary
   }
   return shards;
 }
@@ -46,13 +45,6 @@ std::vector<models::TokenShard> open_shards(const std::string& path, int64_t voc
 
 std::string tokenizer_source(const RunConfig& config) {
   return config.model.tokenizer.empty() ? config.model.path : config.model.tokenizer;
-}
-
-std::unique_ptr<models::Tokenizer> load_run_tokenizer(const std::string& source) {
-  QTUNE_CHECK(fs::exists(source), "tokenizer ", source, " not found (model.tokenizer, or the model directory)");
-  if (fs::is_directory(source)) return models::load_tokenizer(source);
-  if (fs::path(source).extension() == ".json") return models::load_bpe_json(source);
-  return models::load_sentencepiece(source);
 }
 
 models::LlamaOptions model_options(const RunConfig& config) {

@@ -13,10 +13,8 @@
 
 namespace qtune::recipes {
 
-// model.tokenizer, or the model directory.
+// model.tokenizer, or the model directory (what models::load_tokenizer reads).
 std::string tokenizer_source(const RunConfig& config);
-// A tokenizer directory (load_tokenizer), a `.json` file (byte-level BPE) or any other file (SentencePiece).
-std::unique_ptr<models::Tokenizer> load_run_tokenizer(const std::string& source);
 
 // Llama options of the run: model.dtype, device, train.seed, train.activation_checkpointing.
 models::LlamaOptions model_options(const RunConfig& config);

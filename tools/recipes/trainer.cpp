@@ -11,7 +11,9 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/module.h"
 #include "engine/rng.h"
+#include "models/tokenizer.h"
 #include "ops/elementwise.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_schedule.h"
@@ -37,7 +39,7 @@ int64_t total_steps(const RunConfig& config, const models::DataLoader& loader) {
 // Mean token loss over the eval batches (train.eval_batches, or the whole set), always the same batches.
 double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_batches, Device device) {
   NoGradGuard no_grad;
-  model.eval();
+  EvalModeGuard eval_mode(model);
   loader.set_position({});
   const int64_t n = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
   double loss_sum = 0;
@@ -49,7 +51,6 @@ double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_ba
     loss_sum += model.loss(batch.tokens.to(device), batch.targets.to(device)).item() * double(batch.num_targets);
     targets += batch.num_targets;
   }
-  model.train();
   QTUNE_CHECK(targets > 0, "data.eval has no tokens to score");
   return loss_sum / double(targets);
 }
@@ -91,7 +92,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   reset_peak_memory(device);
 
   const std::string tokenizer_path = tokenizer_source(config);
-  const auto tokenizer = load_run_tokenizer(tokenizer_path);
+  const auto tokenizer = models::load_tokenizer(tokenizer_path);
   std::shared_ptr<models::Llama> model = checkpoint ? model_skeleton(*checkpoint, config) : initial_model(config);
   const int64_t vocab_size = model->config().vocab_size;
   QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
