@@ -201,6 +201,21 @@ TEST_CASE("grad_accum=2 with batch b matches grad_accum=1 with batch 2b") {
   CHECK(accum.final_loss == doctest::Approx(big.final_loss).epsilon(1e-5));
 }
 
+TEST_CASE("activation checkpointing changes memory, not the numbers") {
+  testing::ScratchDir dir("trainer_checkpointing");
+  const TrainResult plain = train(tiny_run(dir.str("plain"), {"train.steps=3"}));
+  const TrainResult recomputed =
+      train(tiny_run(dir.str("recomputed"), {"train.steps=3", "train.activation_checkpointing=true"}));
+  const auto lp = lines_with(dir.str("plain"), "loss"), lr = lines_with(dir.str("recomputed"), "loss");
+  REQUIRE(lp.size() == 3);
+  REQUIRE(lr.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CAPTURE(i);
+    CHECK(lp[i]["loss"].get<double>() == doctest::Approx(lr[i]["loss"].get<double>()).epsilon(1e-6));
+  }
+  CHECK(recomputed.model->options().activation_checkpointing);
+}
+
 TEST_CASE("train.epochs sets the length; resume without a checkpoint fails") {
   testing::ScratchDir dir("trainer_epochs");
   const auto tokenizer = models::load_sentencepiece(kTokenizer);

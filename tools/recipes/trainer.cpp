@@ -140,9 +140,9 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
   MetricsLog metrics = checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path);
   note("data: " + std::to_string(loader.sequences_per_epoch()) + " sequences of " +
-       std::to_string(config.data.seq_len) + " tokens, " + std::to_string(loader.batches_per_epoch()) +
-       " batches per epoch; " + std::to_string(total) + " steps of " + std::to_string(config.train.grad_accum) +
-       " micro-batches");
+       std::to_string(config.data.seq_len) + " tokens (" + std::to_string(loader.batches_per_epoch()) + " batches of " +
+       std::to_string(config.data.batch_size) + " per epoch); " + std::to_string(total) + " steps, grad_accum " +
+       std::to_string(config.train.grad_accum));
 
   const auto run_eval = [&](int64_t step) {
     p.eval_loss = evaluate(*model, *eval_loader, config.train.eval_batches, device);
