@@ -228,12 +228,16 @@ TEST_CASE("train.epochs sets the length; resume without a checkpoint fails") {
         }).find("train.resume: no complete checkpoint in") != std::string::npos);
 }
 
-TEST_CASE("token shards and instruction JSONL on an HF model directory") {
+TEST_CASE("token shards with SGD, and instruction JSONL on an HF model directory") {
   testing::ScratchDir dir("trainer_formats");
   const auto tokenizer = models::load_sentencepiece(kTokenizer);
   models::write_token_shard(dir.str("train.tok"), models::tokenize_text_file(kText, *tokenizer), 512);
+  // A directory of shards, with SGD for once.
+  fs::create_directories(dir.str("shards_in"));
+  fs::rename(dir.str("train.tok"), dir.str("shards_in/part-0.tok"));
   const TrainResult shards =
-      train(tiny_run(dir.str("shards"), {"data.format=tokens", "data.train=" + dir.str("train.tok"), "train.steps=3"}));
+      train(tiny_run(dir.str("shards"), {"data.format=tokens", "data.train=" + dir.str("shards_in"), "train.steps=3",
+                                         "optim.name=sgd", "optim.momentum=0.9", "optim.nesterov=true"}));
   CHECK(shards.steps == 3);
   CHECK(std::isfinite(shards.final_loss));
 

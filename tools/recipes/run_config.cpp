@@ -15,6 +15,7 @@ namespace qtune::recipes {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;  // serialized configs list their keys in docs/config.md order
 namespace fs = std::filesystem;
 
 // Calls visit(key, member) for every field of the config, in the order docs/config.md lists them. The
@@ -149,14 +150,14 @@ void assign(const std::string& where, const std::string& key, const json& v, std
   out = models::parse_llama_config(v.dump(), where + " (" + key + ")");
 }
 
-json to_json_value(const std::string& v) { return v; }
-json to_json_value(int64_t v) { return v; }
-json to_json_value(uint64_t v) { return v; }
-json to_json_value(double v) { return v; }
-json to_json_value(bool v) { return v; }
-json to_json_value(const std::vector<double>& v) { return v; }
-json to_json_value(const std::optional<models::LlamaConfig>& v) {
-  return v ? json::parse(models::llama_config_to_json(*v)) : json();
+ordered_json to_json_value(const std::string& v) { return v; }
+ordered_json to_json_value(int64_t v) { return v; }
+ordered_json to_json_value(uint64_t v) { return v; }
+ordered_json to_json_value(double v) { return v; }
+ordered_json to_json_value(bool v) { return v; }
+ordered_json to_json_value(const std::vector<double>& v) { return v; }
+ordered_json to_json_value(const std::optional<models::LlamaConfig>& v) {
+  return v ? ordered_json::parse(models::llama_config_to_json(*v)) : ordered_json();
 }
 
 json::json_pointer pointer_of(const std::string& key) {
@@ -335,9 +336,9 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 }
 
 std::string run_config_to_json(const RunConfig& config) {
-  json out = json::object();
+  ordered_json out = ordered_json::object();
   for_each_field(config, [&](const char* name, const auto& member) {
-    json value = to_json_value(member);
+    ordered_json value = to_json_value(member);
     if (!value.is_null()) out[pointer_of(name)] = std::move(value);
   });
   return out.dump(2);
