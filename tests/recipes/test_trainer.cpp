@@ -216,7 +216,7 @@ TEST_CASE("activation checkpointing changes memory, not the numbers") {
   CHECK(recomputed.model->options().activation_checkpointing);
 }
 
-TEST_CASE("train.epochs sets the length; resume without a checkpoint fails") {
+TEST_CASE("train.epochs sets the length; runs that cannot start fail before writing anything") {
   testing::ScratchDir dir("trainer_epochs");
   const auto tokenizer = models::load_sentencepiece(kTokenizer);
   const int64_t batches =
@@ -226,6 +226,11 @@ TEST_CASE("train.epochs sets the length; resume without a checkpoint fails") {
   CHECK(error_of([&] {
           train(tiny_run(dir.str("none"), {"train.resume=true"}));
         }).find("train.resume: no complete checkpoint in") != std::string::npos);
+  std::ofstream(dir.str("short.txt")) << "Too short for one batch.\n";
+  CHECK(error_of([&] {
+          train(tiny_run(dir.str("short"), {"data.eval=" + dir.str("short.txt")}));
+        }).find(dir.str("short.txt") + ": ") != std::string::npos);
+  CHECK(!fs::exists(dir.str("short")));  // nothing written for a run that could not start
 }
 
 TEST_CASE("token shards with SGD, and instruction JSONL on an HF model directory") {

@@ -76,10 +76,21 @@ models::DataLoader make_loader(const RunConfig& config, const std::string& path,
   const DataSection& d = config.data;
   QTUNE_CHECK(fs::exists(path), "data file ", path, " not found");
   const uint64_t seed = config.train.seed;
-  if (d.format == "tokens")
-    return models::DataLoader::from_shards(open_shards(path, vocab_size), d.seq_len, d.batch_size, seed);
+  // The loader's own errors (too little data for one batch) do not know the file: name it.
+  const auto named = [&](auto&& make) {
+    try {
+      return make();
+    } catch (const Error& e) {
+      QTUNE_FAIL(path, ": ", e.what());
+    }
+  };
+  if (d.format == "tokens") {
+    auto shards = open_shards(path, vocab_size);
+    return named([&] { return models::DataLoader::from_shards(std::move(shards), d.seq_len, d.batch_size, seed); });
+  }
   if (d.format == "text") {
-    return models::DataLoader::from_tokens(models::tokenize_text_file(path, tokenizer), d.seq_len, d.batch_size, seed);
+    auto tokens = models::tokenize_text_file(path, tokenizer);
+    return named([&] { return models::DataLoader::from_tokens(std::move(tokens), d.seq_len, d.batch_size, seed); });
   }
   models::InstructionOptions options;
   options.prompt_template = d.prompt_template;
@@ -89,8 +100,13 @@ models::DataLoader make_loader(const RunConfig& config, const std::string& path,
   models::InstructionData data = models::load_instruction_jsonl(path, tokenizer, options);
   if (data.skipped_lines > 0 && note)
     note(path + ": skipped " + std::to_string(data.skipped_lines) + " malformed lines");
-  return models::DataLoader::from_examples(std::move(data.examples), d.seq_len, d.batch_size, seed, d.pack,
-                                           tokenizer.eos_id().value_or(0));
+  if (data.dropped_examples > 0 && note) {
+    note(path + ": dropped " + std::to_string(data.dropped_examples) + " examples whose prompt fills data.seq_len");
+  }
+  return named([&] {
+    return models::DataLoader::from_examples(std::move(data.examples), d.seq_len, d.batch_size, seed, d.pack,
+                                             tokenizer.eos_id().value_or(0));
+  });
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const OptimSection& o, std::vector<Tensor> params) {

@@ -55,6 +55,34 @@ double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_ba
   return loss_sum / double(targets);
 }
 
+optim::LrSchedule make_schedule(const RunConfig& config, int64_t total) {
+  optim::ScheduleOptions options;
+  options.name = config.schedule.name;
+  options.warmup_steps = config.schedule.warmup_steps;
+  options.total_steps = total;
+  options.min_lr = config.schedule.min_lr;
+  return optim::LrSchedule(config.optim.lr, options);
+}
+
+struct Gradients {
+  double loss = 0;     // mean of the micro-batch losses
+  int64_t tokens = 0;  // positions fed to the model
+};
+
+// Backward over `accum` micro-batches, each loss scaled by 1/accum, so the gradients are those of their mean.
+Gradients accumulate_gradients(models::Llama& model, models::DataLoader& loader, int64_t accum, Device device) {
+  Gradients g;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    const models::Batch batch = loader.next();
+    const Tensor loss = model.loss(batch.tokens.to(device), batch.targets.to(device));
+    g.loss += loss.item();
+    g.tokens += batch.tokens.numel();
+    (accum == 1 ? loss : loss * (1.0 / double(accum))).backward();
+  }
+  g.loss /= double(accum);
+  return g;
+}
+
 // The state a run carries between steps and into its checkpoints.
 struct Progress {
   int64_t step = 0;
@@ -101,23 +129,12 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   if (checkpoint) load_weights(*model, *checkpoint);
 
   models::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
-  QTUNE_CHECK(loader.batches_per_epoch() > 0, "data.train ", config.data.train, " has ", loader.sequences_per_epoch(),
-              " sequences of data.seq_len ", config.data.seq_len, ", fewer than one batch of data.batch_size ",
-              config.data.batch_size);
   std::optional<models::DataLoader> eval_loader;
   if (!config.data.eval.empty()) {
     eval_loader = make_loader(config, config.data.eval, *tokenizer, vocab_size, note);
-    QTUNE_CHECK(eval_loader->batches_per_epoch() > 0, "data.eval ", config.data.eval, " has ",
-                eval_loader->sequences_per_epoch(), " sequences, fewer than one batch of data.batch_size ",
-                config.data.batch_size);
   }
   const int64_t total = total_steps(config, loader);
-  optim::ScheduleOptions schedule_options;
-  schedule_options.name = config.schedule.name;
-  schedule_options.warmup_steps = config.schedule.warmup_steps;
-  schedule_options.total_steps = total;
-  schedule_options.min_lr = config.schedule.min_lr;
-  const optim::LrSchedule schedule(config.optim.lr, schedule_options);
+  const optim::LrSchedule schedule = make_schedule(config, total);
 
   const std::vector<Tensor> params = model->trainable_parameters();
   QTUNE_CHECK(!params.empty(), "the model has no trainable parameters");
@@ -170,39 +187,29 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     note("saved " + dir);
   };
 
-  const int64_t accum = config.train.grad_accum;
   const int64_t start_step = p.step;
   model->train();
   for (int64_t step = p.step + 1; step <= total; ++step) {
     const auto t_step = clock::now();
     const double lr = schedule.lr_at(step - 1);
     optimizer->set_lr(lr);
-    double loss_sum = 0;
-    int64_t tokens = 0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      const models::Batch batch = loader.next();
-      const Tensor loss = model->loss(batch.tokens.to(device), batch.targets.to(device));
-      loss_sum += loss.item();
-      tokens += batch.tokens.numel();
-      (accum == 1 ? loss : loss * (1.0 / double(accum))).backward();
-    }
-    const double loss = loss_sum / double(accum);
+    const Gradients g = accumulate_gradients(*model, loader, config.train.grad_accum, device);
     const double grad_norm = optim::clip_grad_norm(params, config.optim.grad_clip);
-    QTUNE_CHECK(std::isfinite(loss) && std::isfinite(grad_norm), "step ", step, ": the loss (", loss,
+    QTUNE_CHECK(std::isfinite(g.loss) && std::isfinite(grad_norm), "step ", step, ": the loss (", g.loss,
                 ") or the gradient norm (", grad_norm,
                 ") is not finite; lower optim.lr, add schedule.warmup_steps, or keep optim.grad_clip on");
     optimizer->step();
     optimizer->zero_grad();
     p.step = step;
-    p.loss = loss;
+    p.loss = g.loss;
 
     StepMetrics m;
     m.step = step;
     m.total_steps = total;
-    m.loss = loss;
+    m.loss = g.loss;
     m.lr = lr;
     m.grad_norm = grad_norm;
-    m.tokens_per_s = double(tokens) / std::max(seconds_since(t_step), 1e-9);
+    m.tokens_per_s = double(g.tokens) / std::max(seconds_since(t_step), 1e-9);
     m.elapsed_s = p.elapsed_before + seconds_since(t_start);
     m.peak_mem_bytes = memory_stats(device).peak_allocated;
     if (step % config.train.log_every == 0 || step == total) metrics.log_step(m);
