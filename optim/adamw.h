@@ -22,13 +22,17 @@ class AdamW : public Optimizer {
  public:
   AdamW(std::vector<Tensor> params, const AdamWOptions& options = {});
   void step() override;
-  OptimizerState state() const override;  // state.<i>.exp_avg, state.<i>.exp_avg_sq; scalars step, lr
+  // Tensors state.<i>.exp_avg, state.<i>.exp_avg_sq; scalars step, lr and state.<i>.step (each parameter
+  // counts its own updates for the bias corrections, as torch does: one skipped for lack of a gradient
+  // falls behind the others).
+  OptimizerState state() const override;
   void load_state(const OptimizerState& state) override;
   const AdamWOptions& options() const { return options_; }
 
  private:
   AdamWOptions options_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;  // f32, allocated on a parameter's first step
+  std::vector<int64_t> steps_;                // updates of each parameter
 };
 
 }  // namespace qtune::optim
