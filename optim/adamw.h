@@ -1,6 +1,7 @@
 #pragma once
 // AdamW (Loshchilov & Hutter): decoupled weight decay, bias-corrected moments, f32 state.
-// Matches torch.optim.AdamW (foreach=False, amsgrad=False, maximize=False) step for step:
+// Matches torch.optim.AdamW (foreach=False, amsgrad=False, maximize=False) step for step (moments to
+// the bit, parameters within an ulp or two: see engine/numerics/adamw.h):
 //   p -= lr * wd * p
 //   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
 //   p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)

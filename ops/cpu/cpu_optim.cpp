@@ -73,11 +73,20 @@ void CpuBackend::sgd_step(const Tensor& param, const Tensor& grad, const Tensor&
     T* p = ptr<T>(param);
     const T* g = ptr<T>(grad);
     parallel_for(param.numel(), kGrain, [&](int64_t b, int64_t e) {
-      float unused = 0.0f;
-      for (int64_t i = b; i < e; ++i) {
+      auto update = [&](int64_t i, float& buffer) {
         float pi = static_cast<float>(load(p + i));
-        numerics::sgd_update(pi, static_cast<float>(load(g + i)), buf != nullptr ? buf[i] : unused, s);
+        numerics::sgd_update(pi, static_cast<float>(load(g + i)), buffer, s);
         store(p + i, pi);
+      };
+      // Separate loops so that each indexes its memory plainly (the compiler vectorizes neither a
+      // conditional reference nor a null test per element).
+      if (buf != nullptr) {
+        for (int64_t i = b; i < e; ++i) update(i, buf[i]);
+      } else {
+        for (int64_t i = b; i < e; ++i) {
+          float unused = 0.0f;
+          update(i, unused);
+        }
       }
     });
   });
