@@ -208,16 +208,12 @@ TrainerState read_trainer_state(const std::string& checkpoint_dir) {
   return s;
 }
 
-optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state,
-                                           Device device) {
+optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state) {
   const auto file = io::SafetensorsFile::open((fs::path(checkpoint_dir) / kOptimizerFile).string());
   optim::OptimizerState out;
   out.scalars = state.optimizer_scalars;
-  for (const io::TensorEntry& e : file.entries()) {
-    const Tensor mapped = file.tensor(e.name);
-    // A fresh copy: the optimizer updates its state in place, and the mapping is read-only.
-    out.tensors[e.name] = device.is_cpu() ? mapped.clone() : mapped.to(device);
-  }
+  // Views of the mapping (which they keep alive): Optimizer::load_state copies them onto the parameters' devices.
+  for (const io::TensorEntry& e : file.entries()) out.tensors[e.name] = file.tensor(e.name);
   return out;
 }
 

@@ -10,7 +10,6 @@
 #include <optional>
 #include <string>
 
-#include "engine/device.h"
 #include "models/data_loader.h"
 #include "models/llama.h"
 #include "optim/optimizer.h"
@@ -42,8 +41,8 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
 
 TrainerState read_trainer_state(const std::string& checkpoint_dir);
-// optimizer.safetensors + the scalars of `state`, with the tensors copied onto `device`.
-optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state, Device device);
+// optimizer.safetensors + the scalars of `state`, for Optimizer::load_state.
+optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state);
 
 // Copies every weight of an HF model directory into `model` (converting to the model's dtype). Strict:
 // a missing, extra or mis-shaped tensor fails naming it.

@@ -144,7 +144,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   if (checkpoint) {
     QTUNE_CHECK(resumed.step <= total, "cannot resume from ", *checkpoint, ": it is at step ", resumed.step,
                 ", past this run's ", total, " steps (raise train.steps)");
-    optimizer->load_state(read_optimizer_state(*checkpoint, resumed, device));
+    optimizer->load_state(read_optimizer_state(*checkpoint, resumed));
     loader.set_position(resumed.data);
     default_generator().set_state(resumed.rng_seed, resumed.rng_offset);
     p = {resumed.step, resumed.loss, resumed.eval_step, resumed.eval_loss, resumed.elapsed_s};
