@@ -15,6 +15,7 @@
 // while saving leaves the previous checkpoint as the newest complete one.
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,7 @@ struct StepMetrics {
 
 struct TrainHooks {
   // Applied to the freshly built/loaded model before the optimizer is made (QAT prepare, LoRA, ...).
+  // On resume it runs on the model before the checkpoint's weights (saved after it) are loaded in.
   std::function<void(models::Llama&)> prepare_model;
   // Applied to the model before the final save (QAT convert, LoRA merge, ...).
   std::function<void(models::Llama&)> finalize_model;
@@ -47,8 +49,8 @@ struct TrainResult {
   int64_t start_step = 0;    // where this call began (the checkpoint's step when resumed)
   double train_seconds = 0;  // wall time of this call's steps
   double final_loss = 0;
-  double final_eval_loss = 0;  // NaN without eval data
-  std::string final_dir;       // output_dir/final
+  double final_eval_loss = std::numeric_limits<double>::quiet_NaN();  // NaN without eval data
+  std::string final_dir;                                              // output_dir/final
   std::shared_ptr<models::Llama> model;
 };
 
