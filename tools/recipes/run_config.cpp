@@ -38,6 +38,7 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("data.train_on_input", c.data.train_on_input);
   visit("data.pack", c.data.pack);
   visit("data.skip_bad_lines", c.data.skip_bad_lines);
+  visit("data.document_separator", c.data.document_separator);
   visit("optim.name", c.optim.name);
   visit("optim.lr", c.optim.lr);
   visit("optim.weight_decay", c.optim.weight_decay);

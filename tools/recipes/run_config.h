@@ -28,6 +28,7 @@ struct DataSection {
   bool train_on_input = false;
   bool pack = true;
   bool skip_bad_lines = false;
+  std::string document_separator;  // text: a line equal to this ends a document ("%" for fortunes)
 };
 
 struct OptimSection {

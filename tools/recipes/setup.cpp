@@ -89,7 +89,7 @@ models::DataLoader make_loader(const RunConfig& config, const std::string& path,
     return named([&] { return models::DataLoader::from_shards(std::move(shards), d.seq_len, d.batch_size, seed); });
   }
   if (d.format == "text") {
-    auto tokens = models::tokenize_text_file(path, tokenizer);
+    auto tokens = models::tokenize_text_file(path, tokenizer, {.document_separator = d.document_separator});
     return named([&] { return models::DataLoader::from_tokens(std::move(tokens), d.seq_len, d.batch_size, seed); });
   }
   models::InstructionOptions options;
