@@ -37,6 +37,12 @@ class CudaBackend final : public Backend {
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
             double beta) override;
 
+  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
+                  double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
+  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,
+                double dampening, bool nesterov, double weight_decay, bool first_step) override;
+  void squared_norm(const Tensor& x, const Tensor& out) override;
+
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;

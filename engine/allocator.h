@@ -6,8 +6,9 @@
 
 namespace qtune {
 
-// Bytes handed out by one device's allocator. `reserved` includes memory a caching allocator keeps
-// for reuse; for the CPU allocator it equals `allocated`.
+// Bytes handed out by one device's allocator. `allocated` is exactly what live tensors asked for;
+// `reserved` also counts block rounding and the blocks a caching allocator keeps for reuse (the CPU
+// allocator caches blocks of 1 MiB and more; below that reserved moves with allocated).
 struct MemoryStats {
   size_t allocated = 0;
   size_t peak_allocated = 0;

@@ -22,17 +22,20 @@ Tensor add_grads(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
+// Takes the gradient by value: when the caller moved in the only handle to a contiguous tensor that
+// nothing else views, that tensor becomes .grad as it is (no copy, no second buffer). Otherwise it may
+// be shared with other consumers and .grad is later added to in place, so .grad gets a copy.
+void accumulate_leaf(TensorImpl& leaf, Tensor grad) {
   QTUNE_CHECK(grad.shape() == leaf.shape, "gradient of shape ", shape_str(grad.shape()), " for a leaf of shape ",
               shape_str(leaf.shape));
-  Tensor g = grad.dtype() == leaf.dtype ? grad : grad.to(leaf.dtype);
+  if (grad.dtype() != leaf.dtype) grad = grad.to(leaf.dtype);
   if (!leaf.grad) {
-    // A copy: the incoming tensor may be shared with other consumers, and .grad is later added to in place.
-    leaf.grad = g.clone().impl_ptr();
+    const bool sole_owner = grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1;
+    leaf.grad = sole_owner && grad.is_contiguous() && !grad.requires_grad() ? grad.impl_ptr() : grad.clone().impl_ptr();
     return;
   }
   Tensor existing(leaf.grad);
-  backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);
+  backend_for(existing.device()).binary(BinaryOp::add, existing, grad, existing);
 }
 
 Tensor ones_like_meta(const OutputMeta& meta, double value) {
@@ -151,7 +154,7 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
     // Backward rules assume the gradient has their output's dtype (binary ops refuse mixed dtypes).
     if (g.dtype() != root.dtype()) g = g.to(root.dtype());
     if (!root.grad_fn()) {
-      accumulate_leaf(*root.impl(), g);
+      accumulate_leaf(*root.impl(), std::move(g));
       continue;
     }
     deposit(root.grad_fn().get(), root.impl()->output_nr, g);
@@ -181,7 +184,7 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
         continue;
       }
       if (e.leaf) {
-        accumulate_leaf(*e.leaf, grad_inputs[i]);
+        accumulate_leaf(*e.leaf, std::move(grad_inputs[i]));
       } else if (e.node) {
         deposit(e.node.get(), e.output_nr, grad_inputs[i]);
         if (--pending[e.node.get()] == 0) ready.push_back(e.node.get());

@@ -48,9 +48,39 @@ void Backend::cross_entropy_backward(const Tensor&, const Tensor&, int64_t, cons
                                      const Tensor&) {
   unsupported("cross_entropy_backward");
 }
+void Backend::adamw_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, double, double, double,
+                         double, int64_t) {
+  unsupported("adamw_step");
+}
+void Backend::sgd_step(const Tensor&, const Tensor&, const Tensor&, double, double, double, bool, double, bool) {
+  unsupported("sgd_step");
+}
+void Backend::squared_norm(const Tensor&, const Tensor&) { unsupported("squared_norm"); }
 void Backend::fill_uniform(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_uniform"); }
 void Backend::fill_normal(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_normal"); }
 void Backend::dropout(const Tensor&, double, uint64_t, uint64_t, const Tensor&) { unsupported("dropout"); }
+
+void Backend::check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
+                                std::initializer_list<const Tensor*> state) const {
+  const DType dt = param.dtype();
+  QTUNE_CHECK(dt == DType::f32 || dt == DType::bf16 || dt == DType::f16, kernel, ": parameter dtype ", dtype_name(dt),
+              " is not supported (expected f32, bf16 or f16)");
+  QTUNE_CHECK(grad.dtype() == dt && grad.shape() == param.shape(), kernel, ": gradient ", dtype_name(grad.dtype()), " ",
+              shape_str(grad.shape()), " does not match the parameter ", dtype_name(dt), " ", shape_str(param.shape()));
+  auto check_tensor = [&](const Tensor& t, const char* what) {
+    QTUNE_CHECK(t.device() == device(), kernel, ": ", what, " is on ", t.device().str(), ", expected ", device().str());
+    QTUNE_CHECK(t.is_contiguous(), kernel, ": ", what, " must be contiguous (shape ", shape_str(t.shape()), ")");
+  };
+  check_tensor(param, "parameter");
+  check_tensor(grad, "gradient");
+  for (const Tensor* s : state) {
+    if (!s->defined()) continue;
+    QTUNE_CHECK(s->dtype() == DType::f32 && s->shape() == param.shape(), kernel, ": optimizer state ",
+                dtype_name(s->dtype()), " ", shape_str(s->shape()), " does not match the parameter (expected f32 ",
+                shape_str(param.shape()), ")");
+    check_tensor(*s, "optimizer state");
+  }
+}
 
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return detail::cpu_backend();

@@ -10,6 +10,7 @@
 //  - floating kernels accept f64, f32, bf16 and f16; reduced precision is computed in f32,
 //    f64 in f64 (the gradient checks run in f64).
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 
 #include "engine/allocator.h"
@@ -105,6 +106,20 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                       const Tensor& lse, const Tensor& grad_loss, const Tensor& grad_logits);
 
+  // ---- optimizer updates (engine/numerics/adamw.h), in place, one pass over memory ---------------------
+  // param: f32, bf16 or f16, updated in f32 and rounded back once (read and written); grad: param's
+  // dtype and shape; state tensors: f32, param's shape (read and written).
+  // step: this parameter's update count, 1 on its first update (the bias corrections use it).
+  virtual void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                          double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step);
+  // momentum_buffer: undefined when momentum is 0; first_step sets it to the (decayed) gradient.
+  virtual void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
+                        double momentum, double dampening, bool nesterov, double weight_decay, bool first_step);
+  // out: [1] f64 = sum of x^2 over all of x (any floating dtype). Squares are summed in f32 (f64 for
+  // f64) within fixed blocks of elements and the block sums in f64 in order, so the result depends on
+  // the size alone, never on the thread count: gradient clipping stays reproducible.
+  virtual void squared_norm(const Tensor& x, const Tensor& out);
+
   // ---- randomness (Philox, engine/numerics/philox.h) -------------------------------------------------
   virtual void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high);
   virtual void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
@@ -114,6 +129,10 @@ class Backend {
 
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;
+  // The argument checks every backend's adamw_step / sgd_step makes: contiguous tensors on this device,
+  // a reduced or single precision param, grad like param, f32 state (undefined entries are skipped).
+  void check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
+                         std::initializer_list<const Tensor*> state) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

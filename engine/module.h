@@ -104,6 +104,20 @@ class Module {
   std::vector<std::pair<std::string, ModulePtr*>> children_;
 };
 
+// Puts a module in eval mode for a scope (generation, evaluation) and restores its previous
+// train/eval mode on exit, also when the scope is left by an exception.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(Module& m) : module_(m), was_training_(m.is_training()) { m.eval(); }
+  ~EvalModeGuard() { module_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  Module& module_;
+  bool was_training_;
+};
+
 // A container whose children are named "0", "1", ... (HF's `layers`).
 class ModuleList : public Module {
  public:

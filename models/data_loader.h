@@ -12,9 +12,9 @@
 namespace qtune::models {
 
 struct Batch {
-  Tensor tokens;              // [B, T] i64
-  Tensor targets;             // [B, T] i64, kIgnoreIndex where no loss is taken
-  int64_t num_targets = 0;    // entries of targets that are not kIgnoreIndex
+  Tensor tokens;            // [B, T] i64
+  Tensor targets;           // [B, T] i64, kIgnoreIndex where no loss is taken
+  int64_t num_targets = 0;  // entries of targets that are not kIgnoreIndex
 };
 
 // Where the loader is: which epoch, and how many sequences of that epoch's order were consumed.
@@ -26,15 +26,21 @@ struct DataPosition {
 
 class DataLoader {
  public:
-  // Pretraining: a token stream (concatenated documents with their BOS/EOS) cut into non-overlapping
-  // windows of seq_len + 1 tokens (tokens = window[:-1], targets = window[1:]); a trailing partial
-  // window is dropped. An Error when the stream is shorter than one window.
+  // Pretraining: a token stream (concatenated documents with their BOS/EOS) cut into windows of seq_len + 1
+  // tokens that start every seq_len tokens (tokens = window[:-1], targets = window[1:]; consecutive windows
+  // share one token, so every token but the first is a target exactly once); a trailing partial window is
+  // dropped. An Error when the stream is shorter than one window or yields fewer than batch_size windows.
   static DataLoader from_tokens(std::vector<int32_t> stream, int64_t seq_len, int64_t batch_size, uint64_t seed);
+  // Each shard is its own stream, windowed as above (a window never spans two shards; a shard shorter
+  // than one window contributes none). Every shard is validate()d first: a token outside the vocabulary
+  // is an Error here, not an out-of-range embedding lookup later.
   static DataLoader from_shards(std::vector<TokenShard> shards, int64_t seq_len, int64_t batch_size, uint64_t seed);
   // Instruction data. pack=true: examples (in file order; the packed sequences are what gets shuffled) are
   // greedily concatenated into seq_len sequences, an example never split across two sequences unless longer than
-  // seq_len (then truncated); the rest of a sequence is padded with targets kIgnoreIndex (and pad
-  // tokens = the EOS id or 0). pack=false: one example per sequence, padded / truncated to seq_len.
+  // seq_len (then truncated); the rest of a sequence is padded with targets kIgnoreIndex and tokens pad_id
+  // (callers pass the EOS id, or 0). pack=false: one example per sequence, padded / truncated to seq_len.
+  // Packed examples see one another through causal attention; no loss crosses them, since labels are
+  // per example. An Error when there are fewer sequences than batch_size.
   static DataLoader from_examples(std::vector<Example> examples, int64_t seq_len, int64_t batch_size, uint64_t seed,
                                   bool pack = true, int32_t pad_id = 0);
 
@@ -55,7 +61,8 @@ class DataLoader {
   int64_t seq_len_, batch_size_;
   uint64_t seed_;
   DataPosition position_;
-  std::vector<int64_t> order_;  // this epoch's permutation of sequence indices
+  std::vector<int64_t> order_;  // the permutation of sequence indices of epoch order_epoch_
+  int64_t order_epoch_ = -1;
 };
 
 }  // namespace qtune::models

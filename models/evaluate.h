@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/llama.h"
@@ -21,31 +22,52 @@ struct PerplexityResult {
   double bits_per_byte() const;     // -LL / bytes / ln 2
 };
 
-// Called after each scored window with (documents done, documents total).
+// Called after each forward with (sequences scored, sequences total): perplexity windows, or one
+// sequence per ending for multiple choice.
 using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Each document is tokenized with BOS and scored in disjoint windows of at most max_length tokens
 // (max_length <= 0: the model's max_position_embeddings); every token after BOS is predicted exactly
-// once. Words are the whitespace-split pieces of the original text, bytes its UTF-8 length.
+// once. The windows are lm-evaluation-harness's loglikelihood_rolling (context_len = 1): the first
+// is BOS + the first max_length - 1 tokens; each later one scores the next max_length tokens from the
+// token before them, and the last, partial one is filled up to max_length with earlier tokens that are
+// context only. Documents are scored independently (no window spans two).
+// Words are counted as the harness does, len(re.split(r"\s+", text)) with Python's Unicode whitespace:
+// one more than the number of whitespace runs, so leading or trailing whitespace adds an empty word.
+// Bytes are the text's UTF-8 length.
+// batch_size windows share a forward (padded on the right, padding ignored); <= 0 picks as many as keep
+// the logits near 256 MiB, at most 16.
 // Runs without autograd; the model's train/eval mode is restored afterwards.
-PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer, const std::vector<std::string>& documents,
-                                     int64_t max_length = 0, const EvalProgress& progress = {});
+PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
+                                     const std::vector<std::string>& documents, int64_t max_length = 0,
+                                     const EvalProgress& progress = {}, int64_t batch_size = 0);
 
-// Documents of an eval file: a `.jsonl` file holds one JSON object per line with a string `text`; any
-// other file is plain UTF-8 text, one document (an Error naming file and line for malformed JSONL).
+// The harness's word count (see evaluate_perplexity).
+int64_t count_words(std::string_view text);
+
+// Documents of an eval file: a `.jsonl` file holds one JSON object per line with a string `text`
+// (blank lines are skipped); any other file is plain UTF-8 text, one document. Errors name the file
+// (and line): missing or unreadable, malformed JSONL, invalid UTF-8, no document at all.
 std::vector<std::string> load_eval_documents(const std::string& path);
 
 struct MultipleChoiceResult {
   int64_t examples = 0;
   double acc = 0, acc_norm = 0;
+  std::vector<std::vector<double>> log_likelihoods;  // [example][ending]: summed LL of the ending's tokens
 };
 
 // hellaswag-format JSONL: `ctx` (string), `endings` (list of strings), `label` (index, int or string).
-// Each ending is scored as the summed log-likelihood of its tokens given BOS + ctx (the ending is
-// tokenized as " " + ending appended to the context, lm-evaluation-harness style); acc takes the argmax
-// of the sum, acc_norm of the sum divided by the ending's UTF-8 byte length. limit > 0 scores only the
-// first `limit` examples.
+// Each ending is scored as the summed log-likelihood of its tokens given BOS + ctx (the harness's
+// HFLM prepends BOS here only with add_bos_token=True; Llama models are trained with BOS at the start
+// of text, so it is always there), tokenized as the harness's _encode_pair does: trailing whitespace
+// of ctx moves to the continuation " " + ending, and the continuation's tokens are
+// encode(ctx + continuation) minus the first len(encode(ctx)) tokens (so a SentencePiece merge across
+// the boundary stays in the continuation). A sequence longer than the model's max_position_embeddings
+// loses context tokens on the left. acc takes the argmax of the sum, acc_norm of the sum divided by the
+// ending's UTF-8 byte length (ties: the first ending). limit > 0 scores only the first `limit`
+// examples; batch_size as for evaluate_perplexity (sequences per forward).
 MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tokenizer, const std::string& jsonl_path,
-                                              int64_t limit = 0, const EvalProgress& progress = {});
+                                              int64_t limit = 0, const EvalProgress& progress = {},
+                                              int64_t batch_size = 0);
 
 }  // namespace qtune::models

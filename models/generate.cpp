@@ -23,19 +23,6 @@ int32_t argmax(const std::vector<float>& logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-// Restores the module's train/eval mode on scope exit.
-class EvalGuard {
- public:
-  explicit EvalGuard(Module& m) : module_(m), was_training_(m.is_training()) { m.eval(); }
-  ~EvalGuard() { module_.train(was_training_); }
-  EvalGuard(const EvalGuard&) = delete;
-  EvalGuard& operator=(const EvalGuard&) = delete;
-
- private:
-  Module& module_;
-  bool was_training_;
-};
-
 // logits: [1, T, V] -> the last position's row as f32.
 std::vector<float> last_row(const Tensor& logits) { return logits.select(1, logits.size(1) - 1).to_vector<float>(); }
 
@@ -100,7 +87,7 @@ std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, 
   std::vector<int32_t> out;
   if (options.max_new_tokens == 0) return out;
   NoGradGuard no_grad;
-  EvalGuard eval(model);
+  EvalModeGuard eval(model);
   KVCache cache;
   Generator gen(options.seed);
   const Device device = model.options().device;

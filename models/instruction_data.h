@@ -23,19 +23,22 @@ struct Example {
 struct InstructionOptions {
   // "alpaca": the Stanford Alpaca prompt ("Below is an instruction that describes a task..."; with the
   // "### Input:" section only when `input` is non-empty); "chat": Llama-2 style [INST] ... [/INST] turns
-  // with a <<SYS>> block for a system message. See docs/config.md for the exact text.
+  // with a <<SYS>> block for a system message. See docs/data.md for the exact text.
   std::string prompt_template = "alpaca";
   bool train_on_input = false;  // true: the prompt is not masked
-  int64_t max_seq_len = 0;      // > 0: examples are truncated to this many tokens
+  int64_t max_seq_len = 0;      // > 0: examples are truncated to their first max_seq_len tokens
   bool skip_bad_lines = false;  // false: a malformed line is an Error "<file>:<line>: <what>"
 };
 
 struct InstructionData {
   std::vector<Example> examples;
-  int64_t skipped_lines = 0;  // malformed lines skipped (only with skip_bad_lines)
+  int64_t skipped_lines = 0;     // malformed lines skipped (only with skip_bad_lines)
+  int64_t dropped_examples = 0;  // examples left without any target by truncation (a prompt of max_seq_len)
 };
 
-// BOS before the prompt and EOS after the response when the tokenizer has them. Blank lines are ignored.
+// BOS before each prompt and EOS after each response when the tokenizer has them (for chat: per
+// user / assistant turn pair, as Llama 2 does). Prompt and response segments are encoded separately and
+// concatenated. Blank lines are ignored.
 InstructionData load_instruction_jsonl(const std::string& path, const Tokenizer& tokenizer,
                                        const InstructionOptions& options = {});
 

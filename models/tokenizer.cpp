@@ -8,9 +8,13 @@
 
 namespace qtune::models {
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   namespace fs = std::filesystem;
-  QTUNE_CHECK(fs::is_directory(dir), "tokenizer directory ", dir, " not found");
+  QTUNE_CHECK(fs::exists(path), "tokenizer ", path, " not found");
+  if (!fs::is_directory(path)) {
+    return fs::path(path).extension() == ".json" ? load_bpe_json(path) : load_sentencepiece(path);
+  }
+  const std::string& dir = path;
   const fs::path json_path = fs::path(dir) / "tokenizer.json", model_path = fs::path(dir) / "tokenizer.model";
   const bool have_json = fs::is_regular_file(json_path), have_model = fs::is_regular_file(model_path);
   if (have_json) {

@@ -33,10 +33,11 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 // pre-tokenizer regex (PCRE2), added/special tokens. Anything else in the file: an Error naming it and
 // the JSON key. Its encode() refuses text that is not valid UTF-8 (an Error with the byte offset).
 std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path);
-// Picks `tokenizer.json` when the directory has it, else `tokenizer.model`; an Error when neither. A
-// tokenizer.json this reader rejects yields to a tokenizer.model beside it (Llama 1/2 checkpoints ship
-// a SentencePiece-style tokenizer.json converted from their tokenizer.model).
-std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
+// `path` is a model directory, a tokenizer.json (byte-level BPE) or any other file (a SentencePiece
+// model). In a directory it picks `tokenizer.json` when there is one, else `tokenizer.model`; an Error
+// when neither. A tokenizer.json this reader rejects yields to a tokenizer.model beside it (Llama 1/2
+// checkpoints ship a SentencePiece-style tokenizer.json converted from their tokenizer.model).
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 struct SentencePieceTrainOptions {
   int64_t vocab_size = 4096;

@@ -8,7 +8,17 @@
 
 namespace qtune::ops {
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+namespace {
+
+// The fused kernel's outputs over logits flattened to rows, shared by the mean loss and the per-position one.
+struct RowLosses {
+  Tensor rows;  // [N, V], detached
+  Tensor tg;    // [N] i64
+  Tensor loss;  // [N] f32 (f64 for f64 logits), 0 for ignored rows
+  Tensor lse;   // [N], the log-sum-exp of each row
+};
+
+RowLosses row_losses(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   QTUNE_CHECK(logits.dim() == targets.dim() + 1 && logits.dim() >= 2 && logits.dim() <= 3,
               "cross_entropy: logits must be [N, V] or [B, T, V] with targets [N] or [B, T], got logits ",
               shape_str(logits.shape()), " and targets ", shape_str(targets.shape()));
@@ -19,25 +29,38 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   QTUNE_CHECK(targets.dtype() == DType::i64, "cross_entropy: targets must be i64, got ", dtype_name(targets.dtype()));
   QTUNE_CHECK(logits.device() == targets.device(), "cross_entropy: logits and targets are on different devices");
   const int64_t vocab = logits.size(-1);
-  const Tensor rows = logits.detach().contiguous().view({-1, vocab});  // [N, V]
-  const Tensor tg = targets.detach().contiguous().view({-1});          // [N]
-  const int64_t n = rows.size(0);
+  RowLosses out;
+  out.rows = logits.detach().contiguous().view({-1, vocab});
+  out.tg = targets.detach().contiguous().view({-1});
+  const int64_t n = out.rows.size(0);
   const DType stat = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  Tensor row_loss = Tensor::empty({n}, stat, logits.device()), lse = Tensor::empty({n}, stat, logits.device());
-  Backend& backend = backend_for(logits.device());
-  if (n > 0) backend.cross_entropy(rows, tg, ignore_index, row_loss, lse);
+  out.loss = Tensor::empty({n}, stat, logits.device());
+  out.lse = Tensor::empty({n}, stat, logits.device());
+  if (n > 0) backend_for(logits.device()).cross_entropy(out.rows, out.tg, ignore_index, out.loss, out.lse);
+  return out;
+}
+
+}  // namespace
+
+Tensor cross_entropy_per_position(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  return row_losses(logits, targets, ignore_index).loss.view(targets.shape());
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  const RowLosses r = row_losses(logits, targets, ignore_index);
   int64_t count = 0;
-  for (int64_t t : tg.to_vector<int64_t>()) count += t != ignore_index;
+  for (int64_t t : r.tg.to_vector<int64_t>()) count += t != ignore_index;
   // The mean over counted rows; ignored rows hold 0, and no counted row means a loss of 0.
   const double inv_count = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
   Tensor loss;
   {
     NoGradGuard no_grad;
-    loss = scale(sum(row_loss), inv_count);
+    loss = scale(sum(r.loss), inv_count);
   }
   if (autograd::needs_grad({logits}))
     autograd::record("cross_entropy", {logits}, {loss},
-                     [rows, tg, lse, ignore_index, inv_count, shape = logits.shape()](const std::vector<Tensor>& g) {
+                     [rows = r.rows, tg = r.tg, lse = r.lse, ignore_index, inv_count,
+                      shape = logits.shape()](const std::vector<Tensor>& g) {
                        const Tensor grad_loss = scale(g[0].reshape({1}).expand({rows.size(0)}), inv_count);
                        Tensor grad = Tensor::empty(rows.shape(), rows.dtype(), rows.device());
                        if (rows.size(0) > 0)

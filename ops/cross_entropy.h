@@ -12,4 +12,9 @@ namespace qtune::ops {
 // outside [0, V) other than ignore_index throws naming the target and V.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
+// The same per position, without autograd (for scoring, e.g. log-likelihoods in evaluation): the
+// negative log-likelihood of each target, with the shape of `targets` (f32; f64 for f64 logits), 0 where
+// the target is ignore_index. Same checks as cross_entropy.
+Tensor cross_entropy_per_position(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+
 }  // namespace qtune::ops

@@ -23,8 +23,11 @@ class LrSchedule {
   //   step < warmup:   base_lr * step / warmup  (so the first update uses 0 when warmup > 0)
   //   constant:        base_lr
   //   linear:          min_lr + (base_lr - min_lr) * max(0, (total - step) / (total - warmup))
+  //                    (transformers has no floor for linear; with min_lr 0 this is its schedule)
   //   cosine:          min_lr + (base_lr - min_lr) * 0.5 * (1 + cos(pi * progress)),
   //                    progress = (step - warmup) / (total - warmup), clamped to [0, 1]
+  //                    (computed as transformers does: base_lr * (f * (1 - r) + r), r = min_lr / base_lr;
+  //                    past total it stays at min_lr where transformers' curve rises again)
   double lr_at(int64_t step) const;
   double base_lr() const { return base_lr_; }
   const ScheduleOptions& options() const { return options_; }

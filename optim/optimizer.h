@@ -36,11 +36,24 @@ class Optimizer {
   const std::vector<Tensor>& params() const { return params_; }
 
   // Everything step() depends on besides the parameters, so that a restored optimizer continues
-  // bit-identically. load_state() checks names, shapes and dtypes and fails naming the first mismatch.
+  // bit-identically. The tensors are the live state, not copies (a copy of a 7B model's moments would
+  // cost 56 GB): write them out before the next step(). Only parameters that have been updated have
+  // state. load_state() checks names, shapes and dtypes and fails naming the first mismatch, before
+  // changing anything; it copies the tensors (onto each parameter's device), so the caller's map may go.
   virtual OptimizerState state() const = 0;
   virtual void load_state(const OptimizerState& state) = 0;
 
  protected:
+  // "state.<i>.<name>"
+  static std::string state_key(size_t index, const std::string& name);
+  // The checks load_state() shares: scalars "step" and "lr" present; every other key is
+  // "state.<i>.<name>" with i a parameter index and name one of tensor_names (tensors: f32 of parameter
+  // i's shape) or scalar_names. Throws naming the first offending key.
+  void check_state(const OptimizerState& state, const std::vector<std::string>& tensor_names,
+                   const std::vector<std::string>& scalar_names, const char* optimizer) const;
+  // A fresh f32 copy of a saved state tensor on parameter `index`'s device.
+  Tensor restore_tensor(const Tensor& saved, size_t index) const;
+
   std::vector<Tensor> params_;
   double lr_;
   int64_t step_ = 0;

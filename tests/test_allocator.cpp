@@ -15,7 +15,7 @@ TEST_CASE("allocated follows tensor lifetimes; peak tracks the maximum; reset_pe
     MemoryStats s = memory_stats(Device::cpu());
     CHECK(s.allocated == base.allocated + 4000);
     CHECK(s.num_allocations == base.num_allocations + 1);
-    CHECK(s.reserved == s.allocated);  // the CPU allocator caches nothing
+    CHECK(s.reserved == base.reserved + 4000);  // small blocks are not cached or rounded
     {
       Tensor b = Tensor::zeros({10, 10}, DType::f64);  // 800 bytes
       CHECK(memory_stats(Device::cpu()).allocated == base.allocated + 4800);
@@ -83,4 +83,54 @@ TEST_CASE("zero-byte tensors") {
     CHECK(e.to_vector<float>().empty());
   }
   CHECK(memory_stats(Device::cpu()).allocated == before.allocated);
+}
+
+TEST_CASE("large CPU blocks are cached and reused; statistics stay exact") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  cpu.empty_cache();
+  const MemoryStats base = memory_stats(Device::cpu());
+  const size_t nbytes = (size_t{3} << 20) + 4;  // 3 MiB + 4 bytes: rounds to a 4 MiB block
+  const size_t block = size_t{4} << 20;
+  void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({int64_t(nbytes)}, DType::u8);
+    first = a.data_ptr();
+    const MemoryStats s = memory_stats(Device::cpu());
+    CHECK(s.allocated == base.allocated + nbytes);
+    CHECK(s.reserved == base.reserved + block);
+  }
+  // Freed: no longer allocated, still reserved (cached).
+  CHECK(memory_stats(Device::cpu()).allocated == base.allocated);
+  CHECK(memory_stats(Device::cpu()).reserved == base.reserved + block);
+  {
+    // Any request that rounds to the same block size takes the cached block back.
+    Tensor b = Tensor::empty({int64_t(nbytes + 1000) / 4}, DType::f32);
+    CHECK(b.data_ptr() == first);
+    const MemoryStats s = memory_stats(Device::cpu());
+    CHECK(s.allocated == base.allocated + b.nbytes());
+    CHECK(s.reserved == base.reserved + block);
+    CHECK(s.num_allocations == base.num_allocations + 2);
+    // A second block of that size while the first is live comes from the system.
+    Tensor c = Tensor::empty({int64_t(nbytes)}, DType::u8);
+    CHECK(c.data_ptr() != first);
+    CHECK(memory_stats(Device::cpu()).reserved == base.reserved + 2 * block);
+  }
+  cpu.empty_cache();
+  CHECK(memory_stats(Device::cpu()).reserved == base.reserved);
+  CHECK(memory_stats(Device::cpu()).allocated == base.allocated);
+}
+
+TEST_CASE("the CPU cache never holds more than the most bytes ever live at once") {
+  Allocator& cpu = allocator_for(Device::cpu());
+  cpu.empty_cache();
+  const MemoryStats base = memory_stats(Device::cpu());
+  // Ever larger blocks, one live at a time: caching every freed block would pile up 1 + 2 + ... + 16 =
+  // 136 MiB. The cache keeps freed blocks only while their sum stays within the most bytes that large
+  // blocks held at once (16 MiB here, earlier test cases held less).
+  for (int mib = 1; mib <= 16; ++mib) Tensor t = Tensor::empty({int64_t(mib) << 20}, DType::u8);
+  CHECK(memory_stats(Device::cpu()).allocated == base.allocated);
+  CHECK(memory_stats(Device::cpu()).reserved - base.reserved <= size_t{16} << 20);
+  CHECK(memory_stats(Device::cpu()).reserved - base.reserved > 0);  // but it does cache
+  cpu.empty_cache();
+  CHECK(memory_stats(Device::cpu()).reserved == base.reserved);
 }

@@ -1,10 +1,12 @@
 // Fused cross-entropy with ignore_index: f64 gradient checks for [N, V] and [B, T, V], PyTorch
-// goldens in f64 and f32, the all-ignored case, output dtypes and bad-target errors.
+// goldens in f64 and f32, the all-ignored case, output dtypes and bad-target errors; the per-position
+// variant that evaluation sums.
 #include <cmath>
 
 #include "engine/autograd.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
+#include "ops/softmax.h"
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -62,4 +64,30 @@ TEST_CASE("cross_entropy rejects bad targets and shapes") {
                        doctest::Contains("do not match logits"), Error);
   CHECK_THROWS_WITH_AS(ops::cross_entropy(logits, Tensor::from_vector<int32_t>({1, 2}, {2})),
                        doctest::Contains("targets must be i64"), Error);
+}
+
+TEST_CASE("cross_entropy_per_position: -log_softmax at each target, 0 where ignored, no autograd") {
+  const Tensor targets = Tensor::from_vector<int64_t>({1, 3, -100, 0, 4, 2}, {2, 3});
+  for (DType dt : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dt));
+    Tensor logits = testing::random_f64({2, 3, 5}, 4, -3.0, 3.0).to(dt).requires_grad_();
+    const Tensor per = ops::cross_entropy_per_position(logits, targets);
+    CHECK(per.shape() == targets.shape());
+    CHECK(per.dtype() == dt);
+    CHECK_FALSE(per.requires_grad());
+    const auto lsm = ops::log_softmax(logits.detach().to(DType::f64)).to_vector<double>();
+    const auto tg = targets.to_vector<int64_t>();
+    const auto got = per.to_vector<double>();
+    double sum = 0.0;
+    for (size_t i = 0; i < tg.size(); ++i) {
+      CAPTURE(i);
+      const double expected = tg[i] == -100 ? 0.0 : -lsm[i * 5 + static_cast<size_t>(tg[i])];
+      CHECK(got[i] == doctest::Approx(expected).epsilon(dt == DType::f64 ? 1e-12 : 1e-6));
+      sum += got[i];
+    }
+    // The mean over the counted positions is what cross_entropy returns.
+    CHECK(ops::cross_entropy(logits, targets).item() == doctest::Approx(sum / 5).epsilon(1e-6));
+  }
+  CHECK_THROWS_WITH_AS(ops::cross_entropy_per_position(Tensor::zeros({2, 5}), Tensor::from_vector<int64_t>({0}, {1})),
+                       doctest::Contains("do not match logits"), Error);
 }

@@ -384,6 +384,56 @@ TEST_CASE("cuBLASLt GEMM matches the CPU: dtypes, transposes, broadcast batch, r
   CHECK_THROWS_WITH_AS(gpu().gemm(a, false, b, false, shared_c, 1.0, 0.0), doctest::Contains("batch stride 0"), Error);
 }
 
+TEST_CASE("optimizer updates match the CPU to the bit") {
+  // Both sides run engine/numerics/adamw.h: fused multiply-adds written as fmaf, correctly rounded sqrtf and
+  // division, no contraction (-fmad=false), the per-step scalars from the same host function.
+  for (DType t : {DType::f32, DType::bf16, DType::f16}) {
+    CAPTURE(dtype_name(t));
+    const int64_t n = 1027;
+    const Tensor p = random_f64({n}, 70).to(t), g = random_f64({n}, 71, -0.1, 0.1).to(t), gg = g.to(kGpu);
+    const Tensor m = random_f64({n}, 72, -0.01, 0.01).to(DType::f32), v = random_f64({n}, 73, 0.0, 1e-4).to(DType::f32);
+    const Tensor pc = p.clone(), mc = m.clone(), vc = v.clone(), pg = p.to(kGpu), mg = m.to(kGpu), vg = v.to(kGpu);
+    for (int64_t step : {1, 7}) {
+      cpu().adamw_step(pc, g, mc, vc, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+      gpu().adamw_step(pg, gg, mg, vg, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+    }
+    CHECK_SAME_BYTES(pg, pc);
+    CHECK_SAME_BYTES(mg, mc);
+    CHECK_SAME_BYTES(vg, vc);
+    const Tensor bc = Tensor::empty({n}), bg = Tensor::empty({n}, DType::f32, kGpu);
+    for (bool first : {true, false}) {
+      cpu().sgd_step(pc, g, bc, 0.05, 0.9, 0.0, true, 0.01, first);
+      gpu().sgd_step(pg, gg, bg, 0.05, 0.9, 0.0, true, 0.01, first);
+    }
+    CHECK_SAME_BYTES(pg, pc);
+    CHECK_SAME_BYTES(bg, bc);
+    cpu().sgd_step(pc, g, Tensor(), 0.05, 0.0, 0.0, false, 0.0, false);
+    gpu().sgd_step(pg, gg, Tensor(), 0.05, 0.0, 0.0, false, 0.0, false);
+    CHECK_SAME_BYTES(pg, pc);
+  }
+  const Tensor p = Tensor::zeros({4}, DType::f32, kGpu), m = Tensor::zeros({4}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().adamw_step(p, Tensor::zeros({4}), m, m, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1),
+                       doctest::Contains("gradient is on cpu, expected cuda:0"), Error);
+}
+
+TEST_CASE("squared_norm matches the CPU and is deterministic") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (int64_t n : {0, 1, 1000, 70001}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(n);
+      const Tensor x = random_f64({n}, 74, -2.0, 2.0).to(t), xg = x.to(kGpu);
+      const Tensor oc = Tensor::empty({1}, DType::f64), og = Tensor::empty({1}, DType::f64, kGpu);
+      const Tensor og2 = Tensor::empty({1}, DType::f64, kGpu);
+      cpu().squared_norm(x, oc);
+      gpu().squared_norm(xg, og);
+      gpu().squared_norm(xg, og2);
+      // Another f32 summation order inside each chunk than the CPU's lanes: close, not equal.
+      QTUNE_CHECK_CLOSE(og, oc, t == DType::f64 ? 1e-12 : 1e-6, 0.0);
+      CHECK_SAME_BYTES(og2, og);
+    }
+  }
+}
+
 TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {
   const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu);
   CHECK_THROWS_WITH_AS(gpu().softmax(x, x), doctest::Contains("softmax"), Error);

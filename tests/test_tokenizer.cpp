@@ -168,7 +168,7 @@ TEST_CASE("StreamDecoder holds back an unfinished character") {
   CHECK(joined == "x \xF0\x9F\xA6\x9C y");
 }
 
-TEST_CASE("load_tokenizer prefers tokenizer.json, else tokenizer.model") {
+TEST_CASE("load_tokenizer: a directory prefers tokenizer.json, else tokenizer.model; a file by its kind") {
   ScratchDir dir("pick");
   fs::copy_file(golden_file("sp_bpe.model"), dir.file("tokenizer.model"));
   CHECK(load_tokenizer(dir.path.string())->kind() == "sentencepiece");
@@ -188,6 +188,9 @@ TEST_CASE("load_tokenizer prefers tokenizer.json, else tokenizer.model") {
   CHECK(message.find("tokenizer.model") != std::string::npos);
   CHECK(error_of([&] { load_tokenizer("/nonexistent/qtune/dir"); }).find("/nonexistent/qtune/dir") !=
         std::string::npos);
+  // A file is read by its kind: .json byte-level BPE, anything else SentencePiece.
+  CHECK(load_tokenizer(golden_file("sp_bpe.model"))->kind() == "sentencepiece");
+  CHECK(load_tokenizer(golden_file("gpt2_style.json"))->kind() == "bpe");
 }
 
 TEST_CASE("missing and malformed tokenizer files are errors naming the file") {

@@ -21,6 +21,7 @@
 
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cpu/kernel_util.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace qtune::cpu {
 namespace {
@@ -121,7 +122,7 @@ void probabilities(const A* lse, int64_t rows, int64_t cols, A* s) {
       std::fill(sr, sr + cols, A(0));
       continue;
     }
-    for (int64_t c = 0; c < cols; ++c) sr[c] = std::exp(sr[c] - lse[r]);
+    for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - lse[r]);
   }
 }
 
@@ -169,11 +170,9 @@ void forward_impl(const Dims& dm, const T* q, const T* k, const T* v, acc_t<T> s
           const A alpha = std::exp(m[r] - m_new);
           A* ar = acc.data() + r * d;
           for (int64_t x = 0; x < d; ++x) ar[x] *= alpha;
-          A sum = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            sr[c] = std::exp(sr[c] - m_new);
-            sum += sr[c];
-          }
+          for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - m_new);
+          A sum = 0;  // summed apart from the exponentials, which then vectorize
+          for (int64_t c = 0; c < cols; ++c) sum += sr[c];
           l[r] = l[r] * alpha + sum;
           m[r] = m_new;
         }

@@ -48,6 +48,12 @@ class CpuBackend final : public Backend {
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& lse,
                               const Tensor& grad_loss, const Tensor& grad_logits) override;
 
+  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
+                  double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
+  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,
+                double dampening, bool nesterov, double weight_decay, bool first_step) override;
+  void squared_norm(const Tensor& x, const Tensor& out) override;
+
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;

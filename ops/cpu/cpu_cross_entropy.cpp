@@ -1,11 +1,13 @@
-// Fused cross-entropy: forward makes one pass per row for the max and the log-sum-exp (no softmax
-// copy); backward writes grad_logits = grad_loss * (softmax - onehot) directly from the saved lse.
+// Fused cross-entropy: forward makes two passes per row, the max and then the sum of exponentials (no
+// softmax copy); backward writes grad_logits = grad_loss * (softmax - onehot) directly from the saved
+// lse. Both passes keep 16 independent partial results so that they vectorize without reassociation.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cpu/kernel_util.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace qtune::cpu {
 namespace {
@@ -37,6 +39,40 @@ void check_inputs(const char* kernel, const Tensor& logits, const Tensor& target
                 " is out of range for V = ", vocab, " (and is not ignore_index ", ignore_index, ")");
 }
 
+constexpr int kLanes = 16;
+
+// Max of a row (NaNs are skipped here and surface through the sum of exponentials).
+template <class T>
+acc_t<T> row_max(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  A part[kLanes];
+  for (A& p : part) p = -std::numeric_limits<A>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const A v = load(x + i + k);
+      part[k] = v > part[k] ? v : part[k];
+    }
+  for (; i < n; ++i) part[0] = load(x + i) > part[0] ? load(x + i) : part[0];
+  A mx = part[0];
+  for (int k = 1; k < kLanes; ++k) mx = part[k] > mx ? part[k] : mx;
+  return mx;
+}
+
+// Sum of exp(x - mx) over a row.
+template <class T>
+acc_t<T> row_sum_exp(const T* x, int64_t n, acc_t<T> mx) {
+  using A = acc_t<T>;
+  A part[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) part[k] += vec_exp(load(x + i + k) - mx);
+  for (; i < n; ++i) part[0] += vec_exp(load(x + i) - mx);
+  A sum = 0;
+  for (int k = 0; k < kLanes; ++k) sum += part[k];
+  return sum;
+}
+
 int64_t row_grain(int64_t cols) { return cols >= (1 << 14) ? 1 : (1 << 14) / (cols > 0 ? cols : 1); }
 
 }  // namespace
@@ -62,17 +98,8 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int6
           continue;
         }
         const T* xr = x + r * vocab;
-        // Online max/sum in one pass: rescale the running sum whenever the max grows.
-        A mx = -std::numeric_limits<A>::infinity(), sum = 0;
-        for (int64_t c = 0; c < vocab; ++c) {
-          const A v = load(xr + c);
-          if (v > mx) {
-            sum = sum * std::exp(mx - v) + A(1);
-            mx = v;
-          } else {
-            sum += std::exp(v - mx);
-          }
-        }
+        const A mx = row_max(xr, vocab);
+        const A sum = row_sum_exp(xr, vocab, mx);
         const A row_lse = mx + std::log(sum);
         ps[r] = row_lse;
         pl[r] = row_lse - load(xr + tg[r]);
@@ -108,8 +135,8 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
         }
         const T* xr = x + r * vocab;
         const A g = pg[r], row_lse = ps[r];
-        for (int64_t c = 0; c < vocab; ++c) store(dr + c, g * std::exp(load(xr + c) - row_lse));
-        store(dr + tg[r], g * (std::exp(load(xr + tg[r]) - row_lse) - A(1)));
+        for (int64_t c = 0; c < vocab; ++c) store(dr + c, g * vec_exp(load(xr + c) - row_lse));
+        store(dr + tg[r], g * (vec_exp(load(xr + tg[r]) - row_lse) - A(1)));
       }
     });
   });

@@ -1,9 +1,8 @@
 // Fused SwiGLU: silu(gate) * up in one pass (and both gradients in one pass), so the MLP never
 // materializes silu(gate).
-#include <cmath>
-
 #include "ops/cpu/cpu_backend.h"
 #include "ops/cpu/kernel_util.h"
+#include "ops/cpu/vec_exp.h"
 
 namespace qtune::cpu {
 namespace {
@@ -31,7 +30,7 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out)
     parallel_for(gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const A g = load(pg + i);
-        store(po + i, g / (A(1) + std::exp(-g)) * load(pu + i));
+        store(po + i, g / (A(1) + vec_exp(-g)) * load(pu + i));
       }
     });
   });
@@ -55,7 +54,7 @@ void CpuBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Ten
     parallel_for(gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const A g = load(pg + i), u = load(pu + i), d = load(pd + i);
-        const A s = A(1) / (A(1) + std::exp(-g));
+        const A s = A(1) / (A(1) + vec_exp(-g));
         // d silu(g)/dg = s * (1 + g * (1 - s))
         store(pgg + i, d * u * s * (A(1) + g * (A(1) - s)));
         store(pgu + i, d * g * s);

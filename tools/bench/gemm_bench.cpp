@@ -1,9 +1,7 @@
 #include "tools/bench/gemm_bench.h"
 
-#include <time.h>
 #include <Eigen/Core>
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -23,6 +21,7 @@
 #include "engine/check.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
+#include "tools/bench/bench_clock.h"
 
 #ifndef QTUNE_BENCH_QTUNE_BLAS
 #define QTUNE_BENCH_QTUNE_BLAS "unknown"
@@ -31,8 +30,6 @@
 namespace qtune::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 struct Timing {
   std::string library;
   double best_gflops = 0, median_gflops = 0;
@@ -40,20 +37,6 @@ struct Timing {
   // steal time slices (a shared build machine), and close to the wall-clock rate on a quiet one.
   double cpu_gflops = 0;
 };
-
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-int worker_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 struct Candidate {
   std::string library;
@@ -72,7 +55,7 @@ std::vector<Timing> time_all(std::vector<Candidate>& cands, double flops, int wa
       const double cpu0 = process_cpu_seconds();
       const auto t0 = Clock::now();
       c.run();
-      c.seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      c.seconds.push_back(seconds_since(t0));
       c.cpu_seconds.push_back(process_cpu_seconds() - cpu0);
     }
   std::vector<Timing> out;

@@ -198,6 +198,39 @@ void BM_cross_entropy_backward(benchmark::State& s) {
 }
 BENCHMARK(BM_cross_entropy_backward)->UseRealTime();
 
+// One optimizer update over a TinyLlama MLP projection's parameters (kMlp x kHidden, 11.5 M elements).
+// Bytes: param and grad read, param written, plus the f32 state read and written.
+void BM_adamw_step(benchmark::State& s) {
+  const DType dt = s.range(0) == 16 ? DType::bf16 : DType::f32;
+  const int64_t n = kMlp * kHidden;
+  Tensor p = uniform({n}, 33, dt), g = uniform({n}, 34, dt, -1e-3, 1e-3);
+  Tensor m = Tensor::zeros({n}), v = Tensor::zeros({n});
+  int64_t step = 0;
+  if (!runs(s, [&] { cpu().adamw_step(p, g, m, v, 1e-5, 0.9, 0.999, 1e-8, 0.01, ++step); })) return;
+  for (auto _ : s) cpu().adamw_step(p, g, m, v, 1e-5, 0.9, 0.999, 1e-8, 0.01, ++step);
+  bytes_rate(s, double(n) * (3.0 * double(dtype_size(dt)) + 16.0));
+}
+BENCHMARK(BM_adamw_step)->Arg(32)->Arg(16)->ArgName("param_bits")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_sgd_momentum_step(benchmark::State& s) {
+  const int64_t n = kMlp * kHidden;
+  Tensor p = uniform({n}, 35), g = uniform({n}, 36, DType::f32, -1e-3, 1e-3), b = Tensor::zeros({n});
+  if (!runs(s, [&] { cpu().sgd_step(p, g, b, 1e-3, 0.9, 0.0, false, 0.0, false); })) return;
+  for (auto _ : s) cpu().sgd_step(p, g, b, 1e-3, 0.9, 0.0, false, 0.0, false);
+  bytes_rate(s, double(n) * 20.0);
+}
+BENCHMARK(BM_sgd_momentum_step)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The sum of squares behind gradient-norm clipping.
+void BM_squared_norm(benchmark::State& s) {
+  const int64_t n = kMlp * kHidden;
+  Tensor g = uniform({n}, 37), out = Tensor::empty({1}, DType::f64);
+  if (!runs(s, [&] { cpu().squared_norm(g, out); })) return;
+  for (auto _ : s) cpu().squared_norm(g, out);
+  bytes_rate(s, double(n) * 4.0);
+}
+BENCHMARK(BM_squared_norm)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/gemm_bench.h"
+#include "bench/train_bench.h"
 #endif
 
 namespace qtune::cli {
@@ -66,6 +67,32 @@ void add_gemm(CLI::App& bench, int& status) {
     status = qtune::bench::run_gemm_bench(flags->options);
   });
 }
+
+void add_train(CLI::App& bench, int& status) {
+  auto* cmd = bench.add_subcommand(
+      "train", "Time f32/bf16 training steps (forward, backward, AdamW) of a Llama on CPU; tokens/s, MFU, memory");
+  auto options = std::make_shared<qtune::bench::TrainBenchOptions>();
+  cmd->add_option("--steps", options->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--warmup", options->warmup, "Untimed steps first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch", options->batch, "Sequences per step")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--seq", options->seq, "Tokens per sequence")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--hidden", options->hidden, "Hidden size")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--layers", options->layers, "Decoder layers")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--heads", options->heads, "Attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--kv-heads", options->kv_heads, "Key/value heads (grouped-query attention; 0: as many as --heads)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--ffn", options->ffn, "MLP intermediate size")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--vocab", options->vocab, "Vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--dtype", options->dtype, "Parameter and activation dtype")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_flag("--activation-checkpointing", options->activation_checkpointing,
+                "Recompute each decoder layer's forward in backward");
+  cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
+}
 #endif
 
 }  // namespace
@@ -75,6 +102,7 @@ void add_bench_command(CLI::App& app, int& status) {
 #ifdef QTUNE_HAVE_BENCH
   bench->require_subcommand(0, 1);  // see main.cpp: lets CLI11 name a mistyped benchmark
   add_gemm(*bench, status);
+  add_train(*bench, status);
   bench->callback([bench, &status] {
     if (bench->get_subcommands().empty()) {
       fmt::print(stderr, "qtune bench: name a benchmark\n{}", bench->help());

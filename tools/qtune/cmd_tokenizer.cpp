@@ -1,7 +1,6 @@
 // `qtune tokenizer train|encode|decode`: train a SentencePiece model on a text file, and turn text into
 // ids and back with any tokenizer qtune reads (a model directory, a tokenizer.json or a .model file).
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -15,15 +14,6 @@
 
 namespace qtune::cli {
 namespace {
-
-// A directory goes through load_tokenizer's choice; a file by its kind (.json: byte-level BPE).
-std::unique_ptr<models::Tokenizer> open_tokenizer(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(path)) return models::load_tokenizer(path);
-  QTUNE_CHECK(fs::exists(path), "tokenizer ", path, " not found");
-  if (fs::path(path).extension() == ".json") return models::load_bpe_json(path);
-  return models::load_sentencepiece(path);
-}
 
 // "1 2 3" (spaces or commas between) -> ids.
 std::vector<int32_t> parse_ids(const std::string& text) {
@@ -90,7 +80,7 @@ void add_encode(CLI::App& group, int& status) {
   cmd->add_flag("--bos", flags->bos, "prepend the bos id");
   cmd->add_flag("--eos", flags->eos, "append the eos id");
   cmd->callback([flags, &status] {
-    const auto tokenizer = open_tokenizer(flags->tokenizer);
+    const auto tokenizer = models::load_tokenizer(flags->tokenizer);
     std::string line;
     for (const int32_t id : tokenizer->encode(flags->text, flags->bos, flags->eos)) {
       line += (line.empty() ? "" : " ") + std::to_string(id);
@@ -109,7 +99,7 @@ void add_decode(CLI::App& group, int& status) {
   cmd->add_option("--tokenizer", flags->tokenizer, "model directory, tokenizer.json or .model file")->required();
   cmd->add_option("--ids", flags->ids, "ids separated by spaces or commas, e.g. \"1 15043 3186\"")->required();
   cmd->callback([flags, &status] {
-    const auto tokenizer = open_tokenizer(flags->tokenizer);
+    const auto tokenizer = models::load_tokenizer(flags->tokenizer);
     fmt::print("{}\n", tokenizer->decode(parse_ids(flags->ids)));
     status = 0;
   });

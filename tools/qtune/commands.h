@@ -13,5 +13,7 @@ void add_demo_command(CLI::App& app, int& status);
 void add_tokenizer_command(CLI::App& app, int& status);
 void add_info_command(CLI::App& app, int& status);
 void add_generate_command(CLI::App& app, int& status);
+void add_data_command(CLI::App& app, int& status);
+void add_eval_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   qtune::cli::add_tokenizer_command(app, status);
   qtune::cli::add_info_command(app, status);
   qtune::cli::add_generate_command(app, status);
+  qtune::cli::add_data_command(app, status);
+  qtune::cli::add_eval_command(app, status);
   // New subcommands (demo, recipes, quantize, ...) are added here, one add_* call each.
 
   try {

@@ -1,0 +1,131 @@
+// Optimizer updates (AdamW, SGD) over the scalar numerics of engine/numerics/adamw.h, so a GPU update
+// is the CPU's to the bit, and the blocked sum of squares that gradient clipping needs. Grid-stride
+// loops over contiguous memory; the per-step scalars are computed once on the host, as on the CPU.
+#include "cuda/cuda_backend.h"
+#include "cuda/device_util.cuh"
+#include "engine/numerics/adamw.h"
+
+namespace qtune::gpu {
+namespace {
+
+template <class T>
+__global__ void adamw_kernel(T* param, const T* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                             numerics::AdamWScalars s) {
+  for (int64_t i = thread_index(); i < n; i += thread_count()) {
+    float p = static_cast<float>(load(param + i));
+    numerics::adamw_update(p, static_cast<float>(load(grad + i)), exp_avg[i], exp_avg_sq[i], s);
+    store(param + i, p);
+  }
+}
+
+// momentum_buffer: nullptr when momentum is 0.
+template <class T>
+__global__ void sgd_kernel(T* param, const T* grad, float* momentum_buffer, int64_t n, numerics::SGDScalars s) {
+  for (int64_t i = thread_index(); i < n; i += thread_count()) {
+    float p = static_cast<float>(load(param + i));
+    float unused = 0.0f;
+    numerics::sgd_update(p, static_cast<float>(load(grad + i)),
+                         momentum_buffer != nullptr ? momentum_buffer[i] : unused, s);
+    store(param + i, p);
+  }
+}
+
+// Each CUDA block sums the squares of one fixed chunk in f32 (f64 for f64) and a fixed tree; a single
+// block then adds the chunk sums in f64. The result depends on the size alone, never on the launch.
+constexpr int kNormThreads = 256;
+constexpr int64_t kNormChunk = 1 << 14;
+
+template <class A>
+__device__ A block_tree_sum(A value, A* shared) {
+  shared[threadIdx.x] = value;
+  __syncthreads();
+  for (int stride = kNormThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+    __syncthreads();
+  }
+  return shared[0];
+}
+
+template <class T>
+__global__ void chunk_sum_squares(const T* x, int64_t n, double* partial) {
+  using A = acc_t<T>;
+  __shared__ A shared[kNormThreads];
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * kNormChunk;
+  const int64_t end = begin + kNormChunk < n ? begin + kNormChunk : n;
+  A acc = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kNormThreads) {
+    const A v = load(x + i);
+    acc += v * v;
+  }
+  const A total = block_tree_sum(acc, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = static_cast<double>(total);
+}
+
+__global__ void sum_chunks(const double* partial, int64_t count, double* out) {
+  __shared__ double shared[kNormThreads];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += kNormThreads) acc += partial[i];
+  const double total = block_tree_sum(acc, shared);
+  if (threadIdx.x == 0) *out = total;
+}
+
+}  // namespace
+
+void CudaBackend::adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                             double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) {
+  check_update_args("adamw_step", param, grad, {&exp_avg, &exp_avg_sq});
+  QTUNE_CHECK(exp_avg.defined() && exp_avg_sq.defined(), "adamw_step: exp_avg and exp_avg_sq are required");
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  const numerics::AdamWScalars s = numerics::adamw_scalars(lr, beta1, beta2, eps, weight_decay, step);
+  activate();
+  dispatch_float(param.dtype(), "adamw_step", [&](auto tag) {
+    using T = decltype(tag);
+    adamw_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(
+        static_cast<T*>(param.data_ptr()), static_cast<const T*>(grad.data_ptr()),
+        static_cast<float*>(exp_avg.data_ptr()), static_cast<float*>(exp_avg_sq.data_ptr()), n, s);
+  });
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
+                           double momentum, double dampening, bool nesterov, double weight_decay, bool first_step) {
+  check_update_args("sgd_step", param, grad, {&momentum_buffer});
+  const numerics::SGDScalars s = numerics::sgd_scalars(lr, momentum, dampening, nesterov, weight_decay, first_step);
+  QTUNE_CHECK(momentum_buffer.defined() == s.has_momentum, "sgd_step: a momentum buffer is needed exactly when ",
+              "momentum != 0 (momentum ", momentum, ")");
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  float* buffer = s.has_momentum ? static_cast<float*>(momentum_buffer.data_ptr()) : nullptr;
+  activate();
+  dispatch_float(param.dtype(), "sgd_step", [&](auto tag) {
+    using T = decltype(tag);
+    sgd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(static_cast<T*>(param.data_ptr()),
+                                                           static_cast<const T*>(grad.data_ptr()), buffer, n, s);
+  });
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::squared_norm(const Tensor& x, const Tensor& out) {
+  QTUNE_CHECK(x.is_contiguous(), "squared_norm: x must be contiguous (shape ", shape_str(x.shape()), ")");
+  QTUNE_CHECK(out.dtype() == DType::f64 && out.numel() == 1 && out.is_contiguous(),
+              "squared_norm: out must be one f64 element, got ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  const int64_t n = x.numel(), chunks = (n + kNormChunk - 1) / kNormChunk;
+  // Freed at return while the kernels may still run: safe, as every kernel of the device is queued on one
+  // stream and the caching allocator hands the block out only to later work on it.
+  const Tensor partial = Tensor::empty({chunks > 0 ? chunks : 1}, DType::f64, device());
+  activate();
+  if (chunks > 0) {
+    dispatch_float(x.dtype(), "squared_norm", [&](auto tag) {
+      using T = decltype(tag);
+      chunk_sum_squares<T><<<static_cast<unsigned>(chunks), kNormThreads, 0, stream_>>>(
+          static_cast<const T*>(x.data_ptr()), n, static_cast<double*>(partial.data_ptr()));
+    });
+    QTUNE_CUDA_CHECK_LAUNCH();
+  }
+  sum_chunks<<<1, kNormThreads, 0, stream_>>>(static_cast<const double*>(partial.data_ptr()), chunks,
+                                              static_cast<double*>(out.data_ptr()));
+  QTUNE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qtune::gpu

@@ -1,0 +1,65 @@
+// Perplexity of documents scored in lm-evaluation-harness's rolling windows (models/evaluate.h).
+#include "models/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <numeric>
+
+#include "engine/check.h"
+#include "models/eval_data.h"
+#include "models/sequence_scoring.h"
+
+namespace qtune::models {
+namespace {
+
+// The harness's get_rolling_token_windows(context_len = 1) + make_disjoint_window for one document of
+// `count` tokens held in seq = prefix + tokens (seq[i + 1] is token i). A window that leaves the
+// first `end` tokens predicted reads seq[max(0, end - length), end) and scores its last targets: the
+// first window starts at the prefix, a full later one at the token just before its predictions, and
+// the last, partial one reaches back for a full `length` inputs -- the harness gives it the most
+// context it can ("for the last pair, we provide the full context"), and so do we, so that numbers
+// compare with its wikitext results.
+void append_rolling_windows(const std::vector<int32_t>& seq, int64_t length, std::vector<ScoredSequence>& out) {
+  const auto count = static_cast<int64_t>(seq.size()) - 1;
+  for (int64_t done = 0; done < count;) {
+    const int64_t end = done + std::min(length, count - done);
+    const int64_t start = std::max<int64_t>(0, end - length);
+    out.push_back({std::vector<int32_t>(seq.begin() + start, seq.begin() + end + 1), end - done});
+    done = end;
+  }
+}
+
+}  // namespace
+
+double PerplexityResult::token_loss() const { return -log_likelihood / static_cast<double>(tokens); }
+double PerplexityResult::token_perplexity() const { return std::exp(token_loss()); }
+double PerplexityResult::word_perplexity() const { return std::exp(-log_likelihood / static_cast<double>(words)); }
+double PerplexityResult::byte_perplexity() const { return std::exp(-log_likelihood / static_cast<double>(bytes)); }
+double PerplexityResult::bits_per_byte() const {
+  return -log_likelihood / static_cast<double>(bytes) / std::numbers::ln2;
+}
+
+PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
+                                     const std::vector<std::string>& documents, int64_t max_length,
+                                     const EvalProgress& progress, int64_t batch_size) {
+  const int64_t length = max_length > 0 ? max_length : model.config().max_position_embeddings;
+  const int32_t prefix = prefix_token_id(tokenizer);
+  PerplexityResult result;
+  result.documents = static_cast<int64_t>(documents.size());
+  std::vector<ScoredSequence> windows;
+  for (size_t d = 0; d < documents.size(); ++d) {
+    std::vector<int32_t> seq{prefix};
+    const std::vector<int32_t> tokens = tokenizer.encode(documents[d]);
+    seq.insert(seq.end(), tokens.begin(), tokens.end());
+    append_rolling_windows(seq, length, windows);
+    result.tokens += static_cast<int64_t>(tokens.size());
+    result.words += count_words(documents[d]);
+    result.bytes += static_cast<int64_t>(documents[d].size());
+  }
+  const std::vector<double> ll = score_sequences(model, windows, batch_size, progress);
+  result.log_likelihood = std::accumulate(ll.begin(), ll.end(), 0.0);
+  return result;
+}
+
+}  // namespace qtune::models

@@ -1,0 +1,98 @@
+#include "optim/optimizer.h"
+
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include "engine/check.h"
+
+namespace qtune::optim {
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+  QTUNE_CHECK(std::isfinite(lr) && lr >= 0.0, "optimizer: lr must be a finite number >= 0, got ", lr);
+  std::set<const TensorImpl*> seen;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    QTUNE_CHECK(p.defined(), "optimizer: parameter ", i, " is an undefined tensor");
+    const DType dt = p.dtype();
+    QTUNE_CHECK(dt == DType::f32 || dt == DType::bf16 || dt == DType::f16, "optimizer: parameter ", i, " ",
+                shape_str(p.shape()), " has dtype ", dtype_name(dt),
+                "; optimizers update f32, bf16 or f16 parameters (convert the model first)");
+    QTUNE_CHECK(p.is_contiguous(), "optimizer: parameter ", i, " ", shape_str(p.shape()),
+                " is not contiguous; parameters are updated in place and must be");
+    QTUNE_CHECK(seen.insert(p.impl()).second, "optimizer: parameter ", i, " ", shape_str(p.shape()),
+                " appears more than once in the parameter list");
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : params_) p.zero_grad();
+}
+
+std::string Optimizer::state_key(size_t index, const std::string& name) {
+  return "state." + std::to_string(index) + "." + name;
+}
+
+namespace {
+
+// Splits "state.<i>.<name>" into i and name; false for any other shape of key.
+bool parse_state_key(const std::string& key, size_t& index, std::string& name) {
+  constexpr std::string_view prefix = "state.";
+  if (key.rfind(prefix, 0) != 0) return false;
+  const size_t dot = key.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size() || dot + 1 == key.size()) return false;
+  const char* begin = key.data() + prefix.size();
+  const char* end = key.data() + dot;
+  const auto [ptr, ec] = std::from_chars(begin, end, index);
+  if (ec != std::errc() || ptr != end) return false;
+  name = key.substr(dot + 1);
+  return true;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  for (const std::string& n : names)
+    if (n == name) return true;
+  return false;
+}
+
+}  // namespace
+
+void Optimizer::check_state(const OptimizerState& state, const std::vector<std::string>& tensor_names,
+                            const std::vector<std::string>& scalar_names, const char* optimizer) const {
+  const char* hint = " (was this state saved by another optimizer, or for another model or parameter list?)";
+  for (const auto& [key, t] : state.tensors) {
+    size_t index = 0;
+    std::string name;
+    QTUNE_CHECK(parse_state_key(key, index, name) && contains(tensor_names, name), optimizer,
+                " state: unknown tensor '", key, "'", hint);
+    QTUNE_CHECK(index < params_.size(), optimizer, " state: '", key, "' names parameter ", index, " of ",
+                params_.size(), hint);
+    QTUNE_CHECK(t.defined() && t.dtype() == DType::f32 && t.shape() == params_[index].shape(), optimizer, " state: '",
+                key, "' is ", t.defined() ? dtype_name(t.dtype()) : "undefined", " ",
+                t.defined() ? shape_str(t.shape()) : "", ", expected f32 ", shape_str(params_[index].shape()),
+                " like parameter ", index, hint);
+  }
+  for (const char* required : {"step", "lr"})
+    QTUNE_CHECK(state.scalars.count(required) == 1, optimizer, " state: scalar '", required, "' is missing", hint);
+  for (const auto& [key, value] : state.scalars) {
+    if (key == "step" || key == "lr") continue;
+    size_t index = 0;
+    std::string name;
+    QTUNE_CHECK(parse_state_key(key, index, name) && contains(scalar_names, name), optimizer,
+                " state: unknown scalar '", key, "'", hint);
+    QTUNE_CHECK(index < params_.size(), optimizer, " state: '", key, "' names parameter ", index, " of ",
+                params_.size(), hint);
+    QTUNE_CHECK(std::isfinite(value), optimizer, " state: scalar '", key, "' is ", value);
+  }
+  const double step = state.scalars.at("step"), lr = state.scalars.at("lr");
+  QTUNE_CHECK(step >= 0 && step == std::floor(step), optimizer, " state: step must be a whole number >= 0, got ", step);
+  QTUNE_CHECK(std::isfinite(lr) && lr >= 0, optimizer, " state: lr must be a finite number >= 0, got ", lr);
+}
+
+Tensor Optimizer::restore_tensor(const Tensor& saved, size_t index) const {
+  Tensor t = Tensor::empty(saved.shape(), DType::f32, params_[index].device());
+  t.copy_(saved);
+  return t;
+}
+
+}  // namespace qtune::optim

@@ -1,0 +1,264 @@
+#include "tools/bench/train_bench.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/allocator.h"
+#include "engine/backend.h"
+#include "engine/tensor.h"
+#include "models/llama.h"
+#include "optim/adamw.h"
+#include "tools/bench/bench_clock.h"
+
+namespace qtune::bench {
+namespace {
+
+constexpr double kGiga = 1e9;
+constexpr double kMiB = 1024.0 * 1024.0;
+
+// A rate or duration twice: by wall clock, and by process CPU seconds per worker thread. The CPU figure
+// ignores time slices other processes took, so with one thread (OMP_NUM_THREADS=1) it is the
+// uncontended figure even on a busy machine; with more threads, time spent waiting at a barrier counts.
+struct Timed {
+  double wall = 0, cpu = 0;
+};
+
+// Runs f once and returns its wall and per-thread CPU seconds.
+template <class F>
+Timed measure(F&& f) {
+  const double cpu0 = process_cpu_seconds();
+  const auto t0 = Clock::now();
+  f();
+  return {seconds_since(t0), (process_cpu_seconds() - cpu0) / worker_threads()};
+}
+
+// Best f32 GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T through backend_for(cpu).gemm: the call a linear layer's
+// forward makes. Repeats until ~0.5 s of timed work (at least 5 runs) so small shapes are not one sample;
+// the best run is the one least disturbed by other processes.
+Timed time_gemm(int64_t m, int64_t n, int64_t k) {
+  Backend& cpu = backend_for(Device::cpu());
+  const Tensor a = Tensor::empty({1, m, k}), b = Tensor::empty({1, n, k}), c = Tensor::empty({1, m, n});
+  cpu.fill_uniform(a, 1, 0, -1.0, 1.0);
+  cpu.fill_uniform(b, 2, 0, -1.0, 1.0);
+  cpu.gemm(a, false, b, true, c, 1.0, 0.0);  // warm-up: page faults, library dispatch
+  Timed best{1e30, 1e30};
+  double total = 0;
+  for (int i = 0; i < 100 && (i < 5 || total < 0.5); ++i) {
+    const Timed t = measure([&] { cpu.gemm(a, false, b, true, c, 1.0, 0.0); });
+    best = {std::min(best.wall, t.wall), std::min(best.cpu, t.cpu)};
+    total += t.wall;
+  }
+  const double gflop = 2.0 * double(m) * double(n) * double(k) / kGiga;
+  return {gflop / best.wall, gflop / best.cpu};
+}
+
+struct Phase {
+  const char* name;
+  std::vector<double> wall, cpu;  // seconds, one per timed step
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double max_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) * 1024.0 / kMiB;  // ru_maxrss is in KiB on Linux
+}
+
+models::LlamaConfig config_of(const TrainBenchOptions& o) {
+  models::LlamaConfig c;
+  c.vocab_size = o.vocab;
+  c.hidden_size = o.hidden;
+  c.intermediate_size = o.ffn;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.num_key_value_heads = o.kv_heads > 0 ? o.kv_heads : o.heads;
+  c.max_position_embeddings = std::max<int64_t>(o.seq, 1);
+  return c;
+}
+
+// Random ids in [0, vocab), [batch, seq] i64: the step's cost does not depend on the token values.
+Tensor random_tokens(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<int64_t> dist(0, vocab - 1);
+  std::vector<int64_t> ids(static_cast<size_t>(batch * seq));
+  for (int64_t& id : ids) id = dist(gen);
+  return Tensor::from_vector(ids, {batch, seq});
+}
+
+void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config, const TrainFlops& flops) {
+  const char* omp_env = std::getenv("OMP_NUM_THREADS");
+  const char* wait_env = std::getenv("OMP_WAIT_POLICY");
+  std::printf(
+      "qtune train benchmark: Llama hidden %lld, %lld layers, %lld/%lld heads (head dim %lld), ffn %lld, "
+      "vocab %lld, %s\n",
+      (long long)o.hidden, (long long)o.layers, (long long)o.heads, (long long)config.num_key_value_heads,
+      (long long)config.resolved_head_dim(), (long long)o.ffn, (long long)o.vocab, o.dtype.c_str());
+  std::printf(
+      "batch %lld x seq %lld = %lld tokens/step; %d timed steps after %d warm-up; activation checkpointing "
+      "%s; AdamW\n",
+      (long long)o.batch, (long long)o.seq, (long long)(o.batch * o.seq), o.steps, o.warmup,
+      o.activation_checkpointing ? "on" : "off");
+  std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",
+              wait_env ? wait_env : "(unset)");
+  const double embed = double(o.vocab) * double(o.hidden);
+  std::printf("parameters: %.2f M (linear weights incl. lm_head %.2f M, embedding %.2f M, norms %.3f M)\n",
+              (flops.linear_params + embed + double(2 * o.layers + 1) * double(o.hidden)) / 1e6,
+              flops.linear_params / 1e6, embed / 1e6, double(2 * o.layers + 1) * double(o.hidden) / 1e6);
+  std::printf(
+      "model FLOPs/step: %.1f G = matmul 6 x %.2f M x %lld tokens (%.1f G) + attention 12 x %lld layers x "
+      "%lld^2/2 x %lld x %lld seqs (%.1f G)\n\n",
+      flops.total() / kGiga, flops.linear_params / 1e6, (long long)(o.batch * o.seq), flops.matmul / kGiga,
+      (long long)o.layers, (long long)o.seq, (long long)(o.heads * config.resolved_head_dim()), (long long)o.batch,
+      flops.attention / kGiga);
+}
+
+// The GEMM shapes of this model's linears at this step's token count; returns the best rate among them
+// as the machine's peak (by wall clock and by CPU time).
+Timed measure_gemm_peak(const TrainBenchOptions& o) {
+  const int64_t tokens = o.batch * o.seq, c = o.hidden;
+  const int64_t kv = (o.kv_heads > 0 ? o.kv_heads : o.heads) * (o.hidden / o.heads);
+  struct Shape {
+    const char* what;
+    int64_t m, n, k;
+  };
+  std::vector<Shape> shapes = {{"q/o proj", tokens, c, c},
+                               {"gate/up proj", tokens, o.ffn, c},
+                               {"down proj", tokens, c, o.ffn},
+                               {"lm head", tokens, o.vocab, c}};
+  if (kv != c) shapes.insert(shapes.begin() + 1, Shape{"k/v proj", tokens, kv, c});
+  std::printf("measured GEMM peak: f32 C[M,N] = A[M,K] @ B[N,K]^T through backend_for(cpu).gemm, best run\n\n");
+  std::printf("| GEMM | M x N x K | GFLOP/s | GFLOP/s by CPU time |\n|---|---|---|---|\n");
+  Timed peak;
+  const char* peak_what = "";
+  for (const Shape& s : shapes) {
+    const Timed rate = time_gemm(s.m, s.n, s.k);
+    std::printf("| %s | %lldx%lldx%lld | %.1f | %.1f |\n", s.what, (long long)s.m, (long long)s.n, (long long)s.k,
+                rate.wall, rate.cpu);
+    if (rate.wall > peak.wall) peak_what = s.what;
+    peak = {std::max(peak.wall, rate.wall), std::max(peak.cpu, rate.cpu)};
+    std::fflush(stdout);
+  }
+  std::printf("\nGEMM peak = the best of these: %.1f GFLOP/s (%s); by CPU time %.1f GFLOP/s\n\n", peak.wall, peak_what,
+              peak.cpu);
+  return peak;
+}
+
+}  // namespace
+
+TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq) {
+  const double c = double(config.hidden_size), f = double(config.intermediate_size);
+  const double hd = double(config.resolved_head_dim());
+  const double q = double(config.num_attention_heads) * hd, kv = double(config.num_key_value_heads) * hd;
+  const double per_layer = c * q + 2 * c * kv + q * c + 3 * c * f;
+  TrainFlops out;
+  out.linear_params = double(config.num_hidden_layers) * per_layer + double(config.vocab_size) * c;
+  const double tokens = double(batch) * double(seq), t = double(seq);
+  out.matmul = 6.0 * out.linear_params * tokens;
+  out.attention = 12.0 * double(config.num_hidden_layers) * (t * t / 2.0) * q * double(batch);
+  return out;
+}
+
+int run_train_bench(const TrainBenchOptions& o) {
+  models::LlamaConfig config = config_of(o);
+  DType dtype;
+  try {
+    QTUNE_CHECK(o.steps >= 1 && o.warmup >= 0, "train bench: steps must be >= 1 and warmup >= 0 (got ", o.steps, ", ",
+                o.warmup, ")");
+    QTUNE_CHECK(o.batch >= 1 && o.seq >= 1, "train bench: batch and seq must be >= 1 (got ", o.batch, ", ", o.seq, ")");
+    dtype = dtype_from_name(o.dtype);
+    QTUNE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "train bench: dtype must be f32 or bf16, got ", o.dtype);
+    config.validate();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  const TrainFlops flops = train_step_flops(config, o.batch, o.seq);
+  print_header(o, config, flops);
+  const Timed peak = measure_gemm_peak(o);
+
+  models::Llama model(config, {.dtype = dtype, .seed = 0, .activation_checkpointing = o.activation_checkpointing});
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1);
+  const Tensor targets = random_tokens(o.batch, o.seq, o.vocab, 2);
+
+  reset_peak_memory(Device::cpu());
+  std::vector<Phase> phases = {
+      {"forward (incl. loss)", {}, {}}, {"backward", {}, {}}, {"AdamW step + zero_grad", {}, {}}};
+  std::vector<double> steps, steps_cpu;
+  for (int i = 0; i < o.warmup + o.steps; ++i) {
+    Tensor loss;
+    const Timed t[3] = {measure([&] { loss = model.loss(tokens, targets); }), measure([&] { loss.backward(); }),
+                        measure([&] {
+                          opt.step();
+                          opt.zero_grad();
+                        })};
+    const double step = t[0].wall + t[1].wall + t[2].wall;
+    const bool timed = i >= o.warmup;
+    std::printf("%s step %d: %.0f ms (forward %.0f, backward %.0f, optimizer %.0f), loss %.4f\n",
+                timed ? "timed" : "warm-up", timed ? i - o.warmup + 1 : i + 1, 1e3 * step, 1e3 * t[0].wall,
+                1e3 * t[1].wall, 1e3 * t[2].wall, loss.item());
+    std::fflush(stdout);
+    if (!timed) continue;
+    for (int p = 0; p < 3; ++p) {
+      phases[p].wall.push_back(t[p].wall);
+      phases[p].cpu.push_back(t[p].cpu);
+    }
+    steps.push_back(step);
+    steps_cpu.push_back(t[0].cpu + t[1].cpu + t[2].cpu);
+  }
+
+  // Forward carries a third of the model FLOPs, backward two thirds (see TrainFlops).
+  const double phase_flops[3] = {flops.total() / 3.0, flops.total() * 2.0 / 3.0, 0.0};
+  const double step_med = median(steps), step_min = *std::min_element(steps.begin(), steps.end());
+  const double step_cpu = median(steps_cpu);
+  std::printf(
+      "\n| phase | median ms | best ms | share of step | model GFLOP/s | CPU ms per thread |\n"
+      "|---|---|---|---|---|---|\n");
+  for (int p = 0; p < 3; ++p) {
+    const double med = median(phases[p].wall);
+    char rate[32] = "-";
+    if (phase_flops[p] > 0) std::snprintf(rate, sizeof rate, "%.1f", phase_flops[p] / med / kGiga);
+    std::printf("| %s | %.1f | %.1f | %.1f%% | %s | %.1f |\n", phases[p].name, 1e3 * med,
+                1e3 * *std::min_element(phases[p].wall.begin(), phases[p].wall.end()), 100.0 * med / step_med, rate,
+                1e3 * median(phases[p].cpu));
+  }
+  std::printf("| step | %.1f | %.1f | 100%% | %.1f | %.1f |\n\n", 1e3 * step_med, 1e3 * step_min,
+              flops.total() / step_med / kGiga, 1e3 * step_cpu);
+
+  const MemoryStats mem = memory_stats(Device::cpu());
+  const double tokens_per_step = double(o.batch * o.seq);
+  std::printf("| step time | tokens/s | model GFLOP/s | GEMM peak GFLOP/s | MFU |\n|---|---|---|---|---|\n");
+  const struct {
+    const char* what;
+    double seconds, peak;
+  } rows[] = {
+      {"best", step_min, peak.wall}, {"median", step_med, peak.wall}, {"median by CPU time", step_cpu, peak.cpu}};
+  for (const auto& r : rows)
+    std::printf("| %s | %.0f | %.1f | %.1f | **%.1f%%** |\n", r.what, tokens_per_step / r.seconds,
+                flops.total() / r.seconds / kGiga, r.peak, 100.0 * flops.total() / r.seconds / kGiga / r.peak);
+  std::printf(
+      "\npeak memory: %.0f MiB in tensors, %.0f MiB reserved by the CPU allocator (its cache included), "
+      "%.0f MiB max RSS\n",
+      double(mem.peak_allocated) / kMiB, double(mem.peak_reserved) / kMiB, max_rss_mib());
+  std::printf(
+      "\n(MFU = model GFLOP/s / GEMM peak. On a machine shared with other work the best step and the best\n"
+      "GEMM run are the least disturbed ones; the median shows the load. By CPU time = process CPU seconds\n"
+      "per thread: exact for OMP_NUM_THREADS=1 whatever the load; with more threads, barrier waits count.\n"
+      "Memory: from the first warm-up step on.)\n");
+  return 0;
+}
+
+}  // namespace qtune::bench

@@ -1,0 +1,40 @@
+#pragma once
+// `qtune bench train`: full training steps (forward, backward, AdamW) of a randomly initialized Llama on
+// CPU. Reports tokens/s, model GFLOP/s, model FLOP utilization (MFU) against the GEMM peak measured in the
+// same run on the model's own GEMM shapes, a per-phase breakdown and peak memory.
+#include <cstdint>
+#include <string>
+
+#include "models/llama_config.h"
+
+namespace qtune::bench {
+
+struct TrainBenchOptions {
+  int steps = 5;   // timed steps; per-phase medians are reported
+  int warmup = 1;  // untimed steps first (first-touch page faults, optimizer state, allocator cache)
+  int64_t batch = 4, seq = 256;
+  int64_t hidden = 768, layers = 12, heads = 12, ffn = 2048, vocab = 32000;
+  int64_t kv_heads = 0;       // 0: as many as heads (no grouping)
+  std::string dtype = "f32";  // the model's parameter and activation dtype: f32 or bf16
+  bool activation_checkpointing = false;
+};
+
+// Model FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted).
+//   matmul:    6 * P * tokens, P = every linear weight, lm_head included, embedding lookup and norm weights
+//              not (a lookup and a scale are no multiply-adds). Forward 2*P per token, backward 4*P
+//              (input gradient and weight gradient).
+//   attention: per layer and sequence, forward QK^T and PV are 2 * 2 * T^2 * (Hq*D) multiply-add FLOPs,
+//              half of them under the causal mask, backward twice the forward: 3 * 2 * T^2 * Hq*D
+//              = 12 * T^2/2 * Hq*D. Recomputation (activation checkpointing, the attention backward's
+//              second look at the scores) is work the implementation chooses, not model FLOPs.
+struct TrainFlops {
+  double linear_params = 0;  // P
+  double matmul = 0, attention = 0;
+  double total() const { return matmul + attention; }
+};
+TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq);
+
+// Prints the report to stdout; returns 0, or 1 when the options are invalid (the message goes to stderr).
+int run_train_bench(const TrainBenchOptions& options);
+
+}  // namespace qtune::bench

@@ -1,0 +1,172 @@
+// `qtune eval`: perplexity of a text corpus, or multiple-choice accuracy on a hellaswag-format file, for
+// a Hugging Face model directory (models/evaluate.h).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/core.h>
+#include <qtune/qtune.h>
+#include <nlohmann/json.hpp>
+
+#include "qtune/commands.h"
+
+namespace qtune::cli {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct EvalArgs {
+  std::string model_dir;
+  std::string data;
+  std::string task = "perplexity";
+  std::string dtype = "f32";
+  int64_t seq_len = 0;
+  int64_t batch_size = 0;
+  int64_t limit = 0;
+  bool json = false;
+};
+
+double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
+
+// Progress on stderr once a run takes a while: redrawn in place on a terminal (at most a few times a
+// second), a line every 10 s otherwise (logs).
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string unit) : unit_(std::move(unit)), tty_(isatty(STDERR_FILENO) != 0) {}
+  ~ProgressLine() {
+    if (drawn_ && tty_) fmt::print(stderr, "\n");
+  }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+
+  void operator()(int64_t done, int64_t total) {
+    const double now = seconds_since(start_);
+    if (now < kQuietSeconds || now - last_ < (tty_ ? kTerminalEvery : kLogEvery)) return;
+    last_ = now;
+    drawn_ = true;
+    fmt::print(stderr, "{}[eval] {}/{} {} in {:.0f} s", tty_ ? "\r" : "", done, total, unit_, now);
+    fmt::print(stderr, "{}", tty_ ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  static constexpr double kQuietSeconds = 2.0, kTerminalEvery = 0.25, kLogEvery = 10.0;
+  std::string unit_;
+  bool tty_;
+  clock::time_point start_ = clock::now();
+  double last_ = 0.0;
+  bool drawn_ = false;
+};
+
+// name, value (as JSON, so integers stay integers), table format
+struct Metric {
+  const char* name;
+  nlohmann::json value;
+  const char* format;
+};
+
+void print_metrics(const std::vector<Metric>& metrics, bool as_json) {
+  if (as_json) {
+    nlohmann::ordered_json out;
+    for (const Metric& m : metrics) out[m.name] = m.value;
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  for (const Metric& m : metrics) {
+    const std::string value =
+        m.value.is_number_float() ? fmt::format(fmt::runtime(m.format), m.value.get<double>()) : m.value.dump();
+    fmt::print("{:<18} {}\n", m.name, value);
+  }
+}
+
+void run_hellaswag(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
+  const auto t_start = clock::now();
+  models::MultipleChoiceResult r;
+  {
+    ProgressLine progress("endings");
+    r = models::evaluate_multiple_choice(model, tokenizer, args.data, args.limit, std::ref(progress), args.batch_size);
+  }
+  print_metrics({{"examples", r.examples, ""},
+                 {"acc", r.acc, "{:.4f}"},
+                 {"acc_norm", r.acc_norm, "{:.4f}"},
+                 {"seconds", seconds_since(t_start), "{:.2f}"}},
+                args.json);
+}
+
+void run_perplexity(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
+  std::vector<std::string> documents = models::load_eval_documents(args.data);
+  if (args.limit > 0 && static_cast<int64_t>(documents.size()) > args.limit)
+    documents.resize(static_cast<size_t>(args.limit));
+  const auto t_start = clock::now();
+  models::PerplexityResult r;
+  {
+    ProgressLine progress("windows");
+    r = models::evaluate_perplexity(model, tokenizer, documents, args.seq_len, std::ref(progress), args.batch_size);
+  }
+  const double seconds = seconds_since(t_start);
+  QTUNE_CHECK(r.tokens > 0, "eval data ", args.data, " has no token to score");
+  print_metrics({{"documents", r.documents, ""},
+                 {"tokens", r.tokens, ""},
+                 {"words", r.words, ""},
+                 {"bytes", r.bytes, ""},
+                 {"log_likelihood", r.log_likelihood, "{:.4f}"},
+                 {"token_loss", r.token_loss(), "{:.4f}"},
+                 {"token_perplexity", r.token_perplexity(), "{:.4f}"},
+                 {"word_perplexity", r.word_perplexity(), "{:.4f}"},
+                 {"byte_perplexity", r.byte_perplexity(), "{:.4f}"},
+                 {"bits_per_byte", r.bits_per_byte(), "{:.4f}"},
+                 {"seconds", seconds, "{:.2f}"},
+                 {"tokens_per_second", static_cast<double>(r.tokens) / seconds, "{:.1f}"}},
+                args.json);
+}
+
+int run_eval(const EvalArgs& args) {
+  const auto t0 = clock::now();
+  const auto tokenizer = models::load_tokenizer(args.model_dir);
+  models::LoadOptions load;
+  load.dtype = dtype_from_name(args.dtype);
+  const auto model = models::load_llama(args.model_dir, load);
+  QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
+              " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
+  fmt::print(stderr, "[eval] model loaded in {:.2f} s\n", seconds_since(t0));
+  if (args.task == "hellaswag")
+    run_hellaswag(args, *model, *tokenizer);
+  else
+    run_perplexity(args, *model, *tokenizer);
+  return 0;
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app, int& status) {
+  auto* cmd = app.add_subcommand("eval", "Perplexity of a corpus, or multiple-choice accuracy (hellaswag format)");
+  auto args = std::make_shared<EvalArgs>();
+  cmd->add_option("--model", args->model_dir, "Hugging Face model directory (config.json, safetensors, tokenizer)")
+      ->required();
+  cmd->add_option("--data", args->data,
+                  "perplexity: .jsonl with a \"text\" per line, or a text file (one document); "
+                  "hellaswag: .jsonl with ctx, endings, label")
+      ->required();
+  cmd->add_option("--task", args->task, "what to measure")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"perplexity", "hellaswag"}));
+  cmd->add_option("--seq-len", args->seq_len, "perplexity window in tokens; 0 = the model's max_position_embeddings")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-size", args->batch_size, "windows per forward; 0 = as many as fit ~256 MiB of logits")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", args->limit, "score only the first N documents / examples; 0 = all")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--dtype", args->dtype, "compute dtype")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_flag("--json", args->json, "print one JSON object (keys: the metric names) instead of a table");
+  cmd->callback([args, &status] { status = run_eval(*args); });
+}
+
+}  // namespace qtune::cli
