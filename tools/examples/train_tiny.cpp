@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
 
     // A tokenizer fitted to this text, saved where a model directory keeps it.
     const std::string tokenizer_file = out_dir + "/tokenizer.model";
-    models::train_sentencepiece(text_file, tokenizer_file, {.vocab_size = 512});
+    models::train_sentencepiece(text_file, tokenizer_file, {.vocab_size = 1024});
     const auto tokenizer = models::load_sentencepiece(tokenizer_file);
 
     models::LlamaConfig config;

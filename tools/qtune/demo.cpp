@@ -1,5 +1,7 @@
 #include "qtune/demo.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include "models/hf_checkpoint.h"
 #include "models/tokenizer.h"
 #include "qtune/demo_corpus.h"
+#include "tools/recipes/progress.h"
 #include "tools/recipes/trainer.h"
 
 namespace qtune::cli {
@@ -24,20 +27,18 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Small enough to pretrain in a few minutes on 2 cores; every linear's in_features divides by 32, the
 // 8da4w group size.
 models::LlamaConfig demo_model_config(int64_t vocab_size) {
   models::LlamaConfig config;
   config.vocab_size = vocab_size;
-  config.hidden_size = 192;
-  config.intermediate_size = 512;
+  config.hidden_size = 256;
+  config.intermediate_size = 768;
   config.num_hidden_layers = 4;
-  config.num_attention_heads = 6;
-  config.num_key_value_heads = 2;
+  config.num_attention_heads = 8;
+  config.num_key_value_heads = 4;
   config.max_position_embeddings = 256;
   config.rms_norm_eps = 1e-5;
   config.tie_word_embeddings = true;
@@ -49,7 +50,7 @@ recipes::RunConfig base_run(const DemoOptions& options, const std::string& train
   run.data.train = train_file;
   run.data.eval = eval_file;
   run.data.format = "text";
-  run.data.document_separator = "%";
+  run.data.document_separator = std::string(1, '%');  // not = "%": GCC 12 -Wrestrict false positive
   run.data.seq_len = 128;
   run.data.batch_size = 16;
   run.optim.weight_decay = 0.1;
@@ -57,8 +58,20 @@ recipes::RunConfig base_run(const DemoOptions& options, const std::string& train
   run.optim.grad_clip = 1.0;
   run.train.seed = options.seed;
   run.train.eval_batches = 8;
-  run.train.log_every = 10;
+  run.train.log_every = 50;
+  run.train.eval_every = 200;
   return run;
+}
+
+// recipes::train with `qtune run`'s progress display on stderr.
+recipes::TrainResult train_with_progress(const recipes::RunConfig& run) {
+  recipes::ProgressDisplay progress(stderr, isatty(fileno(stderr)) != 0, run.train.log_every);
+  recipes::TrainHooks hooks;
+  hooks.on_step = [&](const recipes::StepMetrics& m) { progress.on_step(m); };
+  hooks.on_eval = [&](int64_t step, double eval_loss) { progress.on_eval(step, eval_loss); };
+  recipes::TrainResult result = recipes::train(run, hooks);
+  progress.finish();
+  return result;
 }
 
 struct Row {
@@ -91,6 +104,8 @@ std::string format_table(const std::vector<Row>& rows, double float_ppl) {
 }  // namespace
 
 int run_demo(const DemoOptions& options) {
+  // Line-buffered even into a pipe or log, so the stage lines stay in order with the progress on stderr.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const auto start = Clock::now();
   const fs::path out = options.out_dir;
   fs::create_directories(out / "corpus");
@@ -101,8 +116,8 @@ int run_demo(const DemoOptions& options) {
   const std::string heldout_file = (out / "corpus" / "heldout.txt").string();
   write_documents(train_file, corpus.train);
   write_documents(heldout_file, corpus.heldout);
-  fmt::print("qtune demo: {} fortunes from {} files in {} ({} held out{})\n", corpus.train.size() + corpus.heldout.size(),
-             corpus.files, options.corpus_dir, corpus.heldout.size(),
+  fmt::print("qtune demo: {} fortunes from {} files in {} ({} held out{})\n",
+             corpus.train.size() + corpus.heldout.size(), corpus.files, options.corpus_dir, corpus.heldout.size(),
              corpus.skipped ? fmt::format(", {} skipped: not UTF-8", corpus.skipped) : "");
 
   // 2. Tokenizer.
@@ -118,14 +133,14 @@ int run_demo(const DemoOptions& options) {
   recipes::RunConfig pretrain = base_run(options, train_file, heldout_file);
   pretrain.model.config = demo_model_config(tokenizer->vocab_size());
   pretrain.model.tokenizer = tokenizer_file;
-  pretrain.optim.lr = 3e-3;
-  pretrain.schedule = {.name = "cosine", .warmup_steps = options.pretrain_steps / 10, .min_lr = 3e-4};
+  pretrain.optim.lr = 2e-3;
+  pretrain.schedule = {.name = "cosine", .warmup_steps = options.pretrain_steps / 10, .min_lr = 2e-4};
   pretrain.train.steps = options.pretrain_steps;
   pretrain.output_dir = (out / "pretrain").string();
   fmt::print("[2/3] pretraining a {:.2f} M parameter Llama for {} steps -> {}\n",
              static_cast<double>(pretrain.model.config->num_parameters()) / 1e6, options.pretrain_steps,
              pretrain.output_dir);
-  const recipes::TrainResult pretrained = recipes::train(pretrain);
+  const recipes::TrainResult pretrained = train_with_progress(pretrain);
   fmt::print("      done in {:.0f} s: loss {:.3f}, held-out loss {:.3f}\n", seconds_since(phase), pretrained.final_loss,
              pretrained.final_eval_loss);
 
@@ -133,13 +148,13 @@ int run_demo(const DemoOptions& options) {
   phase = Clock::now();
   recipes::RunConfig finetune = base_run(options, train_file, heldout_file);
   finetune.model.path = pretrained.final_dir;
-  finetune.optim.lr = 5e-4;
-  finetune.schedule = {.name = "cosine", .warmup_steps = 0, .min_lr = 5e-5};
+  finetune.optim.lr = 3e-4;
+  finetune.schedule = {.name = "cosine", .warmup_steps = 0, .min_lr = 3e-5};
   finetune.train.steps = options.finetune_steps;
   finetune.output_dir = (out / "finetune_plain").string();
   fmt::print("[3/3] fine-tuning the pretrained model for {} steps -> {}\n", options.finetune_steps,
              finetune.output_dir);
-  const recipes::TrainResult finetuned = recipes::train(finetune);
+  const recipes::TrainResult finetuned = train_with_progress(finetune);
   fmt::print("      done in {:.0f} s: loss {:.3f}, held-out loss {:.3f}\n", seconds_since(phase), finetuned.final_loss,
              finetuned.final_eval_loss);
 
@@ -156,16 +171,17 @@ int run_demo(const DemoOptions& options) {
                             {"train_fortunes", corpus.train.size()},
                             {"seconds", seconds_since(start)}};
   for (const auto& row : rows) {
-    results["rows"].push_back({{"model", row.name},
-                               {"word_perplexity", std::isnan(row.word_perplexity)
-                                                       ? nlohmann::json(nullptr)
-                                                       : nlohmann::json(row.word_perplexity)}});
+    results["rows"].push_back(
+        {{"model", row.name},
+         {"word_perplexity",
+          std::isnan(row.word_perplexity) ? nlohmann::json(nullptr) : nlohmann::json(row.word_perplexity)}});
   }
   io::write_file_atomic((out / "results.json").string(), results.dump(2) + "\n");
   io::write_file_atomic((out / "results.md").string(), table);
-  fmt::print("\n{}\nTotal {:.0f} s. Everything is under {}/ (results.md, results.json, metrics in */metrics.jsonl;\n"
-             "try `qtune generate --model {} --prompt \"The\"`).\n",
-             table, seconds_since(start), out.string(), finetuned.final_dir);
+  fmt::print(
+      "\n{}\nTotal {:.0f} s. Everything is under {}/ (results.md, results.json, metrics in */metrics.jsonl;\n"
+      "try `qtune generate --model {} --prompt \"The\"`).\n",
+      table, seconds_since(start), out.string(), finetuned.final_dir);
   return 0;
 }
 

@@ -17,9 +17,9 @@ struct DemoOptions {
   std::string corpus_dir = "/usr/share/games/fortunes";
   std::string out_dir = "qtune-demo";
   uint64_t seed = 1;
-  int64_t vocab_size = 2048;
-  int64_t pretrain_steps = 600;
-  int64_t finetune_steps = 150;
+  int64_t vocab_size = 4096;
+  int64_t pretrain_steps = 1200;  // of 16 x 128 tokens: about 3 epochs of the corpus
+  int64_t finetune_steps = 300;
   double heldout_fraction = 0.05;
 };
 
