@@ -14,6 +14,7 @@
 
 #include "engine/check.h"
 #include "models/tokenizer.h"
+#include "tests/scratch_files.h"
 #include "tests/tokenizer_goldens.h"
 
 namespace fs = std::filesystem;
@@ -29,44 +30,6 @@ const nlohmann::json& goldens() {
 }
 
 std::string golden_file(const std::string& name) { return kTokenizerGoldenDir + name; }
-
-// A fresh scratch directory per test case, removed afterwards.
-struct ScratchDir {
-  fs::path path;
-  explicit ScratchDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("qtune_test_tokenizer_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The message of the qtune::Error that `fn` throws ("" when it throws nothing).
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool all_byte_pieces(const Tokenizer& tok, const std::vector<int32_t>& ids) {
   for (const int32_t id : ids) {
@@ -134,7 +97,7 @@ TEST_CASE("byte-level BPE refuses text that is not UTF-8, naming the file") {
 
 TEST_CASE("byte-level BPE encodes a megabyte of text quickly") {
   const auto tok = load_bpe_json(golden_file("llama3_style.json"));
-  const std::string base = read_text(golden_file("train.txt"));
+  const std::string base = read_bytes(golden_file("train.txt"));
   std::string text;
   // Numbered lines keep the text from being one cached word stream repeated.
   for (int i = 0; text.size() < (1u << 20); ++i) text += std::to_string(i * 7919) + " " + base;
@@ -176,7 +139,7 @@ TEST_CASE("load_tokenizer: a directory prefers tokenizer.json, else tokenizer.mo
   CHECK(load_tokenizer(dir.path.string())->kind() == "bpe");
   // A tokenizer.json this reader does not handle (Llama 2 ships one converted from its .model) yields
   // to the SentencePiece original.
-  write_text(dir.file("tokenizer.json"), R"({"model": {"type": "Unigram", "vocab": []}})");
+  write_bytes(dir.file("tokenizer.json"), R"({"model": {"type": "Unigram", "vocab": []}})");
   CHECK(load_tokenizer(dir.path.string())->kind() == "sentencepiece");
   fs::remove(dir.file("tokenizer.model"));
   CHECK(error_of([&] { load_tokenizer(dir.path.string()); }).find("model.type") != std::string::npos);
@@ -200,10 +163,10 @@ TEST_CASE("missing and malformed tokenizer files are errors naming the file") {
   CHECK(error_of([] { load_bpe_json("/nonexistent/tokenizer.json"); }).find("/nonexistent/tokenizer.json") !=
         std::string::npos);
 
-  write_text(dir.file("garbage.model"), "this is not a protobuf \x01\x02\x03\xff\xfe");
+  write_bytes(dir.file("garbage.model"), "this is not a protobuf \x01\x02\x03\xff\xfe");
   CHECK(error_of([&] { load_sentencepiece(dir.file("garbage.model")); }).find("garbage.model") != std::string::npos);
 
-  write_text(dir.file("broken.json"), "{\"model\": {\"type\": \"BPE\", ");
+  write_bytes(dir.file("broken.json"), "{\"model\": {\"type\": \"BPE\", ");
   const std::string broken = error_of([&] { load_bpe_json(dir.file("broken.json")); });
   CHECK(broken.find("broken.json") != std::string::npos);
   CHECK(broken.find("not valid JSON") != std::string::npos);
@@ -214,7 +177,7 @@ TEST_CASE("missing and malformed tokenizer files are errors naming the file") {
     nlohmann::json spec = good;
     edit(spec);
     const std::string path = dir.file("edited.json");
-    write_text(path, spec.dump());
+    write_bytes(path, spec.dump());
     const std::string message = error_of([&] { load_bpe_json(path); });
     CAPTURE(message);
     CHECK(message.find(path) != std::string::npos);
@@ -243,7 +206,7 @@ TEST_CASE("train_sentencepiece: deterministic, loadable, round-trips text") {
   options.vocab_size = 1000;
   train_sentencepiece(input, dir.file("a.model"), options);
   train_sentencepiece(input, dir.file("b.model"), options);
-  CHECK(read_text(dir.file("a.model")) == read_text(dir.file("b.model")));
+  CHECK(read_bytes(dir.file("a.model")) == read_bytes(dir.file("b.model")));
   // Only the model itself is left behind: no .vocab file, no temporary.
   CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator{}) == 2);
 

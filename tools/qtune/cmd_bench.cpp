@@ -98,18 +98,12 @@ void add_train(CLI::App& bench, int& status) {
 }  // namespace
 
 void add_bench_command(CLI::App& app, int& status) {
-  auto* bench = app.add_subcommand("bench", "Kernel microbenchmarks");
 #ifdef QTUNE_HAVE_BENCH
-  bench->require_subcommand(0, 1);  // see main.cpp: lets CLI11 name a mistyped benchmark
+  CLI::App* bench = add_command_group(app, "bench", "Kernel and training benchmarks", status);
   add_gemm(*bench, status);
   add_train(*bench, status);
-  bench->callback([bench, &status] {
-    if (bench->get_subcommands().empty()) {
-      fmt::print(stderr, "qtune bench: name a benchmark\n{}", bench->help());
-      status = 2;
-    }
-  });
 #else
+  auto* bench = app.add_subcommand("bench", "Kernel and training benchmarks");
   bench->callback([&status] {
     fmt::print(stderr, "qtune: this build has no benchmarks (tools/bench/ was not part of it)\n");
     status = 1;

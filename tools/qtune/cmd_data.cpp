@@ -114,15 +114,7 @@ void add_prepare(CLI::App& group, int& status) {
 }  // namespace
 
 void add_data_command(CLI::App& app, int& status) {
-  auto* group = app.add_subcommand("data", "Prepare training data");
-  group->require_subcommand(0, 1);  // see main.cpp: lets CLI11 name a mistyped subcommand
-  add_prepare(*group, status);
-  group->callback([group, &status] {
-    if (group->get_subcommands().empty()) {
-      fmt::print(stderr, "qtune data: name a subcommand (prepare)\n{}", group->help());
-      status = 2;
-    }
-  });
+  add_prepare(*add_command_group(app, "data", "Prepare training data", status), status);
 }
 
 }  // namespace qtune::cli

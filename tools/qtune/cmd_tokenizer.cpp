@@ -108,17 +108,10 @@ void add_decode(CLI::App& group, int& status) {
 }  // namespace
 
 void add_tokenizer_command(CLI::App& app, int& status) {
-  auto* group = app.add_subcommand("tokenizer", "Train tokenizers; encode and decode text");
-  group->require_subcommand(0, 1);  // see main.cpp: lets CLI11 name a mistyped subcommand
+  CLI::App* group = add_command_group(app, "tokenizer", "Train tokenizers; encode and decode text", status);
   add_train(*group, status);
   add_encode(*group, status);
   add_decode(*group, status);
-  group->callback([group, &status] {
-    if (group->get_subcommands().empty()) {
-      fmt::print(stderr, "qtune tokenizer: name a subcommand (train, encode, decode)\n{}", group->help());
-      status = 2;
-    }
-  });
 }
 
 }  // namespace qtune::cli

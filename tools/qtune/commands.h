@@ -3,9 +3,15 @@
 // that attaches a subcommand to the app; main.cpp calls them all. A subcommand's callback stores its
 // exit status in `status`, so commands report failure by value and main stays the one place that
 // turns exceptions into messages.
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace qtune::cli {
+
+// A command that only groups subcommands (`qtune data prepare`): without one it prints the group's help,
+// naming its subcommands, and sets status 2.
+CLI::App* add_command_group(CLI::App& app, const std::string& name, const std::string& description, int& status);
 
 void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
