@@ -68,21 +68,9 @@ std::vector<std::string> check_tensors(const io::CheckpointFiles& files, const S
   return problems;
 }
 
-}  // namespace
-
-std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
-  const LlamaConfig config = load_llama_config(dir);
-  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
-  LlamaOptions model_options;
-  model_options.dtype = options.dtype.value_or(DType::f32);
-  model_options.device = options.device;
-  std::shared_ptr<Llama> model;
-  {
-    SkipInitGuard no_random_init;  // every parameter is read from the files below
-    model = std::make_shared<Llama>(config, model_options);
-  }
-  const StateDict expected = model->state_dict();
-  const std::vector<std::string> problems = check_tensors(files, expected, config);
+void fill_weights(Llama& model, const io::CheckpointFiles& files, const std::string& dir) {
+  const StateDict expected = model.state_dict();
+  const std::vector<std::string> problems = check_tensors(files, expected, model.config());
   if (!problems.empty()) {
     std::ostringstream out;
     out << dir << ": the weights do not match config.json:";
@@ -92,7 +80,28 @@ std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& opt
   NoGradGuard no_grad;
   // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening).
   for (const auto& [name, param] : expected) param.copy_(files.tensor(name));
+}
+
+}  // namespace
+
+std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
+  const LlamaConfig config = load_llama_config(dir);
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+  LlamaOptions model_options;
+  model_options.dtype = options.dtype.value_or(DType::f32);
+  model_options.device = options.device;
+  model_options.activation_checkpointing = options.activation_checkpointing;
+  std::shared_ptr<Llama> model;
+  {
+    SkipInitGuard no_random_init;  // every parameter is read from the files below
+    model = std::make_shared<Llama>(config, model_options);
+  }
+  fill_weights(*model, files, dir);
   return model;
+}
+
+void load_llama_weights(Llama& model, const std::string& dir) {
+  fill_weights(model, io::CheckpointFiles::open(dir), dir);
 }
 
 void save_llama(Llama& model, const std::string& dir, const SaveOptions& options) {

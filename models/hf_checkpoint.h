@@ -12,12 +12,18 @@ namespace qtune::models {
 struct LoadOptions {
   std::optional<DType> dtype{};  // compute dtype; default: f32 (checkpoints in bf16/f16 are converted)
   Device device = Device::cpu();
+  bool activation_checkpointing = false;  // LlamaOptions::activation_checkpointing, for training
 };
 
 // Reads config.json, builds the model and fills every parameter from the safetensors files, converting
 // the file dtype (bf16/f16/f32) to the compute dtype. A missing, unexpected or mis-shaped tensor fails
 // naming it (and the file). Tied checkpoints may or may not hold lm_head.weight.
 std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options = {});
+
+// Fills every parameter of an existing `model` from the safetensors files in `dir`, with load_llama's
+// checks and dtype conversion: for a model built with other LlamaOptions (a seed for later randomness)
+// or a training checkpoint being restored into a live model.
+void load_llama_weights(Llama& model, const std::string& dir);
 
 struct SaveOptions {
   std::optional<DType> dtype{};  // file dtype; default: the model's dtype

@@ -94,6 +94,29 @@ TEST_CASE("load_llama: parameters hold the file's tensors") {
   }
 }
 
+TEST_CASE("load_llama_weights fills a live model as load_llama does, with the same checks") {
+  for (const std::string variant : testing::kLlamaVariants) {
+    CAPTURE(variant);
+    const std::string dir = testing::llama_golden_dir(variant);
+    auto loaded = load_llama(dir, {.activation_checkpointing = true});
+    CHECK(loaded->options().activation_checkpointing);
+    Llama live(load_llama_config(dir), {.seed = 7});  // random weights, all to be overwritten
+    load_llama_weights(live, dir);
+    check_same_parameters(live, *loaded);
+  }
+  // A model of another shape is refused, naming the tensor and both shapes.
+  LlamaConfig other = load_llama_config(testing::llama_golden_dir("tied_gqa_llama3"));
+  other.intermediate_size += 8;
+  Llama wrong(other);
+  std::string message;
+  try {
+    load_llama_weights(wrong, testing::llama_golden_dir("tied_gqa_llama3"));
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  check_contains(message, {"model.layers.0.mlp.gate_proj.weight", "model.safetensors"});
+}
+
 TEST_CASE("load -> save -> load reproduces every tensor bit for bit") {
   for (const std::string variant : {"tied_gqa_llama3", "untied_gqa_headdim"}) {
     for (DType dtype : {DType::f32, DType::bf16}) {

@@ -1,7 +1,9 @@
 // `qtune eval`: perplexity of a text corpus, or multiple-choice accuracy on a hellaswag-format file, for
 // a Hugging Face model directory (models/evaluate.h).
 #include <unistd.h>
+#include <algorithm>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -104,7 +106,11 @@ void run_perplexity(const EvalArgs& args, models::Llama& model, const models::To
   models::PerplexityResult r;
   {
     ProgressLine progress("windows");
-    r = models::evaluate_perplexity(model, tokenizer, documents, args.seq_len, std::ref(progress), args.batch_size);
+    // A Llama 3 context (131072) as one window would need gigabytes of logits per row: default to at
+    // most 4096 tokens, which scores every token all the same.
+    const int64_t window =
+        args.seq_len > 0 ? args.seq_len : std::min<int64_t>(model.config().max_position_embeddings, 4096);
+    r = models::evaluate_perplexity(model, tokenizer, documents, window, std::ref(progress), args.batch_size);
   }
   const double seconds = seconds_since(t_start);
   QTUNE_CHECK(r.tokens > 0, "eval data ", args.data, " has no token to score");
@@ -153,7 +159,8 @@ void add_eval_command(CLI::App& app, int& status) {
   cmd->add_option("--task", args->task, "what to measure")
       ->capture_default_str()
       ->check(CLI::IsMember({"perplexity", "hellaswag"}));
-  cmd->add_option("--seq-len", args->seq_len, "perplexity window in tokens; 0 = the model's max_position_embeddings")
+  cmd->add_option("--seq-len", args->seq_len,
+                  "perplexity window in tokens; 0 = the model's max_position_embeddings, at most 4096")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", args->batch_size, "windows per forward; 0 = as many as fit ~256 MiB of logits")

@@ -16,7 +16,6 @@
 
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
-#include "engine/io/checkpoint_files.h"
 #include "engine/io/safetensors.h"
 #include "models/hf_checkpoint.h"
 
@@ -215,17 +214,6 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
   // Views of the mapping (which they keep alive): Optimizer::load_state copies them onto the parameters' devices.
   for (const io::TensorEntry& e : file.entries()) out.tensors[e.name] = file.tensor(e.name);
   return out;
-}
-
-void load_weights(models::Llama& model, const std::string& dir) {
-  const auto files = io::CheckpointFiles::open(dir);
-  StateDict state;
-  for (const std::string& name : files.names()) {
-    // transformers may store a tied head anyway; it is the embedding.
-    if (model.config().tie_word_embeddings && name == "lm_head.weight") continue;
-    state[name] = files.tensor(name);
-  }
-  model.load_state_dict(state);
 }
 
 void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir) {

@@ -44,10 +44,6 @@ TrainerState read_trainer_state(const std::string& checkpoint_dir);
 // optimizer.safetensors + the scalars of `state`, for Optimizer::load_state.
 optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state);
 
-// Copies every weight of an HF model directory into `model` (converting to the model's dtype). Strict:
-// a missing, extra or mis-shaped tensor fails naming it.
-void load_weights(models::Llama& model, const std::string& dir);
-
 // Writes `dir` as an HF model directory (weights in the model's dtype, tokenizer files) atomically:
 // built under a temporary name beside it, then swapped in.
 void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir);

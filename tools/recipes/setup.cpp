@@ -5,6 +5,7 @@
 
 #include "engine/check.h"
 #include "engine/module.h"
+#include "models/hf_checkpoint.h"
 #include "models/instruction_data.h"
 #include "models/text_corpus.h"
 #include "models/token_shards.h"
@@ -58,7 +59,7 @@ models::LlamaOptions model_options(const RunConfig& config) {
 
 std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config) {
   const models::LlamaConfig model_config = models::load_llama_config(dir);
-  SkipInitGuard no_init;  // load_weights fills every parameter next
+  SkipInitGuard no_init;  // models::load_llama_weights fills every parameter next
   return std::make_shared<models::Llama>(model_config, model_options(config));
 }
 
@@ -67,7 +68,7 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
               " not found (a Hugging Face model directory: config.json + safetensors)");
   auto model = model_skeleton(config.model.path, config);
-  load_weights(*model, config.model.path);
+  models::load_llama_weights(*model, config.model.path);
   return model;
 }
 

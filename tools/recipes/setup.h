@@ -19,7 +19,7 @@ std::string tokenizer_source(const RunConfig& config);
 // Llama options of the run: model.dtype, device, train.seed, train.activation_checkpointing.
 models::LlamaOptions model_options(const RunConfig& config);
 // An untrained model with the config.json of `dir` (an HF model directory or a checkpoint), its
-// parameters left uninitialized for load_weights.
+// parameters left uninitialized for models::load_llama_weights.
 std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config);
 // The model a fresh run starts from: model.config initialized from train.seed, or model.path's weights.
 std::shared_ptr<models::Llama> initial_model(const RunConfig& config);

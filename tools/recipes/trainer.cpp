@@ -13,6 +13,7 @@
 #include "engine/io/atomic_file.h"
 #include "engine/module.h"
 #include "engine/rng.h"
+#include "models/hf_checkpoint.h"
 #include "models/tokenizer.h"
 #include "ops/elementwise.h"
 #include "optim/clip_grad.h"
@@ -126,7 +127,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
               " tokens but the model only ", vocab_size, " embeddings: do they belong together?");
   if (hooks.prepare_model) hooks.prepare_model(*model);
-  if (checkpoint) load_weights(*model, *checkpoint);
+  if (checkpoint) models::load_llama_weights(*model, *checkpoint);
 
   models::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
   std::optional<models::DataLoader> eval_loader;
