@@ -1,5 +1,7 @@
 #include "engine/backend.h"
 
+#include <vector>
+
 #include "engine/check.h"
 
 namespace qtune {
@@ -56,6 +58,9 @@ void Backend::sgd_step(const Tensor&, const Tensor&, const Tensor&, double, doub
   unsupported("sgd_step");
 }
 void Backend::squared_norm(const Tensor&, const Tensor&) { unsupported("squared_norm"); }
+// Float8
+void Backend::fp8_scale(const Tensor&, double, bool, const Tensor&) { unsupported("fp8_scale"); }
+void Backend::fp8_quantize(const Tensor&, const Tensor&, const Tensor&) { unsupported("fp8_quantize"); }
 void Backend::fill_uniform(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_uniform"); }
 void Backend::fill_normal(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_normal"); }
 void Backend::dropout(const Tensor&, double, uint64_t, uint64_t, const Tensor&) { unsupported("dropout"); }
@@ -79,6 +84,30 @@ void Backend::check_update_args(std::string_view kernel, const Tensor& param, co
                 dtype_name(s->dtype()), " ", shape_str(s->shape()), " does not match the parameter (expected f32 ",
                 shape_str(param.shape()), ")");
     check_tensor(*s, "optimizer state");
+  }
+}
+
+// Float8
+void Backend::check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const {
+  const DType dt = x.dtype();
+  QTUNE_CHECK(dt == DType::f64 || dt == DType::f32 || dt == DType::bf16 || dt == DType::f16, kernel, ": input dtype ",
+              dtype_name(dt), " is not supported (expected f64, f32, bf16 or f16)");
+  QTUNE_CHECK(x.dim() == 2, kernel, ": input must be [rows, cols], got ", shape_str(x.shape()));
+  const int64_t rows = x.size(0), cols = x.size(1);
+  QTUNE_CHECK(scale.dtype() == DType::f32 && scale.dim() == 2 && (scale.size(0) == rows || scale.size(0) == 1) &&
+                  (scale.size(1) == cols || scale.size(1) == 1) && (scale.size(0) == 1 || scale.size(1) == 1),
+              kernel, ": scale ", dtype_name(scale.dtype()), " ", shape_str(scale.shape()), " does not fit input ",
+              shape_str(x.shape()), " (expected f32 [", rows, ", 1], [1, ", cols, "] or [1, 1])");
+  std::vector<const Tensor*> all{&x, &scale};
+  if (codes.defined()) {
+    QTUNE_CHECK((codes.dtype() == DType::f8_e4m3 || codes.dtype() == DType::f8_e5m2) && codes.shape() == x.shape(),
+                kernel, ": codes ", dtype_name(codes.dtype()), " ", shape_str(codes.shape()),
+                " must be f8_e4m3 or f8_e5m2 of the input's shape ", shape_str(x.shape()));
+    all.push_back(&codes);
+  }
+  for (const Tensor* t : all) {
+    QTUNE_CHECK(t->device() == device(), kernel, ": operand is on ", t->device().str(), ", expected ", device().str());
+    QTUNE_CHECK(t->is_contiguous(), kernel, ": operand ", shape_str(t->shape()), " must be contiguous");
   }
 }
 

@@ -120,6 +120,14 @@ class Backend {
   // the size alone, never on the thread count: gradient clipping stays reproducible.
   virtual void squared_norm(const Tensor& x, const Tensor& out);
 
+  // ---- float8 (NUMERICS.md §3) ---------------------------------------------------------------- // Float8
+  // x: [R, C] floating; scale: f32 [R, 1] (one per row), [1, C] (one per column) or [1, 1] (one per
+  // tensor), each numerics::fp8_scale_of(max |x| over its group, fp8_max, pow2).
+  virtual void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale);
+  // x: [R, C] floating; scale: as fp8_scale's; codes: [R, C] f8_e4m3 or f8_e5m2 = fp8(x * scale), the
+  // product in f32 (f64 for f64 x), saturated to the format's max.
+  virtual void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes);
+
   // ---- randomness (Philox, engine/numerics/philox.h) -------------------------------------------------
   virtual void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high);
   virtual void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std);
@@ -133,6 +141,9 @@ class Backend {
   // a reduced or single precision param, grad like param, f32 state (undefined entries are skipped).
   void check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
                          std::initializer_list<const Tensor*> state) const;
+  // Float8: x [R, C] floating and contiguous on this device; scale f32 [R, 1], [1, C] or [1, 1]
+  // (contiguous); codes (when defined) [R, C] f8_e4m3 or f8_e5m2 (contiguous).
+  void check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

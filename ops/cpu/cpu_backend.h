@@ -54,6 +54,10 @@ class CpuBackend final : public Backend {
                 double dampening, bool nesterov, double weight_decay, bool first_step) override;
   void squared_norm(const Tensor& x, const Tensor& out) override;
 
+  // Float8
+  void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) override;
+  void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes) override;
+
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;

@@ -1,0 +1,32 @@
+#pragma once
+// The float8 training pass (NUMERICS.md §3): swap the model's linears for Float8Linear.
+#include <string_view>
+
+#include "engine/module.h"
+#include "quant/float8_linear.h"
+
+namespace qtune::quant {
+
+struct Float8LinearConfig {
+  Float8Recipe recipe = Float8Recipe::tensorwise;
+  bool pow2_scales = false;  // round every scale down to a power of two
+
+  // The recipe with its table's scale rounding: power-of-two scales for the rowwise recipes.
+  static Float8LinearConfig from_recipe(Float8Recipe recipe);
+};
+
+// "tensorwise" | "rowwise" | "rowwise_with_gw_hp"; anything else throws listing the valid names.
+Float8Recipe parse_float8_recipe(std::string_view name);
+std::string_view float8_recipe_name(Float8Recipe recipe);
+
+// Why the default pass leaves a linear in high precision, or "" when it converts it: the output head
+// (`lm_head`) and linears whose in or out features are not a multiple of 16 (fp8 GEMMs need 16-aligned
+// dims).
+std::string_view float8_exclusion(const Module& linear, std::string_view fqn);
+
+// Replaces every nn::Linear below `root` that `filter` selects by a Float8Linear sharing its tensors.
+// A null filter selects every linear the default exclusions allow; a filter that selects an excluded
+// linear is an error naming the layer and the rule. Returns how many linears were converted.
+int64_t convert_to_float8(Module& root, const Float8LinearConfig& config, const ModuleFilter& filter = nullptr);
+
+}  // namespace qtune::quant

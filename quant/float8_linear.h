@@ -1,0 +1,61 @@
+#pragma once
+// Float8 training of a linear layer (NUMERICS.md §3, torchao's Float8Linear): the three GEMMs of
+// y = x W^T + b run on operands cast through fp8 with dynamic scales, per the recipe's table. Without
+// fp8 GEMM hardware (the CPU) each GEMM is emulated: both operands are quantized and dequantized, then
+// multiplied in f32 -- the same function an fp8 GEMM with f32 accumulation computes.
+#include <cstdint>
+#include <optional>
+
+#include "engine/module.h"
+#include "quant/float8_scaling.h"
+
+namespace qtune::nn {
+class Linear;
+}
+
+namespace qtune::quant {
+
+enum class Float8Recipe : uint8_t { tensorwise, rowwise, rowwise_with_gw_hp };
+
+// The casts of the two operands of one GEMM; nullopt is high precision (the compute dtype, no fp8).
+struct Float8GemmCasts {
+  std::optional<Fp8Cast> a, b;
+};
+
+// NUMERICS.md §3's table, row by row.
+struct Float8RecipeCasts {
+  Float8GemmCasts output;       // y = x W^T:  a = x [N, in], b = W [out, in]
+  Float8GemmCasts grad_input;   // dx = dy W:  a = dy [N, out], b = W [out, in]
+  Float8GemmCasts grad_weight;  // dW = dy^T x: a = dy [N, out], b = x [N, in]
+};
+const Float8RecipeCasts& float8_recipe_casts(Float8Recipe recipe);
+
+// x: [..., in], weight: [out, in], bias: [out] or undefined -> [..., out] in x's dtype. Differentiable
+// in x, weight and bias; the bias is added in the compute dtype.
+Tensor float8_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Float8Recipe recipe, bool pow2_scales);
+
+// Takes over an nn::Linear's weight and bias tensors (the same tensors, so optimizer state and
+// checkpoint names carry over) and runs its forward through float8_linear.
+class Float8Linear : public Module {
+ public:
+  Float8Linear(nn::Linear& source, Float8Recipe recipe, bool pow2_scales);
+
+  // x: [..., in] -> [..., out]
+  Tensor forward(const Tensor& x) override;
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  Float8Recipe recipe() const { return recipe_; }
+  bool pow2_scales() const { return pow2_scales_; }
+  Tensor& weight() { return weight_; }
+  Tensor& bias() { return bias_; }  // undefined without bias
+
+ private:
+  int64_t in_features_, out_features_;
+  Float8Recipe recipe_;
+  bool pow2_scales_;
+  Tensor weight_;  // [out, in]
+  Tensor bias_;    // [out]
+};
+
+}  // namespace qtune::quant
