@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "engine/backend.h"
+#include "quant/float8_linear.h"  // Float8
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -431,6 +432,58 @@ TEST_CASE("squared_norm matches the CPU and is deterministic") {
       QTUNE_CHECK_CLOSE(og, oc, t == DType::f64 ? 1e-12 : 1e-6, 0.0);
       CHECK_SAME_BYTES(og2, og);
     }
+  }
+}
+
+// Float8
+TEST_CASE("fp8_scale and fp8_quantize match the CPU to the bit: every group, format, dtype and pow2") {
+  // With the specials (a NaN or infinity makes its group's scale NaN or 0 on both sides) and without.
+  std::vector<float> finite_values = tricky_f32(37 * 300, 81).to_vector<float>();
+  for (float& v : finite_values) v = std::isfinite(v) ? v : 3.0f;
+  for (const Tensor& x32 : {tricky_f32(37 * 300, 81), Tensor::from_vector(finite_values, {37 * 300})}) {
+    for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+      const Tensor x = x32.view({37, 300}).to(t);
+      for (const Shape& group : {Shape{1, 1}, Shape{37, 1}, Shape{1, 300}}) {
+        for (bool pow2 : {false, true}) {
+          for (DType fp8 : {DType::f8_e4m3, DType::f8_e5m2}) {
+            CAPTURE(dtype_name(t));
+            CAPTURE(shape_str(group));
+            CAPTURE(pow2);
+            CAPTURE(dtype_name(fp8));
+            const double max = fp8 == DType::f8_e4m3 ? 448.0 : 57344.0;
+            const Tensor sc = Tensor::empty(group, DType::f32), sg = Tensor::empty(group, DType::f32, kGpu);
+            cpu().fp8_scale(x, max, pow2, sc);
+            gpu().fp8_scale(x.to(kGpu), max, pow2, sg);
+            check_same_values(sg, sc);
+            // Quantize with the CPU's scales on both sides, so a scale mismatch cannot hide in the codes.
+            const Tensor cc = Tensor::empty(x.shape(), fp8), cg = Tensor::empty(x.shape(), fp8, kGpu);
+            cpu().fp8_quantize(x, sc, cc);
+            gpu().fp8_quantize(x.to(kGpu), sc.to(kGpu), cg);
+            CHECK_SAME_BYTES(cg, cc);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("float8_linear on the GPU matches the CPU emulation for every recipe") {
+  for (auto recipe :
+       {quant::Float8Recipe::tensorwise, quant::Float8Recipe::rowwise, quant::Float8Recipe::rowwise_with_gw_hp}) {
+    CAPTURE(static_cast<int>(recipe));
+    const Tensor x = random_f64({64, 32}, 82).to(DType::f32), w = random_f64({48, 32}, 83).to(DType::f32);
+    const Tensor dy = random_f64({64, 48}, 84).to(DType::f32);
+    std::vector<Tensor> results[2];
+    for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+      Tensor xi = on_gpu ? x.to(kGpu) : x.clone(), wi = on_gpu ? w.to(kGpu) : w.clone();
+      xi.requires_grad_(true);
+      wi.requires_grad_(true);
+      const Tensor y = quant::float8_linear(xi, wi, Tensor(), recipe, recipe != quant::Float8Recipe::tensorwise);
+      y.backward(on_gpu ? dy.to(kGpu) : dy);
+      results[on_gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), wi.grad().to(Device::cpu())};
+    }
+    // The same fp8 operands; only the GEMMs' f32 summation order differs.
+    for (size_t i = 0; i < 3; ++i) QTUNE_CHECK_CLOSE(results[1][i], results[0][i], 1e-5, 1e-5);
   }
 }
 

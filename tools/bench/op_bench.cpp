@@ -10,6 +10,7 @@
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
+#include "quant/float8_linear.h"
 
 using namespace qtune;
 
@@ -97,6 +98,24 @@ void BM_linear_forward_backward(benchmark::State& s) {
   flop_rate(s, 6.0 * kTokens * kHidden * kMlp);  // forward + grad_x + grad_w
 }
 BENCHMARK(BM_linear_forward_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Float8: the same linear through quant::float8_linear, one recipe per argument (0 tensorwise, 1 rowwise,
+// 2 rowwise_with_gw_hp). On CPU the fp8 GEMMs are emulated (quantize, dequantize, f32 GEMM): the figure
+// is the emulation's overhead over BM_linear_forward_backward, not an fp8 speedup.
+void BM_float8_linear_forward_backward(benchmark::State& s) {
+  const auto recipe = static_cast<quant::Float8Recipe>(s.range(0));
+  const bool pow2 = recipe != quant::Float8Recipe::tensorwise;
+  Tensor x = uniform({kTokens, kHidden}, 8).requires_grad_();
+  Tensor w = uniform({kMlp, kHidden}, 9, DType::f32, -0.02, 0.02).requires_grad_();
+  Tensor gy = uniform({kTokens, kMlp}, 10);
+  for (auto _ : s) {
+    x.zero_grad(), w.zero_grad();
+    quant::float8_linear(x, w, Tensor(), recipe, pow2).backward(gy);
+    benchmark::DoNotOptimize(w.grad());
+  }
+  flop_rate(s, 6.0 * kTokens * kHidden * kMlp);
+}
+BENCHMARK(BM_float8_linear_forward_backward)->DenseRange(0, 2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_rmsnorm_forward(benchmark::State& s) {
   Tensor x = uniform({kTokens, kHidden}, 11), w = uniform({kHidden}, 12), y = Tensor::empty({kTokens, kHidden});
