@@ -82,6 +82,48 @@ void Backend::check_update_args(std::string_view kernel, const Tensor& param, co
   }
 }
 
+// QAT
+void Backend::fake_quantize(const Tensor&, const numerics::FakeQuantSpec&, const Tensor&, const Tensor&) {
+  unsupported("fake_quantize");
+}
+void Backend::fake_quantize_backward(const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("fake_quantize_backward");
+}
+
+int64_t Backend::check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                                          const Tensor& mask) const {
+  QTUNE_CHECK(x.dim() == 2, "fake_quantize: x ", shape_str(x.shape()), " must be [N, C]");
+  const int64_t cols = x.size(1);
+  const int64_t group = spec.group_size == 0 ? cols : spec.group_size;
+  QTUNE_CHECK(group > 0 && cols % group == 0, "fake_quantize: group size ", group, " must divide the last dim ", cols,
+              " of ", shape_str(x.shape()));
+  QTUNE_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype(), "fake_quantize: out ", dtype_name(out.dtype()), " ",
+              shape_str(out.shape()), " must match x ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  QTUNE_CHECK(mask.shape() == x.shape() && mask.dtype() == DType::u8, "fake_quantize: mask ", dtype_name(mask.dtype()),
+              " ", shape_str(mask.shape()), " must be u8 ", shape_str(x.shape()));
+  for (const Tensor* t : {&x, &out, &mask}) {
+    QTUNE_CHECK(t->device() == device(), "fake_quantize: a tensor is on ", t->device().str(), ", expected ",
+                device().str());
+    QTUNE_CHECK(t->is_contiguous(), "fake_quantize: tensors must be contiguous (shape ", shape_str(t->shape()), ")");
+  }
+  return group;
+}
+
+void Backend::check_fake_quantize_backward_args(const Tensor& grad_out, const Tensor& mask,
+                                                const Tensor& grad_x) const {
+  QTUNE_CHECK(mask.shape() == grad_out.shape() && mask.dtype() == DType::u8 && grad_x.shape() == grad_out.shape() &&
+                  grad_x.dtype() == grad_out.dtype(),
+              "fake_quantize_backward: grad_out ", dtype_name(grad_out.dtype()), " ", shape_str(grad_out.shape()),
+              ", mask ", dtype_name(mask.dtype()), " ", shape_str(mask.shape()), " and grad_x ",
+              dtype_name(grad_x.dtype()), " ", shape_str(grad_x.shape()), " must share a shape (mask u8)");
+  for (const Tensor* t : {&grad_out, &mask, &grad_x}) {
+    QTUNE_CHECK(t->device() == device(), "fake_quantize_backward: a tensor is on ", t->device().str(), ", expected ",
+                device().str());
+    QTUNE_CHECK(t->is_contiguous(), "fake_quantize_backward: tensors must be contiguous (shape ", shape_str(t->shape()),
+                ")");
+  }
+}
+
 Backend& backend_for(Device device) {
   if (device.is_cpu()) return detail::cpu_backend();
   Backend* cuda = detail::cuda_backend(device.index);

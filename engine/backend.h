@@ -15,6 +15,7 @@
 
 #include "engine/allocator.h"
 #include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
+#include "engine/numerics/intx_quant.h"   // FakeQuantSpec
 #include "engine/tensor.h"
 
 namespace qtune {
@@ -127,12 +128,25 @@ class Backend {
   // gradient is the backward.
   virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y);
 
+  // ---- QAT: integer fake quantization (engine/numerics/intx_quant.h, NUMERICS.md §2) -------------------
+  // x, out: [N, C] (f64, f32, bf16 or f16; out like x), quantized in groups of spec.group_size along C (0:
+  // all of C, per token); the group size must divide C. mask: [N, C] u8, 1 where the straight-through
+  // gradient passes (the code was not clamped). out may alias x.
+  virtual void fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                             const Tensor& mask);
+  // grad_x = mask ? grad_out : 0. grad_out, grad_x: [N, C] of one floating dtype; mask: [N, C] u8.
+  virtual void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x);
+
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;
   // The argument checks every backend's adamw_step / sgd_step makes: contiguous tensors on this device,
   // a reduced or single precision param, grad like param, f32 state (undefined entries are skipped).
   void check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
                          std::initializer_list<const Tensor*> state) const;
+  // QAT: the checks every backend's fake_quantize makes; returns the group size (spec's 0 resolved to C).
+  int64_t check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                                   const Tensor& mask) const;
+  void check_fake_quantize_backward_args(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

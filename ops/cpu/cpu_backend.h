@@ -57,6 +57,11 @@ class CpuBackend final : public Backend {
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
+
+  // QAT
+  void fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                     const Tensor& mask) override;
+  void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) override;
 };
 
 }  // namespace qtune::cpu
