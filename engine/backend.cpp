@@ -90,6 +90,15 @@ void Backend::fake_quantize_backward(const Tensor&, const Tensor&, const Tensor&
   unsupported("fake_quantize_backward");
 }
 
+void Backend::quantize_per_token(const Tensor&, const numerics::FakeQuantSpec&, const Tensor&, const Tensor&,
+                                 const Tensor&) {
+  unsupported("quantize_per_token");
+}
+void Backend::int8_int4_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&) {
+  unsupported("int8_int4_linear");
+}
+
 int64_t Backend::check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
                                           const Tensor& mask) const {
   QTUNE_CHECK(x.dim() == 2, "fake_quantize: x ", shape_str(x.shape()), " must be [N, C]");

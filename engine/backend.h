@@ -136,6 +136,17 @@ class Backend {
                              const Tensor& mask);
   // grad_x = mask ? grad_out : 0. grad_out, grad_x: [N, C] of one floating dtype; mask: [N, C] u8.
   virtual void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x);
+  // Real (not fake) per-token quantization with an intx spec whose codes fit int8 (8da4w activations):
+  // x: [N, K] floating; codes: [N, K] i8; scale: [N] f32; zero_point: [N] i32. Same qparams and codes as
+  // fake_quantize with group_size 0.
+  virtual void quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                                  const Tensor& scale, const Tensor& zero_point);
+  // The 8da4w GEMM, int8 x int4 products accumulated in int32 within each weight group:
+  // out[n, m] = x_scale[n] * sum_g w_scale[m, g] * sum_{k in g} (codes[n, k] - x_zp[n]) * w[m, k].
+  // codes: [N, K] i8; x_scale: [N] f32; x_zp: [N] i32; w_packed: [M, K/2] u8 (signed int4 code + 8, element
+  // 2i in the low nibble, numerics::pack_nibbles); w_scale: [M, K/G] f32; out: [N, M] f32.
+  virtual void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
+                                const Tensor& w_scale, const Tensor& out);
 
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;

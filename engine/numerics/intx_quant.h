@@ -192,37 +192,60 @@ QTUNE_HD int32_t low_nibble(uint8_t b) { return b & 0xf; }
 QTUNE_HD int32_t high_nibble(uint8_t b) { return b >> 4; }
 
 // ---- one whole group ------------------------------------------------------------------------------
+template <class A>
+struct GroupExtremes {
+  A min, max, amax, signed_amax;  // signed_amax: the first element of largest magnitude, with its sign
+};
+
+template <class T>
+QTUNE_HD GroupExtremes<acc_t<T>> group_extremes(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  const A first = load(x);
+  GroupExtremes<A> e{first, first, first < A(0) ? -first : first, first};
+  for (int64_t i = 1; i < n; ++i) {
+    const A v = load(x + i), a = v < A(0) ? -v : v;
+    e.min = v < e.min ? v : e.min;
+    e.max = v > e.max ? v : e.max;
+    if (a > e.amax) {  // strictly greater: the first of equal magnitudes wins
+      e.amax = a;
+      e.signed_amax = v;
+    }
+  }
+  return e;
+}
+
+// The qparams of an intx spec over x[0..n), with the scale as stored: f32 (scale_precision), f64 for f64.
+template <class T>
+QTUNE_HD QParams<acc_t<T>> intx_group_qparams(const T* x, int64_t n, const FakeQuantSpec& spec) {
+  using A = acc_t<T>;
+  const GroupExtremes<A> e = group_extremes(x, n);
+  const A eps = spec.eps < 0 ? smallest_normal<T>() : static_cast<A>(spec.eps);
+  QParams<A> p = spec.kind == FakeQuantKind::intx_symmetric
+                     ? choose_qparams_symmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps)
+                     : choose_qparams_asymmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps);
+  if constexpr (!std::is_same_v<A, double>) p.scale = static_cast<float>(p.scale);
+  return p;
+}
+
 // Fake quantizes x[0..n) (one group) into out (D) and writes the STE mask (1: the gradient passes).
 // out may alias x. mask may be null.
 template <class T>
 QTUNE_HD void fake_quantize_group(const T* x, int64_t n, const FakeQuantSpec& spec, T* out, uint8_t* mask) {
   using A = acc_t<T>;
-  A lo = load(x), hi = lo, amax = lo < A(0) ? -lo : lo, signed_amax = lo;
-  for (int64_t i = 1; i < n; ++i) {
-    const A v = load(x + i);
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-    const A a = v < A(0) ? -v : v;
-    if (a > amax) amax = a, signed_amax = v;  // strictly greater: the first of equal magnitudes wins
-  }
   switch (spec.kind) {
     case FakeQuantKind::intx_symmetric:
     case FakeQuantKind::intx_asymmetric: {
-      const A eps = spec.eps < 0 ? smallest_normal<T>() : static_cast<A>(spec.eps);
-      const QParams<A> p = spec.kind == FakeQuantKind::intx_symmetric
-                               ? choose_qparams_symmetric<T>(lo, hi, spec.qmin, spec.qmax, eps)
-                               : choose_qparams_asymmetric<T>(lo, hi, spec.qmin, spec.qmax, eps);
-      // The scale is stored in f32 (scale_precision); for f64 it stays f64 (gradient checks).
-      const A scale = std::is_same_v<A, double> ? p.scale : static_cast<A>(static_cast<float>(p.scale));
+      const QParams<A> p = intx_group_qparams(x, n, spec);
       for (int64_t i = 0; i < n; ++i) {
         const A v = load(x + i);
-        if (mask) mask[i] = intx_ste_pass(v, scale, p.zero_point, spec.qmin, spec.qmax);
-        store(out + i, intx_dequant(intx_code(v, scale, p.zero_point, spec.qmin, spec.qmax), scale, p.zero_point));
+        if (mask) mask[i] = intx_ste_pass(v, p.scale, p.zero_point, spec.qmin, spec.qmax);
+        store(out + i, intx_dequant(intx_code(v, p.scale, p.zero_point, spec.qmin, spec.qmax), p.scale, p.zero_point));
       }
       return;
     }
     case FakeQuantKind::int4_weight_only: {
-      const Int4WoParams<A> p = int4wo_params(lo, hi);
+      const GroupExtremes<A> e = group_extremes(x, n);
+      const Int4WoParams<A> p = int4wo_params(e.min, e.max);
       for (int64_t i = 0; i < n; ++i) {
         const A v = load(x + i), q = int4wo_unclamped_code(v, p);
         if (mask) mask[i] = q >= A(0) && q <= A(15);
@@ -231,7 +254,7 @@ QTUNE_HD void fake_quantize_group(const T* x, int64_t n, const FakeQuantSpec& sp
       return;
     }
     case FakeQuantKind::q4_0: {
-      const GgmlBlockScale s = q4_0_scale(static_cast<float>(signed_amax));
+      const GgmlBlockScale s = q4_0_scale(static_cast<float>(group_extremes(x, n).signed_amax));
       for (int64_t i = 0; i < n; ++i) {
         const float v = static_cast<float>(load(x + i));
         if (mask) mask[i] = q4_0_ste_pass(v, s);
@@ -240,7 +263,7 @@ QTUNE_HD void fake_quantize_group(const T* x, int64_t n, const FakeQuantSpec& sp
       return;
     }
     case FakeQuantKind::q8_0: {
-      const GgmlBlockScale s = q8_0_scale(static_cast<float>(amax));
+      const GgmlBlockScale s = q8_0_scale(static_cast<float>(group_extremes(x, n).amax));
       for (int64_t i = 0; i < n; ++i) {
         if (mask) mask[i] = 1;
         store(out + i, q8_0_dequant(q8_0_code(static_cast<float>(load(x + i)), s), s));
