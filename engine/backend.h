@@ -158,6 +158,11 @@ class Backend {
   int64_t check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
                                    const Tensor& mask) const;
   void check_fake_quantize_backward_args(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) const;
+  void check_quantize_per_token_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                                     const Tensor& scale, const Tensor& zero_point) const;
+  // Returns the weight group size.
+  int64_t check_int8_int4_linear_args(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
+                                      const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

@@ -38,21 +38,8 @@ void CpuBackend::fake_quantize_backward(const Tensor& grad_out, const Tensor& ma
 
 void CpuBackend::quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
                                     const Tensor& scale, const Tensor& zero_point) {
-  QTUNE_CHECK(x.dim() == 2 && x.is_contiguous(), "quantize_per_token: x ", shape_str(x.shape()),
-              " must be a contiguous [N, K]");
-  QTUNE_CHECK(
-      spec.kind == numerics::FakeQuantKind::intx_symmetric || spec.kind == numerics::FakeQuantKind::intx_asymmetric,
-      "quantize_per_token: only the intx schemes have integer codes");
-  QTUNE_CHECK(spec.qmin >= -128 && spec.qmax <= 127, "quantize_per_token: codes [", spec.qmin, ", ", spec.qmax,
-              "] do not fit int8");
+  check_quantize_per_token_args(x, spec, codes, scale, zero_point);
   const int64_t rows = x.size(0), cols = x.size(1);
-  QTUNE_CHECK(codes.shape() == x.shape() && codes.dtype() == DType::i8 && codes.is_contiguous(),
-              "quantize_per_token: codes ", dtype_name(codes.dtype()), " ", shape_str(codes.shape()),
-              " must be contiguous i8 ", shape_str(x.shape()));
-  QTUNE_CHECK(scale.shape() == Shape({rows}) && scale.dtype() == DType::f32 && zero_point.shape() == Shape({rows}) &&
-                  zero_point.dtype() == DType::i32,
-              "quantize_per_token: scale ", shape_str(scale.shape()), " must be f32 [", rows, "] and zero_point ",
-              shape_str(zero_point.shape()), " i32 [", rows, "]");
   dispatch_float(x.dtype(), "quantize_per_token", [&](auto tag) {
     using T = decltype(tag);
     const T* src = ptr<T>(x);

@@ -21,24 +21,8 @@ int32_t dot_i8(const int8_t* q, const int8_t* w, int64_t n) {
 
 void CpuBackend::int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
                                   const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) {
-  QTUNE_CHECK(codes.dim() == 2 && codes.dtype() == DType::i8, "int8_int4_linear: codes ", shape_str(codes.shape()),
-              " must be i8 [N, K]");
-  const int64_t n_tokens = codes.size(0), k_in = codes.size(1);
-  QTUNE_CHECK(w_packed.dim() == 2 && w_packed.dtype() == DType::u8 && w_packed.size(1) * 2 == k_in,
-              "int8_int4_linear: packed weight ", shape_str(w_packed.shape()), " must be u8 [M, K/2] with K = ", k_in);
-  const int64_t m_out = w_packed.size(0);
-  QTUNE_CHECK(w_scale.dim() == 2 && w_scale.dtype() == DType::f32 && w_scale.size(0) == m_out && w_scale.size(1) > 0 &&
-                  k_in % w_scale.size(1) == 0,
-              "int8_int4_linear: weight scales ", shape_str(w_scale.shape()), " must be f32 [M, K/G] with M = ", m_out,
-              " and G dividing K = ", k_in);
-  QTUNE_CHECK(x_scale.shape() == Shape({n_tokens}) && x_scale.dtype() == DType::f32 &&
-                  x_zp.shape() == Shape({n_tokens}) && x_zp.dtype() == DType::i32,
-              "int8_int4_linear: activation scale/zero point must be f32/i32 [", n_tokens, "]");
-  QTUNE_CHECK(out.shape() == Shape({n_tokens, m_out}) && out.dtype() == DType::f32, "int8_int4_linear: out ",
-              shape_str(out.shape()), " must be f32 [", n_tokens, ", ", m_out, "]");
-  for (const Tensor* t : {&codes, &x_scale, &x_zp, &w_packed, &w_scale, &out})
-    check_contiguous("int8_int4_linear", *t, "every operand");
-  const int64_t groups = w_scale.size(1), group = k_in / groups;
+  const int64_t group = check_int8_int4_linear_args(codes, x_scale, x_zp, w_packed, w_scale, out);
+  const int64_t n_tokens = codes.size(0), k_in = codes.size(1), m_out = w_packed.size(0), groups = k_in / group;
   const int8_t* q = ptr<int8_t>(codes);
   const float* xs = ptr<float>(x_scale);
   const int32_t* xz = ptr<int32_t>(x_zp);
