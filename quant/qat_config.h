@@ -1,5 +1,11 @@
 #pragma once
 // The named QAT schemes (NUMERICS.md §2) and the config of a quantize_ pass (quant/qat.h).
+//
+// Where the references disagree with NUMERICS.md's text (the math lives in engine/numerics/intx_quant.h):
+//  - STE mask: qtune passes the gradient where qmin <= code <= qmax, bounds included, as NUMERICS.md says.
+//    torch 2.15's clamp backward excludes the bounds, so torchao 0.18 gives 0 gradient to an element whose
+//    code lands exactly on qmin or qmax (tests/test_fake_quant.cpp pins both behaviours).
+//  - q8_0: codes are roundf(x * (1/d)) as ggml computes them (NUMERICS.md writes x / d).
 #include <cstdint>
 #include <optional>
 #include <string>
