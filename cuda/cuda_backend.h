@@ -51,6 +51,15 @@ class CudaBackend final : public Backend {
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
 
+  // QAT (cuda_fake_quant.cu)
+  void fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                     const Tensor& mask) override;
+  void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) override;
+  void quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                          const Tensor& scale, const Tensor& zero_point) override;
+  void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
+                        const Tensor& w_scale, const Tensor& out) override;
+
   cudaStream_t stream() const { return stream_; }
   // Makes this device current for the calling thread; every entry point calls it first.
   void activate() const;

@@ -108,6 +108,100 @@ void Backend::check_fp8_args(std::string_view kernel, const Tensor& x, const Ten
   for (const Tensor* t : all) {
     QTUNE_CHECK(t->device() == device(), kernel, ": operand is on ", t->device().str(), ", expected ", device().str());
     QTUNE_CHECK(t->is_contiguous(), kernel, ": operand ", shape_str(t->shape()), " must be contiguous");
+// QAT
+void Backend::fake_quantize(const Tensor&, const numerics::FakeQuantSpec&, const Tensor&, const Tensor&) {
+  unsupported("fake_quantize");
+}
+void Backend::fake_quantize_backward(const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("fake_quantize_backward");
+}
+
+void Backend::quantize_per_token(const Tensor&, const numerics::FakeQuantSpec&, const Tensor&, const Tensor&,
+                                 const Tensor&) {
+  unsupported("quantize_per_token");
+}
+void Backend::int8_int4_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&) {
+  unsupported("int8_int4_linear");
+}
+
+int64_t Backend::check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                                          const Tensor& mask) const {
+  QTUNE_CHECK(x.dim() == 2, "fake_quantize: x ", shape_str(x.shape()), " must be [N, C]");
+  const int64_t cols = x.size(1);
+  const int64_t group = spec.group_size == 0 ? cols : spec.group_size;
+  QTUNE_CHECK(group > 0 && cols % group == 0, "fake_quantize: group size ", group, " must divide the last dim ", cols,
+              " of ", shape_str(x.shape()));
+  QTUNE_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype(), "fake_quantize: out ", dtype_name(out.dtype()), " ",
+              shape_str(out.shape()), " must match x ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  QTUNE_CHECK(mask.shape() == x.shape() && mask.dtype() == DType::u8, "fake_quantize: mask ", dtype_name(mask.dtype()),
+              " ", shape_str(mask.shape()), " must be u8 ", shape_str(x.shape()));
+  for (const Tensor* t : {&x, &out, &mask}) {
+    QTUNE_CHECK(t->device() == device(), "fake_quantize: a tensor is on ", t->device().str(), ", expected ",
+                device().str());
+    QTUNE_CHECK(t->is_contiguous(), "fake_quantize: tensors must be contiguous (shape ", shape_str(t->shape()), ")");
+  }
+  return group;
+}
+
+void Backend::check_quantize_per_token_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                                            const Tensor& scale, const Tensor& zero_point) const {
+  QTUNE_CHECK(x.dim() == 2 && x.is_contiguous(), "quantize_per_token: x ", shape_str(x.shape()),
+              " must be a contiguous [N, K]");
+  QTUNE_CHECK(
+      spec.kind == numerics::FakeQuantKind::intx_symmetric || spec.kind == numerics::FakeQuantKind::intx_asymmetric,
+      "quantize_per_token: only the intx schemes have integer codes");
+  QTUNE_CHECK(spec.qmin >= -128 && spec.qmax <= 127, "quantize_per_token: codes [", spec.qmin, ", ", spec.qmax,
+              "] do not fit int8");
+  const int64_t rows = x.size(0);
+  QTUNE_CHECK(codes.shape() == x.shape() && codes.dtype() == DType::i8 && codes.is_contiguous(),
+              "quantize_per_token: codes ", dtype_name(codes.dtype()), " ", shape_str(codes.shape()),
+              " must be contiguous i8 ", shape_str(x.shape()));
+  QTUNE_CHECK(scale.shape() == Shape({rows}) && scale.dtype() == DType::f32 && zero_point.shape() == Shape({rows}) &&
+                  zero_point.dtype() == DType::i32,
+              "quantize_per_token: scale ", shape_str(scale.shape()), " must be f32 [", rows, "] and zero_point ",
+              shape_str(zero_point.shape()), " i32 [", rows, "]");
+  for (const Tensor* t : {&x, &codes, &scale, &zero_point})
+    QTUNE_CHECK(t->device() == device() && t->is_contiguous(),
+                "quantize_per_token: every tensor must be contiguous on ", device().str(), " (one is ",
+                shape_str(t->shape()), " on ", t->device().str(), ")");
+}
+
+int64_t Backend::check_int8_int4_linear_args(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
+                                             const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) const {
+  QTUNE_CHECK(codes.dim() == 2 && codes.dtype() == DType::i8, "int8_int4_linear: codes ", shape_str(codes.shape()),
+              " must be i8 [N, K]");
+  const int64_t n_tokens = codes.size(0), k_in = codes.size(1);
+  QTUNE_CHECK(w_packed.dim() == 2 && w_packed.dtype() == DType::u8 && w_packed.size(1) * 2 == k_in,
+              "int8_int4_linear: packed weight ", shape_str(w_packed.shape()), " must be u8 [M, K/2] with K = ", k_in);
+  const int64_t m_out = w_packed.size(0);
+  QTUNE_CHECK(w_scale.dim() == 2 && w_scale.dtype() == DType::f32 && w_scale.size(0) == m_out && w_scale.size(1) > 0 &&
+                  k_in % w_scale.size(1) == 0,
+              "int8_int4_linear: weight scales ", shape_str(w_scale.shape()), " must be f32 [M, K/G] with M = ", m_out,
+              " and G dividing K = ", k_in);
+  QTUNE_CHECK(x_scale.shape() == Shape({n_tokens}) && x_scale.dtype() == DType::f32 &&
+                  x_zp.shape() == Shape({n_tokens}) && x_zp.dtype() == DType::i32,
+              "int8_int4_linear: activation scale/zero point must be f32/i32 [", n_tokens, "]");
+  QTUNE_CHECK(out.shape() == Shape({n_tokens, m_out}) && out.dtype() == DType::f32, "int8_int4_linear: out ",
+              shape_str(out.shape()), " must be f32 [", n_tokens, ", ", m_out, "]");
+  for (const Tensor* t : {&codes, &x_scale, &x_zp, &w_packed, &w_scale, &out})
+    QTUNE_CHECK(t->device() == device() && t->is_contiguous(), "int8_int4_linear: every operand must be contiguous on ",
+                device().str(), " (one is ", shape_str(t->shape()), " on ", t->device().str(), ")");
+  return k_in / w_scale.size(1);
+}
+
+void Backend::check_fake_quantize_backward_args(const Tensor& grad_out, const Tensor& mask,
+                                                const Tensor& grad_x) const {
+  QTUNE_CHECK(mask.shape() == grad_out.shape() && mask.dtype() == DType::u8 && grad_x.shape() == grad_out.shape() &&
+                  grad_x.dtype() == grad_out.dtype(),
+              "fake_quantize_backward: grad_out ", dtype_name(grad_out.dtype()), " ", shape_str(grad_out.shape()),
+              ", mask ", dtype_name(mask.dtype()), " ", shape_str(mask.shape()), " and grad_x ",
+              dtype_name(grad_x.dtype()), " ", shape_str(grad_x.shape()), " must share a shape (mask u8)");
+  for (const Tensor* t : {&grad_out, &mask, &grad_x}) {
+    QTUNE_CHECK(t->device() == device(), "fake_quantize_backward: a tensor is on ", t->device().str(), ", expected ",
+                device().str());
+    QTUNE_CHECK(t->is_contiguous(), "fake_quantize_backward: tensors must be contiguous (shape ", shape_str(t->shape()),
+                ")");
   }
 }
 

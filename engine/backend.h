@@ -15,6 +15,7 @@
 
 #include "engine/allocator.h"
 #include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
+#include "engine/numerics/intx_quant.h"   // FakeQuantSpec
 #include "engine/tensor.h"
 
 namespace qtune {
@@ -135,6 +136,26 @@ class Backend {
   // gradient is the backward.
   virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y);
 
+  // ---- QAT: integer fake quantization (engine/numerics/intx_quant.h, NUMERICS.md §2) -------------------
+  // x, out: [N, C] (f64, f32, bf16 or f16; out like x), quantized in groups of spec.group_size along C (0:
+  // all of C, per token); the group size must divide C. mask: [N, C] u8, 1 where the straight-through
+  // gradient passes (the code was not clamped). out may alias x.
+  virtual void fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                             const Tensor& mask);
+  // grad_x = mask ? grad_out : 0. grad_out, grad_x: [N, C] of one floating dtype; mask: [N, C] u8.
+  virtual void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x);
+  // Real (not fake) per-token quantization with an intx spec whose codes fit int8 (8da4w activations):
+  // x: [N, K] floating; codes: [N, K] i8; scale: [N] f32; zero_point: [N] i32. Same qparams and codes as
+  // fake_quantize with group_size 0.
+  virtual void quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                                  const Tensor& scale, const Tensor& zero_point);
+  // The 8da4w GEMM, int8 x int4 products accumulated in int32 within each weight group:
+  // out[n, m] = x_scale[n] * sum_g w_scale[m, g] * sum_{k in g} (codes[n, k] - x_zp[n]) * w[m, k].
+  // codes: [N, K] i8; x_scale: [N] f32; x_zp: [N] i32; w_packed: [M, K/2] u8 (signed int4 code + 8, element
+  // 2i in the low nibble, numerics::pack_nibbles); w_scale: [M, K/G] f32; out: [N, M] f32.
+  virtual void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
+                                const Tensor& w_scale, const Tensor& out);
+
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;
   // The argument checks every backend's adamw_step / sgd_step makes: contiguous tensors on this device,
@@ -144,6 +165,15 @@ class Backend {
   // Float8: x [R, C] floating and contiguous on this device; scale f32 [R, 1], [1, C] or [1, 1]
   // (contiguous); codes (when defined) [R, C] f8_e4m3 or f8_e5m2 (contiguous).
   void check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const;
+  // QAT: the checks every backend's fake_quantize makes; returns the group size (spec's 0 resolved to C).
+  int64_t check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                                   const Tensor& mask) const;
+  void check_fake_quantize_backward_args(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) const;
+  void check_quantize_per_token_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                                     const Tensor& scale, const Tensor& zero_point) const;
+  // Returns the weight group size.
+  int64_t check_int8_int4_linear_args(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
+                                      const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

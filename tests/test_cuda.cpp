@@ -491,3 +491,52 @@ TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {
   const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu);
   CHECK_THROWS_WITH_AS(gpu().softmax(x, x), doctest::Contains("softmax"), Error);
 }
+
+// QAT ------------------------------------------------------------------------------------------------------
+
+TEST_CASE("QAT fake quantization matches the CPU to the bit: every scheme, f32 and bf16, and the mask") {
+  using numerics::FakeQuantKind;
+  const numerics::FakeQuantSpec specs[] = {{FakeQuantKind::intx_symmetric, -8, 7, -1.0, 32},
+                                           {FakeQuantKind::intx_asymmetric, -128, 127, 1.1920928955078125e-07, 0},
+                                           {FakeQuantKind::int4_weight_only, 0, 15, -1.0, 64},
+                                           {FakeQuantKind::q4_0, 0, 15, -1.0, 32},
+                                           {FakeQuantKind::q8_0, -127, 127, -1.0, 32}};
+  for (const DType dt : {DType::f32, DType::bf16}) {
+    const Tensor x = random_f64({24, 128}, 91, -3.0, 3.0).to(dt);
+    for (const auto& spec : specs) {
+      CAPTURE(static_cast<int>(spec.kind));
+      Tensor out_c = Tensor::empty(x.shape(), dt), mask_c = Tensor::empty(x.shape(), DType::u8);
+      Tensor out_g = Tensor::empty(x.shape(), dt, kGpu), mask_g = Tensor::empty(x.shape(), DType::u8, kGpu);
+      cpu().fake_quantize(x, spec, out_c, mask_c);
+      gpu().fake_quantize(x.to(kGpu), spec, out_g, mask_g);
+      CHECK_SAME_BYTES(out_g, out_c);
+      CHECK_SAME_BYTES(mask_g, mask_c);
+      const Tensor g = random_f64(x.shape(), 92).to(dt);
+      Tensor gx_c = Tensor::empty(x.shape(), dt), gx_g = Tensor::empty(x.shape(), dt, kGpu);
+      cpu().fake_quantize_backward(g, mask_c, gx_c);
+      gpu().fake_quantize_backward(g.to(kGpu), mask_g, gx_g);
+      CHECK_SAME_BYTES(gx_g, gx_c);
+    }
+  }
+}
+
+TEST_CASE("QAT 8da4w: per-token int8 codes match the CPU exactly; the int8 x int4 GEMM to f32 rounding") {
+  const numerics::FakeQuantSpec act{numerics::FakeQuantKind::intx_asymmetric, -128, 127, 1.1920928955078125e-07, 0};
+  const Tensor x = random_f64({9, 256}, 93, -4.0, 4.0).to(DType::f32);
+  Tensor codes_c = Tensor::empty(x.shape(), DType::i8), scale_c = Tensor::empty({9}),
+         zp_c = Tensor::empty({9}, DType::i32);
+  Tensor codes_g = Tensor::empty(x.shape(), DType::i8, kGpu), scale_g = Tensor::empty({9}, DType::f32, kGpu),
+         zp_g = Tensor::empty({9}, DType::i32, kGpu);
+  cpu().quantize_per_token(x, act, codes_c, scale_c, zp_c);
+  gpu().quantize_per_token(x.to(kGpu), act, codes_g, scale_g, zp_g);
+  CHECK_SAME_BYTES(codes_g, codes_c);
+  CHECK_SAME_BYTES(scale_g, scale_c);
+  CHECK_SAME_BYTES(zp_g, zp_c);
+  // Random packed weights: every byte value, scales of one group size 64.
+  const Tensor w = random_f64({40, 128}, 94, 0.0, 256.0).to(DType::u8);
+  const Tensor ws = random_f64({40, 4}, 95, 0.01, 0.1).to(DType::f32);
+  Tensor out_c = Tensor::empty({9, 40}), out_g = Tensor::empty({9, 40}, DType::f32, kGpu);
+  cpu().int8_int4_linear(codes_c, scale_c, zp_c, w, ws, out_c);
+  gpu().int8_int4_linear(codes_g, scale_g, zp_g, w.to(kGpu), ws.to(kGpu), out_g);
+  QTUNE_CHECK_CLOSE(out_g.to(Device::cpu()), out_c, 1e-6, 1e-6);
+}

@@ -61,6 +61,15 @@ class CpuBackend final : public Backend {
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
+
+  // QAT
+  void fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
+                     const Tensor& mask) override;
+  void fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) override;
+  void quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
+                          const Tensor& scale, const Tensor& zero_point) override;
+  void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
+                        const Tensor& w_scale, const Tensor& out) override;
 };
 
 }  // namespace qtune::cpu

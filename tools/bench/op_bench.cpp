@@ -11,6 +11,7 @@
 #include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "quant/float8_linear.h"
+#include "quant/int8_dyn_act_int4_weight_linear.h"
 
 using namespace qtune;
 
@@ -249,6 +250,43 @@ void BM_squared_norm(benchmark::State& s) {
   bytes_rate(s, double(n) * 4.0);
 }
 BENCHMARK(BM_squared_norm)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// QAT: the converted 8da4w linear (int8 per-token activations x packed int4 weights, group 32) against
+// the f32 linear it replaces, 4096 -> 4096, for decode-like (1, 16) and prefill-like (256) token counts.
+constexpr int64_t kQatFeatures = 4096;
+
+void BM_linear_f32_4096(benchmark::State& s) {
+  NoGradGuard no_grad;
+  const int64_t tokens = s.range(0);
+  Tensor x = uniform({tokens, kQatFeatures}, 38),
+         w = uniform({kQatFeatures, kQatFeatures}, 39, DType::f32, -0.02, 0.02);
+  for (auto _ : s) benchmark::DoNotOptimize(ops::linear(x, w));
+  flop_rate(s, 2.0 * double(tokens) * kQatFeatures * kQatFeatures);
+}
+BENCHMARK(BM_linear_f32_4096)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(256)
+    ->ArgName("tokens")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_linear_8da4w_4096(benchmark::State& s) {
+  NoGradGuard no_grad;
+  const int64_t tokens = s.range(0);
+  Tensor x = uniform({tokens, kQatFeatures}, 38),
+         w = uniform({kQatFeatures, kQatFeatures}, 39, DType::f32, -0.02, 0.02);
+  quant::Int8DynActInt4WeightLinear linear(w, Tensor(), quant::Int8DynActInt4Weight{32});
+  for (auto _ : s) benchmark::DoNotOptimize(linear.forward(x));
+  flop_rate(s, 2.0 * double(tokens) * kQatFeatures * kQatFeatures);
+}
+BENCHMARK(BM_linear_8da4w_4096)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(256)
+    ->ArgName("tokens")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,0 +1,276 @@
+#pragma once
+// Integer fake quantization (NUMERICS.md §2): the scalar reference of every QAT scheme. The CPU kernels,
+// the CUDA kernels, the converted modules and the tests all call these, so one definition fixes the bits.
+//
+// Template parameter T is the storage type of the quantized tensor (D in NUMERICS.md): qparams are chosen
+// in D (each intermediate rounded to D, as torchao computes them on a D tensor), codes in acc_t<T>.
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "engine/numerics/element.h"
+#include "engine/numerics/f16.h"
+#include "engine/numerics/hd.h"
+
+namespace qtune::numerics {
+
+enum class FakeQuantKind : uint8_t {
+  intx_symmetric,    // torchao IntxFakeQuantizeConfig, symmetric (8da4w weights, embeddings)
+  intx_asymmetric,   // torchao IntxFakeQuantizeConfig, asymmetric (8da4w per-token activations)
+  int4_weight_only,  // torchao Int4WeightFakeQuantizer (bf16 activations): its own min/max formulas
+  q4_0,              // llama.cpp Q4_0
+  q8_0,              // llama.cpp Q8_0
+};
+
+// One scheme applied to groups of `group_size` consecutive elements along the last dim.
+struct FakeQuantSpec {
+  FakeQuantKind kind = FakeQuantKind::intx_symmetric;
+  int32_t qmin = -8, qmax = 7;  // intx kinds only
+  // intx kinds: the floor of the scale. Negative means "the smallest normal of D" (torchao's default).
+  double eps = -1.0;
+  int64_t group_size = 32;  // 0: the whole last dim (per token)
+};
+
+template <class T>
+QTUNE_HD acc_t<T> round_to_dtype(acc_t<T> v) {
+  if constexpr (std::is_same_v<T, bf16_t>)
+    return round_to_bf16(v);
+  else if constexpr (std::is_same_v<T, f16_t>)
+    return round_to_f16(v);
+  else
+    return v;
+}
+
+template <class T>
+QTUNE_HD acc_t<T> smallest_normal() {
+  if constexpr (std::is_same_v<T, double>)
+    return 2.2250738585072014e-308;
+  else if constexpr (std::is_same_v<T, f16_t>)
+    return 6.103515625e-05f;
+  else
+    return 1.17549435e-38f;  // f32 and bf16 share the exponent range
+}
+
+// Round half to even (torch.round) without depending on the current rounding mode.
+template <class A>
+QTUNE_HD A round_half_even(A v) {
+  const A r = std::floor(v);
+  const A diff = v - r;
+  if (diff > A(0.5)) return r + A(1);
+  if (diff < A(0.5)) return r;
+  return std::fmod(r, A(2)) == A(0) ? r : r + A(1);
+}
+
+template <class A>
+struct QParams {
+  A scale;
+  int32_t zero_point;
+};
+
+// Over a block whose extremes are min_v and max_v (both in D); the range always includes 0.
+template <class T>
+QTUNE_HD QParams<acc_t<T>> choose_qparams_symmetric(acc_t<T> min_v, acc_t<T> max_v, int32_t qmin, int32_t qmax,
+                                                    acc_t<T> eps) {
+  using A = acc_t<T>;
+  const A min_neg = min_v < A(0) ? min_v : A(0), max_pos = max_v > A(0) ? max_v : A(0);
+  const A amax = -min_neg > max_pos ? -min_neg : max_pos;
+  A scale = round_to_dtype<T>(amax / (A(qmax - qmin) / A(2)));  // int4: amax / 7.5
+  if (!(scale >= eps)) scale = eps;
+  return {scale, 0};
+}
+
+template <class T>
+QTUNE_HD QParams<acc_t<T>> choose_qparams_asymmetric(acc_t<T> min_v, acc_t<T> max_v, int32_t qmin, int32_t qmax,
+                                                     acc_t<T> eps) {
+  using A = acc_t<T>;
+  const A min_neg = min_v < A(0) ? min_v : A(0), max_pos = max_v > A(0) ? max_v : A(0);
+  A scale = round_to_dtype<T>(round_to_dtype<T>(max_pos - min_neg) / A(qmax - qmin));
+  if (!(scale >= eps)) scale = eps;
+  // A true division here (not the reciprocal), as torchao does.
+  A zp = A(qmin) - round_half_even(round_to_dtype<T>(min_neg / scale));
+  zp = zp < A(qmin) ? A(qmin) : (zp > A(qmax) ? A(qmax) : zp);
+  return {scale, static_cast<int32_t>(zp)};
+}
+
+// round(x * (1/scale)) + zp, unclamped: multiply by the reciprocal and round BEFORE adding zp [exact].
+template <class A>
+QTUNE_HD A intx_unclamped_code(A x, A scale, int32_t zero_point) {
+  const A inv = A(1) / scale;
+  return round_half_even(x * inv) + A(zero_point);
+}
+
+template <class A>
+QTUNE_HD int32_t intx_code(A x, A scale, int32_t zero_point, int32_t qmin, int32_t qmax) {
+  const A q = intx_unclamped_code(x, scale, zero_point);
+  return q < A(qmin) ? qmin : (q > A(qmax) ? qmax : static_cast<int32_t>(q));
+}
+
+template <class A>
+QTUNE_HD A intx_dequant(int32_t q, A scale, int32_t zero_point) {
+  return A(q - zero_point) * scale;
+}
+
+// The straight-through estimator's clamp mask: the gradient passes where the code was not clamped.
+template <class A>
+QTUNE_HD bool intx_ste_pass(A x, A scale, int32_t zero_point, int32_t qmin, int32_t qmax) {
+  const A q = intx_unclamped_code(x, scale, zero_point);
+  return q >= A(qmin) && q <= A(qmax);
+}
+
+// ---- int4 weight-only (torchao Int4WeightFakeQuantizer), all in f32 (f64 for f64) ----------------------
+template <class A>
+struct Int4WoParams {
+  A min, scale, zero;  // zero = min + 8 * scale: the value code 8 dequantizes to
+};
+
+template <class A>
+QTUNE_HD Int4WoParams<A> int4wo_params(A min_v, A max_v) {
+  A range = max_v - min_v;
+  if (!(range >= A(1e-6f))) range = A(1e-6f);  // clamp before dividing
+  const A scale = range / A(15);
+  return {min_v, scale, min_v + scale * A(8)};
+}
+
+template <class A>
+QTUNE_HD A int4wo_unclamped_code(A w, const Int4WoParams<A>& p) {
+  return round_half_even((w - p.min) / p.scale);
+}
+
+template <class A>
+QTUNE_HD int32_t int4wo_code(A w, const Int4WoParams<A>& p) {
+  const A q = int4wo_unclamped_code(w, p);
+  return q < A(0) ? 0 : (q > A(15) ? 15 : static_cast<int32_t>(q));
+}
+
+template <class A>
+QTUNE_HD A int4wo_dequant(int32_t q, const Int4WoParams<A>& p) {
+  return A(q - 8) * p.scale + p.zero;
+}
+
+// ---- llama.cpp Q4_0 / Q8_0 (ggml's quantize_row_q{4,8}_0_ref), f32 math -----------------------------
+struct GgmlBlockScale {
+  float d;          // the unrounded scale the codes are computed with
+  float inv;        // 1 / d (0 for an all-zero block)
+  uint16_t d_f16;   // the stored scale
+  float d_rounded;  // fp16(d) as f32: what dequantization multiplies by
+};
+
+QTUNE_HD GgmlBlockScale ggml_block_scale(float d) {
+  const uint16_t h = f32_to_f16_bits(d);
+  return {d, d != 0.0f ? 1.0f / d : 0.0f, h, f16_bits_to_f32(h)};
+}
+
+// q4_0: `signed_absmax` is the element of largest |x| (the first one on ties), with its sign.
+QTUNE_HD GgmlBlockScale q4_0_scale(float signed_absmax) { return ggml_block_scale(signed_absmax / -8.0f); }
+
+QTUNE_HD float q4_0_unclamped(float x, const GgmlBlockScale& s) { return x * s.inv + 8.5f; }
+
+// Truncation toward zero (the int8 cast), then min(15, .): codes 0..15, dequantized as code - 8.
+QTUNE_HD int32_t q4_0_code(float x, const GgmlBlockScale& s) {
+  const int32_t q = static_cast<int8_t>(q4_0_unclamped(x, s));
+  return q < 15 ? q : 15;
+}
+
+QTUNE_HD bool q4_0_ste_pass(float x, const GgmlBlockScale& s) { return q4_0_unclamped(x, s) < 16.0f; }
+
+QTUNE_HD float q4_0_dequant(int32_t q, const GgmlBlockScale& s) { return static_cast<float>(q - 8) * s.d_rounded; }
+
+QTUNE_HD GgmlBlockScale q8_0_scale(float absmax) { return ggml_block_scale(absmax / 127.0f); }
+
+// roundf: half away from zero. |x * inv| <= 127 up to rounding, so no clamp is needed.
+QTUNE_HD int32_t q8_0_code(float x, const GgmlBlockScale& s) { return static_cast<int32_t>(roundf(x * s.inv)); }
+
+QTUNE_HD float q8_0_dequant(int32_t q, const GgmlBlockScale& s) { return static_cast<float>(q) * s.d_rounded; }
+
+// ---- int4 nibble packing ----------------------------------------------------------------------------
+// Two 4-bit codes per byte: element 2i in the LOW nibble, 2i+1 in the high nibble. Codes are unsigned
+// 0..15 (a signed int4 code q is stored as q + 8).
+QTUNE_HD uint8_t pack_nibbles(int32_t even, int32_t odd) {
+  return static_cast<uint8_t>((even & 0xf) | ((odd & 0xf) << 4));
+}
+QTUNE_HD int32_t low_nibble(uint8_t b) { return b & 0xf; }
+QTUNE_HD int32_t high_nibble(uint8_t b) { return b >> 4; }
+
+// ---- one whole group ------------------------------------------------------------------------------
+template <class A>
+struct GroupExtremes {
+  A min, max, amax, signed_amax;  // signed_amax: the first element of largest magnitude, with its sign
+};
+
+template <class T>
+QTUNE_HD GroupExtremes<acc_t<T>> group_extremes(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  const A first = load(x);
+  GroupExtremes<A> e{first, first, first < A(0) ? -first : first, first};
+  for (int64_t i = 1; i < n; ++i) {
+    const A v = load(x + i), a = v < A(0) ? -v : v;
+    e.min = v < e.min ? v : e.min;
+    e.max = v > e.max ? v : e.max;
+    if (a > e.amax) {  // strictly greater: the first of equal magnitudes wins
+      e.amax = a;
+      e.signed_amax = v;
+    }
+  }
+  return e;
+}
+
+// The qparams of an intx spec over x[0..n), with the scale as stored: f32 (scale_precision), f64 for f64.
+template <class T>
+QTUNE_HD QParams<acc_t<T>> intx_group_qparams(const T* x, int64_t n, const FakeQuantSpec& spec) {
+  using A = acc_t<T>;
+  const GroupExtremes<A> e = group_extremes(x, n);
+  const A eps = spec.eps < 0 ? smallest_normal<T>() : static_cast<A>(spec.eps);
+  QParams<A> p = spec.kind == FakeQuantKind::intx_symmetric
+                     ? choose_qparams_symmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps)
+                     : choose_qparams_asymmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps);
+  if constexpr (!std::is_same_v<A, double>) p.scale = static_cast<float>(p.scale);
+  return p;
+}
+
+// Fake quantizes x[0..n) (one group) into out (D) and writes the STE mask (1: the gradient passes).
+// out may alias x. mask may be null.
+template <class T>
+QTUNE_HD void fake_quantize_group(const T* x, int64_t n, const FakeQuantSpec& spec, T* out, uint8_t* mask) {
+  using A = acc_t<T>;
+  switch (spec.kind) {
+    case FakeQuantKind::intx_symmetric:
+    case FakeQuantKind::intx_asymmetric: {
+      const QParams<A> p = intx_group_qparams(x, n, spec);
+      for (int64_t i = 0; i < n; ++i) {
+        const A v = load(x + i);
+        if (mask) mask[i] = intx_ste_pass(v, p.scale, p.zero_point, spec.qmin, spec.qmax);
+        store(out + i, intx_dequant(intx_code(v, p.scale, p.zero_point, spec.qmin, spec.qmax), p.scale, p.zero_point));
+      }
+      return;
+    }
+    case FakeQuantKind::int4_weight_only: {
+      const GroupExtremes<A> e = group_extremes(x, n);
+      const Int4WoParams<A> p = int4wo_params(e.min, e.max);
+      for (int64_t i = 0; i < n; ++i) {
+        const A v = load(x + i), q = int4wo_unclamped_code(v, p);
+        if (mask) mask[i] = q >= A(0) && q <= A(15);
+        store(out + i, int4wo_dequant(int4wo_code(v, p), p));
+      }
+      return;
+    }
+    case FakeQuantKind::q4_0: {
+      const GgmlBlockScale s = q4_0_scale(static_cast<float>(group_extremes(x, n).signed_amax));
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = static_cast<float>(load(x + i));
+        if (mask) mask[i] = q4_0_ste_pass(v, s);
+        store(out + i, q4_0_dequant(q4_0_code(v, s), s));
+      }
+      return;
+    }
+    case FakeQuantKind::q8_0: {
+      const GgmlBlockScale s = q8_0_scale(static_cast<float>(group_extremes(x, n).amax));
+      for (int64_t i = 0; i < n; ++i) {
+        if (mask) mask[i] = 1;
+        store(out + i, q8_0_dequant(q8_0_code(static_cast<float>(load(x + i)), s), s));
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace qtune::numerics
