@@ -108,6 +108,9 @@ void Backend::check_fp8_args(std::string_view kernel, const Tensor& x, const Ten
   for (const Tensor* t : all) {
     QTUNE_CHECK(t->device() == device(), kernel, ": operand is on ", t->device().str(), ", expected ", device().str());
     QTUNE_CHECK(t->is_contiguous(), kernel, ": operand ", shape_str(t->shape()), " must be contiguous");
+  }
+}
+
 // QAT
 void Backend::fake_quantize(const Tensor&, const numerics::FakeQuantSpec&, const Tensor&, const Tensor&) {
   unsupported("fake_quantize");
