@@ -47,6 +47,12 @@ class CudaBackend final : public Backend {
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;
   void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) override;
 
+  // NF4
+  void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                    const Tensor& mean) override;
+  void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                      int64_t first, const Tensor& out) override;
+
   cudaStream_t stream() const { return stream_; }
   // Makes this device current for the calling thread; every entry point calls it first.
   void activate() const;

@@ -127,12 +127,28 @@ class Backend {
   // gradient is the backward.
   virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y);
 
+  // ---- NF4 (NUMERICS.md §1, engine/numerics/nf4.h) ---------------------------------------------------
+  // A weight of n elements has nb = ceil(n / 64) blocks (the last one padded with zeros) and
+  // ns = ceil(nb / 256) scaler blocks. codes: [nb * 32] u8, scalers: [nb] i8, factors: [ns] and mean: [1]
+  // in the weight's dtype. The mean and each factor cover the real blocks only.
+  // w: [n] f32 or bf16
+  virtual void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                            const Tensor& mean);
+  // out: [count] any floating dtype = elements [first, first + count) of the dequantized weight (computed
+  // in the stored dtype, then cast), so a caller can dequantize a tile of rows at a time.
+  virtual void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                              int64_t first, const Tensor& out);
+
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;
   // The argument checks every backend's adamw_step / sgd_step makes: contiguous tensors on this device,
   // a reduced or single precision param, grad like param, f32 state (undefined entries are skipped).
   void check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
                          std::initializer_list<const Tensor*> state) const;
+  // NF4: the checks both NF4 kernels make of the stored parts of a weight of `numel` elements (the layout
+  // above; f32 or bf16 factors and mean, all contiguous on this device).
+  void check_nf4_parts(std::string_view kernel, int64_t numel, const Tensor& codes, const Tensor& scalers,
+                       const Tensor& factors, const Tensor& mean) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build
