@@ -12,6 +12,6 @@ namespace qtune::quant {
 Tensor linear_nf4(const Tensor& x, const NF4Tensor& weight);
 
 // Rows of the weight per dequantized tile: about `kNF4TileElements` elements, at least one row.
-constexpr int64_t kNF4TileElements = int64_t{1} << 20;
+constexpr int64_t kNF4TileElements = int64_t{1} << 22;
 
 }  // namespace qtune::quant

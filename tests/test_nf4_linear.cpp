@@ -57,8 +57,8 @@ TEST_CASE("linear_nf4 matches torchao's forward and backward") {
 }
 
 TEST_CASE("linear_nf4 over several tiles equals the dense linear on the dequantized weight") {
-  // 600 x 2048 = 1.2M elements: two tiles of rows (512 + 88).
-  const int64_t out = 600, in = 2048;
+  // 600 x 8192 = 4.9M elements: two tiles of rows (512 + 88).
+  const int64_t out = 600, in = 8192;
   REQUIRE(out * in > quant::kNF4TileElements);
   const NF4Tensor w = NF4Tensor::quantize(random_f64({out, in}, 11, -0.05, 0.05).to(DType::f32));
   const Tensor x = random_f64({2, 5, in}, 12).to(DType::f32), gy = random_f64({2, 5, out}, 13).to(DType::f32);
@@ -69,7 +69,7 @@ TEST_CASE("linear_nf4 over several tiles equals the dense linear on the dequanti
 }
 
 TEST_CASE("no dense copy of the weight is alive between forward and backward") {
-  const int64_t out = 1024, in = 2048, tokens = 8;
+  const int64_t out = 2048, in = 4096, tokens = 8;
   const size_t dense_bytes = out * in * sizeof(float);
   const NF4Tensor w = NF4Tensor::quantize(random_f64({out, in}, 14, -0.05, 0.05).to(DType::f32));
   Tensor x = random_f64({tokens, in}, 15).to(DType::f32).requires_grad_(true);
