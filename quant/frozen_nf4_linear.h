@@ -22,7 +22,8 @@ class FrozenNF4Linear : public Module {
  private:
   int64_t in_features_, out_features_;
   // The NF4 parts as non-persistent buffers "nf4_codes", "nf4_scalers", "nf4_factors", "nf4_mean": Module::to
-  // moves them, while state_dict (the HF checkpoint layout) leaves them out.
+  // moves them, while state_dict (the HF checkpoint layout) leaves them out. Module::to(DType) would recast
+  // the factors and mean, changing the NF4 numerics: cast a model before converting it, not after.
   Tensor codes_, scalers_, factors_, mean_;
   Tensor bias_;  // [out]
 };

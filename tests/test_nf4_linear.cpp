@@ -56,6 +56,14 @@ TEST_CASE("linear_nf4 matches torchao's forward and backward") {
   }
 }
 
+TEST_CASE("linear_nf4 gradient check in f64 (the weight dequantized to f64)") {
+  const NF4Tensor w = NF4Tensor::quantize(random_f64({5, 70}, 18).to(DType::f32));
+  const Tensor x = random_f64({2, 3, 70}, 19).requires_grad_(true);
+  const double worst =
+      qtune::testing::gradcheck([&](const std::vector<Tensor>& in) { return quant::linear_nf4(in[0], w); }, {x});
+  CHECK(worst <= 1.0);
+}
+
 TEST_CASE("linear_nf4 over several tiles equals the dense linear on the dequantized weight") {
   // 600 x 8192 = 4.9M elements: two tiles of rows (512 + 88).
   const int64_t out = 600, in = 8192;
