@@ -59,6 +59,11 @@ class CudaBackend final : public Backend {
                           const Tensor& scale, const Tensor& zero_point) override;
   void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
                         const Tensor& w_scale, const Tensor& out) override;
+  // NF4
+  void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                    const Tensor& mean) override;
+  void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                      int64_t first, const Tensor& out) override;
 
   cudaStream_t stream() const { return stream_; }
   // Makes this device current for the calling thread; every entry point calls it first.

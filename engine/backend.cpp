@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/numerics/nf4.h"
 
 namespace qtune {
 
@@ -64,6 +65,33 @@ void Backend::fp8_quantize(const Tensor&, const Tensor&, const Tensor&) { unsupp
 void Backend::fill_uniform(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_uniform"); }
 void Backend::fill_normal(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_normal"); }
 void Backend::dropout(const Tensor&, double, uint64_t, uint64_t, const Tensor&) { unsupported("dropout"); }
+// NF4
+void Backend::check_nf4_parts(std::string_view kernel, int64_t numel, const Tensor& codes, const Tensor& scalers,
+                              const Tensor& factors, const Tensor& mean) const {
+  const int64_t blocks = (numel + numerics::kNF4BlockSize - 1) / numerics::kNF4BlockSize;
+  const int64_t scaler_blocks = (blocks + numerics::kNF4ScalerBlockSize - 1) / numerics::kNF4ScalerBlockSize;
+  auto check = [&](const Tensor& t, const char* what, DType dtype, int64_t n) {
+    QTUNE_CHECK(t.defined() && t.dtype() == dtype && t.numel() == n && t.is_contiguous() && t.device() == device(),
+                kernel, ": ", what, " must be ", n, " contiguous ", dtype_name(dtype), " elements on ", device().str(),
+                " for a weight of ", numel, " elements, got ",
+                t.defined()
+                    ? shape_str(t.shape()) + " " + std::string(dtype_name(t.dtype())) + " on " + t.device().str()
+                    : std::string("undefined"));
+  };
+  QTUNE_CHECK(factors.defined() && (factors.dtype() == DType::f32 || factors.dtype() == DType::bf16), kernel,
+              ": NF4 factors must be f32 or bf16 (the quantized weight's dtype)");
+  check(codes, "codes", DType::u8, blocks * numerics::kNF4BlockSize / 2);
+  check(scalers, "scalers", DType::i8, blocks);
+  check(factors, "factors", factors.dtype(), scaler_blocks);
+  check(mean, "mean", factors.dtype(), 1);
+}
+
+void Backend::nf4_quantize(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("nf4_quantize");
+}
+void Backend::nf4_dequantize(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&) {
+  unsupported("nf4_dequantize");
+}
 
 void Backend::check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
                                 std::initializer_list<const Tensor*> state) const {

@@ -155,6 +155,17 @@ class Backend {
   // 2i in the low nibble, numerics::pack_nibbles); w_scale: [M, K/G] f32; out: [N, M] f32.
   virtual void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
                                 const Tensor& w_scale, const Tensor& out);
+  // ---- NF4 (NUMERICS.md §1, engine/numerics/nf4.h) ---------------------------------------------------
+  // A weight of n elements has nb = ceil(n / 64) blocks (the last one padded with zeros) and
+  // ns = ceil(nb / 256) scaler blocks. codes: [nb * 32] u8, scalers: [nb] i8, factors: [ns] and mean: [1]
+  // in the weight's dtype. The mean and each factor cover the real blocks only.
+  // w: [n] f32 or bf16
+  virtual void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                            const Tensor& mean);
+  // out: [count] any floating dtype = elements [first, first + count) of the dequantized weight (computed
+  // in the stored dtype, then cast), so a caller can dequantize a tile of rows at a time.
+  virtual void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                              int64_t first, const Tensor& out);
 
  protected:
   [[noreturn]] void unsupported(std::string_view kernel) const;
@@ -174,6 +185,10 @@ class Backend {
   // Returns the weight group size.
   int64_t check_int8_int4_linear_args(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
                                       const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) const;
+  // NF4: the checks both NF4 kernels make of the stored parts of a weight of `numel` elements (the layout
+  // above; f32 or bf16 factors and mean, all contiguous on this device).
+  void check_nf4_parts(std::string_view kernel, int64_t numel, const Tensor& codes, const Tensor& scalers,
+                       const Tensor& factors, const Tensor& mean) const;
 };
 
 // The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build

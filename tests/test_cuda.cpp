@@ -540,3 +540,32 @@ TEST_CASE("QAT 8da4w: per-token int8 codes match the CPU exactly; the int8 x int
   gpu().int8_int4_linear(codes_g, scale_g, zp_g, w.to(kGpu), ws.to(kGpu), out_g);
   QTUNE_CHECK_CLOSE(out_g.to(Device::cpu()), out_c, 1e-6, 1e-6);
 }
+// NF4
+TEST_CASE("NF4 quantize and dequantize match the CPU to the bit") {
+  // Both sides run engine/numerics/nf4.h with the absmax mean summed in the same fixed chunk order.
+  for (DType t : {DType::f32, DType::bf16}) {
+    for (int64_t n : {int64_t{150}, int64_t{16384}, int64_t{64 * 4096 * 3 + 100}}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(n);
+      std::vector<double> v = random_f64({n}, 80, -0.1, 0.1).to_vector<double>();
+      for (int64_t i = 64; i < 128 && i < n; ++i) v[i] = 0.0;  // a zero block
+      const Tensor w = Tensor::from_doubles(v, {n}, t), wg = w.to(kGpu);
+      const int64_t blocks = (n + 63) / 64, scaler_blocks = (blocks + 255) / 256;
+      auto parts = [&](Device d) {
+        return std::vector<Tensor>{Tensor::empty({blocks * 32}, DType::u8, d), Tensor::empty({blocks}, DType::i8, d),
+                                   Tensor::empty({scaler_blocks}, t, d), Tensor::empty({1}, t, d)};
+      };
+      const std::vector<Tensor> pc = parts(Device::cpu()), pg = parts(kGpu);
+      cpu().nf4_quantize(w, pc[0], pc[1], pc[2], pc[3]);
+      gpu().nf4_quantize(wg, pg[0], pg[1], pg[2], pg[3]);
+      for (size_t i = 0; i < pc.size(); ++i) CHECK_SAME_BYTES(pg[i], pc[i]);
+      for (DType out_t : {t, DType::f32}) {
+        const int64_t first = n > 1000 ? 37 : 0, count = n - first;
+        const Tensor oc = Tensor::empty({count}, out_t), og = Tensor::empty({count}, out_t, kGpu);
+        cpu().nf4_dequantize(pc[0], pc[1], pc[2], pc[3], first, oc);
+        gpu().nf4_dequantize(pg[0], pg[1], pg[2], pg[3], first, og);
+        CHECK_SAME_BYTES(og, oc);
+      }
+    }
+  }
+}

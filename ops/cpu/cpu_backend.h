@@ -70,6 +70,11 @@ class CpuBackend final : public Backend {
                           const Tensor& scale, const Tensor& zero_point) override;
   void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
                         const Tensor& w_scale, const Tensor& out) override;
+  // NF4
+  void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                    const Tensor& mean) override;
+  void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                      int64_t first, const Tensor& out) override;
 };
 
 }  // namespace qtune::cpu

@@ -12,6 +12,8 @@
 #include "ops/reduce.h"
 #include "quant/float8_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
+#include "quant/linear_nf4.h"
+#include "quant/nf4_tensor.h"
 
 using namespace qtune;
 
@@ -287,6 +289,66 @@ BENCHMARK(BM_linear_8da4w_4096)
     ->ArgName("tokens")
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+// NF4: quantizing and dequantizing a TinyLlama MLP projection (kMlp x kHidden) of f32 or bf16 weights.
+// Bytes: the dense weight once, plus the stored parts (4.127 bits per weight).
+double nf4_bytes(int64_t n, DType dt) { return double(n) * (double(dtype_size(dt)) + 0.5 + 1.0 / 64); }
+
+void BM_nf4_quantize(benchmark::State& s) {
+  const DType dt = s.range(0) == 16 ? DType::bf16 : DType::f32;
+  const int64_t n = kMlp * kHidden;
+  Tensor w = uniform({n}, 38, dt, -0.05, 0.05);
+  if (!runs(s, [&] { quant::NF4Tensor::quantize(w); })) return;
+  for (auto _ : s) benchmark::DoNotOptimize(quant::NF4Tensor::quantize(w));
+  bytes_rate(s, nf4_bytes(n, dt));
+}
+BENCHMARK(BM_nf4_quantize)->Arg(32)->Arg(16)->ArgName("weight_bits")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_nf4_dequantize(benchmark::State& s) {
+  const DType dt = s.range(0) == 16 ? DType::bf16 : DType::f32;
+  const int64_t n = kMlp * kHidden;
+  const quant::NF4Tensor q = quant::NF4Tensor::quantize(uniform({n}, 39, dt, -0.05, 0.05));
+  Tensor out = Tensor::empty({n}, dt);
+  for (auto _ : s) q.dequantize_range(0, out);
+  bytes_rate(s, nf4_bytes(n, dt));
+}
+BENCHMARK(BM_nf4_dequantize)->Arg(32)->Arg(16)->ArgName("weight_bits")->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// linear_nf4 forward + grad_x, against BM_linear_forward / the dense forward + grad_x on the same shape
+// (no weight gradient on either side: a frozen QLoRA base).
+void BM_linear_nf4_forward(benchmark::State& s) {
+  NoGradGuard no_grad;
+  Tensor x = uniform({kTokens, kHidden}, 40);
+  const quant::NF4Tensor w = quant::NF4Tensor::quantize(uniform({kMlp, kHidden}, 41, DType::f32, -0.02, 0.02));
+  for (auto _ : s) benchmark::DoNotOptimize(quant::linear_nf4(x, w));
+  flop_rate(s, 2.0 * kTokens * kHidden * kMlp);
+}
+BENCHMARK(BM_linear_nf4_forward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_linear_nf4_forward_backward(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kHidden}, 42).requires_grad_();
+  const quant::NF4Tensor w = quant::NF4Tensor::quantize(uniform({kMlp, kHidden}, 43, DType::f32, -0.02, 0.02));
+  Tensor gy = uniform({kTokens, kMlp}, 44);
+  for (auto _ : s) {
+    x.zero_grad();
+    quant::linear_nf4(x, w).backward(gy);
+    benchmark::DoNotOptimize(x.grad());
+  }
+  flop_rate(s, 4.0 * kTokens * kHidden * kMlp);  // forward + grad_x
+}
+BENCHMARK(BM_linear_nf4_forward_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_linear_frozen_forward_backward(benchmark::State& s) {
+  Tensor x = uniform({kTokens, kHidden}, 42).requires_grad_();
+  Tensor w = uniform({kMlp, kHidden}, 43, DType::f32, -0.02, 0.02);
+  Tensor gy = uniform({kTokens, kMlp}, 44);
+  for (auto _ : s) {
+    x.zero_grad();
+    ops::linear(x, w).backward(gy);
+    benchmark::DoNotOptimize(x.grad());
+  }
+  flop_rate(s, 4.0 * kTokens * kHidden * kMlp);  // forward + grad_x
+}
+BENCHMARK(BM_linear_frozen_forward_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,0 +1,156 @@
+// NF4 quantize and dequantize over the scalar numerics of engine/numerics/nf4.h. The code search runs
+// over a whole 64-block at a time with the 16 table values outermost, a loop GCC vectorizes (compare and
+// blend per lane); OpenMP splits the blocks.
+#include <algorithm>
+#include <vector>
+
+#include "engine/numerics/nf4.h"
+#include "ops/cpu/cpu_backend.h"
+#include "ops/cpu/kernel_util.h"
+
+namespace qtune::cpu {
+namespace {
+
+using namespace numerics;
+constexpr int64_t kBlock = kNF4BlockSize;
+
+template <class D>
+struct Table {
+  float v[16];
+  Table() {
+    for (int c = 0; c < 16; ++c) v[c] = nf4_code_value<D>(c);
+  }
+};
+
+template <class D>
+void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors, D* mean_out) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int64_t scaler_blocks = (blocks + kNF4ScalerBlockSize - 1) / kNF4ScalerBlockSize;
+  const Table<D> table;
+  std::vector<float> absmax(static_cast<size_t>(blocks));
+  // Codes and absmaxes, one block at a time; the last block reads its real elements only.
+  parallel_for(blocks, 64, [&](int64_t begin, int64_t end) {
+    float x[kBlock], best_diff[kBlock];
+    uint8_t best[kBlock];
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t len = std::min(kBlock, n - b * kBlock);
+      const D* src = w + b * kBlock;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < len; ++i) amax = std::max(amax, fabsf(static_cast<float>(load(src + i))));
+      absmax[b] = amax;
+      for (int64_t i = 0; i < kBlock; ++i) {
+        const float v = i < len ? static_cast<float>(load(src + i)) : 0.0f;
+        x[i] = amax == 0.0f ? 0.0f : round_to<D>(v / amax);  // a zero block: all codes 7 (see nf4.h)
+      }
+      // nf4_nearest_code, turned inside out so that the element loop is innermost.
+      for (int64_t i = 0; i < kBlock; ++i) {
+        best_diff[i] = fabsf(round_to<D>(x[i] - table.v[0]));
+        best[i] = 0;
+      }
+      for (int c = 1; c < 16; ++c) {
+        const float t = table.v[c];
+        for (int64_t i = 0; i < kBlock; ++i) {
+          const float diff = fabsf(round_to<D>(x[i] - t));
+          const bool better = diff < best_diff[i];
+          best_diff[i] = better ? diff : best_diff[i];
+          best[i] = better ? static_cast<uint8_t>(c) : best[i];
+        }
+      }
+      uint8_t* dst = codes + b * (kBlock / 2);
+      for (int64_t i = 0; i < kBlock / 2; ++i) dst[i] = nf4_pack(best[2 * i], best[2 * i + 1]);
+    }
+  });
+  // The mean of the absmaxes in the fixed chunk order of kNF4MeanChunk.
+  const int64_t chunks = (blocks + kNF4MeanChunk - 1) / kNF4MeanChunk;
+  std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
+  parallel_for(chunks, 2, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double s = 0.0;
+      for (int64_t i = c * kNF4MeanChunk; i < std::min(blocks, (c + 1) * kNF4MeanChunk); ++i) s += absmax[i];
+      chunk_sum[c] = s;
+    }
+  });
+  double sum = 0.0;
+  for (double s : chunk_sum) sum += s;
+  const float mean = nf4_mean<D>(sum, blocks);
+  store(mean_out, mean);
+  // Double quantization of the centred absmaxes, one scaler block at a time.
+  parallel_for(scaler_blocks, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t sb = begin; sb < end; ++sb) {
+      const int64_t first = sb * kNF4ScalerBlockSize, last = std::min(blocks, first + kNF4ScalerBlockSize);
+      float max_abs = 0.0f;
+      for (int64_t b = first; b < last; ++b) max_abs = std::max(max_abs, fabsf(round_to<D>(absmax[b] - mean)));
+      const float factor = nf4_scaler_factor<D>(max_abs);
+      store(factors + sb, factor);
+      for (int64_t b = first; b < last; ++b) scalers[b] = nf4_quantize_scaler<D>(round_to<D>(absmax[b] - mean), factor);
+    }
+  });
+}
+
+template <class D, class T>
+void dequantize(const uint8_t* codes, const int8_t* scalers, const D* factors, float mean, int64_t first, int64_t count,
+                T* out) {
+  const Table<D> table;
+  const int64_t end_elem = first + count;
+  const int64_t b_begin = first / kBlock, b_end = (end_elem + kBlock - 1) / kBlock;
+  parallel_for(b_end - b_begin, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t b = b_begin + begin; b < b_begin + end; ++b) {
+      const float scale =
+          nf4_block_scale<D>(scalers[b], static_cast<float>(load(factors + b / kNF4ScalerBlockSize)), mean);
+      const int64_t lo = std::max(first, b * kBlock), hi = std::min(end_elem, (b + 1) * kBlock);
+      if (lo == b * kBlock && hi == lo + kBlock) {
+        // A whole block: byte-pair loop without the parity test per element.
+        const uint8_t* src = codes + b * (kBlock / 2);
+        T* dst = out + (lo - first);
+        for (int64_t i = 0; i < kBlock / 2; ++i) {
+          store(dst + 2 * i, nf4_dequantize_value<D>(src[i] >> 4, scale, table.v));
+          store(dst + 2 * i + 1, nf4_dequantize_value<D>(src[i] & 0x0f, scale, table.v));
+        }
+      } else {
+        for (int64_t i = lo; i < hi; ++i)
+          store(out + (i - first), nf4_dequantize_value<D>(nf4_code_at(codes, i), scale, table.v));
+      }
+    }
+  });
+}
+
+template <class F>
+void dispatch_nf4(DType t, const char* kernel, F&& f) {
+  if (t == DType::f32) return f(float{});
+  if (t == DType::bf16) return f(bf16_t{});
+  QTUNE_FAIL(kernel, ": NF4 quantizes f32 or bf16 weights, got ", dtype_name(t), " (cast the weight first)");
+}
+
+}  // namespace
+
+void CpuBackend::nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
+                              const Tensor& mean) {
+  check_contiguous("nf4_quantize", w, "w");
+  QTUNE_CHECK(w.numel() > 0, "nf4_quantize: the weight is empty");
+  QTUNE_CHECK(factors.defined() && factors.dtype() == w.dtype(), "nf4_quantize: factors must have the weight's dtype ",
+              dtype_name(w.dtype()));
+  check_nf4_parts("nf4_quantize", w.numel(), codes, scalers, factors, mean);
+  dispatch_nf4(w.dtype(), "nf4_quantize", [&](auto tag) {
+    using D = decltype(tag);
+    quantize<D>(ptr<D>(w), w.numel(), ptr<uint8_t>(codes), ptr<int8_t>(scalers), ptr<D>(factors), ptr<D>(mean));
+  });
+}
+
+void CpuBackend::nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
+                                int64_t first, const Tensor& out) {
+  check_contiguous("nf4_dequantize", out, "out");
+  const int64_t blocks = scalers.numel();
+  QTUNE_CHECK(first >= 0 && first + out.numel() <= blocks * kBlock, "nf4_dequantize: elements [", first, ", ",
+              first + out.numel(), ") lie outside the ", blocks * kBlock, " stored ones");
+  check_nf4_parts("nf4_dequantize", blocks * kBlock, codes, scalers, factors, mean);
+  dispatch_nf4(factors.dtype(), "nf4_dequantize", [&](auto dtag) {
+    using D = decltype(dtag);
+    const float m = static_cast<float>(load(ptr<D>(mean)));
+    dispatch_float(out.dtype(), "nf4_dequantize", [&](auto otag) {
+      using T = decltype(otag);
+      dequantize<D, T>(ptr<uint8_t>(codes), ptr<int8_t>(scalers), ptr<D>(factors), m, first, out.numel(), ptr<T>(out));
+    });
+  });
+}
+
+}  // namespace qtune::cpu
