@@ -12,10 +12,12 @@ fi
 rm -rf "$out"
 "$qtune" demo --pretrain-steps 12 --finetune-steps 6 --vocab-size 400 --out "$out"
 for f in tokenizer.model corpus/train.txt corpus/heldout.txt pretrain/metrics.jsonl pretrain/final/model.safetensors \
-         finetune_plain/final/model.safetensors results.json results.md; do
+         finetune_plain/final/model.safetensors finetune_qat/final/model.safetensors results.json results.md; do
   [ -s "$out/$f" ] || { echo "missing $out/$f"; exit 1; }
 done
 [ "$(grep -c '"loss"' "$out/pretrain/metrics.jsonl")" -ge 1 ]
-# The float rows carry numbers (the quantized rows are null until the quantization work lands).
+# Every row of the table is measured: float, PTQ and QAT.
 numbers=$(grep -c '"word_perplexity": [0-9]' "$out/results.json")
-[ "$numbers" -ge 2 ] || { echo "expected 2 measured rows in results.json"; cat "$out/results.json"; exit 1; }
+[ "$numbers" -eq 4 ] || { echo "expected 4 measured rows in results.json"; cat "$out/results.json"; exit 1; }
+grep -q '"qat_recovered_fraction": -\?[0-9]' "$out/results.json"
+grep -q 'QAT recovered' "$out/results.md"

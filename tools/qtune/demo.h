@@ -3,11 +3,12 @@
 //   1. the fortunes corpus, split into training and held-out fortunes;
 //   2. a SentencePiece tokenizer trained on the training part;
 //   3. a small Llama pretrained from scratch (the `full` recipe);
-//   4. two fine-tunes from the same pretrained checkpoint: plain, and with QAT (8da4w, group 32);
-//   5. word perplexity of each on the held-out fortunes, as a table: float, PTQ, QAT and how much of the
-//      PTQ degradation QAT recovered.
-// Every artifact stays under one output directory. Until the quantization recipes land, step 4 fine-tunes
-// plainly only and the table has the float rows.
+//   4. two fine-tunes from the same pretrained checkpoint: plain, and with QAT (8da4w, group 32: the
+//      recipe's prepare hook swaps in fake-quantized linears);
+//   5. word perplexity of each on the held-out fortunes, as a table: float, PTQ (the plain fine-tune
+//      converted to real 8da4w modules), QAT (the QAT fine-tune converted), and the share of the PTQ
+//      degradation that QAT recovered.
+// Every artifact stays under one output directory.
 #include <cstdint>
 #include <string>
 
