@@ -9,6 +9,7 @@
 #include "models/llama.h"
 #include "optim/adamw.h"
 #include "quant/float8.h"
+#include "tests/llama_fixtures.h"
 
 using namespace qtune;
 
@@ -17,19 +18,11 @@ namespace {
 // 16-aligned projections (hidden 32, q/o 32x32, k/v 32->16, MLP 32<->64) so every one converts;
 // the 64-token head stays in high precision.
 models::LlamaConfig aligned_config() {
-  models::LlamaConfig c;
+  models::LlamaConfig c = testing::tiny_llama_config();
   c.vocab_size = 64;
   c.hidden_size = 32;
   c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 1000.0;
   c.max_position_embeddings = 64;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
   return c;
 }
 
