@@ -2,25 +2,41 @@
 
 #include <memory>
 
+#include "engine/check.h"
 #include "ops/elementwise.h"
 #include "quant/linear_nf4.h"
 #include "quant/module_swap.h"
 
 namespace qtune::quant {
+namespace {
 
-FrozenNF4Linear::FrozenNF4Linear(nn::Linear& linear)
-    : Module("FrozenNF4Linear"), in_features_(linear.in_features()), out_features_(linear.out_features()) {
-  const NF4Tensor w = NF4Tensor::quantize(linear.weight());
-  codes_ = w.codes();
-  scalers_ = w.scalers();
-  factors_ = w.factors();
-  mean_ = w.mean();
+int64_t linear_dim(const NF4Tensor& weight, size_t axis) {
+  QTUNE_CHECK(weight.shape().size() == 2, "FrozenNF4Linear: the NF4 weight has shape ", shape_str(weight.shape()),
+              "; a linear weight is [out, in]");
+  return weight.shape()[axis];
+}
+
+}  // namespace
+
+FrozenNF4Linear::FrozenNF4Linear(nn::Linear& linear) : FrozenNF4Linear(linear.weight(), linear.bias()) {}
+
+FrozenNF4Linear::FrozenNF4Linear(const Tensor& weight, const Tensor& bias)
+    : FrozenNF4Linear(NF4Tensor::quantize(weight), bias) {}
+
+FrozenNF4Linear::FrozenNF4Linear(const NF4Tensor& weight, const Tensor& bias)
+    : Module("FrozenNF4Linear"),
+      in_features_(linear_dim(weight, 1)),
+      out_features_(linear_dim(weight, 0)),
+      codes_(weight.codes()),
+      scalers_(weight.scalers()),
+      factors_(weight.factors()),
+      mean_(weight.mean()) {
   register_buffer("nf4_codes", &codes_, false);
   register_buffer("nf4_scalers", &scalers_, false);
   register_buffer("nf4_factors", &factors_, false);
   register_buffer("nf4_mean", &mean_, false);
-  if (linear.bias().defined()) {
-    bias_ = linear.bias().detach();
+  if (bias.defined()) {
+    bias_ = bias.detach();
     register_parameter("bias", &bias_, false);
   }
 }

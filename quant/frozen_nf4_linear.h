@@ -10,6 +10,10 @@ class FrozenNF4Linear : public Module {
  public:
   // Quantizes linear's weight (f32 or bf16); its bias, if any, is shared and frozen.
   explicit FrozenNF4Linear(nn::Linear& linear);
+  // weight: [out, in] (f32 or bf16), bias: [out] or undefined (shared, frozen).
+  FrozenNF4Linear(const Tensor& weight, const Tensor& bias);
+  // An already quantized weight (a quantized checkpoint being loaded).
+  FrozenNF4Linear(const NF4Tensor& weight, const Tensor& bias);
 
   // x: [..., in] -> [..., out] in x's dtype
   Tensor forward(const Tensor& x) override;

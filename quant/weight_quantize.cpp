@@ -1,0 +1,90 @@
+#include "quant/weight_quantize.h"
+
+#include <memory>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "quant/frozen_nf4_linear.h"
+#include "quant/int4_weight_only_linear.h"
+#include "quant/int8_dyn_act_int4_weight_linear.h"
+#include "quant/qat_fake_quantize.h"
+
+namespace qtune::quant {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+// q4_0 / q8_0: the dequantized values in a plain linear, as QAT convert makes them.
+ModulePtr dequantized_linear(const Tensor& weight, const Tensor& bias, const LinearScheme& scheme) {
+  nn::Linear::Options options;
+  options.bias = bias.defined();
+  options.dtype = weight.dtype();
+  options.device = weight.device();
+  std::shared_ptr<nn::Linear> linear;
+  {
+    SkipInitGuard skip_init;
+    linear = std::make_shared<nn::Linear>(weight.size(1), weight.size(0), options);
+  }
+  NoGradGuard no_grad;
+  linear->weight().copy_(fake_quantize(weight.detach(), weight_spec(scheme)));
+  if (options.bias) linear->bias().copy_(bias.detach());
+  return linear;
+}
+
+}  // namespace
+
+WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size) {
+  if (name == "nf4" || name == "q4_0" || name == "q8_0") {
+    QTUNE_CHECK(!group_size, "scheme ", name, " has fixed blocks (",
+                name == "nf4" ? "64 weights, scalers per 256 blocks" : "32 weights",
+                "); --group-size applies to 8da4w and int4wo only");
+    if (name == "nf4") return NF4{};
+    return name == "q4_0" ? WeightScheme{Q4_0{}} : WeightScheme{Q8_0{}};
+  }
+  if (name == "8da4w" || name == "int4wo") {
+    LinearScheme s = parse_linear_scheme(name);
+    if (group_size) {
+      std::visit(Overloaded{[&](Int8DynActInt4Weight& x) { x.group_size = *group_size; },
+                            [&](Int4WeightOnly& x) { x.group_size = *group_size; }, [](auto&) {}},
+                 s);
+      check_scheme_fits(s, *group_size, "(any)");
+    }
+    return std::visit([](const auto& x) -> WeightScheme { return x; }, s);
+  }
+  QTUNE_FAIL("unknown quantization scheme '", name, "' (valid: 8da4w, int4wo, nf4, q4_0, q8_0)");
+}
+
+std::string weight_scheme_name(const WeightScheme& scheme) {
+  return std::visit(Overloaded{[](const NF4&) { return std::string("nf4"); },
+                               [](const auto& s) { return scheme_name(LinearScheme{s}); }},
+                    scheme);
+}
+
+void check_weight_scheme_fits(const WeightScheme& scheme, int64_t in_features, std::string_view fqn) {
+  std::visit(
+      Overloaded{[](const NF4&) {}, [&](const auto& s) { check_scheme_fits(LinearScheme{s}, in_features, fqn); }},
+      scheme);
+}
+
+ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const WeightScheme& scheme, std::string_view fqn) {
+  QTUNE_CHECK(weight.defined() && weight.dim() == 2, "quantize '", fqn, "': the weight must be [out, in], got ",
+              weight.defined() ? shape_str(weight.shape()) : std::string("undefined"));
+  QTUNE_CHECK(weight.device().is_cpu(), "quantize '", fqn, "': the weight is on ", weight.device().str(),
+              "; the quantized modules are built on CPU");
+  check_weight_scheme_fits(scheme, weight.size(1), fqn);
+  const Tensor w = weight.detach();
+  return std::visit(
+      Overloaded{
+          [&](const NF4&) -> ModulePtr { return std::make_shared<FrozenNF4Linear>(w, bias); },
+          [&](const Int8DynActInt4Weight& s) -> ModulePtr {
+            return std::make_shared<Int8DynActInt4WeightLinear>(w, bias, s);
+          },
+          [&](const Int4WeightOnly& s) -> ModulePtr { return std::make_shared<Int4WeightOnlyLinear>(w, bias, s); },
+          [&](const auto& s) -> ModulePtr { return dequantized_linear(w, bias, LinearScheme{s}); }},
+      scheme);
+}
+
+}  // namespace qtune::quant

@@ -1,0 +1,36 @@
+#pragma once
+// Post-training weight quantization of single linears: the schemes a whole model can be stored in
+// (`qtune quantize`, the quantizing loader) and the real module each one becomes.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "engine/module.h"
+#include "engine/tensor.h"
+#include "quant/qat_config.h"
+
+namespace qtune::quant {
+
+// NF4 with double-quantized scalers (NUMERICS.md §1): the QLoRA storage, as a frozen linear.
+struct NF4 {};
+
+using WeightScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, NF4>;
+
+// "8da4w" | "int4wo" | "nf4" | "q4_0" | "q8_0"; group_size overrides the 8da4w / int4wo default (32 / 128)
+// and is an error for the fixed-block schemes. Anything else throws listing the valid names.
+WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size = std::nullopt);
+std::string weight_scheme_name(const WeightScheme& scheme);
+
+// Throws naming `fqn` and the rule when a linear with in_features cannot take the scheme (a group size
+// that does not divide it). NF4 takes any shape.
+void check_weight_scheme_fits(const WeightScheme& scheme, int64_t in_features, std::string_view fqn);
+
+// weight: [out, in] (CPU, f32 or bf16), bias: [out] or undefined -> the module computing the quantized
+// linear: Int8DynActInt4WeightLinear, Int4WeightOnlyLinear, FrozenNF4Linear, or for q4_0 / q8_0 an
+// nn::Linear holding the dequantized values (what llama.cpp computes with; re-quantizing them is lossless).
+// The module does not keep `weight` alive.
+ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const WeightScheme& scheme, std::string_view fqn);
+
+}  // namespace qtune::quant
