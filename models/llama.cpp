@@ -7,6 +7,7 @@
 #include "engine/check.h"
 #include "engine/checkpoint.h"
 #include "engine/rng.h"
+#include "models/pending_linear.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/cross_entropy.h"
@@ -29,6 +30,7 @@ T& child_as(const ModulePtr& slot, const char* name) {
 // Llama projections have no bias. The generator only feeds Linear's own default init, which the Llama
 // constructor overwrites; a local one keeps the process-wide default generator untouched.
 ModulePtr make_linear(int64_t in, int64_t out, const LlamaOptions& options, Generator& scratch) {
+  if (options.defer_projections) return std::make_shared<PendingLinear>(in, out);
   return std::make_shared<nn::Linear>(
       in, out,
       nn::Linear::Options{.bias = false, .dtype = options.dtype, .device = options.device, .generator = &scratch});
@@ -185,7 +187,9 @@ Llama::Llama(const LlamaConfig& config, const LlamaOptions& options)
     model = std::make_shared<LlamaModel>(config_, options);
     if (!config_.tie_word_embeddings) {
       Generator scratch(options.seed);
-      lm_head = make_linear(config_.hidden_size, config_.vocab_size, options, scratch);
+      LlamaOptions head_options = options;
+      head_options.defer_projections = false;  // the head is not a decoder projection
+      lm_head = make_linear(config_.hidden_size, config_.vocab_size, head_options, scratch);
     }
   }
   register_module("model", &model);

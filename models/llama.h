@@ -27,6 +27,9 @@ struct LlamaOptions {
   uint64_t seed = 0;  // initialization (std 0.02 normal for linears and embedding, ones for norms)
   // Recompute each decoder layer's forward in backward (only while training with grad enabled).
   bool activation_checkpointing = false;
+  // Decoder projections (q/k/v/o, gate/up/down) start as storage-less PendingLinear slots that a quantizing
+  // loader fills, so their dense weights never exist in memory. Embedding, norms and lm_head are allocated.
+  bool defer_projections = false;
 };
 
 class LlamaAttention : public Module { /* q_proj, k_proj, v_proj, o_proj */

@@ -262,3 +262,16 @@ TEST_CASE("llama: bf16 parameters give bf16 logits and a trainable loss") {
   }
   CHECK(relative_error(logits, wide.forward(tokens)) < 0.05);
 }
+
+TEST_CASE("llama: deferred projections hold no weights until a loader fills them") {
+  const models::LlamaConfig config = testing::tiny_llama_config(false);
+  models::LlamaOptions options;
+  options.defer_projections = true;
+  models::Llama deferred(config, options);
+  models::Llama dense(config);
+  // Embedding, norms and the head are allocated; the 7 projections per layer are not.
+  CHECK(deferred.named_parameters().size() == dense.named_parameters().size() - 7 * config.num_hidden_layers);
+  CHECK(deferred.named_parameters().back().first == "lm_head.weight");
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{1, 2, 3}, {1, 3});
+  CHECK_THROWS_WITH(deferred.forward(tokens), doctest::Contains("was never loaded"));
+}
