@@ -18,6 +18,15 @@ struct NF4 {};
 
 using WeightScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, NF4>;
 
+// How a whole model is quantized (`qtune quantize`, `qtune eval --quantize`, the quantizing loader): every
+// decoder projection (q/k/v/o, gate/up/down) with `scheme`; the token embedding only when `embedding` is set
+// (int4 per group, QuantizedEmbedding); the output head with `scheme` only when `head` is set.
+struct ModelQuantization {
+  WeightScheme scheme;
+  std::optional<EmbeddingInt4> embedding = std::nullopt;
+  bool head = false;
+};
+
 // "8da4w" | "int4wo" | "nf4" | "q4_0" | "q8_0"; group_size overrides the 8da4w / int4wo default (32 / 128)
 // and is an error for the fixed-block schemes. Anything else throws listing the valid names.
 WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size = std::nullopt);
