@@ -1,15 +1,14 @@
 #pragma once
 // Shared by the Llama tests: the golden checkpoints of tools/goldens/gen_llama.py, a tiny config,
 // scratch directories and the relative error the parity tests report.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <string>
 
 #include "engine/tensor.h"
 #include "models/llama_config.h"
+#include "tests/scratch_files.h"
 
 namespace qtune::testing {
 
@@ -31,27 +30,6 @@ inline double relative_error(const Tensor& actual, const Tensor& expected) {
   if (a.size() != e.size()) return INFINITY;
   return scale > 0.0 ? diff / scale : diff;
 }
-
-// A fresh, empty directory under the system temp dir, private to this process, removed on scope exit.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name)
-      : path_(std::filesystem::temp_directory_path() /
-              ("qtune_test_llama_" + std::to_string(::getpid()) + "_" + name)) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string str(const std::string& sub = "") const { return sub.empty() ? path_.string() : (path_ / sub).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Small enough for fast tests, with GQA, an odd intermediate size and a non-default head_dim.
 inline models::LlamaConfig tiny_llama_config(bool tied = false) {

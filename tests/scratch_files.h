@@ -14,7 +14,7 @@
 
 namespace qtune::testing {
 
-// A fresh directory, removed afterwards.
+// A fresh, empty directory under the system temp dir, private to this process, removed on scope exit.
 struct ScratchDir {
   std::filesystem::path path;
   explicit ScratchDir(const std::string& name) {
@@ -26,7 +26,11 @@ struct ScratchDir {
     std::error_code ignored;
     std::filesystem::remove_all(path, ignored);
   }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
+  // The directory itself, or `sub` inside it.
+  std::string str(const std::string& sub = "") const { return sub.empty() ? path.string() : file(sub); }
 };
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {

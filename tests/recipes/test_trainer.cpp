@@ -18,6 +18,7 @@
 #include "models/text_corpus.h"
 #include "models/token_shards.h"
 #include "models/tokenizer.h"
+#include "recipe_fixtures.h"
 #include "tools/recipes/metrics.h"
 #include "tools/recipes/run_config.h"
 #include "tools/recipes/trainer.h"
@@ -26,38 +27,12 @@ using namespace qtune;
 using namespace qtune::recipes;
 namespace fs = std::filesystem;
 using nlohmann::json;
+using testing::kText;
+using testing::kTokenizer;
+using testing::lines_with;
+using testing::tiny_run;
 
 namespace {
-
-const std::string kTokenizer = std::string(QTUNE_GOLDEN_DIR) + "/tiny_llama_sp/tokenizer.model";  // 512 pieces
-const std::string kText = std::string(QTUNE_GOLDEN_DIR) + "/tokenizers/train.txt";                // 14 KB
-
-// A 2-layer, hidden-32 Llama trained from scratch on kText.
-RunConfig tiny_run(const std::string& output_dir, std::vector<std::string> overrides = {}) {
-  const std::string text = R"({
-    "output_dir": ")" + output_dir +
-                           R"(",
-    "model": {"config": {"model_type": "llama", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                         "max_position_embeddings": 64},
-              "tokenizer": ")" +
-                           kTokenizer + R"("},
-    "data": {"train": ")" + kText +
-                           R"(", "seq_len": 32, "batch_size": 4},
-    "optim": {"lr": 3e-3, "weight_decay": 0.01},
-    "schedule": {"name": "cosine", "warmup_steps": 2},
-    "train": {"steps": 12, "seed": 3}
-  })";
-  return parse_run_config(text, "tiny_run", overrides);
-}
-
-std::vector<json> lines_with(const std::string& run_dir, const char* key) {
-  std::vector<json> out;
-  for (const json& line : read_metrics(run_dir + "/metrics.jsonl")) {
-    if (line.contains(key)) out.push_back(line);
-  }
-  return out;
-}
 
 std::string error_of(const std::function<void()>& fn) {
   try {

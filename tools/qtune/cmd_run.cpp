@@ -12,6 +12,7 @@
 
 #include "engine/check.h"
 #include "qtune/commands.h"
+#include "tools/recipes/model_passes.h"
 #include "tools/recipes/progress.h"
 #include "tools/recipes/run_config.h"
 #include "tools/recipes/trainer.h"
@@ -26,14 +27,11 @@ struct RunArgs {
 };
 
 void check_recipe(const std::string& recipe) {
-  if (recipe == "full") return;
-  if (recipe == "lora" || recipe == "qlora") {
-    QTUNE_FAIL("recipe ", recipe, " arrives with the LoRA work; `qtune run full` (full fine-tuning) runs today");
+  if (recipe == "full" || recipe == "qat") return;
+  if (recipe == "lora" || recipe == "qlora" || recipe == "qat_lora") {
+    QTUNE_FAIL("recipe ", recipe, " arrives with the LoRA work; `qtune run full` and `qtune run qat` run today");
   }
-  if (recipe == "qat" || recipe == "qat_lora") {
-    QTUNE_FAIL("recipe ", recipe, " arrives with the QAT work; `qtune run full` (full fine-tuning) runs today");
-  }
-  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full; coming: lora, qlora, qat, qat_lora)");
+  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full, qat; coming: lora, qlora, qat_lora)");
 }
 
 int run(const RunArgs& args) {
@@ -54,6 +52,7 @@ int run(const RunArgs& args) {
     progress.finish();
     fmt::print(stderr, "[run] {}\n", text);
   };
+  recipes::add_model_passes(config, hooks);
   const recipes::TrainResult result = recipes::train(config, hooks);
   progress.finish();
 
@@ -64,6 +63,9 @@ int run(const RunArgs& args) {
   }
   fmt::print("\nmodel: {}\nmetrics: {}/metrics.jsonl (curves: qtune plot {})\n", result.final_dir, config.output_dir,
              config.output_dir);
+  if (config.recipe == "qat") {
+    fmt::print("quantize it: {}\n", recipes::qat_quantize_command(config.quant, result.final_dir));
+  }
   return 0;
 }
 
@@ -73,7 +75,7 @@ void add_run_command(CLI::App& app, int& status) {
   auto* cmd =
       app.add_subcommand("run", "Train with a recipe: qtune run full --config configs/tiny_shakespeare_full.json");
   auto args = std::make_shared<RunArgs>();
-  cmd->add_option("recipe", args->recipe, "recipe: full (lora, qlora, qat, qat_lora arrive later)")->required();
+  cmd->add_option("recipe", args->recipe, "recipe: full | qat (lora, qlora, qat_lora arrive later)")->required();
   cmd->add_option("--config", args->config, "run config (JSON; keys in docs/config.md)")->required();
   cmd->add_option("overrides", args->overrides,
                   "key=value overrides of config keys, e.g. optim.lr=1e-4 train.resume=true");

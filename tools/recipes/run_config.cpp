@@ -61,6 +61,10 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("train.keep_checkpoints", c.train.keep_checkpoints);
   visit("train.resume", c.train.resume);
   visit("train.log_every", c.train.log_every);
+  visit("quant.scheme", c.quant.scheme);
+  visit("quant.group_size", c.quant.group_size);
+  visit("quant.fake_quant_after_n_steps", c.quant.fake_quant_after_n_steps);
+  visit("fp8.recipe", c.fp8.recipe);
 }
 
 // Input files: relative ones in a config file are resolved against the file's directory.
@@ -296,6 +300,25 @@ void validate(const RunConfig& c, const std::string& where) {
   check_at_least<int64_t>(where, "train.save_every", c.train.save_every, 0);
   check_at_least<int64_t>(where, "train.keep_checkpoints", c.train.keep_checkpoints, 1);
   check_at_least<int64_t>(where, "train.log_every", c.train.log_every, 1);
+
+  const bool qat = c.recipe == "qat" || c.recipe == "qat_lora";
+  check_one_of(where, "quant.scheme", c.quant.scheme, {"8da4w", "int4wo", "q4_0", "q8_0"});
+  const int64_t g = c.quant.group_size;
+  QTUNE_CHECK(g == 0 || g == 32 || g == 64 || g == 128 || g == 256, "quant.group_size in ", where,
+              " must be 32, 64, 128 or 256 (0: the scheme's default), got ", g);
+  QTUNE_CHECK(g == 0 || c.quant.scheme == "8da4w" || c.quant.scheme == "int4wo", "quant.group_size in ", where, ": ",
+              c.quant.scheme, " has fixed blocks of 32; the group size applies to 8da4w and int4wo");
+  check_at_least<int64_t>(where, "quant.fake_quant_after_n_steps", c.quant.fake_quant_after_n_steps, 0);
+  const QuantSection no_quant;
+  QTUNE_CHECK(qat || (c.quant.scheme == no_quant.scheme && g == no_quant.group_size &&
+                      c.quant.fake_quant_after_n_steps == no_quant.fake_quant_after_n_steps),
+              "quant.* in ", where, " configures the qat and qat_lora recipes; this config's recipe is ", c.recipe,
+              " (run `qtune run qat`, or drop the quant keys)");
+  if (!c.fp8.recipe.empty()) {  // empty: no float8
+    check_one_of(where, "fp8.recipe", c.fp8.recipe, {"tensorwise", "rowwise", "rowwise_with_gw_hp"});
+  }
+  QTUNE_CHECK(c.fp8.recipe.empty() || !qat, "fp8.recipe in ", where, ": float8 training and QAT (recipe ", c.recipe,
+              ") do not combine; the linears are either fake-quantized or cast through fp8");
 }
 
 RunConfig parse(const std::string& json_text, const std::string& source, const fs::path* base_dir,

@@ -62,13 +62,27 @@ struct TrainSection {
   int64_t log_every = 1;
 };
 
+// Quantization-aware training (recipe qat): the fake quantization the prepared linears train through.
+struct QuantSection {
+  std::string scheme = "8da4w";          // 8da4w | int4wo | q4_0 | q8_0
+  int64_t group_size = 0;                // 0: the scheme's default (8da4w 32, int4wo 128); q4_0/q8_0 fix 32
+  int64_t fake_quant_after_n_steps = 0;  // plain float steps before fake quantization switches on
+};
+
+// Float8 training (any recipe but qat): the linears' GEMMs run through fp8 (NUMERICS.md §3).
+struct Fp8Section {
+  std::string recipe;  // "" (off) | tensorwise | rowwise | rowwise_with_gw_hp
+};
+
 struct RunConfig {
-  std::string recipe = "full";  // full (lora, qlora, qat, qat_lora come with later issues)
+  std::string recipe = "full";  // full | qat (lora, qlora, qat_lora come with the LoRA work)
   ModelSection model;
   DataSection data;
   OptimSection optim;
   ScheduleSection schedule;
   TrainSection train;
+  QuantSection quant;
+  Fp8Section fp8;
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string output_dir = "qtune-run";
 };

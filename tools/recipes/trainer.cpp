@@ -194,6 +194,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     const auto t_step = clock::now();
     const double lr = schedule.lr_at(step - 1);
     optimizer->set_lr(lr);
+    if (hooks.before_step) hooks.before_step(*model, step - 1);
     const Gradients g = accumulate_gradients(*model, loader, config.train.grad_accum, device);
     const double grad_norm = optim::clip_grad_norm(params, config.optim.grad_clip);
     QTUNE_CHECK(std::isfinite(g.loss) && std::isfinite(grad_norm), "step ", step, ": the loss (", g.loss,

@@ -35,7 +35,10 @@ struct TrainHooks {
   // Applied to the freshly built/loaded model before the optimizer is made (QAT prepare, LoRA, ...).
   // On resume it runs on the model before the checkpoint's weights (saved after it) are loaded in.
   std::function<void(models::Llama&)> prepare_model;
-  // Applied to the model before the final save (QAT convert, LoRA merge, ...).
+  // Called before each step's first forward with the optimizer steps taken so far (QAT's
+  // fake_quant_after_n_steps switch).
+  std::function<void(models::Llama&, int64_t steps_done)> before_step;
+  // Applied to the model before the final save (LoRA merge, ...).
   std::function<void(models::Llama&)> finalize_model;
   // Called after every step (the CLI draws its progress line here).
   std::function<void(const StepMetrics&)> on_step;

@@ -1,0 +1,144 @@
+// The model passes of `qtune run`: recipe qat trains through fake quantization (switched on after
+// quant.fake_quant_after_n_steps, resumable bit for bit) and leaves a float model that converts to the real
+// quantized modules; fp8.recipe trains through float8 linears; the config rejects combinations that
+// cannot work.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "models/hf_checkpoint.h"
+#include "quant/fake_quantized_linear.h"
+#include "quant/float8_linear.h"
+#include "quant/int8_dyn_act_int4_weight_linear.h"
+#include "quant/qat.h"
+#include "recipe_fixtures.h"
+#include "tests/llama_fixtures.h"
+#include "tests/scratch_files.h"
+#include "tools/recipes/model_passes.h"
+#include "tools/recipes/trainer.h"
+
+using namespace qtune;
+using namespace qtune::recipes;
+using testing::lines_with;
+using testing::tiny_run;
+
+namespace {
+
+template <class T>
+int64_t count_modules(Module& root) {
+  int64_t n = 0;
+  for (const auto& [fqn, m] : root.named_modules()) n += dynamic_cast<T*>(m) != nullptr;
+  return n;
+}
+
+TrainResult run_with_passes(const RunConfig& config) {
+  TrainHooks hooks;
+  add_model_passes(config, hooks);
+  return train(config, hooks);
+}
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> out;
+  for (const auto& line : lines_with(run_dir, "loss")) out.push_back(line["loss"].get<double>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("recipe qat: fake quantization from step n on, and a float final model that converts") {
+  testing::ScratchDir dir("passes_qat");
+  const std::vector<std::string> common = {"train.steps=5", "schedule.name=constant"};
+  train(tiny_run(dir.str("full"), common));
+  std::vector<std::string> qat = common;
+  qat.insert(qat.end(), {"recipe=qat", "quant.fake_quant_after_n_steps=2"});
+  const RunConfig config = tiny_run(dir.str("qat"), qat);
+  const TrainResult result = run_with_passes(config);
+
+  // 2 layers x 7 projections; the head stays float.
+  CHECK(count_modules<quant::FakeQuantizedLinear>(*result.model) == 14);
+  const std::vector<double> plain = losses(dir.str("full")), fake = losses(dir.str("qat"));
+  REQUIRE(plain.size() == 5);
+  REQUIRE(fake.size() == 5);
+  // Before the switch the prepared model computes exactly the float model; afterwards it does not.
+  CHECK(fake[0] == plain[0]);
+  CHECK(fake[1] == plain[1]);
+  CHECK(fake[2] != plain[2]);
+  CHECK(std::isfinite(fake[4]));
+
+  // final/ is a float HF directory; converting it gives the prepared model's logits.
+  const auto loaded = models::load_llama(result.final_dir);
+  CHECK(count_modules<quant::FakeQuantizedLinear>(*loaded) == 0);
+  quant::quantize_(*loaded, qat_config(config.quant));
+  quant::quantize_(*loaded, {qat_config(config.quant).scheme, quant::QATStep::Convert});
+  CHECK(count_modules<quant::Int8DynActInt4WeightLinear>(*loaded) == 14);
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{1, 17, 33, 250, 9, 4}, {1, 6});
+  NoGradGuard no_grad;
+  result.model->eval();
+  CHECK(testing::relative_error(loaded->forward(tokens), result.model->forward(tokens)) <= 1e-4);
+  CHECK(qat_quantize_command(config.quant, "runs/x/final") ==
+        "qtune quantize --model runs/x/final --scheme 8da4w --group-size 32 --out runs/x/final-8da4w");
+}
+
+TEST_CASE("recipe qat resumes bit for bit across the fake-quant switch") {
+  testing::ScratchDir dir("passes_qat_resume");
+  const std::vector<std::string> common = {"recipe=qat",
+                                           "quant.scheme=int4wo",
+                                           "quant.group_size=32",
+                                           "quant.fake_quant_after_n_steps=4",
+                                           "schedule.name=constant",
+                                           "train.steps=6"};
+  run_with_passes(tiny_run(dir.str("a"), common));
+  std::vector<std::string> first = common;
+  first.push_back("train.steps=3");
+  run_with_passes(tiny_run(dir.str("b"), first));
+  std::vector<std::string> resume = common;
+  resume.push_back("train.resume=true");
+  CHECK(run_with_passes(tiny_run(dir.str("b"), resume)).start_step == 3);
+  CHECK(losses(dir.str("a")) == losses(dir.str("b")));
+}
+
+TEST_CASE("fp8.recipe trains through float8 linears and saves float weights") {
+  testing::ScratchDir dir("passes_fp8");
+  const std::vector<std::string> common = {"train.steps=4"};
+  train(tiny_run(dir.str("full"), common));
+  for (const char* recipe : {"tensorwise", "rowwise", "rowwise_with_gw_hp"}) {
+    CAPTURE(recipe);
+    std::vector<std::string> fp8 = common;
+    fp8.push_back(std::string("fp8.recipe=") + recipe);
+    const TrainResult result = run_with_passes(tiny_run(dir.str(recipe), fp8));
+    CHECK(count_modules<quant::Float8Linear>(*result.model) == 14);
+    const std::vector<double> plain = losses(dir.str("full")), f8 = losses(dir.str(recipe));
+    REQUIRE(f8.size() == plain.size());
+    // fp8 operands perturb every step a little, never the course of the run.
+    CHECK(f8[0] != plain[0]);
+    for (size_t i = 0; i < f8.size(); ++i) CHECK(std::fabs(f8[i] - plain[i]) <= 0.05 * plain[i]);
+    CHECK(models::load_llama(result.final_dir)->named_parameters().size() == result.model->named_parameters().size());
+  }
+}
+
+TEST_CASE("quant and fp8 keys: checked names, and combinations that cannot work") {
+  const auto error = [](std::vector<std::string> overrides) {
+    return testing::error_of([&] { tiny_run("unused", overrides); });
+  };
+  CHECK(error({"quant.scheme=int3", "recipe=qat"})
+            .find("quant.scheme in tiny_run with its overrides must be one of "
+                  "8da4w | int4wo | q4_0 | q8_0") != std::string::npos);
+  CHECK(error({"quant.scheme=int4wo"}).find("configures the qat and qat_lora recipes; this config's recipe is full") !=
+        std::string::npos);
+  CHECK(error({"recipe=qat", "quant.group_size=48"}).find("must be 32, 64, 128 or 256") != std::string::npos);
+  CHECK(error({"recipe=qat", "quant.scheme=q4_0", "quant.group_size=64"}).find("q4_0 has fixed blocks of 32") !=
+        std::string::npos);
+  CHECK(error({"fp8.recipe=colwise"})
+            .find("fp8.recipe in tiny_run with its overrides must be one of tensorwise | "
+                  "rowwise | rowwise_with_gw_hp") != std::string::npos);
+  CHECK(error({"recipe=qat", "fp8.recipe=rowwise"}).find("float8 training and QAT (recipe qat) do not combine") !=
+        std::string::npos);
+  // A group size that does not divide a layer fails when the model is prepared, naming the layer.
+  testing::ScratchDir dir("passes_bad_group");
+  CHECK(testing::error_of([&] {
+          run_with_passes(tiny_run(dir.str("run"), {"recipe=qat", "quant.group_size=64"}));
+        }).find("layer 'model.layers.0.self_attn.q_proj' has in_features = 32") != std::string::npos);
+}
