@@ -19,6 +19,7 @@
 #include "models/tokenizer.h"
 #include "qtune/demo_corpus.h"
 #include "quant/qat.h"
+#include "tools/recipes/model_passes.h"
 #include "tools/recipes/progress.h"
 #include "tools/recipes/trainer.h"
 
@@ -64,9 +65,11 @@ recipes::RunConfig base_run(const DemoOptions& options, const std::string& train
   return run;
 }
 
-// recipes::train with `qtune run`'s progress display on stderr.
-recipes::TrainResult train_with_progress(const recipes::RunConfig& run, recipes::TrainHooks hooks = {}) {
+// recipes::train, with the run's model passes and `qtune run`'s progress display on stderr.
+recipes::TrainResult train_with_progress(const recipes::RunConfig& run) {
   recipes::ProgressDisplay progress(stderr, isatty(fileno(stderr)) != 0, run.train.log_every);
+  recipes::TrainHooks hooks;
+  recipes::add_model_passes(run, hooks);
   hooks.on_step = [&](const recipes::StepMetrics& m) { progress.on_step(m); };
   hooks.on_eval = [&](int64_t step, double eval_loss) { progress.on_eval(step, eval_loss); };
   recipes::TrainResult result = recipes::train(run, hooks);
@@ -172,12 +175,13 @@ int run_demo(const DemoOptions& options) {
   // 5. The same fine-tune with fake quantization in the loop: the weights learn to live on the int4 grid.
   phase = Clock::now();
   recipes::RunConfig qat_run = finetune;
+  qat_run.recipe = "qat";
+  qat_run.quant.scheme = "8da4w";
+  qat_run.quant.group_size = 32;
   qat_run.output_dir = (out / "finetune_qat").string();
   fmt::print("[4/4] QAT fine-tuning (8da4w, group 32) from the same checkpoint for {} steps -> {}\n",
              options.finetune_steps, qat_run.output_dir);
-  recipes::TrainHooks qat_hooks;
-  qat_hooks.prepare_model = [](models::Llama& model) { quant::quantize_(model, qat_8da4w(quant::QATStep::Prepare)); };
-  const recipes::TrainResult qat_finetuned = train_with_progress(qat_run, qat_hooks);
+  const recipes::TrainResult qat_finetuned = train_with_progress(qat_run);
   fmt::print("      done in {:.0f} s: loss {:.3f}, held-out loss {:.3f} (fake-quantized)\n", seconds_since(phase),
              qat_finetuned.final_loss, qat_finetuned.final_eval_loss);
 
