@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "engine/allocator.h"
@@ -16,6 +17,8 @@
 #include "engine/tensor.h"
 #include "models/llama.h"
 #include "optim/adamw.h"
+#include "quant/float8.h"
+#include "quant/qat.h"
 #include "tools/bench/bench_clock.h"
 
 namespace qtune::bench {
@@ -98,6 +101,15 @@ Tensor random_tokens(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
   return Tensor::from_vector(ids, {batch, seq});
 }
 
+quant::LinearScheme qat_scheme(const TrainBenchOptions& o) {
+  quant::LinearScheme scheme = quant::parse_linear_scheme(o.qat);
+  if (o.qat_group > 0) {
+    if (auto* s = std::get_if<quant::Int8DynActInt4Weight>(&scheme)) s->group_size = o.qat_group;
+    if (auto* s = std::get_if<quant::Int4WeightOnly>(&scheme)) s->group_size = o.qat_group;
+  }
+  return scheme;
+}
+
 void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config, const TrainFlops& flops) {
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
   const char* wait_env = std::getenv("OMP_WAIT_POLICY");
@@ -111,6 +123,11 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
       "%s; AdamW\n",
       (long long)o.batch, (long long)o.seq, (long long)(o.batch * o.seq), o.steps, o.warmup,
       o.activation_checkpointing ? "on" : "off");
+  if (!o.qat.empty()) {
+    std::printf("QAT: linears (lm_head excluded) fake-quantized with %s, %lld weights per scale\n", o.qat.c_str(),
+                (long long)quant::weight_spec(qat_scheme(o)).group_size);
+  }
+  if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe (emulated fp8 GEMMs)\n", o.fp8.c_str());
   std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",
               wait_env ? wait_env : "(unset)");
   const double embed = double(o.vocab) * double(o.hidden);
@@ -181,6 +198,9 @@ int run_train_bench(const TrainBenchOptions& o) {
     dtype = dtype_from_name(o.dtype);
     QTUNE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "train bench: dtype must be f32 or bf16, got ", o.dtype);
     config.validate();
+    QTUNE_CHECK(o.qat.empty() || o.fp8.empty(), "train bench: --qat and --fp8 do not combine");
+    if (!o.qat.empty()) qat_scheme(o);
+    if (!o.fp8.empty()) quant::parse_float8_recipe(o.fp8);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
@@ -190,6 +210,10 @@ int run_train_bench(const TrainBenchOptions& o) {
   const Timed peak = measure_gemm_peak(o);
 
   models::Llama model(config, {.dtype = dtype, .seed = 0, .activation_checkpointing = o.activation_checkpointing});
+  if (!o.qat.empty()) quant::quantize_(model, {qat_scheme(o), quant::QATStep::Prepare});
+  if (!o.fp8.empty()) {
+    quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(o.fp8)));
+  }
   optim::AdamW opt(model.parameters(), {.lr = 1e-4});
   const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1);
   const Tensor targets = random_tokens(o.batch, o.seq, o.vocab, 2);

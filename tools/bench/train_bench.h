@@ -17,6 +17,12 @@ struct TrainBenchOptions {
   int64_t kv_heads = 0;       // 0: as many as heads (no grouping)
   std::string dtype = "f32";  // the model's parameter and activation dtype: f32 or bf16
   bool activation_checkpointing = false;
+  // Quantized training, for the overhead over a plain step: every linear but lm_head trains through QAT
+  // fake quantization (scheme name of quant::parse_linear_scheme; qat_group 0: the scheme's default), or
+  // through float8 GEMMs (a quant::parse_float8_recipe name; emulated on CPU). Empty: plain.
+  std::string qat;
+  int64_t qat_group = 0;
+  std::string fp8;
 };
 
 // Model FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted).

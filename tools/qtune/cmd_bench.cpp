@@ -91,6 +91,10 @@ void add_train(CLI::App& bench, int& status) {
       ->capture_default_str();
   cmd->add_flag("--activation-checkpointing", options->activation_checkpointing,
                 "Recompute each decoder layer's forward in backward");
+  cmd->add_option("--qat", options->qat, "Train through QAT fake quantization: 8da4w, int4wo, q4_0 or q8_0");
+  cmd->add_option("--qat-group", options->qat_group, "Weights per scale for --qat 8da4w/int4wo (0: the default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--fp8", options->fp8, "Train through float8 GEMMs: tensorwise, rowwise or rowwise_with_gw_hp");
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
 #endif
