@@ -136,6 +136,13 @@ TEST_CASE("quant and fp8 keys: checked names, and combinations that cannot work"
                   "rowwise | rowwise_with_gw_hp") != std::string::npos);
   CHECK(error({"recipe=qat", "fp8.recipe=rowwise"}).find("float8 training and QAT (recipe qat) do not combine") !=
         std::string::npos);
+  CHECK(error({"lora.rank=4"})
+            .find("lora.* in tiny_run with its overrides configures the lora, qlora and qat_lora "
+                  "recipes; this config's recipe is full") != std::string::npos);
+  CHECK(error({"recipe=lora", "lora.targets=[\"q_proj\",\"qkv\"]"})
+            .find("lora.targets in tiny_run with its overrides must be one of q_proj | k_proj") != std::string::npos);
+  CHECK(error({"recipe=lora", "lora.targets=\"q_proj\""}).find("lora.targets in override") != std::string::npos);
+  CHECK(error({"recipe=qlora", "fp8.recipe=rowwise"}).find("the qlora base is NF4") != std::string::npos);
   // A group size that does not divide a layer fails when the model is prepared, naming the layer.
   testing::ScratchDir dir("passes_bad_group");
   CHECK(testing::error_of([&] {

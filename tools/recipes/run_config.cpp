@@ -64,6 +64,10 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("quant.scheme", c.quant.scheme);
   visit("quant.group_size", c.quant.group_size);
   visit("quant.fake_quant_after_n_steps", c.quant.fake_quant_after_n_steps);
+  visit("lora.rank", c.lora.rank);
+  visit("lora.alpha", c.lora.alpha);
+  visit("lora.dropout", c.lora.dropout);
+  visit("lora.targets", c.lora.targets);
   visit("fp8.recipe", c.fp8.recipe);
 }
 
@@ -146,6 +150,15 @@ void assign(const std::string& where, const std::string& key, const json& v, std
   }
   out = std::move(values);
 }
+void assign(const std::string& where, const std::string& key, const json& v, std::vector<std::string>& out) {
+  if (!v.is_array()) wrong_type(where, key, "a list of strings", v);
+  std::vector<std::string> values;
+  for (const json& item : v) {
+    if (!item.is_string()) wrong_type(where, key, "a list of strings", v);
+    values.push_back(item.get<std::string>());
+  }
+  out = std::move(values);
+}
 void assign(const std::string& where, const std::string& key, const json& v, std::optional<models::LlamaConfig>& out) {
   if (v.is_null()) {
     out.reset();
@@ -161,6 +174,7 @@ ordered_json to_json_value(uint64_t v) { return v; }
 ordered_json to_json_value(double v) { return v; }
 ordered_json to_json_value(bool v) { return v; }
 ordered_json to_json_value(const std::vector<double>& v) { return v; }
+ordered_json to_json_value(const std::vector<std::string>& v) { return v; }
 ordered_json to_json_value(const std::optional<models::LlamaConfig>& v) {
   return v ? ordered_json::parse(models::llama_config_to_json(*v)) : ordered_json();
 }
@@ -314,9 +328,27 @@ void validate(const RunConfig& c, const std::string& where) {
                       c.quant.fake_quant_after_n_steps == no_quant.fake_quant_after_n_steps),
               "quant.* in ", where, " configures the qat and qat_lora recipes; this config's recipe is ", c.recipe,
               " (run `qtune run qat`, or drop the quant keys)");
+  const bool lora = c.recipe == "lora" || c.recipe == "qlora" || c.recipe == "qat_lora";
+  check_at_least<int64_t>(where, "lora.rank", c.lora.rank, 1);
+  QTUNE_CHECK(c.lora.alpha > 0, "lora.alpha in ", where, " must be > 0, got ", c.lora.alpha);
+  QTUNE_CHECK(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout in ", where, " must be in [0, 1), got ",
+              c.lora.dropout);
+  QTUNE_CHECK(!c.lora.targets.empty(), "lora.targets in ", where,
+              " is empty: name at least one module, e.g. [\"q_proj\", \"v_proj\"]");
+  for (const std::string& target : c.lora.targets) {
+    check_one_of(where, "lora.targets", target,
+                 {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"});
+  }
+  const LoraSection no_lora;
+  QTUNE_CHECK(lora || (c.lora.rank == no_lora.rank && c.lora.alpha == no_lora.alpha &&
+                       c.lora.dropout == no_lora.dropout && c.lora.targets == no_lora.targets),
+              "lora.* in ", where, " configures the lora, qlora and qat_lora recipes; this config's recipe is ",
+              c.recipe, " (run `qtune run lora`, or drop the lora keys)");
   if (!c.fp8.recipe.empty()) {  // empty: no float8
     check_one_of(where, "fp8.recipe", c.fp8.recipe, {"tensorwise", "rowwise", "rowwise_with_gw_hp"});
   }
+  QTUNE_CHECK(c.fp8.recipe.empty() || c.recipe != "qlora", "fp8.recipe in ", where,
+              ": the qlora base is NF4; a float8 base with LoRA adapters is recipe lora with fp8.recipe");
   QTUNE_CHECK(c.fp8.recipe.empty() || !qat, "fp8.recipe in ", where, ": float8 training and QAT (recipe ", c.recipe,
               ") do not combine; the linears are either fake-quantized or cast through fp8");
 }

@@ -69,19 +69,28 @@ struct QuantSection {
   int64_t fake_quant_after_n_steps = 0;  // plain float steps before fake quantization switches on
 };
 
+// LoRA adapters (recipes lora, qlora, qat_lora; NUMERICS.md §4): only the adapters train.
+struct LoraSection {
+  int64_t rank = 8;
+  double alpha = 16;
+  double dropout = 0.0;                                  // on the adapter branch's input, while training
+  std::vector<std::string> targets{"q_proj", "v_proj"};  // q/k/v/o_proj, gate/up/down_proj, lm_head
+};
+
 // Float8 training (any recipe but qat): the linears' GEMMs run through fp8 (NUMERICS.md §3).
 struct Fp8Section {
   std::string recipe;  // "" (off) | tensorwise | rowwise | rowwise_with_gw_hp
 };
 
 struct RunConfig {
-  std::string recipe = "full";  // full | qat (lora, qlora, qat_lora come with the LoRA work)
+  std::string recipe = "full";  // full | qat | lora | qlora | qat_lora
   ModelSection model;
   DataSection data;
   OptimSection optim;
   ScheduleSection schedule;
   TrainSection train;
   QuantSection quant;
+  LoraSection lora;
   Fp8Section fp8;
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string output_dir = "qtune-run";
