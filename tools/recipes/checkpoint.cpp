@@ -87,8 +87,13 @@ void copy_tokenizer_files(const std::string& source, const fs::path& dir) {
   }
 }
 
-void write_model_files(models::Llama& model, const std::string& tokenizer_source, const fs::path& dir) {
-  models::save_llama(model, dir.string());  // in the model's dtype: a resumed run gets the same bits
+void write_model_files(models::Llama& model, const std::string& tokenizer_source, const fs::path& dir,
+                       const WeightsWriter& write_weights) {
+  if (write_weights) {
+    write_weights(model, dir.string());
+  } else {
+    models::save_llama(model, dir.string());  // in the model's dtype: a resumed run gets the same bits
+  }
   copy_tokenizer_files(tokenizer_source, dir);
 }
 
@@ -148,13 +153,14 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
 }  // namespace
 
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
-                            const optim::Optimizer& optimizer, const TrainerState& state) {
+                            const optim::Optimizer& optimizer, const TrainerState& state,
+                            const WeightsWriter& write_weights) {
   const fs::path dir = fs::path(output_dir) / "checkpoints" / ("step_" + std::to_string(state.step));
   const optim::OptimizerState optimizer_state = optimizer.state();
   TrainerState full = state;
   full.optimizer_scalars = optimizer_state.scalars;
   write_dir_atomic(dir, [&](const fs::path& tmp) {
-    write_model_files(model, tokenizer_source, tmp);
+    write_model_files(model, tokenizer_source, tmp, write_weights);
     std::vector<std::pair<std::string, Tensor>> tensors(optimizer_state.tensors.begin(), optimizer_state.tensors.end());
     io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
     io::write_file_atomic((tmp / kStateFile).string(), state_to_json(full).dump(2) + "\n");  // last: marks it complete
@@ -216,8 +222,9 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
   return out;
 }
 
-void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir) {
-  write_dir_atomic(dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp); });
+void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir,
+                    const WeightsWriter& write_weights) {
+  write_dir_atomic(dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp, write_weights); });
 }
 
 }  // namespace qtune::recipes

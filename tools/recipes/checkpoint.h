@@ -5,6 +5,7 @@
 // step_<N> directory without a readable trainer_state.json is incomplete and ignored.
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -30,10 +31,15 @@ struct TrainerState {
   std::string config_json;  // run_config_to_json of the run that saved it
 };
 
+// Writes a model's weights into a directory: models::save_llama (an HF model directory) unless a recipe
+// stores something else (the LoRA recipes: PEFT adapter files).
+using WeightsWriter = std::function<void(models::Llama& model, const std::string& dir)>;
+
 // Writes checkpoints/step_<state.step> atomically and returns its path. `tokenizer_source` is the
 // tokenizer file or directory whose files are copied in, so the checkpoint is a loadable model directory.
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
-                            const optim::Optimizer& optimizer, const TrainerState& state);
+                            const optim::Optimizer& optimizer, const TrainerState& state,
+                            const WeightsWriter& write_weights = nullptr);
 
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
@@ -46,6 +52,7 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
 
 // Writes `dir` as an HF model directory (weights in the model's dtype, tokenizer files) atomically:
 // built under a temporary name beside it, then swapped in.
-void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir);
+void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir,
+                    const WeightsWriter& write_weights = nullptr);
 
 }  // namespace qtune::recipes

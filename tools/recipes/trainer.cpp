@@ -122,12 +122,21 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
 
   const std::string tokenizer_path = tokenizer_source(config);
   const auto tokenizer = models::load_tokenizer(tokenizer_path);
-  std::shared_ptr<models::Llama> model = checkpoint ? model_skeleton(*checkpoint, config) : initial_model(config);
+  QTUNE_CHECK(!hooks.save_weights == !hooks.load_weights, "TrainHooks: save_weights and load_weights come together");
+  const bool whole_model_files = !hooks.load_weights;
+  std::shared_ptr<models::Llama> model =
+      checkpoint && whole_model_files ? model_skeleton(*checkpoint, config) : initial_model(config);
   const int64_t vocab_size = model->config().vocab_size;
   QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
               " tokens but the model only ", vocab_size, " embeddings: do they belong together?");
   if (hooks.prepare_model) hooks.prepare_model(*model);
-  if (checkpoint) models::load_llama_weights(*model, *checkpoint);
+  if (checkpoint) {
+    if (whole_model_files) {
+      models::load_llama_weights(*model, *checkpoint);
+    } else {
+      hooks.load_weights(*model, *checkpoint);
+    }
+  }
 
   models::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
   std::optional<models::DataLoader> eval_loader;
@@ -182,7 +191,8 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     state.eval_step = p.eval_step;
     state.eval_loss = p.eval_loss;
     state.config_json = run_config_to_json(config);
-    const std::string dir = save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state);
+    const std::string dir =
+        save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state, hooks.save_weights);
     prune_checkpoints(out.string(), config.train.keep_checkpoints);
     saved_step = step;
     note("saved " + dir);
@@ -225,7 +235,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
 
   if (hooks.finalize_model) hooks.finalize_model(*model);
   const std::string final_dir = (out / "final").string();
-  save_model_dir(*model, tokenizer_path, final_dir);
+  save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights);
 
   TrainResult result;
   result.steps = total;

@@ -38,7 +38,12 @@ struct TrainHooks {
   // Called before each step's first forward with the optimizer steps taken so far (QAT's
   // fake_quant_after_n_steps switch).
   std::function<void(models::Llama&, int64_t steps_done)> before_step;
-  // Applied to the model before the final save (LoRA merge, ...).
+  // How checkpoints and final/ store the weights, and how resume restores them. Unset: the whole model
+  // as an HF directory (models::save_llama), restored into a model built from the checkpoint's config.
+  // Set (the LoRA recipes store adapter files): resume builds the model as a fresh run does (the frozen
+  // base from model.path or model.config), runs prepare_model, then load_weights(model, checkpoint_dir).
+  std::function<void(models::Llama&, const std::string&dir)> save_weights, load_weights;
+  // Applied to the model before the final save.
   std::function<void(models::Llama&)> finalize_model;
   // Called after every step (the CLI draws its progress line here).
   std::function<void(const StepMetrics&)> on_step;
