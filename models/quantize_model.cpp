@@ -25,10 +25,10 @@ int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const Qu
   const LlamaConfig& config = model.config();
   const std::string scheme = quant::weight_scheme_name(q.scheme);
   QTUNE_CHECK(model.options().device.is_cpu(), "quantize (", scheme, "): the model is on ",
-              model.options().device.str(), "; the quantized modules run on CPU only (load it with --device cpu)");
+              model.options().device.str(), "; the quantized modules run on CPU only (load the model on CPU)");
   QTUNE_CHECK(!(config.tie_word_embeddings && q.head), "quantize (", scheme,
-              "): the model ties lm_head to model.embed_tokens, so the head is the embedding table: "
-              "quantize the embedding instead (--include-embedding) or leave the head in the checkpoint dtype");
+              "): the model ties lm_head to model.embed_tokens, so the head is the embedding table, which a tied "
+              "Llama multiplies densely: leave out --include-head (only untied heads can be quantized)");
   QTUNE_CHECK(!(config.tie_word_embeddings && q.embedding),
               "quantize: model.embed_tokens is tied to the output "
               "head, which multiplies the dense table; an int4 embedding needs an untied model");

@@ -18,7 +18,7 @@ bool is_decoder_projection(std::string_view fqn);
 using QuantizeProgress = std::function<void(std::string_view fqn, const Module& quantized)>;
 
 // Checks every layer first (the scheme fits each projection's in_features; a tied model cannot take
-// `head` or `embedding`: its head is the embedding table, which Llama's forward multiplies directly), so
+// `head` or `embedding`: its head is the embedding table, which Llama's forward multiplies densely), so
 // a model that cannot take the quantization is left unchanged; then swaps the modules in through
 // quant::swap_modules + quant::quantize_linear. The model must be on CPU. Returns how many modules changed.
 int64_t quantize_llama(Llama& model, const quant::ModelQuantization& quantization,
