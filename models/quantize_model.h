@@ -15,7 +15,7 @@ bool is_decoder_projection(std::string_view fqn);
 
 // Called for each module once its replacement is built and before it is swapped in (the original is
 // still at `fqn` in the model): progress lines, a report comparing the two.
-using QuantizeProgress = std::function<void(std::string_view fqn, const Module& quantized)>;
+using QuantizeProgress = std::function<void(std::string_view fqn, Module& quantized)>;
 
 // Checks every layer first (the scheme fits each projection's in_features; a tied model cannot take
 // `head` or `embedding`: its head is the embedding table, which Llama's forward multiplies densely), so

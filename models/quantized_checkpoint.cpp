@@ -1,5 +1,6 @@
 #include "models/quantized_checkpoint.h"
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -204,9 +205,9 @@ void append_linear(Module& m, const std::string& fqn, const quant::WeightScheme&
             GgmlBlocks b = encode_ggml(w, q4);
             // The linear must hold exactly the values of its blocks, or the file would hold
             // another model (weights never quantized, or rounded to a narrower dtype).
-            const Tensor back = decode_ggml(b, q4).to(w.dtype());
-            QTUNE_CHECK(back.to_vector<double>() == w.detach().to_vector<double>(), "save_quantized_llama: layer ", fqn,
-                        " does not hold ", quant::weight_scheme_name(scheme),
+            const Tensor back = decode_ggml(b, q4).to(w.dtype()), held = w.detach().contiguous();
+            QTUNE_CHECK(std::memcmp(back.data_ptr(), held.data_ptr(), held.nbytes()) == 0,
+                        "save_quantized_llama: layer ", fqn, " does not hold ", quant::weight_scheme_name(scheme),
                         " values: quantize an f32 model (quantize_llama) before saving it");
             out.emplace_back(fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0"), b.codes);
             out.emplace_back(fqn + ".weight_d", b.d);

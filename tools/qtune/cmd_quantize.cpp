@@ -64,6 +64,7 @@ double sqnr_db(const Tensor& x, const Tensor& y) {
 // The weight a quantized module multiplies with: [out, in] (or the embedding table [V, C]) in f32.
 Tensor dequantized_weight(Module& m) {
   if (auto* l = dynamic_cast<nn::Linear*>(&m)) return l->weight().detach().to(DType::f32);
+  if (auto* e = dynamic_cast<nn::Embedding*>(&m)) return e->weight().detach().to(DType::f32);
   if (auto* l = dynamic_cast<quant::Int4WeightOnlyLinear*>(&m)) return l->dequantized_weight().to(DType::f32);
   if (auto* l = dynamic_cast<quant::FrozenNF4Linear*>(&m)) return l->weight().dequantize(DType::f32);
   const auto rows_of = [](const quant::PackedInt4& p) {
@@ -170,16 +171,15 @@ int run_quantize(const QuantizeArgs& args) {
   if (args.report) inputs = capture_inputs(*model, calibration_tokens(args, *model), q);
 
   std::vector<LayerReport> rows;
-  const int64_t changed = models::quantize_llama(*model, q, [&](std::string_view fqn, const Module& quantized) {
+  const int64_t changed = models::quantize_llama(*model, q, [&](std::string_view fqn, Module& quantized) {
     fmt::print(stderr, "[quantize] {} -> {}\n", fqn, quantized.type_name());
     if (!args.report) return;
     Module& original = *model->find_module(fqn);  // still in place: the swap comes after this call
-    auto& replacement = const_cast<Module&>(quantized);
     LayerReport r{std::string(fqn), quantized.type_name(),
-                  sqnr_db(dequantized_weight(original), dequantized_weight(replacement)), NAN};
+                  sqnr_db(dequantized_weight(original), dequantized_weight(quantized)), NAN};
     if (auto it = inputs.find(r.name); it != inputs.end()) {
       NoGradGuard no_grad;
-      r.output_sqnr = sqnr_db(original.forward(it->second), replacement.forward(it->second));
+      r.output_sqnr = sqnr_db(original.forward(it->second), quantized.forward(it->second));
       inputs.erase(it);
     }
     rows.push_back(std::move(r));
