@@ -1,6 +1,7 @@
 #include "quant/int4_weight_only_linear.h"
 
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -14,6 +15,21 @@ Int4WeightOnlyLinear::Int4WeightOnlyLinear(const Tensor& weight, const Tensor& b
       in_features_(weight.size(1)),
       out_features_(weight.size(0)),
       packed_(pack_int4(weight, weight_spec(LinearScheme{scheme}))) {
+  register_buffer("weight_int4", &packed_.codes);
+  register_buffer("weight_scales", &packed_.scales);
+  register_buffer("weight_zeros", &packed_.zeros);
+  if (bias.defined()) {
+    bias_ = bias.detach().clone();
+    register_buffer("bias", &bias_);
+  }
+}
+
+Int4WeightOnlyLinear::Int4WeightOnlyLinear(PackedInt4 packed, const Tensor& bias, const Int4WeightOnly& scheme)
+    : Module("Int4WeightOnlyLinear"),
+      in_features_(packed.codes.size(1) * 2),
+      out_features_(packed.codes.size(0)),
+      packed_(std::move(packed)) {
+  check_packed_int4(packed_, scheme.group_size, true, "Int4WeightOnlyLinear");
   register_buffer("weight_int4", &packed_.codes);
   register_buffer("weight_scales", &packed_.scales);
   register_buffer("weight_zeros", &packed_.zeros);

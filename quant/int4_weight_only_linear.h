@@ -13,6 +13,9 @@ class Int4WeightOnlyLinear : public Module {
  public:
   // weight: [out, in] (CPU), bias: [out] or undefined. in must be a multiple of group_size.
   Int4WeightOnlyLinear(const Tensor& weight, const Tensor& bias, const Int4WeightOnly& scheme);
+  // Already packed weights (a quantized checkpoint being loaded): codes [out, in/2], scales and zeros
+  // [out, in/group].
+  Int4WeightOnlyLinear(PackedInt4 packed, const Tensor& bias, const Int4WeightOnly& scheme);
 
   // x: [..., in] -> [..., out]
   Tensor forward(const Tensor& x) override;

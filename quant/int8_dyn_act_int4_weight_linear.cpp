@@ -1,5 +1,7 @@
 #include "quant/int8_dyn_act_int4_weight_linear.h"
 
+#include <utility>
+
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/check.h"
@@ -14,6 +16,22 @@ Int8DynActInt4WeightLinear::Int8DynActInt4WeightLinear(const Tensor& weight, con
       out_features_(weight.size(0)),
       scheme_(scheme),
       packed_(pack_int4(weight, weight_spec(LinearScheme{scheme}))) {
+  register_buffer("weight_int4", &packed_.codes);
+  register_buffer("weight_scales", &packed_.scales);
+  if (bias.defined()) {
+    bias_ = bias.detach().to(DType::f32).contiguous();
+    register_buffer("bias", &bias_);
+  }
+}
+
+Int8DynActInt4WeightLinear::Int8DynActInt4WeightLinear(PackedInt4 packed, const Tensor& bias,
+                                                       const Int8DynActInt4Weight& scheme)
+    : Module("Int8DynActInt4WeightLinear"),
+      in_features_(packed.codes.size(1) * 2),
+      out_features_(packed.codes.size(0)),
+      scheme_(scheme),
+      packed_(std::move(packed)) {
+  check_packed_int4(packed_, scheme.group_size, false, "Int8DynActInt4WeightLinear");
   register_buffer("weight_int4", &packed_.codes);
   register_buffer("weight_scales", &packed_.scales);
   if (bias.defined()) {

@@ -13,6 +13,8 @@ class Int8DynActInt4WeightLinear : public Module {
  public:
   // weight: [out, in] (CPU, f32 or bf16), bias: [out] or undefined. in must be a multiple of group_size.
   Int8DynActInt4WeightLinear(const Tensor& weight, const Tensor& bias, const Int8DynActInt4Weight& scheme);
+  // Already packed weights (a quantized checkpoint being loaded): codes [out, in/2], scales [out, in/group].
+  Int8DynActInt4WeightLinear(PackedInt4 packed, const Tensor& bias, const Int8DynActInt4Weight& scheme);
 
   // x: [..., in] -> [..., out] in x's dtype
   Tensor forward(const Tensor& x) override;

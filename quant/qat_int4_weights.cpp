@@ -1,5 +1,7 @@
 #include "quant/qat_int4_weights.h"
 
+#include <string>
+
 #include "engine/check.h"
 #include "engine/numerics/element.h"
 
@@ -73,6 +75,24 @@ void dequantize_int4_rows(const PackedInt4& packed, const int64_t* rows, int64_t
       }
     }
   });
+}
+
+void check_packed_int4(const PackedInt4& packed, int64_t group, bool with_zeros, const char* who) {
+  QTUNE_CHECK(packed.codes.defined() && packed.codes.dim() == 2 && packed.codes.dtype() == DType::u8, who,
+              ": the int4 codes must be a [rows, cols/2] u8 tensor");
+  const int64_t rows = packed.codes.size(0), cols = packed.codes.size(1) * 2;
+  QTUNE_CHECK(group > 0 && group % 2 == 0 && cols % group == 0, who, ": group size ", group,
+              " must be even and divide the ", cols, " columns");
+  const Shape want{rows, cols / group};
+  const auto check_scales = [&](const Tensor& t, const char* what) {
+    QTUNE_CHECK(t.defined() && t.dtype() == DType::f32 && t.shape() == want, who, ": ", what, " must be f32 ",
+                shape_str(want), " (one per group of ", group, "), got ",
+                t.defined() ? std::string(dtype_name(t.dtype())) + " " + shape_str(t.shape()) : "none");
+  };
+  check_scales(packed.scales, "scales");
+  if (with_zeros) check_scales(packed.zeros, "zeros");
+  QTUNE_CHECK(with_zeros || !packed.zeros.defined(), who, ": this scheme has no zeros");
+  QTUNE_CHECK(packed.codes.device().is_cpu() && packed.scales.device().is_cpu(), who, ": packed weights live on CPU");
 }
 
 }  // namespace qtune::quant

@@ -19,6 +19,10 @@ struct PackedInt4 {
 // (8da4w weights, embeddings) or int4_weight_only.
 PackedInt4 pack_int4(const Tensor& w, const numerics::FakeQuantSpec& spec);
 
+// Checks packed parts that did not come from pack_int4 (a checkpoint): codes [rows, cols/2] u8, scales (and
+// zeros when `with_zeros`, else none) [rows, cols/group] f32, all on CPU. Throws naming `who` and the rule.
+void check_packed_int4(const PackedInt4& packed, int64_t group, bool with_zeros, const char* who);
+
 // The dequantized rows `rows[0..n)` of `packed` into out: [n, cols] of packed.dtype (CPU). Equal, bit for
 // bit, to fake_quantize(w, spec) on those rows.
 void dequantize_int4_rows(const PackedInt4& packed, const int64_t* rows, int64_t n, const Tensor& out);

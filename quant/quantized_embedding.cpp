@@ -1,5 +1,6 @@
 #include "quant/quantized_embedding.h"
 
+#include <utility>
 #include <vector>
 
 #include "engine/check.h"
@@ -11,6 +12,16 @@ QuantizedEmbedding::QuantizedEmbedding(const Tensor& weight, const EmbeddingInt4
       num_embeddings_(weight.size(0)),
       embedding_dim_(weight.size(1)),
       packed_(pack_int4(weight, weight_spec(scheme))) {
+  register_buffer("weight_int4", &packed_.codes);
+  register_buffer("weight_scales", &packed_.scales);
+}
+
+QuantizedEmbedding::QuantizedEmbedding(PackedInt4 packed, const EmbeddingInt4& scheme)
+    : Module("QuantizedEmbedding"),
+      num_embeddings_(packed.codes.size(0)),
+      embedding_dim_(packed.codes.size(1) * 2),
+      packed_(std::move(packed)) {
+  check_packed_int4(packed_, scheme.group_size, false, "QuantizedEmbedding");
   register_buffer("weight_int4", &packed_.codes);
   register_buffer("weight_scales", &packed_.scales);
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <fmt/core.h>
@@ -29,6 +30,8 @@ struct EvalArgs {
   int64_t batch_size = 0;
   int64_t limit = 0;
   bool json = false;
+  std::string quantize;  // a scheme applied in memory after loading
+  std::optional<int64_t> group_size;
 };
 
 double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
@@ -134,7 +137,16 @@ int run_eval(const EvalArgs& args) {
   const auto tokenizer = models::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
-  const auto model = models::load_llama(args.model_dir, load);
+  const auto model = models::load_model(args.model_dir, load);
+  if (!args.quantize.empty()) {
+    QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
+                " is already a quantized checkpoint: --quantize needs a full-precision model");
+    const quant::ModelQuantization q{quant::parse_weight_scheme(args.quantize, args.group_size)};
+    const int64_t n = models::quantize_llama(*model, q);
+    fmt::print(stderr, "[eval] quantized {} modules with {}\n", n, quant::weight_scheme_name(q.scheme));
+  } else {
+    QTUNE_CHECK(!args.group_size, "--group-size goes with --quantize");
+  }
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
   fmt::print(stderr, "[eval] model loaded in {:.2f} s\n", seconds_since(t0));
@@ -150,7 +162,9 @@ int run_eval(const EvalArgs& args) {
 void add_eval_command(CLI::App& app, int& status) {
   auto* cmd = app.add_subcommand("eval", "Perplexity of a corpus, or multiple-choice accuracy (hellaswag format)");
   auto args = std::make_shared<EvalArgs>();
-  cmd->add_option("--model", args->model_dir, "Hugging Face model directory (config.json, safetensors, tokenizer)")
+  cmd->add_option(
+         "--model", args->model_dir,
+         "Hugging Face model directory (config.json, safetensors, tokenizer), or a quantized one (qtune quantize)")
       ->required();
   cmd->add_option("--data", args->data,
                   "perplexity: .jsonl with a \"text\" per line, or a text file (one document); "
@@ -172,6 +186,10 @@ void add_eval_command(CLI::App& app, int& status) {
   cmd->add_option("--dtype", args->dtype, "compute dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--quantize", args->quantize,
+                  "quantize the decoder projections in memory after loading (8da4w, int4wo, nf4, q4_0, q8_0) and "
+                  "evaluate with the quantized kernels");
+  cmd->add_option("--group-size", args->group_size, "with --quantize: the 8da4w / int4wo group size");
   cmd->add_flag("--json", args->json, "print one JSON object (keys: the metric names) instead of a table");
   cmd->callback([args, &status] { status = run_eval(*args); });
 }

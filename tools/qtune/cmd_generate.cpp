@@ -32,7 +32,7 @@ int run_generate(const GenerateArgs& args) {
   const auto tokenizer = models::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
-  const auto model = models::load_llama(args.model_dir, load);
+  const auto model = models::load_model(args.model_dir, load);
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
   const auto t_loaded = clock::now();
@@ -77,7 +77,9 @@ int run_generate(const GenerateArgs& args) {
 void add_generate_command(CLI::App& app, int& status) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a model, streaming the text as it is sampled");
   auto args = std::make_shared<GenerateArgs>();
-  cmd->add_option("--model", args->model_dir, "Hugging Face model directory (config.json + safetensors)")->required();
+  cmd->add_option("--model", args->model_dir,
+                  "Hugging Face model directory (config.json + safetensors), or a quantized one (qtune quantize)")
+      ->required();
   cmd->add_option("--prompt", args->prompt, "text to continue")->required();
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer file or directory (default: the model directory)");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to sample at most")

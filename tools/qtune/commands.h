@@ -23,5 +23,6 @@ void add_data_command(CLI::App& app, int& status);
 void add_eval_command(CLI::App& app, int& status);
 void add_run_command(CLI::App& app, int& status);
 void add_plot_command(CLI::App& app, int& status);
+void add_quantize_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli

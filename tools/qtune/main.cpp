@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   qtune::cli::add_eval_command(app, status);
   qtune::cli::add_run_command(app, status);
   qtune::cli::add_plot_command(app, status);
+  qtune::cli::add_quantize_command(app, status);
   // New subcommands (demo, recipes, quantize, ...) are added here, one add_* call each.
 
   try {

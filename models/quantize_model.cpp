@@ -1,0 +1,61 @@
+#include "models/quantize_model.h"
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "engine/check.h"
+#include "ops/nn/embedding.h"
+#include "quant/module_swap.h"
+#include "quant/quantized_embedding.h"
+
+namespace qtune::models {
+
+bool is_decoder_projection(std::string_view fqn) {
+  static constexpr std::array<std::string_view, 7> kSuffixes = {
+      ".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj",
+      ".mlp.gate_proj",    ".mlp.up_proj",      ".mlp.down_proj"};
+  if (!fqn.starts_with("model.layers.")) return false;
+  for (std::string_view s : kSuffixes)
+    if (fqn.ends_with(s)) return true;
+  return false;
+}
+
+int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const QuantizeProgress& progress) {
+  const LlamaConfig& config = model.config();
+  const std::string scheme = quant::weight_scheme_name(q.scheme);
+  QTUNE_CHECK(model.options().device.is_cpu(), "quantize (", scheme, "): the model is on ",
+              model.options().device.str(), "; the quantized modules run on CPU only (load the model on CPU)");
+  QTUNE_CHECK(!(config.tie_word_embeddings && q.head), "quantize (", scheme,
+              "): the model ties lm_head to model.embed_tokens, so the head is the embedding table, which a tied "
+              "Llama multiplies densely: leave out --include-head (only untied heads can be quantized)");
+  QTUNE_CHECK(!(config.tie_word_embeddings && q.embedding),
+              "quantize: model.embed_tokens is tied to the output "
+              "head, which multiplies the dense table; an int4 embedding needs an untied model");
+  const auto selected = [&](const Module& m, std::string_view fqn) {
+    if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head"))
+      return dynamic_cast<const nn::Linear*>(&m) != nullptr;
+    return q.embedding && fqn == "model.embed_tokens" && dynamic_cast<const nn::Embedding*>(&m) != nullptr;
+  };
+  // Every layer is checked before the first swap: a model that cannot take the scheme stays as it was.
+  for (const auto& [fqn, m] : model.named_modules()) {
+    if (!selected(*m, fqn)) continue;
+    if (fqn == "model.embed_tokens")
+      quant::check_scheme_fits(*q.embedding, static_cast<nn::Embedding*>(m)->weight().size(1), fqn);
+    else
+      quant::check_weight_scheme_fits(q.scheme, static_cast<nn::Linear*>(m)->weight().size(1), fqn);
+  }
+  return quant::swap_modules(model, selected, [&](Module& m, std::string_view fqn) -> ModulePtr {
+    ModulePtr out;
+    if (fqn == "model.embed_tokens") {
+      out = std::make_shared<quant::QuantizedEmbedding>(static_cast<nn::Embedding&>(m).weight().detach(), *q.embedding);
+    } else {
+      auto& linear = static_cast<nn::Linear&>(m);
+      out = quant::quantize_linear(linear.weight(), linear.bias(), q.scheme, fqn);
+    }
+    if (progress) progress(fqn, *out);
+    return out;
+  });
+}
+
+}  // namespace qtune::models

@@ -1,0 +1,27 @@
+#pragma once
+// Post-training quantization of a whole Llama (`qtune quantize`, `qtune eval --quantize`): every decoder
+// projection becomes its scheme's real module, the embedding and head too when asked.
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "models/llama.h"
+#include "quant/weight_quantize.h"
+
+namespace qtune::models {
+
+// "model.layers.N.self_attn.{q,k,v,o}_proj" or "model.layers.N.mlp.{gate,up,down}_proj".
+bool is_decoder_projection(std::string_view fqn);
+
+// Called for each module once its replacement is built and before it is swapped in (the original is
+// still at `fqn` in the model): progress lines, a report comparing the two.
+using QuantizeProgress = std::function<void(std::string_view fqn, Module& quantized)>;
+
+// Checks every layer first (the scheme fits each projection's in_features; a tied model cannot take
+// `head` or `embedding`: its head is the embedding table, which Llama's forward multiplies densely), so
+// a model that cannot take the quantization is left unchanged; then swaps the modules in through
+// quant::swap_modules + quant::quantize_linear. The model must be on CPU. Returns how many modules changed.
+int64_t quantize_llama(Llama& model, const quant::ModelQuantization& quantization,
+                       const QuantizeProgress& progress = nullptr);
+
+}  // namespace qtune::models

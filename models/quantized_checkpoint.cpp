@@ -1,0 +1,452 @@
+#include "models/quantized_checkpoint.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint_files.h"
+#include "engine/numerics/intx_quant.h"
+#include "models/pending_linear.h"
+#include "models/quantize_model.h"
+#include "quant/frozen_nf4_linear.h"
+#include "quant/int4_weight_only_linear.h"
+#include "quant/int8_dyn_act_int4_weight_linear.h"
+#include "quant/quantized_embedding.h"
+
+namespace qtune::models {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+constexpr int64_t kGgmlBlock = 32;  // q4_0 / q8_0 weights per block
+
+// The group size quantization_config records: the scheme's own for 8da4w / int4wo, the fixed block otherwise.
+int64_t scheme_group_size(const quant::WeightScheme& scheme) {
+  return std::visit(Overloaded{[](const quant::Int8DynActInt4Weight& s) { return s.group_size; },
+                               [](const quant::Int4WeightOnly& s) { return s.group_size; },
+                               [](const quant::NF4&) { return quant::NF4Tensor::kBlockSize; },
+                               [](const auto&) { return kGgmlBlock; }},
+                    scheme);
+}
+
+DType torch_dtype(const std::string& name, const std::string& source) {
+  if (name == "float32") return DType::f32;
+  if (name == "bfloat16") return DType::bf16;
+  if (name == "float16") return DType::f16;
+  if (name == "float64") return DType::f64;
+  QTUNE_FAIL(source, ": torch_dtype '", name, "' is not a checkpoint dtype (float32, bfloat16, float16, float64)");
+}
+
+std::string config_path(const std::string& dir) {
+  return fs::is_regular_file(dir) ? dir : (fs::path(dir) / "config.json").string();
+}
+
+ordered_json quantization_json(const quant::ModelQuantization& q) {
+  ordered_json j;
+  j["quant_method"] = "qtune";
+  j["format_version"] = kQuantizedFormatVersion;
+  j["scheme"] = quant::weight_scheme_name(q.scheme);
+  j["group_size"] = scheme_group_size(q.scheme);
+  j["embedding"] =
+      q.embedding ? ordered_json{{"scheme", "int4"}, {"group_size", q.embedding->group_size}} : ordered_json(nullptr);
+  j["head"] = q.head;
+  return j;
+}
+
+// ---- the stored parts of one quantized module -------------------------------------------------------
+
+// One tensor a quantized module is stored as; dtype nullopt: any floating dtype (NF4's factors and mean).
+struct Part {
+  std::string name;
+  std::optional<DType> dtype;
+  Shape shape;
+  const char* meaning;
+};
+
+std::vector<Part> linear_parts(const std::string& fqn, int64_t in, int64_t out, const quant::WeightScheme& scheme) {
+  const int64_t g = scheme_group_size(scheme);
+  return std::visit(
+      Overloaded{[&](const quant::Int8DynActInt4Weight&) -> std::vector<Part> {
+                   return {{fqn + ".weight_int4", DType::u8, {out, in / 2}, "int4 codes, two per byte"},
+                           {fqn + ".weight_scales", DType::f32, {out, in / g}, "one scale per group"}};
+                 },
+                 [&](const quant::Int4WeightOnly&) -> std::vector<Part> {
+                   return {{fqn + ".weight_int4", DType::u8, {out, in / 2}, "int4 codes, two per byte"},
+                           {fqn + ".weight_scales", DType::f32, {out, in / g}, "one scale per group"},
+                           {fqn + ".weight_zeros", DType::f32, {out, in / g}, "one zero per group"}};
+                 },
+                 [&](const quant::NF4&) -> std::vector<Part> {
+                   const int64_t blocks = (in * out + g - 1) / g;
+                   const int64_t scaler_blocks =
+                       (blocks + quant::NF4Tensor::kScalerBlockSize - 1) / quant::NF4Tensor::kScalerBlockSize;
+                   return {{fqn + ".weight_nf4_codes", DType::u8, {blocks * g / 2}, "NF4 codes, two per byte"},
+                           {fqn + ".weight_nf4_scalers", DType::i8, {blocks}, "one int8 scaler per block of 64"},
+                           {fqn + ".weight_nf4_factors", std::nullopt, {scaler_blocks}, "one factor per 256 blocks"},
+                           {fqn + ".weight_nf4_mean", std::nullopt, {1}, "the mean of the absmaxes"}};
+                 },
+                 [&](const quant::Q4_0&) -> std::vector<Part> {
+                   return {{fqn + ".weight_q4_0", DType::u8, {out, in / 2}, "q4_0 codes, 16 bytes per block of 32"},
+                           {fqn + ".weight_d", DType::f16, {out, in / kGgmlBlock}, "one f16 d per block of 32"}};
+                 },
+                 [&](const quant::Q8_0&) -> std::vector<Part> {
+                   return {{fqn + ".weight_q8_0", DType::i8, {out, in}, "q8_0 codes"},
+                           {fqn + ".weight_d", DType::f16, {out, in / kGgmlBlock}, "one f16 d per block of 32"}};
+                 }},
+      scheme);
+}
+
+std::vector<Part> embedding_parts(int64_t vocab, int64_t dim, const quant::EmbeddingInt4& e) {
+  return {{"model.embed_tokens.weight_int4", DType::u8, {vocab, dim / 2}, "int4 codes, two per byte"},
+          {"model.embed_tokens.weight_scales", DType::f32, {vocab, dim / e.group_size}, "one scale per group"}};
+}
+
+// ---- llama.cpp blocks (NUMERICS.md §2 and §8): the stored form of q4_0 / q8_0 linears ---------------
+
+struct GgmlBlocks {
+  Tensor codes;  // q4_0: [out, in/2] u8, byte j of a block = element j (low nibble) | element j+16 (high);
+                 // q8_0: [out, in] i8
+  Tensor d;      // [out, in/32] f16
+};
+
+GgmlBlocks encode_ggml(const Tensor& weight, bool q4) {
+  const Tensor w = weight.detach().to(DType::f32).contiguous();
+  const int64_t out = w.size(0), in = w.size(1), blocks = in / kGgmlBlock;
+  GgmlBlocks b{Tensor::empty({out, q4 ? in / 2 : in}, q4 ? DType::u8 : DType::i8),
+               Tensor::empty({out, blocks}, DType::f16)};
+  const float* x = w.data<float>();
+  auto* d = static_cast<uint16_t*>(b.d.data_ptr());
+  for (int64_t blk = 0; blk < out * blocks; ++blk) {
+    const float* xb = x + blk * kGgmlBlock;
+    const auto e = numerics::group_extremes(xb, kGgmlBlock);
+    const numerics::GgmlBlockScale s = q4 ? numerics::q4_0_scale(e.signed_amax) : numerics::q8_0_scale(e.amax);
+    d[blk] = s.d_f16;
+    if (q4) {
+      uint8_t* c = static_cast<uint8_t*>(b.codes.data_ptr()) + blk * (kGgmlBlock / 2);
+      for (int64_t j = 0; j < kGgmlBlock / 2; ++j)
+        c[j] = numerics::pack_nibbles(numerics::q4_0_code(xb[j], s), numerics::q4_0_code(xb[j + kGgmlBlock / 2], s));
+    } else {
+      int8_t* c = static_cast<int8_t*>(b.codes.data_ptr()) + blk * kGgmlBlock;
+      for (int64_t j = 0; j < kGgmlBlock; ++j) c[j] = static_cast<int8_t>(numerics::q8_0_code(xb[j], s));
+    }
+  }
+  return b;
+}
+
+// -> [out, in] f32: the values the blocks stand for.
+Tensor decode_ggml(const GgmlBlocks& b, bool q4) {
+  const int64_t out = b.d.size(0), blocks = b.d.size(1), in = blocks * kGgmlBlock;
+  Tensor w = Tensor::empty({out, in}, DType::f32);
+  float* y = w.data<float>();
+  const auto* d = static_cast<const uint16_t*>(b.d.contiguous().data_ptr());
+  const Tensor codes = b.codes.contiguous();
+  for (int64_t blk = 0; blk < out * blocks; ++blk) {
+    const numerics::GgmlBlockScale s = numerics::ggml_block_scale(numerics::f16_bits_to_f32(d[blk]));
+    float* yb = y + blk * kGgmlBlock;
+    if (q4) {
+      const uint8_t* c = static_cast<const uint8_t*>(codes.data_ptr()) + blk * (kGgmlBlock / 2);
+      for (int64_t j = 0; j < kGgmlBlock / 2; ++j) {
+        yb[j] = numerics::q4_0_dequant(numerics::low_nibble(c[j]), s);
+        yb[j + kGgmlBlock / 2] = numerics::q4_0_dequant(numerics::high_nibble(c[j]), s);
+      }
+    } else {
+      const int8_t* c = static_cast<const int8_t*>(codes.data_ptr()) + blk * kGgmlBlock;
+      for (int64_t j = 0; j < kGgmlBlock; ++j) yb[j] = numerics::q8_0_dequant(c[j], s);
+    }
+  }
+  return w;
+}
+
+// ---- save ---------------------------------------------------------------------------------------------
+
+template <class M>
+M& quantized_as(Module& m, const std::string& fqn, const quant::WeightScheme& scheme) {
+  auto* typed = dynamic_cast<M*>(&m);
+  QTUNE_CHECK(typed != nullptr, "save_quantized_llama: layer ", fqn, " is a ", m.type_name(), ", not what scheme ",
+              quant::weight_scheme_name(scheme), " makes: quantize the model (quantize_llama) before saving it");
+  return *typed;
+}
+
+using Named = std::vector<std::pair<std::string, Tensor>>;
+
+void append_linear(Module& m, const std::string& fqn, const quant::WeightScheme& scheme, Named& out) {
+  const auto buffers = [&](Module& q) {
+    for (auto& [name, t] : q.named_buffers(fqn, false)) out.emplace_back(name, t);
+  };
+  std::visit(
+      Overloaded{
+          [&](const quant::Int8DynActInt4Weight&) {
+            buffers(quantized_as<quant::Int8DynActInt4WeightLinear>(m, fqn, scheme));
+          },
+          [&](const quant::Int4WeightOnly&) { buffers(quantized_as<quant::Int4WeightOnlyLinear>(m, fqn, scheme)); },
+          [&](const quant::NF4&) {
+            auto& nf4 = quantized_as<quant::FrozenNF4Linear>(m, fqn, scheme);
+            for (auto& [part, t] : nf4.weight().parts()) out.emplace_back(fqn + ".weight_nf4_" + part, t);
+          },
+          [&](const auto& s) {
+            constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
+            const Tensor& w = quantized_as<nn::Linear>(m, fqn, scheme).weight();
+            GgmlBlocks b = encode_ggml(w, q4);
+            // The linear must hold exactly the values of its blocks, or the file would hold
+            // another model (weights never quantized, or rounded to a narrower dtype).
+            const Tensor back = decode_ggml(b, q4).to(w.dtype()), held = w.detach().contiguous();
+            QTUNE_CHECK(std::memcmp(back.data_ptr(), held.data_ptr(), held.nbytes()) == 0,
+                        "save_quantized_llama: layer ", fqn, " does not hold ", quant::weight_scheme_name(scheme),
+                        " values: quantize an f32 model (quantize_llama) before saving it");
+            out.emplace_back(fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0"), b.codes);
+            out.emplace_back(fqn + ".weight_d", b.d);
+          }},
+      scheme);
+}
+
+// ---- load ---------------------------------------------------------------------------------------------
+
+class PartReader {
+ public:
+  PartReader(const io::CheckpointFiles& files, std::string dir) : files_(files), dir_(std::move(dir)) {}
+
+  // Records every mismatch between `parts` and the files for `layer`.
+  void check(const std::string& layer, const std::vector<Part>& parts) {
+    for (const Part& p : parts) {
+      const std::string want = (p.dtype ? std::string(dtype_name(*p.dtype)) : "floating") + " " + shape_str(p.shape);
+      if (!files_.contains(p.name)) {
+        problems_.push_back("layer " + layer + ": missing tensor " + p.name + " (" + want + ", " + p.meaning + ")");
+        continue;
+      }
+      const io::TensorEntry& e = files_.entry(p.name);
+      const auto dtype = io::to_dtype(e.dtype);
+      const bool dtype_ok = dtype && (p.dtype ? *dtype == *p.dtype : is_floating(*dtype));
+      if (!dtype_ok || e.shape != p.shape)
+        problems_.push_back("layer " + layer + ": tensor " + p.name + " in " + files_.file_of(p.name).path() + " is " +
+                            std::string(io::st_dtype_name(e.dtype)) + " " + shape_str(e.shape) + ", expected " + want +
+                            " (" + p.meaning + ")");
+    }
+    for (const Part& p : parts) consumed_.insert(p.name);
+  }
+  void problem(std::string text) { problems_.push_back(std::move(text)); }
+  void fail_if_any() const {
+    if (problems_.empty()) return;
+    std::ostringstream out;
+    out << dir_ << ": the quantized checkpoint does not match its config.json:";
+    for (const std::string& p : problems_) out << "\n  " << p;
+    QTUNE_FAIL(out.str());
+  }
+  Tensor operator[](const std::string& name) const { return files_.tensor(name); }
+  bool consumed(const std::string& name) const { return consumed_.count(name) > 0; }
+
+ private:
+  const io::CheckpointFiles& files_;
+  std::string dir_;
+  std::vector<std::string> problems_;
+  std::set<std::string> consumed_;
+};
+
+ModulePtr build_linear(const PartReader& r, const std::string& fqn, int64_t in, int64_t out,
+                       const quant::WeightScheme& scheme, DType dtype) {
+  return std::visit(
+      Overloaded{
+          [&](const quant::Int8DynActInt4Weight& s) -> ModulePtr {
+            quant::PackedInt4 p{r[fqn + ".weight_int4"], r[fqn + ".weight_scales"], Tensor(), dtype};
+            return std::make_shared<quant::Int8DynActInt4WeightLinear>(std::move(p), Tensor(), s);
+          },
+          [&](const quant::Int4WeightOnly& s) -> ModulePtr {
+            quant::PackedInt4 p{r[fqn + ".weight_int4"], r[fqn + ".weight_scales"], r[fqn + ".weight_zeros"], dtype};
+            return std::make_shared<quant::Int4WeightOnlyLinear>(std::move(p), Tensor(), s);
+          },
+          [&](const quant::NF4&) -> ModulePtr {
+            return std::make_shared<quant::FrozenNF4Linear>(
+                quant::NF4Tensor::from_parts({out, in}, r[fqn + ".weight_nf4_codes"], r[fqn + ".weight_nf4_scalers"],
+                                             r[fqn + ".weight_nf4_factors"], r[fqn + ".weight_nf4_mean"]),
+                Tensor());
+          },
+          [&](const auto& s) -> ModulePtr {
+            constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
+            const Tensor w = decode_ggml({r[fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0")], r[fqn + ".weight_d"]}, q4);
+            std::shared_ptr<nn::Linear> linear;
+            {
+              SkipInitGuard skip_init;
+              linear = std::make_shared<nn::Linear>(in, out, nn::Linear::Options{.bias = false, .dtype = dtype});
+            }
+            NoGradGuard no_grad;
+            linear->weight().copy_(w);
+            return linear;
+          }},
+      scheme);
+}
+
+struct Slot {
+  std::string fqn;
+  int64_t in, out;
+};
+
+}  // namespace
+
+std::optional<quant::ModelQuantization> read_quantization_config(const std::string& dir) {
+  const std::string path = config_path(dir);
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  // A missing or malformed config.json is not a quantized one; load_llama_config names what is wrong.
+  if (!file.good() || j.is_discarded() || !j.is_object()) return std::nullopt;
+  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) return std::nullopt;
+  const auto& q = j["quantization_config"];
+  const std::string where = path + ": quantization_config";
+  QTUNE_CHECK(q.is_object(), where, " must be an object");
+  QTUNE_CHECK(q.value("quant_method", std::string()) == "qtune", where, ".quant_method is ",
+              q.contains("quant_method") ? q["quant_method"].dump() : "missing",
+              "; qtune reads only its own quantized format (\"qtune\")");
+  QTUNE_CHECK(q.contains("format_version") && q["format_version"].is_number_integer() &&
+                  q["format_version"].get<int64_t>() == kQuantizedFormatVersion,
+              where, ".format_version is ", q.contains("format_version") ? q["format_version"].dump() : "missing",
+              "; this qtune reads format version ", kQuantizedFormatVersion);
+  QTUNE_CHECK(q.contains("scheme") && q["scheme"].is_string(), where, ".scheme must be a string");
+  QTUNE_CHECK(q.contains("group_size") && q["group_size"].is_number_integer(), where, ".group_size must be an integer");
+  const std::string name = q["scheme"].get<std::string>();
+  const int64_t group = q["group_size"].get<int64_t>();
+  quant::ModelQuantization out{quant::WeightScheme{}};
+  try {
+    const bool own_group = name == "8da4w" || name == "int4wo";
+    out.scheme = quant::parse_weight_scheme(name, own_group ? std::optional<int64_t>(group) : std::nullopt);
+  } catch (const Error& e) {
+    QTUNE_FAIL(where, ": ", e.what());
+  }
+  QTUNE_CHECK(scheme_group_size(out.scheme) == group, where, ".group_size is ", group, " but scheme ", name,
+              " has fixed blocks of ", scheme_group_size(out.scheme));
+  if (q.contains("embedding") && !q["embedding"].is_null()) {
+    const auto& e = q["embedding"];
+    QTUNE_CHECK(e.is_object() && e.value("scheme", std::string()) == "int4" && e.contains("group_size") &&
+                    e["group_size"].is_number_integer() && e["group_size"].get<int64_t>() > 0,
+                where, ".embedding must be null or {\"scheme\": \"int4\", \"group_size\": N}");
+    out.embedding = quant::EmbeddingInt4{e["group_size"].get<int64_t>()};
+  }
+  QTUNE_CHECK(!q.contains("head") || q["head"].is_boolean(), where, ".head must be true or false");
+  out.head = q.value("head", false);
+  return out;
+}
+
+void save_quantized_llama(Llama& model, const quant::ModelQuantization& q, const std::string& dir) {
+  const LlamaConfig& config = model.config();
+  const DType file_dtype = torch_dtype(config.torch_dtype, "save_quantized_llama");
+  Named tensors;
+  {
+    NoGradGuard no_grad;
+    for (const auto& [fqn, m] : model.named_modules()) {
+      if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head")) {
+        append_linear(*m, fqn, q.scheme, tensors);
+      } else if (q.embedding && fqn == "model.embed_tokens") {
+        auto* e = dynamic_cast<quant::QuantizedEmbedding*>(m);
+        QTUNE_CHECK(e != nullptr, "save_quantized_llama: model.embed_tokens is a ", m->type_name(),
+                    ", not a QuantizedEmbedding: quantize the model (quantize_llama) before saving it");
+        for (auto& [name, t] : e->named_buffers(fqn, false)) tensors.emplace_back(name, t);
+      } else {
+        for (auto& [name, p] : m->named_parameters(fqn, false)) tensors.emplace_back(name, p.detach().to(file_dtype));
+      }
+    }
+  }
+  io::save_checkpoint_files(dir, tensors);
+  auto json = ordered_json::parse(llama_config_to_json(config));
+  json["quantization_config"] = quantization_json(q);
+  // The config last: a directory with a config.json is a complete checkpoint.
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), json.dump(2) + "\n");
+}
+
+std::shared_ptr<Llama> load_quantized_llama(const std::string& dir, const LoadOptions& options) {
+  const LlamaConfig config = load_llama_config(dir);
+  const std::optional<quant::ModelQuantization> q = read_quantization_config(dir);
+  QTUNE_CHECK(q.has_value(), config_path(dir), " has no quantization_config: a full-precision checkpoint (load_llama)");
+  QTUNE_CHECK(options.device.is_cpu(), dir, ": quantized models run on CPU only (asked for ", options.device.str(),
+              "); drop --device or dequantize first");
+  QTUNE_CHECK(!(config.tie_word_embeddings && (q->head || q->embedding)), config_path(dir),
+              ": a tied model's head is its embedding table, which stays dense; quantization_config.embedding must be "
+              "null and head false");
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+  LlamaOptions model_options;
+  model_options.dtype = options.dtype.value_or(DType::f32);
+  model_options.defer_projections = true;
+  std::shared_ptr<Llama> model;
+  {
+    SkipInitGuard no_random_init;  // every tensor is read from the files below
+    model = std::make_shared<Llama>(config, model_options);
+  }
+
+  std::vector<Slot> slots;
+  for (const auto& [fqn, m] : model->named_modules())
+    if (const auto* pending = dynamic_cast<const PendingLinear*>(m))
+      slots.push_back({fqn, pending->in_features(), pending->out_features()});
+  if (q->head) slots.push_back({"lm_head", config.hidden_size, config.vocab_size});
+
+  PartReader reader(files, dir);
+  bool fits = true;
+  const auto check_fits = [&](const auto& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      reader.problem(e.what());
+      fits = false;
+    }
+  };
+  for (const Slot& s : slots) check_fits([&] { quant::check_weight_scheme_fits(q->scheme, s.in, s.fqn); });
+  if (q->embedding)
+    check_fits([&] { quant::check_scheme_fits(*q->embedding, config.hidden_size, "model.embed_tokens"); });
+  if (fits) {
+    for (const Slot& s : slots) reader.check(s.fqn, linear_parts(s.fqn, s.in, s.out, q->scheme));
+    if (q->embedding)
+      reader.check("model.embed_tokens", embedding_parts(config.vocab_size, config.hidden_size, *q->embedding));
+  }
+  // The unquantized tensors: the parameters the deferred model has besides a quantized embedding or head,
+  // in any floating dtype of the files.
+  Named params;
+  for (auto& [name, p] : model->named_parameters())
+    if (!(q->embedding && name == "model.embed_tokens.weight") && !(q->head && name == "lm_head.weight"))
+      params.emplace_back(name, p);
+  std::vector<Part> dense;
+  for (const auto& [name, p] : params) dense.push_back({name, std::nullopt, p.shape(), "unquantized"});
+  reader.check("(unquantized)", dense);
+  if (fits)
+    for (const std::string& name : files.names())
+      if (!reader.consumed(name))
+        reader.problem("unexpected tensor " + name + " " + shape_str(files.entry(name).shape) + " in " +
+                       files.file_of(name).path());
+  reader.fail_if_any();
+
+  for (const Slot& s : slots) {
+    try {
+      model->replace_module(s.fqn, build_linear(reader, s.fqn, s.in, s.out, q->scheme, model_options.dtype));
+    } catch (const Error& e) {
+      QTUNE_FAIL(dir, ": layer ", s.fqn, ": ", e.what());
+    }
+  }
+  if (q->embedding) {
+    quant::PackedInt4 p{reader["model.embed_tokens.weight_int4"], reader["model.embed_tokens.weight_scales"], Tensor(),
+                        model_options.dtype};
+    model->replace_module("model.embed_tokens",
+                          std::make_shared<quant::QuantizedEmbedding>(std::move(p), *q->embedding));
+  }
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : params) p.copy_(reader[name]);
+  return model;
+}
+
+std::shared_ptr<Llama> load_model(const std::string& dir, const LoadOptions& options) {
+  if (read_quantization_config(dir)) return load_quantized_llama(dir, options);
+  return load_llama(dir, options);
+}
+
+}  // namespace qtune::models
