@@ -52,14 +52,6 @@ std::optional<BaseLinear> base_linear(Module& m) {
   return std::nullopt;
 }
 
-uint64_t dropout_seed(uint64_t seed, int64_t index) {
-  // splitmix64 of (seed, index): independent dropout streams per module, reproducible from config.seed
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 }  // namespace
 
 std::optional<std::pair<int64_t, int64_t>> lora_base_features(Module& base) {
@@ -97,7 +89,6 @@ int64_t apply_lora(Llama& model, const LoraConfig& config) {
                 ", which LoRA cannot wrap (supported: Linear, FrozenNF4Linear, FakeQuantizedLinear, Float8Linear)");
 
   Generator init(config.seed);
-  int64_t index = 0;
   const int64_t wrapped = quant::swap_modules(
       model, [&](const Module&, std::string_view fqn) { return selected(fqn); },
       [&](Module& m, std::string_view fqn) -> ModulePtr {
@@ -107,8 +98,7 @@ int64_t apply_lora(Llama& model, const LoraConfig& config) {
                                   .dropout = config.dropout,
                                   .dtype = model.options().dtype,
                                   .device = model.options().device,
-                                  .init_generator = &init,
-                                  .dropout_seed = dropout_seed(config.seed, index++)};
+                                  .init_generator = &init};
         // The factory sees the module, not its owning pointer: take ownership from the tree by parking a
         // placeholder in the slot (swap_modules puts the LoRALinear there next), and put the base back
         // if the LoRALinear cannot be built.

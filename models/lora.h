@@ -17,7 +17,7 @@ struct LoraConfig {
   double alpha = 16;
   double dropout = 0;
   std::vector<std::string> targets = {"q_proj", "v_proj"};
-  uint64_t seed = 0;  // lora_A's init and the dropout streams
+  uint64_t seed = 0;  // lora_A's init (dropout draws from the default generator: see LoRAOptions)
 };
 
 // The target names apply_lora accepts: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj lm_head.

@@ -19,7 +19,6 @@ LoRALinear::LoRALinear(ModulePtr base, int64_t in_features, int64_t out_features
       rank_(options.rank),
       alpha_(options.alpha),
       dropout_(options.dropout),
-      dropout_gen_(options.dropout_seed),
       base_(std::move(base)) {
   QTUNE_CHECK(base_ != nullptr, "LoRALinear: null base module");
   QTUNE_CHECK(rank_ > 0, "LoRALinear: rank must be positive, got ", rank_, " (hint: lora rank 8 or 16 is usual)");
@@ -65,7 +64,7 @@ Tensor& LoRALinear::lora_b() { return static_cast<nn::Linear&>(*lora_B_).weight(
 
 Tensor LoRALinear::forward(const Tensor& x) {
   const Tensor y = base_->forward(x);
-  const Tensor h = ops::dropout(x, dropout_, is_training(), &dropout_gen_);
+  const Tensor h = ops::dropout(x, dropout_, is_training());
   const Tensor update = ops::scale(lora_B_->forward(lora_A_->forward(h)), scaling());
   return ops::add(y, update.dtype() == y.dtype() ? update : ops::cast(update, y.dtype()));
 }

@@ -10,18 +10,19 @@
 #include <vector>
 
 #include "engine/module.h"
-#include "engine/rng.h"
+#include "engine/rng.h"  // Generator
 
 namespace qtune::models {
 
 struct LoRAOptions {
   int64_t rank = 8;
   double alpha = 16;
-  double dropout = 0;  // on the LoRA branch only, in training mode only
+  // On the LoRA branch only, in training mode only. The masks come from the default generator, whose state
+  // activation checkpointing restores before recomputing, so a recomputed layer draws the same masks.
+  double dropout = 0;
   DType dtype = DType::f32;
   Device device = Device::cpu();
   Generator* init_generator = nullptr;  // draws lora_A (null: the default generator)
-  uint64_t dropout_seed = 0;            // this module's own dropout stream
 };
 
 class LoRALinear : public Module {
@@ -51,7 +52,6 @@ class LoRALinear : public Module {
  private:
   int64_t in_features_, out_features_, rank_;
   double alpha_, dropout_;
-  Generator dropout_gen_;
   ModulePtr base_;                    // not a child: its tensors are registered below under their own names
   std::vector<Tensor> base_tensors_;  // handles sharing the base's tensors; sized once, addresses stable
   ModulePtr lora_A_, lora_B_;         // nn::Linear without bias
