@@ -156,6 +156,9 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
     QTUNE_CHECK(lora->rank() == config.rank && lora->alpha() == config.alpha, "save_adapter(", dir, "): module ", fqn,
                 " has rank ", lora->rank(), " and alpha ", lora->alpha(), " but the config says rank ", config.rank,
                 " and alpha ", config.alpha);
+    QTUNE_CHECK(std::find(config.targets.begin(), config.targets.end(), leaf_name(fqn)) != config.targets.end(),
+                "save_adapter(", dir, "): module ", fqn, " has LoRA but '", leaf_name(fqn),
+                "' is not in the config's targets");
     tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kA), lora->lora_a().detach());
     tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kB), lora->lora_b().detach());
   }

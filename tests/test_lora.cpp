@@ -19,6 +19,8 @@
 #include "ops/nn/linear.h"
 #include "optim/adamw.h"
 #include "quant/fake_quantized_linear.h"
+#include "quant/float8.h"
+#include "quant/float8_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/qat.h"
 #include "tests/llama_fixtures.h"
@@ -147,6 +149,20 @@ TEST_CASE("LoRA dropout draws the same masks when activation checkpointing recom
   double worst = 0;
   for (size_t i = 0; i < grads[0].size(); ++i) worst = std::max(worst, std::fabs(grads[0][i] - grads[1][i]));
   CHECK(worst < 1e-6);
+}
+
+TEST_CASE("LoRA over a float8 base trains only the adapters") {
+  models::Llama model(aligned_config());
+  quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::Float8Recipe::tensorwise),
+                           [](const Module&, std::string_view fqn) { return fqn != "lm_head"; });
+  CHECK(models::apply_lora(model, {.rank = 4, .alpha = 8, .targets = {"q_proj", "down_proj"}}) == 4);
+  auto* lora = dynamic_cast<LoRALinear*>(model.find_module("model.layers.0.mlp.down_proj"));
+  REQUIRE(lora != nullptr);
+  CHECK(dynamic_cast<quant::Float8Linear*>(&lora->base()) != nullptr);
+  model.loss(tokens(), tokens()).backward();
+  CHECK(model.trainable_parameters().size() == 8);
+  CHECK(lora->lora_a().grad().defined());
+  CHECK(!lora->named_parameters()[0].second.grad().defined());  // the fp8 base weight stays frozen
 }
 
 TEST_CASE("QAT+LoRA: the LoRA branch sees the un-quantized input") {

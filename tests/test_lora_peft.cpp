@@ -120,6 +120,8 @@ TEST_CASE("a bf16 model writes a bf16 adapter") {
   const auto file = io::SafetensorsFile::open(dir.str("adapter_model.safetensors"));
   CHECK(file.entries().size() == 4);
   CHECK(file.at("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight").dtype == io::StDType::BF16);
+  CHECK_THROWS_WITH_AS(models::save_adapter(*model, {.rank = 2, .alpha = 2, .targets = {"v_proj"}}, dir.str(), "base"),
+                       doctest::Contains("'q_proj' is not in the config's targets"), Error);
   CHECK_THROWS_WITH_AS(models::save_adapter(*model, {.rank = 4, .alpha = 2}, dir.str(), "base"),
                        doctest::Contains("model.layers.0.self_attn.q_proj has rank 2"), Error);
 }
@@ -160,6 +162,16 @@ TEST_CASE("adapters that do not fit the model fail naming the module") {
     copy_adapter(dir.str("a"), [](nlohmann::json& c) { c["target_modules"] = {"q_proj", "embed_tokens"}; });
     CHECK_THROWS_WITH_AS(models::load_adapter(*base_model(), dir.str("a")),
                          doctest::Contains("target module 'embed_tokens' is not one qtune's Llama has"), Error);
+  }
+  SUBCASE("peft's whole-head tensor (save_embedding_layers)") {
+    copy_adapter(dir.str("a"), [](nlohmann::json&) {});
+    const auto peft = io::SafetensorsFile::open(kPeftDir + "/adapter_model.safetensors");
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const auto& e : peft.entries()) tensors.emplace_back(e.name, peft.tensor(e.name));
+    tensors.emplace_back("base_model.model.lm_head.base_layer.weight", Tensor::zeros({83, 32}));
+    io::save_safetensors(dir.str("a/adapter_model.safetensors"), tensors);
+    CHECK_THROWS_WITH_AS(models::load_adapter(*base_model(), dir.str("a")),
+                         doctest::Contains("hint: save with save_embedding_layers=False"), Error);
   }
   SUBCASE("a tied model cannot take an lm_head adapter") {
     auto tied = base_model("tied_gqa_llama3");
