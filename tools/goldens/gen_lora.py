@@ -88,6 +88,14 @@ def peft_case():
     assert torch.allclose(merged, logits, atol=1e-5), (merged - logits).abs().max()
     assert (logits - plain).abs().max() > 0.1, "the adapter must change the logits"
     save_file({"tokens": ids.contiguous(), "logits": logits.contiguous()}, os.path.join(out, "reference.safetensors"))
+    # peft writes target_modules from a set (its order varies run to run); fix it so reruns are identical.
+    config_path = os.path.join(out, "adapter_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["target_modules"] = sorted(config["target_modules"])
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
     # save_pretrained writes a README.md model card; the test data needs only the two adapter files.
     readme = os.path.join(out, "README.md")
     if os.path.exists(readme):
