@@ -29,4 +29,8 @@ std::string_view float8_exclusion(const Module& linear, std::string_view fqn);
 // linear is an error naming the layer and the rule. Returns how many linears were converted.
 int64_t convert_to_float8(Module& root, const Float8LinearConfig& config, const ModuleFilter& filter = nullptr);
 
+// The same selection, exclusions and errors, for a frozen base (LoRA over float8): every selected linear
+// becomes a Float8FrozenLinear holding its weight once in e4m3 (quant/float8_frozen_linear.h).
+int64_t convert_to_float8_frozen(Module& root, const Float8LinearConfig& config, const ModuleFilter& filter = nullptr);
+
 }  // namespace qtune::quant
