@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/gemm_bench.h"
+#include "bench/memory_bench.h"
 #include "bench/train_bench.h"
 #endif
 
@@ -97,6 +98,20 @@ void add_train(CLI::App& bench, int& status) {
   cmd->add_option("--fp8", options->fp8, "Train through float8 GEMMs: tensorwise, rowwise or rowwise_with_gw_hp");
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
+
+void add_memory(CLI::App& bench, int& status) {
+  auto* cmd = bench.add_subcommand(
+      "memory", "Peak memory and time of one training step: full, LoRA, QLoRA, QAT, QAT+LoRA, LoRA on a float8 base");
+  auto options = std::make_shared<qtune::bench::MemoryBenchOptions>();
+  cmd->add_flag("--small", options->small, "A tiny model (a quick check that the table prints)");
+  cmd->add_option("--steps", options->steps, "Timed steps after one warm-up")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--dtype", options->dtypes, "Model dtypes, repeatable")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->callback([options, &status] { status = qtune::bench::run_memory_bench(*options); });
+}
 #endif
 
 }  // namespace
@@ -106,6 +121,7 @@ void add_bench_command(CLI::App& app, int& status) {
   CLI::App* bench = add_command_group(app, "bench", "Kernel and training benchmarks", status);
   add_gemm(*bench, status);
   add_train(*bench, status);
+  add_memory(*bench, status);
 #else
   auto* bench = app.add_subcommand("bench", "Kernel and training benchmarks");
   bench->callback([&status] {
