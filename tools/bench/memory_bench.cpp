@@ -189,7 +189,8 @@ const char* verdict(bool pass) { return pass ? "PASS" : "FAIL"; }
 int run_memory_bench(const MemoryBenchOptions& o) {
   std::vector<DType> dtypes;
   try {
-    QTUNE_CHECK(o.steps >= 1, "bench memory: steps must be >= 1 (got ", o.steps, ")");
+    QTUNE_CHECK(o.steps >= 1 && o.vocab >= 0, "bench memory: steps must be >= 1 and vocab >= 0 (got ", o.steps, ", ",
+                o.vocab, ")");
     for (const std::string& name : o.dtypes) {
       const DType d = dtype_from_name(name);
       QTUNE_CHECK(d == DType::f32 || d == DType::bf16, "bench memory: dtype must be f32 or bf16, got ", name);
@@ -199,19 +200,22 @@ int run_memory_bench(const MemoryBenchOptions& o) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  const Shape s = o.small ? kSmall : kDefault;
+  Shape s = o.small ? kSmall : kDefault;
+  if (o.vocab > 0) s.vocab = o.vocab;
   std::printf(
       "qtune memory benchmark: one training step (forward, backward, AdamW over the trainable parameters)\n"
       "Llama hidden %lld, %lld layers, %lld heads, ffn %lld, vocab %lld (untied head), batch %lld x seq %lld; "
       "LoRA rank 8 on q,k,v,o,gate,up,down;\nQLoRA: every decoder projection NF4; QAT: 8da4w group 32 "
       "(lm_head excluded); float8 base: tensorwise e4m3, decoder projections.\n"
       "Each variant in a fresh child process; memory from the warm-up step on, after setup; step time: median "
-      "of %d steps.\n\n",
+      "of %d steps.\nThe step's MiB: peak tensors minus the model tensors alive before the step (activations saved "
+      "for backward, gradients, AdamW state, scratch).\n\n",
       (long long)s.hidden, (long long)s.layers, (long long)s.heads, (long long)s.ffn, (long long)s.vocab,
       (long long)s.batch, (long long)s.seq, o.steps);
   std::printf(
-      "| dtype | variant | peak tensors MiB | peak RSS MiB | model tensors MiB | trainable params | step ms |\n"
-      "|---|---|---|---|---|---|---|\n");
+      "| dtype | variant | peak tensors MiB | of which the step's MiB | peak RSS MiB | model tensors MiB | trainable "
+      "params | step ms |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   int status = 0;
   std::vector<std::string> targets;
   for (size_t d = 0; d < dtypes.size(); ++d) {
@@ -226,9 +230,10 @@ int run_memory_bench(const MemoryBenchOptions& o) {
         status = 1;
         continue;
       }
-      std::printf("| %s | %s | %.1f | %.1f%s | %.1f | %.3f M | %.1f |\n", dname, v.name, m.peak_tensor_bytes / kMiB,
-                  m.peak_rss_bytes / kMiB, m.rss_since_setup ? "" : " (incl. setup)", m.model_bytes / kMiB,
-                  m.trainable / 1e6, 1e3 * m.step_seconds);
+      std::printf("| %s | %s | %.1f | %.1f | %.1f%s | %.1f | %.3f M | %.1f |\n", dname, v.name,
+                  m.peak_tensor_bytes / kMiB, (m.peak_tensor_bytes - m.model_bytes) / kMiB, m.peak_rss_bytes / kMiB,
+                  m.rss_since_setup ? "" : " (incl. setup)", m.model_bytes / kMiB, m.trainable / 1e6,
+                  1e3 * m.step_seconds);
       std::fflush(stdout);
     }
     const Measured &lora = rows[1], &qlora = rows[2], &qat = rows[3], &qat_lora = rows[4];

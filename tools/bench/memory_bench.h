@@ -12,6 +12,8 @@ namespace qtune::bench {
 struct MemoryBenchOptions {
   bool small = false;  // a tiny model (seconds; for tests) instead of the weights-dominated default
   int steps = 3;       // timed steps after one warm-up; the step time is their median
+  int64_t vocab = 0;   // 0: the model's own (32000, or 256 when small); smaller shrinks the full-precision
+                       // embedding and head, which every variant keeps, against the decoder
   std::vector<std::string> dtypes = {"f32", "bf16"};
 };
 
