@@ -1,8 +1,12 @@
-// NF4 quantize and dequantize over the scalar numerics of engine/numerics/nf4.h. The code search runs
-// over a whole 64-block at a time with the 16 table values outermost, a loop GCC vectorizes (compare and
-// blend per lane); OpenMP splits the blocks.
+// NF4 quantize and dequantize over the scalar numerics of engine/numerics/nf4.h; OpenMP splits the blocks.
+// The code search: with AVX-512, a branch-free bracketing search over the table held in one register
+// (below); elsewhere the 16-way scalar search of nf4_nearest_code.
 #include <algorithm>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "engine/numerics/nf4.h"
 #include "ops/cpu/cpu_backend.h"
@@ -22,6 +26,53 @@ struct Table {
   }
 };
 
+// best[i] = nf4_nearest_code<D>(x[i]) for a block of kBlock values x in [-1, 1] (or NaN).
+#if defined(__AVX512F__)
+// Exact without trying all 16 codes: rounding is monotone, and the table's spacing (>= 0.0796) exceeds
+// twice D's rounding error on differences up to 2 (bf16: 2^-7), so |x - t| in D grows strictly with
+// each code farther from x on either side. The nearest code is therefore x's lower neighbour lo (the
+// largest t_lo <= x, found by a 4-step binary search of the sorted table) or lo + 1, ties to lo. NaN
+// passes no comparison: lo = 0 and both differences NaN, code 0, as the scalar search gives.
+inline __m512 round_to_vec_bf16(__m512 v) {
+  // f32_to_bf16_bits without its NaN branch: a NaN difference loses every comparison whatever its bits.
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+template <class D>
+__m512 abs_diff(__m512 x, __m512 t) {
+  __m512 d = _mm512_sub_ps(x, t);
+  if constexpr (std::is_same_v<D, bf16_t>) d = round_to_vec_bf16(d);
+  return _mm512_abs_ps(d);
+}
+
+template <class D>
+void nearest_codes(const float* x, const float* table, uint8_t* best) {
+  const __m512 t = _mm512_loadu_ps(table);
+  const __m512i fifteen = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
+  for (int64_t i = 0; i < kBlock; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    __m512i lo = _mm512_setzero_si512();
+    for (const int step : {8, 4, 2, 1}) {
+      const __m512i cand = _mm512_add_epi32(lo, _mm512_set1_epi32(step));
+      lo = _mm512_mask_mov_epi32(lo, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(cand, t), _CMP_GE_OQ), cand);
+    }
+    const __m512i hi = _mm512_min_epi32(_mm512_add_epi32(lo, one), fifteen);
+    const __mmask16 take_hi = _mm512_cmp_ps_mask(abs_diff<D>(v, _mm512_permutexvar_ps(hi, t)),
+                                                 abs_diff<D>(v, _mm512_permutexvar_ps(lo, t)), _CMP_LT_OQ);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(best + i),
+                     _mm512_cvtepi32_epi8(_mm512_mask_mov_epi32(lo, take_hi, hi)));
+  }
+}
+#else
+template <class D>
+void nearest_codes(const float* x, const float* table, uint8_t* best) {
+  for (int64_t i = 0; i < kBlock; ++i) best[i] = nf4_nearest_code<D>(x[i], table);
+}
+#endif
+
 template <class D>
 void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors, D* mean_out) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -30,7 +81,7 @@ void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors
   std::vector<float> absmax(static_cast<size_t>(blocks));
   // Codes and absmaxes, one block at a time; the last block reads its real elements only.
   parallel_for(blocks, 64, [&](int64_t begin, int64_t end) {
-    float x[kBlock], best_diff[kBlock];
+    float x[kBlock];
     uint8_t best[kBlock];
     for (int64_t b = begin; b < end; ++b) {
       const int64_t len = std::min(kBlock, n - b * kBlock);
@@ -42,20 +93,7 @@ void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors
         const float v = i < len ? static_cast<float>(load(src + i)) : 0.0f;
         x[i] = amax == 0.0f ? 0.0f : round_to<D>(v / amax);  // a zero block: all codes 7 (see nf4.h)
       }
-      // nf4_nearest_code, turned inside out so that the element loop is innermost.
-      for (int64_t i = 0; i < kBlock; ++i) {
-        best_diff[i] = fabsf(round_to<D>(x[i] - table.v[0]));
-        best[i] = 0;
-      }
-      for (int c = 1; c < 16; ++c) {
-        const float t = table.v[c];
-        for (int64_t i = 0; i < kBlock; ++i) {
-          const float diff = fabsf(round_to<D>(x[i] - t));
-          const bool better = diff < best_diff[i];
-          best_diff[i] = better ? diff : best_diff[i];
-          best[i] = better ? static_cast<uint8_t>(c) : best[i];
-        }
-      }
+      nearest_codes<D>(x, table.v, best);
       uint8_t* dst = codes + b * (kBlock / 2);
       for (int64_t i = 0; i < kBlock / 2; ++i) dst[i] = nf4_pack(best[2 * i], best[2 * i + 1]);
     }
