@@ -85,3 +85,40 @@ TEST_CASE("NF4 code search, bf16: every value in [-1, 1] gets the scalar search'
 TEST_CASE("NF4 code search, f32: around every midpoint (ties to the lower code) and at random") {
   CHECK(mismatches<float>(f32_cases<float>(64)) == 0);
 }
+
+TEST_CASE("NF4 dequantize: whole-block lookups equal the scalar formula, f32 and bf16 in and out") {
+  std::vector<float> values = f32_cases<float>(8);
+  values.pop_back();  // no NaN: NaN != NaN
+  const Tensor w32 = Tensor::from_vector(values, {static_cast<int64_t>(values.size())});
+  for (const DType in : {DType::f32, DType::bf16}) {
+    const quant::NF4Tensor nf4 = quant::NF4Tensor::quantize(w32.to(in));
+    const Tensor parts_f32[] = {nf4.factors().to(DType::f32), nf4.mean().to(DType::f32)};
+    const auto* factors = static_cast<const float*>(parts_f32[0].data_ptr());
+    const float mean = *static_cast<const float*>(parts_f32[1].data_ptr());
+    const auto* scalers = static_cast<const int8_t*>(nf4.scalers().data_ptr());
+    const auto* codes = static_cast<const uint8_t*>(nf4.codes().data_ptr());
+    std::vector<float> expected;
+    for (int64_t i = 0; i < nf4.numel(); ++i) {
+      float table[16], scale;
+      for (int c = 0; c < 16; ++c)
+        table[c] = in == DType::bf16 ? numerics::nf4_code_value<bf16_t>(c) : numerics::nf4_code_value<float>(c);
+      const int64_t b = i / 64;
+      const uint8_t code = numerics::nf4_code_at(codes, i);
+      if (in == DType::bf16) {
+        scale = numerics::nf4_block_scale<bf16_t>(scalers[b], factors[b / 256], mean);
+        expected.push_back(numerics::nf4_dequantize_value<bf16_t>(code, scale, table));
+      } else {
+        scale = numerics::nf4_block_scale<float>(scalers[b], factors[b / 256], mean);
+        expected.push_back(numerics::nf4_dequantize_value<float>(code, scale, table));
+      }
+    }
+    const Tensor expected_t = Tensor::from_vector(expected, {nf4.numel()});
+    for (const DType out : {DType::f32, DType::bf16}) {
+      CAPTURE(dtype_name(in));
+      CAPTURE(dtype_name(out));
+      const Tensor got = Tensor::empty({nf4.numel()}, out);
+      nf4.dequantize_range(0, got);
+      CHECK(got.to(DType::f32).to_vector<float>() == expected_t.to(out).to(DType::f32).to_vector<float>());
+    }
+  }
+}

@@ -141,6 +141,43 @@ void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors
   });
 }
 
+// dst[i] = values[code i] for the kBlock codes packed in src (element 2i in the high nibble of src[i]).
+// AVX-512: the 16 values sit in one register and vpermps / vpermw look up 16 or 32 weights at a time;
+// each index lane holds its byte shifted so that the wanted nibble is in the low bits the permute reads.
+template <class T>
+void expand_block(const uint8_t* src, const T* values, T* dst) {
+#if defined(__AVX512BW__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 table = _mm512_load_ps(values);
+    const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    for (int64_t j = 0; j < kBlock / 16; ++j) {
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 8 * j));
+      const __m512i idx = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts);
+      _mm512_storeu_ps(dst + 16 * j, _mm512_permutexvar_ps(idx, table));
+    }
+    return;
+  }
+  if constexpr (sizeof(T) == 2) {
+    // vpermw reads 5 index bits: the table is repeated in both halves, so a low-nibble lane's bit 4 (the
+    // byte's high nibble) does not matter.
+    const __m512i table = _mm512_broadcast_i64x4(_mm256_load_si256(reinterpret_cast<const __m256i*>(values)));
+    __m512i shifts = _mm512_setzero_si512();
+    for (int l = 0; l < 32; l += 2) shifts = _mm512_mask_set1_epi16(shifts, __mmask32{1} << l, 4);
+    for (int64_t j = 0; j < kBlock / 32; ++j) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16 * j));
+      const __m256i pairs = _mm256_set_m128i(_mm_unpackhi_epi8(b, b), _mm_unpacklo_epi8(b, b));
+      const __m512i idx = _mm512_srlv_epi16(_mm512_cvtepu8_epi16(pairs), shifts);
+      _mm512_storeu_si512(dst + 32 * j, _mm512_permutexvar_epi16(idx, table));
+    }
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < kBlock / 2; ++i) {
+    dst[2 * i] = values[src[i] >> 4];
+    dst[2 * i + 1] = values[src[i] & 0x0f];
+  }
+}
+
 template <class D, class T>
 void dequantize(const uint8_t* codes, const int8_t* scalers, const D* factors, float mean, int64_t first, int64_t count,
                 T* out) {
@@ -153,13 +190,12 @@ void dequantize(const uint8_t* codes, const int8_t* scalers, const D* factors, f
           nf4_block_scale<D>(scalers[b], static_cast<float>(load(factors + b / kNF4ScalerBlockSize)), mean);
       const int64_t lo = std::max(first, b * kBlock), hi = std::min(end_elem, (b + 1) * kBlock);
       if (lo == b * kBlock && hi == lo + kBlock) {
-        // A whole block: byte-pair loop without the parity test per element.
-        const uint8_t* src = codes + b * (kBlock / 2);
-        T* dst = out + (lo - first);
-        for (int64_t i = 0; i < kBlock / 2; ++i) {
-          store(dst + 2 * i, nf4_dequantize_value<D>(src[i] >> 4, scale, table.v));
-          store(dst + 2 * i + 1, nf4_dequantize_value<D>(src[i] & 0x0f, scale, table.v));
-        }
+        // A whole block: the 16 values its codes can take, each through the scalar formula once, then a lookup
+        // per weight.
+        alignas(64) T values[16];
+        for (int c = 0; c < 16; ++c)
+          store(values + c, nf4_dequantize_value<D>(static_cast<uint8_t>(c), scale, table.v));
+        expand_block(codes + b * (kBlock / 2), values, out + (lo - first));
       } else {
         for (int64_t i = lo; i < hi; ++i)
           store(out + (i - first), nf4_dequantize_value<D>(nf4_code_at(codes, i), scale, table.v));
