@@ -64,8 +64,7 @@ std::vector<io::TensorSpec> checkpoint_specs(const models::LlamaConfig& config) 
   for (const auto& [fqn, module] : model.named_modules()) {
     if (const auto* pending = dynamic_cast<const models::PendingLinear*>(module))
       specs.push_back({fqn + ".weight", DType::bf16, {pending->out_features(), pending->in_features()}});
-    for (const auto& [name, p] : module->named_parameters(fqn, false))
-      specs.push_back({name, DType::bf16, p.shape()});
+    for (const auto& [name, p] : module->named_parameters(fqn, false)) specs.push_back({name, DType::bf16, p.shape()});
   }
   return specs;
 }
