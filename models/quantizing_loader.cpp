@@ -9,6 +9,7 @@
 #include "engine/check.h"
 #include "engine/io/checkpoint_files.h"
 #include "models/pending_linear.h"
+#include "models/quantize_model.h"
 #include "quant/quantized_embedding.h"
 
 namespace qtune::models {
@@ -37,9 +38,7 @@ std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant:
   const LlamaConfig config = load_llama_config(dir);
   QTUNE_CHECK(options.device.is_cpu(), dir, ": the quantizing loader builds CPU models, asked for ",
               options.device.str(), "; load on CPU and move the model");
-  QTUNE_CHECK(!config.tie_word_embeddings || (!quantization.embedding && !quantization.head), dir,
-              ": the embedding of this tied model is also its output head; quantize neither (no embedding or head "
-              "scheme) or untie it first");
+  check_tied_quantization(config, quantization);
   const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
   LlamaOptions model_options = llama_options(options);
   model_options.defer_projections = true;

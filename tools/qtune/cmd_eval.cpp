@@ -137,15 +137,17 @@ int run_eval(const EvalArgs& args) {
   const auto tokenizer = models::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
-  const auto model = models::load_model(args.model_dir, load);
+  std::shared_ptr<models::Llama> model;
   if (!args.quantize.empty()) {
     QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
                 " is already a quantized checkpoint: --quantize needs a full-precision model");
     const quant::ModelQuantization q{quant::parse_weight_scheme(args.quantize, args.group_size)};
-    const int64_t n = models::quantize_llama(*model, q);
-    fmt::print(stderr, "[eval] quantized {} modules with {}\n", n, quant::weight_scheme_name(q.scheme));
+    model = models::load_llama_quantized(args.model_dir, q, load);  // never the whole float model in memory
+    fmt::print(stderr, "[eval] decoder projections quantized with {} while loading\n",
+               quant::weight_scheme_name(q.scheme));
   } else {
     QTUNE_CHECK(!args.group_size, "--group-size goes with --quantize");
+    model = models::load_model(args.model_dir, load);
   }
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
