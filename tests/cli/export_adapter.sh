@@ -48,9 +48,12 @@ echo "token perplexity: --base-nf4 $qlora, nf4 checkpoint export $from_nf4, nf4 
 close "$qlora" "$nf4_adapter" && close "$from_nf4" "$nf4_adapter" || { echo "QLoRA export differs"; exit 1; }
 ! close "$qlora" "$merged" || { echo "--base-nf4 changed nothing"; exit 1; }
 
-# A failing export (the adapter does not fit this base) leaves nothing under --out; --force replaces.
-"$qtune" export --model "$src/tests/golden/tiny_llama_sp" --adapter "$adapter" --out "$out/bad" 2>/dev/null && exit 1
+# A failing export (the adapter does not fit this base) leaves nothing under --out; --force replaces (a
+# re-save without --adapter, here into f16).
+"$qtune" export --model "$src/tests/golden/tiny_llama_sp" --adapter "$adapter" --out "$out/bad" 2>/dev/null && { echo "a misfit adapter was exported"; exit 1; }
 [ ! -e "$out/bad" ] && [ -z "$(ls -d "$out"/bad.* 2>/dev/null)" ] || { echo "a failed export left files"; exit 1; }
-"$qtune" export --model "$out/base" --out "$out/merged" --dtype f16 --force >/dev/null
+"$qtune" export --model "$out/base" --out "$out/merged/" --dtype f16 --force >/dev/null
 grep -q '"torch_dtype": "float16"' "$out/merged/config.json" || { echo "--force did not replace"; exit 1; }
+[ "$(ls -A "$out/merged" | tr '\n' ' ')" = "config.json generation_config.json model.safetensors tokenizer.json " ] &&
+  [ -z "$(ls -d "$out"/merged.* 2>/dev/null)" ] || { echo "--force left other files: $(ls -A "$out" "$out/merged")"; exit 1; }
 echo "export, eval and generate --adapter: all checks passed"

@@ -75,7 +75,8 @@ int64_t dequantize_nf4(models::Llama& model) {
 // complete. Without commit() the directory is removed.
 class StagedDirectory {
  public:
-  explicit StagedDirectory(fs::path out) : out_(std::move(out)) {
+  explicit StagedDirectory(const fs::path& out) : out_(out.lexically_normal()) {
+    if (!out_.has_filename()) out_ = out_.parent_path();  // "dir/": the staging directory goes beside dir
     const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
     QTUNE_CHECK(fs::is_directory(parent), "--out ", out_.string(), ": directory ", parent.string(), " does not exist");
     staging_ = fs::path(out_.string() + fmt::format(".tmp.{}", getpid()));
