@@ -38,10 +38,6 @@ constexpr const char* kBuiltinCalibration =
     "rain, visibility four miles. In the winter the ships came less often, and he read by the stove, history "
     "and poetry and the almanac, until the glass needed cleaning again and the light had to be trimmed.";
 
-// The files of a Hugging Face directory that are not weights or config: the quantized model keeps them.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                           "special_tokens_map.json", "generation_config.json"};
-
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   QTUNE_CHECK(in.good(), "cannot read ", path.string());
