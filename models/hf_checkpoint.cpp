@@ -1,6 +1,7 @@
 #include "models/hf_checkpoint.h"
 
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -8,7 +9,6 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
-#include "engine/io/checkpoint_files.h"
 
 namespace qtune::models {
 namespace {
@@ -33,19 +33,19 @@ std::string torch_dtype_name(DType dtype) {
 }
 
 // Every mismatch between the model and the files, one line each, so a bad checkpoint is diagnosed at once.
-std::vector<std::string> check_tensors(const io::CheckpointFiles& files, const StateDict& expected,
+std::vector<std::string> check_tensors(const io::CheckpointFiles& files, const std::map<std::string, Shape>& expected,
                                        const LlamaConfig& config) {
   std::vector<std::string> problems;
-  for (const auto& [name, param] : expected) {
+  for (const auto& [name, shape] : expected) {
     if (!files.contains(name)) {
-      problems.push_back("missing tensor " + name + " " + shape_str(param.shape()));
+      problems.push_back("missing tensor " + name + " " + shape_str(shape));
       continue;
     }
     const io::TensorEntry& e = files.entry(name);
     const std::string file = files.file_of(name).path();
-    if (e.shape != param.shape())
+    if (e.shape != shape)
       problems.push_back("tensor " + name + " has shape " + shape_str(e.shape) + " in " + file +
-                         ", the model expects " + shape_str(param.shape()));
+                         ", the model expects " + shape_str(shape));
     const auto dtype = io::to_dtype(e.dtype);
     if (!dtype || !is_floating(*dtype))
       problems.push_back("tensor " + name + " in " + file + " has dtype " + std::string(io::st_dtype_name(e.dtype)) +
@@ -68,41 +68,54 @@ std::vector<std::string> check_tensors(const io::CheckpointFiles& files, const S
   return problems;
 }
 
-void fill_weights(Llama& model, const io::CheckpointFiles& files, const std::string& dir) {
-  const StateDict expected = model.state_dict();
-  const std::vector<std::string> problems = check_tensors(files, expected, model.config());
-  if (!problems.empty()) {
-    std::ostringstream out;
-    out << dir << ": the weights do not match config.json:";
-    for (const std::string& p : problems) out << "\n  " << p;
-    QTUNE_FAIL(out.str());
-  }
-  NoGradGuard no_grad;
-  // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening).
-  for (const auto& [name, param] : expected) param.copy_(files.tensor(name));
+void fill_weights(Llama& model, const io::CheckpointFiles& files) {
+  const StateDict params = model.state_dict();
+  std::map<std::string, Shape> expected;
+  for (const auto& [name, param] : params) expected[name] = param.shape();
+  check_llama_tensors(files, expected, model.config());
+  for (const auto& [name, param] : params) copy_tensor(files, name, param);
 }
 
 }  // namespace
 
-std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
-  const LlamaConfig config = load_llama_config(dir);
-  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+void check_llama_tensors(const io::CheckpointFiles& files, const std::map<std::string, Shape>& expected,
+                         const LlamaConfig& config) {
+  const std::vector<std::string> problems = check_tensors(files, expected, config);
+  if (problems.empty()) return;
+  std::ostringstream out;
+  out << files.dir() << ": the weights do not match config.json:";
+  for (const std::string& p : problems) out << "\n  " << p;
+  QTUNE_FAIL(out.str());
+}
+
+void copy_tensor(const io::CheckpointFiles& files, const std::string& name, const Tensor& dst) {
+  NoGradGuard no_grad;
+  // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening).
+  dst.copy_(files.tensor(name));
+  files.release(name);
+}
+
+LlamaOptions llama_options(const LoadOptions& options) {
   LlamaOptions model_options;
   model_options.dtype = options.dtype.value_or(DType::f32);
   model_options.device = options.device;
   model_options.activation_checkpointing = options.activation_checkpointing;
+  return model_options;
+}
+
+std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
+  const LlamaConfig config = load_llama_config(dir);
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
   std::shared_ptr<Llama> model;
   {
     SkipInitGuard no_random_init;  // every parameter is read from the files below
-    model = std::make_shared<Llama>(config, model_options);
+    model = std::make_shared<Llama>(config, llama_options(options));
   }
-  fill_weights(*model, files, dir);
+  fill_weights(*model, files);
   return model;
 }
 
-void load_llama_weights(Llama& model, const std::string& dir) {
-  fill_weights(model, io::CheckpointFiles::open(dir), dir);
-}
+void load_llama_weights(Llama& model, const std::string& dir) { fill_weights(model, io::CheckpointFiles::open(dir)); }
 
 void save_llama(Llama& model, const std::string& dir, const SaveOptions& options) {
   const DType dtype = options.dtype.value_or(model.options().dtype);

@@ -1,10 +1,12 @@
 #pragma once
 // Llama models from and to Hugging Face model directories (config.json + safetensors, sharded or not).
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "engine/io/checkpoint_files.h"
 #include "models/llama.h"
 
 namespace qtune::models {
@@ -24,6 +26,16 @@ std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& opt
 // checks and dtype conversion: for a model built with other LlamaOptions (a seed for later randomness)
 // or a training checkpoint being restored into a live model.
 void load_llama_weights(Llama& model, const std::string& dir);
+
+// The loaders' shared steps (load_llama, load_llama_quantized):
+LlamaOptions llama_options(const LoadOptions& options);  // the model the options describe
+// Fails listing every missing, unexpected, mis-shaped or non-floating tensor of `files` against `expected`
+// (HF name -> shape), before any tensor data is read. A tied checkpoint's stored lm_head is shape-checked.
+void check_llama_tensors(const io::CheckpointFiles& files, const std::map<std::string, Shape>& expected,
+                         const LlamaConfig& config);
+// dst.copy_(the tensor `name`), converting its dtype, then drops the tensor's mapped pages so that loading a
+// model never keeps the whole file resident beside it.
+void copy_tensor(const io::CheckpointFiles& files, const std::string& name, const Tensor& dst);
 
 struct SaveOptions {
   std::optional<DType> dtype{};  // file dtype; default: the model's dtype

@@ -21,17 +21,22 @@ bool is_decoder_projection(std::string_view fqn) {
   return false;
 }
 
+void check_tied_quantization(const LlamaConfig& config, const quant::ModelQuantization& q) {
+  const std::string scheme = quant::weight_scheme_name(q.scheme);
+  QTUNE_CHECK(!(config.tie_word_embeddings && q.head), "quantize (", scheme,
+              "): the model ties lm_head to model.embed_tokens, so the head is the embedding table, which a tied "
+              "Llama multiplies densely: leave out --include-head (only untied heads can be quantized)");
+  QTUNE_CHECK(!(config.tie_word_embeddings && q.embedding), "quantize (", scheme,
+              "): model.embed_tokens is tied to the output "
+              "head, which multiplies the dense table; an int4 embedding needs an untied model");
+}
+
 int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const QuantizeProgress& progress) {
   const LlamaConfig& config = model.config();
   const std::string scheme = quant::weight_scheme_name(q.scheme);
   QTUNE_CHECK(model.options().device.is_cpu(), "quantize (", scheme, "): the model is on ",
               model.options().device.str(), "; the quantized modules run on CPU only (load the model on CPU)");
-  QTUNE_CHECK(!(config.tie_word_embeddings && q.head), "quantize (", scheme,
-              "): the model ties lm_head to model.embed_tokens, so the head is the embedding table, which a tied "
-              "Llama multiplies densely: leave out --include-head (only untied heads can be quantized)");
-  QTUNE_CHECK(!(config.tie_word_embeddings && q.embedding),
-              "quantize: model.embed_tokens is tied to the output "
-              "head, which multiplies the dense table; an int4 embedding needs an untied model");
+  check_tied_quantization(config, q);
   const auto selected = [&](const Module& m, std::string_view fqn) {
     if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head"))
       return dynamic_cast<const nn::Linear*>(&m) != nullptr;

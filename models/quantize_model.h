@@ -13,6 +13,10 @@ namespace qtune::models {
 // "model.layers.N.self_attn.{q,k,v,o}_proj" or "model.layers.N.mlp.{gate,up,down}_proj".
 bool is_decoder_projection(std::string_view fqn);
 
+// A tied model's head is its embedding table, which Llama's forward multiplies densely: it takes neither
+// `head` nor `embedding` (an Error saying so).
+void check_tied_quantization(const LlamaConfig& config, const quant::ModelQuantization& quantization);
+
 // Called for each module once its replacement is built and before it is swapped in (the original is
 // still at `fqn` in the model): progress lines, a report comparing the two.
 using QuantizeProgress = std::function<void(std::string_view fqn, Module& quantized)>;

@@ -115,6 +115,11 @@ const TensorEntry& CheckpointFiles::entry(std::string_view name) const { return 
 
 Tensor CheckpointFiles::tensor(std::string_view name) const { return file_of(name).tensor(name); }
 
+void CheckpointFiles::release(std::string_view name) const {
+  const SafetensorsFile& file = file_of(name);
+  file.release(file.at(name));
+}
+
 uint64_t CheckpointFiles::total_bytes() const {
   uint64_t total = 0;
   for (const auto& f : files_) {

@@ -26,6 +26,7 @@ class CheckpointFiles {
   const TensorEntry& entry(std::string_view name) const;  // throws naming dir and tensor
   const SafetensorsFile& file_of(std::string_view name) const;
   Tensor tensor(std::string_view name) const;  // SafetensorsFile::tensor of the right shard
+  void release(std::string_view name) const;   // SafetensorsFile::release of the right shard
   const std::vector<SafetensorsFile>& files() const { return files_; }
   uint64_t total_bytes() const;
 

@@ -8,10 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include <nlohmann/json.hpp>
-
 #include "engine/check.h"
-#include "engine/io/atomic_file.h"
+#include "engine/io/safetensors_writer.h"
 #include "engine/storage.h"
 
 namespace qtune::io {
@@ -142,34 +140,23 @@ Tensor SafetensorsFile::tensor(std::string_view name) const {
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
+  std::vector<TensorSpec> specs;
   for (const auto& [name, t] : tensors) {
     QTUNE_CHECK(t.defined(), path, ": tensor \"", name, "\" is undefined");
-    QTUNE_CHECK(name != "__metadata__" && !header.contains(name), path, ": tensor name \"", name,
-                "\" is reserved or repeated");
-    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
-    header[name] = {{"dtype", st_dtype_name(to_st_dtype(t.dtype()))},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + nbytes}}};
-    offset += nbytes;
+    specs.push_back({name, t.dtype(), t.shape()});
   }
-  std::string text = header.dump();
-  // Spaces pad the header so the data section starts 8-byte aligned, as the reference writer does.
-  text.append((8 - text.size() % 8) % 8, ' ');
-
-  AtomicFile out(path);
-  std::array<std::byte, 8> length{};
-  for (int i = 0; i < 8; ++i) length[static_cast<size_t>(i)] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xFF);
-  out.write(length);
-  out.write(text);
-  for (const auto& [name, t] : tensors) {
-    const Tensor host = t.to(Device::cpu()).contiguous();
-    out.write(
-        {static_cast<const std::byte*>(host.data_ptr()), static_cast<size_t>(host.numel()) * dtype_size(host.dtype())});
-  }
+  SafetensorsWriter out(path, std::move(specs), metadata);
+  for (const auto& [name, t] : tensors) out.write(t);
   out.commit();
+}
+
+void SafetensorsFile::release(const TensorEntry& e) const {
+  if (!mapping_) return;  // parse() of a caller's buffer: not ours to drop
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data_ + e.begin);
+  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + e.nbytes()) / page * page;
+  // Whole pages inside the tensor only: a page shared with a neighbour may still be in use.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 }  // namespace qtune::io

@@ -44,6 +44,10 @@ class SafetensorsFile {
   // A CPU tensor viewing the mapped bytes (read-only data: copy before writing into it).
   // Throws for I16. Alignment: the view is used in place when its offset suits the dtype, else copied.
   Tensor tensor(std::string_view name) const;
+  // Drops the tensor's mapped pages from this process's memory (madvise MADV_DONTNEED), for a loader that
+  // has consumed it: the file is not read whole into resident memory. Only when no view of the tensor is
+  // alive -- a view would read the file again, and writes made through it would be lost.
+  void release(const TensorEntry& e) const;
 
  private:
   SafetensorsFile() = default;

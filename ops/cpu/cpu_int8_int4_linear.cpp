@@ -2,6 +2,7 @@
 // scaled per group and per token in f32. Portable C++ (the compiler vectorizes the int8 dot), and an
 // AVX-512 VNNI path (vpdpbusd) when the build targets a CPU that has it and K is a multiple of 128.
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -24,6 +25,12 @@ int32_t dot_i8(const int8_t* q, const int8_t* w, int64_t n) {
 }
 
 #if defined(QTUNE_INT4_VNNI)
+// QTUNE_INT4_PORTABLE=1 runs the portable kernel even where the VNNI one is built (the tests compare them).
+bool portable_forced() {
+  const char* env = std::getenv("QTUNE_INT4_PORTABLE");
+  return env != nullptr && env[0] == '1';
+}
+
 // vpdpbusd multiplies unsigned by signed bytes: activations go in as u = q + 128. A step covers 128
 // elements (four blocks of 32, 64 packed bytes): their low nibbles (the even elements) go against the
 // step's first 64 activation bytes, the high nibbles (odd elements) against the next 64, so within each
@@ -50,52 +57,110 @@ inline __m512 step_scale(const float* s, int64_t group) {
   return _mm512_mask_blend_ps(0xf000, v, _mm512_set1_ps(s[3]));
 }
 
-// One weight row m against every token, four tokens per pass over the row. Each step sums in int32
-// (vpdpbusd); at the end of each group the int32 lanes are scaled by their group's f32 scale.
-// sum_g s_g * sum_k (q_k - zp) w_k = sum_g s_g * sum_k u_k w_k - (128 + zp) * sum_g s_g * sum_k w_k.
-void vnni_row(const uint8_t* w_row, const float* scale_row, int64_t k_in, int64_t group, const uint8_t* u,
-              int64_t n_tokens, const float* xs, const int32_t* xz, float* y, int64_t m_out, int64_t m) {
+// sum_g s_g * sum_{k in g} w_k of one weight row, lane by lane as the dot products sum them (vpdpbusd
+// against ones), so that subtracting (128 + zp) times it cancels the +128 of the activations exactly.
+float weighted_weight_sum(const uint8_t* w_row, const float* scale_row, int64_t k_in, int64_t group) {
   const __m512i nibble = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8), ones = _mm512_set1_epi8(1);
-  // sum_g s_g * sum_k w_k, lane by lane as the dot products (vpdpbusd against ones), on the first pass.
-  __m512 w_sum_f = _mm512_setzero_ps();
-  __m512i w_sum_i = _mm512_setzero_si512();
-  float weighted_w_sum = 0.0f;
-  constexpr int64_t kTokenBlock = 4;
-  for (int64_t n0 = 0; n0 < n_tokens; n0 += kTokenBlock) {
-    const int64_t nb = std::min(kTokenBlock, n_tokens - n0);
-    __m512 acc_f[kTokenBlock];
-    __m512i acc_i[kTokenBlock];
-    for (int64_t t = 0; t < kTokenBlock; ++t) {
-      acc_f[t] = _mm512_setzero_ps();
-      acc_i[t] = _mm512_setzero_si512();
+  __m512 sum_f = _mm512_setzero_ps();
+  __m512i sum_i = _mm512_setzero_si512();
+  for (int64_t k = 0; k < k_in; k += 128) {
+    const __m512i packed = _mm512_loadu_si512(w_row + k / 2);
+    const __m512i even = _mm512_sub_epi8(_mm512_and_si512(packed, nibble), eight);
+    const __m512i odd = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble), eight);
+    sum_i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum_i, ones, even), ones, odd);
+    if ((k + 128) % group != 0 && group > 128) continue;  // group 256: flush every other step
+    sum_f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_i), step_scale(scale_row + k / group, group), sum_f);
+    sum_i = _mm512_setzero_si512();
+  }
+  return _mm512_reduce_add_ps(sum_f);
+}
+
+// R weight rows m.. against NB tokens n0.., all in registers (R = 2, NB = 4: 25 of the 32 zmm): each
+// unpacked weight step serves NB tokens and each activation load R rows. Each step sums in int32
+// (vpdpbusd); at the end of each group the int32 lanes are scaled by their group's f32 scale.
+// sum_g s_g * sum_k (q_k - zp) w_k = sum_g s_g * sum_k u_k w_k - (128 + zp) * w_sum.
+template <int R, int NB>
+void vnni_tile(const uint8_t* w, const float* ws, int64_t k_in, int64_t group, const uint8_t* u, const float* xs,
+               const int32_t* xz, const float* w_sum, float* y, int64_t m_out, int64_t m, int64_t n0) {
+  const __m512i nibble = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+  const int64_t groups = k_in / group;
+  __m512 acc_f[R][NB];
+  __m512i acc_i[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NB; ++t) {
+      acc_f[r][t] = _mm512_setzero_ps();
+      acc_i[r][t] = _mm512_setzero_si512();
     }
-    for (int64_t k = 0; k < k_in; k += 128) {
-      const __m512i packed = _mm512_loadu_si512(w_row + k / 2);
-      const __m512i even = _mm512_sub_epi8(_mm512_and_si512(packed, nibble), eight);
-      const __m512i odd = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble), eight);
-      if (n0 == 0) w_sum_i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(w_sum_i, ones, even), ones, odd);
-      for (int64_t t = 0; t < nb; ++t) {
-        const uint8_t* ut = u + (n0 + t) * k_in + k;
-        acc_i[t] = _mm512_dpbusd_epi32(acc_i[t], _mm512_loadu_si512(ut), even);
-        acc_i[t] = _mm512_dpbusd_epi32(acc_i[t], _mm512_loadu_si512(ut + 64), odd);
-      }
-      if ((k + 128) % group != 0 && group > 128) continue;  // group 256: flush every other step
-      const __m512 scale = step_scale(scale_row + k / group, group);
-      if (n0 == 0) {
-        w_sum_f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w_sum_i), scale, w_sum_f);
-        w_sum_i = _mm512_setzero_si512();
-      }
-      for (int64_t t = 0; t < nb; ++t) {
-        acc_f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_i[t]), scale, acc_f[t]);
-        acc_i[t] = _mm512_setzero_si512();
-      }
+  for (int64_t k = 0; k < k_in; k += 128) {
+    __m512i even[R], odd[R];
+    for (int r = 0; r < R; ++r) {
+      const __m512i packed = _mm512_loadu_si512(w + (m + r) * (k_in / 2) + k / 2);
+      even[r] = _mm512_sub_epi8(_mm512_and_si512(packed, nibble), eight);
+      odd[r] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble), eight);
     }
-    if (n0 == 0) weighted_w_sum = _mm512_reduce_add_ps(w_sum_f);
-    for (int64_t t = 0; t < nb; ++t) {
-      const int64_t n = n0 + t;
-      y[n * m_out + m] = (_mm512_reduce_add_ps(acc_f[t]) - static_cast<float>(128 + xz[n]) * weighted_w_sum) * xs[n];
+    for (int t = 0; t < NB; ++t) {
+      const uint8_t* ut = u + (n0 + t) * k_in + k;
+      const __m512i lo = _mm512_loadu_si512(ut), hi = _mm512_loadu_si512(ut + 64);
+      for (int r = 0; r < R; ++r)
+        acc_i[r][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc_i[r][t], lo, even[r]), hi, odd[r]);
+    }
+    if ((k + 128) % group != 0 && group > 128) continue;  // group 256: flush every other step
+    for (int r = 0; r < R; ++r) {
+      const __m512 scale = step_scale(ws + (m + r) * groups + k / group, group);
+      for (int t = 0; t < NB; ++t) {
+        acc_f[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_i[r][t]), scale, acc_f[r][t]);
+        acc_i[r][t] = _mm512_setzero_si512();
+      }
     }
   }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NB; ++t) {
+      const int64_t n = n0 + t;
+      y[n * m_out + m + r] = (_mm512_reduce_add_ps(acc_f[r][t]) - static_cast<float>(128 + xz[n]) * w_sum[r]) * xs[n];
+    }
+}
+
+template <int R>
+void vnni_tile_tokens(int64_t nb, const uint8_t* w, const float* ws, int64_t k_in, int64_t group, const uint8_t* u,
+                      const float* xs, const int32_t* xz, const float* w_sum, float* y, int64_t m_out, int64_t m,
+                      int64_t n0) {
+  switch (nb) {
+    case 1:
+      return vnni_tile<R, 1>(w, ws, k_in, group, u, xs, xz, w_sum, y, m_out, m, n0);
+    case 2:
+      return vnni_tile<R, 2>(w, ws, k_in, group, u, xs, xz, w_sum, y, m_out, m, n0);
+    case 3:
+      return vnni_tile<R, 3>(w, ws, k_in, group, u, xs, xz, w_sum, y, m_out, m, n0);
+    default:
+      return vnni_tile<R, 4>(w, ws, k_in, group, u, xs, xz, w_sum, y, m_out, m, n0);
+  }
+}
+
+// Rows in tiles of kRowTile (64 KiB to 172 KiB of packed weights at K = 4096 to 11008: they stay in L2 while
+// every block of four tokens passes over them); threads split the tiles, i.e. the output axis.
+void vnni_linear(const int8_t* q, const float* xs, const int32_t* xz, const uint8_t* w, const float* ws, float* y,
+                 int64_t n_tokens, int64_t k_in, int64_t m_out, int64_t group) {
+  constexpr int64_t kRowTile = 32, kTokenBlock = 4;
+  std::vector<uint8_t> u(static_cast<size_t>(n_tokens * k_in));
+  vnni_activations(q, n_tokens, k_in, u.data());
+  const int64_t tiles = (m_out + kRowTile - 1) / kRowTile, groups = k_in / group;
+  // Threads only when each gets at least ~2 M multiply-adds: below that the fork costs more than it saves.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / (kRowTile * k_in * n_tokens));
+  parallel_for(tiles, grain, [&](int64_t t0, int64_t t1) {
+    float w_sum[kRowTile];
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t m0 = tile * kRowTile, m1 = std::min(m_out, m0 + kRowTile);
+      for (int64_t m = m0; m < m1; ++m)
+        w_sum[m - m0] = weighted_weight_sum(w + m * (k_in / 2), ws + m * groups, k_in, group);
+      for (int64_t n0 = 0; n0 < n_tokens; n0 += kTokenBlock) {
+        const int64_t nb = std::min(kTokenBlock, n_tokens - n0);
+        int64_t m = m0;
+        for (; m + 2 <= m1; m += 2)
+          vnni_tile_tokens<2>(nb, w, ws, k_in, group, u.data(), xs, xz, w_sum + (m - m0), y, m_out, m, n0);
+        if (m < m1) vnni_tile_tokens<1>(nb, w, ws, k_in, group, u.data(), xs, xz, w_sum + (m - m0), y, m_out, m, n0);
+      }
+    }
+  });
 }
 #endif
 
@@ -112,16 +177,7 @@ void CpuBackend::int8_int4_linear(const Tensor& codes, const Tensor& x_scale, co
   const float* ws = ptr<float>(w_scale);
   float* y = ptr<float>(out);
 #if defined(QTUNE_INT4_VNNI)
-  if (k_in % 128 == 0) {
-    std::vector<uint8_t> u(static_cast<size_t>(n_tokens * k_in));
-    vnni_activations(q, n_tokens, k_in, u.data());
-    parallel_for(
-        m_out, std::max<int64_t>(1, 65536 / std::max<int64_t>(k_in * n_tokens, 1)), [&](int64_t m0, int64_t m1) {
-          for (int64_t m = m0; m < m1; ++m)
-            vnni_row(wp + m * (k_in / 2), ws + m * groups, k_in, group, u.data(), n_tokens, xs, xz, y, m_out, m);
-        });
-    return;
-  }
+  if (k_in % 128 == 0 && !portable_forced()) return vnni_linear(q, xs, xz, wp, ws, y, n_tokens, k_in, m_out, group);
 #endif
   parallel_for(m_out, std::max<int64_t>(1, 65536 / std::max<int64_t>(k_in * n_tokens, 1)), [&](int64_t m0, int64_t m1) {
     std::vector<int8_t> w(static_cast<size_t>(k_in));

@@ -5,18 +5,24 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "models/hf_checkpoint.h"
+#include "models/lora.h"
+#include "models/peft_adapter.h"
+#include "ops/nn/linear.h"
 #include "quant/fake_quantized_linear.h"
 #include "quant/float8_linear.h"
+#include "quant/frozen_nf4_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
 #include "quant/qat.h"
 #include "recipe_fixtures.h"
 #include "tests/llama_fixtures.h"
 #include "tests/scratch_files.h"
+#include "tests/testing.h"
 #include "tools/recipes/model_passes.h"
 #include "tools/recipes/trainer.h"
 
@@ -24,6 +30,7 @@ using namespace qtune;
 using namespace qtune::recipes;
 using testing::lines_with;
 using testing::tiny_run;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -148,4 +155,106 @@ TEST_CASE("quant and fp8 keys: checked names, and combinations that cannot work"
   CHECK(testing::error_of([&] {
           run_with_passes(tiny_run(dir.str("run"), {"recipe=qat", "quant.group_size=64"}));
         }).find("layer 'model.layers.0.self_attn.q_proj' has in_features = 32") != std::string::npos);
+}
+
+namespace {
+
+// A float HF directory to fine-tune: the tiny run trained for 3 steps.
+std::string trained_base(const testing::ScratchDir& dir) {
+  return train(tiny_run(dir.str("base"), {"train.steps=3"})).final_dir;
+}
+
+std::vector<std::string> lora_run(const std::string& recipe, const std::string& base,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"recipe=" + recipe,       "model.config=null", "model.path=" + base,
+                                "schedule.name=constant", "optim.lr=1e-2",     "lora.dropout=0.1"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return o;
+}
+
+template <class Base>
+int64_t count_lora_bases(models::Llama& model) {
+  int64_t n = 0;
+  for (auto& [fqn, lora] : models::lora_modules(model)) n += dynamic_cast<Base*>(&lora->base()) != nullptr;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("recipe lora: only the adapters train, final/ is a PEFT adapter, resume is bit for bit") {
+  testing::ScratchDir dir("passes_lora");
+  const std::string base = trained_base(dir);
+  const std::vector<std::string> all_targets = {
+      "lora.targets=[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\",\"down_proj\"]",
+      "train.steps=6", "train.save_every=3"};
+  const TrainResult a = run_with_passes(tiny_run(dir.str("a"), lora_run("lora", base, all_targets)));
+  CHECK(models::lora_modules(*a.model).size() == 14);
+  CHECK(fs::exists(a.final_dir + "/adapter_model.safetensors"));
+  CHECK(fs::exists(a.final_dir + "/adapter_config.json"));
+  CHECK(!fs::exists(a.final_dir + "/model.safetensors"));
+  CHECK(fs::exists(a.final_dir + "/tokenizer.model"));
+
+  // The base is untouched; base + adapter computes what the trained model computes.
+  const auto reloaded = models::load_llama(base);
+  for (const auto& [name, t] : reloaded->named_parameters()) {
+    CAPTURE(name);
+    const Tensor* trained = a.model->find_parameter(name);
+    REQUIRE(trained != nullptr);
+    CHECK(trained->to_vector<float>() == t.to_vector<float>());
+  }
+  models::load_adapter(*reloaded, a.final_dir);
+  {
+    const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{1, 17, 33, 250, 9, 4}, {1, 6});
+    NoGradGuard no_grad;
+    a.model->eval();
+    reloaded->eval();
+    const Tensor with_adapter = a.model->forward(tokens);
+    QTUNE_CHECK_CLOSE(reloaded->forward(tokens), with_adapter, 0.0, 0.0);
+    CHECK(testing::relative_error(models::load_llama(base)->forward(tokens), with_adapter) > 1e-3);
+  }
+
+  // Killed after the step-3 checkpoint, resumed: the same losses (dropout masks included).
+  std::vector<std::string> first = all_targets;
+  first.push_back("train.steps=3");
+  run_with_passes(tiny_run(dir.str("b"), lora_run("lora", base, first)));
+  std::vector<std::string> resume = all_targets;
+  resume.push_back("train.resume=true");
+  CHECK(run_with_passes(tiny_run(dir.str("b"), lora_run("lora", base, resume))).start_step == 3);
+  CHECK(losses(dir.str("a")) == losses(dir.str("b")));
+  CHECK(lora_export_command(tiny_run("x", lora_run("qlora", base)), "out/final") ==
+        "qtune export --model " + base + " --adapter out/final --base-nf4 --format hf --out out/final-merged");
+}
+
+TEST_CASE("recipe qlora: NF4 frozen projections under the adapters, resumable") {
+  testing::ScratchDir dir("passes_qlora");
+  const std::string base = trained_base(dir);
+  const TrainResult a =
+      run_with_passes(tiny_run(dir.str("a"), lora_run("qlora", base, {"train.steps=4", "train.save_every=2"})));
+  // q_proj and v_proj of both layers carry adapters over NF4; the other 10 projections are NF4 alone.
+  CHECK(count_lora_bases<quant::FrozenNF4Linear>(*a.model) == 4);
+  CHECK(count_modules<quant::FrozenNF4Linear>(*a.model) == 10);
+  CHECK(dynamic_cast<nn::Linear*>(a.model->lm_head.get()) != nullptr);
+  const std::vector<double> l = losses(dir.str("a"));
+  REQUIRE(l.size() == 4);
+  CHECK(std::isfinite(l[3]));
+  run_with_passes(tiny_run(dir.str("b"), lora_run("qlora", base, {"train.steps=2", "train.save_every=2"})));
+  run_with_passes(
+      tiny_run(dir.str("b"), lora_run("qlora", base, {"train.steps=4", "train.save_every=2", "train.resume=true"})));
+  CHECK(losses(dir.str("b")) == l);
+}
+
+TEST_CASE("recipe qat_lora: the frozen base is fake-quantized from step n on, under the adapters") {
+  testing::ScratchDir dir("passes_qat_lora");
+  const std::string base = trained_base(dir);
+  run_with_passes(tiny_run(dir.str("lora"), lora_run("lora", base, {"train.steps=4"})));
+  const TrainResult q = run_with_passes(
+      tiny_run(dir.str("qat_lora"), lora_run("qat_lora", base, {"train.steps=4", "quant.fake_quant_after_n_steps=2"})));
+  CHECK(count_lora_bases<quant::FakeQuantizedLinear>(*q.model) == 4);
+  CHECK(count_modules<quant::FakeQuantizedLinear>(*q.model) == 10);
+  const std::vector<double> plain = losses(dir.str("lora")), fake = losses(dir.str("qat_lora"));
+  REQUIRE(fake.size() == 4);
+  // Fake quantization off for two steps: exactly the LoRA run; then it reaches the wrapped bases too.
+  CHECK(fake[0] == plain[0]);
+  CHECK(fake[1] == plain[1]);
+  CHECK(fake[2] != plain[2]);
 }

@@ -4,6 +4,8 @@
 // memory-bound kernels (bytes read + written once), "FLOP/s" for compute-bound ones.
 #include <benchmark/benchmark.h>
 
+#include <utility>
+
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/rng.h"
@@ -254,41 +256,33 @@ void BM_squared_norm(benchmark::State& s) {
 BENCHMARK(BM_squared_norm)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // QAT: the converted 8da4w linear (int8 per-token activations x packed int4 weights, group 32) against
-// the f32 linear it replaces, 4096 -> 4096, for decode-like (1, 16) and prefill-like (256) token counts.
-constexpr int64_t kQatFeatures = 4096;
-
-void BM_linear_f32_4096(benchmark::State& s) {
-  NoGradGuard no_grad;
-  const int64_t tokens = s.range(0);
-  Tensor x = uniform({tokens, kQatFeatures}, 38),
-         w = uniform({kQatFeatures, kQatFeatures}, 39, DType::f32, -0.02, 0.02);
-  for (auto _ : s) benchmark::DoNotOptimize(ops::linear(x, w));
-  flop_rate(s, 2.0 * double(tokens) * kQatFeatures * kQatFeatures);
+// the f32 linear it replaces, at Llama-7B's projection shapes (in -> out: attention 4096 -> 4096, MLP
+// 4096 -> 11008 and 11008 -> 4096) for decode-like (1, 16) and prefill-like (256) token counts.
+void llama7b_linear_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"tokens", "in", "out"});
+  for (const auto& [in, out] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 11008}, {11008, 4096}})
+    for (const int64_t tokens : {1, 16, 256}) b->Args({tokens, in, out});
 }
-BENCHMARK(BM_linear_f32_4096)
-    ->Arg(1)
-    ->Arg(16)
-    ->Arg(256)
-    ->ArgName("tokens")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
 
-void BM_linear_8da4w_4096(benchmark::State& s) {
+void BM_linear_f32_llama7b(benchmark::State& s) {
   NoGradGuard no_grad;
-  const int64_t tokens = s.range(0);
-  Tensor x = uniform({tokens, kQatFeatures}, 38),
-         w = uniform({kQatFeatures, kQatFeatures}, 39, DType::f32, -0.02, 0.02);
+  const int64_t tokens = s.range(0), in = s.range(1), out = s.range(2);
+  Tensor x = uniform({tokens, in}, 38), w = uniform({out, in}, 39, DType::f32, -0.02, 0.02);
+  for (auto _ : s) benchmark::DoNotOptimize(ops::linear(x, w));
+  flop_rate(s, 2.0 * double(tokens) * double(in) * double(out));
+}
+BENCHMARK(BM_linear_f32_llama7b)->Apply(llama7b_linear_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_linear_8da4w_llama7b(benchmark::State& s) {
+  NoGradGuard no_grad;
+  const int64_t tokens = s.range(0), in = s.range(1), out = s.range(2);
+  Tensor x = uniform({tokens, in}, 38), w = uniform({out, in}, 39, DType::f32, -0.02, 0.02);
   quant::Int8DynActInt4WeightLinear linear(w, Tensor(), quant::Int8DynActInt4Weight{32});
   for (auto _ : s) benchmark::DoNotOptimize(linear.forward(x));
-  flop_rate(s, 2.0 * double(tokens) * kQatFeatures * kQatFeatures);
+  flop_rate(s, 2.0 * double(tokens) * double(in) * double(out));
 }
-BENCHMARK(BM_linear_8da4w_4096)
-    ->Arg(1)
-    ->Arg(16)
-    ->Arg(256)
-    ->ArgName("tokens")
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_linear_8da4w_llama7b)->Apply(llama7b_linear_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
 // NF4: quantizing and dequantizing a TinyLlama MLP projection (kMlp x kHidden) of f32 or bf16 weights.
 // Bytes: the dense weight once, plus the stored parts (4.127 bits per weight).
 double nf4_bytes(int64_t n, DType dt) { return double(n) * (double(dtype_size(dt)) + 0.5 + 1.0 / 64); }

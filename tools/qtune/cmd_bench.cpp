@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench/gemm_bench.h"
+#include "bench/load_bench.h"
 #include "bench/memory_bench.h"
 #include "bench/train_bench.h"
 #endif
@@ -99,6 +100,20 @@ void add_train(CLI::App& bench, int& status) {
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
 
+void add_load(CLI::App& bench, int& status) {
+  auto* cmd = bench.add_subcommand(
+      "load",
+      "Load time and peak memory of loading a generated Llama-3.2-1B bf16 checkpoint as bf16, NF4, 8da4w, int4wo");
+  auto options = std::make_shared<qtune::bench::LoadBenchOptions>();
+  cmd->add_option("--dir", options->dir, "Checkpoint directory, written once and reused (default: under the temp dir)");
+  cmd->add_option("--target", options->targets, "bf16, or a weight scheme (nf4, 8da4w, int4wo, q4_0, q8_0); repeatable")
+      ->capture_default_str();
+  cmd->add_flag("--small", options->small, "A tiny model instead of Llama-3.2-1B (tests)");
+  // The child process each load runs in.
+  cmd->add_option("--measure", options->measure)->group("");
+  cmd->callback([options, &status] { status = qtune::bench::run_load_bench(*options); });
+}
+
 void add_memory(CLI::App& bench, int& status) {
   auto* cmd = bench.add_subcommand(
       "memory", "Peak memory and time of one training step: full, LoRA, QLoRA, QAT, QAT+LoRA, LoRA on a float8 base");
@@ -124,6 +139,7 @@ void add_bench_command(CLI::App& app, int& status) {
   CLI::App* bench = add_command_group(app, "bench", "Kernel and training benchmarks", status);
   add_gemm(*bench, status);
   add_train(*bench, status);
+  add_load(*bench, status);
   add_memory(*bench, status);
 #else
   auto* bench = app.add_subcommand("bench", "Kernel and training benchmarks");

@@ -1,7 +1,7 @@
 // `qtune eval`: perplexity of a text corpus, or multiple-choice accuracy on a hellaswag-format file, for
-// a Hugging Face model directory (models/evaluate.h).
+// a Hugging Face model directory (models/evaluate.h), optionally with a LoRA adapter applied un-merged; or
+// the logits of one prompt as JSON (--dump-logits), which tools/check_hf_export.py compares to transformers'.
 #include <unistd.h>
-#include <algorithm>
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <fmt/core.h>
 #include <qtune/qtune.h>
@@ -31,6 +32,8 @@ struct EvalArgs {
   int64_t limit = 0;
   bool json = false;
   std::string quantize;  // a scheme applied in memory after loading
+  std::string adapter;   // a LoRA adapter directory, applied after quantizing
+  std::string dump_logits, prompt;
   std::optional<int64_t> group_size;
 };
 
@@ -132,25 +135,60 @@ void run_perplexity(const EvalArgs& args, models::Llama& model, const models::To
                 args.json);
 }
 
+// {"tokens": [T], "logits": [T][V]} of the prompt (bos first), written atomically.
+void dump_logits(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
+  const std::vector<int32_t> ids = tokenizer.encode(args.prompt, true);
+  QTUNE_CHECK(!ids.empty(), "--prompt is empty and the tokenizer has no bos token to start from");
+  const int64_t length = static_cast<int64_t>(ids.size()), vocab = model.config().vocab_size;
+  Tensor logits;  // [1, T, V]
+  {
+    NoGradGuard no_grad;
+    EvalModeGuard eval(model);
+    logits = model.forward(Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, length}));
+  }
+  const std::vector<float> values = logits.to(DType::f32).contiguous().to_vector<float>();
+  nlohmann::ordered_json out;
+  out["model"] = args.model_dir;
+  out["adapter"] = args.adapter;
+  out["prompt"] = args.prompt;
+  out["tokens"] = ids;
+  for (int64_t t = 0; t < length; ++t)
+    out["logits"].push_back(std::vector<float>(values.begin() + t * vocab, values.begin() + (t + 1) * vocab));
+  io::write_file_atomic(args.dump_logits, out.dump() + "\n");
+  fmt::print("wrote the logits of {} tokens to {}\n", length, args.dump_logits);
+}
+
 int run_eval(const EvalArgs& args) {
   const auto t0 = clock::now();
+  QTUNE_CHECK(args.dump_logits.empty() == args.prompt.empty(), "--dump-logits and --prompt go together");
+  QTUNE_CHECK(!args.data.empty() || !args.dump_logits.empty(), "--data is required (or --dump-logits with --prompt)");
   const auto tokenizer = models::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
-  const auto model = models::load_model(args.model_dir, load);
+  std::shared_ptr<models::Llama> model;
   if (!args.quantize.empty()) {
     QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
                 " is already a quantized checkpoint: --quantize needs a full-precision model");
     const quant::ModelQuantization q{quant::parse_weight_scheme(args.quantize, args.group_size)};
-    const int64_t n = models::quantize_llama(*model, q);
-    fmt::print(stderr, "[eval] quantized {} modules with {}\n", n, quant::weight_scheme_name(q.scheme));
+    model = models::load_llama_quantized(args.model_dir, q, load);  // never the whole float model in memory
+    fmt::print(stderr, "[eval] decoder projections quantized with {} while loading\n",
+               quant::weight_scheme_name(q.scheme));
   } else {
     QTUNE_CHECK(!args.group_size, "--group-size goes with --quantize");
+    model = models::load_model(args.model_dir, load);
+  }
+  if (!args.adapter.empty()) {
+    models::load_adapter(*model, args.adapter);
+    const models::LoraConfig lora = models::load_adapter_config(args.adapter);
+    fmt::print(stderr, "[eval] adapter {}: {} modules, rank {}, alpha {}\n", args.adapter,
+               models::lora_modules(*model).size(), lora.rank, lora.alpha);
   }
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
   fmt::print(stderr, "[eval] model loaded in {:.2f} s\n", seconds_since(t0));
-  if (args.task == "hellaswag")
+  if (!args.dump_logits.empty())
+    dump_logits(args, *model, *tokenizer);
+  else if (args.task == "hellaswag")
     run_hellaswag(args, *model, *tokenizer);
   else
     run_perplexity(args, *model, *tokenizer);
@@ -168,8 +206,7 @@ void add_eval_command(CLI::App& app, int& status) {
       ->required();
   cmd->add_option("--data", args->data,
                   "perplexity: .jsonl with a \"text\" per line, or a text file (one document); "
-                  "hellaswag: .jsonl with ctx, endings, label")
-      ->required();
+                  "hellaswag: .jsonl with ctx, endings, label (required unless --dump-logits)");
   cmd->add_option("--task", args->task, "what to measure")
       ->capture_default_str()
       ->check(CLI::IsMember({"perplexity", "hellaswag"}));
@@ -190,6 +227,11 @@ void add_eval_command(CLI::App& app, int& status) {
                   "quantize the decoder projections in memory after loading (8da4w, int4wo, nf4, q4_0, q8_0) and "
                   "evaluate with the quantized kernels");
   cmd->add_option("--group-size", args->group_size, "with --quantize: the 8da4w / int4wo group size");
+  cmd->add_option("--adapter", args->adapter,
+                  "LoRA adapter directory (HF PEFT layout), applied un-merged on top of the model (after --quantize)");
+  cmd->add_option("--dump-logits", args->dump_logits,
+                  "instead of --data: write the logits of --prompt as JSON (tokens, logits [T][V]) to this file");
+  cmd->add_option("--prompt", args->prompt, "with --dump-logits: the text (bos first)");
   cmd->add_flag("--json", args->json, "print one JSON object (keys: the metric names) instead of a table");
   cmd->callback([args, &status] { status = run_eval(*args); });
 }

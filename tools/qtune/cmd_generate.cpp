@@ -16,6 +16,7 @@ namespace {
 struct GenerateArgs {
   std::string model_dir;
   std::string tokenizer;  // default: the model directory
+  std::string adapter;    // a LoRA adapter applied un-merged
   std::string prompt;
   std::string dtype = "f32";
   int64_t max_new_tokens = 128;
@@ -33,6 +34,7 @@ int run_generate(const GenerateArgs& args) {
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
   const auto model = models::load_model(args.model_dir, load);
+  if (!args.adapter.empty()) models::load_adapter(*model, args.adapter);
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
   const auto t_loaded = clock::now();
@@ -81,6 +83,7 @@ void add_generate_command(CLI::App& app, int& status) {
                   "Hugging Face model directory (config.json + safetensors), or a quantized one (qtune quantize)")
       ->required();
   cmd->add_option("--prompt", args->prompt, "text to continue")->required();
+  cmd->add_option("--adapter", args->adapter, "LoRA adapter directory (HF PEFT layout), applied un-merged");
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer file or directory (default: the model directory)");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to sample at most")
       ->capture_default_str()

@@ -38,10 +38,6 @@ constexpr const char* kBuiltinCalibration =
     "rain, visibility four miles. In the winter the ships came less often, and he read by the stove, history "
     "and poetry and the almanac, until the glass needed cleaning again and the light had to be trimmed.";
 
-// The files of a Hugging Face directory that are not weights or config: the quantized model keeps them.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                                           "special_tokens_map.json", "generation_config.json"};
-
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   QTUNE_CHECK(in.good(), "cannot read ", path.string());
@@ -166,24 +162,32 @@ int run_quantize(const QuantizeArgs& args) {
   QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
               " is already quantized: quantize the full-precision checkpoint it came from");
 
-  const auto model = models::load_llama(args.model_dir);
-  std::map<std::string, Tensor> inputs;
-  if (args.report) inputs = capture_inputs(*model, calibration_tokens(args, *model), q);
-
+  // Without --report nothing needs the float weights: the streaming loader quantizes each projection as
+  // it is read, so the full-precision model never sits in memory.
+  std::shared_ptr<models::Llama> model;
   std::vector<LayerReport> rows;
-  const int64_t changed = models::quantize_llama(*model, q, [&](std::string_view fqn, Module& quantized) {
-    fmt::print(stderr, "[quantize] {} -> {}\n", fqn, quantized.type_name());
-    if (!args.report) return;
-    Module& original = *model->find_module(fqn);  // still in place: the swap comes after this call
-    LayerReport r{std::string(fqn), quantized.type_name(),
-                  sqnr_db(dequantized_weight(original), dequantized_weight(quantized)), NAN};
-    if (auto it = inputs.find(r.name); it != inputs.end()) {
-      NoGradGuard no_grad;
-      r.output_sqnr = sqnr_db(original.forward(it->second), quantized.forward(it->second));
-      inputs.erase(it);
-    }
-    rows.push_back(std::move(r));
-  });
+  int64_t changed = 0;
+  if (!args.report) {
+    model = models::load_llama_quantized(args.model_dir, q, {}, [](int64_t layer, int64_t layers) {
+      fmt::print(stderr, "[quantize] layer {}/{}\n", layer, layers);
+    });
+    changed = 7 * model->config().num_hidden_layers + (q.embedding ? 1 : 0) + (q.head ? 1 : 0);
+  } else {
+    model = models::load_llama(args.model_dir);
+    std::map<std::string, Tensor> inputs = capture_inputs(*model, calibration_tokens(args, *model), q);
+    changed = models::quantize_llama(*model, q, [&](std::string_view fqn, Module& quantized) {
+      fmt::print(stderr, "[quantize] {} -> {}\n", fqn, quantized.type_name());
+      Module& original = *model->find_module(fqn);  // still in place: the swap comes after this call
+      LayerReport r{std::string(fqn), quantized.type_name(),
+                    sqnr_db(dequantized_weight(original), dequantized_weight(quantized)), NAN};
+      if (auto it = inputs.find(r.name); it != inputs.end()) {
+        NoGradGuard no_grad;
+        r.output_sqnr = sqnr_db(original.forward(it->second), quantized.forward(it->second));
+        inputs.erase(it);
+      }
+      rows.push_back(std::move(r));
+    });
+  }
 
   models::save_quantized_llama(*model, q, args.out_dir);
   for (const char* name : kTokenizerFiles) {

@@ -27,11 +27,10 @@ struct RunArgs {
 };
 
 void check_recipe(const std::string& recipe) {
-  if (recipe == "full" || recipe == "qat") return;
-  if (recipe == "lora" || recipe == "qlora" || recipe == "qat_lora") {
-    QTUNE_FAIL("recipe ", recipe, " arrives with the LoRA work; `qtune run full` and `qtune run qat` run today");
+  for (const char* known : {"full", "qat", "lora", "qlora", "qat_lora"}) {
+    if (recipe == known) return;
   }
-  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full, qat; coming: lora, qlora, qat_lora)");
+  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full, qat, lora, qlora, qat_lora)");
 }
 
 int run(const RunArgs& args) {
@@ -66,6 +65,10 @@ int run(const RunArgs& args) {
   if (config.recipe == "qat") {
     fmt::print("quantize it: {}\n", recipes::qat_quantize_command(config.quant, result.final_dir));
   }
+  if (config.recipe == "lora" || config.recipe == "qlora" || config.recipe == "qat_lora") {
+    fmt::print("{} holds the adapter (HF PEFT); use it with --adapter in qtune eval/generate, or merge it:\n  {}\n",
+               result.final_dir, recipes::lora_export_command(config, result.final_dir));
+  }
   return 0;
 }
 
@@ -75,7 +78,7 @@ void add_run_command(CLI::App& app, int& status) {
   auto* cmd =
       app.add_subcommand("run", "Train with a recipe: qtune run full --config configs/tiny_shakespeare_full.json");
   auto args = std::make_shared<RunArgs>();
-  cmd->add_option("recipe", args->recipe, "recipe: full | qat (lora, qlora, qat_lora arrive later)")->required();
+  cmd->add_option("recipe", args->recipe, "recipe: full | qat | lora | qlora | qat_lora")->required();
   cmd->add_option("--config", args->config, "run config (JSON; keys in docs/config.md)")->required();
   cmd->add_option("overrides", args->overrides,
                   "key=value overrides of config keys, e.g. optim.lr=1e-4 train.resume=true");

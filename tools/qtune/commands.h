@@ -13,6 +13,11 @@ namespace qtune::cli {
 // naming its subcommands, and sets status 2.
 CLI::App* add_command_group(CLI::App& app, const std::string& name, const std::string& description, int& status);
 
+// The files of a Hugging Face directory that are not weights or config: a model derived from it (quantized,
+// exported) keeps them.
+inline constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                                                  "special_tokens_map.json", "generation_config.json"};
+
 void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
 void add_demo_command(CLI::App& app, int& status);
@@ -24,5 +29,6 @@ void add_eval_command(CLI::App& app, int& status);
 void add_run_command(CLI::App& app, int& status);
 void add_plot_command(CLI::App& app, int& status);
 void add_quantize_command(CLI::App& app, int& status);
+void add_export_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli

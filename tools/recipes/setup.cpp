@@ -7,6 +7,7 @@
 #include "engine/module.h"
 #include "models/hf_checkpoint.h"
 #include "models/instruction_data.h"
+#include "models/quantizing_loader.h"
 #include "models/text_corpus.h"
 #include "models/token_shards.h"
 #include "optim/adamw.h"
@@ -67,6 +68,14 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   if (config.model.config) return std::make_shared<models::Llama>(*config.model.config, model_options(config));
   QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
               " not found (a Hugging Face model directory: config.json + safetensors)");
+  const models::LlamaOptions options = model_options(config);
+  if (config.recipe == "qlora" && options.device.is_cpu()) {
+    // Each frozen projection becomes NF4 as it is read: the full-precision base never sits in memory.
+    models::LoadOptions load;
+    load.dtype = options.dtype;
+    load.activation_checkpointing = options.activation_checkpointing;
+    return models::load_llama_quantized(config.model.path, {quant::NF4{}}, load);
+  }
   auto model = model_skeleton(config.model.path, config);
   models::load_llama_weights(*model, config.model.path);
   return model;

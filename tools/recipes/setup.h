@@ -21,7 +21,8 @@ models::LlamaOptions model_options(const RunConfig& config);
 // An untrained model with the config.json of `dir` (an HF model directory or a checkpoint), its
 // parameters left uninitialized for models::load_llama_weights.
 std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config);
-// The model a fresh run starts from: model.config initialized from train.seed, or model.path's weights.
+// The model a fresh run starts from: model.config initialized from train.seed, or model.path's weights
+// (recipe qlora on CPU: its decoder projections quantized to NF4 while loading).
 std::shared_ptr<models::Llama> initial_model(const RunConfig& config);
 
 // Batches of `path` in data.format (text | jsonl | tokens), token ids checked against `vocab_size`.

@@ -1,0 +1,91 @@
+#include "models/quantizing_loader.h"
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/io/checkpoint_files.h"
+#include "models/pending_linear.h"
+#include "models/quantize_model.h"
+#include "quant/quantized_embedding.h"
+
+namespace qtune::models {
+namespace {
+
+// The tensor `name` in the compute dtype: a view of the mapped file when the dtypes agree, else a converted
+// copy. Either way the only full-precision bytes of it in memory.
+Tensor read_tensor(const io::CheckpointFiles& files, const std::string& name, DType dtype) {
+  NoGradGuard no_grad;
+  return files.tensor(name).to(dtype);
+}
+
+// Quantizes the projection `fqn` from its own temporary and drops the temporary and its mapped pages.
+void load_projection(Llama& model, const io::CheckpointFiles& files, const std::string& fqn,
+                     const quant::WeightScheme& scheme, DType dtype) {
+  const std::string name = fqn + ".weight";
+  ModulePtr quantized = quant::quantize_linear(read_tensor(files, name, dtype), Tensor(), scheme, fqn);
+  model.replace_module(fqn, std::move(quantized));
+  files.release(name);
+}
+
+}  // namespace
+
+std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant::ModelQuantization& quantization,
+                                            const LoadOptions& options, const LoadProgress& progress) {
+  const LlamaConfig config = load_llama_config(dir);
+  QTUNE_CHECK(options.device.is_cpu(), dir, ": the quantizing loader builds CPU models, asked for ",
+              options.device.str(), "; load on CPU and move the model");
+  check_tied_quantization(config, quantization);
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+  LlamaOptions model_options = llama_options(options);
+  model_options.defer_projections = true;
+  std::shared_ptr<Llama> model;
+  {
+    SkipInitGuard no_random_init;  // allocated, never written: its pages are touched only by the copies below
+    model = std::make_shared<Llama>(config, model_options);
+  }
+
+  // Everything is checked before any tensor data is read: names and shapes, then the schemes' constraints.
+  const StateDict params = model->state_dict();  // embedding, norms and an untied head
+  std::map<std::string, Shape> expected;
+  for (const auto& [name, param] : params) expected[name] = param.shape();
+  std::vector<std::vector<std::string>> projections(static_cast<size_t>(config.num_hidden_layers));
+  for (const auto& [fqn, module] : model->named_modules()) {
+    const auto* pending = dynamic_cast<const PendingLinear*>(module);
+    if (pending == nullptr) continue;
+    expected[fqn + ".weight"] = {pending->out_features(), pending->in_features()};
+    quant::check_weight_scheme_fits(quantization.scheme, pending->in_features(), fqn);
+    const size_t layer = std::stoul(fqn.substr(std::string("model.layers.").size()));
+    projections.at(layer).push_back(fqn);
+  }
+  check_llama_tensors(files, expected, config);
+  if (quantization.embedding)
+    quant::check_scheme_fits(*quantization.embedding, config.hidden_size, "model.embed_tokens");
+  if (quantization.head) quant::check_weight_scheme_fits(quantization.scheme, config.hidden_size, "lm_head");
+
+  const DType dtype = model_options.dtype;
+  for (const auto& [name, param] : params) {
+    if (name == "model.embed_tokens.weight" && quantization.embedding) {
+      auto embedding =
+          std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype), *quantization.embedding);
+      model->replace_module("model.embed_tokens", std::move(embedding));
+      files.release(name);
+    } else if (name == "lm_head.weight" && quantization.head) {
+      load_projection(*model, files, "lm_head", quantization.scheme, dtype);
+    } else {
+      copy_tensor(files, name, param);
+    }
+  }
+  const auto layers = static_cast<int64_t>(projections.size());
+  for (int64_t i = 0; i < layers; ++i) {
+    for (const std::string& fqn : projections[static_cast<size_t>(i)])
+      load_projection(*model, files, fqn, quantization.scheme, dtype);
+    if (progress) progress(i + 1, layers);
+  }
+  return model;
+}
+
+}  // namespace qtune::models

@@ -1,0 +1,209 @@
+#include "tools/bench/load_bench.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint_files.h"
+#include "engine/io/safetensors_writer.h"
+#include "engine/rng.h"
+#include "models/hf_checkpoint.h"
+#include "models/pending_linear.h"
+#include "models/quantizing_loader.h"
+#include "tools/bench/bench_clock.h"
+
+namespace qtune::bench {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr double kMB = 1e6;
+
+models::LlamaConfig bench_config(bool small) {
+  models::LlamaConfig c;  // Llama-3.2-1B
+  c.vocab_size = small ? 512 : 128256;
+  c.hidden_size = small ? 128 : 2048;
+  c.intermediate_size = small ? 256 : 8192;
+  c.num_hidden_layers = small ? 2 : 16;
+  c.num_attention_heads = small ? 4 : 32;
+  c.num_key_value_heads = small ? 2 : 8;
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.max_position_embeddings = small ? 256 : 131072;
+  c.rope_theta = 500000.0;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 128000;
+  c.eos_token_ids = {128001};
+  c.torch_dtype = "bfloat16";
+  return c;
+}
+
+// Every tensor of the checkpoint in HF order, from a model whose projections are storage-less slots and
+// whose other parameters are allocated but never touched: the names and shapes without the memory.
+std::vector<io::TensorSpec> checkpoint_specs(const models::LlamaConfig& config) {
+  models::LlamaOptions options;
+  options.dtype = DType::bf16;
+  options.defer_projections = true;
+  SkipInitGuard no_init;
+  models::Llama model(config, options);
+  std::vector<io::TensorSpec> specs;
+  for (const auto& [fqn, module] : model.named_modules()) {
+    if (const auto* pending = dynamic_cast<const models::PendingLinear*>(module))
+      specs.push_back({fqn + ".weight", DType::bf16, {pending->out_features(), pending->in_features()}});
+    for (const auto& [name, p] : module->named_parameters(fqn, false)) specs.push_back({name, DType::bf16, p.shape()});
+  }
+  return specs;
+}
+
+// A checkpoint is complete when config.json (written last) describes this config and the weights pass
+// load_llama's checks.
+bool checkpoint_complete(const std::string& dir, const models::LlamaConfig& config) {
+  try {
+    if (models::llama_config_to_json(models::load_llama_config(dir)) != models::llama_config_to_json(config))
+      return false;
+    std::map<std::string, Shape> expected;
+    for (const io::TensorSpec& spec : checkpoint_specs(config)) expected[spec.name] = spec.shape;
+    models::check_llama_tensors(io::CheckpointFiles::open(dir), expected, config);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// Streams random weights tensor by tensor (N(0, 0.02), norms 1): at most one tensor is in memory.
+void write_checkpoint(const std::string& dir, const models::LlamaConfig& config) {
+  fs::create_directories(dir);
+  fs::remove(fs::path(dir) / "config.json");
+  const std::vector<io::TensorSpec> specs = checkpoint_specs(config);
+  io::SafetensorsWriter out((fs::path(dir) / "model.safetensors").string(), specs);
+  Generator gen(1);
+  NoGradGuard no_grad;
+  for (const io::TensorSpec& spec : specs) {
+    const bool norm = spec.shape.size() == 1;
+    out.write(norm ? Tensor::ones(spec.shape, spec.dtype)
+                   : randn(spec.shape, spec.dtype, Device::cpu(), &gen, 0.0, 0.02));
+  }
+  out.commit();
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), models::llama_config_to_json(config));
+}
+
+struct Measured {
+  double seconds = 0, peak_mb = 0, model_mb = 0;
+};
+
+double peak_rss_mb() {  // VmHWM of this process
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024.0 / kMB;  // kB
+  return 0;
+}
+
+double model_mb(models::Llama& model) {
+  double bytes = 0;
+  for (const auto& [name, t] : model.named_parameters()) bytes += double(t.nbytes());
+  for (const auto& [name, t] : model.named_buffers()) bytes += double(t.nbytes());
+  return bytes / kMB;
+}
+
+// The child's side: one load, its numbers on stdout.
+int measure_one(const std::string& dir, const std::string& target) {
+  const auto t0 = Clock::now();
+  std::shared_ptr<models::Llama> model;
+  if (target == "bf16") {
+    model = models::load_llama(dir, {.dtype = DType::bf16});
+  } else {
+    model = models::load_llama_quantized(dir, {quant::parse_weight_scheme(target)}, {.dtype = DType::bf16});
+  }
+  const double seconds = seconds_since(t0);
+  fmt::print("{} {} {}\n", seconds, peak_rss_mb(), model_mb(*model));
+  return 0;
+}
+
+// Runs this executable again (a fresh address space, nothing resident from the parent) with --measure.
+Measured measure_in_child(const std::string& dir, const std::string& target) {
+  int fds[2];
+  QTUNE_CHECK(::pipe(fds) == 0, "bench load: cannot create a pipe");
+  const pid_t pid = ::fork();
+  QTUNE_CHECK(pid >= 0, "bench load: cannot fork");
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    const char* argv[] = {"qtune", "bench", "load", "--dir", dir.c_str(), "--measure", target.c_str(), nullptr};
+    ::execv("/proc/self/exe", const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int wstatus = 0;
+  ::waitpid(pid, &wstatus, 0);
+  Measured m;
+  std::istringstream in(text);
+  const bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && (in >> m.seconds >> m.peak_mb >> m.model_mb);
+  QTUNE_CHECK(ok, "bench load: the ", target, " load failed (child status ", wstatus, ", output '", text, "')");
+  return m;
+}
+
+}  // namespace
+
+int run_load_bench(const LoadBenchOptions& options) {
+  const models::LlamaConfig config = bench_config(options.small);
+  const std::string dir =
+      !options.dir.empty()
+          ? options.dir
+          : (fs::temp_directory_path() / (options.small ? "qtune_bench_load_small" : "qtune_bench_load_1b")).string();
+  if (!options.measure.empty()) return measure_one(dir, options.measure);
+  for (const std::string& target : options.targets) {
+    if (target != "bf16") quant::parse_weight_scheme(target);  // a bad name fails before the checkpoint is written
+  }
+
+  if (checkpoint_complete(dir, config)) {
+    fmt::print("checkpoint: {} (reused)\n", dir);
+  } else {
+    const auto t0 = Clock::now();
+    write_checkpoint(dir, config);
+    fmt::print("checkpoint: {} (written in {:.1f} s)\n", dir, seconds_since(t0));
+  }
+  const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
+  double params = 0, largest = 0;
+  for (const std::string& name : files.names()) {
+    const io::TensorEntry& e = files.entry(name);
+    params += double(e.nbytes()) / 2.0;  // bf16
+    largest = std::max(largest, double(e.nbytes()) / kMB);
+  }
+  fmt::print("{:.4f} B parameters in bf16, {:.0f} MB; largest tensor {:.1f} MB\n", params / 1e9,
+             double(files.total_bytes()) / kMB, largest);
+  fmt::print("target peak RSS = model + 2 x largest tensor + 200 MB\n\n");
+  fmt::print("| target | load s | peak RSS MB | model MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+  bool all_pass = true;
+  for (const std::string& target : options.targets) {
+    const Measured m = measure_in_child(dir, target);
+    const double limit = m.model_mb + 2 * largest + 200;
+    const bool pass = m.peak_mb <= limit;
+    all_pass = all_pass && pass;
+    fmt::print("| {} | {:.2f} | {:.0f} | {:.0f} | {:.0f} | {} |\n", target, m.seconds, m.peak_mb, m.model_mb, limit,
+               pass ? "PASS" : "FAIL");
+    std::fflush(stdout);
+  }
+  return all_pass ? 0 : 1;
+}
+
+}  // namespace qtune::bench

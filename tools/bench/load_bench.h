@@ -1,0 +1,22 @@
+#pragma once
+// `qtune bench load`: load time and peak resident memory of loading a generated bf16 checkpoint of
+// Llama-3.2-1B shapes (1.24 B parameters, random weights) as a bf16 model and straight into quantized ones
+// (models/quantizing_loader.h), each load in a fresh process, against the issue 6 target
+//   peak RSS <= final in-memory model + 2 x the largest tensor + 200 MB.
+#include <string>
+#include <vector>
+
+namespace qtune::bench {
+
+struct LoadBenchOptions {
+  std::string dir;     // where the checkpoint is written once and reused; empty: a directory under the temp dir
+  bool small = false;  // a tiny config instead of Llama-3.2-1B (tests)
+  std::vector<std::string> targets = {"bf16", "nf4", "8da4w", "int4wo"};  // bf16 = load_llama in bf16
+  std::string measure;  // hidden, set in the child process: load `dir` as this one target and print its numbers
+};
+
+// Prints the table to stdout; returns 0 when every target meets the memory target, 1 otherwise (or on bad
+// options, the message on stderr).
+int run_load_bench(const LoadBenchOptions& options);
+
+}  // namespace qtune::bench

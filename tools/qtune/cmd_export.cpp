@@ -1,0 +1,174 @@
+// `qtune export`: merge a LoRA adapter (HF PEFT layout) into its base model and write a standard Hugging Face
+// checkpoint that transformers loads (NUMERICS.md §4: the merge is done in f32; a QLoRA adapter is merged
+// into the dequantized NF4 base, the weights its training saw).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <variant>
+
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <qtune/qtune.h>
+
+#include "qtune/commands.h"
+
+namespace qtune::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ExportArgs {
+  std::string model_dir, adapter_dir, format = "hf", out_dir, dtype;
+  bool base_nf4 = false, force = false;
+};
+
+// config.json's torch_dtype of a checkpoint: the file dtype an export keeps by default.
+DType file_dtype(const std::string& model_dir) {
+  const std::string name = models::load_llama_config(model_dir).torch_dtype;
+  if (name == "float32") return DType::f32;
+  if (name == "bfloat16") return DType::bf16;
+  if (name == "float16") return DType::f16;
+  QTUNE_FAIL(model_dir, "/config.json: torch_dtype '", name, "' is not f32, bf16 or f16: pass --dtype");
+}
+
+// A quantized base is exported through its dequantized weights, which only NF4 keeps close enough to the
+// original to be the weights a LoRA was trained against (QLoRA); the integer schemes are inference formats.
+void check_exportable_base(const std::string& model_dir, bool base_nf4) {
+  const auto quantization = models::read_quantization_config(model_dir);
+  if (!quantization) return;
+  QTUNE_CHECK(!base_nf4, model_dir, " is already quantized: --base-nf4 takes a full-precision base");
+  QTUNE_CHECK(std::holds_alternative<quant::NF4>(quantization->scheme) && !quantization->embedding, model_dir,
+              " is quantized with ", quant::weight_scheme_name(quantization->scheme),
+              quantization->embedding ? " (embedding included)" : "",
+              ": export merges into a full-precision or an nf4 base only");
+}
+
+// Every FrozenNF4Linear left after the merge (a QLoRA base's non-target projections) becomes a Linear holding
+// its dequantized weight: the exported model computes what the QLoRA model did.
+int64_t dequantize_nf4(models::Llama& model) {
+  NoGradGuard no_grad;
+  const DType dtype = model.options().dtype;
+  return quant::swap_modules(
+      model, [](const Module& m, std::string_view) { return dynamic_cast<const quant::FrozenNF4Linear*>(&m); },
+      [&](Module& m, std::string_view) -> ModulePtr {
+        auto& nf4 = static_cast<quant::FrozenNF4Linear&>(m);
+        std::shared_ptr<nn::Linear> linear;
+        {
+          SkipInitGuard skip;
+          linear = std::make_shared<nn::Linear>(nf4.in_features(), nf4.out_features(),
+                                                nn::Linear::Options{.bias = nf4.bias().defined(), .dtype = dtype});
+        }
+        linear->weight().copy_(nf4.weight().dequantize(DType::f32));
+        if (nf4.bias().defined()) linear->bias().copy_(nf4.bias().detach());
+        linear->requires_grad_(false);
+        return linear;
+      });
+}
+
+// A directory written beside its destination and renamed into place, so that --out is either untouched or
+// complete. Without commit() the directory is removed.
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(const fs::path& out) : out_(out.lexically_normal()) {
+    if (!out_.has_filename()) out_ = out_.parent_path();  // "dir/": the staging directory goes beside dir
+    const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
+    QTUNE_CHECK(fs::is_directory(parent), "--out ", out_.string(), ": directory ", parent.string(), " does not exist");
+    staging_ = fs::path(out_.string() + fmt::format(".tmp.{}", getpid()));
+    fs::remove_all(staging_);
+    fs::create_directory(staging_);
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  ~StagedDirectory() {
+    std::error_code ignored;
+    if (!committed_) fs::remove_all(staging_, ignored);
+  }
+  const fs::path& path() const { return staging_; }
+
+  // Replaces out (an existing one is moved aside first and removed once the new one is in place).
+  void commit() {
+    const fs::path old(out_.string() + fmt::format(".old.{}", getpid()));
+    const bool replace = fs::exists(out_);
+    if (replace) fs::rename(out_, old);
+    fs::rename(staging_, out_);
+    committed_ = true;
+    if (replace) fs::remove_all(old);
+  }
+
+ private:
+  fs::path out_, staging_;
+  bool committed_ = false;
+};
+
+int run_export(const ExportArgs& args) {
+  const auto t0 = std::chrono::steady_clock::now();
+  QTUNE_CHECK(args.format == "hf", "unknown --format '", args.format, "' (formats: hf)");
+  QTUNE_CHECK(args.force || !fs::exists(args.out_dir) || fs::is_empty(args.out_dir), "--out ", args.out_dir,
+              " exists and is not empty: choose another directory or pass --force to write over it");
+  QTUNE_CHECK(fs::is_directory(args.model_dir), "--model ", args.model_dir, " is not a directory");
+  QTUNE_CHECK(args.adapter_dir.empty() || fs::is_directory(args.adapter_dir), "--adapter ", args.adapter_dir,
+              " is not a directory");
+  QTUNE_CHECK(!args.base_nf4 || !args.adapter_dir.empty(), "--base-nf4 goes with --adapter (a QLoRA adapter)");
+  check_exportable_base(args.model_dir, args.base_nf4);
+  const DType dtype = args.dtype.empty() ? file_dtype(args.model_dir) : dtype_from_name(args.dtype);
+
+  const auto model = models::load_model(args.model_dir);  // f32: the merge's precision
+  std::optional<models::LoraConfig> lora;
+  if (!args.adapter_dir.empty()) {
+    lora = models::load_adapter_config(args.adapter_dir);
+    if (args.base_nf4) {
+      // What the QLoRA recipe trains on: every decoder projection in NF4, the head too when it is a target.
+      quant::ModelQuantization q{quant::parse_weight_scheme("nf4")};
+      q.head = std::find(lora->targets.begin(), lora->targets.end(), "lm_head") != lora->targets.end();
+      models::quantize_llama(*model, q);
+    }
+    models::load_adapter(*model, args.adapter_dir);
+  }
+  const int64_t merged = lora ? models::merge_lora(*model) : 0;
+  dequantize_nf4(*model);
+
+  StagedDirectory staged(args.out_dir);
+  models::save_llama(*model, staged.path().string(), models::SaveOptions{.dtype = dtype});
+  for (const char* name : kTokenizerFiles) {
+    const fs::path from = fs::path(args.model_dir) / name;
+    if (fs::is_regular_file(from)) fs::copy_file(from, staged.path() / name);
+  }
+  staged.commit();
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (lora)
+    fmt::print("merged {} modules ({}; rank {}, alpha {}) from {}{} into {}\n", merged, fmt::join(lora->targets, ", "),
+               lora->rank, lora->alpha, args.adapter_dir, args.base_nf4 ? " (base quantized to nf4 first)" : "",
+               args.model_dir);
+  fmt::print("wrote {} ({}, {}) in {:.2f} s\n", args.out_dir, args.format, dtype_name(dtype), seconds);
+  return 0;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, int& status) {
+  auto* cmd = app.add_subcommand("export", "Merge a LoRA adapter into its base and write a Hugging Face checkpoint");
+  auto args = std::make_shared<ExportArgs>();
+  cmd->add_option("--model", args->model_dir, "base model: a Hugging Face directory, or an nf4 one (qtune quantize)")
+      ->required();
+  cmd->add_option("--adapter", args->adapter_dir,
+                  "LoRA adapter directory (adapter_config.json + adapter_model.safetensors); without one the model "
+                  "is re-saved (e.g. in another --dtype)");
+  cmd->add_option("--format", args->format, "output format (hf: config.json + model.safetensors + tokenizer)")
+      ->capture_default_str();
+  cmd->add_option("--out", args->out_dir, "output directory (must be empty or absent)")->required();
+  cmd->add_option("--dtype", args->dtype, "file dtype: f32, bf16 or f16 (default: the base's)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_flag("--base-nf4", args->base_nf4,
+                "quantize a full-precision base to nf4 before merging, as QLoRA training saw it");
+  cmd->add_flag("--force", args->force, "write over a non-empty --out");
+  cmd->callback([args, &status] { status = run_export(*args); });
+}
+
+}  // namespace qtune::cli
