@@ -28,7 +28,8 @@ std::optional<std::pair<int64_t, int64_t>> lora_base_features(Module& base);
 
 // Wraps every module named by config.targets (in every layer) in a LoRALinear of the model's dtype and
 // device, whatever its base: nn::Linear, an NF4 base (quant::convert_to_nf4 first: QLoRA), a QAT
-// FakeQuantizedLinear (QAT+LoRA: the LoRA branch sees the un-quantized x) or a Float8Linear. Then freezes
+// FakeQuantizedLinear (QAT+LoRA: the LoRA branch sees the un-quantized x), a Float8Linear or a
+// Float8FrozenLinear (the float8 base stored once in e4m3). Then freezes
 // every parameter that is not a LoRA adapter. lora_A is drawn from Generator(config.seed) in module order.
 // Fails on an unknown or duplicated target name (listing the valid ones), on `lm_head` in a model with
 // tied embeddings, and on a model that already has LoRA modules. Returns how many modules were wrapped.

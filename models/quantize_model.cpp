@@ -47,8 +47,10 @@ int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const Qu
     if (!selected(*m, fqn)) continue;
     if (fqn == "model.embed_tokens")
       quant::check_scheme_fits(*q.embedding, static_cast<nn::Embedding*>(m)->weight().size(1), fqn);
-    else
-      quant::check_weight_scheme_fits(q.scheme, static_cast<nn::Linear*>(m)->weight().size(1), fqn);
+    else {
+      const Tensor& w = static_cast<nn::Linear*>(m)->weight();
+      quant::check_weight_scheme_fits(q.scheme, w.size(0), w.size(1), fqn);
+    }
   }
   return quant::swap_modules(model, selected, [&](Module& m, std::string_view fqn) -> ModulePtr {
     ModulePtr out;

@@ -37,11 +37,19 @@ struct Overloaded : F... {
 
 constexpr int64_t kGgmlBlock = 32;  // q4_0 / q8_0 weights per block
 
+// fp8 weights are LoRA's frozen training base, not a stored format.
+[[noreturn]] void no_fp8_checkpoint() {
+  QTUNE_FAIL(
+      "quantized checkpoints hold 8da4w, int4wo, nf4, q4_0 or q8_0 weights; fp8 is a training-time base for "
+      "LoRA (recipe lora with fp8.recipe), not a checkpoint format");
+}
+
 // The group size quantization_config records: the scheme's own for 8da4w / int4wo, the fixed block otherwise.
 int64_t scheme_group_size(const quant::WeightScheme& scheme) {
   return std::visit(Overloaded{[](const quant::Int8DynActInt4Weight& s) { return s.group_size; },
                                [](const quant::Int4WeightOnly& s) { return s.group_size; },
                                [](const quant::NF4&) { return quant::NF4Tensor::kBlockSize; },
+                               [](const quant::Float8Weights&) -> int64_t { no_fp8_checkpoint(); },
                                [](const auto&) { return kGgmlBlock; }},
                     scheme);
 }
@@ -101,6 +109,7 @@ std::vector<Part> linear_parts(const std::string& fqn, int64_t in, int64_t out, 
                            {fqn + ".weight_nf4_factors", std::nullopt, {scaler_blocks}, "one factor per 256 blocks"},
                            {fqn + ".weight_nf4_mean", std::nullopt, {1}, "the mean of the absmaxes"}};
                  },
+                 [&](const quant::Float8Weights&) -> std::vector<Part> { no_fp8_checkpoint(); },
                  [&](const quant::Q4_0&) -> std::vector<Part> {
                    return {{fqn + ".weight_q4_0", DType::u8, {out, in / 2}, "q4_0 codes, 16 bytes per block of 32"},
                            {fqn + ".weight_d", DType::f16, {out, in / kGgmlBlock}, "one f16 d per block of 32"}};
@@ -199,6 +208,7 @@ void append_linear(Module& m, const std::string& fqn, const quant::WeightScheme&
             auto& nf4 = quantized_as<quant::FrozenNF4Linear>(m, fqn, scheme);
             for (auto& [part, t] : nf4.weight().parts()) out.emplace_back(fqn + ".weight_nf4_" + part, t);
           },
+          [&](const quant::Float8Weights&) { no_fp8_checkpoint(); },
           [&](const auto& s) {
             constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
             const Tensor& w = quantized_as<nn::Linear>(m, fqn, scheme).weight();
@@ -275,6 +285,7 @@ ModulePtr build_linear(const PartReader& r, const std::string& fqn, int64_t in, 
                                              r[fqn + ".weight_nf4_factors"], r[fqn + ".weight_nf4_mean"]),
                 Tensor());
           },
+          [&](const quant::Float8Weights&) -> ModulePtr { no_fp8_checkpoint(); },
           [&](const auto& s) -> ModulePtr {
             constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
             const Tensor w = decode_ggml({r[fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0")], r[fqn + ".weight_d"]}, q4);
@@ -402,7 +413,7 @@ std::shared_ptr<Llama> load_quantized_llama(const std::string& dir, const LoadOp
       fits = false;
     }
   };
-  for (const Slot& s : slots) check_fits([&] { quant::check_weight_scheme_fits(q->scheme, s.in, s.fqn); });
+  for (const Slot& s : slots) check_fits([&] { quant::check_weight_scheme_fits(q->scheme, s.out, s.in, s.fqn); });
   if (q->embedding)
     check_fits([&] { quant::check_scheme_fits(*q->embedding, config.hidden_size, "model.embed_tokens"); });
   if (fits) {

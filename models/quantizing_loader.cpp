@@ -57,14 +57,16 @@ std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant:
     const auto* pending = dynamic_cast<const PendingLinear*>(module);
     if (pending == nullptr) continue;
     expected[fqn + ".weight"] = {pending->out_features(), pending->in_features()};
-    quant::check_weight_scheme_fits(quantization.scheme, pending->in_features(), fqn);
+    quant::check_weight_scheme_fits(quantization.scheme, pending->out_features(), pending->in_features(), fqn);
     const size_t layer = std::stoul(fqn.substr(std::string("model.layers.").size()));
     projections.at(layer).push_back(fqn);
   }
   check_llama_tensors(files, expected, config);
   if (quantization.embedding)
     quant::check_scheme_fits(*quantization.embedding, config.hidden_size, "model.embed_tokens");
-  if (quantization.head) quant::check_weight_scheme_fits(quantization.scheme, config.hidden_size, "lm_head");
+  if (quantization.head) {
+    quant::check_weight_scheme_fits(quantization.scheme, config.vocab_size, config.hidden_size, "lm_head");
+  }
 
   const DType dtype = model_options.dtype;
   for (const auto& [name, param] : params) {

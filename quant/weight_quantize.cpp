@@ -4,6 +4,7 @@
 
 #include "engine/autograd.h"
 #include "engine/check.h"
+#include "quant/float8_frozen_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/int4_weight_only_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
@@ -58,15 +59,23 @@ WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> g
 }
 
 std::string weight_scheme_name(const WeightScheme& scheme) {
-  return std::visit(Overloaded{[](const NF4&) { return std::string("nf4"); },
-                               [](const auto& s) { return scheme_name(LinearScheme{s}); }},
-                    scheme);
+  return std::visit(
+      Overloaded{[](const NF4&) { return std::string("nf4"); },
+                 [](const Float8Weights& s) { return "fp8 " + std::string(float8_recipe_name(s.config.recipe)); },
+                 [](const auto& s) { return scheme_name(LinearScheme{s}); }},
+      scheme);
 }
 
-void check_weight_scheme_fits(const WeightScheme& scheme, int64_t in_features, std::string_view fqn) {
-  std::visit(
-      Overloaded{[](const NF4&) {}, [&](const auto& s) { check_scheme_fits(LinearScheme{s}, in_features, fqn); }},
-      scheme);
+void check_weight_scheme_fits(const WeightScheme& scheme, int64_t out_features, int64_t in_features,
+                              std::string_view fqn) {
+  std::visit(Overloaded{[](const NF4&) {},
+                        [&](const Float8Weights&) {
+                          QTUNE_CHECK(in_features % 16 == 0 && out_features % 16 == 0, "fp8: layer '", fqn, "' is ",
+                                      out_features, " x ", in_features,
+                                      "; fp8 GEMMs need both dims to be multiples of 16 (leave the layer out)");
+                        },
+                        [&](const auto& s) { check_scheme_fits(LinearScheme{s}, in_features, fqn); }},
+             scheme);
 }
 
 ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const WeightScheme& scheme, std::string_view fqn) {
@@ -74,11 +83,12 @@ ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const Weight
               weight.defined() ? shape_str(weight.shape()) : std::string("undefined"));
   QTUNE_CHECK(weight.device().is_cpu(), "quantize '", fqn, "': the weight is on ", weight.device().str(),
               "; the quantized modules are built on CPU");
-  check_weight_scheme_fits(scheme, weight.size(1), fqn);
+  check_weight_scheme_fits(scheme, weight.size(0), weight.size(1), fqn);
   const Tensor w = weight.detach();
   return std::visit(
       Overloaded{
           [&](const NF4&) -> ModulePtr { return std::make_shared<FrozenNF4Linear>(w, bias); },
+          [&](const Float8Weights& s) -> ModulePtr { return std::make_shared<Float8FrozenLinear>(w, bias, s.config); },
           [&](const Int8DynActInt4Weight& s) -> ModulePtr {
             return std::make_shared<Int8DynActInt4WeightLinear>(w, bias, s);
           },

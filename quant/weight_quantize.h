@@ -9,14 +9,21 @@
 
 #include "engine/module.h"
 #include "engine/tensor.h"
+#include "quant/float8.h"
 #include "quant/qat_config.h"
 
 namespace qtune::quant {
 
 // NF4 with double-quantized scalers (NUMERICS.md §1): the QLoRA storage, as a frozen linear.
 struct NF4 {};
+// e4m3 weights with the recipe's scales (NUMERICS.md §3), stored once: LoRA's float8 frozen base. A base
+// for training, not a checkpoint format (quantized checkpoints refuse it; parse_weight_scheme has no name
+// for it).
+struct Float8Weights {
+  Float8LinearConfig config;
+};
 
-using WeightScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, NF4>;
+using WeightScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, NF4, Float8Weights>;
 
 // How a whole model is quantized (`qtune quantize`, `qtune eval --quantize`, the quantizing loader): every
 // decoder projection (q/k/v/o, gate/up/down) with `scheme`; the token embedding only when `embedding` is set
@@ -32,12 +39,13 @@ struct ModelQuantization {
 WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size = std::nullopt);
 std::string weight_scheme_name(const WeightScheme& scheme);
 
-// Throws naming `fqn` and the rule when a linear with in_features cannot take the scheme (a group size
-// that does not divide it). NF4 takes any shape.
-void check_weight_scheme_fits(const WeightScheme& scheme, int64_t in_features, std::string_view fqn);
+// Throws naming `fqn` and the rule when a linear of these dims cannot take the scheme: a group size that
+// does not divide in_features; for fp8, dims that are not multiples of 16. NF4 takes any shape.
+void check_weight_scheme_fits(const WeightScheme& scheme, int64_t out_features, int64_t in_features,
+                              std::string_view fqn);
 
 // weight: [out, in] (CPU, f32 or bf16), bias: [out] or undefined -> the module computing the quantized
-// linear: Int8DynActInt4WeightLinear, Int4WeightOnlyLinear, FrozenNF4Linear, or for q4_0 / q8_0 an
+// linear: Int8DynActInt4WeightLinear, Int4WeightOnlyLinear, FrozenNF4Linear, Float8FrozenLinear, or for q4_0 / q8_0 an
 // nn::Linear holding the dequantized values (what llama.cpp computes with; re-quantizing them is lossless).
 // The module does not keep `weight` alive.
 ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const WeightScheme& scheme, std::string_view fqn);

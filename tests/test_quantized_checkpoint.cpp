@@ -174,8 +174,7 @@ TEST_CASE("quantize_llama: a layer that cannot take the scheme leaves the model 
   auto tied = random_llama(true);
   quant::ModelQuantization head{quant::Q8_0{}};
   head.head = true;
-  CHECK(error_of([&] { models::quantize_llama(*tied, head); }).find("leave out --include-head") !=
-        std::string::npos);
+  CHECK(error_of([&] { models::quantize_llama(*tied, head); }).find("leave out --include-head") != std::string::npos);
   quant::ModelQuantization embedding{quant::Q8_0{}, quant::EmbeddingInt4{32}};
   CHECK(error_of([&] { models::quantize_llama(*tied, embedding); }).find("needs an untied model") != std::string::npos);
   CHECK(dynamic_cast<nn::Linear*>(tied->find_module("model.layers.0.self_attn.q_proj")) != nullptr);
@@ -191,6 +190,14 @@ TEST_CASE("save_quantized_llama refuses a model that does not hold the scheme's 
     CHECK(err.find("layer model.layers.0.self_attn.q_proj") != std::string::npos);
     CHECK(err.find("quantize") != std::string::npos);
   }
+  CHECK_FALSE(std::filesystem::exists(dir.file("config.json")));
+
+  // fp8 weights are LoRA's frozen training base: quantize_llama builds them, no checkpoint holds them.
+  const quant::ModelQuantization fp8{quant::Float8Weights{}};
+  CHECK(models::quantize_llama(*model, fp8) == 14);
+  CHECK(error_of([&] {
+          models::save_quantized_llama(*model, fp8, dir.path.string());
+        }).find("fp8 is a training-time base for LoRA") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(dir.file("config.json")));
 }
 

@@ -40,8 +40,12 @@ void write_checkpoint(const std::string& dir, bool tied, DType file_dtype) {
 }
 
 std::vector<quant::WeightScheme> all_schemes() {
-  return {quant::parse_weight_scheme("8da4w"), quant::parse_weight_scheme("int4wo", 32),
-          quant::parse_weight_scheme("nf4"), quant::parse_weight_scheme("q4_0"), quant::parse_weight_scheme("q8_0")};
+  return {quant::parse_weight_scheme("8da4w"),
+          quant::parse_weight_scheme("int4wo", 32),
+          quant::parse_weight_scheme("nf4"),
+          quant::parse_weight_scheme("q4_0"),
+          quant::parse_weight_scheme("q8_0"),
+          quant::Float8Weights{quant::Float8LinearConfig::from_recipe(quant::Float8Recipe::rowwise)}};
 }
 
 // load_llama, then each quantized module built from the loaded dense weight: what the loader must equal.
@@ -115,7 +119,8 @@ TEST_CASE("load_llama_quantized: an untied model's embedding and head are quanti
 
   testing::ScratchDir tied_dir("quantizing_loader_tied");
   write_checkpoint(tied_dir.str(), true, DType::bf16);
-  CHECK_THROWS_WITH_AS(load_llama_quantized(tied_dir.str(), q), doctest::Contains("ties lm_head to model.embed_tokens"), Error);
+  CHECK_THROWS_WITH_AS(load_llama_quantized(tied_dir.str(), q), doctest::Contains("ties lm_head to model.embed_tokens"),
+                       Error);
 }
 
 TEST_CASE("load_llama_quantized fails naming the tensor or layer before reading weights") {

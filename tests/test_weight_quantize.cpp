@@ -48,9 +48,11 @@ TEST_CASE("parse_weight_scheme: names, group sizes, and errors listing the valid
                     doctest::Contains("--group-size applies to 8da4w and int4wo"));
   CHECK_THROWS_WITH(quant::parse_weight_scheme("8da4w", 48), doctest::Contains("group size 48 is not supported"));
   CHECK_THROWS_WITH(
-      quant::check_weight_scheme_fits(quant::parse_weight_scheme("int4wo", 64), 96, "layers.0.mlp.up_proj"),
+      quant::check_weight_scheme_fits(quant::parse_weight_scheme("int4wo", 64), 8, 96, "layers.0.mlp.up_proj"),
       doctest::Contains("layer 'layers.0.mlp.up_proj' has in_features = 96"));
-  CHECK_NOTHROW(quant::check_weight_scheme_fits(quant::NF4{}, 96, "any"));
+  CHECK_NOTHROW(quant::check_weight_scheme_fits(quant::NF4{}, 7, 96, "any"));
+  CHECK_THROWS_WITH(quant::check_weight_scheme_fits(quant::Float8Weights{}, 24, 96, "model.layers.0.mlp.up_proj"),
+                    doctest::Contains("fp8: layer 'model.layers.0.mlp.up_proj' is 24 x 96; fp8 GEMMs need both dims"));
 }
 
 TEST_CASE("quantize_linear builds each scheme's module, equal to the fake-quantized linear") {

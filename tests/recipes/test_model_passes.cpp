@@ -15,6 +15,7 @@
 #include "models/peft_adapter.h"
 #include "ops/nn/linear.h"
 #include "quant/fake_quantized_linear.h"
+#include "quant/float8_frozen_linear.h"
 #include "quant/float8_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
@@ -257,4 +258,19 @@ TEST_CASE("recipe qat_lora: the frozen base is fake-quantized from step n on, un
   CHECK(fake[0] == plain[0]);
   CHECK(fake[1] == plain[1]);
   CHECK(fake[2] != plain[2]);
+}
+
+TEST_CASE("recipe lora with fp8.recipe: the frozen base stored once in e4m3 under the adapters") {
+  testing::ScratchDir dir("passes_lora_fp8");
+  const std::string base = trained_base(dir);
+  run_with_passes(tiny_run(dir.str("lora"), lora_run("lora", base, {"train.steps=3"})));
+  const TrainResult f =
+      run_with_passes(tiny_run(dir.str("fp8"), lora_run("lora", base, {"train.steps=3", "fp8.recipe=rowwise"})));
+  CHECK(count_lora_bases<quant::Float8FrozenLinear>(*f.model) == 4);
+  CHECK(count_modules<quant::Float8FrozenLinear>(*f.model) == 10);
+  const std::vector<double> plain = losses(dir.str("lora")), f8 = losses(dir.str("fp8"));
+  REQUIRE(f8.size() == 3);
+  for (size_t i = 0; i < f8.size(); ++i) CHECK(std::fabs(f8[i] - plain[i]) <= 0.05 * plain[i]);
+  CHECK(f8[0] != plain[0]);
+  CHECK(fs::exists(f.final_dir + "/adapter_model.safetensors"));
 }

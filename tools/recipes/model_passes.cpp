@@ -10,6 +10,7 @@
 #include "models/peft_adapter.h"
 #include "models/quantize_model.h"
 #include "quant/float8.h"
+#include "quant/float8_frozen_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/qat.h"
 
@@ -68,10 +69,19 @@ void apply_passes(const RunConfig& config, models::Llama& model, const std::func
     tell(text);
   }
   if (!config.fp8.recipe.empty()) {
-    const quant::Float8Recipe recipe = quant::parse_float8_recipe(config.fp8.recipe);
-    const int64_t n = quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(recipe));
-    tell("float8: " + std::to_string(n) + " linears converted to the " + config.fp8.recipe +
-         " recipe (the output head and dims not a multiple of 16 stay high precision)");
+    const auto fp8 = quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(config.fp8.recipe));
+    if (is_lora_recipe(config.recipe)) {
+      // Frozen under the adapters: each weight stored once in e4m3 (the loader may have done it already).
+      quant::convert_to_float8_frozen(model, fp8);
+      int64_t n = 0;
+      for (const auto& [fqn, m] : model.named_modules()) n += dynamic_cast<quant::Float8FrozenLinear*>(m) != nullptr;
+      tell("float8: " + std::to_string(n) + " frozen linears stored in e4m3 for the " + config.fp8.recipe +
+           " recipe (the output head and dims not a multiple of 16 stay high precision)");
+    } else {
+      const int64_t n = quant::convert_to_float8(model, fp8);
+      tell("float8: " + std::to_string(n) + " linears converted to the " + config.fp8.recipe +
+           " recipe (the output head and dims not a multiple of 16 stay high precision)");
+    }
   }
   if (config.recipe == "qlora") {
     // Projections the loader already stored in NF4 are FrozenNF4Linear, which the filter passes over.

@@ -22,7 +22,8 @@ models::LlamaOptions model_options(const RunConfig& config);
 // parameters left uninitialized for models::load_llama_weights.
 std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunConfig& config);
 // The model a fresh run starts from: model.config initialized from train.seed, or model.path's weights
-// (recipe qlora on CPU: its decoder projections quantized to NF4 while loading).
+// (recipe qlora, or lora with fp8.recipe, on CPU: the frozen decoder projections stored in NF4 / e4m3 as
+// they are read).
 std::shared_ptr<models::Llama> initial_model(const RunConfig& config);
 
 // Batches of `path` in data.format (text | jsonl | tokens), token ids checked against `vocab_size`.
