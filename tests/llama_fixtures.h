@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
+#include "engine/autograd.h"
+#include "engine/module.h"
 #include "engine/tensor.h"
+#include "models/llama.h"
 #include "models/llama_config.h"
 #include "tests/scratch_files.h"
 
@@ -48,6 +52,28 @@ inline models::LlamaConfig tiny_llama_config(bool tied = false) {
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
   return c;
+}
+
+// tiny_llama_config with hidden 32 and MLP 64 (head dim 8, 2 kv heads): every projection dim is a multiple
+// of 16 (fp8 GEMMs) and every in_features a multiple of 32 (QAT and int4 groups), so whole-model passes
+// convert every projection.
+inline models::LlamaConfig aligned_llama_config(bool tied = false) {
+  models::LlamaConfig c = tiny_llama_config(tied);
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  return c;
+}
+
+// A fixed [2, 7] batch of ids below 61 (tiny_llama_config's vocabulary).
+inline Tensor fixed_tokens() {
+  return Tensor::from_vector(std::vector<int64_t>{1, 5, 9, 33, 2, 17, 60, 4, 8, 41, 12, 3, 7, 19}, {2, 7});
+}
+
+// Logits of fixed_tokens(), in eval mode without autograd.
+inline Tensor eval_logits(models::Llama& model) {
+  EvalModeGuard eval(model);
+  NoGradGuard no_grad;
+  return model.forward(fixed_tokens());
 }
 
 }  // namespace qtune::testing

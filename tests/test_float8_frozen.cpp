@@ -184,32 +184,14 @@ TEST_CASE("convert_to_float8_frozen: the default exclusions, and forcing an excl
 
 namespace {
 
-Tensor tokens() {
-  return Tensor::from_vector(std::vector<int64_t>{1, 5, 9, 33, 2, 17, 60, 4, 8, 41, 12, 3, 7, 19}, {2, 7});
-}
-
-Tensor eval_logits(models::Llama& model) {
-  EvalModeGuard eval(model);
-  NoGradGuard no_grad;
-  return model.forward(tokens());
-}
-
-// Every projection 16-aligned (hidden 32, MLP 64, head dim 8 x 2 kv heads), so the whole decoder converts.
-models::LlamaConfig aligned_config() {
-  models::LlamaConfig c = testing::tiny_llama_config();
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  return c;
-}
-
 const std::vector<std::string> kTargets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 }  // namespace
 
 TEST_CASE("LoRA over a float8 frozen base trains only the adapters and merges") {
-  models::Llama model(aligned_config());
+  models::Llama model(testing::aligned_llama_config());
   CHECK(convert_to_float8_frozen(model, {}) == 14);
-  const Tensor base_logits = eval_logits(model);
+  const Tensor base_logits = testing::eval_logits(model);
   CHECK(models::apply_lora(model, {.rank = 4, .alpha = 8, .targets = kTargets, .seed = 3}) == 14);
   auto* lora = dynamic_cast<models::LoRALinear*>(model.find_module("model.layers.1.mlp.down_proj"));
   REQUIRE(lora != nullptr);
@@ -225,7 +207,7 @@ TEST_CASE("LoRA over a float8 frozen base trains only the adapters and merges") 
   double first = 0, last = 0;
   for (int step = 0; step < 8; ++step) {
     opt.zero_grad();
-    const Tensor loss = model.loss(tokens(), targets);
+    const Tensor loss = model.loss(testing::fixed_tokens(), targets);
     loss.backward();
     for (const auto& [name, t] : model.named_parameters())
       if (frozen.count(name)) CHECK_MESSAGE(!t.grad().defined(), name, " got a gradient");
@@ -237,7 +219,7 @@ TEST_CASE("LoRA over a float8 frozen base trains only the adapters and merges") 
   for (const auto& [name, t] : model.named_parameters())
     if (frozen.count(name)) CHECK(testing::relative_error(t, frozen[name]) == 0.0);
 
-  const Tensor lora_logits = eval_logits(model);
+  const Tensor lora_logits = testing::eval_logits(model);
   CHECK(testing::relative_error(lora_logits, base_logits) > 0.05);  // training moved the logits
   CHECK(models::merge_lora(model) == 14);
   CHECK(dynamic_cast<nn::Linear*>(model.find_module("model.layers.1.mlp.down_proj")) != nullptr);
@@ -245,7 +227,7 @@ TEST_CASE("LoRA over a float8 frozen base trains only the adapters and merges") 
   // The merged model multiplies the dequantized fp8 W (+ B A) by the exact x, where the LoRA model's base
   // GEMM rounds x to e4m3 first (2^-4 relative per element): the logits agree to that rounding,
   // compounded over two layers, not to f32.
-  const double error = testing::relative_error(eval_logits(model), lora_logits);
+  const double error = testing::relative_error(testing::eval_logits(model), lora_logits);
   MESSAGE("merged vs LoRA logits over the float8 base: relative error ", error);
   CHECK(error < 5e-2);
 }

@@ -42,24 +42,6 @@ void fill(Tensor& t, uint64_t seed, double bound) {
   t.copy_(testing::random_f64(t.shape(), seed, -bound, bound));
 }
 
-Tensor tokens() {
-  return Tensor::from_vector(std::vector<int64_t>{1, 5, 9, 33, 2, 17, 60, 4, 8, 41, 12, 3, 7, 19}, {2, 7});
-}
-
-Tensor eval_logits(models::Llama& model) {
-  EvalModeGuard eval(model);
-  NoGradGuard no_grad;
-  return model.forward(tokens());
-}
-
-// Hidden 32 and MLP 64, so the QAT scheme's group size 32 divides every in_features.
-models::LlamaConfig aligned_config() {
-  models::LlamaConfig c = testing::tiny_llama_config();
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  return c;
-}
-
 const std::vector<std::string> kAllTargets = {"q_proj",    "k_proj",  "v_proj",    "o_proj",
                                               "gate_proj", "up_proj", "down_proj", "lm_head"};
 
@@ -137,7 +119,7 @@ TEST_CASE("LoRA dropout draws the same masks when activation checkpointing recom
     uint64_t seed = 20;
     for (Tensor& t : models::lora_parameters(model)) fill(t, seed++, 0.3);
     manual_seed(99);
-    model.loss(tokens(), tokens()).backward();
+    model.loss(testing::fixed_tokens(), testing::fixed_tokens()).backward();
     std::vector<double> g;
     for (Tensor& t : models::lora_parameters(model)) {
       const auto v = t.grad().to_vector<double>();
@@ -152,14 +134,14 @@ TEST_CASE("LoRA dropout draws the same masks when activation checkpointing recom
 }
 
 TEST_CASE("LoRA over a float8 base trains only the adapters") {
-  models::Llama model(aligned_config());
+  models::Llama model(testing::aligned_llama_config());
   quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::Float8Recipe::tensorwise),
                            [](const Module&, std::string_view fqn) { return fqn != "lm_head"; });
   CHECK(models::apply_lora(model, {.rank = 4, .alpha = 8, .targets = {"q_proj", "down_proj"}}) == 4);
   auto* lora = dynamic_cast<LoRALinear*>(model.find_module("model.layers.0.mlp.down_proj"));
   REQUIRE(lora != nullptr);
   CHECK(dynamic_cast<quant::Float8Linear*>(&lora->base()) != nullptr);
-  model.loss(tokens(), tokens()).backward();
+  model.loss(testing::fixed_tokens(), testing::fixed_tokens()).backward();
   CHECK(model.trainable_parameters().size() == 8);
   CHECK(lora->lora_a().grad().defined());
   CHECK(!lora->named_parameters()[0].second.grad().defined());  // the fp8 base weight stays frozen
@@ -180,7 +162,7 @@ TEST_CASE("QAT+LoRA: the LoRA branch sees the un-quantized input") {
 
 TEST_CASE("apply_lora wraps the targets, freezes the rest and keeps the logits") {
   models::Llama model(testing::tiny_llama_config());
-  const Tensor before = eval_logits(model);
+  const Tensor before = testing::eval_logits(model);
   const auto names_before = model.state_dict();
   CHECK(models::apply_lora(model, {.rank = 4, .alpha = 8, .targets = {"q_proj", "v_proj", "lm_head"}}) == 5);
 
@@ -197,7 +179,7 @@ TEST_CASE("apply_lora wraps the targets, freezes the rest and keeps the logits")
   const auto adapters = models::lora_parameters(model);
   REQUIRE(trainable.size() == 10);
   for (size_t i = 0; i < trainable.size(); ++i) CHECK(trainable[i].is_same(adapters[i]));
-  CHECK(testing::relative_error(eval_logits(model), before) == 0.0);
+  CHECK(testing::relative_error(testing::eval_logits(model), before) == 0.0);
 }
 
 TEST_CASE("training moves only the adapters and lowers the loss") {
@@ -207,7 +189,7 @@ TEST_CASE("training moves only the adapters and lowers the loss") {
   for (const auto& [name, t] : model.named_parameters())
     if (name.find("lora_") == std::string::npos) frozen[name] = t.detach().clone();
   optim::AdamW opt(models::lora_parameters(model), {.lr = 1e-2, .weight_decay = 0.0});
-  const Tensor x = tokens();
+  const Tensor x = testing::fixed_tokens();
   const Tensor targets =
       Tensor::from_vector(std::vector<int64_t>{5, 9, 33, 2, 17, 60, 4, 41, 12, 3, 7, 19, 8, 8}, {2, 7});
   double first = 0, last = 0;
@@ -247,22 +229,22 @@ TEST_CASE("merge_lora reproduces the LoRA model's logits") {
   };
   for (const Base& base : bases) {
     CAPTURE(base.name);
-    models::Llama model(aligned_config(), {.dtype = base.dtype});
+    models::Llama model(testing::aligned_llama_config(), {.dtype = base.dtype});
     base.prepare(model);
-    const Tensor base_logits = eval_logits(model);
+    const Tensor base_logits = testing::eval_logits(model);
     models::apply_lora(model, {.rank = 4, .alpha = 8, .targets = kAllTargets});
     uint64_t seed = 10;
     for (Tensor& t : models::lora_parameters(model)) fill(t, seed++, 0.3);
     // The wrapped bases are not children of the LoRALinear (their tensors keep their HF names), so quant's
     // walks reach them through each LoRALinear's base().
     for (const auto& [fqn, lora] : models::lora_modules(model)) quant::set_fake_quant_enabled(lora->base(), false);
-    const Tensor lora_logits = eval_logits(model);
+    const Tensor lora_logits = testing::eval_logits(model);
     CHECK(testing::relative_error(base_logits, lora_logits) > 4 * base.tolerance);  // the adapters matter
     CHECK(models::merge_lora(model) == 15);
     CHECK(models::lora_modules(model).empty());
     CHECK(dynamic_cast<nn::Linear*>(model.find_module("model.layers.0.mlp.down_proj")) != nullptr);
     CHECK(model.trainable_parameters().empty());
-    const Tensor merged_logits = eval_logits(model);
+    const Tensor merged_logits = testing::eval_logits(model);
     CHECK(merged_logits.dtype() == base.dtype);
     CHECK(model.find_module("model.layers.0.mlp.down_proj")->named_parameters()[0].second.dtype() == base.dtype);
     const double error = testing::relative_error(merged_logits, lora_logits);
@@ -276,11 +258,11 @@ TEST_CASE("a merged model saves as a standard HF checkpoint") {
   models::Llama model(testing::tiny_llama_config());
   models::apply_lora(model, {.rank = 2, .alpha = 4});
   for (Tensor& t : models::lora_parameters(model)) fill(t, 1, 0.3);
-  const Tensor lora_logits = eval_logits(model);
+  const Tensor lora_logits = testing::eval_logits(model);
   models::merge_lora(model);
   models::save_llama(model, dir.str());
   auto reloaded = models::load_llama(dir.str());
-  CHECK(testing::relative_error(eval_logits(*reloaded), lora_logits) < 1e-5);
+  CHECK(testing::relative_error(testing::eval_logits(*reloaded), lora_logits) < 1e-5);
 }
 
 TEST_CASE("apply_lora rejects bad targets and a second pass") {
