@@ -242,6 +242,12 @@ TEST_CASE("recipe qlora: NF4 frozen projections under the adapters, resumable") 
   run_with_passes(
       tiny_run(dir.str("b"), lora_run("qlora", base, {"train.steps=4", "train.save_every=2", "train.resume=true"})));
   CHECK(losses(dir.str("b")) == l);
+
+  // With an adapter on the head, the head is NF4 under it too (NUMERICS.md §4).
+  const TrainResult h = run_with_passes(
+      tiny_run(dir.str("head"), lora_run("qlora", base, {"train.steps=2", "lora.targets=[\"q_proj\",\"lm_head\"]"})));
+  CHECK(count_lora_bases<quant::FrozenNF4Linear>(*h.model) == 3);
+  CHECK(dynamic_cast<models::LoRALinear*>(h.model->lm_head.get()) != nullptr);
 }
 
 TEST_CASE("recipe qat_lora: the frozen base is fake-quantized from step n on, under the adapters") {

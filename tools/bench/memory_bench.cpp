@@ -202,6 +202,7 @@ int run_memory_bench(const MemoryBenchOptions& o) {
   }
   Shape s = o.small ? kSmall : kDefault;
   if (o.vocab > 0) s.vocab = o.vocab;
+  if (o.layers > 0) s.layers = o.layers;
   std::printf(
       "qtune memory benchmark: one training step (forward, backward, AdamW over the trainable parameters)\n"
       "Llama hidden %lld, %lld layers, %lld heads, ffn %lld, vocab %lld (untied head), batch %lld x seq %lld; "

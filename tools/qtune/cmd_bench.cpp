@@ -125,6 +125,9 @@ void add_memory(CLI::App& bench, int& status) {
   cmd->add_option("--vocab", options->vocab, "Vocabulary size (0: the model's own)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_option("--layers", options->layers, "Decoder layers (0: the model's own)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--dtype", options->dtypes, "Model dtypes, repeatable")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();

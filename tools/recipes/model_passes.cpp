@@ -1,5 +1,6 @@
 #include "tools/recipes/model_passes.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <utility>
@@ -25,6 +26,11 @@ quant::QATConfig qat_config(const QuantSection& quant) {
   quant::QATConfig config{scheme, quant::QATStep::Prepare};
   config.fake_quant_after_n_steps = quant.fake_quant_after_n_steps;
   return config;
+}
+
+bool lora_targets_head(const RunConfig& config) {
+  const auto& t = config.lora.targets;
+  return std::find(t.begin(), t.end(), "lm_head") != t.end();
 }
 
 models::LoraConfig lora_config(const RunConfig& config) {
@@ -84,12 +90,15 @@ void apply_passes(const RunConfig& config, models::Llama& model, const std::func
     }
   }
   if (config.recipe == "qlora") {
-    // Projections the loader already stored in NF4 are FrozenNF4Linear, which the filter passes over.
-    quant::convert_to_nf4(model,
-                          [](const Module&, std::string_view fqn) { return models::is_decoder_projection(fqn); });
+    // Projections the loader already stored in NF4 are FrozenNF4Linear, which the filter passes over. The
+    // head stays full precision unless it carries an adapter (NUMERICS.md §4).
+    const bool head = lora_targets_head(config);
+    quant::convert_to_nf4(model, [head](const Module&, std::string_view fqn) {
+      return models::is_decoder_projection(fqn) || (head && fqn == "lm_head");
+    });
     int64_t nf4 = 0;
     for (const auto& [fqn, m] : model.named_modules()) nf4 += dynamic_cast<quant::FrozenNF4Linear*>(m) != nullptr;
-    tell("QLoRA: " + std::to_string(nf4) + " frozen decoder projections stored in NF4");
+    tell("QLoRA: " + std::to_string(nf4) + " frozen linears stored in NF4");
   }
   if (is_lora_recipe(config.recipe)) {
     const int64_t total = numel_of(model.parameters());

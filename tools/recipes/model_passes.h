@@ -16,6 +16,9 @@ namespace qtune::recipes {
 // The QAT prepare config of the quant section (scheme, group size, fake_quant_after_n_steps).
 quant::QATConfig qat_config(const QuantSection& quant);
 
+// Whether lora.targets names the output head (which QLoRA then stores in NF4 too).
+bool lora_targets_head(const RunConfig& config);
+
 // The LoRA config of the lora section (seeded from train.seed).
 models::LoraConfig lora_config(const RunConfig& config);
 

@@ -13,6 +13,7 @@
 #include "optim/adamw.h"
 #include "optim/sgd.h"
 #include "tools/recipes/checkpoint.h"
+#include "tools/recipes/model_passes.h"
 
 namespace qtune::recipes {
 namespace {
@@ -67,17 +68,18 @@ std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunC
 namespace {
 
 // The storage a LoRA recipe's frozen base takes, when the loader can give it to every decoder projection:
-// NF4 for qlora; e4m3 for lora with fp8.recipe when all projection dims are multiples of 16 (otherwise
-// the float8 pass leaves some in high precision, which a loader of uniform schemes cannot).
-std::optional<quant::WeightScheme> streamed_base_scheme(const RunConfig& config) {
-  if (config.recipe == "qlora") return quant::NF4{};
+// NF4 for qlora (the head too when it carries an adapter); e4m3 for lora with fp8.recipe when all projection dims are
+// multiples of 16 (otherwise the float8 pass leaves some in high precision, which a loader of uniform schemes cannot).
+std::optional<quant::ModelQuantization> streamed_base(const RunConfig& config) {
+  if (config.recipe == "qlora") return quant::ModelQuantization{quant::NF4{}, std::nullopt, lora_targets_head(config)};
   if (config.recipe != "lora" || config.fp8.recipe.empty()) return std::nullopt;
   const models::LlamaConfig c = models::load_llama_config(config.model.path);
   const int64_t d = c.resolved_head_dim();
   for (const int64_t dim : {c.hidden_size, c.intermediate_size, c.num_attention_heads * d, c.num_key_value_heads * d}) {
     if (dim % 16 != 0) return std::nullopt;
   }
-  return quant::Float8Weights{quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(config.fp8.recipe))};
+  return quant::ModelQuantization{
+      quant::Float8Weights{quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(config.fp8.recipe))}};
 }
 
 }  // namespace
@@ -87,12 +89,12 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
               " not found (a Hugging Face model directory: config.json + safetensors)");
   const models::LlamaOptions options = model_options(config);
-  if (const auto frozen = streamed_base_scheme(config); frozen && options.device.is_cpu()) {
+  if (const auto frozen = streamed_base(config); frozen && options.device.is_cpu()) {
     // Each frozen projection is stored as it is read: the full-precision base never sits in memory.
     models::LoadOptions load;
     load.dtype = options.dtype;
     load.activation_checkpointing = options.activation_checkpointing;
-    return models::load_llama_quantized(config.model.path, {*frozen}, load);
+    return models::load_llama_quantized(config.model.path, *frozen, load);
   }
   auto model = model_skeleton(config.model.path, config);
   models::load_llama_weights(*model, config.model.path);
