@@ -11,18 +11,7 @@
 namespace qtune::quant {
 
 Int4WeightOnlyLinear::Int4WeightOnlyLinear(const Tensor& weight, const Tensor& bias, const Int4WeightOnly& scheme)
-    : Module("Int4WeightOnlyLinear"),
-      in_features_(weight.size(1)),
-      out_features_(weight.size(0)),
-      packed_(pack_int4(weight, weight_spec(LinearScheme{scheme}))) {
-  register_buffer("weight_int4", &packed_.codes);
-  register_buffer("weight_scales", &packed_.scales);
-  register_buffer("weight_zeros", &packed_.zeros);
-  if (bias.defined()) {
-    bias_ = bias.detach().clone();
-    register_buffer("bias", &bias_);
-  }
-}
+    : Int4WeightOnlyLinear(pack_int4(weight, weight_spec(LinearScheme{scheme})), bias, scheme) {}
 
 Int4WeightOnlyLinear::Int4WeightOnlyLinear(PackedInt4 packed, const Tensor& bias, const Int4WeightOnly& scheme)
     : Module("Int4WeightOnlyLinear"),

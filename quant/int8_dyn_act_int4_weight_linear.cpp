@@ -11,18 +11,7 @@ namespace qtune::quant {
 
 Int8DynActInt4WeightLinear::Int8DynActInt4WeightLinear(const Tensor& weight, const Tensor& bias,
                                                        const Int8DynActInt4Weight& scheme)
-    : Module("Int8DynActInt4WeightLinear"),
-      in_features_(weight.size(1)),
-      out_features_(weight.size(0)),
-      scheme_(scheme),
-      packed_(pack_int4(weight, weight_spec(LinearScheme{scheme}))) {
-  register_buffer("weight_int4", &packed_.codes);
-  register_buffer("weight_scales", &packed_.scales);
-  if (bias.defined()) {
-    bias_ = bias.detach().to(DType::f32).contiguous();
-    register_buffer("bias", &bias_);
-  }
-}
+    : Int8DynActInt4WeightLinear(pack_int4(weight, weight_spec(LinearScheme{scheme})), bias, scheme) {}
 
 Int8DynActInt4WeightLinear::Int8DynActInt4WeightLinear(PackedInt4 packed, const Tensor& bias,
                                                        const Int8DynActInt4Weight& scheme)
