@@ -1,8 +1,10 @@
 // Backend::gemm against a naive f64 reference, through whichever library QTUNE_BLAS selected (the
 // library paths and the Eigen fallback for layouts BLAS cannot take are both exercised).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "engine/allocator.h"
 #include "engine/backend.h"
 #include "tests/testing.h"
 
@@ -153,6 +155,34 @@ TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest 
                 REQUIRE(now[o] == before[o]);
               }
         }
+}
+
+TEST_CASE("bf16 gemm widens large operands to f32 a block at a time") {
+  // Each shape makes an operand far larger than the staging tiles of ops/cpu/cpu_gemm.cpp: op(b) [k, n],
+  // then op(a) [m, k], then c [m, n] (with k = 3 the operands are tiny but C is not), then both operands
+  // through a long K (a vocabulary-sized reduction, accumulated over K tiles).
+  struct Dims {
+    int64_t m, n, k;
+  };
+  uint64_t seed = 400;
+  for (auto [m, n, k] : {Dims{3, 20000, 520}, Dims{20000, 3, 520}, Dims{3000, 3000, 3}, Dims{40, 30, 60000}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
+        Tensor a = random(ta ? Shape{1, k, m} : Shape{1, m, k}, seed++, DType::bf16);
+        Tensor b = random(tb ? Shape{1, n, k} : Shape{1, k, n}, seed++, DType::bf16);
+        Tensor c = random({1, m, n}, seed++, DType::bf16);
+        const Tensor expected = reference(a, ta, b, tb, c.clone(), 1.0, 0.5);
+        const size_t largest_f32_bytes = 4 * size_t(std::max({m * k, k * n, m * n}));
+        reset_peak_memory(Device::cpu());
+        const size_t before = memory_stats(Device::cpu()).allocated;
+        cpu().gemm(a, ta, b, tb, c, 1.0, 0.5);
+        const size_t staged = memory_stats(Device::cpu()).peak_allocated - before;
+        CHECK(staged < largest_f32_bytes / 2);
+        double rtol, atol;
+        tolerances(DType::bf16, rtol, atol);
+        QTUNE_CHECK_CLOSE(c, expected, rtol, atol);
+      }
 }
 
 TEST_CASE("gemm on a row-broadcast operand (row stride 0) takes the Eigen fallback correctly") {

@@ -1,7 +1,8 @@
 // GEMM: one library call per matrix. f32 goes to the library chosen at configure time (QTUNE_BLAS:
 // OpenBLAS, oneDNN or Eigen; tools/bench/README.md has the measurements behind the default), f64 to
-// OpenBLAS's dgemm or Eigen. bf16/f16 operands are widened to f32 first.
+// OpenBLAS's dgemm or Eigen. bf16/f16 operands are widened to f32 one block at a time (kWidenBlockElems).
 #include <Eigen/Core>
+#include <algorithm>
 #include <climits>
 
 #if defined(QTUNE_USE_OPENBLAS)
@@ -124,8 +125,16 @@ void gemm_batched(const GemmArgs& g, const S* a, int64_t a_batch, const S* b, in
   for (int64_t i = 0; i < batch; ++i) gemm_one(g, a + i * a_batch, b + i * b_batch, c + i * c_batch, alpha, beta);
 }
 
-// A contiguous f32 copy of a reduced-precision operand (keeps batch-0 strides meaning by making it dense).
-Tensor widen_to_f32(const Tensor& t) { return t.dtype() == DType::f32 ? t : t.detach().to(DType::f32).contiguous(); }
+// A contiguous f32 copy of a reduced-precision operand block.
+Tensor widen_to_f32(const Tensor& t) { return t.detach().to(DType::f32).contiguous(); }
+
+// Staging for bf16/f16 operands: tiles of op(a) [mb, kb], op(b) [kb, nb] and c [mb, nb], each at most
+// kWidenBlockElems f32 elements. Widening whole operands would hold an f32 copy of a frozen weight for the
+// length of the call (the output head's is 125 MiB at vocab 32000, hidden 1024), which at bf16 dominated a
+// LoRA step's memory. Splitting K (at most kWidenMaxK per tile, accumulated in the f32 C tile) keeps both
+// tile sides wide when K is the vocabulary, so no operand is widened more than a few times over.
+constexpr int64_t kWidenBlockElems = int64_t(1) << 20;
+constexpr int64_t kWidenMaxK = 1024;
 
 }  // namespace
 
@@ -161,12 +170,45 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
     return;
   }
   dispatch_float(c.dtype(), "gemm", [&](auto) {});  // rejects non-float dtypes with a clear message
-  const Tensor a32 = widen_to_f32(a), b32 = widen_to_f32(b);
-  // With beta 0 the old C is never read: skip widening it.
-  const Tensor c32 = beta == 0.0 ? Tensor::empty(c.shape(), DType::f32) : widen_to_f32(c);
-  gemm_batched<float>(args(a32, b32, c32), ptr<float>(a32), a32.stride(0), ptr<float>(b32), b32.stride(0),
-                      ptr<float>(c32), c32.stride(0), batch, static_cast<float>(alpha), static_cast<float>(beta));
-  copy(c32, c);
+  const int64_t kb = std::clamp<int64_t>(k, 1, kWidenMaxK);
+  const int64_t nb = std::clamp<int64_t>(kWidenBlockElems / kb, 1, n);
+  const int64_t mb = std::clamp<int64_t>(std::min(kWidenBlockElems / kb, kWidenBlockElems / nb), 1, m);
+  for (int64_t p = 0; p < batch; ++p) {
+    const Tensor ap = a.narrow(0, p, 1), bp = b.narrow(0, p, 1), cp = c.narrow(0, p, 1);
+    // An operand within the budget is widened once; its tiles are then views of that copy.
+    const Tensor a_whole = m * k <= kWidenBlockElems ? widen_to_f32(ap) : Tensor();
+    const Tensor b_whole = k * n <= kWidenBlockElems ? widen_to_f32(bp) : Tensor();
+    auto a_tile = [&](int64_t m0, int64_t m_len, int64_t k0, int64_t k_len) {
+      auto cut = [&](const Tensor& t) {
+        return t.narrow(trans_a ? 2 : 1, m0, m_len).narrow(trans_a ? 1 : 2, k0, k_len);
+      };
+      return a_whole.defined() ? cut(a_whole) : widen_to_f32(cut(ap));
+    };
+    auto b_tile = [&](int64_t k0, int64_t k_len, int64_t n0, int64_t n_len) {
+      auto cut = [&](const Tensor& t) {
+        return t.narrow(trans_b ? 2 : 1, k0, k_len).narrow(trans_b ? 1 : 2, n0, n_len);
+      };
+      return b_whole.defined() ? cut(b_whole) : widen_to_f32(cut(bp));
+    };
+    for (int64_t m0 = 0; m0 < m; m0 += mb) {
+      const int64_t m_len = std::min(mb, m - m0);
+      for (int64_t n0 = 0; n0 < n; n0 += nb) {
+        const int64_t n_len = std::min(nb, n - n0);
+        const Tensor c_block = cp.narrow(1, m0, m_len).narrow(2, n0, n_len);
+        // With beta 0 the old C is never read: skip widening it.
+        const Tensor c32 = beta == 0.0 ? Tensor::empty(c_block.shape(), DType::f32) : widen_to_f32(c_block);
+        // K tiles after the first accumulate (beta 1); with k = 0 one empty product still applies beta.
+        for (int64_t k0 = 0; k0 == 0 || k0 < k; k0 += kb) {
+          const int64_t k_len = std::min(kb, k - k0);
+          const Tensor a32 = a_tile(m0, m_len, k0, k_len), b32 = b_tile(k0, k_len, n0, n_len);
+          const GemmArgs g{trans_a, trans_b, m_len, n_len, k_len, ld(a32), ld(b32), ld(c32)};
+          gemm_one<float>(g, ptr<float>(a32), ptr<float>(b32), ptr<float>(c32), static_cast<float>(alpha),
+                          k0 == 0 ? static_cast<float>(beta) : 1.0f);
+        }
+        copy(c32, c_block);
+      }
+    }
+  }
 }
 
 }  // namespace qtune::cpu
