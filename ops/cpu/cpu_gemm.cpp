@@ -125,8 +125,32 @@ void gemm_batched(const GemmArgs& g, const S* a, int64_t a_batch, const S* b, in
   for (int64_t i = 0; i < batch; ++i) gemm_one(g, a + i * a_batch, b + i * b_batch, c + i * c_batch, alpha, beta);
 }
 
-// A contiguous f32 copy of a reduced-precision operand block.
-Tensor widen_to_f32(const Tensor& t) { return t.detach().to(DType::f32).contiguous(); }
+// Staging between a [1, rows, cols] block of a bf16/f16 operand (last dim contiguous, any row stride) and a
+// contiguous f32 tile, rows split across threads: it runs at memory speed rather than through the generic
+// strided copy, since every reduced-precision GEMM pays it once per element of each operand.
+template <class S>
+Tensor widen_block(const Tensor& block) {
+  Tensor tile = Tensor::empty(block.shape(), DType::f32);
+  const int64_t rows = block.size(1), cols = block.size(2), ld = block.stride(1);
+  const S* src = ptr<S>(block);
+  float* dst = ptr<float>(tile);
+  parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = load(src + r * ld + j);
+  });
+  return tile;
+}
+
+template <class S>
+void narrow_tile(const Tensor& tile, const Tensor& block) {
+  const int64_t rows = block.size(1), cols = block.size(2), ld = block.stride(1);
+  const float* src = ptr<float>(tile);
+  S* dst = ptr<S>(block);
+  parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < cols; ++j) store(dst + r * ld + j, src[r * cols + j]);
+  });
+}
 
 // Staging for bf16/f16 operands: tiles of op(a) [mb, kb], op(b) [kb, nb] and c [mb, nb], each at most
 // kWidenBlockElems f32 elements. Widening whole operands would hold an f32 copy of a frozen weight for the
@@ -169,46 +193,49 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
                         c.stride(0), batch, static_cast<float>(alpha), static_cast<float>(beta));
     return;
   }
-  dispatch_float(c.dtype(), "gemm", [&](auto) {});  // rejects non-float dtypes with a clear message
-  const int64_t kb = std::clamp<int64_t>(k, 1, kWidenMaxK);
-  const int64_t nb = std::clamp<int64_t>(kWidenBlockElems / kb, 1, n);
-  const int64_t mb = std::clamp<int64_t>(std::min(kWidenBlockElems / kb, kWidenBlockElems / nb), 1, m);
-  for (int64_t p = 0; p < batch; ++p) {
-    const Tensor ap = a.narrow(0, p, 1), bp = b.narrow(0, p, 1), cp = c.narrow(0, p, 1);
-    // An operand within the budget is widened once; its tiles are then views of that copy.
-    const Tensor a_whole = m * k <= kWidenBlockElems ? widen_to_f32(ap) : Tensor();
-    const Tensor b_whole = k * n <= kWidenBlockElems ? widen_to_f32(bp) : Tensor();
-    auto a_tile = [&](int64_t m0, int64_t m_len, int64_t k0, int64_t k_len) {
-      auto cut = [&](const Tensor& t) {
-        return t.narrow(trans_a ? 2 : 1, m0, m_len).narrow(trans_a ? 1 : 2, k0, k_len);
+  // bf16/f16 (dispatch_float rejects non-float dtypes with a clear message).
+  dispatch_float(c.dtype(), "gemm", [&](auto s) {
+    using S = decltype(s);
+    const int64_t kb = std::clamp<int64_t>(k, 1, kWidenMaxK);
+    const int64_t nb = std::clamp<int64_t>(kWidenBlockElems / kb, 1, n);
+    const int64_t mb = std::clamp<int64_t>(std::min(kWidenBlockElems / kb, kWidenBlockElems / nb), 1, m);
+    for (int64_t p = 0; p < batch; ++p) {
+      const Tensor ap = a.narrow(0, p, 1), bp = b.narrow(0, p, 1), cp = c.narrow(0, p, 1);
+      // An operand within the budget is widened once; its tiles are then views of that copy.
+      const Tensor a_whole = m * k <= kWidenBlockElems ? widen_block<S>(ap) : Tensor();
+      const Tensor b_whole = k * n <= kWidenBlockElems ? widen_block<S>(bp) : Tensor();
+      auto a_tile = [&](int64_t m0, int64_t m_len, int64_t k0, int64_t k_len) {
+        auto cut = [&](const Tensor& t) {
+          return t.narrow(trans_a ? 2 : 1, m0, m_len).narrow(trans_a ? 1 : 2, k0, k_len);
+        };
+        return a_whole.defined() ? cut(a_whole) : widen_block<S>(cut(ap));
       };
-      return a_whole.defined() ? cut(a_whole) : widen_to_f32(cut(ap));
-    };
-    auto b_tile = [&](int64_t k0, int64_t k_len, int64_t n0, int64_t n_len) {
-      auto cut = [&](const Tensor& t) {
-        return t.narrow(trans_b ? 2 : 1, k0, k_len).narrow(trans_b ? 1 : 2, n0, n_len);
+      auto b_tile = [&](int64_t k0, int64_t k_len, int64_t n0, int64_t n_len) {
+        auto cut = [&](const Tensor& t) {
+          return t.narrow(trans_b ? 2 : 1, k0, k_len).narrow(trans_b ? 1 : 2, n0, n_len);
+        };
+        return b_whole.defined() ? cut(b_whole) : widen_block<S>(cut(bp));
       };
-      return b_whole.defined() ? cut(b_whole) : widen_to_f32(cut(bp));
-    };
-    for (int64_t m0 = 0; m0 < m; m0 += mb) {
-      const int64_t m_len = std::min(mb, m - m0);
-      for (int64_t n0 = 0; n0 < n; n0 += nb) {
-        const int64_t n_len = std::min(nb, n - n0);
-        const Tensor c_block = cp.narrow(1, m0, m_len).narrow(2, n0, n_len);
-        // With beta 0 the old C is never read: skip widening it.
-        const Tensor c32 = beta == 0.0 ? Tensor::empty(c_block.shape(), DType::f32) : widen_to_f32(c_block);
-        // K tiles after the first accumulate (beta 1); with k = 0 one empty product still applies beta.
-        for (int64_t k0 = 0; k0 == 0 || k0 < k; k0 += kb) {
-          const int64_t k_len = std::min(kb, k - k0);
-          const Tensor a32 = a_tile(m0, m_len, k0, k_len), b32 = b_tile(k0, k_len, n0, n_len);
-          const GemmArgs g{trans_a, trans_b, m_len, n_len, k_len, ld(a32), ld(b32), ld(c32)};
-          gemm_one<float>(g, ptr<float>(a32), ptr<float>(b32), ptr<float>(c32), static_cast<float>(alpha),
-                          k0 == 0 ? static_cast<float>(beta) : 1.0f);
+      for (int64_t m0 = 0; m0 < m; m0 += mb) {
+        const int64_t m_len = std::min(mb, m - m0);
+        for (int64_t n0 = 0; n0 < n; n0 += nb) {
+          const int64_t n_len = std::min(nb, n - n0);
+          const Tensor c_block = cp.narrow(1, m0, m_len).narrow(2, n0, n_len);
+          // With beta 0 the old C is never read: skip widening it.
+          const Tensor c32 = beta == 0.0 ? Tensor::empty(c_block.shape(), DType::f32) : widen_block<S>(c_block);
+          // K tiles after the first accumulate (beta 1); with k = 0 one empty product still applies beta.
+          for (int64_t k0 = 0; k0 == 0 || k0 < k; k0 += kb) {
+            const int64_t k_len = std::min(kb, k - k0);
+            const Tensor a32 = a_tile(m0, m_len, k0, k_len), b32 = b_tile(k0, k_len, n0, n_len);
+            const GemmArgs g{trans_a, trans_b, m_len, n_len, k_len, ld(a32), ld(b32), ld(c32)};
+            gemm_one<float>(g, ptr<float>(a32), ptr<float>(b32), ptr<float>(c32), static_cast<float>(alpha),
+                            k0 == 0 ? static_cast<float>(beta) : 1.0f);
+          }
+          narrow_tile<S>(c32, c_block);
         }
-        copy(c32, c_block);
       }
     }
-  }
+  });
 }
 
 }  // namespace qtune::cpu

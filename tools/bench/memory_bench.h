@@ -14,7 +14,7 @@ struct MemoryBenchOptions {
   int steps = 3;       // timed steps after one warm-up; the step time is their median
   int64_t vocab = 0;   // 0: the model's own (32000, or 256 when small); smaller shrinks the full-precision
                        // embedding and head, which every variant keeps, against the decoder
-  int64_t layers = 0;  // 0: the model's own (8); more makes the decoder dominate, as in a real Llama
+  int64_t layers = 0;  // 0: the model's own (24); fewer lets the full-precision embedding and head dominate
   std::vector<std::string> dtypes = {"f32", "bf16"};
 };
 
