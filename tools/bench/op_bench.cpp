@@ -16,6 +16,8 @@
 #include "quant/int8_dyn_act_int4_weight_linear.h"
 #include "quant/linear_nf4.h"
 #include "quant/nf4_tensor.h"
+#include "quant/qat_config.h"
+#include "quant/qat_fake_quantize.h"
 
 using namespace qtune;
 
@@ -282,6 +284,23 @@ void BM_linear_8da4w_llama7b(benchmark::State& s) {
   flop_rate(s, 2.0 * double(tokens) * double(in) * double(out));
 }
 BENCHMARK(BM_linear_8da4w_llama7b)->Apply(llama7b_linear_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// QAT: fake-quantizing a TinyLlama MLP projection's weight each forward, 8da4w (int4 symmetric, group 32)
+// and int4wo (asymmetric, group 128), f32 or bf16. Bytes: the weight read, the weight and its mask written.
+void BM_fake_quantize_weight(benchmark::State& s) {
+  const DType dt = s.range(1) == 16 ? DType::bf16 : DType::f32;
+  const quant::LinearScheme scheme = s.range(0) == 0 ? quant::LinearScheme{quant::Int8DynActInt4Weight{}}
+                                                     : quant::LinearScheme{quant::Int4WeightOnly{}};
+  Tensor w = uniform({kMlp, kHidden}, 40, dt, -0.05, 0.05);
+  const numerics::FakeQuantSpec spec = quant::weight_spec(scheme);
+  for (auto _ : s) benchmark::DoNotOptimize(quant::fake_quantize(w, spec));
+  bytes_rate(s, double(w.numel()) * (2.0 * double(dtype_size(dt)) + 1.0));
+}
+BENCHMARK(BM_fake_quantize_weight)
+    ->ArgsProduct({{0, 1}, {32, 16}})
+    ->ArgNames({"int4wo", "weight_bits"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // NF4: quantizing and dequantizing a TinyLlama MLP projection (kMlp x kHidden) of f32 or bf16 weights.
 // Bytes: the dense weight once, plus the stored parts (4.127 bits per weight).
