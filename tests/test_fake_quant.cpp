@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -212,6 +213,66 @@ TEST_CASE("quant::fake_quantize: straight-through backward masks exactly the cla
     }
   }
   CHECK(masked >= 1);  // the largest positive element of a group maps to +8: clamped
+}
+
+TEST_CASE("Backend::fake_quantize's vectorized loops equal the scalar reference bit for bit") {
+  // Random groups, plus groups whose scale is exactly 1 so that every x.5 is a rounding tie: 8da4w weights
+  // with amax 7.5 (ties 2.5 -> 2, -3.5 -> -4), per-token activations spanning [-128, 127], int4wo groups
+  // spanning [0, 15], q8_0 blocks with amax 127. Also a group of zeros and one of a single repeated value.
+  // The q4_0/q8_0 groups take the reference itself; they are here so that no compiler flag of the kernel's
+  // files can change them either (the sign of a zero included: outputs are compared as bytes).
+  const int64_t cols = 256;
+  const std::vector<std::pair<FakeQuantSpec, std::vector<double>>> cases = {
+      {weight_8da4w(32), {7.5, 2.5, -3.5, 0.5, -0.5, 1.5, -7.5, 6.5}},
+      {weight_8da4w(128), {-7.5, 4.5, -4.5, 3.5}},
+      {act_8da4w(), {-128.0, 127.0, 0.5, -0.5, 12.5, -99.5, 126.5}},
+      {{FakeQuantKind::int4_weight_only, 0, 15, -1.0, 32}, {0.0, 15.0, 2.5, 3.5, 7.5, 14.5, 0.5}},
+      {{FakeQuantKind::q4_0, -8, 7, -1.0, 32}, {-8.0, 2.5, -3.5, 0.5, 7.5, -0.25}},
+      {{FakeQuantKind::q8_0, -127, 127, -1.0, 32}, {127.0, 2.5, -3.5, 0.5, -126.5, -0.25}},
+  };
+  for (DType dtype : {DType::f32, DType::bf16, DType::f16})
+    for (double magnitude : {3.0, 0.02})
+      for (const auto& [spec, ties] : cases) {
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(int(spec.kind));
+        CAPTURE(spec.group_size);
+        CAPTURE(magnitude);
+        std::vector<double> values = testing::random_f64({5, cols}, 11).to_vector<double>();
+        for (double& v : values) v *= magnitude;
+        const int64_t group = spec.group_size == 0 ? cols : spec.group_size;
+        // Row 1: the tie values in every group; row 2: zeros; row 3: a constant.
+        for (int64_t j = 0; j < cols; ++j) {
+          values[size_t(cols + j)] = ties[size_t((j % group) % int64_t(ties.size()))];
+          values[size_t(2 * cols + j)] = 0.0;
+          values[size_t(3 * cols + j)] = 0.375;
+        }
+        const Tensor x = Tensor::from_vector<double>(values, {5, cols}).to(dtype);
+        Tensor out = Tensor::empty(x.shape(), dtype), mask = Tensor::empty(x.shape(), DType::u8);
+        backend_for(Device::cpu()).fake_quantize(x, spec, out, mask);
+
+        Tensor ref_out = Tensor::empty(x.shape(), dtype), ref_mask = Tensor::empty(x.shape(), DType::u8);
+        auto reference = [&](auto tag) {
+          using T = decltype(tag);
+          const T* src = static_cast<const T*>(x.data_ptr());
+          for (int64_t g = 0; g < x.numel() / group; ++g)
+            numerics::fake_quantize_group(src + g * group, group, spec, static_cast<T*>(ref_out.data_ptr()) + g * group,
+                                          static_cast<uint8_t*>(ref_mask.data_ptr()) + g * group);
+        };
+        if (dtype == DType::f32)
+          reference(float{});
+        else if (dtype == DType::bf16)
+          reference(bf16_t{});
+        else
+          reference(f16_t{});
+        CHECK(std::memcmp(out.data_ptr(), ref_out.data_ptr(), out.nbytes()) == 0);
+        check_bit_equal(out.to(DType::f64), ref_out.to(DType::f64));  // where, if the bytes differ
+        CHECK(std::memcmp(mask.data_ptr(), ref_mask.data_ptr(), mask.nbytes()) == 0);
+      }
+  // The tie row does exercise round-half-even: 2.5 -> 2 and -3.5 -> -4, not half-up.
+  const Tensor ties = Tensor::from_vector<double>({7.5, 2.5, -3.5, 0.5}, {1, 4}).to(DType::f32);
+  Tensor out = Tensor::empty({1, 4}), mask = Tensor::empty({1, 4}, DType::u8);
+  backend_for(Device::cpu()).fake_quantize(ties, weight_8da4w(4), out, mask);
+  CHECK(out.to_vector<float>() == std::vector<float>{7.0f, 2.0f, -4.0f, 0.0f});
 }
 
 TEST_CASE("fake_quantize rejects a group size that does not divide the last dim") {

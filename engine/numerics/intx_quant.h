@@ -214,17 +214,24 @@ QTUNE_HD GroupExtremes<acc_t<T>> group_extremes(const T* x, int64_t n) {
   return e;
 }
 
-// The qparams of an intx spec over x[0..n), with the scale as stored: f32 (scale_precision), f64 for f64.
+// The qparams of an intx spec over a block with these extremes, with the scale as stored: f32
+// (scale_precision), f64 for f64.
 template <class T>
-QTUNE_HD QParams<acc_t<T>> intx_group_qparams(const T* x, int64_t n, const FakeQuantSpec& spec) {
+QTUNE_HD QParams<acc_t<T>> intx_qparams(acc_t<T> min_v, acc_t<T> max_v, const FakeQuantSpec& spec) {
   using A = acc_t<T>;
-  const GroupExtremes<A> e = group_extremes(x, n);
   const A eps = spec.eps < 0 ? smallest_normal<T>() : static_cast<A>(spec.eps);
   QParams<A> p = spec.kind == FakeQuantKind::intx_symmetric
-                     ? choose_qparams_symmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps)
-                     : choose_qparams_asymmetric<T>(e.min, e.max, spec.qmin, spec.qmax, eps);
+                     ? choose_qparams_symmetric<T>(min_v, max_v, spec.qmin, spec.qmax, eps)
+                     : choose_qparams_asymmetric<T>(min_v, max_v, spec.qmin, spec.qmax, eps);
   if constexpr (!std::is_same_v<A, double>) p.scale = static_cast<float>(p.scale);
   return p;
+}
+
+// The same over x[0..n).
+template <class T>
+QTUNE_HD QParams<acc_t<T>> intx_group_qparams(const T* x, int64_t n, const FakeQuantSpec& spec) {
+  const GroupExtremes<acc_t<T>> e = group_extremes(x, n);
+  return intx_qparams<T>(e.min, e.max, spec);
 }
 
 // Fake quantizes x[0..n) (one group) into out (D) and writes the STE mask (1: the gradient passes).

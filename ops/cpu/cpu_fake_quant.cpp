@@ -1,8 +1,12 @@
-// QAT fake quantization: one group at a time through the scalar reference (engine/numerics/intx_quant.h).
+// QAT fake quantization, one group at a time: the intx and int4 weight-only groups through the vectorized
+// loops of ops/cpu/fake_quant_loops.h, the q4_0/q8_0 groups and every f64 group through the scalar
+// reference (engine/numerics/intx_quant.h).
 #include <algorithm>
+#include <cfenv>
 
 #include "engine/numerics/intx_quant.h"
 #include "ops/cpu/cpu_backend.h"
+#include "ops/cpu/fake_quant_loops.h"
 #include "ops/cpu/kernel_util.h"
 
 namespace qtune::cpu {
@@ -11,14 +15,20 @@ void CpuBackend::fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& s
                                const Tensor& mask) {
   const int64_t group = check_fake_quantize_args(x, spec, out, mask);
   const int64_t groups = x.numel() / group;
+  QTUNE_CHECK(std::fegetround() == FE_TONEAREST,
+              "fake_quantize: the floating-point rounding mode was changed from round-to-nearest (fesetround); "
+              "QAT rounds half to even only under the default mode");
   dispatch_float(x.dtype(), "fake_quantize", [&](auto tag) {
     using T = decltype(tag);
     const T* src = ptr<T>(x);
     T* dst = ptr<T>(out);
     uint8_t* m = ptr<uint8_t>(mask);
+    constexpr bool vectorized = !std::is_same_v<T, double>;
     parallel_for(groups, std::max<int64_t>(1, 8192 / group), [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g)
-        numerics::fake_quantize_group(src + g * group, group, spec, dst + g * group, m + g * group);
+        if (!vectorized ||
+            !fake_quantize_group_vectorized(src + g * group, group, spec, dst + g * group, m + g * group))
+          numerics::fake_quantize_group(src + g * group, group, spec, dst + g * group, m + g * group);
     });
   });
 }
