@@ -23,12 +23,13 @@ void CpuBackend::fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& s
     const T* src = ptr<T>(x);
     T* dst = ptr<T>(out);
     uint8_t* m = ptr<uint8_t>(mask);
-    constexpr bool vectorized = !std::is_same_v<T, double>;
+    auto one_group = [&](int64_t g) {
+      if constexpr (!std::is_same_v<T, double>)
+        if (fake_quantize_group_vectorized(src + g * group, group, spec, dst + g * group, m + g * group)) return;
+      numerics::fake_quantize_group(src + g * group, group, spec, dst + g * group, m + g * group);
+    };
     parallel_for(groups, std::max<int64_t>(1, 8192 / group), [&](int64_t g0, int64_t g1) {
-      for (int64_t g = g0; g < g1; ++g)
-        if (!vectorized ||
-            !fake_quantize_group_vectorized(src + g * group, group, spec, dst + g * group, m + g * group))
-          numerics::fake_quantize_group(src + g * group, group, spec, dst + g * group, m + g * group);
+      for (int64_t g = g0; g < g1; ++g) one_group(g);
     });
   });
 }
