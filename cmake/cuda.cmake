@@ -1,6 +1,6 @@
 # The CUDA backend. QTUNE_CUDA=AUTO builds it whenever nvcc is found, ON requires it, OFF never
-# builds it; without it cuda/no_cuda.cpp answers "no CUDA backend". QTUNE_HAVE_CUDA tells tests and
-# tools which one this build got.
+# builds it; without it no backend registers for CUDA devices and asking for one is an error that says
+# so. QTUNE_HAVE_CUDA tells tests and tools which one this build got.
 set(QTUNE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON or OFF")
 set_property(CACHE QTUNE_CUDA PROPERTY STRINGS AUTO ON OFF)
 string(TOUPPER "${QTUNE_CUDA}" qtune_cuda_mode)
@@ -23,7 +23,6 @@ if(NOT qtune_cuda_mode STREQUAL "OFF")
 endif()
 
 if(NOT QTUNE_HAVE_CUDA)
-  target_sources(qtune PRIVATE cuda/no_cuda.cpp)
   return()
 endif()
 
@@ -58,11 +57,12 @@ target_compile_options(qtune_cuda_kernels PRIVATE -Werror=all-warnings -Xcompile
 set_target_properties(qtune_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ${BUILD_SHARED_LIBS})
 
 file(GLOB qtune_cuda_host CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/cuda/*.cpp)
-list(REMOVE_ITEM qtune_cuda_host ${PROJECT_SOURCE_DIR}/cuda/no_cuda.cpp)
 target_sources(qtune PRIVATE ${qtune_cuda_host} $<TARGET_OBJECTS:qtune_cuda_kernels>)
 target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA)
 target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_CUDA)
 target_link_libraries(qtune PRIVATE CUDA::cudart CUDA::cublasLt)
+# cuda/cuda_backend.cpp registers the backend (engine/backend_registry.h); keep it linked.
+target_link_options(qtune INTERFACE "LINKER:--undefined=qtune_cuda_backend_anchor")
 target_link_libraries(qtune_cuda_kernels PRIVATE CUDA::cudart)
 
 # The GPU GEMM benchmark that tools/gpu_check.sh runs. Defined here rather than in tools/ because it

@@ -9,13 +9,18 @@ include(CMakePackageConfigHelpers)
 set(QTUNE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/qtune CACHE STRING
     "Where the qtune package config files are installed (relative to the prefix)")
 
-# Public headers: every .h under the library's layers except backend internals (ops/cpu/ holds the CPU
-# kernels' private helpers; cuda/ is not a layer users include). Globbed so a new header is installed
-# and reaches the umbrella header without anyone editing this file.
+# Public headers: every .h under the library's layers except the backends (cpu/ and cuda/ register
+# themselves with the engine; users reach them through backend_for) and the headers listed in
+# QTUNE_PRIVATE_HEADERS, which expose a private dependency. Globbed so a new header is installed and
+# reaches the umbrella header without anyone editing this file.
+set(QTUNE_PRIVATE_HEADERS
+  engine/io/json_reader.h  # nlohmann/json, which consumers of the package do not need
+)
 set(qtune_public_headers)
 foreach(layer ${QTUNE_LAYERS})
   file(GLOB_RECURSE layer_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/${layer}/*.h)
-  list(FILTER layer_headers EXCLUDE REGEX "^ops/cpu/")
+  list(FILTER layer_headers EXCLUDE REGEX "^cpu/")
+  list(REMOVE_ITEM layer_headers ${QTUNE_PRIVATE_HEADERS})
   list(APPEND qtune_public_headers ${layer_headers})
 endforeach()
 list(SORT qtune_public_headers)

@@ -6,6 +6,7 @@
 
 #include "cuda/cublaslt_gemm.h"
 #include "cuda/cuda_check.h"
+#include "engine/backend_registry.h"
 
 namespace qtune {
 namespace {
@@ -32,16 +33,8 @@ const DeviceProbe& probe() {
   return result;
 }
 
-}  // namespace
-
-int cuda_device_count() { return probe().count; }
-
-namespace detail {
-
-Backend* cuda_backend(int index) {
+Backend& cuda_backend(int index) {
   const DeviceProbe& p = probe();
-  // Thrown here rather than returning nullptr: backend_for's message is about builds without CUDA,
-  // and this build has it, so the user needs to hear what the driver said instead.
   QTUNE_CHECK(p.count > 0, "device cuda:", index, " was asked for, but no usable CUDA device was found",
               p.error.empty() ? std::string() : " (" + p.error + ")", "; use device=cpu on this machine");
   QTUNE_CHECK(index >= 0 && index < p.count, "device cuda:", index, " was asked for, but this machine has ", p.count,
@@ -53,10 +46,12 @@ Backend* cuda_backend(int index) {
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = backends[static_cast<size_t>(index)];
   if (slot == nullptr) slot = new gpu::CudaBackend(index);
-  return slot;
+  return *slot;
 }
 
-}  // namespace detail
+const bool registered = register_backend(DeviceType::cuda, {[] { return probe().count; }, cuda_backend});
+
+}  // namespace
 
 namespace gpu {
 
@@ -110,3 +105,7 @@ void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
 
 }  // namespace gpu
 }  // namespace qtune
+
+// Referenced by the linker option qtune's CMake target carries in CUDA builds, so that a static libqtune
+// keeps this object (and with it the registration above) in every program.
+extern "C" const bool* qtune_cuda_backend_anchor() { return &qtune::registered; }

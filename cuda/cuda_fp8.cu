@@ -1,4 +1,4 @@
-// Float8 scaling and quantization (NUMERICS.md §3) over the scalar numerics the CPU uses
+// Float8 scaling and quantization (docs/numerics.md §3) over the scalar numerics the CPU uses
 // (engine/numerics/fp8.h, fp8_scale.h), so the codes and scales match the CPU's to the bit.
 #include "cuda/cuda_backend.h"
 #include "cuda/device_util.cuh"

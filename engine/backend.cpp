@@ -163,6 +163,10 @@ int64_t Backend::check_fake_quantize_args(const Tensor& x, const numerics::FakeQ
   const int64_t group = spec.group_size == 0 ? cols : spec.group_size;
   QTUNE_CHECK(group > 0 && cols % group == 0, "fake_quantize: group size ", group, " must divide the last dim ", cols,
               " of ", shape_str(x.shape()));
+  QTUNE_CHECK((spec.kind != numerics::FakeQuantKind::q4_0 && spec.kind != numerics::FakeQuantKind::q8_0) ||
+                  group % numerics::kGgmlBlock == 0,
+              "fake_quantize: q4_0 / q8_0 work on blocks of ", numerics::kGgmlBlock, ", which group size ", group,
+              " is not a multiple of");
   QTUNE_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype(), "fake_quantize: out ", dtype_name(out.dtype()), " ",
               shape_str(out.shape()), " must match x ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
   QTUNE_CHECK(mask.shape() == x.shape() && mask.dtype() == DType::u8, "fake_quantize: mask ", dtype_name(mask.dtype()),
@@ -234,14 +238,6 @@ void Backend::check_fake_quantize_backward_args(const Tensor& grad_out, const Te
     QTUNE_CHECK(t->is_contiguous(), "fake_quantize_backward: tensors must be contiguous (shape ", shape_str(t->shape()),
                 ")");
   }
-}
-
-Backend& backend_for(Device device) {
-  if (device.is_cpu()) return detail::cpu_backend();
-  Backend* cuda = detail::cuda_backend(device.index);
-  QTUNE_CHECK(cuda != nullptr, "device ", device.str(),
-              " was asked for, but this qtune build has no CUDA backend (configure with -DQTUNE_CUDA=ON)");
-  return *cuda;
 }
 
 }  // namespace qtune

@@ -1,5 +1,5 @@
 #pragma once
-// Backend: the ONE list of kernels the engine needs. CpuBackend (ops/cpu) implements all of it;
+// Backend: the ONE list of kernels the engine needs. CpuBackend (cpu/) implements all of it;
 // CudaBackend (cuda/) overrides what it has, and any kernel it lacks throws naming the kernel.
 //
 // Conventions for every kernel:
@@ -32,7 +32,7 @@ class Backend {
   virtual void synchronize() {}
 
   // ---- memory ----------------------------------------------------------------------------------
-  // dst = src, strided on both sides, same shape, any dtypes (casts as NUMERICS.md §3/§6; float to
+  // dst = src, strided on both sides, same shape, any dtypes (casts as docs/numerics.md §3/§6; float to
   // integer truncates toward zero; to bool is != 0).
   virtual void copy(const Tensor& src, const Tensor& dst);
   // Contiguous host <-> device transfers of dst.nbytes() / src.nbytes() bytes.
@@ -121,7 +121,7 @@ class Backend {
   // the size alone, never on the thread count: gradient clipping stays reproducible.
   virtual void squared_norm(const Tensor& x, const Tensor& out);
 
-  // ---- float8 (NUMERICS.md §3) ---------------------------------------------------------------- // Float8
+  // ---- float8 (docs/numerics.md §3) ---------------------------------------------------------------- // Float8
   // x: [R, C] floating; scale: f32 [R, 1] (one per row), [1, C] (one per column) or [1, 1] (one per
   // tensor), each numerics::fp8_scale_of(max |x| over its group, fp8_max, pow2).
   virtual void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale);
@@ -136,7 +136,7 @@ class Backend {
   // gradient is the backward.
   virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y);
 
-  // ---- QAT: integer fake quantization (engine/numerics/intx_quant.h, NUMERICS.md §2) -------------------
+  // ---- QAT: integer fake quantization (engine/numerics/intx_quant.h, docs/numerics.md §2) -------------------
   // x, out: [N, C] (f64, f32, bf16 or f16; out like x), quantized in groups of spec.group_size along C (0:
   // all of C, per token); the group size must divide C. mask: [N, C] u8, 1 where the straight-through
   // gradient passes (the code was not clamped). out may alias x.
@@ -155,7 +155,7 @@ class Backend {
   // 2i in the low nibble, numerics::pack_nibbles); w_scale: [M, K/G] f32; out: [N, M] f32.
   virtual void int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp, const Tensor& w_packed,
                                 const Tensor& w_scale, const Tensor& out);
-  // ---- NF4 (NUMERICS.md §1, engine/numerics/nf4.h) ---------------------------------------------------
+  // ---- NF4 (docs/numerics.md §1, engine/numerics/nf4.h) ---------------------------------------------------
   // A weight of n elements has nb = ceil(n / 64) blocks (the last one padded with zeros) and
   // ns = ceil(nb / 256) scaler blocks. codes: [nb * 32] u8, scalers: [nb] i8, factors: [ns] and mean: [1]
   // in the weight's dtype. The mean and each factor cover the real blocks only.
@@ -191,14 +191,8 @@ class Backend {
                        const Tensor& factors, const Tensor& mean) const;
 };
 
-// The backend that owns `device`'s tensors. Throws a clear error for a CUDA device when this build
-// has no CUDA backend or the machine has no GPU.
+// The backend that owns `device`'s tensors (engine/backend_registry.h). Throws a clear error for a CUDA
+// device when this build has no CUDA backend or the machine has no GPU.
 Backend& backend_for(Device device);
-
-// Hooks the registry resolves at link time; implemented by ops/cpu and cuda/ respectively.
-namespace detail {
-Backend& cpu_backend();
-Backend* cuda_backend(int index);  // nullptr when this build has no CUDA backend
-}  // namespace detail
 
 }  // namespace qtune

@@ -1,5 +1,6 @@
 #include "engine/device.h"
 
+#include "engine/backend_registry.h"
 #include "engine/check.h"
 
 namespace qtune {
@@ -18,6 +19,8 @@ Device parse_device(const std::string& text) {
   }
   QTUNE_FAIL("bad device '", text, "': expected cpu, cuda or cuda:N");
 }
+
+int cuda_device_count() { return device_count(DeviceType::cuda); }
 
 bool cuda_available() { return cuda_device_count() > 0; }
 

@@ -105,6 +105,12 @@ std::vector<Tensor> Module::trainable_parameters() {
   return out;
 }
 
+NameParts split_name(std::string_view fqn) {
+  const size_t dot = fqn.rfind('.');
+  if (dot == std::string_view::npos) return {{}, fqn};
+  return {fqn.substr(0, dot), fqn.substr(dot + 1)};
+}
+
 Module* Module::find_module(std::string_view fqn) {
   if (fqn.empty()) return this;
   const size_t dot = fqn.find('.');
@@ -115,10 +121,9 @@ Module* Module::find_module(std::string_view fqn) {
 }
 
 Tensor* Module::find_parameter(std::string_view fqn) {
-  const size_t dot = fqn.rfind('.');
-  Module* owner = dot == std::string_view::npos ? this : find_module(fqn.substr(0, dot));
+  const auto [parent, leaf] = split_name(fqn);
+  Module* owner = find_module(parent);
   if (owner == nullptr) return nullptr;
-  const std::string_view leaf = dot == std::string_view::npos ? fqn : fqn.substr(dot + 1);
   for (auto& [name, slot] : owner->params_)
     if (name == leaf) return slot;
   return nullptr;
@@ -205,10 +210,9 @@ void Module::to(DType dtype) {
 
 ModulePtr Module::replace_module(std::string_view fqn, ModulePtr replacement) {
   QTUNE_CHECK(replacement != nullptr, "replace_module('", fqn, "') with a null module");
-  const size_t dot = fqn.rfind('.');
-  Module* parent = dot == std::string_view::npos ? this : find_module(fqn.substr(0, dot));
-  QTUNE_CHECK(parent != nullptr, "replace_module: no module named '", fqn.substr(0, dot), "'");
-  const std::string_view leaf = dot == std::string_view::npos ? fqn : fqn.substr(dot + 1);
+  const auto [parent_name, leaf] = split_name(fqn);
+  Module* parent = find_module(parent_name);
+  QTUNE_CHECK(parent != nullptr, "replace_module: no module named '", parent_name, "'");
   for (auto& [name, slot] : parent->children_) {
     if (name == leaf) {
       ModulePtr old = std::move(*slot);

@@ -21,6 +21,13 @@ using StateDict = std::map<std::string, Tensor>;
 // Selects modules for a pass: (module, fully qualified name) -> should this one be swapped?
 using ModuleFilter = std::function<bool(const Module&, std::string_view fqn)>;
 
+// A fully qualified name split at its last dot: "model.layers.0.mlp.up_proj" -> {"model.layers.0.mlp",
+// "up_proj"}; a name without a dot is all leaf, with an empty parent.
+struct NameParts {
+  std::string_view parent, leaf;
+};
+NameParts split_name(std::string_view fqn);
+
 // While one is alive on this thread, modules allocate their parameters without drawing initial values:
 // for loaders that overwrite every parameter next (drawing a large model's random init costs more than
 // reading its checkpoint). Values are then unspecified until loaded.

@@ -6,8 +6,8 @@
 #include <numbers>
 #include <numeric>
 
+#include "data/eval_data.h"
 #include "engine/check.h"
-#include "models/eval_data.h"
 #include "models/sequence_scoring.h"
 
 namespace qtune::models {
@@ -40,11 +40,11 @@ double PerplexityResult::bits_per_byte() const {
   return -log_likelihood / static_cast<double>(bytes) / std::numbers::ln2;
 }
 
-PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
+PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokenizer,
                                      const std::vector<std::string>& documents, int64_t max_length,
                                      const EvalProgress& progress, int64_t batch_size) {
   const int64_t length = max_length > 0 ? max_length : model.config().max_position_embeddings;
-  const int32_t prefix = prefix_token_id(tokenizer);
+  const int32_t prefix = data::prefix_token_id(tokenizer);
   PerplexityResult result;
   result.documents = static_cast<int64_t>(documents.size());
   std::vector<ScoredSequence> windows;
@@ -54,7 +54,7 @@ PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
     seq.insert(seq.end(), tokens.begin(), tokens.end());
     append_rolling_windows(seq, length, windows);
     result.tokens += static_cast<int64_t>(tokens.size());
-    result.words += count_words(documents[d]);
+    result.words += data::count_words(documents[d]);
     result.bytes += static_cast<int64_t>(documents[d].size());
   }
   const std::vector<double> ll = score_sequences(model, windows, batch_size, progress);

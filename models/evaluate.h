@@ -1,5 +1,5 @@
 #pragma once
-// Evaluation of a causal LM: perplexity metrics (NUMERICS.md §5, lm-evaluation-harness `wikitext`
+// Evaluation of a causal LM: perplexity metrics (docs/numerics.md §5, lm-evaluation-harness `wikitext`
 // definitions) and multiple-choice accuracy (hellaswag format).
 #include <cstdint>
 #include <functional>
@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "models/llama.h"
-#include "models/tokenizer.h"
 
 namespace qtune::models {
 
@@ -38,17 +38,9 @@ using EvalProgress = std::function<void(int64_t done, int64_t total)>;
 // batch_size windows share a forward (padded on the right, padding ignored); <= 0 picks as many as keep
 // the logits near 256 MiB, at most 16.
 // Runs without autograd; the model's train/eval mode is restored afterwards.
-PerplexityResult evaluate_perplexity(Llama& model, const Tokenizer& tokenizer,
+PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokenizer,
                                      const std::vector<std::string>& documents, int64_t max_length = 0,
                                      const EvalProgress& progress = {}, int64_t batch_size = 0);
-
-// The harness's word count (see evaluate_perplexity).
-int64_t count_words(std::string_view text);
-
-// Documents of an eval file: a `.jsonl` file holds one JSON object per line with a string `text`
-// (blank lines are skipped); any other file is plain UTF-8 text, one document. Errors name the file
-// (and line): missing or unreadable, malformed JSONL, invalid UTF-8, no document at all.
-std::vector<std::string> load_eval_documents(const std::string& path);
 
 struct MultipleChoiceResult {
   int64_t examples = 0;
@@ -66,8 +58,8 @@ struct MultipleChoiceResult {
 // loses context tokens on the left. acc takes the argmax of the sum, acc_norm of the sum divided by the
 // ending's UTF-8 byte length (ties: the first ending). limit > 0 scores only the first `limit`
 // examples; batch_size as for evaluate_perplexity (sequences per forward).
-MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tokenizer, const std::string& jsonl_path,
-                                              int64_t limit = 0, const EvalProgress& progress = {},
-                                              int64_t batch_size = 0);
+MultipleChoiceResult evaluate_multiple_choice(Llama& model, const data::Tokenizer& tokenizer,
+                                              const std::string& jsonl_path, int64_t limit = 0,
+                                              const EvalProgress& progress = {}, int64_t batch_size = 0);
 
 }  // namespace qtune::models

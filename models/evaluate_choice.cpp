@@ -1,8 +1,8 @@
 // Multiple-choice accuracy in the hellaswag format (models/evaluate.h).
 #include <algorithm>
 
+#include "data/eval_data.h"
 #include "engine/check.h"
-#include "models/eval_data.h"
 #include "models/evaluate.h"
 #include "models/sequence_scoring.h"
 
@@ -11,9 +11,9 @@ namespace {
 
 // prefix + context + continuation tokens, as the harness's _encode_pair splits them, cut on the left to
 // at most max_length inputs.
-ScoredSequence choice_sequence(const Tokenizer& tokenizer, int32_t prefix, const ChoiceExample& ex, size_t ending,
-                               int64_t max_length, const std::string& path) {
-  const std::string_view context = strip_trailing_space(ex.ctx);
+ScoredSequence choice_sequence(const data::Tokenizer& tokenizer, int32_t prefix, const data::ChoiceExample& ex,
+                               size_t ending, int64_t max_length, const std::string& path) {
+  const std::string_view context = data::strip_trailing_space(ex.ctx);
   const std::string whole = ex.ctx + " " + ex.endings[ending];  // = context + continuation
   const std::vector<int32_t> context_ids = tokenizer.encode(context);
   const std::vector<int32_t> whole_ids = tokenizer.encode(whole);
@@ -36,12 +36,13 @@ size_t argmax(const std::vector<double>& v) {
 
 }  // namespace
 
-MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tokenizer, const std::string& jsonl_path,
-                                              int64_t limit, const EvalProgress& progress, int64_t batch_size) {
-  const std::vector<ChoiceExample> examples = load_choice_examples(jsonl_path, limit);
-  const int32_t prefix = prefix_token_id(tokenizer);
+MultipleChoiceResult evaluate_multiple_choice(Llama& model, const data::Tokenizer& tokenizer,
+                                              const std::string& jsonl_path, int64_t limit,
+                                              const EvalProgress& progress, int64_t batch_size) {
+  const std::vector<data::ChoiceExample> examples = data::load_choice_examples(jsonl_path, limit);
+  const int32_t prefix = data::prefix_token_id(tokenizer);
   std::vector<ScoredSequence> sequences;
-  for (const ChoiceExample& ex : examples)
+  for (const data::ChoiceExample& ex : examples)
     for (size_t j = 0; j < ex.endings.size(); ++j)
       sequences.push_back(
           choice_sequence(tokenizer, prefix, ex, j, model.config().max_position_embeddings, jsonl_path));
@@ -52,7 +53,7 @@ MultipleChoiceResult evaluate_multiple_choice(Llama& model, const Tokenizer& tok
   result.examples = n;
   int64_t correct = 0, correct_norm = 0;
   auto next = ll.begin();
-  for (const ChoiceExample& ex : examples) {
+  for (const data::ChoiceExample& ex : examples) {
     std::vector<double> sums(next, next + static_cast<std::ptrdiff_t>(ex.endings.size())), normalized;
     next += static_cast<std::ptrdiff_t>(ex.endings.size());
     for (size_t j = 0; j < sums.size(); ++j) normalized.push_back(sums[j] / static_cast<double>(ex.endings[j].size()));

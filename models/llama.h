@@ -1,5 +1,5 @@
 #pragma once
-// Llama decoder (NUMERICS.md §7) with Hugging Face parameter names, built from ops of the engine:
+// Llama decoder (docs/numerics.md §7) with Hugging Face parameter names, built from ops of the engine:
 //   model.embed_tokens.weight                          [vocab, hidden]
 //   model.layers.N.input_layernorm.weight              [hidden]
 //   model.layers.N.self_attn.{q,k,v,o}_proj.weight     [out, in]

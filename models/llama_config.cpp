@@ -1,92 +1,37 @@
 #include "models/llama_config.h"
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <nlohmann/json.hpp>
 
 #include "engine/check.h"
+#include "engine/io/json_reader.h"
 
 namespace qtune::models {
 namespace {
 
-using nlohmann::json;
+using io::Json;
+using io::JsonFields;
 
-// Typed access to one config.json object; every error names the file and the dotted field.
-class Fields {
- public:
-  Fields(const json& object, std::string source, std::string prefix)
-      : object_(object), source_(std::move(source)), prefix_(std::move(prefix)) {}
-
-  // Absent and null count as missing: transformers writes null for unset optional fields.
-  bool has(const char* key) const { return present(key) && !object_.at(key).is_null(); }
-  bool present(const char* key) const { return object_.contains(key); }
-  std::string name(const char* key) const { return prefix_ + key; }
-
-  int64_t integer(const char* key) const {
-    const json& v = required(key);
-    if (!v.is_number_integer()) wrong_type(key, "an integer", v);
-    return v.get<int64_t>();
+// An int or a list of ints (eos_token_id); empty when absent or null.
+std::vector<int32_t> integers(const JsonFields& f, const char* key) {
+  if (!f.has(key)) return {};
+  const Json& v = f.at(key);
+  if (v.is_number_integer()) return {static_cast<int32_t>(f.as_integer(v, key))};
+  if (!v.is_array()) f.wrong_type(key, "an integer or a list of integers", v);
+  std::vector<int32_t> out;
+  for (const Json& item : v) {
+    if (!item.is_number_integer()) f.wrong_type(key, "an integer or a list of integers", v);
+    out.push_back(item.get<int32_t>());
   }
-  int64_t integer(const char* key, int64_t fallback) const { return has(key) ? integer(key) : fallback; }
-  double number(const char* key) const {
-    const json& v = required(key);
-    if (!v.is_number()) wrong_type(key, "a number", v);
-    return v.get<double>();
-  }
-  double number(const char* key, double fallback) const { return has(key) ? number(key) : fallback; }
-  bool boolean(const char* key, bool fallback) const {
-    if (!has(key)) return fallback;
-    const json& v = object_.at(key);
-    if (!v.is_boolean()) wrong_type(key, "a boolean", v);
-    return v.get<bool>();
-  }
-  std::string string(const char* key) const {
-    const json& v = required(key);
-    if (!v.is_string()) wrong_type(key, "a string", v);
-    return v.get<std::string>();
-  }
-  std::string string(const char* key, const std::string& fallback) const { return has(key) ? string(key) : fallback; }
-  // An int or a list of ints (eos_token_id); empty when absent or null.
-  std::vector<int32_t> integers(const char* key) const {
-    if (!has(key)) return {};
-    const json& v = object_.at(key);
-    if (v.is_number_integer()) return {v.get<int32_t>()};
-    if (!v.is_array()) wrong_type(key, "an integer or a list of integers", v);
-    std::vector<int32_t> out;
-    for (const json& item : v) {
-      if (!item.is_number_integer()) wrong_type(key, "an integer or a list of integers", v);
-      out.push_back(item.get<int32_t>());
-    }
-    return out;
-  }
-  Fields object(const char* key) const {
-    const json& v = required(key);
-    if (!v.is_object()) wrong_type(key, "an object", v);
-    return Fields(v, source_, name(key) + ".");
-  }
-  const std::string& source() const { return source_; }
-
- private:
-  const json& required(const char* key) const {
-    if (!has(key)) QTUNE_FAIL(source_, ": required field ", name(key), " is missing");
-    return object_.at(key);
-  }
-  [[noreturn]] void wrong_type(const char* key, const char* expected, const json& v) const {
-    QTUNE_FAIL(source_, ": field ", name(key), " must be ", expected, ", got ", v.type_name(), " ", v.dump());
-  }
-
-  const json& object_;
-  std::string source_, prefix_;
-};
+  return out;
+}
 
 // transformers 4 writes `rope_theta` and `rope_scaling`; transformers 5 writes `rope_parameters`
 // holding both. Either describes the same rotation.
-void parse_rope(const Fields& f, LlamaConfig& c) {
+void parse_rope(const JsonFields& f, LlamaConfig& c) {
   c.rope_theta = f.number("rope_theta", c.rope_theta);
   const char* key = f.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
   if (!f.has(key)) return;
-  const Fields rope = f.object(key);
+  const JsonFields rope = f.object(key);
   c.rope_theta = rope.number("rope_theta", c.rope_theta);
   // Older files name the kind `type`, newer ones `rope_type`.
   const std::string type = rope.has("rope_type") ? rope.string("rope_type") : rope.string("type", "default");
@@ -101,18 +46,12 @@ void parse_rope(const Fields& f, LlamaConfig& c) {
   c.rope_scaling.original_max_position_embeddings = rope.integer("original_max_position_embeddings");
 }
 
-void reject_unsupported(const Fields& f) {
+void reject_unsupported(const JsonFields& f) {
   for (const char* key : {"attention_bias", "mlp_bias"})
     QTUNE_CHECK(!f.boolean(key, false), f.source(), ": ", key,
                 " = true is not supported (Llama projections have no bias)");
   const std::string act = f.string("hidden_act", "silu");
   QTUNE_CHECK(act == "silu", f.source(), ": hidden_act \"", act, "\" is not supported (only \"silu\")");
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  QTUNE_CHECK(in.good(), "cannot open ", path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 }  // namespace
@@ -175,15 +114,10 @@ bool operator==(const LlamaConfig& a, const LlamaConfig& b) {
          a.eos_token_ids == b.eos_token_ids && a.torch_dtype == b.torch_dtype;
 }
 
-LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source) {
-  json root;
-  try {
-    root = json::parse(json_text);
-  } catch (const json::exception& e) {
-    QTUNE_FAIL(source, ": invalid JSON: ", e.what());
-  }
-  QTUNE_CHECK(root.is_object(), source, ": expected a JSON object, got ", root.type_name());
-  const Fields f(root, source, "");
+namespace {
+
+LlamaConfig config_from_json(const Json& root, const std::string& source) {
+  const JsonFields f(root, source);
   const std::string model_type = f.string("model_type");
   QTUNE_CHECK(model_type == "llama", source, ": unsupported model_type \"", model_type, "\" (expected \"llama\")");
   reject_unsupported(f);
@@ -203,7 +137,7 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   parse_rope(f, c);
   // Absent: transformers' defaults (1 and 2); null: none.
   if (f.present("bos_token_id")) c.bos_token_id = static_cast<int32_t>(f.integer("bos_token_id", -1));
-  if (f.present("eos_token_id")) c.eos_token_ids = f.integers("eos_token_id");
+  if (f.present("eos_token_id")) c.eos_token_ids = integers(f, "eos_token_id");
   // transformers 5 renamed torch_dtype to dtype.
   c.torch_dtype = f.has("dtype") ? f.string("dtype") : f.string("torch_dtype", "float32");
   try {
@@ -214,17 +148,23 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   return c;
 }
 
+}  // namespace
+
+LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source) {
+  return config_from_json(io::parse_json(json_text, source), source);
+}
+
 LlamaConfig load_llama_config(const std::string& path) {
   namespace fs = std::filesystem;
   // Anything but an existing file is taken for a model directory, so the error names the file expected.
   const std::string file = fs::is_regular_file(path) ? path : (fs::path(path) / "config.json").string();
   QTUNE_CHECK(fs::is_regular_file(file), file, " not found (a Llama model directory holds config.json)");
-  return parse_llama_config(read_text_file(file), file);
+  return config_from_json(io::read_json_file(file), file);
 }
 
 std::string llama_config_to_json(const LlamaConfig& c) {
-  json j;
-  j["architectures"] = json::array({"LlamaForCausalLM"});
+  Json j;
+  j["architectures"] = Json::array({"LlamaForCausalLM"});
   j["model_type"] = "llama";
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
@@ -250,7 +190,7 @@ std::string llama_config_to_json(const LlamaConfig& c) {
     j["rope_scaling"] = nullptr;
   }
   j["tie_word_embeddings"] = c.tie_word_embeddings;
-  j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+  j["bos_token_id"] = c.bos_token_id >= 0 ? Json(c.bos_token_id) : Json(nullptr);
   if (c.eos_token_ids.empty())
     j["eos_token_id"] = nullptr;
   else if (c.eos_token_ids.size() == 1)

@@ -22,11 +22,6 @@ namespace qtune::models {
 
 namespace {
 
-std::string leaf_name(std::string_view fqn) {
-  const size_t dot = fqn.rfind('.');
-  return std::string(dot == std::string_view::npos ? fqn : fqn.substr(dot + 1));
-}
-
 std::string joined(const std::vector<std::string>& names) {
   std::ostringstream out;
   for (size_t i = 0; i < names.size(); ++i) out << (i ? ", " : "") << names[i];
@@ -64,6 +59,11 @@ std::optional<std::pair<int64_t, int64_t>> lora_base_features(Module& base) {
   return std::make_pair(b->in, b->out);
 }
 
+quant::ModelQuantization qlora_base(const LoraConfig& config) {
+  const bool head = std::find(config.targets.begin(), config.targets.end(), "lm_head") != config.targets.end();
+  return quant::ModelQuantization{quant::NF4{}, std::nullopt, head};
+}
+
 const std::vector<std::string>& lora_target_names() {
   static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",    "o_proj",
                                                  "gate_proj", "up_proj", "down_proj", "lm_head"};
@@ -86,7 +86,7 @@ int64_t apply_lora(Llama& model, const LoraConfig& config) {
   QTUNE_CHECK(existing.empty(), "apply_lora: the model already has LoRA modules (", existing.front().first,
               ", ...); merge_lora first or load the adapter into a fresh model");
 
-  auto selected = [&](std::string_view fqn) { return targets.count(leaf_name(fqn)) > 0; };
+  auto selected = [&](std::string_view fqn) { return targets.count(std::string(split_name(fqn).leaf)) > 0; };
   // Every target is checked before the first swap, so a failure leaves the model as it was.
   for (const auto& [fqn, m] : model.named_modules())
     QTUNE_CHECK(!selected(fqn) || base_linear(*m).has_value(), "apply_lora: ", fqn, " is a ", m->type_name(),

@@ -1,5 +1,5 @@
 #pragma once
-// The LoRA pass over a Llama (NUMERICS.md §4): wrap the target linears in LoRALinear, freeze everything
+// The LoRA pass over a Llama (docs/numerics.md §4): wrap the target linears in LoRALinear, freeze everything
 // else, and merge the adapters back into plain linears for export.
 #include <cstdint>
 #include <optional>
@@ -9,6 +9,7 @@
 
 #include "models/llama.h"
 #include "models/lora_linear.h"
+#include "quant/weight_quantize.h"
 
 namespace qtune::models {
 
@@ -22,6 +23,11 @@ struct LoraConfig {
 
 // The target names apply_lora accepts: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj lm_head.
 const std::vector<std::string>& lora_target_names();
+
+// The frozen base QLoRA trains over (docs/numerics.md §4): every decoder projection in NF4, the output head
+// too when it is one of config.targets. The qlora recipe stores it so, and `qtune export --base-nf4`
+// rebuilds it before merging.
+quant::ModelQuantization qlora_base(const LoraConfig& config);
 
 // (in_features, out_features) of a module apply_lora can wrap; nullopt for any other module.
 std::optional<std::pair<int64_t, int64_t>> lora_base_features(Module& base);

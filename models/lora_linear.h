@@ -1,5 +1,5 @@
 #pragma once
-// LoRALinear (NUMERICS.md §4, torchtune's LoRALinear): a frozen base linear plus a trainable low-rank
+// LoRALinear (docs/numerics.md §4, torchtune's LoRALinear): a frozen base linear plus a trainable low-rank
 // update, y = base(x) + (alpha / rank) * lora_B(lora_A(dropout(x))).
 //
 // Names: the base's own parameters and buffers are registered on this module under their own names, so

@@ -3,35 +3,28 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_reader.h"
 #include "engine/io/safetensors.h"
 
 namespace qtune::models {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
+using io::Json;
 
 constexpr std::string_view kPrefix = "base_model.model.";
 constexpr std::string_view kA = ".lora_A.weight", kB = ".lora_B.weight";
 
 std::string config_path(const std::string& dir) { return (fs::path(dir) / "adapter_config.json").string(); }
 std::string weights_path(const std::string& dir) { return (fs::path(dir) / "adapter_model.safetensors").string(); }
-
-std::string leaf_name(const std::string& fqn) {
-  const size_t dot = fqn.rfind('.');
-  return dot == std::string::npos ? fqn : fqn.substr(dot + 1);
-}
 
 // A module the adapter is expected to fill: its shape and the rank/alpha it has or will get.
 struct Slot {
@@ -51,7 +44,7 @@ std::map<std::string, Slot> planned_slots(Llama& model, const LoraConfig& config
   }
   const std::set<std::string> targets(config.targets.begin(), config.targets.end());
   for (const auto& [fqn, m] : model.named_modules()) {
-    if (!targets.count(leaf_name(fqn))) continue;
+    if (!targets.count(std::string(split_name(fqn).leaf))) continue;
     const auto features = lora_base_features(*m);
     QTUNE_CHECK(features.has_value(), file, ": target module ", fqn, " is a ", m->type_name(),
                 ", which LoRA cannot wrap");
@@ -129,23 +122,6 @@ void check_fits(const io::SafetensorsFile& file, const std::map<std::string, Slo
   if (!problems.empty()) problems.fail(file.path());
 }
 
-// Typed access to adapter_config.json; every error names the file and the key.
-class ConfigFields {
- public:
-  ConfigFields(const json& root, std::string file) : root_(root), file_(std::move(file)) {}
-  const json& required(const char* key) const {
-    QTUNE_CHECK(root_.contains(key), file_, ": missing key '", key, "'");
-    return root_.at(key);
-  }
-  void expect(bool ok, const char* key, const char* what) const { QTUNE_CHECK(ok, file_, ": key '", key, "' ", what); }
-  bool has(const char* key) const { return root_.contains(key) && !root_.at(key).is_null(); }
-  const json& at(const char* key) const { return root_.at(key); }
-
- private:
-  const json& root_;
-  std::string file_;
-};
-
 }  // namespace
 
 void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name) {
@@ -156,8 +132,8 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
     QTUNE_CHECK(lora->rank() == config.rank && lora->alpha() == config.alpha, "save_adapter(", dir, "): module ", fqn,
                 " has rank ", lora->rank(), " and alpha ", lora->alpha(), " but the config says rank ", config.rank,
                 " and alpha ", config.alpha);
-    QTUNE_CHECK(std::find(config.targets.begin(), config.targets.end(), leaf_name(fqn)) != config.targets.end(),
-                "save_adapter(", dir, "): module ", fqn, " has LoRA but '", leaf_name(fqn),
+    QTUNE_CHECK(std::find(config.targets.begin(), config.targets.end(), split_name(fqn).leaf) != config.targets.end(),
+                "save_adapter(", dir, "): module ", fqn, " has LoRA but '", split_name(fqn).leaf,
                 "' is not in the config's targets");
     tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kA), lora->lora_a().detach());
     tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kB), lora->lora_b().detach());
@@ -166,7 +142,7 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
   fs::create_directories(dir, ec);
   QTUNE_CHECK(!ec, "save_adapter: cannot create directory ", dir, ": ", ec.message());
 
-  json cfg;
+  Json cfg;
   cfg["peft_type"] = "LORA";
   cfg["task_type"] = "CAUSAL_LM";
   cfg["base_model_name_or_path"] = base_model_name;
@@ -189,44 +165,25 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
 
 LoraConfig load_adapter_config(const std::string& dir) {
   const std::string path = config_path(dir);
-  std::ifstream in(path, std::ios::binary);
-  QTUNE_CHECK(in.good(), path,
-              ": cannot open (hint: an adapter directory holds adapter_config.json and "
-              "adapter_model.safetensors)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  json root;
-  try {
-    root = json::parse(text.str());
-  } catch (const json::exception& e) {
-    QTUNE_FAIL(path, ": invalid JSON: ", e.what());
-  }
-  QTUNE_CHECK(root.is_object(), path, ": expected a JSON object at the top level");
-  const ConfigFields f(root, path);
+  QTUNE_CHECK(fs::is_regular_file(path), path,
+              " not found (hint: an adapter directory holds adapter_config.json and adapter_model.safetensors)");
+  const io::Json root = io::read_json_file(path);
+  const io::JsonFields f(root, path);
 
-  const json& type = f.required("peft_type");
-  f.expect(type.is_string() && type.get<std::string>() == "LORA", "peft_type", "must be \"LORA\"");
+  f.expect(f.string("peft_type") == "LORA", "peft_type", "must be \"LORA\"");
   LoraConfig config;
-  const json& r = f.required("r");
+  const io::Json& r = f.required("r");
   f.expect(r.is_number_integer() && r.get<int64_t>() > 0, "r", "must be a positive integer");
   config.rank = r.get<int64_t>();
-  const json& alpha = f.required("lora_alpha");
-  f.expect(alpha.is_number(), "lora_alpha", "must be a number");
-  config.alpha = alpha.get<double>();
-  if (f.has("lora_dropout")) {
-    const json& d = f.at("lora_dropout");
-    f.expect(d.is_number() && d.get<double>() >= 0.0 && d.get<double>() < 1.0, "lora_dropout",
-             "must be a number in [0, 1)");
-    config.dropout = d.get<double>();
-  }
-  const json& targets = f.required("target_modules");
+  config.alpha = f.as_number(f.at("lora_alpha"), "lora_alpha");
+  config.dropout = f.number("lora_dropout", config.dropout);
+  f.expect(config.dropout >= 0.0 && config.dropout < 1.0, "lora_dropout", "must be a number in [0, 1)");
+  const io::Json& targets = f.required("target_modules");
   f.expect(targets.is_array() && !targets.empty(), "target_modules",
            "must be a non-empty list of module names (regular-expression strings are not supported)");
   config.targets.clear();
-  for (const json& t : targets) {
-    f.expect(t.is_string(), "target_modules", "must hold strings");
-    config.targets.push_back(t.get<std::string>());
-  }
+  for (size_t i = 0; i < targets.size(); ++i)
+    config.targets.push_back(f.as_string(targets[i], f.item_name("target_modules", i)));
   // PEFT targets name sets; qtune wants a fixed order for reproducible init.
   std::sort(config.targets.begin(), config.targets.end());
   if (f.has("bias")) f.expect(f.at("bias") == "none", "bias", "must be \"none\" (LoRA biases are not supported)");
@@ -238,7 +195,7 @@ LoraConfig load_adapter_config(const std::string& dir) {
     f.expect(f.at("modules_to_save").empty(), "modules_to_save",
              "must be null (fully trained extra modules are not supported)");
   if (f.has("lora_bias")) f.expect(f.at("lora_bias") == false, "lora_bias", "must be false (not supported)");
-  if (f.has("layers_to_transform")) f.expect(false, "layers_to_transform", "must be null (not supported)");
+  f.expect(!f.has("layers_to_transform"), "layers_to_transform", "must be null (not supported)");
   return config;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// LoRA adapters in Hugging Face PEFT's directory layout (NUMERICS.md §4):
+// LoRA adapters in Hugging Face PEFT's directory layout (docs/numerics.md §4):
 //   adapter_model.safetensors  base_model.model.<module path>.lora_A.weight [r, in]
 //                              base_model.model.<module path>.lora_B.weight [out, r]
 //   adapter_config.json        r, lora_alpha, target_modules, lora_dropout, peft_type "LORA", ...

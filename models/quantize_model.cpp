@@ -21,6 +21,12 @@ bool is_decoder_projection(std::string_view fqn) {
   return false;
 }
 
+QuantizedPart quantized_part(const quant::ModelQuantization& q, std::string_view fqn) {
+  if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head")) return QuantizedPart::linear;
+  if (q.embedding && fqn == "model.embed_tokens") return QuantizedPart::embedding;
+  return QuantizedPart::none;
+}
+
 void check_tied_quantization(const LlamaConfig& config, const quant::ModelQuantization& q) {
   const std::string scheme = quant::weight_scheme_name(q.scheme);
   QTUNE_CHECK(!(config.tie_word_embeddings && q.head), "quantize (", scheme,
@@ -38,14 +44,20 @@ int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const Qu
               model.options().device.str(), "; the quantized modules run on CPU only (load the model on CPU)");
   check_tied_quantization(config, q);
   const auto selected = [&](const Module& m, std::string_view fqn) {
-    if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head"))
-      return dynamic_cast<const nn::Linear*>(&m) != nullptr;
-    return q.embedding && fqn == "model.embed_tokens" && dynamic_cast<const nn::Embedding*>(&m) != nullptr;
+    switch (quantized_part(q, fqn)) {
+      case QuantizedPart::linear:
+        return dynamic_cast<const nn::Linear*>(&m) != nullptr;
+      case QuantizedPart::embedding:
+        return dynamic_cast<const nn::Embedding*>(&m) != nullptr;
+      case QuantizedPart::none:
+        break;
+    }
+    return false;
   };
   // Every layer is checked before the first swap: a model that cannot take the scheme stays as it was.
   for (const auto& [fqn, m] : model.named_modules()) {
     if (!selected(*m, fqn)) continue;
-    if (fqn == "model.embed_tokens")
+    if (quantized_part(q, fqn) == QuantizedPart::embedding)
       quant::check_scheme_fits(*q.embedding, static_cast<nn::Embedding*>(m)->weight().size(1), fqn);
     else {
       const Tensor& w = static_cast<nn::Linear*>(m)->weight();
@@ -54,7 +66,7 @@ int64_t quantize_llama(Llama& model, const quant::ModelQuantization& q, const Qu
   }
   return quant::swap_modules(model, selected, [&](Module& m, std::string_view fqn) -> ModulePtr {
     ModulePtr out;
-    if (fqn == "model.embed_tokens") {
+    if (quantized_part(q, fqn) == QuantizedPart::embedding) {
       out = std::make_shared<quant::QuantizedEmbedding>(static_cast<nn::Embedding&>(m).weight().detach(), *q.embedding);
     } else {
       auto& linear = static_cast<nn::Linear&>(m);

@@ -13,6 +13,14 @@ namespace qtune::models {
 // "model.layers.N.self_attn.{q,k,v,o}_proj" or "model.layers.N.mlp.{gate,up,down}_proj".
 bool is_decoder_projection(std::string_view fqn);
 
+// What a whole-model quantization does to the module at `fqn`: `linear` for every decoder projection and,
+// with `head`, the output head (they take the scheme); `embedding` for the token embedding with `embedding`
+// (the int4 table); `none` for everything else. The one answer to "which modules does this quantization
+// touch": quantize_llama, quantized checkpoints, the qlora recipe, `qtune quantize --report` and the
+// memory bench all ask it.
+enum class QuantizedPart : uint8_t { none, linear, embedding };
+QuantizedPart quantized_part(const quant::ModelQuantization& quantization, std::string_view fqn);
+
 // A tied model's head is its embedding table, which Llama's forward multiplies densely: it takes neither
 // `head` nor `embedding` (an Error saying so).
 void check_tied_quantization(const LlamaConfig& config, const quant::ModelQuantization& quantization);

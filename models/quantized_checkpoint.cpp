@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <type_traits>
@@ -16,10 +15,12 @@
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/checkpoint_files.h"
-#include "engine/numerics/intx_quant.h"
+#include "engine/io/json_reader.h"
+#include "engine/numerics/ggml_blocks.h"
 #include "models/pending_linear.h"
 #include "models/quantize_model.h"
 #include "quant/frozen_nf4_linear.h"
+#include "quant/ggml_blocks.h"
 #include "quant/int4_weight_only_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
 #include "quant/quantized_embedding.h"
@@ -35,23 +36,13 @@ struct Overloaded : F... {
   using F::operator()...;
 };
 
-constexpr int64_t kGgmlBlock = 32;  // q4_0 / q8_0 weights per block
+using numerics::kGgmlBlock;  // q4_0 / q8_0 weights per block
 
 // fp8 weights are LoRA's frozen training base, not a stored format.
 [[noreturn]] void no_fp8_checkpoint() {
   QTUNE_FAIL(
       "quantized checkpoints hold 8da4w, int4wo, nf4, q4_0 or q8_0 weights; fp8 is a training-time base for "
       "LoRA (recipe lora with fp8.recipe), not a checkpoint format");
-}
-
-// The group size quantization_config records: the scheme's own for 8da4w / int4wo, the fixed block otherwise.
-int64_t scheme_group_size(const quant::WeightScheme& scheme) {
-  return std::visit(Overloaded{[](const quant::Int8DynActInt4Weight& s) { return s.group_size; },
-                               [](const quant::Int4WeightOnly& s) { return s.group_size; },
-                               [](const quant::NF4&) { return quant::NF4Tensor::kBlockSize; },
-                               [](const quant::Float8Weights&) -> int64_t { no_fp8_checkpoint(); },
-                               [](const auto&) { return kGgmlBlock; }},
-                    scheme);
 }
 
 DType torch_dtype(const std::string& name, const std::string& source) {
@@ -71,7 +62,7 @@ ordered_json quantization_json(const quant::ModelQuantization& q) {
   j["quant_method"] = "qtune";
   j["format_version"] = kQuantizedFormatVersion;
   j["scheme"] = quant::weight_scheme_name(q.scheme);
-  j["group_size"] = scheme_group_size(q.scheme);
+  j["group_size"] = quant::weight_scheme_group_size(q.scheme);
   j["embedding"] =
       q.embedding ? ordered_json{{"scheme", "int4"}, {"group_size", q.embedding->group_size}} : ordered_json(nullptr);
   j["head"] = q.head;
@@ -89,7 +80,7 @@ struct Part {
 };
 
 std::vector<Part> linear_parts(const std::string& fqn, int64_t in, int64_t out, const quant::WeightScheme& scheme) {
-  const int64_t g = scheme_group_size(scheme);
+  const int64_t g = quant::weight_scheme_group_size(scheme);
   return std::visit(
       Overloaded{[&](const quant::Int8DynActInt4Weight&) -> std::vector<Part> {
                    return {{fqn + ".weight_int4", DType::u8, {out, in / 2}, "int4 codes, two per byte"},
@@ -126,62 +117,6 @@ std::vector<Part> embedding_parts(int64_t vocab, int64_t dim, const quant::Embed
           {"model.embed_tokens.weight_scales", DType::f32, {vocab, dim / e.group_size}, "one scale per group"}};
 }
 
-// ---- llama.cpp blocks (NUMERICS.md §2 and §8): the stored form of q4_0 / q8_0 linears ---------------
-
-struct GgmlBlocks {
-  Tensor codes;  // q4_0: [out, in/2] u8, byte j of a block = element j (low nibble) | element j+16 (high);
-                 // q8_0: [out, in] i8
-  Tensor d;      // [out, in/32] f16
-};
-
-GgmlBlocks encode_ggml(const Tensor& weight, bool q4) {
-  const Tensor w = weight.detach().to(DType::f32).contiguous();
-  const int64_t out = w.size(0), in = w.size(1), blocks = in / kGgmlBlock;
-  GgmlBlocks b{Tensor::empty({out, q4 ? in / 2 : in}, q4 ? DType::u8 : DType::i8),
-               Tensor::empty({out, blocks}, DType::f16)};
-  const float* x = w.data<float>();
-  auto* d = static_cast<uint16_t*>(b.d.data_ptr());
-  for (int64_t blk = 0; blk < out * blocks; ++blk) {
-    const float* xb = x + blk * kGgmlBlock;
-    const auto e = numerics::group_extremes(xb, kGgmlBlock);
-    const numerics::GgmlBlockScale s = q4 ? numerics::q4_0_scale(e.signed_amax) : numerics::q8_0_scale(e.amax);
-    d[blk] = s.d_f16;
-    if (q4) {
-      uint8_t* c = static_cast<uint8_t*>(b.codes.data_ptr()) + blk * (kGgmlBlock / 2);
-      for (int64_t j = 0; j < kGgmlBlock / 2; ++j)
-        c[j] = numerics::pack_nibbles(numerics::q4_0_code(xb[j], s), numerics::q4_0_code(xb[j + kGgmlBlock / 2], s));
-    } else {
-      int8_t* c = static_cast<int8_t*>(b.codes.data_ptr()) + blk * kGgmlBlock;
-      for (int64_t j = 0; j < kGgmlBlock; ++j) c[j] = static_cast<int8_t>(numerics::q8_0_code(xb[j], s));
-    }
-  }
-  return b;
-}
-
-// -> [out, in] f32: the values the blocks stand for.
-Tensor decode_ggml(const GgmlBlocks& b, bool q4) {
-  const int64_t out = b.d.size(0), blocks = b.d.size(1), in = blocks * kGgmlBlock;
-  Tensor w = Tensor::empty({out, in}, DType::f32);
-  float* y = w.data<float>();
-  const auto* d = static_cast<const uint16_t*>(b.d.contiguous().data_ptr());
-  const Tensor codes = b.codes.contiguous();
-  for (int64_t blk = 0; blk < out * blocks; ++blk) {
-    const numerics::GgmlBlockScale s = numerics::ggml_block_scale(numerics::f16_bits_to_f32(d[blk]));
-    float* yb = y + blk * kGgmlBlock;
-    if (q4) {
-      const uint8_t* c = static_cast<const uint8_t*>(codes.data_ptr()) + blk * (kGgmlBlock / 2);
-      for (int64_t j = 0; j < kGgmlBlock / 2; ++j) {
-        yb[j] = numerics::q4_0_dequant(numerics::low_nibble(c[j]), s);
-        yb[j + kGgmlBlock / 2] = numerics::q4_0_dequant(numerics::high_nibble(c[j]), s);
-      }
-    } else {
-      const int8_t* c = static_cast<const int8_t*>(codes.data_ptr()) + blk * kGgmlBlock;
-      for (int64_t j = 0; j < kGgmlBlock; ++j) yb[j] = numerics::q8_0_dequant(c[j], s);
-    }
-  }
-  return w;
-}
-
 // ---- save ---------------------------------------------------------------------------------------------
 
 template <class M>
@@ -211,11 +146,12 @@ void append_linear(Module& m, const std::string& fqn, const quant::WeightScheme&
           [&](const quant::Float8Weights&) { no_fp8_checkpoint(); },
           [&](const auto& s) {
             constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
+            const quant::GgmlFormat format = q4 ? quant::GgmlFormat::q4_0 : quant::GgmlFormat::q8_0;
             const Tensor& w = quantized_as<nn::Linear>(m, fqn, scheme).weight();
-            GgmlBlocks b = encode_ggml(w, q4);
+            quant::GgmlPlanes b = quant::encode_ggml(w, format);
             // The linear must hold exactly the values of its blocks, or the file would hold
             // another model (weights never quantized, or rounded to a narrower dtype).
-            const Tensor back = decode_ggml(b, q4).to(w.dtype()), held = w.detach().contiguous();
+            const Tensor back = quant::decode_ggml(b, format).to(w.dtype()), held = w.detach().contiguous();
             QTUNE_CHECK(std::memcmp(back.data_ptr(), held.data_ptr(), held.nbytes()) == 0,
                         "save_quantized_llama: layer ", fqn, " does not hold ", quant::weight_scheme_name(scheme),
                         " values: quantize an f32 model (quantize_llama) before saving it");
@@ -288,7 +224,8 @@ ModulePtr build_linear(const PartReader& r, const std::string& fqn, int64_t in, 
           [&](const quant::Float8Weights&) -> ModulePtr { no_fp8_checkpoint(); },
           [&](const auto& s) -> ModulePtr {
             constexpr bool q4 = std::is_same_v<std::decay_t<decltype(s)>, quant::Q4_0>;
-            const Tensor w = decode_ggml({r[fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0")], r[fqn + ".weight_d"]}, q4);
+            const Tensor w = quant::decode_ggml({r[fqn + (q4 ? ".weight_q4_0" : ".weight_q8_0")], r[fqn + ".weight_d"]},
+                                                q4 ? quant::GgmlFormat::q4_0 : quant::GgmlFormat::q8_0);
             std::shared_ptr<nn::Linear> linear;
             {
               SkipInitGuard skip_init;
@@ -310,45 +247,41 @@ struct Slot {
 
 std::optional<quant::ModelQuantization> read_quantization_config(const std::string& dir) {
   const std::string path = config_path(dir);
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  const auto j = nlohmann::json::parse(text.str(), nullptr, false);
   // A missing or malformed config.json is not a quantized one; load_llama_config names what is wrong.
-  if (!file.good() || j.is_discarded() || !j.is_object()) return std::nullopt;
-  if (!j.contains("quantization_config") || j["quantization_config"].is_null()) return std::nullopt;
-  const auto& q = j["quantization_config"];
-  const std::string where = path + ": quantization_config";
-  QTUNE_CHECK(q.is_object(), where, " must be an object");
-  QTUNE_CHECK(q.value("quant_method", std::string()) == "qtune", where, ".quant_method is ",
-              q.contains("quant_method") ? q["quant_method"].dump() : "missing",
-              "; qtune reads only its own quantized format (\"qtune\")");
-  QTUNE_CHECK(q.contains("format_version") && q["format_version"].is_number_integer() &&
-                  q["format_version"].get<int64_t>() == kQuantizedFormatVersion,
-              where, ".format_version is ", q.contains("format_version") ? q["format_version"].dump() : "missing",
-              "; this qtune reads format version ", kQuantizedFormatVersion);
-  QTUNE_CHECK(q.contains("scheme") && q["scheme"].is_string(), where, ".scheme must be a string");
-  QTUNE_CHECK(q.contains("group_size") && q["group_size"].is_number_integer(), where, ".group_size must be an integer");
-  const std::string name = q["scheme"].get<std::string>();
-  const int64_t group = q["group_size"].get<int64_t>();
+  io::Json j;
+  try {
+    j = io::read_json_file(path);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if (!j.is_object() || !j.contains("quantization_config") || j["quantization_config"].is_null()) return std::nullopt;
+  const io::JsonFields q = io::JsonFields(j, path).object("quantization_config");
+  q.expect(q.string("quant_method", "") == "qtune", "quant_method",
+           "must be \"qtune\": qtune reads only its own quantized format");
+  const int64_t version = q.integer("format_version");
+  q.expect(
+      version == kQuantizedFormatVersion, "format_version",
+      "is " + std::to_string(version) + "; this qtune reads format version " + std::to_string(kQuantizedFormatVersion));
+  const std::string name = q.string("scheme");
+  const int64_t group = q.integer("group_size");
   quant::ModelQuantization out{quant::WeightScheme{}};
   try {
-    const bool own_group = name == "8da4w" || name == "int4wo";
-    out.scheme = quant::parse_weight_scheme(name, own_group ? std::optional<int64_t>(group) : std::nullopt);
+    out.scheme = quant::parse_weight_scheme(name);
+    if (quant::takes_group_size(out.scheme)) out.scheme = quant::parse_weight_scheme(name, group);
   } catch (const Error& e) {
-    QTUNE_FAIL(where, ": ", e.what());
+    QTUNE_FAIL(q.name("scheme"), " in ", path, ": ", e.what());
   }
-  QTUNE_CHECK(scheme_group_size(out.scheme) == group, where, ".group_size is ", group, " but scheme ", name,
-              " has fixed blocks of ", scheme_group_size(out.scheme));
-  if (q.contains("embedding") && !q["embedding"].is_null()) {
-    const auto& e = q["embedding"];
-    QTUNE_CHECK(e.is_object() && e.value("scheme", std::string()) == "int4" && e.contains("group_size") &&
-                    e["group_size"].is_number_integer() && e["group_size"].get<int64_t>() > 0,
-                where, ".embedding must be null or {\"scheme\": \"int4\", \"group_size\": N}");
-    out.embedding = quant::EmbeddingInt4{e["group_size"].get<int64_t>()};
+  const int64_t block = quant::weight_scheme_group_size(out.scheme);
+  q.expect(block == group, "group_size",
+           "is " + std::to_string(group) + " but scheme " + name + " has fixed blocks of " + std::to_string(block));
+  if (q.has("embedding")) {
+    const io::JsonFields e = q.object("embedding");
+    e.expect(e.string("scheme") == "int4", "scheme", "must be \"int4\" (the only embedding scheme)");
+    const int64_t embedding_group = e.integer("group_size");
+    e.expect(embedding_group > 0, "group_size", "must be positive");
+    out.embedding = quant::EmbeddingInt4{embedding_group};
   }
-  QTUNE_CHECK(!q.contains("head") || q["head"].is_boolean(), where, ".head must be true or false");
-  out.head = q.value("head", false);
+  out.head = q.boolean("head", false);
   return out;
 }
 
@@ -359,9 +292,10 @@ void save_quantized_llama(Llama& model, const quant::ModelQuantization& q, const
   {
     NoGradGuard no_grad;
     for (const auto& [fqn, m] : model.named_modules()) {
-      if (is_decoder_projection(fqn) || (q.head && fqn == "lm_head")) {
+      const QuantizedPart part = quantized_part(q, fqn);
+      if (part == QuantizedPart::linear) {
         append_linear(*m, fqn, q.scheme, tensors);
-      } else if (q.embedding && fqn == "model.embed_tokens") {
+      } else if (part == QuantizedPart::embedding) {
         auto* e = dynamic_cast<quant::QuantizedEmbedding*>(m);
         QTUNE_CHECK(e != nullptr, "save_quantized_llama: model.embed_tokens is a ", m->type_name(),
                     ", not a QuantizedEmbedding: quantize the model (quantize_llama) before saving it");
@@ -401,7 +335,8 @@ std::shared_ptr<Llama> load_quantized_llama(const std::string& dir, const LoadOp
   for (const auto& [fqn, m] : model->named_modules())
     if (const auto* pending = dynamic_cast<const PendingLinear*>(m))
       slots.push_back({fqn, pending->in_features(), pending->out_features()});
-  if (q->head) slots.push_back({"lm_head", config.hidden_size, config.vocab_size});
+  if (quantized_part(*q, "lm_head") == QuantizedPart::linear)
+    slots.push_back({"lm_head", config.hidden_size, config.vocab_size});
 
   PartReader reader(files, dir);
   bool fits = true;

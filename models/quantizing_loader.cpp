@@ -70,15 +70,20 @@ std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant:
 
   const DType dtype = model_options.dtype;
   for (const auto& [name, param] : params) {
-    if (name == "model.embed_tokens.weight" && quantization.embedding) {
-      auto embedding =
-          std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype), *quantization.embedding);
-      model->replace_module("model.embed_tokens", std::move(embedding));
-      files.release(name);
-    } else if (name == "lm_head.weight" && quantization.head) {
-      load_projection(*model, files, "lm_head", quantization.scheme, dtype);
-    } else {
-      copy_tensor(files, name, param);
+    // The decoder projections are pending (loaded below); what is quantized here is the embedding and the head.
+    const std::string module(split_name(name).parent);
+    switch (quantized_part(quantization, module)) {
+      case QuantizedPart::embedding:
+        model->replace_module(module, std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype),
+                                                                                  *quantization.embedding));
+        files.release(name);
+        break;
+      case QuantizedPart::linear:
+        load_projection(*model, files, module, quantization.scheme, dtype);
+        break;
+      case QuantizedPart::none:
+        copy_tensor(files, name, param);
+        break;
     }
   }
   const auto layers = static_cast<int64_t>(projections.size());

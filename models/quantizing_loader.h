@@ -1,7 +1,7 @@
 #pragma once
-// Loading a bf16/f32 Hugging Face checkpoint straight into a quantized Llama (DESIGN.md "Checkpoints and
-// loading"): each decoder projection is read from the memory-mapped files into a temporary of the compute
-// dtype, quantized, and put in its slot, so no full-precision copy of the model ever exists.
+// Loading a bf16/f32 Hugging Face checkpoint straight into a quantized Llama: each decoder projection is read from the
+// memory-mapped files into a temporary of the compute dtype, quantized, and put in its slot, so no full-precision copy
+// of the model ever exists.
 #include <cstdint>
 #include <functional>
 #include <memory>

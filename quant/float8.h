@@ -1,5 +1,5 @@
 #pragma once
-// The float8 training pass (NUMERICS.md §3): swap the model's linears for Float8Linear.
+// The float8 training pass (docs/numerics.md §3): swap the model's linears for Float8Linear.
 #include <string_view>
 
 #include "engine/module.h"

@@ -1,6 +1,6 @@
 #pragma once
 // Float8FrozenLinear: a frozen linear whose weight lives once in fp8 e4m3 (the float8 base of LoRA). The
-// forward and the grad-input GEMM run as Float8Linear's do (NUMERICS.md §3) with the stored fp8 weight;
+// forward and the grad-input GEMM run as Float8Linear's do (docs/numerics.md §3) with the stored fp8 weight;
 // there is no weight gradient, so the dense weight is dropped at construction.
 #include <cstdint>
 

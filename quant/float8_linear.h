@@ -1,5 +1,5 @@
 #pragma once
-// Float8 training of a linear layer (NUMERICS.md §3, torchao's Float8Linear): the three GEMMs of
+// Float8 training of a linear layer (docs/numerics.md §3, torchao's Float8Linear): the three GEMMs of
 // y = x W^T + b run on operands cast through fp8 with dynamic scales, per the recipe's table. Without
 // fp8 GEMM hardware (the CPU) each GEMM is emulated: both operands are quantized and dequantized, then
 // multiplied in f32 -- the same function an fp8 GEMM with f32 accumulation computes.
@@ -22,7 +22,7 @@ struct Float8GemmCasts {
   std::optional<Fp8Cast> a, b;
 };
 
-// NUMERICS.md §3's table, row by row.
+// docs/numerics.md §3's table, row by row.
 struct Float8RecipeCasts {
   Float8GemmCasts output;       // y = x W^T:  a = x [N, in], b = W [out, in]
   Float8GemmCasts grad_input;   // dx = dy W:  a = dy [N, out], b = W [out, in]

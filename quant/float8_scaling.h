@@ -1,5 +1,5 @@
 #pragma once
-// Dynamic float8 scaling of one GEMM operand (NUMERICS.md §3): an amax per group, a scale per group,
+// Dynamic float8 scaling of one GEMM operand (docs/numerics.md §3): an amax per group, a scale per group,
 // and the operand cast through fp8 with it. No autograd: the float8 GEMM ops own their graphs.
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 #pragma once
-// linear_nf4: a linear layer over a frozen NF4 weight (NUMERICS.md §1). The autograd node saves only the
+// linear_nf4: a linear layer over a frozen NF4 weight (docs/numerics.md §1). The autograd node saves only the
 // NF4 weight (not x, not a dense weight); the weight gets no gradient.
 #include "engine/tensor.h"
 #include "quant/nf4_tensor.h"

@@ -1,5 +1,5 @@
 #pragma once
-// NF4Tensor: a frozen weight stored as torchao's NF4 (NUMERICS.md §1): 4-bit codes of 64-element blocks
+// NF4Tensor: a frozen weight stored as torchao's NF4 (docs/numerics.md §1): 4-bit codes of 64-element blocks
 // and double-quantized absmaxes. qtune pads the last block and the last scaler block instead of
 // refusing shapes torchao rejects (numel not a multiple of 64 * 256), and equals torchao bit for bit
 // where torchao accepts the shape. A block of zeros dequantizes to zeros (torchao gives NaN there).

@@ -1,5 +1,5 @@
 #pragma once
-// The QAT module passes (NUMERICS.md §2), torchao's quantize_(model, QATConfig(...)):
+// The QAT module passes (docs/numerics.md §2), torchao's quantize_(model, QATConfig(...)):
 //  - Prepare: every selected nn::Linear becomes a FakeQuantizedLinear, and every selected nn::Embedding a
 //    FakeQuantizedEmbedding when config.embedding is set. Parameters stay the same tensor objects.
 //  - Convert: every selected FakeQuantizedLinear becomes the real quantized module of its scheme

@@ -13,17 +13,14 @@ struct Overloaded : F... {
   using F::operator()...;
 };
 
-int64_t group_size_of(const LinearScheme& scheme) {
-  return std::visit(
-      Overloaded{[](const Int8DynActInt4Weight& s) { return s.group_size; },
-                 [](const Int4WeightOnly& s) { return s.group_size; }, [](const auto&) { return int64_t{32}; }},
-      scheme);
+void check_group_size(std::string_view scheme, int64_t group) {
+  QTUNE_CHECK(group == 32 || group == 64 || group == 128 || group == 256, "QAT scheme ", scheme, ": group size ", group,
+              " is not supported (use 32, 64, 128 or 256)");
 }
 
 void check_group(std::string_view scheme, int64_t group, int64_t features, std::string_view what,
                  std::string_view fqn) {
-  QTUNE_CHECK(group == 32 || group == 64 || group == 128 || group == 256, "QAT scheme ", scheme, ": group size ", group,
-              " is not supported (use 32, 64, 128 or 256)");
+  check_group_size(scheme, group);
   QTUNE_CHECK(features % group == 0, "QAT scheme ", scheme, ": layer '", fqn, "' has ", what, " = ", features,
               ", which group size ", group,
               " does not divide (pick a group size that divides it, or leave the layer out with a filter)");
@@ -31,12 +28,41 @@ void check_group(std::string_view scheme, int64_t group, int64_t features, std::
 
 }  // namespace
 
-LinearScheme parse_linear_scheme(std::string_view name) {
-  if (name == "8da4w") return Int8DynActInt4Weight{};
-  if (name == "int4wo") return Int4WeightOnly{};
-  if (name == "q4_0") return Q4_0{};
-  if (name == "q8_0") return Q8_0{};
-  QTUNE_FAIL("unknown QAT scheme '", name, "' (valid: 8da4w, int4wo, q4_0, q8_0)");
+LinearScheme parse_linear_scheme(std::string_view name, int64_t group_size) {
+  LinearScheme scheme;
+  if (name == "8da4w")
+    scheme = Int8DynActInt4Weight{};
+  else if (name == "int4wo")
+    scheme = Int4WeightOnly{};
+  else if (name == "q4_0")
+    scheme = Q4_0{};
+  else if (name == "q8_0")
+    scheme = Q8_0{};
+  else
+    QTUNE_FAIL("unknown QAT scheme '", name, "' (valid: 8da4w, int4wo, q4_0, q8_0)");
+  if (group_size == 0) return scheme;
+  std::visit(Overloaded{[&](Int8DynActInt4Weight& s) { s.group_size = group_size; },
+                        [&](Int4WeightOnly& s) { s.group_size = group_size; },
+                        [&](const auto&) {
+                          QTUNE_FAIL(name, " has fixed blocks of ", numerics::kGgmlBlock,
+                                     " weights; a group size (--group-size, "
+                                     "quant.group_size) applies to 8da4w and int4wo only, got ",
+                                     group_size);
+                        }},
+             scheme);
+  check_group_size(name, group_size);
+  return scheme;
+}
+
+bool takes_group_size(const LinearScheme& scheme) {
+  return std::holds_alternative<Int8DynActInt4Weight>(scheme) || std::holds_alternative<Int4WeightOnly>(scheme);
+}
+
+int64_t group_size_of(const LinearScheme& scheme) {
+  return std::visit(Overloaded{[](const Int8DynActInt4Weight& s) { return s.group_size; },
+                               [](const Int4WeightOnly& s) { return s.group_size; },
+                               [](const auto&) { return numerics::kGgmlBlock; }},
+                    scheme);
 }
 
 std::string scheme_name(const LinearScheme& scheme) {
@@ -63,10 +89,10 @@ FakeQuantSpec weight_spec(const LinearScheme& scheme) {
                                  return FakeQuantSpec{FakeQuantKind::int4_weight_only, 0, 15, -1.0, s.group_size};
                                },
                                [](const Q4_0&) {
-                                 return FakeQuantSpec{FakeQuantKind::q4_0, 0, 15, -1.0, 32};
+                                 return FakeQuantSpec{FakeQuantKind::q4_0, 0, 15, -1.0, numerics::kGgmlBlock};
                                },
                                [](const Q8_0&) {
-                                 return FakeQuantSpec{FakeQuantKind::q8_0, -127, 127, -1.0, 32};
+                                 return FakeQuantSpec{FakeQuantKind::q8_0, -127, 127, -1.0, numerics::kGgmlBlock};
                                }},
                     scheme);
 }

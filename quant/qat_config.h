@@ -1,11 +1,12 @@
 #pragma once
-// The named QAT schemes (NUMERICS.md §2) and the config of a quantize_ pass (quant/qat.h).
+// The named QAT schemes (docs/numerics.md §2) and the config of a quantize_ pass (quant/qat.h).
 //
-// Where the references disagree with NUMERICS.md's text (the math lives in engine/numerics/intx_quant.h):
-//  - STE mask: qtune passes the gradient where qmin <= code <= qmax, bounds included, as NUMERICS.md says.
-//    torch 2.15's clamp backward excludes the bounds, so torchao 0.18 gives 0 gradient to an element whose
-//    code lands exactly on qmin or qmax (tests/test_fake_quant.cpp pins both behaviours).
-//  - q8_0: codes are roundf(x * (1/d)) as ggml computes them (NUMERICS.md writes x / d).
+// The math is docs/numerics.md §2, written once in engine/numerics/intx_quant.h and ggml_blocks.h. Where the
+// references disagree with each other:
+//  - STE mask: qtune passes the gradient where qmin <= code <= qmax, bounds included. torch 2.15's clamp
+//    backward excludes the bounds, so torchao 0.18 gives 0 gradient to an element whose code lands exactly
+//    on qmin or qmax (tests/test_fake_quant.cpp pins both behaviours).
+//  - q8_0: codes are roundf(x * (1/d)), the reciprocal multiply ggml computes, not a division by d.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,17 +21,24 @@ namespace qtune::quant {
 // int8 dynamic per-token asymmetric activations + int4 per-group symmetric weights ("8da4w").
 struct Int8DynActInt4Weight {
   int64_t group_size = 32;  // 32, 64, 128 or 256; must divide in_features
+  bool operator==(const Int8DynActInt4Weight&) const = default;
 };
 // int4 asymmetric per-group weights, activations untouched ("int4wo").
 struct Int4WeightOnly {
   int64_t group_size = 128;  // 32, 64, 128 or 256; must divide in_features
+  bool operator==(const Int4WeightOnly&) const = default;
 };
 // llama.cpp's block formats (blocks of 32 along in_features), weights only.
-struct Q4_0 {};
-struct Q8_0 {};
+struct Q4_0 {
+  bool operator==(const Q4_0&) const = default;
+};
+struct Q8_0 {
+  bool operator==(const Q8_0&) const = default;
+};
 // int4 symmetric per-group embedding tables (the 8da4w weight formulas), along embedding_dim.
 struct EmbeddingInt4 {
   int64_t group_size = 32;
+  bool operator==(const EmbeddingInt4&) const = default;
 };
 
 using LinearScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0>;
@@ -47,10 +55,17 @@ struct QATConfig {
   int64_t fake_quant_after_n_steps = 0;
 };
 
-// "8da4w", "int4wo", "q4_0", "q8_0" with each scheme's default group size; anything else throws listing
-// the valid names.
-LinearScheme parse_linear_scheme(std::string_view name);
+// "8da4w", "int4wo", "q4_0" or "q8_0" with `group_size` weights per scale: 0 takes the scheme's default
+// (the member initializers above: 8da4w 32, int4wo 128); 32, 64, 128 and 256 are allowed for 8da4w and
+// int4wo, and only 0 for the fixed blocks of q4_0 / q8_0. The one place that turns a scheme's name and
+// group size into a scheme: the CLI, run configs and quantized checkpoints all come through here.
+// Anything else throws, naming the valid names or sizes.
+LinearScheme parse_linear_scheme(std::string_view name, int64_t group_size = 0);
 std::string scheme_name(const LinearScheme& scheme);
+// Weights per scale: the group size of 8da4w / int4wo, the block of 32 of q4_0 / q8_0.
+int64_t group_size_of(const LinearScheme& scheme);
+// Whether the group size is a choice (8da4w, int4wo) rather than fixed by the format (q4_0, q8_0).
+bool takes_group_size(const LinearScheme& scheme);
 
 // Throws naming `fqn` when the scheme's group size is not allowed or does not divide in_features.
 void check_scheme_fits(const LinearScheme& scheme, int64_t in_features, std::string_view fqn);

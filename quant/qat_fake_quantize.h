@@ -1,5 +1,5 @@
 #pragma once
-// The differentiable fake-quantize op of QAT (NUMERICS.md §2): forward through Backend::fake_quantize,
+// The differentiable fake-quantize op of QAT (docs/numerics.md §2): forward through Backend::fake_quantize,
 // backward the straight-through estimator with the clamp mask (no gradient reaches the qparams).
 #include "engine/numerics/intx_quant.h"
 #include "engine/tensor.h"

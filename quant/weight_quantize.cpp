@@ -8,6 +8,7 @@
 #include "quant/frozen_nf4_linear.h"
 #include "quant/int4_weight_only_linear.h"
 #include "quant/int8_dyn_act_int4_weight_linear.h"
+#include "quant/nf4_tensor.h"
 #include "quant/qat_fake_quantize.h"
 
 namespace qtune::quant {
@@ -38,24 +39,16 @@ ModulePtr dequantized_linear(const Tensor& weight, const Tensor& bias, const Lin
 }  // namespace
 
 WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size) {
-  if (name == "nf4" || name == "q4_0" || name == "q8_0") {
-    QTUNE_CHECK(!group_size, "scheme ", name, " has fixed blocks (",
-                name == "nf4" ? "64 weights, scalers per 256 blocks" : "32 weights",
-                "); --group-size applies to 8da4w and int4wo only");
-    if (name == "nf4") return NF4{};
-    return name == "q4_0" ? WeightScheme{Q4_0{}} : WeightScheme{Q8_0{}};
+  if (name == "nf4") {
+    QTUNE_CHECK(!group_size,
+                "scheme nf4 has fixed blocks (64 weights, scalers per 256 blocks); --group-size applies "
+                "to 8da4w and int4wo only");
+    return NF4{};
   }
-  if (name == "8da4w" || name == "int4wo") {
-    LinearScheme s = parse_linear_scheme(name);
-    if (group_size) {
-      std::visit(Overloaded{[&](Int8DynActInt4Weight& x) { x.group_size = *group_size; },
-                            [&](Int4WeightOnly& x) { x.group_size = *group_size; }, [](auto&) {}},
-                 s);
-      check_scheme_fits(s, *group_size, "(any)");
-    }
-    return std::visit([](const auto& x) -> WeightScheme { return x; }, s);
-  }
-  QTUNE_FAIL("unknown quantization scheme '", name, "' (valid: 8da4w, int4wo, nf4, q4_0, q8_0)");
+  QTUNE_CHECK(name == "8da4w" || name == "int4wo" || name == "q4_0" || name == "q8_0", "unknown quantization scheme '",
+              name, "' (valid: 8da4w, int4wo, nf4, q4_0, q8_0)");
+  QTUNE_CHECK(!group_size || *group_size > 0, "scheme ", name, ": a group size must be positive, got ", *group_size);
+  return std::visit([](const auto& s) -> WeightScheme { return s; }, parse_linear_scheme(name, group_size.value_or(0)));
 }
 
 std::string weight_scheme_name(const WeightScheme& scheme) {
@@ -64,6 +57,19 @@ std::string weight_scheme_name(const WeightScheme& scheme) {
                  [](const Float8Weights& s) { return "fp8 " + std::string(float8_recipe_name(s.config.recipe)); },
                  [](const auto& s) { return scheme_name(LinearScheme{s}); }},
       scheme);
+}
+
+int64_t weight_scheme_group_size(const WeightScheme& scheme) {
+  return std::visit(Overloaded{[](const NF4&) { return NF4Tensor::kBlockSize; },
+                               [](const Float8Weights&) -> int64_t {
+                                 QTUNE_FAIL("fp8 weights have per-row or per-tensor scales, not groups");
+                               },
+                               [](const auto& s) { return group_size_of(LinearScheme{s}); }},
+                    scheme);
+}
+
+bool takes_group_size(const WeightScheme& scheme) {
+  return std::holds_alternative<Int8DynActInt4Weight>(scheme) || std::holds_alternative<Int4WeightOnly>(scheme);
 }
 
 void check_weight_scheme_fits(const WeightScheme& scheme, int64_t out_features, int64_t in_features,

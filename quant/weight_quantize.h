@@ -14,9 +14,9 @@
 
 namespace qtune::quant {
 
-// NF4 with double-quantized scalers (NUMERICS.md §1): the QLoRA storage, as a frozen linear.
+// NF4 with double-quantized scalers (docs/numerics.md §1): the QLoRA storage, as a frozen linear.
 struct NF4 {};
-// e4m3 weights with the recipe's scales (NUMERICS.md §3), stored once: LoRA's float8 frozen base. A base
+// e4m3 weights with the recipe's scales (docs/numerics.md §3), stored once: LoRA's float8 frozen base. A base
 // for training, not a checkpoint format (quantized checkpoints refuse it; parse_weight_scheme has no name
 // for it).
 struct Float8Weights {
@@ -38,6 +38,11 @@ struct ModelQuantization {
 // and is an error for the fixed-block schemes. Anything else throws listing the valid names.
 WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> group_size = std::nullopt);
 std::string weight_scheme_name(const WeightScheme& scheme);
+// Weights per scale: the group of 8da4w / int4wo, the block of q4_0 / q8_0 (32) and of NF4 (64). fp8 has
+// per-row or per-tensor scales, no groups (an Error).
+int64_t weight_scheme_group_size(const WeightScheme& scheme);
+// Whether the group size is a choice (8da4w, int4wo) rather than fixed by the format.
+bool takes_group_size(const WeightScheme& scheme);
 
 // Throws naming `fqn` and the rule when a linear of these dims cannot take the scheme: a group size that
 // does not divide in_features; for fp8, dims that are not multiples of 16. NF4 takes any shape.

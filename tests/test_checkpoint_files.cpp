@@ -110,7 +110,12 @@ TEST_CASE("index errors name the index file and the tensor") {
   CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("index.json: not valid JSON"), Error);
 
   write_file_atomic(index, R"({"metadata": {}})");
-  CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("\"weight_map\""), Error);
+  CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()),
+                       doctest::Contains(("weight_map in " + index + " is missing").c_str()), Error);
+  write_file_atomic(index, R"({"weight_map": {"x": 3}})");
+  CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()),
+                       doctest::Contains(("weight_map[\"x\"] in " + index + " must be a string, got number 3").c_str()),
+                       Error);
 }
 
 TEST_CASE("a directory without weights, or no directory at all") {

@@ -11,11 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/data_loader.h"
+#include "data/data_loader.h"
 #include "tests/scratch_files.h"
 
 using namespace qtune;
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

@@ -1,7 +1,9 @@
 // Asking for a CUDA device that is not there fails loudly with a message naming the device; it never
-// falls back to the CPU. Runs on every machine and in builds with or without the CUDA backend.
+// falls back to the CPU. Runs on every machine and in builds with or without the CUDA backend. The
+// backends reach the engine through its registry (engine/backend_registry.h).
 #include "engine/allocator.h"
 #include "engine/backend.h"
+#include "engine/backend_registry.h"
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -44,4 +46,23 @@ TEST_CASE("a CUDA device that is not there gives a clear error") {
     CHECK_THROWS_WITH_AS(Tensor::empty({4}, DType::f32, Device::cuda(missing)), doctest::Contains("CUDA device(s)"),
                          Error);
   }
+}
+
+TEST_CASE("the CPU backend registers itself; the registry takes one backend per device type") {
+  // Nothing in this test names cpu/: the backend got here through its own registration (and, in a static
+  // build, the linker option qtune::qtune carries).
+  CHECK(device_count(DeviceType::cpu) == 1);
+  Backend& cpu = backend_for(Device::cpu());
+  CHECK(cpu.name() == "cpu");
+  CHECK(&backend_for(Device::cpu()) == &cpu);
+  CHECK(device_count(DeviceType::cuda) == cuda_device_count());
+  CHECK_THROWS_WITH_AS(backend_for(Device{DeviceType::cpu, 1}), doctest::Contains("device cpu:1 does not exist"),
+                       Error);
+  const BackendProvider another{[] { return 1; }, [](int) -> Backend& { return backend_for(Device::cpu()); }};
+  CHECK_THROWS_WITH_AS(register_backend(DeviceType::cpu, another),
+                       doctest::Contains("two backends are linked for device type cpu"), Error);
+  CHECK_THROWS_WITH_AS(register_backend(DeviceType::cpu, {nullptr, nullptr}),
+                       doctest::Contains("a provider needs both device_count and backend"), Error);
+  // The failed registrations left the first one in place.
+  CHECK(&backend_for(Device::cpu()) == &cpu);
 }

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "models/eval_data.h"
+#include "data/eval_data.h"
 #include "models/evaluate.h"
 #include "models/hf_checkpoint.h"
 #include "tests/llama_fixtures.h"
@@ -16,6 +16,7 @@
 
 using namespace qtune;
 using namespace qtune::models;
+using namespace qtune::data;
 using nlohmann::json;
 
 namespace {

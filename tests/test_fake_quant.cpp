@@ -1,4 +1,4 @@
-// QAT fake quantization (NUMERICS.md §2): engine/numerics/intx_quant.h, Backend::fake_quantize and
+// QAT fake quantization (docs/numerics.md §2): engine/numerics/intx_quant.h, Backend::fake_quantize and
 // quant::fake_quantize against torchao 0.18 / ggml goldens (tools/goldens/gen_qat.py), bit for bit.
 #include <doctest/doctest.h>
 
@@ -85,7 +85,7 @@ void check_intx_case(const std::string& name, DType dtype, const FakeQuantSpec& 
     CHECK(p.zero_point == golden_zp[g]);
   }
 
-  // STE mask: NUMERICS.md takes qmin <= code <= qmax (inclusive). torch 2.15's clamp passes no gradient AT
+  // STE mask: docs/numerics.md takes qmin <= code <= qmax (inclusive). torch 2.15's clamp passes no gradient AT
   // the bounds (its backward is exclusive), so the golden differs exactly where the code lands on a bound.
   const std::vector<double> q = unclamped_codes(x, c, group);
   const std::vector<int64_t> golden_mask = c.at("mask").to_vector<int64_t>(), ours = mask.to_vector<int64_t>();

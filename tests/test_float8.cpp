@@ -1,4 +1,4 @@
-// Float8 training (NUMERICS.md §3): the scales and fp8 operands of each recipe against torchao 0.18.0
+// Float8 training (docs/numerics.md §3): the scales and fp8 operands of each recipe against torchao 0.18.0
 // (tests/golden/float8.json, tools/goldens/gen_float8.py), the three GEMMs against an exact f64
 // reference within the bound the formats' precision gives, and the conversion pass.
 #include <algorithm>

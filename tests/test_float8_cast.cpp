@@ -1,4 +1,4 @@
-// The fp8 casts and scales of NUMERICS.md §3 from first principles, beyond test_numerics.cpp's torch
+// The fp8 casts and scales of docs/numerics.md §3 from first principles, beyond test_numerics.cpp's torch
 // goldens: every tie and near-tie between adjacent codes in f64 (where an f32 detour would round
 // twice), saturation just above max, the subnormal range, and the scale rule of fp8_scale_of.
 #include <doctest/doctest.h>

@@ -158,7 +158,7 @@ TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest 
 }
 
 TEST_CASE("bf16 gemm widens large operands to f32 a block at a time") {
-  // Each shape makes an operand far larger than the staging tiles of ops/cpu/cpu_gemm.cpp: op(b) [k, n],
+  // Each shape makes an operand far larger than the staging tiles of cpu/cpu_gemm.cpp: op(b) [k, n],
   // then op(a) [m, k], then c [m, n] (with k = 3 the operands are tiny but C is not), then both operands
   // through a long K (a vocabulary-sized reduction, accumulated over K tiles).
   struct Dims {

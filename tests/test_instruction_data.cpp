@@ -9,11 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/instruction_data.h"
-#include "models/tokenizer.h"
+#include "data/instruction_data.h"
+#include "data/tokenizer.h"
 #include "tests/scratch_files.h"
 
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

@@ -272,3 +272,11 @@ TEST_CASE("Module::to(DType) casts in place and keeps tensor identity") {
   ops::sum(out).backward();
   CHECK(w.grad().dtype() == DType::bf16);
 }
+
+TEST_CASE("split_name: a dotted module name at its last dot") {
+  CHECK(split_name("model.layers.0.mlp.up_proj").parent == "model.layers.0.mlp");
+  CHECK(split_name("model.layers.0.mlp.up_proj").leaf == "up_proj");
+  CHECK(split_name("lm_head").parent.empty());
+  CHECK(split_name("lm_head").leaf == "lm_head");
+  CHECK(split_name("").leaf.empty());
+}

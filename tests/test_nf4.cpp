@@ -39,7 +39,7 @@ std::vector<uint8_t> bytes_of(const Tensor& t) {
     CHECK_MESSAGE(bytes_of(actual) == bytes_of(expected), #actual " differs from torchao's " #expected); \
   } while (0)
 
-// The plain reference: NUMERICS.md §1 element by element over numerics/nf4.h, with qtune's padding (the
+// The plain reference: docs/numerics.md §1 element by element over numerics/nf4.h, with qtune's padding (the
 // last block padded with zeros; mean and max|s| over the real blocks). Small sizes only: the mean is one
 // f64 sum in order, which equals the kernels' chunked order below kNF4MeanChunk blocks.
 template <class D>

@@ -65,7 +65,7 @@ void check_casts(const nlohmann::json& table) {
       CAPTURE(i);
       CAPTURE(in_bits[k]);
       const bool nan = std::isnan(v);
-      // torch writes one canonical NaN; NUMERICS.md only asks that NaN stays a (quiet) NaN.
+      // torch writes one canonical NaN; docs/numerics.md only asks that NaN stays a (quiet) NaN.
       if (nan) {
         CHECK(is_quiet_nan_bf16(f32_to_bf16_bits(v)));
         CHECK(is_quiet_nan_bf16(pb[i].bits));
@@ -164,7 +164,7 @@ TEST_CASE("f32 -> bf16/f16/fp8 on random values across exponent ranges match tor
   check_casts(golden().at("random"));
 }
 
-TEST_CASE("fp8 saturation, -0.0 and infinities as NUMERICS.md §3 specifies") {
+TEST_CASE("fp8 saturation, -0.0 and infinities as docs/numerics.md §3 specifies") {
   // Independent of torch: the spec's own statements.
   CHECK(e4m3_to_f32(f32_to_e4m3(INFINITY)) == 448.0f);
   CHECK(e4m3_to_f32(f32_to_e4m3(-INFINITY)) == -448.0f);

@@ -240,13 +240,15 @@ TEST_CASE("broken quantized checkpoints fail naming the file, the tensor, the la
     write_8da4w(d);
     edit_config(d, [](auto& q) { q["scheme"] = "int3"; });
     const std::string err = error_of([&] { models::load_model(d); });
-    CHECK(err.find(d + "/config.json: quantization_config: unknown quantization scheme 'int3'") != std::string::npos);
+    CHECK(err.find("quantization_config.scheme in " + d + "/config.json: unknown quantization scheme 'int3'") !=
+          std::string::npos);
   }
   SUBCASE("unknown format version") {
     write_8da4w(d);
     edit_config(d, [](auto& q) { q["format_version"] = 2; });
-    CHECK(error_of([&] { models::load_model(d); }).find("format_version is 2; this qtune reads format version 1") !=
-          std::string::npos);
+    CHECK(error_of([&] { models::load_model(d); })
+              .find("quantization_config.format_version in " + d +
+                    "/config.json is 2; this qtune reads format version 1") != std::string::npos);
   }
   SUBCASE("a group size that does not divide in_features") {
     write_8da4w(d);
@@ -260,7 +262,31 @@ TEST_CASE("broken quantized checkpoints fail naming the file, the tensor, the la
     models::quantize_llama(*model, scheme("q8_0", false));
     models::save_quantized_llama(*model, scheme("q8_0", false), d);
     edit_config(d, [](auto& q) { q["group_size"] = 64; });
-    CHECK(error_of([&] { models::load_model(d); }).find("group_size is 64 but scheme q8_0 has fixed blocks of 32") !=
-          std::string::npos);
+    CHECK(error_of([&] { models::load_model(d); })
+              .find("quantization_config.group_size in " + d +
+                    "/config.json is 64 but scheme q8_0 has fixed blocks of 32") != std::string::npos);
+  }
+}
+
+TEST_CASE("quantized_part: the modules a whole-model quantization touches") {
+  using models::QuantizedPart;
+  const quant::ModelQuantization plain{quant::NF4{}};
+  const quant::ModelQuantization all{quant::Q8_0{}, quant::EmbeddingInt4{32}, true};
+  for (const char* projection :
+       {"model.layers.0.self_attn.q_proj", "model.layers.3.self_attn.k_proj", "model.layers.1.self_attn.v_proj",
+        "model.layers.1.self_attn.o_proj", "model.layers.11.mlp.gate_proj", "model.layers.0.mlp.up_proj",
+        "model.layers.0.mlp.down_proj"}) {
+    CAPTURE(projection);
+    CHECK(models::quantized_part(plain, projection) == QuantizedPart::linear);
+    CHECK(models::quantized_part(all, projection) == QuantizedPart::linear);
+  }
+  CHECK(models::quantized_part(plain, "lm_head") == QuantizedPart::none);
+  CHECK(models::quantized_part(all, "lm_head") == QuantizedPart::linear);
+  CHECK(models::quantized_part(plain, "model.embed_tokens") == QuantizedPart::none);
+  CHECK(models::quantized_part(all, "model.embed_tokens") == QuantizedPart::embedding);
+  for (const char* other : {"model.norm", "model.layers.0.input_layernorm", "model.layers.0.self_attn",
+                            "model.layers.0.mlp", "q_proj", "model.layers.0.self_attn.q_proj.lora_a"}) {
+    CAPTURE(other);
+    CHECK(models::quantized_part(all, other) == QuantizedPart::none);
   }
 }

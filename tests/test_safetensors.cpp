@@ -1,4 +1,4 @@
-// The strict safetensors reader: one test per rejection rule of NUMERICS.md §8, and the writer.
+// The strict safetensors reader: one test per rejection rule of docs/numerics.md §8, and the writer.
 #include <doctest/doctest.h>
 
 #include <unistd.h>

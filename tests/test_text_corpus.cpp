@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "models/text_corpus.h"
-#include "models/tokenizer.h"
+#include "data/text_corpus.h"
+#include "data/tokenizer.h"
 #include "tests/scratch_files.h"
 
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

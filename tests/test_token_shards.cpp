@@ -1,5 +1,5 @@
 // Token shards: round trips in both widths, the writer's checks, and one test per rejection rule of the
-// reader (models/token_shards.h), each naming the file.
+// reader (data/token_shards.h), each naming the file.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "models/token_shard_header.h"
-#include "models/token_shards.h"
+#include "data/token_shard_header.h"
+#include "data/token_shards.h"
 #include "tests/scratch_files.h"
 
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

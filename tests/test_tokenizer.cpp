@@ -12,14 +12,14 @@
 
 #include <unistd.h>
 
+#include "data/tokenizer.h"
 #include "engine/check.h"
-#include "models/tokenizer.h"
 #include "tests/scratch_files.h"
 #include "tests/tokenizer_goldens.h"
 
 namespace fs = std::filesystem;
 using qtune::Error;
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

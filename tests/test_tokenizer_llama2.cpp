@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <string>
 
-#include "models/tokenizer.h"
+#include "data/tokenizer.h"
 #include "tests/tokenizer_goldens.h"
 
-using namespace qtune::models;
+using namespace qtune::data;
 using namespace qtune::testing;
 
 namespace {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "ops/cpu/vec_exp.h"
+#include "cpu/vec_exp.h"
 #include "tests/testing.h"
 
 using qtune::cpu::vec_exp;

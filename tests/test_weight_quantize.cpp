@@ -45,7 +45,8 @@ TEST_CASE("parse_weight_scheme: names, group sizes, and errors listing the valid
   CHECK_THROWS_WITH(quant::parse_weight_scheme("int3"),
                     doctest::Contains("unknown quantization scheme 'int3' (valid: 8da4w, int4wo, nf4, q4_0, q8_0)"));
   CHECK_THROWS_WITH(quant::parse_weight_scheme("q4_0", 64),
-                    doctest::Contains("--group-size applies to 8da4w and int4wo"));
+                    doctest::Contains("q4_0 has fixed blocks of 32 weights; a group size (--group-size, "
+                                      "quant.group_size) applies to 8da4w and int4wo only, got 64"));
   CHECK_THROWS_WITH(quant::parse_weight_scheme("8da4w", 48), doctest::Contains("group size 48 is not supported"));
   CHECK_THROWS_WITH(
       quant::check_weight_scheme_fits(quant::parse_weight_scheme("int4wo", 64), 8, 96, "layers.0.mlp.up_proj"),

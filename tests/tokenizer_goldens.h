@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/tokenizer.h"
+#include "data/tokenizer.h"
 
 namespace qtune::testing {
 
@@ -34,7 +34,7 @@ inline std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int
 // Every sample through encode (plain, +bos, +eos, both) and decode; `bos_key` names the golden ids with the
 // reference's own bos handling: "ids_bos_eos" (sentencepiece's add_bos/add_eos) or "ids_bos" (the
 // `tokenizers` post-processor, which adds bos only).
-inline void check_tokenizer_goldens(const models::Tokenizer& tok, const nlohmann::json& section,
+inline void check_tokenizer_goldens(const data::Tokenizer& tok, const nlohmann::json& section,
                                     const nlohmann::json& samples) {
   CHECK(tok.vocab_size() == section.at("vocab_size").get<int64_t>());
   const auto golden_id = [&](const char* key) -> std::optional<int32_t> {
@@ -92,7 +92,7 @@ inline void check_tokenizer_goldens(const models::Tokenizer& tok, const nlohmann
 
 // Streaming every sample's ids, one at a time, gives back decode(ids) piece by piece; with part of the
 // ids as the prompt, the pieces add up to what the rest adds to the prompt's text.
-inline void check_stream_decoder(const models::Tokenizer& tok, const nlohmann::json& samples) {
+inline void check_stream_decoder(const data::Tokenizer& tok, const nlohmann::json& samples) {
   for (const auto& sample : samples) {
     const std::string text = sample.at("text").get<std::string>();
     CAPTURE(sample.at("name").get<std::string>());
@@ -100,7 +100,7 @@ inline void check_stream_decoder(const models::Tokenizer& tok, const nlohmann::j
     for (size_t prompt = 0; prompt <= ids.size(); ++prompt) {
       CAPTURE(prompt);
       const std::vector<int32_t> head(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(prompt));
-      models::StreamDecoder stream(tok, head);
+      data::StreamDecoder stream(tok, head);
       std::string streamed;
       for (size_t i = prompt; i < ids.size(); ++i) streamed += stream.push(ids[i]);
       streamed += stream.finish();

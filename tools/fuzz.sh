@@ -16,7 +16,7 @@ mkdir -p "$work"
 # Each target lists the library sources it needs; they must not drag in the rest of the engine.
 declare -A sources=(
   [fuzz_safetensors]="engine/io/safetensors_header.cpp engine/check.cpp"
-  [fuzz_token_shard]="models/token_shard_header.cpp engine/check.cpp"
+  [fuzz_token_shard]="data/token_shard_header.cpp engine/check.cpp"
 )
 
 status=0

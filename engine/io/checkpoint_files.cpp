@@ -7,10 +7,9 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_reader.h"
 
 namespace fs = std::filesystem;
 
@@ -37,16 +36,6 @@ bool is_shard_name(std::string_view name) {
   return true;
 }
 
-nlohmann::json read_json(const std::string& path) {
-  std::ifstream in(path);
-  QTUNE_CHECK(in.good(), path, ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    QTUNE_FAIL(path, ": not valid JSON (", e.what(), ")");
-  }
-}
-
 }  // namespace
 
 CheckpointFiles CheckpointFiles::open(const std::string& dir) {
@@ -56,14 +45,12 @@ CheckpointFiles CheckpointFiles::open(const std::string& dir) {
   const fs::path single_path = fs::path(dir) / kSingleFile;
   if (fs::exists(index_path)) {
     const std::string index_label = index_path.string();
-    const nlohmann::json index = read_json(index_label);
-    QTUNE_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), index_label,
-                ": must be an object with a \"weight_map\" object");
+    const Json index = read_json_file(index_label);
+    const JsonFields weight_map = JsonFields(index, index_label).object("weight_map");
     std::map<std::string, size_t> shard_of_file;
     std::map<std::string, std::string> listed;  // tensor -> shard file
-    for (const auto& [tensor, file] : index["weight_map"].items()) {
-      QTUNE_CHECK(file.is_string(), index_label, ": weight_map[\"", tensor, "\"] must be a file name");
-      const std::string name = file.get<std::string>();
+    for (const auto& [tensor, file] : weight_map.json().items()) {
+      const std::string name = json_string(file, "weight_map[\"" + tensor + "\"]", index_label);
       // Only plain names of files beside the index: never a path that leaves the directory.
       QTUNE_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..", index_label,
                   ": weight_map[\"", tensor, "\"] names \"", name, "\", not a file in ", dir);
@@ -156,7 +143,7 @@ void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<s
     save_safetensors((fs::path(dir) / kSingleFile).string(), shards[0], metadata);
     written.insert(kSingleFile);
   } else {
-    nlohmann::json weight_map = nlohmann::json::object();
+    Json weight_map = Json::object();
     uint64_t total = 0;
     for (size_t i = 0; i < shards.size(); ++i) {
       const std::string name = shard_name(i, shards.size());
@@ -167,7 +154,7 @@ void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<s
         total += t.nbytes();
       }
     }
-    const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    const Json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     write_file_atomic((fs::path(dir) / kIndexFile).string(), index.dump(2) + "\n");
     written.insert(kIndexFile);
   }

@@ -1,5 +1,5 @@
 #pragma once
-// safetensors files (NUMERICS.md §8): a u64 little-endian header length N, N bytes of UTF-8 JSON
+// safetensors files (docs/numerics.md §8): a u64 little-endian header length N, N bytes of UTF-8 JSON
 // {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data.
 // Reading memory-maps the file and validates it whole (safetensors_header.h) before any tensor is touched.
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-// Validation of a safetensors image (NUMERICS.md §8) without touching tensors: the part of the reader
+// Validation of a safetensors image (docs/numerics.md §8) without touching tensors: the part of the reader
 // that sees untrusted bytes, kept free of the rest of the engine so the fuzz target can build it alone.
 #include <cstddef>
 #include <cstdint>

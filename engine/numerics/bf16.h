@@ -1,5 +1,5 @@
 #pragma once
-// bfloat16 <-> f32 (NUMERICS.md §6): round to nearest even on the upper 16 bits; NaN stays a quiet NaN.
+// bfloat16 <-> f32 (docs/numerics.md §6): round to nearest even on the upper 16 bits; NaN stays a quiet NaN.
 #include "engine/numerics/hd.h"
 
 namespace qtune::numerics {

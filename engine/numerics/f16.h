@@ -1,5 +1,5 @@
 #pragma once
-// IEEE binary16 <-> f32 (NUMERICS.md §6): round to nearest even, with subnormals; overflow gives inf.
+// IEEE binary16 <-> f32 (docs/numerics.md §6): round to nearest even, with subnormals; overflow gives inf.
 #include "engine/numerics/hd.h"
 
 namespace qtune::numerics {

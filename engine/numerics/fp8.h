@@ -1,5 +1,5 @@
 #pragma once
-// float8 formats (NUMERICS.md §3). e4m3 is the "fn" variant: no infinities, max 448, NaN = S.1111.111.
+// float8 formats (docs/numerics.md §3). e4m3 is the "fn" variant: no infinities, max 448, NaN = S.1111.111.
 // e5m2 is IEEE-like with max 57344. Casting to fp8 rounds to nearest even after clamping to +-max, so
 // infinities saturate; NaN stays NaN.
 #include <cmath>

@@ -1,5 +1,5 @@
 #pragma once
-// The dynamic float8 scale of NUMERICS.md §3, shared by the CPU and CUDA kernels so both compute the
+// The dynamic float8 scale of docs/numerics.md §3, shared by the CPU and CUDA kernels so both compute the
 // same bits.
 #include <cmath>
 

@@ -1,15 +1,15 @@
 #pragma once
-// Integer fake quantization (NUMERICS.md §2): the scalar reference of every QAT scheme. The CPU kernels,
+// Integer fake quantization (docs/numerics.md §2): the scalar reference of every QAT scheme. The CPU kernels,
 // the CUDA kernels, the converted modules and the tests all call these, so one definition fixes the bits.
 //
-// Template parameter T is the storage type of the quantized tensor (D in NUMERICS.md): qparams are chosen
+// Template parameter T is the storage type of the quantized tensor (D in docs/numerics.md): qparams are chosen
 // in D (each intermediate rounded to D, as torchao computes them on a D tensor), codes in acc_t<T>.
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 
 #include "engine/numerics/element.h"
-#include "engine/numerics/f16.h"
+#include "engine/numerics/ggml_blocks.h"
 #include "engine/numerics/hd.h"
 
 namespace qtune::numerics {
@@ -147,41 +147,6 @@ QTUNE_HD A int4wo_dequant(int32_t q, const Int4WoParams<A>& p) {
   return A(q - 8) * p.scale + p.zero;
 }
 
-// ---- llama.cpp Q4_0 / Q8_0 (ggml's quantize_row_q{4,8}_0_ref), f32 math -----------------------------
-struct GgmlBlockScale {
-  float d;          // the unrounded scale the codes are computed with
-  float inv;        // 1 / d (0 for an all-zero block)
-  uint16_t d_f16;   // the stored scale
-  float d_rounded;  // fp16(d) as f32: what dequantization multiplies by
-};
-
-QTUNE_HD GgmlBlockScale ggml_block_scale(float d) {
-  const uint16_t h = f32_to_f16_bits(d);
-  return {d, d != 0.0f ? 1.0f / d : 0.0f, h, f16_bits_to_f32(h)};
-}
-
-// q4_0: `signed_absmax` is the element of largest |x| (the first one on ties), with its sign.
-QTUNE_HD GgmlBlockScale q4_0_scale(float signed_absmax) { return ggml_block_scale(signed_absmax / -8.0f); }
-
-QTUNE_HD float q4_0_unclamped(float x, const GgmlBlockScale& s) { return x * s.inv + 8.5f; }
-
-// Truncation toward zero (the int8 cast), then min(15, .): codes 0..15, dequantized as code - 8.
-QTUNE_HD int32_t q4_0_code(float x, const GgmlBlockScale& s) {
-  const int32_t q = static_cast<int8_t>(q4_0_unclamped(x, s));
-  return q < 15 ? q : 15;
-}
-
-QTUNE_HD bool q4_0_ste_pass(float x, const GgmlBlockScale& s) { return q4_0_unclamped(x, s) < 16.0f; }
-
-QTUNE_HD float q4_0_dequant(int32_t q, const GgmlBlockScale& s) { return static_cast<float>(q - 8) * s.d_rounded; }
-
-QTUNE_HD GgmlBlockScale q8_0_scale(float absmax) { return ggml_block_scale(absmax / 127.0f); }
-
-// roundf: half away from zero. |x * inv| <= 127 up to rounding, so no clamp is needed.
-QTUNE_HD int32_t q8_0_code(float x, const GgmlBlockScale& s) { return static_cast<int32_t>(roundf(x * s.inv)); }
-
-QTUNE_HD float q8_0_dequant(int32_t q, const GgmlBlockScale& s) { return static_cast<float>(q) * s.d_rounded; }
-
 // ---- int4 nibble packing ----------------------------------------------------------------------------
 // Two 4-bit codes per byte: element 2i in the LOW nibble, 2i+1 in the high nibble. Codes are unsigned
 // 0..15 (a signed int4 code q is stored as q + 8).
@@ -194,22 +159,18 @@ QTUNE_HD int32_t high_nibble(uint8_t b) { return b >> 4; }
 // ---- one whole group ------------------------------------------------------------------------------
 template <class A>
 struct GroupExtremes {
-  A min, max, amax, signed_amax;  // signed_amax: the first element of largest magnitude, with its sign
+  A min, max;
 };
 
 template <class T>
 QTUNE_HD GroupExtremes<acc_t<T>> group_extremes(const T* x, int64_t n) {
   using A = acc_t<T>;
   const A first = load(x);
-  GroupExtremes<A> e{first, first, first < A(0) ? -first : first, first};
+  GroupExtremes<A> e{first, first};
   for (int64_t i = 1; i < n; ++i) {
-    const A v = load(x + i), a = v < A(0) ? -v : v;
+    const A v = load(x + i);
     e.min = v < e.min ? v : e.min;
     e.max = v > e.max ? v : e.max;
-    if (a > e.amax) {  // strictly greater: the first of equal magnitudes wins
-      e.amax = a;
-      e.signed_amax = v;
-    }
   }
   return e;
 }
@@ -232,6 +193,31 @@ template <class T>
 QTUNE_HD QParams<acc_t<T>> intx_group_qparams(const T* x, int64_t n, const FakeQuantSpec& spec) {
   const GroupExtremes<acc_t<T>> e = group_extremes(x, n);
   return intx_qparams<T>(e.min, e.max, spec);
+}
+
+// q4_0 / q8_0 fake quantization of one block of kGgmlBlock elements: through ggml's block codec
+// (ggml_blocks.h) and back, so the values are exactly those a GGUF file of the weights dequantizes to. The
+// STE mask: q4_0 clamps the largest positive codes (where x * (1/d) + 8.5 reaches 16); q8_0 never clamps.
+template <class T>
+QTUNE_HD void fake_quantize_ggml_block(const T* x, bool q4, T* out, uint8_t* mask) {
+  float v[kGgmlBlock], back[kGgmlBlock];
+  for (int64_t j = 0; j < kGgmlBlock; ++j) v[j] = static_cast<float>(load(x + j));
+  if (q4) {
+    BlockQ4_0 block;
+    quantize_block_q4_0(v, block);
+    dequantize_block_q4_0(block, back);
+    if (mask) {
+      const GgmlBlockScale s = q4_0_scale(ggml_signed_absmax(v));
+      for (int64_t j = 0; j < kGgmlBlock; ++j) mask[j] = q4_0_ste_pass(v[j], s);
+    }
+  } else {
+    BlockQ8_0 block;
+    quantize_block_q8_0(v, block);
+    dequantize_block_q8_0(block, back);
+    if (mask)
+      for (int64_t j = 0; j < kGgmlBlock; ++j) mask[j] = 1;
+  }
+  for (int64_t j = 0; j < kGgmlBlock; ++j) store(out + j, back[j]);
 }
 
 // Fake quantizes x[0..n) (one group) into out (D) and writes the STE mask (1: the gradient passes).
@@ -260,23 +246,11 @@ QTUNE_HD void fake_quantize_group(const T* x, int64_t n, const FakeQuantSpec& sp
       }
       return;
     }
-    case FakeQuantKind::q4_0: {
-      const GgmlBlockScale s = q4_0_scale(static_cast<float>(group_extremes(x, n).signed_amax));
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = static_cast<float>(load(x + i));
-        if (mask) mask[i] = q4_0_ste_pass(v, s);
-        store(out + i, q4_0_dequant(q4_0_code(v, s), s));
-      }
+    case FakeQuantKind::q4_0:
+    case FakeQuantKind::q8_0:
+      for (int64_t b = 0; b < n; b += kGgmlBlock)
+        fake_quantize_ggml_block(x + b, spec.kind == FakeQuantKind::q4_0, out + b, mask ? mask + b : nullptr);
       return;
-    }
-    case FakeQuantKind::q8_0: {
-      const GgmlBlockScale s = q8_0_scale(static_cast<float>(group_extremes(x, n).amax));
-      for (int64_t i = 0; i < n; ++i) {
-        if (mask) mask[i] = 1;
-        store(out + i, q8_0_dequant(q8_0_code(static_cast<float>(load(x + i)), s), s));
-      }
-      return;
-    }
   }
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// NF4 (QLoRA storage) as torchao's to_nf4 computes it (NUMERICS.md §1). D is the dtype of the weight
+// NF4 (QLoRA storage) as torchao's to_nf4 computes it (docs/numerics.md §1). D is the dtype of the weight
 // being quantized, float or bf16_t; every step that torchao runs in D is computed in f32 and rounded to
 // D, which is what a bf16 tensor op does. Values are passed around as floats that hold D values.
 #include <cmath>

@@ -7,11 +7,11 @@
 #include <cstdlib>
 #include <span>
 
+#include "data/token_shard_header.h"
 #include "engine/check.h"
-#include "models/token_shard_header.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace qtune::models;
+  using namespace qtune::data;
   const std::span<const std::byte> head(reinterpret_cast<const std::byte*>(data),
                                         std::min(size, kTokenShardHeaderBytes));
   try {

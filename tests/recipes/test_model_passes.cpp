@@ -132,16 +132,18 @@ TEST_CASE("quant and fp8 keys: checked names, and combinations that cannot work"
     return testing::error_of([&] { tiny_run("unused", overrides); });
   };
   CHECK(error({"quant.scheme=int3", "recipe=qat"})
-            .find("quant.scheme in tiny_run with its overrides must be one of "
-                  "8da4w | int4wo | q4_0 | q8_0") != std::string::npos);
+            .find("quant.scheme in override 'quant.scheme=int3': unknown QAT scheme 'int3' (valid: 8da4w, int4wo, "
+                  "q4_0, q8_0)") != std::string::npos);
   CHECK(error({"quant.scheme=int4wo"}).find("configures the qat and qat_lora recipes; this config's recipe is full") !=
         std::string::npos);
-  CHECK(error({"recipe=qat", "quant.group_size=48"}).find("must be 32, 64, 128 or 256") != std::string::npos);
+  CHECK(error({"recipe=qat", "quant.group_size=48"})
+            .find("quant.group_size in tiny_run with its overrides: QAT scheme 8da4w: group size 48 is not supported "
+                  "(use 32, 64, 128 or 256)") != std::string::npos);
   CHECK(error({"recipe=qat", "quant.scheme=q4_0", "quant.group_size=64"}).find("q4_0 has fixed blocks of 32") !=
         std::string::npos);
   CHECK(error({"fp8.recipe=colwise"})
-            .find("fp8.recipe in tiny_run with its overrides must be one of tensorwise | "
-                  "rowwise | rowwise_with_gw_hp") != std::string::npos);
+            .find("fp8.recipe in override 'fp8.recipe=colwise': float8: unknown recipe 'colwise' (valid: tensorwise, "
+                  "rowwise, rowwise_with_gw_hp)") != std::string::npos);
   CHECK(error({"recipe=qat", "fp8.recipe=rowwise"}).find("float8 training and QAT (recipe qat) do not combine") !=
         std::string::npos);
   CHECK(error({"lora.rank=4"})
@@ -243,7 +245,7 @@ TEST_CASE("recipe qlora: NF4 frozen projections under the adapters, resumable") 
       tiny_run(dir.str("b"), lora_run("qlora", base, {"train.steps=4", "train.save_every=2", "train.resume=true"})));
   CHECK(losses(dir.str("b")) == l);
 
-  // With an adapter on the head, the head is NF4 under it too (NUMERICS.md §4).
+  // With an adapter on the head, the head is NF4 under it too (docs/numerics.md §4).
   const TrainResult h = run_with_passes(
       tiny_run(dir.str("head"), lora_run("qlora", base, {"train.steps=2", "lora.targets=[\"q_proj\",\"lm_head\"]"})));
   CHECK(count_lora_bases<quant::FrozenNF4Linear>(*h.model) == 3);

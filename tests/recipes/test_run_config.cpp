@@ -9,10 +9,12 @@
 
 #include "engine/check.h"
 #include "llama_fixtures.h"
+#include "scratch_files.h"
 #include "tools/recipes/resume_check.h"
 #include "tools/recipes/run_config.h"
 
 using namespace qtune;
+using testing::error_of;
 using namespace qtune::recipes;
 namespace fs = std::filesystem;
 
@@ -27,15 +29,6 @@ const char* const kInline = R"({
   "optim": {"lr": 0.01, "betas": [0.8, 0.9]},
   "train": {"steps": 5, "seed": 7}
 })";
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 void write(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
@@ -57,7 +50,9 @@ TEST_CASE("a config file sets every section; unset keys keep their defaults") {
   CHECK(c.train.steps == 5);
   CHECK(c.train.seed == 7);
   // Defaults from run_config.h.
-  CHECK(c.recipe == "full");
+  CHECK(c.recipe == Recipe::full);
+  CHECK(c.quant.scheme == quant::LinearScheme{quant::Int8DynActInt4Weight{32}});
+  CHECK_FALSE(c.fp8.recipe.has_value());
   CHECK(c.optim.name == "adamw");
   CHECK(c.schedule.name == "cosine");
   CHECK(c.train.grad_accum == 1);
@@ -111,6 +106,9 @@ TEST_CASE("wrong types name the key and the expected type") {
           parse_run_config(R"({"train": {"resume": 1}})", "my.json");
         }).find("train.resume in my.json must be true or false") != std::string::npos);
   CHECK(error_of([] {
+          parse_run_config(R"({"quant": {"scheme": 4}})", "my.json");
+        }).find("quant.scheme in my.json must be a string, got number 4") != std::string::npos);
+  CHECK(error_of([] {
           parse_run_config(R"({"train": {"seed": -1}})", "my.json");
         }).find("train.seed in my.json must be a non-negative integer") != std::string::npos);
   CHECK(error_of([] { parse_run_config(R"({"optim": 3})", "my.json"); }).find("optim in my.json must be an object") !=
@@ -146,8 +144,66 @@ TEST_CASE("values are checked after the overrides") {
   fails_with({"train.grad_accum=0"}, "train.grad_accum");
   fails_with({"train.keep_checkpoints=0"}, "train.keep_checkpoints");
   fails_with({"device=tpu"}, "device in my.json with its overrides: bad device 'tpu'");
-  fails_with({"recipe=lorax"}, "recipe in my.json with its overrides must be one of full | lora");
+  fails_with({"recipe=lorax"},
+             "recipe in override 'recipe=lorax': unknown recipe 'lorax' (recipes: full, qat, lora, qlora, qat_lora)");
   CHECK(parse_run_config(kInline, "my.json", {"train.steps=0", "train.epochs=0.5"}).train.epochs == 0.5);
+}
+
+TEST_CASE("the recipe: typed where it enters, and a config without one takes the command's") {
+  // kInline has no `recipe` key.
+  CHECK(parse_run_config(kInline, "my.json", {}, Recipe::qat).recipe == Recipe::qat);
+  CHECK(parse_run_config(kInline, "my.json", {"lora.rank=4"}, Recipe::lora).lora.rank == 4);
+  // Without a command the config's own recipe counts: full by default.
+  CHECK(parse_run_config(kInline, "my.json").recipe == Recipe::full);
+  // A `recipe` key, in the file or an override, must agree with the command.
+  const std::string with_key = std::string(R"({"recipe": "qlora",)") + std::string(kInline).substr(1);
+  CHECK(parse_run_config(with_key, "my.json", {}, Recipe::qlora).recipe == Recipe::qlora);
+  CHECK(error_of([&] {
+          parse_run_config(with_key, "my.json", {}, Recipe::lora);
+        }).find("my.json is a config for recipe qlora (its `recipe` key), not lora") != std::string::npos);
+  CHECK(error_of([] {
+          parse_run_config(kInline, "my.json", {"recipe=qat"}, Recipe::full);
+        }).find("my.json is a config for recipe qat (its `recipe` key), not full") != std::string::npos);
+  // The command's recipe decides which sections are allowed.
+  CHECK(error_of([] {
+          parse_run_config(kInline, "my.json", {"lora.rank=4"}, Recipe::qat);
+        }).find("configures the lora, qlora and qat_lora recipes; this config's recipe is qat") != std::string::npos);
+  for (const Recipe r : {Recipe::full, Recipe::qat, Recipe::lora, Recipe::qlora, Recipe::qat_lora}) {
+    CHECK(parse_recipe(recipe_name(r)) == r);
+    CHECK(parse_run_config(run_config_to_json(parse_run_config(kInline, "a.json", {}, r)), "b.json").recipe == r);
+  }
+  CHECK(trains_adapters(Recipe::qlora));
+  CHECK_FALSE(trains_adapters(Recipe::qat));
+  CHECK(fake_quantizes(Recipe::qat_lora));
+  CHECK_FALSE(fake_quantizes(Recipe::lora));
+}
+
+TEST_CASE("quant.scheme and quant.group_size become one typed scheme, in either order") {
+  const auto scheme = [](std::vector<std::string> overrides) {
+    return parse_run_config(kInline, "my.json", overrides, Recipe::qat).quant.scheme;
+  };
+  CHECK(scheme({}) == quant::LinearScheme{quant::Int8DynActInt4Weight{32}});
+  CHECK(scheme({"quant.scheme=int4wo"}) == quant::LinearScheme{quant::Int4WeightOnly{128}});
+  CHECK(scheme({"quant.group_size=64", "quant.scheme=int4wo"}) == quant::LinearScheme{quant::Int4WeightOnly{64}});
+  CHECK(scheme({"quant.scheme=int4wo", "quant.group_size=64"}) == quant::LinearScheme{quant::Int4WeightOnly{64}});
+  CHECK(scheme({"quant.scheme=q8_0"}) == quant::LinearScheme{quant::Q8_0{}});
+  const RunConfig c = parse_run_config(kInline, "my.json", {"quant.scheme=int4wo", "quant.group_size=64"}, Recipe::qat);
+  // Written back as the keys were given, and read back to the same scheme.
+  const std::string json = run_config_to_json(c);
+  CHECK(json.find(R"("scheme": "int4wo")") != std::string::npos);
+  CHECK(json.find(R"("group_size": 64)") != std::string::npos);
+  CHECK(parse_run_config(json, "back.json").quant.scheme == c.quant.scheme);
+  // A config built in code must set the scheme and its key together, or its written form would be another run.
+  RunConfig built = parse_run_config(kInline, "my.json", {}, Recipe::qat);
+  built.quant.scheme = quant::Int4WeightOnly{64};
+  CHECK(error_of([&] {
+          run_config_to_json(built);
+        }).find("quant.scheme int4wo with 64 weights per scale does not match quant.group_size 0") !=
+        std::string::npos);
+  built.quant.group_size = 64;
+  CHECK(parse_run_config(run_config_to_json(built), "back.json").quant.scheme == built.quant.scheme);
+  CHECK(parse_run_config(kInline, "my.json", {"fp8.recipe=rowwise"}).fp8.recipe == quant::Float8Recipe::rowwise);
+  CHECK(run_config_to_json(parse_run_config(kInline, "my.json")).find(R"("recipe": "")") != std::string::npos);
 }
 
 TEST_CASE("run_config_to_json round-trips") {
@@ -187,7 +243,9 @@ TEST_CASE("the shipped configs parse, each named for its recipe (alpaca_qlora.js
     if (entry.path().extension() != ".json") continue;
     CAPTURE(entry.path().string());
     const RunConfig c = load_run_config(entry.path().string());
-    CHECK(entry.path().stem().string().ends_with("_" + c.recipe));
+    std::string suffix = "_";
+    suffix.append(recipe_name(c.recipe));
+    CHECK(entry.path().stem().string().ends_with(suffix));
     ++count;
   }
   CHECK(count >= 6);

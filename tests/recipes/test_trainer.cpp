@@ -10,20 +10,22 @@
 #include <string>
 #include <vector>
 
+#include "data/data_loader.h"
+#include "data/text_corpus.h"
+#include "data/token_shards.h"
+#include "data/tokenizer.h"
 #include "engine/check.h"
 #include "engine/io/checkpoint_files.h"
 #include "llama_fixtures.h"
-#include "models/data_loader.h"
 #include "models/hf_checkpoint.h"
-#include "models/text_corpus.h"
-#include "models/token_shards.h"
-#include "models/tokenizer.h"
 #include "recipe_fixtures.h"
+#include "scratch_files.h"
 #include "tools/recipes/metrics.h"
 #include "tools/recipes/run_config.h"
 #include "tools/recipes/trainer.h"
 
 using namespace qtune;
+using testing::error_of;
 using namespace qtune::recipes;
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -31,19 +33,6 @@ using testing::kText;
 using testing::kTokenizer;
 using testing::lines_with;
 using testing::tiny_run;
-
-namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-}  // namespace
 
 TEST_CASE("a tiny Llama learns; the run directory holds metrics, checkpoints and a loadable final model") {
   testing::ScratchDir dir("trainer_learns");
@@ -88,7 +77,7 @@ TEST_CASE("a tiny Llama learns; the run directory holds metrics, checkpoints and
   // final/ is an HF directory with the trained weights.
   REQUIRE(result.final_dir == out + "/final");
   const auto loaded = models::load_llama(result.final_dir);
-  const auto tokenizer = models::load_tokenizer(result.final_dir);
+  const auto tokenizer = data::load_tokenizer(result.final_dir);
   CHECK(tokenizer->vocab_size() == 512);
   const StateDict trained = result.model->state_dict();
   for (const auto& [name, tensor] : loaded->state_dict()) {
@@ -193,9 +182,9 @@ TEST_CASE("activation checkpointing changes memory, not the numbers") {
 
 TEST_CASE("train.epochs sets the length; runs that cannot start fail before writing anything") {
   testing::ScratchDir dir("trainer_epochs");
-  const auto tokenizer = models::load_sentencepiece(kTokenizer);
+  const auto tokenizer = data::load_sentencepiece(kTokenizer);
   const int64_t batches =
-      models::DataLoader::from_tokens(models::tokenize_text_file(kText, *tokenizer), 32, 4, 3).batches_per_epoch();
+      data::DataLoader::from_tokens(data::tokenize_text_file(kText, *tokenizer), 32, 4, 3).batches_per_epoch();
   const TrainResult r = train(tiny_run(dir.str("e"), {"train.steps=0", "train.epochs=0.5", "train.grad_accum=2"}));
   CHECK(r.steps == static_cast<int64_t>(std::ceil(0.5 * double(batches) / 2.0)));
   CHECK(error_of([&] {
@@ -210,8 +199,8 @@ TEST_CASE("train.epochs sets the length; runs that cannot start fail before writ
 
 TEST_CASE("token shards with SGD, and instruction JSONL on an HF model directory") {
   testing::ScratchDir dir("trainer_formats");
-  const auto tokenizer = models::load_sentencepiece(kTokenizer);
-  models::write_token_shard(dir.str("train.tok"), models::tokenize_text_file(kText, *tokenizer), 512);
+  const auto tokenizer = data::load_sentencepiece(kTokenizer);
+  data::write_token_shard(dir.str("train.tok"), data::tokenize_text_file(kText, *tokenizer), 512);
   // A directory of shards, with SGD for once.
   fs::create_directories(dir.str("shards_in"));
   fs::rename(dir.str("train.tok"), dir.str("shards_in/part-0.tok"));

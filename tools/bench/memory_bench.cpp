@@ -18,6 +18,7 @@
 #include "engine/check.h"
 #include "models/llama.h"
 #include "models/lora.h"
+#include "models/quantize_model.h"
 #include "optim/adamw.h"
 #include "quant/float8.h"
 #include "quant/frozen_nf4_linear.h"
@@ -35,17 +36,17 @@ struct Shape {
 
 // Weights dominate the default: 374 M parameters against 128 tokens of activations. The decoder linears
 // (303 M) outweigh the embedding and head (33 M each, 18% of the weights) about as in Llama-3.2-1B (21%).
-// With fewer layers the full-precision embedding and head (NUMERICS.md §4) set the QLoRA/LoRA ratio instead.
+// With fewer layers the full-precision embedding and head (docs/numerics.md §4) set the QLoRA/LoRA ratio instead.
 constexpr Shape kDefault{1024, 24, 16, 2816, 32000, 1, 128};
 constexpr Shape kSmall{64, 2, 4, 128, 256, 1, 16};
 
+// LoRA adapters on every decoder projection.
 const std::vector<std::string> kProjections = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                "gate_proj", "up_proj", "down_proj"};
 
+// The frozen base of QLoRA and of the float8 LoRA: the modules a whole-model quantization stores.
 bool is_decoder_projection(const Module&, std::string_view fqn) {
-  const size_t dot = fqn.rfind('.');
-  const std::string_view leaf = dot == std::string_view::npos ? fqn : fqn.substr(dot + 1);
-  return std::find(kProjections.begin(), kProjections.end(), leaf) != kProjections.end();
+  return models::quantized_part(quant::ModelQuantization{quant::NF4{}}, fqn) == models::QuantizedPart::linear;
 }
 
 // The six ways to train: how to prepare the model, and whether LoRA goes on top (then only the adapters

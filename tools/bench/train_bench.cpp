@@ -101,14 +101,7 @@ Tensor random_tokens(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed) {
   return Tensor::from_vector(ids, {batch, seq});
 }
 
-quant::LinearScheme qat_scheme(const TrainBenchOptions& o) {
-  quant::LinearScheme scheme = quant::parse_linear_scheme(o.qat);
-  if (o.qat_group > 0) {
-    if (auto* s = std::get_if<quant::Int8DynActInt4Weight>(&scheme)) s->group_size = o.qat_group;
-    if (auto* s = std::get_if<quant::Int4WeightOnly>(&scheme)) s->group_size = o.qat_group;
-  }
-  return scheme;
-}
+quant::LinearScheme qat_scheme(const TrainBenchOptions& o) { return quant::parse_linear_scheme(o.qat, o.qat_group); }
 
 void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config, const TrainFlops& flops) {
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
@@ -125,7 +118,7 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
       o.activation_checkpointing ? "on" : "off");
   if (!o.qat.empty()) {
     std::printf("QAT: linears (lm_head excluded) fake-quantized with %s, %lld weights per scale\n", o.qat.c_str(),
-                (long long)quant::weight_spec(qat_scheme(o)).group_size);
+                (long long)quant::group_size_of(qat_scheme(o)));
   }
   if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe (emulated fp8 GEMMs)\n", o.fp8.c_str());
   std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",

@@ -14,6 +14,7 @@
 
 #include <qtune/qtune.h>
 
+namespace data = qtune::data;
 namespace models = qtune::models;
 namespace optim = qtune::optim;
 namespace quant = qtune::quant;
@@ -29,10 +30,10 @@ const quant::QATConfig kConvert{quant::Int8DynActInt4Weight{.group_size = 32}, q
 double heldout_loss(models::Llama& model, const std::vector<int32_t>& heldout) {
   qtune::NoGradGuard no_grad;
   qtune::EvalModeGuard eval_mode(model);
-  auto loader = models::DataLoader::from_tokens(heldout, kSeqLen, kBatch, /*seed=*/0);
+  auto loader = data::DataLoader::from_tokens(heldout, kSeqLen, kBatch, /*seed=*/0);
   double sum = 0;
   for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
-    const models::Batch batch = loader.next();
+    const data::Batch batch = loader.next();
     sum += model.loss(batch.tokens, batch.targets).item();
   }
   return sum / double(loader.batches_per_epoch());
@@ -56,9 +57,9 @@ int main(int argc, char** argv) {
   const std::string model_dir = argv[1], text_file = argv[2], out_dir = argv[3];
   const int64_t steps = argc == 5 ? std::stoll(argv[4]) : 100;
   try {
-    const auto tokenizer = models::load_tokenizer(model_dir);
+    const auto tokenizer = data::load_tokenizer(model_dir);
     // The last tenth of the text is held out: QAT must not be judged on what it trained on.
-    std::vector<int32_t> tokens = models::tokenize_text_file(text_file, *tokenizer);
+    std::vector<int32_t> tokens = data::tokenize_text_file(text_file, *tokenizer);
     const auto split = static_cast<std::ptrdiff_t>(tokens.size() * 9 / 10);
     const std::vector<int32_t> heldout(tokens.begin() + split, tokens.end());
     tokens.resize(static_cast<size_t>(split));
@@ -75,13 +76,13 @@ int main(int argc, char** argv) {
     std::printf("QAT: %lld linears fake-quantized (8da4w, group 32); held-out loss before: %.4f float, %.4f PTQ\n",
                 static_cast<long long>(prepared), float_before, ptq_before);
 
-    auto loader = models::DataLoader::from_tokens(tokens, kSeqLen, kBatch, /*seed=*/0);
+    auto loader = data::DataLoader::from_tokens(tokens, kSeqLen, kBatch, /*seed=*/0);
     const double lr = 5e-4;
     optim::AdamW optimizer(model->trainable_parameters(), {.lr = lr, .weight_decay = 0.0});
     const optim::LrSchedule schedule(lr, {.name = "cosine", .warmup_steps = steps / 10, .total_steps = steps});
     for (int64_t step = 0; step < steps; ++step) {
       quant::set_qat_step(*model, step);  // fake_quant_after_n_steps counts optimizer steps
-      const models::Batch batch = loader.next();
+      const data::Batch batch = loader.next();
       const qtune::Tensor loss = model->loss(batch.tokens, batch.targets);  // tokens, targets: [8, 64]
       loss.backward();
       optim::clip_grad_norm(optimizer.params(), 1.0);

@@ -11,6 +11,7 @@
 
 #include <qtune/qtune.h>
 
+namespace data = qtune::data;
 namespace models = qtune::models;
 namespace optim = qtune::optim;
 
@@ -26,8 +27,8 @@ int main(int argc, char** argv) {
 
     // A tokenizer fitted to this text, saved where a model directory keeps it.
     const std::string tokenizer_file = out_dir + "/tokenizer.model";
-    models::train_sentencepiece(text_file, tokenizer_file, {.vocab_size = 1024});
-    const auto tokenizer = models::load_sentencepiece(tokenizer_file);
+    data::train_sentencepiece(text_file, tokenizer_file, {.vocab_size = 1024});
+    const auto tokenizer = data::load_sentencepiece(tokenizer_file);
 
     models::LlamaConfig config;
     config.vocab_size = tokenizer->vocab_size();
@@ -41,8 +42,8 @@ int main(int argc, char** argv) {
     models::Llama model(config, {.seed = 0});
 
     // The whole file as one token stream, cut into shuffled windows of 64 tokens.
-    auto loader = models::DataLoader::from_tokens(models::tokenize_text_file(text_file, *tokenizer),
-                                                  /*seq_len=*/64, /*batch_size=*/8, /*seed=*/0);
+    auto loader = data::DataLoader::from_tokens(data::tokenize_text_file(text_file, *tokenizer),
+                                                /*seq_len=*/64, /*batch_size=*/8, /*seed=*/0);
 
     const double lr = 2e-3;
     optim::AdamW optimizer(model.trainable_parameters(), {.lr = lr, .weight_decay = 0.1});
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
         lr, {.name = "cosine", .warmup_steps = steps / 10, .total_steps = steps, .min_lr = lr / 10});
 
     for (int64_t step = 0; step < steps; ++step) {
-      const models::Batch batch = loader.next();
+      const data::Batch batch = loader.next();
       const qtune::Tensor loss = model.loss(batch.tokens, batch.targets);  // tokens, targets: [8, 64]
       loss.backward();
       const double grad_norm = optim::clip_grad_norm(optimizer.params(), 1.0);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/data/shuffle_order.json: the DataLoader's epoch permutations (models/data_loader.cpp),
+"""Writes tests/golden/data/shuffle_order.json: the DataLoader's epoch permutations (data/data_loader.cpp),
 computed here from their definition alone, in Python integers:
 
   Fisher-Yates over [0, n): for i = n-1 down to 1, swap slot i with slot j, where

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/float8.json: torchao's float8 training numerics (NUMERICS.md §3) for the three
+"""Writes tests/golden/float8.json: torchao's float8 training numerics (docs/numerics.md §3) for the three
 recipes of Float8LinearConfig, on CPU.
 
 For each recipe: the inputs x [N, in], w [out, in], dy [N, out] (f32); for each fp8 operand of the

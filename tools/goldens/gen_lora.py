@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/lora/ (tests/test_lora*.cpp), NUMERICS.md section 4.
+"""Writes tests/golden/lora/ (tests/test_lora*.cpp), docs/numerics.md §4.
 
 - linear.json: LoRALinear forward and backward on fixed W, b, A, B, x and upstream gradient g:
   y = x W^T + b + (alpha / r) * (x A^T) B^T, with torch autograd's dx, dA, dB (dropout 0).

@@ -5,7 +5,7 @@ engine/numerics/{bf16,f16,fp8}.h and the CPU copy kernel (tests/test_numerics.cp
 Every float is stored as its raw bit pattern (f32 as u32, bf16/f16 as u16, fp8 as u8) so the
 comparison is bit-exact and JSON never sees NaN, inf or -0.0.
 
-fp8: NUMERICS.md §3 says "saturate to +-max (clamp before the cast)". torch's plain
+fp8: docs/numerics.md §3 says "saturate to +-max (clamp before the cast)". torch's plain
 .to(float8_*) does NOT saturate (e4m3fn turns |x| >= 480 into NaN, e5m2 turns |x| >= 61440 into
 inf), so the fp8 goldens are torch(clamp(x, -max, max)), which is exactly what §3 specifies.
 
@@ -122,7 +122,7 @@ def main():
     doc = {
         "generator": "tools/goldens/gen_numerics.py",
         "torch_version": torch.__version__,
-        "fp8_note": "e4m3/e5m2 columns are torch(clamp(x, -max, max)): NUMERICS.md §3 saturation",
+        "fp8_note": "e4m3/e5m2 columns are torch(clamp(x, -max, max)): docs/numerics.md §3 saturation",
         "decode": {name: decode_fp8(dtype) for name, (dtype, _) in FP8.items()},
         "edge": casts(edges),
         "random": casts(random_inputs(1024, 20261123)),

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Writes tests/golden/qat/fake_quant.json: the reference of engine/numerics/intx_quant.h and the QAT
-fake-quant kernels (tests/test_fake_quant.cpp), NUMERICS.md section 2.
+fake-quant kernels (tests/test_fake_quant.cpp), docs/numerics.md §2.
 
 - 8da4w activations / weights and the int4 embedding: torchao's IntxFakeQuantizer (the STE mask is
   where torch's autograd lets the gradient through).
 - int4 weight-only: torchao's Int4WeightFakeQuantizer (bf16 activations).
 - q4_0 / q8_0: torchao has no llama.cpp block formats, so this is a NumPy transcription of ggml's
-  quantize_row_q4_0_ref / quantize_row_q8_0_ref written from NUMERICS.md (f32 math, fp16 scale).
+  quantize_row_q4_0_ref / quantize_row_q8_0_ref written from docs/numerics.md (f32 math, fp16 scale).
 
 Values are stored as doubles (every f32 and bf16 value is exact in f64), so comparisons are bit-exact.
 

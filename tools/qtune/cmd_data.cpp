@@ -1,5 +1,5 @@
-// `qtune data prepare`: tokenize plain-text files into one token shard (models/token_shards.h) that
-// pretraining memory-maps. Documents, pieces and BOS/EOS follow models/text_corpus.h (docs/data.md).
+// `qtune data prepare`: tokenize plain-text files into one token shard (data/token_shards.h) that
+// pretraining memory-maps. Documents, pieces and BOS/EOS follow data/text_corpus.h (docs/data.md).
 #include <unistd.h>
 
 #include <chrono>
@@ -12,10 +12,10 @@
 
 #include <fmt/core.h>
 
+#include "data/text_corpus.h"
+#include "data/token_shards.h"
+#include "data/tokenizer.h"
 #include "engine/check.h"
-#include "models/text_corpus.h"
-#include "models/token_shards.h"
-#include "models/tokenizer.h"
 #include "qtune/commands.h"
 
 namespace qtune::cli {
@@ -79,7 +79,7 @@ void add_prepare(CLI::App& group, int& status) {
       total_bytes += static_cast<int64_t>(fs::file_size(input));
     }
     check_writable(flags->out);
-    const auto tokenizer = models::load_tokenizer(flags->tokenizer);
+    const auto tokenizer = data::load_tokenizer(flags->tokenizer);
     const auto tokenize_start = Clock::now();
 
     std::vector<int32_t> tokens;
@@ -87,8 +87,8 @@ void add_prepare(CLI::App& group, int& status) {
     {
       ProgressLine progress(total_bytes);
       for (const std::string& input : flags->inputs) {
-        models::TextCorpusStats stats;
-        const std::vector<int32_t> ids = models::tokenize_text_file(
+        data::TextCorpusStats stats;
+        const std::vector<int32_t> ids = data::tokenize_text_file(
             input, *tokenizer, {.document_separator = flags->separator},
             [&](int64_t done, int64_t) { progress.update(input, bytes_before + done); }, &stats);
         tokens.insert(tokens.end(), ids.begin(), ids.end());
@@ -97,7 +97,7 @@ void add_prepare(CLI::App& group, int& status) {
       }
     }
     const double tokenize_seconds = seconds_since(tokenize_start);
-    models::write_token_shard(flags->out, tokens, tokenizer->vocab_size());
+    data::write_token_shard(flags->out, tokens, tokenizer->vocab_size());
     const double seconds = seconds_since(start);
 
     const auto n = static_cast<double>(tokens.size());

@@ -90,7 +90,7 @@ void print_metrics(const std::vector<Metric>& metrics, bool as_json) {
   }
 }
 
-void run_hellaswag(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
+void run_hellaswag(const EvalArgs& args, models::Llama& model, const data::Tokenizer& tokenizer) {
   const auto t_start = clock::now();
   models::MultipleChoiceResult r;
   {
@@ -104,8 +104,8 @@ void run_hellaswag(const EvalArgs& args, models::Llama& model, const models::Tok
                 args.json);
 }
 
-void run_perplexity(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
-  std::vector<std::string> documents = models::load_eval_documents(args.data);
+void run_perplexity(const EvalArgs& args, models::Llama& model, const data::Tokenizer& tokenizer) {
+  std::vector<std::string> documents = data::load_eval_documents(args.data);
   if (args.limit > 0 && static_cast<int64_t>(documents.size()) > args.limit)
     documents.resize(static_cast<size_t>(args.limit));
   const auto t_start = clock::now();
@@ -136,7 +136,7 @@ void run_perplexity(const EvalArgs& args, models::Llama& model, const models::To
 }
 
 // {"tokens": [T], "logits": [T][V]} of the prompt (bos first), written atomically.
-void dump_logits(const EvalArgs& args, models::Llama& model, const models::Tokenizer& tokenizer) {
+void dump_logits(const EvalArgs& args, models::Llama& model, const data::Tokenizer& tokenizer) {
   const std::vector<int32_t> ids = tokenizer.encode(args.prompt, true);
   QTUNE_CHECK(!ids.empty(), "--prompt is empty and the tokenizer has no bos token to start from");
   const int64_t length = static_cast<int64_t>(ids.size()), vocab = model.config().vocab_size;
@@ -162,7 +162,7 @@ int run_eval(const EvalArgs& args) {
   const auto t0 = clock::now();
   QTUNE_CHECK(args.dump_logits.empty() == args.prompt.empty(), "--dump-logits and --prompt go together");
   QTUNE_CHECK(!args.data.empty() || !args.dump_logits.empty(), "--data is required (or --dump-logits with --prompt)");
-  const auto tokenizer = models::load_tokenizer(args.model_dir);
+  const auto tokenizer = data::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
   std::shared_ptr<models::Llama> model;

@@ -1,9 +1,8 @@
 // `qtune export`: merge a LoRA adapter (HF PEFT layout) into its base model and write a standard Hugging Face
-// checkpoint that transformers loads (NUMERICS.md §4: the merge is done in f32; a QLoRA adapter is merged
+// checkpoint that transformers loads (docs/numerics.md §4: the merge is done in f32; a QLoRA adapter is merged
 // into the dequantized NF4 base, the weights its training saw).
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -123,10 +122,7 @@ int run_export(const ExportArgs& args) {
   if (!args.adapter_dir.empty()) {
     lora = models::load_adapter_config(args.adapter_dir);
     if (args.base_nf4) {
-      // What the QLoRA recipe trains on: every decoder projection in NF4, the head too when it is a target.
-      quant::ModelQuantization q{quant::parse_weight_scheme("nf4")};
-      q.head = std::find(lora->targets.begin(), lora->targets.end(), "lm_head") != lora->targets.end();
-      models::quantize_llama(*model, q);
+      models::quantize_llama(*model, models::qlora_base(*lora));  // what the QLoRA recipe trained over
     }
     models::load_adapter(*model, args.adapter_dir);
   }

@@ -30,7 +30,7 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& args) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  const auto tokenizer = models::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
+  const auto tokenizer = data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
   const auto model = models::load_model(args.model_dir, load);
@@ -52,7 +52,7 @@ int run_generate(const GenerateArgs& args) {
 
   fmt::print("{}", args.prompt);
   std::fflush(stdout);
-  models::StreamDecoder stream(*tokenizer, prompt);
+  data::StreamDecoder stream(*tokenizer, prompt);
   clock::time_point t_first{};
   int64_t produced = 0;
   models::generate(*model, prompt, sampling, [&](int32_t id) {

@@ -9,8 +9,8 @@
 
 #include <fmt/core.h>
 #include <qtune/qtune.h>
-#include <nlohmann/json.hpp>
 
+#include "engine/io/json_reader.h"
 #include "qtune/commands.h"
 
 namespace fs = std::filesystem;
@@ -77,15 +77,8 @@ void print_tensor_table(std::vector<const io::TensorEntry*> entries) {
 }
 
 void print_config(const fs::path& config_path) {
-  std::ifstream in(config_path);
-  QTUNE_CHECK(in.good(), config_path.string(), ": cannot open");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    QTUNE_FAIL(config_path.string(), ": not valid JSON (", e.what(), ")");
-  }
-  QTUNE_CHECK(doc.is_object(), config_path.string(), ": must be a JSON object");
+  const io::Json doc = io::read_json_file(config_path.string());
+  QTUNE_CHECK(doc.is_object(), "the top level of ", config_path.string(), " must be a JSON object");
   fmt::print("config ({}):\n", config_path.string());
   for (const auto& [key, value] : doc.items()) fmt::print("  {:<34} {}\n", key, value.dump());
   // The parsed view: what qtune will build from it, or why it cannot.
@@ -105,7 +98,7 @@ void print_tokenizer(const fs::path& dir) {
     fmt::print("tokenizer: none (no tokenizer.json or tokenizer.model)\n");
     return;
   }
-  const auto tok = models::load_tokenizer(dir.string());
+  const auto tok = data::load_tokenizer(dir.string());
   const auto id_text = [](std::optional<int32_t> id) { return id ? std::to_string(*id) : std::string("none"); };
   fmt::print("tokenizer: {} ({}), {} tokens, bos {}, eos {}\n", has_json ? "tokenizer.json" : "tokenizer.model",
              tok->kind(), tok->vocab_size(), id_text(tok->bos_id()), id_text(tok->eos_id()));

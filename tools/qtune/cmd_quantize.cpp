@@ -97,7 +97,7 @@ std::vector<int32_t> calibration_tokens(const QuantizeArgs& args, const models::
   std::vector<int32_t> ids;
   if (fs::exists(fs::path(args.model_dir) / "tokenizer.model") ||
       fs::exists(fs::path(args.model_dir) / "tokenizer.json")) {
-    ids = models::load_tokenizer(args.model_dir)->encode(text, true);
+    ids = data::load_tokenizer(args.model_dir)->encode(text, true);
   } else {  // no tokenizer: the text's bytes still give varied activations
     for (unsigned char c : text) ids.push_back(static_cast<int32_t>(c % model.config().vocab_size));
   }
@@ -114,7 +114,7 @@ std::map<std::string, Tensor> capture_inputs(models::Llama& model, const std::ve
                                              const quant::ModelQuantization& q) {
   std::vector<std::pair<std::string, std::shared_ptr<CaptureInput>>> wrappers;
   for (const auto& [fqn, m] : model.named_modules())
-    if (dynamic_cast<nn::Linear*>(m) && (models::is_decoder_projection(fqn) || (q.head && fqn == "lm_head")))
+    if (dynamic_cast<nn::Linear*>(m) && models::quantized_part(q, fqn) == models::QuantizedPart::linear)
       wrappers.emplace_back(fqn, nullptr);
   for (auto& [fqn, w] : wrappers) {
     w = std::make_shared<CaptureInput>(nullptr);
@@ -221,7 +221,12 @@ void add_quantize_command(CLI::App& app, int& status) {
   auto args = std::make_shared<QuantizeArgs>();
   cmd->add_option("--model", args->model_dir, "Hugging Face model directory (full precision)")->required();
   cmd->add_option("--scheme", args->scheme, "8da4w, int4wo, nf4, q4_0 or q8_0")->required();
-  cmd->add_option("--group-size", args->group_size, "8da4w / int4wo group size (default 32 / 128)");
+  const auto default_group = [](const char* scheme) {
+    return std::to_string(quant::group_size_of(quant::parse_linear_scheme(scheme)));
+  };
+  cmd->add_option(
+      "--group-size", args->group_size,
+      "8da4w / int4wo group size (default " + default_group("8da4w") + " / " + default_group("int4wo") + ")");
   cmd->add_flag("--include-embedding", args->include_embedding, "also quantize the token embedding (int4, group 32)");
   cmd->add_flag("--include-head", args->include_head, "also quantize the output head with the scheme");
   cmd->add_flag("--report", args->report, "print per-layer weight and output SQNR, and write report.json in --out");

@@ -14,6 +14,7 @@
 #include "qtune/commands.h"
 #include "tools/recipes/model_passes.h"
 #include "tools/recipes/progress.h"
+#include "tools/recipes/recipe.h"
 #include "tools/recipes/run_config.h"
 #include "tools/recipes/trainer.h"
 
@@ -26,18 +27,9 @@ struct RunArgs {
   bool print_config = false;
 };
 
-void check_recipe(const std::string& recipe) {
-  for (const char* known : {"full", "qat", "lora", "qlora", "qat_lora"}) {
-    if (recipe == known) return;
-  }
-  QTUNE_FAIL("unknown recipe '", recipe, "' (recipes: full, qat, lora, qlora, qat_lora)");
-}
-
 int run(const RunArgs& args) {
-  check_recipe(args.recipe);
-  const recipes::RunConfig config = recipes::load_run_config(args.config, args.overrides);
-  QTUNE_CHECK(config.recipe == args.recipe, args.config, " is a config for recipe ", config.recipe,
-              " (its `recipe` key), not ", args.recipe);
+  const recipes::Recipe recipe = recipes::parse_recipe(args.recipe);
+  const recipes::RunConfig config = recipes::load_run_config(args.config, args.overrides, recipe);
   if (args.print_config) {
     fmt::print("{}\n", recipes::run_config_to_json(config));
     return 0;
@@ -62,10 +54,10 @@ int run(const RunArgs& args) {
   }
   fmt::print("\nmodel: {}\nmetrics: {}/metrics.jsonl (curves: qtune plot {})\n", result.final_dir, config.output_dir,
              config.output_dir);
-  if (config.recipe == "qat") {
+  if (config.recipe == recipes::Recipe::qat) {
     fmt::print("quantize it: {}\n", recipes::qat_quantize_command(config.quant, result.final_dir));
   }
-  if (config.recipe == "lora" || config.recipe == "qlora" || config.recipe == "qat_lora") {
+  if (recipes::trains_adapters(config.recipe)) {
     fmt::print("{} holds the adapter (HF PEFT); use it with --adapter in qtune eval/generate, or merge it:\n  {}\n",
                result.final_dir, recipes::lora_export_command(config, result.final_dir));
   }
@@ -78,7 +70,7 @@ void add_run_command(CLI::App& app, int& status) {
   auto* cmd =
       app.add_subcommand("run", "Train with a recipe: qtune run full --config configs/tiny_shakespeare_full.json");
   auto args = std::make_shared<RunArgs>();
-  cmd->add_option("recipe", args->recipe, "recipe: full | qat | lora | qlora | qat_lora")->required();
+  cmd->add_option("recipe", args->recipe, "recipe: " + std::string(recipes::recipe_names()))->required();
   cmd->add_option("--config", args->config, "run config (JSON; keys in docs/config.md)")->required();
   cmd->add_option("overrides", args->overrides,
                   "key=value overrides of config keys, e.g. optim.lr=1e-4 train.resume=true");

@@ -8,8 +8,8 @@
 
 #include <fmt/core.h>
 
+#include "data/tokenizer.h"
 #include "engine/check.h"
-#include "models/tokenizer.h"
 #include "qtune/commands.h"
 
 namespace qtune::cli {
@@ -41,7 +41,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 void add_train(CLI::App& group, int& status) {
   struct Flags {
     std::string input, out;
-    models::SentencePieceTrainOptions options;
+    data::SentencePieceTrainOptions options;
   };
   auto flags = std::make_shared<Flags>();
   auto* cmd = group.add_subcommand("train", "Train a SentencePiece tokenizer (ids 0 unk, 1 bos, 2 eos) on a text file");
@@ -61,8 +61,8 @@ void add_train(CLI::App& group, int& status) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->callback([flags, &status] {
-    models::train_sentencepiece(flags->input, flags->out, flags->options);
-    const auto tokenizer = models::load_sentencepiece(flags->out);
+    data::train_sentencepiece(flags->input, flags->out, flags->options);
+    const auto tokenizer = data::load_sentencepiece(flags->out);
     fmt::print("wrote {} ({} pieces, {})\n", flags->out, tokenizer->vocab_size(), flags->options.model_type);
     status = 0;
   });
@@ -80,7 +80,7 @@ void add_encode(CLI::App& group, int& status) {
   cmd->add_flag("--bos", flags->bos, "prepend the bos id");
   cmd->add_flag("--eos", flags->eos, "append the eos id");
   cmd->callback([flags, &status] {
-    const auto tokenizer = models::load_tokenizer(flags->tokenizer);
+    const auto tokenizer = data::load_tokenizer(flags->tokenizer);
     std::string line;
     for (const int32_t id : tokenizer->encode(flags->text, flags->bos, flags->eos)) {
       line += (line.empty() ? "" : " ") + std::to_string(id);
@@ -99,7 +99,7 @@ void add_decode(CLI::App& group, int& status) {
   cmd->add_option("--tokenizer", flags->tokenizer, "model directory, tokenizer.json or .model file")->required();
   cmd->add_option("--ids", flags->ids, "ids separated by spaces or commas, e.g. \"1 15043 3186\"")->required();
   cmd->callback([flags, &status] {
-    const auto tokenizer = models::load_tokenizer(flags->tokenizer);
+    const auto tokenizer = data::load_tokenizer(flags->tokenizer);
     fmt::print("{}\n", tokenizer->decode(parse_ids(flags->ids)));
     status = 0;
   });

@@ -12,11 +12,11 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include "data/tokenizer.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "models/evaluate.h"
 #include "models/hf_checkpoint.h"
-#include "models/tokenizer.h"
 #include "qtune/demo_corpus.h"
 #include "quant/qat.h"
 #include "tools/recipes/model_passes.h"
@@ -96,7 +96,7 @@ double heldout_word_perplexity(const std::string& model_dir, const std::vector<s
     quant::quantize_(*model, qat_8da4w(quant::QATStep::Prepare));
     quant::quantize_(*model, qat_8da4w(quant::QATStep::Convert));
   }
-  const auto tokenizer = models::load_tokenizer(model_dir);
+  const auto tokenizer = data::load_tokenizer(model_dir);
   return models::evaluate_perplexity(*model, *tokenizer, heldout, model->config().max_position_embeddings)
       .word_perplexity();
 }
@@ -137,8 +137,8 @@ int run_demo(const DemoOptions& options) {
   // 2. Tokenizer.
   auto phase = Clock::now();
   const std::string tokenizer_file = (out / "tokenizer.model").string();
-  models::train_sentencepiece(train_file, tokenizer_file, {.vocab_size = options.vocab_size, .seed = options.seed});
-  const auto tokenizer = models::load_sentencepiece(tokenizer_file);
+  data::train_sentencepiece(train_file, tokenizer_file, {.vocab_size = options.vocab_size, .seed = options.seed});
+  const auto tokenizer = data::load_sentencepiece(tokenizer_file);
   fmt::print("[1/4] tokenizer: SentencePiece BPE, {} tokens ({:.1f} s) -> {}\n", tokenizer->vocab_size(),
              seconds_since(phase), tokenizer_file);
 
@@ -175,8 +175,8 @@ int run_demo(const DemoOptions& options) {
   // 5. The same fine-tune with fake quantization in the loop: the weights learn to live on the int4 grid.
   phase = Clock::now();
   recipes::RunConfig qat_run = finetune;
-  qat_run.recipe = "qat";
-  qat_run.quant.scheme = "8da4w";
+  qat_run.recipe = recipes::Recipe::qat;
+  qat_run.quant.scheme = quant::Int8DynActInt4Weight{.group_size = 32};
   qat_run.quant.group_size = 32;
   qat_run.output_dir = (out / "finetune_qat").string();
   fmt::print("[4/4] QAT fine-tuning (8da4w, group 32) from the same checkpoint for {} steps -> {}\n",

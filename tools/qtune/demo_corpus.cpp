@@ -5,9 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/tokenizer_utf8.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
-#include "models/tokenizer_utf8.h"
 
 namespace qtune::cli {
 namespace {
@@ -63,7 +63,7 @@ DemoCorpus read_demo_corpus(const std::string& dir, double heldout_fraction, uin
     std::stringstream text;
     text << in.rdbuf();
     for (auto& fortune : split_fortunes(text.str())) {
-      if (models::utf8::first_invalid(fortune) != std::string::npos) {
+      if (data::utf8::first_invalid(fortune) != std::string::npos) {
         ++corpus.skipped;
         continue;
       }

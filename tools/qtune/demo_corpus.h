@@ -17,7 +17,7 @@ struct DemoCorpus {
 // "%" lines, and holds out `heldout_fraction` of the fortunes in an order drawn from `seed`.
 DemoCorpus read_demo_corpus(const std::string& dir, double heldout_fraction, uint64_t seed);
 
-// Writes documents separated by "%" lines (what models::tokenize_text_file splits on with separator "%").
+// Writes documents separated by "%" lines (what data::tokenize_text_file splits on with separator "%").
 void write_documents(const std::string& path, const std::vector<std::string>& documents);
 
 }  // namespace qtune::cli

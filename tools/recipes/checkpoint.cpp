@@ -16,6 +16,7 @@
 
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/json_reader.h"
 #include "engine/io/safetensors.h"
 #include "models/hf_checkpoint.h"
 
@@ -114,15 +115,11 @@ json state_to_json(const TrainerState& s) {
   return out;
 }
 
-// Typed reads of trainer_state.json; an Error names the file and the field.
-template <class T>
-T field(const json& object, const char* key, const std::string& file) {
-  QTUNE_CHECK(object.is_object() && object.contains(key), file, ": field ", key, " is missing");
-  try {
-    return object.at(key).get<T>();
-  } catch (const json::exception&) {
-    QTUNE_FAIL(file, ": field ", key, " has the wrong type (", object.at(key).dump(), ")");
-  }
+// A non-negative integer field (the RNG state is u64).
+uint64_t unsigned_field(const io::JsonFields& f, const char* key) {
+  const json& v = f.required(key);
+  if (!v.is_number_unsigned()) f.wrong_type(key, "a non-negative integer", v);
+  return v.get<uint64_t>();
 }
 
 std::optional<int64_t> step_of_dir_name(const std::string& name) {
@@ -190,26 +187,29 @@ void prune_checkpoints(const std::string& output_dir, int64_t keep) {
 TrainerState read_trainer_state(const std::string& checkpoint_dir) {
   const std::string file = (fs::path(checkpoint_dir) / kStateFile).string();
   QTUNE_CHECK(fs::is_regular_file(file), file, " not found: ", checkpoint_dir, " is not a complete checkpoint");
-  const json j = json::parse(read_file(file), nullptr, /*allow_exceptions=*/false);
-  QTUNE_CHECK(j.is_object(), file, ": not a JSON object (damaged checkpoint?)");
-  QTUNE_CHECK(field<int>(j, "version", file) == kStateVersion, file, ": trainer state version ", j.at("version").dump(),
-              ", this qtune reads version ", kStateVersion);
+  const json j = io::read_json_file(file);
+  const io::JsonFields f(j, file);
+  const int64_t version = f.integer("version");
+  f.expect(
+      version == kStateVersion, "version",
+      "is " + std::to_string(version) + ": this qtune reads trainer state version " + std::to_string(kStateVersion));
   TrainerState s;
-  s.step = field<int64_t>(j, "step", file);
-  s.total_steps = field<int64_t>(j, "total_steps", file);
-  const json position = field<json>(j, "data_position", file);
-  s.data.epoch = field<int64_t>(position, "epoch", file);
-  s.data.sequence = field<int64_t>(position, "sequence", file);
-  const json rng = field<json>(j, "rng", file);
-  s.rng_seed = field<uint64_t>(rng, "seed", file);
-  s.rng_offset = field<uint64_t>(rng, "offset", file);
-  s.optimizer_scalars = field<std::map<std::string, double>>(j, "optimizer", file);
-  s.elapsed_s = field<double>(j, "elapsed_s", file);
-  s.loss = field<double>(j, "loss", file);
-  s.eval_step = field<int64_t>(j, "eval_step", file);
-  const json eval_loss = field<json>(j, "eval_loss", file);
-  s.eval_loss = eval_loss.is_null() ? std::numeric_limits<double>::quiet_NaN() : field<double>(j, "eval_loss", file);
-  s.config_json = field<json>(j, "config", file).dump(2);
+  s.step = f.integer("step");
+  s.total_steps = f.integer("total_steps");
+  const io::JsonFields position = f.object("data_position");
+  s.data.epoch = position.integer("epoch");
+  s.data.sequence = position.integer("sequence");
+  const io::JsonFields rng = f.object("rng");
+  s.rng_seed = unsigned_field(rng, "seed");
+  s.rng_offset = unsigned_field(rng, "offset");
+  const io::JsonFields optimizer = f.object("optimizer");
+  for (const auto& [name, value] : optimizer.json().items())
+    s.optimizer_scalars[name] = optimizer.as_number(value, name);
+  s.elapsed_s = f.number("elapsed_s");
+  s.loss = f.number("loss");
+  s.eval_step = f.integer("eval_step");
+  s.eval_loss = f.number("eval_loss", std::numeric_limits<double>::quiet_NaN());  // null: no eval data
+  s.config_json = f.object("config").json().dump(2);
   return s;
 }
 

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "models/data_loader.h"
+#include "data/data_loader.h"
 #include "models/llama.h"
 #include "optim/optimizer.h"
 
@@ -21,7 +21,7 @@ namespace qtune::recipes {
 struct TrainerState {
   int64_t step = 0;         // optimizer steps taken
   int64_t total_steps = 0;  // the run's length when saved
-  models::DataPosition data;
+  data::DataPosition data;
   uint64_t rng_seed = 0, rng_offset = 0;  // qtune::default_generator()
   std::map<std::string, double> optimizer_scalars;
   double elapsed_s = 0;   // training time so far (resumed runs keep counting)

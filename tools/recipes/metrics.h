@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/recipes/trainer.h"
+#include "tools/recipes/hooks.h"
 
 namespace qtune::recipes {
 

@@ -18,20 +18,12 @@
 namespace qtune::recipes {
 
 quant::QATConfig qat_config(const QuantSection& quant) {
-  quant::LinearScheme scheme = quant::parse_linear_scheme(quant.scheme);
-  if (quant.group_size > 0) {
-    if (auto* s = std::get_if<quant::Int8DynActInt4Weight>(&scheme)) s->group_size = quant.group_size;
-    if (auto* s = std::get_if<quant::Int4WeightOnly>(&scheme)) s->group_size = quant.group_size;
-  }
-  quant::QATConfig config{scheme, quant::QATStep::Prepare};
+  quant::QATConfig config{quant.scheme, quant::QATStep::Prepare};
   config.fake_quant_after_n_steps = quant.fake_quant_after_n_steps;
   return config;
 }
 
-bool lora_targets_head(const RunConfig& config) {
-  const auto& t = config.lora.targets;
-  return std::find(t.begin(), t.end(), "lm_head") != t.end();
-}
+quant::ModelQuantization qlora_base(const RunConfig& config) { return models::qlora_base(lora_config(config)); }
 
 models::LoraConfig lora_config(const RunConfig& config) {
   models::LoraConfig lora;
@@ -44,8 +36,6 @@ models::LoraConfig lora_config(const RunConfig& config) {
 }
 
 namespace {
-
-bool is_lora_recipe(const std::string& recipe) { return recipe == "lora" || recipe == "qlora" || recipe == "qat_lora"; }
 
 std::string count_text(int64_t n) {
   if (n >= 10'000'000) return std::to_string(n / 1'000'000) + "M";
@@ -62,45 +52,45 @@ int64_t numel_of(const std::vector<Tensor>& tensors) {
 // The passes of prepare_model, in order: QAT or float8 on the linears, NF4 on the frozen projections,
 // then the adapters (whose LoRA branch must wrap whatever the base became).
 void apply_passes(const RunConfig& config, models::Llama& model, const std::function<void(const std::string&)>& tell) {
-  const bool qat = config.recipe == "qat" || config.recipe == "qat_lora";
-  if (qat) {
+  if (fake_quantizes(config.recipe)) {
     const quant::QATConfig qat_cfg = qat_config(config.quant);
     const int64_t n = quant::quantize_(model, qat_cfg);
     std::string text = "QAT: " + std::to_string(n) + " linears fake-quantized with " +
                        quant::scheme_name(qat_cfg.scheme) + " (" +
-                       std::to_string(quant::weight_spec(qat_cfg.scheme).group_size) + " weights per scale)";
+                       std::to_string(quant::group_size_of(qat_cfg.scheme)) + " weights per scale)";
     if (qat_cfg.fake_quant_after_n_steps > 0) {
       text += ", switched on after step " + std::to_string(qat_cfg.fake_quant_after_n_steps);
     }
     tell(text);
   }
-  if (!config.fp8.recipe.empty()) {
-    const auto fp8 = quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(config.fp8.recipe));
-    if (is_lora_recipe(config.recipe)) {
+  if (config.fp8.recipe) {
+    const auto fp8 = quant::Float8LinearConfig::from_recipe(*config.fp8.recipe);
+    const std::string fp8_name(quant::float8_recipe_name(*config.fp8.recipe));
+    if (trains_adapters(config.recipe)) {
       // Frozen under the adapters: each weight stored once in e4m3 (the loader may have done it already).
       quant::convert_to_float8_frozen(model, fp8);
       int64_t n = 0;
       for (const auto& [fqn, m] : model.named_modules()) n += dynamic_cast<quant::Float8FrozenLinear*>(m) != nullptr;
-      tell("float8: " + std::to_string(n) + " frozen linears stored in e4m3 for the " + config.fp8.recipe +
+      tell("float8: " + std::to_string(n) + " frozen linears stored in e4m3 for the " + fp8_name +
            " recipe (the output head and dims not a multiple of 16 stay high precision)");
     } else {
       const int64_t n = quant::convert_to_float8(model, fp8);
-      tell("float8: " + std::to_string(n) + " linears converted to the " + config.fp8.recipe +
+      tell("float8: " + std::to_string(n) + " linears converted to the " + fp8_name +
            " recipe (the output head and dims not a multiple of 16 stay high precision)");
     }
   }
-  if (config.recipe == "qlora") {
+  if (config.recipe == Recipe::qlora) {
     // Projections the loader already stored in NF4 are FrozenNF4Linear, which the filter passes over. The
-    // head stays full precision unless it carries an adapter (NUMERICS.md §4).
-    const bool head = lora_targets_head(config);
-    quant::convert_to_nf4(model, [head](const Module&, std::string_view fqn) {
-      return models::is_decoder_projection(fqn) || (head && fqn == "lm_head");
+    // head stays full precision unless it carries an adapter (docs/numerics.md §4).
+    const quant::ModelQuantization base = qlora_base(config);
+    quant::convert_to_nf4(model, [base](const Module&, std::string_view fqn) {
+      return models::quantized_part(base, fqn) == models::QuantizedPart::linear;
     });
     int64_t nf4 = 0;
     for (const auto& [fqn, m] : model.named_modules()) nf4 += dynamic_cast<quant::FrozenNF4Linear*>(m) != nullptr;
     tell("QLoRA: " + std::to_string(nf4) + " frozen linears stored in NF4");
   }
-  if (is_lora_recipe(config.recipe)) {
+  if (trains_adapters(config.recipe)) {
     const int64_t total = numel_of(model.parameters());
     const int64_t wrapped = models::apply_lora(model, lora_config(config));
     const int64_t trainable = numel_of(models::lora_parameters(model));
@@ -116,8 +106,7 @@ std::string base_model_name(const RunConfig& config) {
 }  // namespace
 
 void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
-  const bool qat = config.recipe == "qat" || config.recipe == "qat_lora";
-  if (config.recipe == "full" && config.fp8.recipe.empty()) return;
+  if (config.recipe == Recipe::full && !config.fp8.recipe) return;
   const auto note = hooks.on_note;
   const auto tell = [note](const std::string& text) {
     if (note) note(text);
@@ -127,7 +116,7 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
     apply_passes(config, model, tell);
     if (then) then(model);
   };
-  if (qat) {
+  if (fake_quantizes(config.recipe)) {
     auto before = std::move(hooks.before_step);
     hooks.before_step = [before](models::Llama& model, int64_t steps_done) {
       quant::set_qat_step(model, steps_done);
@@ -136,7 +125,7 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
       if (before) before(model, steps_done);
     };
   }
-  if (is_lora_recipe(config.recipe)) {
+  if (trains_adapters(config.recipe)) {
     const models::LoraConfig lora = lora_config(config);
     const std::string base = base_model_name(config);
     hooks.save_weights = [lora, base](models::Llama& model, const std::string& dir) {
@@ -149,16 +138,15 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
 std::string lora_export_command(const RunConfig& config, const std::string& adapter_dir) {
   const std::string base = config.model.path.empty() ? "BASE_MODEL_DIR" : config.model.path;
   return "qtune export --model " + base + " --adapter " + adapter_dir +
-         (config.recipe == "qlora" ? " --base-nf4" : "") + " --format hf --out " + adapter_dir + "-merged";
+         (config.recipe == Recipe::qlora ? " --base-nf4" : "") + " --format hf --out " + adapter_dir + "-merged";
 }
 
 std::string qat_quantize_command(const QuantSection& quant, const std::string& model_dir) {
-  const quant::QATConfig config = qat_config(quant);
-  std::string command = "qtune quantize --model " + model_dir + " --scheme " + quant.scheme;
-  if (quant.scheme == "8da4w" || quant.scheme == "int4wo") {
-    command += " --group-size " + std::to_string(quant::weight_spec(config.scheme).group_size);
-  }
-  return command + " --out " + model_dir + "-" + quant.scheme;
+  const std::string name = quant::scheme_name(quant.scheme);
+  std::string command = "qtune quantize --model " + model_dir + " --scheme " + name;
+  if (quant::takes_group_size(quant.scheme))
+    command += " --group-size " + std::to_string(quant::group_size_of(quant.scheme));
+  return command + " --out " + model_dir + "-" + name;
 }
 
 }  // namespace qtune::recipes

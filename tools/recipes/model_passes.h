@@ -8,16 +8,17 @@
 
 #include "models/lora.h"
 #include "quant/qat_config.h"
+#include "quant/weight_quantize.h"
+#include "tools/recipes/hooks.h"
 #include "tools/recipes/run_config.h"
-#include "tools/recipes/trainer.h"
 
 namespace qtune::recipes {
 
 // The QAT prepare config of the quant section (scheme, group size, fake_quant_after_n_steps).
 quant::QATConfig qat_config(const QuantSection& quant);
 
-// Whether lora.targets names the output head (which QLoRA then stores in NF4 too).
-bool lora_targets_head(const RunConfig& config);
+// The frozen base of recipe qlora (models::qlora_base of the lora section).
+quant::ModelQuantization qlora_base(const RunConfig& config);
 
 // The LoRA config of the lora section (seeded from train.seed).
 models::LoraConfig lora_config(const RunConfig& config);

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "tools/recipes/trainer.h"
+#include "tools/recipes/hooks.h"
 
 namespace qtune::recipes {
 

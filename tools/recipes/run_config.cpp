@@ -2,14 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/io/json_reader.h"
 
 namespace qtune::recipes {
 namespace {
@@ -116,30 +115,24 @@ std::string suggestion(const std::string& key) {
 }
 
 [[noreturn]] void wrong_type(const std::string& where, const std::string& key, const char* expected, const json& v) {
-  QTUNE_FAIL(key, " in ", where, " must be ", expected, ", got ", v.type_name(), " ", v.dump());
+  io::json_wrong_type(v, key, where, expected);
 }
 
 void assign(const std::string& where, const std::string& key, const json& v, std::string& out) {
-  if (!v.is_string()) wrong_type(where, key, "a string", v);
-  out = v.get<std::string>();
+  out = io::json_string(v, key, where);
 }
 void assign(const std::string& where, const std::string& key, const json& v, int64_t& out) {
-  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX)) {
-    wrong_type(where, key, "an integer", v);
-  }
-  out = v.get<int64_t>();
+  out = io::json_integer(v, key, where);
 }
 void assign(const std::string& where, const std::string& key, const json& v, uint64_t& out) {
   if (!v.is_number_unsigned()) wrong_type(where, key, "a non-negative integer", v);
   out = v.get<uint64_t>();
 }
 void assign(const std::string& where, const std::string& key, const json& v, double& out) {
-  if (!v.is_number()) wrong_type(where, key, "a number", v);
-  out = v.get<double>();
+  out = io::json_number(v, key, where);
 }
 void assign(const std::string& where, const std::string& key, const json& v, bool& out) {
-  if (!v.is_boolean()) wrong_type(where, key, "true or false", v);
-  out = v.get<bool>();
+  out = io::json_boolean(v, key, where);
 }
 void assign(const std::string& where, const std::string& key, const json& v, std::vector<double>& out) {
   if (!v.is_array()) wrong_type(where, key, "a list of numbers", v);
@@ -167,6 +160,36 @@ void assign(const std::string& where, const std::string& key, const json& v, std
   if (!v.is_object()) wrong_type(where, key, "an object (a Hugging Face config.json)", v);
   out = models::parse_llama_config(v.dump(), where + " (" + key + ")");
 }
+// The typed keys: a name is parsed where it enters; an unknown one is an error naming the key and the
+// valid names (the parser's message).
+template <class Parse>
+auto parse_name(const std::string& where, const std::string& key, const json& v, Parse parse) {
+  const std::string name = io::json_string(v, key, where);
+  try {
+    return parse(name);
+  } catch (const Error& e) {
+    QTUNE_FAIL(key, " in ", where, ": ", e.what());
+  }
+}
+void assign(const std::string& where, const std::string& key, const json& v, Recipe& out) {
+  out = parse_name(where, key, v, [](const std::string& name) { return parse_recipe(name); });
+}
+// quant.group_size is applied once every key is read (resolve_quant_scheme): the two keys may come in any order.
+void assign(const std::string& where, const std::string& key, const json& v, quant::LinearScheme& out) {
+  out = parse_name(where, key, v, [](const std::string& name) { return quant::parse_linear_scheme(name); });
+}
+void assign(const std::string& where, const std::string& key, const json& v, std::optional<quant::Float8Recipe>& out) {
+  out = parse_name(where, key, v, [](const std::string& name) -> std::optional<quant::Float8Recipe> {
+    if (name.empty()) return std::nullopt;  // "": no float8
+    return quant::parse_float8_recipe(name);
+  });
+}
+
+// Fields whose override value is taken as text unless quoted (output_dir=2024 names a directory).
+template <class T>
+constexpr bool kTextField =
+    std::is_same_v<T, std::string> || std::is_same_v<T, Recipe> || std::is_same_v<T, quant::LinearScheme> ||
+    std::is_same_v<T, std::optional<quant::Float8Recipe>>;
 
 ordered_json to_json_value(const std::string& v) { return v; }
 ordered_json to_json_value(int64_t v) { return v; }
@@ -177,6 +200,11 @@ ordered_json to_json_value(const std::vector<double>& v) { return v; }
 ordered_json to_json_value(const std::vector<std::string>& v) { return v; }
 ordered_json to_json_value(const std::optional<models::LlamaConfig>& v) {
   return v ? ordered_json::parse(models::llama_config_to_json(*v)) : ordered_json();
+}
+ordered_json to_json_value(Recipe v) { return std::string(recipe_name(v)); }
+ordered_json to_json_value(const quant::LinearScheme& v) { return quant::scheme_name(v); }
+ordered_json to_json_value(const std::optional<quant::Float8Recipe>& v) {
+  return v ? std::string(quant::float8_recipe_name(*v)) : std::string();
 }
 
 json::json_pointer pointer_of(const std::string& key) {
@@ -231,7 +259,7 @@ void apply_override(RunConfig& c, const std::string& text) {
   json value = json::parse(raw, nullptr, /*allow_exceptions=*/false);
   bool string_field = false;
   for_each_field(c, [&](const char* name, auto& member) {
-    if (key == name) string_field = std::is_same_v<std::decay_t<decltype(member)>, std::string>;
+    if (key == name) string_field = kTextField<std::decay_t<decltype(member)>>;
   });
   if (value.is_discarded() || (string_field && !value.is_string())) value = raw;
 
@@ -268,8 +296,24 @@ void check_at_least(const std::string& where, const char* key, T value, T minimu
   QTUNE_CHECK(value >= minimum, key, " in ", where, " must be >= ", minimum, ", got ", value);
 }
 
+// quant.scheme with quant.group_size: known only once every key (file and overrides) is read.
+void resolve_quant_scheme(QuantSection& quant, const std::string& where) {
+  try {
+    quant.scheme = quant::parse_linear_scheme(quant::scheme_name(quant.scheme), quant.group_size);
+  } catch (const Error& e) {
+    QTUNE_FAIL("quant.group_size in ", where, ": ", e.what());
+  }
+}
+
+// The recipe a command names against the config's own: a config without a `recipe` key takes the command's.
+void settle_recipe(RunConfig& c, const std::string& source, bool config_names_recipe, std::optional<Recipe> command) {
+  if (!command) return;
+  QTUNE_CHECK(!config_names_recipe || c.recipe == *command, source, " is a config for recipe ", recipe_name(c.recipe),
+              " (its `recipe` key), not ", recipe_name(*command));
+  c.recipe = *command;
+}
+
 void validate(const RunConfig& c, const std::string& where) {
-  check_one_of(where, "recipe", c.recipe, {"full", "lora", "qlora", "qat", "qat_lora"});
   try {
     parse_device(c.device);
   } catch (const Error& e) {
@@ -315,20 +359,14 @@ void validate(const RunConfig& c, const std::string& where) {
   check_at_least<int64_t>(where, "train.keep_checkpoints", c.train.keep_checkpoints, 1);
   check_at_least<int64_t>(where, "train.log_every", c.train.log_every, 1);
 
-  const bool qat = c.recipe == "qat" || c.recipe == "qat_lora";
-  check_one_of(where, "quant.scheme", c.quant.scheme, {"8da4w", "int4wo", "q4_0", "q8_0"});
-  const int64_t g = c.quant.group_size;
-  QTUNE_CHECK(g == 0 || g == 32 || g == 64 || g == 128 || g == 256, "quant.group_size in ", where,
-              " must be 32, 64, 128 or 256 (0: the scheme's default), got ", g);
-  QTUNE_CHECK(g == 0 || c.quant.scheme == "8da4w" || c.quant.scheme == "int4wo", "quant.group_size in ", where, ": ",
-              c.quant.scheme, " has fixed blocks of 32; the group size applies to 8da4w and int4wo");
+  const bool qat = fake_quantizes(c.recipe);
   check_at_least<int64_t>(where, "quant.fake_quant_after_n_steps", c.quant.fake_quant_after_n_steps, 0);
   const QuantSection no_quant;
-  QTUNE_CHECK(qat || (c.quant.scheme == no_quant.scheme && g == no_quant.group_size &&
+  QTUNE_CHECK(qat || (c.quant.scheme == no_quant.scheme && c.quant.group_size == no_quant.group_size &&
                       c.quant.fake_quant_after_n_steps == no_quant.fake_quant_after_n_steps),
-              "quant.* in ", where, " configures the qat and qat_lora recipes; this config's recipe is ", c.recipe,
-              " (run `qtune run qat`, or drop the quant keys)");
-  const bool lora = c.recipe == "lora" || c.recipe == "qlora" || c.recipe == "qat_lora";
+              "quant.* in ", where, " configures the qat and qat_lora recipes; this config's recipe is ",
+              recipe_name(c.recipe), " (run `qtune run qat`, or drop the quant keys)");
+  const bool lora = trains_adapters(c.recipe);
   check_at_least<int64_t>(where, "lora.rank", c.lora.rank, 1);
   QTUNE_CHECK(c.lora.alpha > 0, "lora.alpha in ", where, " must be > 0, got ", c.lora.alpha);
   QTUNE_CHECK(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout in ", where, " must be in [0, 1), got ",
@@ -343,26 +381,26 @@ void validate(const RunConfig& c, const std::string& where) {
   QTUNE_CHECK(lora || (c.lora.rank == no_lora.rank && c.lora.alpha == no_lora.alpha &&
                        c.lora.dropout == no_lora.dropout && c.lora.targets == no_lora.targets),
               "lora.* in ", where, " configures the lora, qlora and qat_lora recipes; this config's recipe is ",
-              c.recipe, " (run `qtune run lora`, or drop the lora keys)");
-  if (!c.fp8.recipe.empty()) {  // empty: no float8
-    check_one_of(where, "fp8.recipe", c.fp8.recipe, {"tensorwise", "rowwise", "rowwise_with_gw_hp"});
-  }
-  QTUNE_CHECK(c.fp8.recipe.empty() || c.recipe != "qlora", "fp8.recipe in ", where,
+              recipe_name(c.recipe), " (run `qtune run lora`, or drop the lora keys)");
+  QTUNE_CHECK(!c.fp8.recipe || c.recipe != Recipe::qlora, "fp8.recipe in ", where,
               ": the qlora base is NF4; a float8 base with LoRA adapters is recipe lora with fp8.recipe");
-  QTUNE_CHECK(c.fp8.recipe.empty() || !qat, "fp8.recipe in ", where, ": float8 training and QAT (recipe ", c.recipe,
-              ") do not combine; the linears are either fake-quantized or cast through fp8");
+  QTUNE_CHECK(!c.fp8.recipe || !qat, "fp8.recipe in ", where, ": float8 training and QAT (recipe ",
+              recipe_name(c.recipe), ") do not combine; the linears are either fake-quantized or cast through fp8");
 }
 
-RunConfig parse(const std::string& json_text, const std::string& source, const fs::path* base_dir,
-                const std::vector<std::string>& overrides) {
-  const json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  QTUNE_CHECK(!root.is_discarded(), source, ": not valid JSON (check commas and quotes; JSON has no comments)");
+RunConfig parse(const json& root, const std::string& source, const fs::path* base_dir,
+                const std::vector<std::string>& overrides, std::optional<Recipe> command_recipe) {
   QTUNE_CHECK(root.is_object(), source, ": a run config is a JSON object, got ", root.type_name());
   RunConfig c;
   apply_object(c, root, "", source);
   if (base_dir != nullptr) resolve_input_paths(c, *base_dir);
   for (const std::string& o : overrides) apply_override(c, o);
-  validate(c, overrides.empty() ? source : source + " with its overrides");
+  const bool names_recipe = root.contains("recipe") || std::any_of(overrides.begin(), overrides.end(),
+                                                                   [](auto& o) { return o.rfind("recipe=", 0) == 0; });
+  settle_recipe(c, source, names_recipe, command_recipe);
+  const std::string where = overrides.empty() ? source : source + " with its overrides";
+  resolve_quant_scheme(c.quant, where);
+  validate(c, where);
   return c;
 }
 
@@ -378,20 +416,23 @@ std::vector<std::string> run_config_keys() {
 bool is_run_config_input_path(const std::string& key) { return is_input_path(key); }
 
 RunConfig parse_run_config(const std::string& json_text, const std::string& source,
-                           const std::vector<std::string>& overrides) {
-  return parse(json_text, source, nullptr, overrides);
+                           const std::vector<std::string>& overrides, std::optional<Recipe> command_recipe) {
+  return parse(io::parse_json(json_text, source), source, nullptr, overrides, command_recipe);
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides,
+                          std::optional<Recipe> command_recipe) {
   QTUNE_CHECK(fs::is_regular_file(path), "run config ", path, " not found");
-  std::ifstream in(path, std::ios::binary);
-  QTUNE_CHECK(in, "cannot read run config ", path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const fs::path base_dir = fs::path(path).parent_path();
-  return parse(text, path, &base_dir, overrides);
+  return parse(io::read_json_file(path), path, &base_dir, overrides, command_recipe);
 }
 
 std::string run_config_to_json(const RunConfig& config) {
+  QTUNE_CHECK(quant::parse_linear_scheme(quant::scheme_name(config.quant.scheme), config.quant.group_size) ==
+                  config.quant.scheme,
+              "run_config_to_json: quant.scheme ", quant::scheme_name(config.quant.scheme), " with ",
+              quant::group_size_of(config.quant.scheme), " weights per scale does not match quant.group_size ",
+              config.quant.group_size, " (0: the scheme's default); set both");
   ordered_json out = ordered_json::object();
   for_each_field(config, [&](const char* name, const auto& member) {
     ordered_json value = to_json_value(member);

@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "models/llama_config.h"
+#include "quant/float8.h"
+#include "quant/qat_config.h"
+#include "tools/recipes/recipe.h"
 
 namespace qtune::recipes {
 
@@ -62,14 +65,15 @@ struct TrainSection {
   int64_t log_every = 1;
 };
 
-// Quantization-aware training (recipe qat): the fake quantization the prepared linears train through.
+// Quantization-aware training (recipes qat, qat_lora): the fake quantization the prepared linears train through.
 struct QuantSection {
-  std::string scheme = "8da4w";          // 8da4w | int4wo | q4_0 | q8_0
-  int64_t group_size = 0;                // 0: the scheme's default (8da4w 32, int4wo 128); q4_0/q8_0 fix 32
+  // quant.scheme (8da4w | int4wo | q4_0 | q8_0) with quant.group_size applied: what the recipes use.
+  quant::LinearScheme scheme = quant::Int8DynActInt4Weight{};
+  int64_t group_size = 0;                // quant.group_size as written: 0 takes the scheme's default
   int64_t fake_quant_after_n_steps = 0;  // plain float steps before fake quantization switches on
 };
 
-// LoRA adapters (recipes lora, qlora, qat_lora; NUMERICS.md §4): only the adapters train.
+// LoRA adapters (recipes lora, qlora, qat_lora; docs/numerics.md §4): only the adapters train.
 struct LoraSection {
   int64_t rank = 8;
   double alpha = 16;
@@ -77,13 +81,14 @@ struct LoraSection {
   std::vector<std::string> targets{"q_proj", "v_proj"};  // q/k/v/o_proj, gate/up/down_proj, lm_head
 };
 
-// Float8 training (any recipe but qat): the linears' GEMMs run through fp8 (NUMERICS.md §3).
+// Float8 training (any recipe but qat): the linears' GEMMs run through fp8 (docs/numerics.md §3).
 struct Fp8Section {
-  std::string recipe;  // "" (off) | tensorwise | rowwise | rowwise_with_gw_hp
+  std::optional<quant::Float8Recipe>
+      recipe;  // unset ("" in a file): off; else tensorwise | rowwise | rowwise_with_gw_hp
 };
 
 struct RunConfig {
-  std::string recipe = "full";  // full | qat | lora | qlora | qat_lora
+  Recipe recipe = Recipe::full;
   ModelSection model;
   DataSection data;
   OptimSection optim;
@@ -100,13 +105,20 @@ struct RunConfig {
 // parsed as JSON when it parses, else taken as a string; "model.config.<field>=value" edits the inline
 // config.json), then checks the values (ranges, known names, model.path xor model.config). Errors name
 // the source, the dotted key and the expected type; unknown keys name the nearest valid key (edit distance).
+// `command_recipe` is the recipe a command names (`qtune run lora`): a config without a `recipe` key (in
+// the file or an override) takes it, and one whose `recipe` names another is an error. Without it the
+// config's own recipe counts (full when it has none).
 RunConfig parse_run_config(const std::string& json_text, const std::string& source,
-                           const std::vector<std::string>& overrides = {});
+                           const std::vector<std::string>& overrides = {},
+                           std::optional<Recipe> command_recipe = std::nullopt);
 // A config file: relative input paths in it (model.path, model.tokenizer, data.train, data.eval) are
 // resolved against the file's directory, so a config travels with its data; output_dir and every path
 // given in an override stay relative to the current directory.
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
-// The config as JSON (what a run stores as output_dir/config.json, and what resume compares against).
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                          std::optional<Recipe> command_recipe = std::nullopt);
+// The config as JSON (what a run stores as output_dir/config.json, and what resume compares against). The
+// quant section is written as its keys: the scheme's name and quant.group_size, which must give back
+// quant.scheme (an Error otherwise: a config built in code that set one and not the other).
 std::string run_config_to_json(const RunConfig& config);
 // Every valid dotted key, for docs and "did you mean".
 std::vector<std::string> run_config_keys();

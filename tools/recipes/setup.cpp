@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "data/instruction_data.h"
+#include "data/text_corpus.h"
+#include "data/token_shards.h"
 #include "engine/check.h"
 #include "engine/module.h"
 #include "models/hf_checkpoint.h"
-#include "models/instruction_data.h"
 #include "models/quantizing_loader.h"
-#include "models/text_corpus.h"
-#include "models/token_shards.h"
 #include "optim/adamw.h"
 #include "optim/sgd.h"
 #include "tools/recipes/checkpoint.h"
@@ -21,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A shard file, or every regular file of a directory (in name order, hidden files skipped).
-std::vector<models::TokenShard> open_shards(const std::string& path, int64_t vocab_size) {
+std::vector<data::TokenShard> open_shards(const std::string& path, int64_t vocab_size) {
   std::vector<std::string> files;
   if (fs::is_directory(path)) {
     for (const auto& entry : fs::directory_iterator(path)) {
@@ -34,9 +34,9 @@ std::vector<models::TokenShard> open_shards(const std::string& path, int64_t voc
   } else {
     files.push_back(path);
   }
-  std::vector<models::TokenShard> shards;
+  std::vector<data::TokenShard> shards;
   for (const std::string& file : files) {
-    models::TokenShard shard = models::TokenShard::open(file);
+    data::TokenShard shard = data::TokenShard::open(file);
     QTUNE_CHECK(shard.vocab_size() <= vocab_size, file, " holds tokens of a ", shard.vocab_size(),
                 "-token vocabulary but the model has ", vocab_size, " embeddings: was it tokenized for this model?");
     shards.push_back(std::move(shard));  // from_shards validates every token against the shard's vocabulary
@@ -71,15 +71,14 @@ namespace {
 // NF4 for qlora (the head too when it carries an adapter); e4m3 for lora with fp8.recipe when all projection dims are
 // multiples of 16 (otherwise the float8 pass leaves some in high precision, which a loader of uniform schemes cannot).
 std::optional<quant::ModelQuantization> streamed_base(const RunConfig& config) {
-  if (config.recipe == "qlora") return quant::ModelQuantization{quant::NF4{}, std::nullopt, lora_targets_head(config)};
-  if (config.recipe != "lora" || config.fp8.recipe.empty()) return std::nullopt;
+  if (config.recipe == Recipe::qlora) return qlora_base(config);
+  if (config.recipe != Recipe::lora || !config.fp8.recipe) return std::nullopt;
   const models::LlamaConfig c = models::load_llama_config(config.model.path);
   const int64_t d = c.resolved_head_dim();
   for (const int64_t dim : {c.hidden_size, c.intermediate_size, c.num_attention_heads * d, c.num_key_value_heads * d}) {
     if (dim % 16 != 0) return std::nullopt;
   }
-  return quant::ModelQuantization{
-      quant::Float8Weights{quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(config.fp8.recipe))}};
+  return quant::ModelQuantization{quant::Float8Weights{quant::Float8LinearConfig::from_recipe(*config.fp8.recipe)}};
 }
 
 }  // namespace
@@ -101,8 +100,8 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   return model;
 }
 
-models::DataLoader make_loader(const RunConfig& config, const std::string& path, const models::Tokenizer& tokenizer,
-                               int64_t vocab_size, const std::function<void(const std::string&)>& note) {
+data::DataLoader make_loader(const RunConfig& config, const std::string& path, const data::Tokenizer& tokenizer,
+                             int64_t vocab_size, const std::function<void(const std::string&)>& note) {
   const DataSection& d = config.data;
   QTUNE_CHECK(fs::exists(path), "data file ", path, " not found");
   const uint64_t seed = config.train.seed;
@@ -116,26 +115,26 @@ models::DataLoader make_loader(const RunConfig& config, const std::string& path,
   };
   if (d.format == "tokens") {
     auto shards = open_shards(path, vocab_size);
-    return named([&] { return models::DataLoader::from_shards(std::move(shards), d.seq_len, d.batch_size, seed); });
+    return named([&] { return data::DataLoader::from_shards(std::move(shards), d.seq_len, d.batch_size, seed); });
   }
   if (d.format == "text") {
-    auto tokens = models::tokenize_text_file(path, tokenizer, {.document_separator = d.document_separator});
-    return named([&] { return models::DataLoader::from_tokens(std::move(tokens), d.seq_len, d.batch_size, seed); });
+    auto tokens = data::tokenize_text_file(path, tokenizer, {.document_separator = d.document_separator});
+    return named([&] { return data::DataLoader::from_tokens(std::move(tokens), d.seq_len, d.batch_size, seed); });
   }
-  models::InstructionOptions options;
+  data::InstructionOptions options;
   options.prompt_template = d.prompt_template;
   options.train_on_input = d.train_on_input;
   options.max_seq_len = d.seq_len;
   options.skip_bad_lines = d.skip_bad_lines;
-  models::InstructionData data = models::load_instruction_jsonl(path, tokenizer, options);
+  data::InstructionData data = data::load_instruction_jsonl(path, tokenizer, options);
   if (data.skipped_lines > 0 && note)
     note(path + ": skipped " + std::to_string(data.skipped_lines) + " malformed lines");
   if (data.dropped_examples > 0 && note) {
     note(path + ": dropped " + std::to_string(data.dropped_examples) + " examples whose prompt fills data.seq_len");
   }
   return named([&] {
-    return models::DataLoader::from_examples(std::move(data.examples), d.seq_len, d.batch_size, seed, d.pack,
-                                             tokenizer.eos_id().value_or(0));
+    return data::DataLoader::from_examples(std::move(data.examples), d.seq_len, d.batch_size, seed, d.pack,
+                                           tokenizer.eos_id().value_or(0));
   });
 }
 

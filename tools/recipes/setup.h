@@ -5,15 +5,15 @@
 #include <string>
 #include <vector>
 
-#include "models/data_loader.h"
+#include "data/data_loader.h"
+#include "data/tokenizer.h"
 #include "models/llama.h"
-#include "models/tokenizer.h"
 #include "optim/optimizer.h"
 #include "tools/recipes/run_config.h"
 
 namespace qtune::recipes {
 
-// model.tokenizer, or the model directory (what models::load_tokenizer reads).
+// model.tokenizer, or the model directory (what data::load_tokenizer reads).
 std::string tokenizer_source(const RunConfig& config);
 
 // Llama options of the run: model.dtype, device, train.seed, train.activation_checkpointing.
@@ -28,8 +28,8 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config);
 
 // Batches of `path` in data.format (text | jsonl | tokens), token ids checked against `vocab_size`.
 // `note` receives remarks for the user (lines skipped with data.skip_bad_lines).
-models::DataLoader make_loader(const RunConfig& config, const std::string& path, const models::Tokenizer& tokenizer,
-                               int64_t vocab_size, const std::function<void(const std::string&)>& note);
+data::DataLoader make_loader(const RunConfig& config, const std::string& path, const data::Tokenizer& tokenizer,
+                             int64_t vocab_size, const std::function<void(const std::string&)>& note);
 
 // optim.name over `params`, with the section's hyperparameters.
 std::unique_ptr<optim::Optimizer> make_optimizer(const OptimSection& options, std::vector<Tensor> params);

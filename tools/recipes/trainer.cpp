@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 
+#include "data/tokenizer.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
@@ -14,7 +15,6 @@
 #include "engine/module.h"
 #include "engine/rng.h"
 #include "models/hf_checkpoint.h"
-#include "models/tokenizer.h"
 #include "ops/elementwise.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_schedule.h"
@@ -31,14 +31,14 @@ using clock = std::chrono::steady_clock;
 
 double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
 
-int64_t total_steps(const RunConfig& config, const models::DataLoader& loader) {
+int64_t total_steps(const RunConfig& config, const data::DataLoader& loader) {
   if (config.train.steps > 0) return config.train.steps;
   const double micro_batches = config.train.epochs * static_cast<double>(loader.batches_per_epoch());
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(micro_batches / double(config.train.grad_accum))));
 }
 
 // Mean token loss over the eval batches (train.eval_batches, or the whole set), always the same batches.
-double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_batches, Device device) {
+double evaluate(models::Llama& model, data::DataLoader& loader, int64_t max_batches, Device device) {
   NoGradGuard no_grad;
   EvalModeGuard eval_mode(model);
   loader.set_position({});
@@ -46,7 +46,7 @@ double evaluate(models::Llama& model, models::DataLoader& loader, int64_t max_ba
   double loss_sum = 0;
   int64_t targets = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const models::Batch batch = loader.next();
+    const data::Batch batch = loader.next();
     if (batch.num_targets == 0) continue;
     // Model::loss is the mean over this batch's targets; weighting by their count gives the mean per token.
     loss_sum += model.loss(batch.tokens.to(device), batch.targets.to(device)).item() * double(batch.num_targets);
@@ -71,10 +71,10 @@ struct Gradients {
 };
 
 // Backward over `accum` micro-batches, each loss scaled by 1/accum, so the gradients are those of their mean.
-Gradients accumulate_gradients(models::Llama& model, models::DataLoader& loader, int64_t accum, Device device) {
+Gradients accumulate_gradients(models::Llama& model, data::DataLoader& loader, int64_t accum, Device device) {
   Gradients g;
   for (int64_t micro = 0; micro < accum; ++micro) {
-    const models::Batch batch = loader.next();
+    const data::Batch batch = loader.next();
     const Tensor loss = model.loss(batch.tokens.to(device), batch.targets.to(device));
     g.loss += loss.item();
     g.tokens += batch.tokens.numel();
@@ -121,7 +121,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   reset_peak_memory(device);
 
   const std::string tokenizer_path = tokenizer_source(config);
-  const auto tokenizer = models::load_tokenizer(tokenizer_path);
+  const auto tokenizer = data::load_tokenizer(tokenizer_path);
   QTUNE_CHECK(!hooks.save_weights == !hooks.load_weights, "TrainHooks: save_weights and load_weights come together");
   const bool whole_model_files = !hooks.load_weights;
   std::shared_ptr<models::Llama> model =
@@ -138,8 +138,8 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     }
   }
 
-  models::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
-  std::optional<models::DataLoader> eval_loader;
+  data::DataLoader loader = make_loader(config, config.data.train, *tokenizer, vocab_size, note);
+  std::optional<data::DataLoader> eval_loader;
   if (!config.data.eval.empty()) {
     eval_loader = make_loader(config, config.data.eval, *tokenizer, vocab_size, note);
   }

@@ -1,0 +1,145 @@
+// Fused cross-entropy: forward makes two passes per row, the max and then the sum of exponentials (no
+// softmax copy); backward writes grad_logits = grad_loss * (softmax - onehot) directly from the saved
+// lse. Both passes keep 16 independent partial results so that they vectorize without reassociation.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cpu/cpu_backend.h"
+#include "cpu/kernel_util.h"
+#include "cpu/vec_exp.h"
+
+namespace qtune::cpu {
+namespace {
+
+DType stat_dtype(DType logits) { return logits == DType::f64 ? DType::f64 : DType::f32; }
+
+void check_row_stat(const char* kernel, const Tensor& t, const char* name, int64_t rows, DType logits_dtype) {
+  QTUNE_CHECK(t.dim() == 1 && t.size(0) == rows, kernel, ": ", name, " must be [", rows, "], got ",
+              shape_str(t.shape()));
+  QTUNE_CHECK(t.dtype() == stat_dtype(logits_dtype), kernel, ": ", name, " must be ",
+              dtype_name(stat_dtype(logits_dtype)), " for ", dtype_name(logits_dtype), " logits, got ",
+              dtype_name(t.dtype()));
+  check_contiguous(kernel, t, name);
+}
+
+// Validates shapes and every target before any thread starts (an exception cannot leave an
+// OpenMP region).
+void check_inputs(const char* kernel, const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  QTUNE_CHECK(logits.dim() == 2, kernel, ": logits must be [N, V], got ", shape_str(logits.shape()));
+  QTUNE_CHECK(targets.dtype() == DType::i64, kernel, ": targets must be i64, got ", dtype_name(targets.dtype()));
+  QTUNE_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), kernel, ": targets ", shape_str(targets.shape()),
+              " do not match logits ", shape_str(logits.shape()));
+  check_contiguous(kernel, logits, "logits");
+  check_contiguous(kernel, targets, "targets");
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  const int64_t* tg = ptr<int64_t>(targets);
+  for (int64_t r = 0; r < rows; ++r)
+    QTUNE_CHECK(tg[r] == ignore_index || (tg[r] >= 0 && tg[r] < vocab), kernel, ": target ", tg[r], " at row ", r,
+                " is out of range for V = ", vocab, " (and is not ignore_index ", ignore_index, ")");
+}
+
+constexpr int kLanes = 16;
+
+// Max of a row (NaNs are skipped here and surface through the sum of exponentials).
+template <class T>
+acc_t<T> row_max(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  A part[kLanes];
+  for (A& p : part) p = -std::numeric_limits<A>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const A v = load(x + i + k);
+      part[k] = v > part[k] ? v : part[k];
+    }
+  for (; i < n; ++i) part[0] = load(x + i) > part[0] ? load(x + i) : part[0];
+  A mx = part[0];
+  for (int k = 1; k < kLanes; ++k) mx = part[k] > mx ? part[k] : mx;
+  return mx;
+}
+
+// Sum of exp(x - mx) over a row.
+template <class T>
+acc_t<T> row_sum_exp(const T* x, int64_t n, acc_t<T> mx) {
+  using A = acc_t<T>;
+  A part[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) part[k] += vec_exp(load(x + i + k) - mx);
+  for (; i < n; ++i) part[0] += vec_exp(load(x + i) - mx);
+  A sum = 0;
+  for (int k = 0; k < kLanes; ++k) sum += part[k];
+  return sum;
+}
+
+int64_t row_grain(int64_t cols) { return cols >= (1 << 14) ? 1 : (1 << 14) / (cols > 0 ? cols : 1); }
+
+}  // namespace
+
+void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& loss,
+                               const Tensor& lse) {
+  check_inputs("cross_entropy", logits, targets, ignore_index);
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  check_row_stat("cross_entropy", loss, "loss", rows, logits.dtype());
+  check_row_stat("cross_entropy", lse, "lse", rows, logits.dtype());
+  dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    const T* x = ptr<T>(logits);
+    const int64_t* tg = ptr<int64_t>(targets);
+    A* pl = ptr<A>(loss);
+    A* ps = ptr<A>(lse);
+    parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        if (tg[r] == ignore_index) {
+          pl[r] = 0;
+          ps[r] = 0;
+          continue;
+        }
+        const T* xr = x + r * vocab;
+        const A mx = row_max(xr, vocab);
+        const A sum = row_sum_exp(xr, vocab, mx);
+        const A row_lse = mx + std::log(sum);
+        ps[r] = row_lse;
+        pl[r] = row_lse - load(xr + tg[r]);
+      }
+    });
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                        const Tensor& lse, const Tensor& grad_loss, const Tensor& grad_logits) {
+  check_inputs("cross_entropy_backward", logits, targets, ignore_index);
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  check_row_stat("cross_entropy_backward", lse, "lse", rows, logits.dtype());
+  check_row_stat("cross_entropy_backward", grad_loss, "grad_loss", rows, logits.dtype());
+  QTUNE_CHECK(grad_logits.shape() == logits.shape() && grad_logits.dtype() == logits.dtype(),
+              "cross_entropy_backward: grad_logits must match logits ", shape_str(logits.shape()), " ",
+              dtype_name(logits.dtype()));
+  check_contiguous("cross_entropy_backward", grad_logits, "grad_logits");
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    const T* x = ptr<T>(logits);
+    const int64_t* tg = ptr<int64_t>(targets);
+    const A* ps = ptr<A>(lse);
+    const A* pg = ptr<A>(grad_loss);
+    T* dx = ptr<T>(grad_logits);
+    parallel_for(rows, row_grain(vocab), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        T* dr = dx + r * vocab;
+        if (tg[r] == ignore_index) {
+          for (int64_t c = 0; c < vocab; ++c) store(dr + c, A(0));
+          continue;
+        }
+        const T* xr = x + r * vocab;
+        const A g = pg[r], row_lse = ps[r];
+        for (int64_t c = 0; c < vocab; ++c) store(dr + c, g * vec_exp(load(xr + c) - row_lse));
+        store(dr + tg[r], g * (vec_exp(load(xr + tg[r]) - row_lse) - A(1)));
+      }
+    });
+  });
+}
+
+}  // namespace qtune::cpu

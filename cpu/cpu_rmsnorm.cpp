@@ -1,0 +1,130 @@
+// Fused RMSNorm (HF LlamaRMSNorm): one pass for the row statistic, one for the output. Reduced
+// precision inputs are normalized in f32, so rstd is f32 (f64 for f64 inputs).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "cpu/kernel_util.h"
+
+namespace qtune::cpu {
+namespace {
+
+void check_rows(const char* kernel, const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd) {
+  QTUNE_CHECK(x.dim() == 2 && weight.dim() == 1 && weight.size(0) == x.size(1), kernel, ": x ", shape_str(x.shape()),
+              " and weight ", shape_str(weight.shape()), " must be [N, C] and [C]");
+  QTUNE_CHECK(y.shape() == x.shape(), kernel, ": output ", shape_str(y.shape()), " must match x ",
+              shape_str(x.shape()));
+  QTUNE_CHECK(rstd.dim() == 1 && rstd.size(0) == x.size(0), kernel, ": rstd ", shape_str(rstd.shape()), " must be [",
+              x.size(0), "]");
+  QTUNE_CHECK(weight.dtype() == x.dtype() && y.dtype() == x.dtype(), kernel,
+              ": x, weight and output must share a dtype (", dtype_name(x.dtype()), ", ", dtype_name(weight.dtype()),
+              ", ", dtype_name(y.dtype()), ")");
+  const DType stat = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  QTUNE_CHECK(rstd.dtype() == stat, kernel, ": rstd must be ", dtype_name(stat), ", got ", dtype_name(rstd.dtype()));
+  for (const Tensor* t : {&x, &weight, &y, &rstd}) check_contiguous(kernel, *t, "every operand");
+}
+
+// Sum of squares of one row. Eight independent partial sums let the compiler vectorize without
+// reassociating (no fast-math) and keep the rounding error of long rows small.
+template <class T>
+acc_t<T> sum_squares(const T* x, int64_t n) {
+  using A = acc_t<T>;
+  A part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      const A v = load(x + i + k);
+      part[k] += v * v;
+    }
+  for (; i < n; ++i) {
+    const A v = load(x + i);
+    part[0] += v * v;
+  }
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+}  // namespace
+
+void CpuBackend::rmsnorm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
+  check_rows("rmsnorm", x, weight, y, rstd);
+  const int64_t rows = x.size(0), cols = x.size(1);
+  dispatch_float(x.dtype(), "rmsnorm", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    const T* px = ptr<T>(x);
+    const T* pw = ptr<T>(weight);
+    T* py = ptr<T>(y);
+    A* pr = ptr<A>(rstd);
+    parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const T* xr = px + r * cols;
+        T* yr = py + r * cols;
+        const A mean_sq = sum_squares(xr, cols) / static_cast<A>(cols);
+        const A inv = A(1) / std::sqrt(mean_sq + static_cast<A>(eps));
+        pr[r] = inv;
+        for (int64_t c = 0; c < cols; ++c) store(yr + c, load(xr + c) * inv * load(pw + c));
+      }
+    });
+  });
+}
+
+void CpuBackend::rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                                  const Tensor& grad_x, const Tensor& grad_weight) {
+  check_rows("rmsnorm_backward", x, weight, grad_y, rstd);
+  QTUNE_CHECK(grad_x.shape() == x.shape() && grad_x.dtype() == x.dtype(), "rmsnorm_backward: grad_x ",
+              shape_str(grad_x.shape()), " must match x ", shape_str(x.shape()));
+  QTUNE_CHECK(grad_weight.shape() == weight.shape() && grad_weight.dtype() == weight.dtype(),
+              "rmsnorm_backward: grad_weight ", shape_str(grad_weight.shape()), " must match weight ",
+              shape_str(weight.shape()));
+  check_contiguous("rmsnorm_backward", grad_x, "grad_x");
+  check_contiguous("rmsnorm_backward", grad_weight, "grad_weight");
+  const int64_t rows = x.size(0), cols = x.size(1);
+  dispatch_float(x.dtype(), "rmsnorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    using A = acc_t<T>;
+    const T* px = ptr<T>(x);
+    const T* pw = ptr<T>(weight);
+    const T* pg = ptr<T>(grad_y);
+    const A* pr = ptr<A>(rstd);
+    T* pgx = ptr<T>(grad_x);
+    // grad_weight sums over rows: each chunk of rows writes its own partial row, summed afterwards,
+    // so threads never share an accumulator.
+    int64_t chunks = 1;
+#if defined(_OPENMP)
+    chunks = std::min<int64_t>(rows, omp_get_max_threads());
+#endif
+    chunks = std::max<int64_t>(chunks, 1);
+    std::vector<A> partial(static_cast<size_t>(chunks * cols), A(0));
+    const int64_t per_chunk = (rows + chunks - 1) / chunks;
+    parallel_for(chunks, rows * cols >= 8192 ? 1 : chunks, [&](int64_t cb, int64_t ce) {
+      for (int64_t chunk = cb; chunk < ce; ++chunk) {
+        A* gw = partial.data() + chunk * cols;
+        const int64_t r_end = std::min(rows, (chunk + 1) * per_chunk);
+        for (int64_t r = chunk * per_chunk; r < r_end; ++r) {
+          const T* xr = px + r * cols;
+          const T* gr = pg + r * cols;
+          T* gxr = pgx + r * cols;
+          const A inv = pr[r];
+          // y = x * inv * w  =>  dx = inv * (g*w) - x * inv^3 / C * sum(g*w*x)
+          A dot = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const A xv = load(xr + c), gv = load(gr + c);
+            dot += gv * load(pw + c) * xv;
+            gw[c] += gv * xv * inv;
+          }
+          const A k = dot * inv * inv * inv / static_cast<A>(cols);
+          for (int64_t c = 0; c < cols; ++c) store(gxr + c, inv * load(gr + c) * load(pw + c) - load(xr + c) * k);
+        }
+      }
+    });
+    T* out = ptr<T>(grad_weight);
+    for (int64_t c = 0; c < cols; ++c) {
+      A s = 0;
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) s += partial[static_cast<size_t>(chunk * cols + c)];
+      store(out + c, s);
+    }
+  });
+}
+
+}  // namespace qtune::cpu

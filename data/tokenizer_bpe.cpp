@@ -1,0 +1,373 @@
+// Byte-level BPE from a Hugging Face tokenizer.json (GPT-2 / Llama 3 family).
+//
+// Encoding, as the `tokenizers` library does it: added tokens are cut out of the raw text first (leftmost,
+// longest) and become their own ids; each stretch between them goes through the pre-tokenizer (Split
+// regexes, then ByteLevel: optional prefix space, optional GPT-2 regex, bytes -> stand-in characters)
+// and each resulting word through the BPE merges. Decoding maps the pieces' characters back to bytes and
+// turns the bytes into text, each ill-formed UTF-8 stretch becoming U+FFFD.
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <filesystem>
+
+#include "data/bpe_byte_level.h"
+#include "data/bpe_model.h"
+#include "data/bpe_regex.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_utf8.h"
+#include "engine/check.h"
+#include "engine/io/json_reader.h"
+
+namespace qtune::data {
+
+namespace {
+
+// The regex of a ByteLevel pre-tokenizer with use_regex true (GPT-2's word splitting).
+constexpr const char* kByteLevelPattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// Names used for bos / eos when the post-processor does not say which tokens they are.
+constexpr std::array<std::string_view, 3> kBosNames = {"<|begin_of_text|>", "<s>", "<|startoftext|>"};
+constexpr std::array<std::string_view, 3> kEosNames = {"<|end_of_text|>", "</s>", "<|endoftext|>"};
+
+// A token id: an integer in [0, INT32_MAX].
+int32_t token_id(const io::JsonFields& f, const io::Json& v, const std::string& key) {
+  f.expect(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, key,
+           "must be a token id, got " + v.dump());
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+
+// Fields that change what encode produces and that this reader does not implement must be absent, null or
+// the neutral value.
+void require_neutral(const io::JsonFields& f, const char* key, const io::Json& neutral) {
+  if (f.has(key) && f.at(key) != neutral) f.fail(key, "has the unsupported value " + f.at(key).dump());
+}
+
+struct AddedToken {
+  std::string content;
+  int32_t id;
+  bool special;
+};
+
+class BpeTokenizer final : public Tokenizer {
+ public:
+  explicit BpeTokenizer(const std::string& path);
+
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos) const override;
+  std::string decode(const std::vector<int32_t>& ids) const override;
+  int64_t vocab_size() const override { return static_cast<int64_t>(pieces_.size()); }
+  std::optional<int32_t> bos_id() const override { return bos_; }
+  std::optional<int32_t> eos_id() const override { return eos_; }
+  std::string id_to_piece(int32_t id) const override {
+    QTUNE_CHECK(id >= 0 && id < vocab_size(), path_, ": id ", id, " is outside the vocabulary (size ", vocab_size(),
+                ")");
+    return pieces_[id];
+  }
+  std::string kind() const override { return "bpe"; }
+
+ private:
+  void read_model(const io::JsonFields& root);
+  void read_added_tokens(const io::JsonFields& root);
+  void read_pre_tokenizer(const io::JsonFields& root);
+  void read_byte_level(const io::JsonFields& node);
+  void read_post_processor(const io::JsonFields& root);
+  void read_template(const io::JsonFields& node);
+  void read_decoder(const io::JsonFields& root);
+
+  // Ids of a stretch of text that holds no added token.
+  void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
+
+  std::string path_;
+  std::unique_ptr<BpeModel> model_;
+  std::vector<std::unique_ptr<BpeRegex>> splits_;  // Split pre-tokenizers, in order
+  bool add_prefix_space_ = false;                  // ByteLevel pre-tokenizer
+  std::unique_ptr<BpeRegex> byte_level_regex_;     // ByteLevel with use_regex
+  std::vector<AddedToken> added_;
+  std::array<std::vector<size_t>, 256> added_by_first_byte_;  // indices into added_, longest first
+  std::vector<std::string> pieces_;                           // id -> vocabulary entry or added token
+  std::vector<uint8_t> is_special_;                           // by id: dropped by decode
+  std::optional<int32_t> bos_, eos_;
+};
+
+BpeTokenizer::BpeTokenizer(const std::string& path) : path_(path) {
+  QTUNE_CHECK(std::filesystem::is_regular_file(path), "tokenizer file ", path, " not found or not readable");
+  const io::Json json = io::read_json_file(path);
+  const io::JsonFields root(json, path);
+  for (const char* key : {"truncation", "padding"}) require_neutral(root, key, nullptr);
+  if (root.has("normalizer")) {
+    root.fail("normalizer", "must be null: normalizers are not supported (byte-level BPE files have none), got " +
+                                root.at("normalizer").dump().substr(0, 200));
+  }
+  read_model(root);
+  read_added_tokens(root);
+  read_pre_tokenizer(root);
+  read_post_processor(root);
+  read_decoder(root);
+  // Without a post-processor naming them, bos / eos are the usual special tokens when present.
+  const auto by_name = [&](const auto& names) -> std::optional<int32_t> {
+    for (std::string_view name : names) {
+      for (const AddedToken& t : added_) {
+        if (t.content == name) return t.id;
+      }
+    }
+    return std::nullopt;
+  };
+  if (!bos_) bos_ = by_name(kBosNames);
+  if (!eos_) eos_ = by_name(kEosNames);
+}
+
+void BpeTokenizer::read_model(const io::JsonFields& root) {
+  const io::JsonFields model = root.object("model");
+  if (model.has("type") && model.string("type") != "BPE") {
+    model.fail("type", "must be \"BPE\" (the only model supported), got " + model.at("type").dump());
+  }
+  require_neutral(model, "dropout", 0.0);
+  require_neutral(model, "continuing_subword_prefix", "");
+  require_neutral(model, "end_of_word_suffix", "");
+  require_neutral(model, "byte_fallback", false);
+  require_neutral(model, "fuse_unk", false);
+
+  const io::Json& vocab_json = model.required("vocab");
+  if (!vocab_json.is_object()) model.wrong_type("vocab", "an object of piece -> id", vocab_json);
+  PieceIds vocab;
+  vocab.reserve(vocab_json.size());
+  int32_t max_id = -1;
+  for (const auto& [piece, id_json] : vocab_json.items()) {
+    const int32_t id = token_id(model, id_json, "vocab[\"" + piece + "\"]");
+    vocab.emplace(piece, id);
+    max_id = std::max(max_id, id);
+  }
+  pieces_.assign(static_cast<size_t>(max_id + 1), std::string());
+  for (const auto& [piece, id] : vocab) pieces_[id] = piece;
+
+  // Merges come as "left right" strings (older files) or as [left, right] pairs (tokenizers >= 0.20).
+  std::vector<std::pair<std::string, std::string>> merges;
+  const io::Json& merges_json = model.array("merges");
+  merges.reserve(merges_json.size());
+  for (size_t i = 0; i < merges_json.size(); ++i) {
+    const io::Json& m = merges_json[i];
+    const std::string key = model.item_name("merges", i);
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
+        model.fail(key, "must be \"left right\", got " + m.dump());
+      }
+      merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else {
+      model.fail(key, "must be \"left right\" or [left, right], got " + m.dump());
+    }
+  }
+
+  std::optional<int32_t> unk;
+  if (model.has("unk_token")) {
+    const std::string name = model.string("unk_token");
+    const auto it = vocab.find(name);
+    if (it == vocab.end()) model.fail("unk_token", "\"" + name + "\" is not in model.vocab");
+    unk = it->second;
+  }
+  const bool ignore_merges = model.boolean("ignore_merges", false);
+  model_ = std::make_unique<BpeModel>(std::move(vocab), merges, ignore_merges, unk, path_);
+}
+
+void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
+  if (!root.has("added_tokens")) return;
+  const io::Json& list = root.array("added_tokens");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const io::JsonFields t(list[i], path_, root.item_name("added_tokens", i) + ".");
+    AddedToken token{t.string("content"), token_id(t, t.required("id"), "id"), t.boolean("special", false)};
+    if (token.content.empty()) t.fail("content", "is empty");
+    // These options make matching depend on the surrounding whitespace; no Llama tokenizer uses them.
+    for (const char* option : {"single_word", "lstrip", "rstrip"}) {
+      if (t.boolean(option, false)) t.fail(option, "must be false (true is not supported)");
+    }
+    added_.push_back(std::move(token));
+  }
+  int32_t max_id = static_cast<int32_t>(pieces_.size()) - 1;
+  for (const AddedToken& t : added_) max_id = std::max(max_id, t.id);
+  pieces_.resize(static_cast<size_t>(max_id + 1));
+  is_special_.assign(pieces_.size(), 0);
+  for (size_t i = 0; i < added_.size(); ++i) {
+    const AddedToken& t = added_[i];
+    pieces_[t.id] = t.content;
+    is_special_[t.id] = t.special ? 1 : 0;
+    added_by_first_byte_[static_cast<unsigned char>(t.content[0])].push_back(i);
+  }
+  for (auto& bucket : added_by_first_byte_) {
+    std::stable_sort(bucket.begin(), bucket.end(),
+                     [&](size_t a, size_t b) { return added_[a].content.size() > added_[b].content.size(); });
+  }
+}
+
+void BpeTokenizer::read_byte_level(const io::JsonFields& node) {
+  // `tokenizers` defaults both options to true when a file leaves them out.
+  add_prefix_space_ = node.boolean("add_prefix_space", true);
+  if (node.boolean("use_regex", true)) {
+    byte_level_regex_ = std::make_unique<BpeRegex>(kByteLevelPattern, false, path_ + ": " + node.name("use_regex"));
+  }
+}
+
+void BpeTokenizer::read_pre_tokenizer(const io::JsonFields& root) {
+  if (!root.has("pre_tokenizer"))
+    root.fail("pre_tokenizer", "is missing: a byte-level BPE file needs a ByteLevel pre-tokenizer");
+  const io::JsonFields node = root.object("pre_tokenizer");
+  const std::string type = node.string("type");
+  if (type == "ByteLevel") {
+    read_byte_level(node);
+    return;
+  }
+  if (type != "Sequence") node.fail("type", "\"" + type + "\" is not supported (ByteLevel or Sequence)");
+  const io::Json& steps = node.array("pretokenizers");
+  node.expect(!steps.empty(), "pretokenizers", "must not be empty");
+  std::string step_type;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const io::JsonFields step(steps[i], path_, node.name(node.item_name("pretokenizers", i)) + ".");
+    step_type = step.string("type");
+    if (step_type == "ByteLevel") {
+      // Later steps would see stand-in characters instead of text; no known file does that.
+      if (i + 1 != steps.size()) step.fail("type", "ByteLevel must be the last pre-tokenizer of the Sequence");
+      read_byte_level(step);
+    } else if (step_type == "Split") {
+      const io::JsonFields pattern = step.object("pattern");
+      const bool literal = pattern.has("String");
+      const std::string text = literal ? pattern.string("String") : pattern.string("Regex");
+      const std::string behavior = step.string("behavior");
+      if (behavior != "Isolated")
+        step.fail("behavior", "must be \"Isolated\" (the only one supported), got \"" + behavior + "\"");
+      if (step.boolean("invert", false)) step.fail("invert", "must be false (true is not supported)");
+      splits_.push_back(std::make_unique<BpeRegex>(text, literal, path_ + ": " + step.name("pattern")));
+    } else {
+      step.fail("type", "\"" + step_type + "\" is not supported (Split or ByteLevel)");
+    }
+  }
+  if (step_type != "ByteLevel") node.fail("pretokenizers", "must end with a ByteLevel pre-tokenizer");
+}
+
+void BpeTokenizer::read_template(const io::JsonFields& node) {
+  // "single" lists the special tokens around the sequence $A: the one before is bos, the one after eos.
+  const io::Json& single = node.array("single");
+  const io::JsonFields specials = node.object("special_tokens");
+  bool seen_sequence = false;
+  for (size_t i = 0; i < single.size(); ++i) {
+    const io::JsonFields item(single[i], path_, node.name(node.item_name("single", i)) + ".");
+    if (item.present("Sequence")) {
+      seen_sequence = true;
+      continue;
+    }
+    const std::string name = item.object("SpecialToken").string("id");
+    const io::JsonFields entry = specials.object(name);
+    const io::Json& ids = entry.array("ids");
+    entry.expect(ids.size() == 1, "ids", "must hold exactly one id, got " + ids.dump());
+    const int32_t id = token_id(entry, ids[0], entry.item_name("ids", 0));
+    if (!seen_sequence && !bos_) bos_ = id;
+    if (seen_sequence && !eos_) eos_ = id;
+  }
+}
+
+void BpeTokenizer::read_post_processor(const io::JsonFields& root) {
+  if (!root.has("post_processor")) return;
+  const io::JsonFields node = root.object("post_processor");
+  std::vector<io::JsonFields> steps;
+  if (node.string("type") == "Sequence") {
+    const io::Json& list = node.array("processors");
+    for (size_t i = 0; i < list.size(); ++i)
+      steps.emplace_back(list[i], path_, node.name(node.item_name("processors", i)) + ".");
+  } else {
+    steps.push_back(node);
+  }
+  for (const io::JsonFields& step : steps) {
+    const std::string type = step.string("type");
+    if (type == "TemplateProcessing") {
+      read_template(step);
+    } else if (type != "ByteLevel") {  // ByteLevel only adjusts offsets, which encode does not return
+      step.fail("type", "\"" + type + "\" is not supported (TemplateProcessing, ByteLevel or Sequence)");
+    }
+  }
+}
+
+void BpeTokenizer::read_decoder(const io::JsonFields& root) {
+  if (!root.has("decoder")) root.fail("decoder", "is missing: a byte-level BPE file needs a ByteLevel decoder");
+  const std::string type = root.object("decoder").string("type");
+  if (type != "ByteLevel")
+    root.fail("decoder.type", "must be \"ByteLevel\" (the only decoder supported), got \"" + type + "\"");
+}
+
+void BpeTokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
+  if (text.empty()) return;
+  std::vector<std::string_view> pieces{text}, next;
+  for (const auto& split : splits_) {
+    next.clear();
+    for (std::string_view piece : pieces) split->split(piece, next);
+    pieces.swap(next);
+  }
+  std::string prefixed;
+  std::vector<std::string_view> words;
+  for (std::string_view piece : pieces) {
+    if (add_prefix_space_ && piece.front() != ' ') {
+      prefixed.resize(piece.size() + 1);
+      prefixed[0] = ' ';
+      piece.copy(prefixed.data() + 1, piece.size());
+      piece = prefixed;
+    }
+    words.clear();
+    if (byte_level_regex_) {
+      byte_level_regex_->split(piece, words);
+    } else {
+      words.push_back(piece);
+    }
+    for (std::string_view word : words) model_->encode_word(byte_level::encode(word), out);
+  }
+}
+
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
+  const size_t bad = utf8::first_invalid(text);
+  QTUNE_CHECK(bad == std::string_view::npos, path_, ": cannot encode text that is not valid UTF-8 (byte offset ", bad,
+              ")");
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 2);
+  if (add_bos && bos_) out.push_back(*bos_);
+  size_t segment = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const AddedToken* found = nullptr;
+    for (size_t i : added_by_first_byte_[static_cast<unsigned char>(text[pos])]) {
+      if (text.substr(pos).starts_with(added_[i].content)) {
+        found = &added_[i];
+        break;
+      }
+    }
+    if (found == nullptr) {
+      ++pos;
+      continue;
+    }
+    encode_segment(text.substr(segment, pos - segment), out);
+    out.push_back(found->id);
+    pos += found->content.size();
+    segment = pos;
+  }
+  encode_segment(text.substr(segment), out);
+  if (add_eos && eos_) out.push_back(*eos_);
+  return out;
+}
+
+std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string bytes;
+  for (const int32_t id : ids) {
+    QTUNE_CHECK(id >= 0 && id < vocab_size(), path_, ": cannot decode id ", id, ": outside the vocabulary (size ",
+                vocab_size(), ")");
+    if (!is_special_.empty() && is_special_[id]) continue;
+    // A piece whose characters are not all byte stand-ins (an added token such as "<think>" written in
+    // plain text) contributes its own UTF-8, as the ByteLevel decoder does.
+    if (!byte_level::decode(pieces_[id], bytes)) bytes += pieces_[id];
+  }
+  return utf8::lossy(bytes);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path) {
+  return std::make_unique<BpeTokenizer>(json_path);
+}
+
+}  // namespace qtune::data
