@@ -1,8 +1,8 @@
 #include "engine/backend_registry.h"
 
 #include <array>
+#include <atomic>
 #include <mutex>
-#include <optional>
 
 #include "engine/check.h"
 
@@ -11,9 +11,12 @@ namespace {
 
 constexpr size_t kDeviceTypes = 2;  // DeviceType::cpu, DeviceType::cuda
 
+// Written once per type while static initializers run, read on every op: the flag, set with release
+// after the provider is in place, lets lookups go without a lock.
 struct Registry {
-  std::mutex mutex;
-  std::array<std::optional<BackendProvider>, kDeviceTypes> providers;
+  std::mutex mutex;  // serializes registrations
+  std::array<BackendProvider, kDeviceTypes> providers{};
+  std::array<std::atomic<bool>, kDeviceTypes> present{};
 };
 
 // Constructed on first use: backends register from static initializers, whose order across translation
@@ -23,10 +26,10 @@ Registry& registry() {
   return instance;
 }
 
-std::optional<BackendProvider> provider_of(DeviceType type) {
+const BackendProvider* provider_of(DeviceType type) {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return r.providers[static_cast<size_t>(type)];
+  const auto t = static_cast<size_t>(type);
+  return r.present[t].load(std::memory_order_acquire) ? &r.providers[t] : nullptr;
 }
 
 }  // namespace
@@ -36,20 +39,22 @@ bool register_backend(DeviceType type, BackendProvider provider) {
               "register_backend: a provider needs both device_count and backend");
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  auto& slot = r.providers[static_cast<size_t>(type)];
-  QTUNE_CHECK(!slot.has_value(), "register_backend: two backends are linked for device type ", Device{type, 0}.str(),
+  const auto t = static_cast<size_t>(type);
+  QTUNE_CHECK(!r.present[t].load(std::memory_order_relaxed),
+              "register_backend: two backends are linked for device type ", Device{type, 0}.str(),
               " (one registration per type)");
-  slot = provider;
+  r.providers[t] = provider;
+  r.present[t].store(true, std::memory_order_release);
   return true;
 }
 
 int device_count(DeviceType type) {
-  const std::optional<BackendProvider> p = provider_of(type);
+  const BackendProvider* p = provider_of(type);
   return p ? p->device_count() : 0;
 }
 
 Backend& backend_for(Device device) {
-  const std::optional<BackendProvider> p = provider_of(device.type);
+  const BackendProvider* p = provider_of(device.type);
   if (!p) {
     QTUNE_CHECK(!device.is_cpu(),
                 "no CPU backend is linked into this program: link the qtune::qtune CMake target, which keeps "
