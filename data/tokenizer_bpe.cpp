@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdio>
 #include <filesystem>
 
 #include "data/bpe_byte_level.h"
@@ -35,6 +36,15 @@ int32_t token_id(const io::JsonFields& f, const io::Json& v, const std::string& 
   f.expect(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX, key,
            "must be a token id, got " + v.dump());
   return static_cast<int32_t>(v.get<int64_t>());
+}
+
+// The id table is as long as the largest id: a file whose ids leave more than 64 Ki of them unused is
+// damaged (or an attempt to make the reader allocate without bound), not a tokenizer.
+void check_id_range(const io::JsonFields& f, const char* key, int32_t max_id, size_t ids) {
+  constexpr int64_t kMaxUnused = 65536;
+  f.expect(int64_t{max_id} + 1 - static_cast<int64_t>(ids) <= kMaxUnused, key,
+           "uses ids up to " + std::to_string(max_id) + " for " + std::to_string(ids) +
+               " tokens: more than 65536 ids would be unused");
 }
 
 // Fields that change what encode produces and that this reader does not implement must be absent, null or
@@ -129,6 +139,7 @@ void BpeTokenizer::read_model(const io::JsonFields& root) {
 
   const io::Json& vocab_json = model.required("vocab");
   if (!vocab_json.is_object()) model.wrong_type("vocab", "an object of piece -> id", vocab_json);
+  if (vocab_json.empty()) model.fail("vocab", "is empty: a tokenizer without pieces encodes every text as nothing");
   PieceIds vocab;
   vocab.reserve(vocab_json.size());
   int32_t max_id = -1;
@@ -137,8 +148,17 @@ void BpeTokenizer::read_model(const io::JsonFields& root) {
     vocab.emplace(piece, id);
     max_id = std::max(max_id, id);
   }
+  check_id_range(model, "vocab", max_id, vocab.size());
   pieces_.assign(static_cast<size_t>(max_id + 1), std::string());
-  for (const auto& [piece, id] : vocab) pieces_[id] = piece;
+  std::vector<uint8_t> taken(pieces_.size(), 0);
+  for (const auto& [piece, id] : vocab) {
+    if (taken[id]) {
+      model.fail("vocab", "gives id " + std::to_string(id) + " to both \"" + pieces_[id] + "\" and \"" + piece +
+                              "\": each id names one piece");
+    }
+    taken[id] = 1;
+    pieces_[id] = piece;
+  }
 
   // Merges come as "left right" strings (older files) or as [left, right] pairs (tokenizers >= 0.20).
   std::vector<std::pair<std::string, std::string>> merges;
@@ -168,6 +188,20 @@ void BpeTokenizer::read_model(const io::JsonFields& root) {
     if (it == vocab.end()) model.fail("unk_token", "\"" + name + "\" is not in model.vocab");
     unk = it->second;
   }
+  // Byte-level BPE spells every text with the 256 byte stand-ins; without one (and no unk_token to stand in)
+  // the byte would silently vanish from the encoding.
+  if (!unk) {
+    for (int b = 0; b < 256; ++b) {
+      const char byte = static_cast<char>(b);
+      const std::string stand_in = byte_level::encode(std::string_view(&byte, 1));
+      if (!vocab.contains(stand_in)) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", b);
+        model.fail("vocab", std::string("has no piece for byte ") + hex + " (\"" + stand_in +
+                                "\"), and no unk_token: text holding that byte could not be encoded");
+      }
+    }
+  }
   const bool ignore_merges = model.boolean("ignore_merges", false);
   model_ = std::make_unique<BpeModel>(std::move(vocab), merges, ignore_merges, unk, path_);
 }
@@ -185,12 +219,22 @@ void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
     }
     added_.push_back(std::move(token));
   }
-  int32_t max_id = static_cast<int32_t>(pieces_.size()) - 1;
+  const size_t vocab_pieces = pieces_.size();
+  int32_t max_id = static_cast<int32_t>(vocab_pieces) - 1;
   for (const AddedToken& t : added_) max_id = std::max(max_id, t.id);
+  check_id_range(root, "added_tokens", max_id, vocab_pieces + added_.size());
+  std::vector<uint8_t> added_at(static_cast<size_t>(max_id + 1), 0);
   pieces_.resize(static_cast<size_t>(max_id + 1));
   is_special_.assign(pieces_.size(), 0);
   for (size_t i = 0; i < added_.size(); ++i) {
     const AddedToken& t = added_[i];
+    // An added token may repeat its vocabulary entry (GPT-2's <|endoftext|>), not take another piece's id.
+    const bool vocab_piece = static_cast<size_t>(t.id) < vocab_pieces && model_->piece_id(pieces_[t.id]) == t.id;
+    if ((vocab_piece && pieces_[t.id] != t.content) || added_at[t.id]) {
+      root.fail(root.item_name("added_tokens", i), "gives id " + std::to_string(t.id) + " to \"" + t.content +
+                                                       "\", which already names \"" + pieces_[t.id] + "\"");
+    }
+    added_at[t.id] = 1;
     pieces_[t.id] = t.content;
     is_special_[t.id] = t.special ? 1 : 0;
     added_by_first_byte_[static_cast<unsigned char>(t.content[0])].push_back(i);

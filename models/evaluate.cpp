@@ -43,7 +43,11 @@ double PerplexityResult::bits_per_byte() const {
 PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokenizer,
                                      const std::vector<std::string>& documents, int64_t max_length,
                                      const EvalProgress& progress, int64_t batch_size) {
-  const int64_t length = max_length > 0 ? max_length : model.config().max_position_embeddings;
+  const int64_t context = model.config().max_position_embeddings;
+  const int64_t length = max_length > 0 ? max_length : context;
+  QTUNE_CHECK(length <= context, "perplexity: windows of ", length,
+              " tokens are longer than the model's context (max_position_embeddings = ", context,
+              " in config.json): use a window of at most ", context);
   const int32_t prefix = data::prefix_token_id(tokenizer);
   PerplexityResult result;
   result.documents = static_cast<int64_t>(documents.size());

@@ -82,6 +82,13 @@ std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, 
   QTUNE_CHECK(!prompt.empty(), "generate: the prompt is empty (start it with the bos id)");
   for (int32_t id : prompt)
     QTUNE_CHECK(id >= 0 && id < vocab, "generate: prompt id ", id, " outside the vocabulary [0, ", vocab, ")");
+  const int64_t context = model.config().max_position_embeddings, length = static_cast<int64_t>(prompt.size());
+  QTUNE_CHECK(length <= context, "generate: the prompt has ", length,
+              " tokens, more than the model's context (max_position_embeddings = ", context,
+              " in config.json): shorten it");
+  QTUNE_CHECK(options.max_new_tokens <= context - length, "generate: ", length, " prompt tokens + max_new_tokens ",
+              options.max_new_tokens, " would run past the model's context (max_position_embeddings = ", context,
+              "): ask for at most ", context - length, " new tokens");
   const std::vector<int32_t>& stop_ids = options.stop_ids.empty() ? model.config().eos_token_ids : options.stop_ids;
 
   std::vector<int32_t> out;

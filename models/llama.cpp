@@ -152,6 +152,12 @@ Tensor LlamaModel::forward(const Tensor& tokens, KVCache* cache) {
                 " layers of keys and ", cache->v.size(), " of values, the model has ", n_layers);
   }
   const int64_t start = cache != nullptr ? cache->length() : 0;
+  // Past the trained context RoPE extrapolates and the model's numbers mean nothing: refuse, as every caller
+  // (training, eval windows, generation) should have before reaching here.
+  QTUNE_CHECK(start + tokens.size(1) <= config_.max_position_embeddings, "Llama: positions ", start, "..",
+              start + tokens.size(1) - 1,
+              " are past the model's context (max_position_embeddings = ", config_.max_position_embeddings,
+              " in config.json): use shorter sequences");
   const DType table_dtype = options_.dtype == DType::f64 ? DType::f64 : DType::f32;
   // One table for every layer: positions continue after the cached ones.
   const auto [cos, sin] = ops::rope_tables(start, tokens.size(1), config_.resolved_head_dim(), config_.rope_theta,
@@ -180,6 +186,11 @@ Llama::Llama(const LlamaConfig& config, const LlamaOptions& options)
     : Module("LlamaForCausalLM"), config_(config), options_(options) {
   config_.validate();
   QTUNE_CHECK(is_floating(options.dtype), "Llama: dtype must be floating, got ", dtype_name(options.dtype));
+  // Deferred projections are stored quantized by the loader: at least 4 bits each.
+  if (options.device.is_cpu()) {
+    check_fits_memory(config_, options.defer_projections ? 0.5 : double(dtype_size(options.dtype)),
+                      "Llama in " + std::string(dtype_name(options.dtype)));
+  }
   const bool init = parameter_init_enabled();
   {
     // The submodules' own default init would be overwritten by the Llama init below: only allocate.

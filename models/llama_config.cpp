@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "engine/check.h"
+#include "engine/host_memory.h"
 #include "engine/io/json_reader.h"
 
 namespace qtune::models {
@@ -56,13 +57,24 @@ void reject_unsupported(const JsonFields& f) {
 
 }  // namespace
 
-int64_t LlamaConfig::num_parameters() const {
-  const int64_t d = resolved_head_dim(), c = hidden_size;
-  const int64_t attention = c * num_attention_heads * d * 2 + c * num_key_value_heads * d * 2;
-  const int64_t mlp = 3 * c * intermediate_size;
-  const int64_t layer = attention + mlp + 2 * c;
-  const int64_t embeddings = vocab_size * c * (tie_word_embeddings ? 1 : 2);
-  return embeddings + num_hidden_layers * layer + c;
+double LlamaConfig::parameter_count() const {
+  const double d = double(resolved_head_dim()), c = double(hidden_size);
+  const double attention = c * double(num_attention_heads) * d * 2 + c * double(num_key_value_heads) * d * 2;
+  const double layer = attention + 3 * c * double(intermediate_size) + 2 * c;
+  const double embeddings = double(vocab_size) * c * (tie_word_embeddings ? 1 : 2);
+  return embeddings + double(num_hidden_layers) * layer + c;
+}
+
+int64_t LlamaConfig::num_parameters() const { return static_cast<int64_t>(parameter_count()); }
+
+void check_fits_memory(const LlamaConfig& c, double bytes_per_parameter, const std::string& source) {
+  const double needed = c.parameter_count() * bytes_per_parameter, available = double(host_memory_bytes());
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  QTUNE_CHECK(needed <= available, source, ": a Llama with vocab_size ", c.vocab_size, ", hidden_size ", c.hidden_size,
+              ", intermediate_size ", c.intermediate_size, ", num_hidden_layers ", c.num_hidden_layers, " has ",
+              c.parameter_count(), " parameters, whose weights need ", needed / kGiB, " GiB at ",
+              bytes_per_parameter * 8, " bits each: more than this machine's ", available / kGiB,
+              " GiB of memory (RAM + swap)");
 }
 
 void LlamaConfig::validate() const {
@@ -83,6 +95,10 @@ void LlamaConfig::validate() const {
               ") must be divisible by num_attention_heads (", num_attention_heads, ") when head_dim is not given");
   QTUNE_CHECK(resolved_head_dim() % 2 == 0, "LlamaConfig: head_dim must be even for rotary embeddings, got ",
               resolved_head_dim());
+  // Sizes that multiply past 2^53 parameters are no model: they would overflow the byte counts computed from them.
+  QTUNE_CHECK(parameter_count() < 0x1p53, "LlamaConfig: vocab_size ", vocab_size, ", hidden_size ", hidden_size,
+              ", intermediate_size ", intermediate_size, ", num_hidden_layers ", num_hidden_layers, " and head_dim ",
+              resolved_head_dim(), " give ", parameter_count(), " parameters, which no machine holds");
   QTUNE_CHECK(rms_norm_eps > 0.0, "LlamaConfig: rms_norm_eps must be positive, got ", rms_norm_eps);
   QTUNE_CHECK(rope_theta > 0.0, "LlamaConfig: rope_theta must be positive, got ", rope_theta);
   if (rope_scaling.type == ops::RopeScaling::Type::llama3) {
@@ -145,6 +161,7 @@ LlamaConfig config_from_json(const Json& root, const std::string& source) {
   } catch (const Error& e) {
     QTUNE_FAIL(source, ": ", e.what());
   }
+  check_fits_memory(c, 0.5, source);
   return c;
 }
 

@@ -26,16 +26,22 @@ struct LlamaConfig {
   std::string torch_dtype = "float32";    // the checkpoint's dtype as the config states it
 
   int64_t resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
-  int64_t num_parameters() const;
+  int64_t num_parameters() const;  // after validate(), which bounds it
+  double parameter_count() const;  // the same, in floating point: no overflow whatever the sizes
   // Checks the values agree with one another (heads divide, head_dim even, ...); throws naming the field.
   void validate() const;
 };
+
+// Refuses a model whose weights cannot fit this machine's memory (host_memory_bytes) at `bytes_per_parameter`:
+// an Error naming `source` (config.json), the size keys and both amounts, before anything is allocated.
+void check_fits_memory(const LlamaConfig& config, double bytes_per_parameter, const std::string& source);
 
 // Same model: every field equal, head_dim compared as resolved, llama3 scaling parameters compared only
 // when the scaling is on.
 bool operator==(const LlamaConfig& a, const LlamaConfig& b);
 
-// Parses config.json text. An unsupported model_type, a missing required field, a wrongly typed or
+// Parses config.json text (and check_fits_memory at 4 bits a parameter, the least any qtune storage takes).
+// An unsupported model_type, a missing required field, a wrongly typed or
 // unsupported value (e.g. rope_scaling.rope_type other than "llama3") fails with an Error naming
 // `source` and the field. Unknown extra fields are ignored, as transformers ignores them.
 // Required: model_type ("llama"), vocab_size, hidden_size, intermediate_size, num_hidden_layers,

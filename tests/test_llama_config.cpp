@@ -7,6 +7,7 @@
 
 #include "engine/check.h"
 #include "models/llama_config.h"
+#include "tests/scratch_files.h"
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -252,6 +253,31 @@ TEST_CASE("llama config: every rejection names the field") {
   SUBCASE("a missing file") {
     CHECK_THROWS_WITH_AS(load_llama_config("/nonexistent/qtune_model"),
                          doctest::Contains("/nonexistent/qtune_model/config.json"), Error);
+  }
+}
+
+TEST_CASE("llama config: sizes no machine holds are refused before anything is built") {
+  json j = v4_config();
+  SUBCASE("more parameters than this machine's memory holds even at 4 bits") {
+    j["num_hidden_layers"] = 1000000;
+    check_error(j, {"test/config.json", "num_hidden_layers 1000000", "more than this machine's", "GiB"});
+  }
+  SUBCASE("more parameters than any machine holds") {
+    j["num_hidden_layers"] = 1099511627776;  // 2^40 layers: eval and generate used to allocate without bound
+    check_error(j, {"test/config.json", "num_hidden_layers 1099511627776", "which no machine holds"});
+  }
+  SUBCASE("sizes whose product overflows") {
+    j["vocab_size"] = int64_t{1} << 62;
+    j["hidden_size"] = int64_t{1} << 40;
+    j["num_attention_heads"] = 1;
+    j["num_key_value_heads"] = 1;
+    j.erase("head_dim");
+    check_error(j, {"test/config.json", "vocab_size 4611686018427387904", "which no machine holds"});
+  }
+  SUBCASE("a real model fits, and check_fits_memory compares bytes per parameter") {
+    const LlamaConfig c = parse(j);
+    CHECK_NOTHROW(check_fits_memory(c, 0.5, "test/config.json"));
+    CHECK(testing::error_of([&] { check_fits_memory(c, 1e12, "test/config.json"); }).find("test/config.json") == 0);
   }
 }
 

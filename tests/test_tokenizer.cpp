@@ -197,6 +197,40 @@ TEST_CASE("missing and malformed tokenizer files are errors naming the file") {
   rejects("added_tokens[0].lstrip", [](auto& s) { s["added_tokens"][0]["lstrip"] = true; });
   rejects("post_processor.processors[1].type", [](auto& s) { s["post_processor"]["processors"][1]["type"] = "Bert"; });
   rejects("model.vocab", [](auto& s) { s["model"].erase("vocab"); });
+  // Files that used to load and then encode wrongly or allocate without bound.
+  rejects("model.vocab in " + dir.file("edited.json") + " is empty", [](auto& s) {
+    s["model"]["vocab"] = nlohmann::json::object();
+    s["model"]["merges"] = nlohmann::json::array();
+  });
+  rejects("has no piece for byte 0x0A (\"\xC4\x8A\")", [](auto& s) { s["model"]["vocab"].erase("\xC4\x8A"); });
+  rejects("model.vocab in " + dir.file("edited.json") + " gives id 5 to both",
+          [](auto& s) { s["model"]["vocab"]["zzz_unused"] = 5; });
+  rejects("uses ids up to 1000000000", [](auto& s) { s["added_tokens"][0]["id"] = 1000000000; });
+  rejects("added_tokens[0] in " + dir.file("edited.json") + " gives id 7 to",
+          [](auto& s) { s["added_tokens"][0]["id"] = 7; });
+}
+
+TEST_CASE("byte-level BPE with an unk_token may leave bytes out of its vocabulary") {
+  ScratchDir dir("unk");
+  nlohmann::json spec = read_json(golden_file("llama3_style.json"));
+  const auto& vocab = spec["model"]["vocab"];
+  std::string unk_piece;
+  for (const auto& [piece, id] : vocab.items()) {
+    if (piece.size() > 1 && unk_piece.empty()) unk_piece = piece;
+  }
+  spec["model"]["unk_token"] = unk_piece;
+  spec["model"]["vocab"].erase("\xC4\x8A");  // "\n"'s stand-in
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& m : spec["model"]["merges"]) {
+    const std::string text =
+        m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>();
+    if (text.find("\xC4\x8A") == std::string::npos) merges.push_back(m);
+  }
+  spec["model"]["merges"] = merges;
+  write_bytes(dir.file("unk.json"), spec.dump());
+  const auto tok = load_bpe_json(dir.file("unk.json"));
+  const std::vector<int32_t> ids = tok->encode("a\nb");
+  CHECK(std::count(ids.begin(), ids.end(), vocab.at(unk_piece).get<int32_t>()) == 1);
 }
 
 TEST_CASE("train_sentencepiece: deterministic, loadable, round-trips text") {

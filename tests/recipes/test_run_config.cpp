@@ -147,6 +147,30 @@ TEST_CASE("values are checked after the overrides") {
   fails_with({"recipe=lorax"},
              "recipe in override 'recipe=lorax': unknown recipe 'lorax' (recipes: full, qat, lora, qlora, qat_lora)");
   CHECK(parse_run_config(kInline, "my.json", {"train.steps=0", "train.epochs=0.5"}).train.epochs == 0.5);
+  // Counts past 2^31 are refused, not wrapped or allocated.
+  fails_with({"data.batch_size=4294967297"},
+             "data.batch_size in my.json with its overrides must be at most 2147483647, got 4294967297");
+  fails_with({"train.steps=99999999999"}, "train.steps in my.json with its overrides must be at most 2147483647");
+}
+
+TEST_CASE("a key of a section the recipe does not use is refused, even at its default value") {
+  const auto fails_with = [](std::vector<std::string> overrides, const std::string& needle) {
+    const std::string e = error_of([&] { parse_run_config(kInline, "my.json", overrides); });
+    CHECK_MESSAGE(e.find(needle) != std::string::npos, e);
+  };
+  fails_with({"quant.scheme=8da4w"}, "quant.scheme in my.json with its overrides configures the qat and qat_lora");
+  fails_with({"quant.fake_quant_after_n_steps=0"}, "quant.fake_quant_after_n_steps in my.json with its overrides");
+  fails_with({"lora.rank=8"}, "lora.rank in my.json with its overrides configures the lora, qlora and qat_lora");
+  const std::string in_file = std::string(kInline).insert(1, R"("quant": {"group_size": 0}, )");
+  CHECK(error_of([&] { parse_run_config(in_file, "my.json"); }).find("quant.group_size in my.json configures") == 0);
+  CHECK(parse_run_config(kInline, "my.json", {"recipe=qat", "quant.scheme=8da4w"}).recipe == Recipe::qat);
+  CHECK(parse_run_config(kInline, "my.json", {"recipe=lora", "lora.rank=8"}).lora.rank == 8);
+  // What a run writes leaves out the sections its recipe ignores, so that it parses again.
+  const std::string json = run_config_to_json(parse_run_config(kInline, "my.json"));
+  CHECK(json.find("\"quant\"") == std::string::npos);
+  CHECK(json.find("\"lora\"") == std::string::npos);
+  CHECK(json.find("\"fp8\"") != std::string::npos);
+  CHECK(run_config_to_json(parse_run_config(json, "again.json")) == json);
 }
 
 TEST_CASE("the recipe: typed where it enters, and a config without one takes the command's") {

@@ -104,7 +104,7 @@ TEST_CASE("a killed run resumed from its checkpoint reproduces the uninterrupted
   CHECK_THROWS_AS(train(tiny_run(b, common), crash), std::runtime_error);
   CHECK(lines_with(b, "loss").size() == 6);
   // Half-written checkpoints that resume must pass over.
-  fs::create_directories(b + "/checkpoints/.step_8.tmp-12345");
+  fs::create_directories(b + "/checkpoints/.step_8.tmp-4194999");  // a pid above pid_max: a dead process's
   fs::copy(b + "/checkpoints/step_4", b + "/checkpoints/step_9", fs::copy_options::recursive);
   fs::remove(b + "/checkpoints/step_9/trainer_state.json");
   fs::copy(b + "/checkpoints/step_4", b + "/checkpoints/step_10", fs::copy_options::recursive);
@@ -117,9 +117,10 @@ TEST_CASE("a killed run resumed from its checkpoint reproduces the uninterrupted
   resume.push_back("train.resume=true");
   const TrainResult resumed = train(tiny_run(b, resume), hooks);
   CHECK(resumed.start_step == 4);
-  REQUIRE(!notes.empty());
-  CHECK(notes[0].find("step_4 at step 4 of 12") != std::string::npos);
-  CHECK(!fs::exists(b + "/checkpoints/.step_8.tmp-12345"));
+  REQUIRE(notes.size() >= 2);
+  CHECK(notes[0].find("removed " + b + "/checkpoints/.step_8.tmp-4194999") == 0);
+  CHECK(notes[1].find("step_4 at step 4 of 12") != std::string::npos);
+  CHECK(!fs::exists(b + "/checkpoints/.step_8.tmp-4194999"));
 
   const auto la = read_metrics(a + "/metrics.jsonl"), lb = read_metrics(b + "/metrics.jsonl");
   REQUIRE(la.size() == lb.size());
@@ -147,6 +148,21 @@ TEST_CASE("a killed run resumed from its checkpoint reproduces the uninterrupted
   resume.push_back("train.steps=14");
   CHECK(train(tiny_run(b, resume)).start_step == 12);
   CHECK(lines_with(b, "loss").size() == 14);
+}
+
+TEST_CASE("a resumed run refuses data that changed under the same path") {
+  testing::ScratchDir dir("trainer_data_changed");
+  const std::string data = dir.str("train.txt");
+  fs::copy_file(kText, data);
+  const std::vector<std::string> first = {"data.train=" + data, "train.steps=2"};
+  train(tiny_run(dir.str("run"), first));
+  std::string text = testing::read_bytes(data);
+  text[10] = text[10] == 'x' ? 'y' : 'x';  // same size, other contents
+  testing::write_bytes(data, text);
+  const std::string message = error_of([&] {
+    train(tiny_run(dir.str("run"), {"data.train=" + data, "train.steps=4", "train.resume=true"}));
+  });
+  CHECK(message.find("data.train (" + data + ") changed since the checkpoint was saved") != std::string::npos);
 }
 
 TEST_CASE("grad_accum=2 with batch b matches grad_accum=1 with batch 2b") {
@@ -187,9 +203,19 @@ TEST_CASE("train.epochs sets the length; runs that cannot start fail before writ
       data::DataLoader::from_tokens(data::tokenize_text_file(kText, *tokenizer), 32, 4, 3).batches_per_epoch();
   const TrainResult r = train(tiny_run(dir.str("e"), {"train.steps=0", "train.epochs=0.5", "train.grad_accum=2"}));
   CHECK(r.steps == static_cast<int64_t>(std::ceil(0.5 * double(batches) / 2.0)));
-  CHECK(error_of([&] {
-          train(tiny_run(dir.str("none"), {"train.resume=true"}));
-        }).find("train.resume: no complete checkpoint in") != std::string::npos);
+  // A run killed before its first checkpoint is resumed from step 0 (it used to be a dead end: a new run said
+  // "resume it", the resume "start a new run").
+  fs::create_directories(dir.str("none"));
+  std::ofstream(dir.str("none/metrics.jsonl")) << "{\"step\": 1, \"loss\": 6.0}\n";
+  std::vector<std::string> notes;
+  TrainHooks hooks;
+  hooks.on_note = [&](const std::string& text) { notes.push_back(text); };
+  const TrainResult from_zero = train(tiny_run(dir.str("none"), {"train.resume=true", "train.steps=2"}), hooks);
+  CHECK(from_zero.start_step == 0);
+  REQUIRE(!notes.empty());
+  CHECK(notes[0].find("train.resume: no complete checkpoint in") == 0);
+  CHECK(notes[0].find("starting from step 0") != std::string::npos);
+  CHECK(lines_with(dir.str("none"), "loss").size() == 2);
   std::ofstream(dir.str("short.txt")) << "Too short for one batch.\n";
   CHECK(error_of([&] {
           train(tiny_run(dir.str("short"), {"data.eval=" + dir.str("short.txt")}));

@@ -56,10 +56,10 @@ void add_gemm(CLI::App& bench, int& status) {
   auto flags = std::make_shared<Flags>();
   cmd->add_option("--shape", flags->shapes, "MxNxK, C[M,N] = A[M,K] @ B[N,K]^T; repeatable (default: Llama-7B shapes)");
   cmd->add_option("--repeats", flags->options.repeats, "Timed runs per library and shape")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--warmup", flags->options.warmup, "Untimed runs first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--dtype", flags->options.dtype, "qtune's operand dtype")
       ->check(CLI::IsMember({"f32", "f64", "bf16", "f16"}))
@@ -74,20 +74,26 @@ void add_train(CLI::App& bench, int& status) {
   auto* cmd = bench.add_subcommand(
       "train", "Time f32/bf16 training steps (forward, backward, AdamW) of a Llama on CPU; tokens/s, MFU, memory");
   auto options = std::make_shared<qtune::bench::TrainBenchOptions>();
-  cmd->add_option("--steps", options->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--steps", options->steps, "Timed steps")->check(integer_in(1, kMaxCount))->capture_default_str();
   cmd->add_option("--warmup", options->warmup, "Untimed steps first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
-  cmd->add_option("--batch", options->batch, "Sequences per step")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--seq", options->seq, "Tokens per sequence")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--hidden", options->hidden, "Hidden size")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--layers", options->layers, "Decoder layers")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--heads", options->heads, "Attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch", options->batch, "Sequences per step")
+      ->check(integer_in(1, kMaxCount))
+      ->capture_default_str();
+  cmd->add_option("--seq", options->seq, "Tokens per sequence")->check(integer_in(1, kMaxCount))->capture_default_str();
+  cmd->add_option("--hidden", options->hidden, "Hidden size")->check(integer_in(1, kMaxCount))->capture_default_str();
+  cmd->add_option("--layers", options->layers, "Decoder layers")
+      ->check(integer_in(1, kMaxCount))
+      ->capture_default_str();
+  cmd->add_option("--heads", options->heads, "Attention heads")->check(integer_in(1, kMaxCount))->capture_default_str();
   cmd->add_option("--kv-heads", options->kv_heads, "Key/value heads (grouped-query attention; 0: as many as --heads)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
-  cmd->add_option("--ffn", options->ffn, "MLP intermediate size")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--vocab", options->vocab, "Vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--ffn", options->ffn, "MLP intermediate size")
+      ->check(integer_in(1, kMaxCount))
+      ->capture_default_str();
+  cmd->add_option("--vocab", options->vocab, "Vocabulary size")->check(integer_in(1, kMaxCount))->capture_default_str();
   cmd->add_option("--dtype", options->dtype, "Parameter and activation dtype")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
@@ -95,7 +101,7 @@ void add_train(CLI::App& bench, int& status) {
                 "Recompute each decoder layer's forward in backward");
   cmd->add_option("--qat", options->qat, "Train through QAT fake quantization: 8da4w, int4wo, q4_0 or q8_0");
   cmd->add_option("--qat-group", options->qat_group, "Weights per scale for --qat 8da4w/int4wo (0: the default)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--fp8", options->fp8, "Train through float8 GEMMs: tensorwise, rowwise or rowwise_with_gw_hp");
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
@@ -120,13 +126,13 @@ void add_memory(CLI::App& bench, int& status) {
   auto options = std::make_shared<qtune::bench::MemoryBenchOptions>();
   cmd->add_flag("--small", options->small, "A tiny model (a quick check that the table prints)");
   cmd->add_option("--steps", options->steps, "Timed steps after one warm-up")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--vocab", options->vocab, "Vocabulary size (0: the model's own)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--layers", options->layers, "Decoder layers (0: the model's own)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxCount))
       ->capture_default_str();
   cmd->add_option("--dtype", options->dtypes, "Model dtypes, repeatable")
       ->check(CLI::IsMember({"f32", "bf16"}))

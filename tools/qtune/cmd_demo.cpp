@@ -18,10 +18,10 @@ void add_demo_command(CLI::App& app, int& status) {
       ->check(CLI::Range(300, 32000));
   cmd->add_option("--pretrain-steps", options->pretrain_steps, "pretraining steps")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--finetune-steps", options->finetune_steps, "steps of each fine-tune")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, kMaxCount));
   cmd->callback([options, &status] { status = run_demo(*options); });
 }
 

@@ -162,6 +162,7 @@ int run_eval(const EvalArgs& args) {
   const auto t0 = clock::now();
   QTUNE_CHECK(args.dump_logits.empty() == args.prompt.empty(), "--dump-logits and --prompt go together");
   QTUNE_CHECK(!args.data.empty() || !args.dump_logits.empty(), "--data is required (or --dump-logits with --prompt)");
+  for (const std::string& dir : {args.model_dir, args.adapter}) recover_directory(dir);
   const auto tokenizer = data::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
@@ -213,13 +214,13 @@ void add_eval_command(CLI::App& app, int& status) {
   cmd->add_option("--seq-len", args->seq_len,
                   "perplexity window in tokens; 0 = the model's max_position_embeddings, at most 4096")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--batch-size", args->batch_size, "windows per forward; 0 = as many as fit ~256 MiB of logits")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--limit", args->limit, "score only the first N documents / examples; 0 = all")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--dtype", args->dtype, "compute dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));

@@ -1,14 +1,11 @@
 // `qtune export`: merge a LoRA adapter (HF PEFT layout) into its base model and write a standard Hugging Face
 // checkpoint that transformers loads (docs/numerics.md §4: the merge is done in f32; a QLoRA adapter is merged
 // into the dequantized NF4 base, the weights its training saw).
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <variant>
 
 #include <fmt/core.h>
@@ -70,44 +67,10 @@ int64_t dequantize_nf4(models::Llama& model) {
       });
 }
 
-// A directory written beside its destination and renamed into place, so that --out is either untouched or
-// complete. Without commit() the directory is removed.
-class StagedDirectory {
- public:
-  explicit StagedDirectory(const fs::path& out) : out_(out.lexically_normal()) {
-    if (!out_.has_filename()) out_ = out_.parent_path();  // "dir/": the staging directory goes beside dir
-    const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
-    QTUNE_CHECK(fs::is_directory(parent), "--out ", out_.string(), ": directory ", parent.string(), " does not exist");
-    staging_ = fs::path(out_.string() + fmt::format(".tmp.{}", getpid()));
-    fs::remove_all(staging_);
-    fs::create_directory(staging_);
-  }
-  StagedDirectory(const StagedDirectory&) = delete;
-  StagedDirectory& operator=(const StagedDirectory&) = delete;
-  ~StagedDirectory() {
-    std::error_code ignored;
-    if (!committed_) fs::remove_all(staging_, ignored);
-  }
-  const fs::path& path() const { return staging_; }
-
-  // Replaces out (an existing one is moved aside first and removed once the new one is in place).
-  void commit() {
-    const fs::path old(out_.string() + fmt::format(".old.{}", getpid()));
-    const bool replace = fs::exists(out_);
-    if (replace) fs::rename(out_, old);
-    fs::rename(staging_, out_);
-    committed_ = true;
-    if (replace) fs::remove_all(old);
-  }
-
- private:
-  fs::path out_, staging_;
-  bool committed_ = false;
-};
-
 int run_export(const ExportArgs& args) {
   const auto t0 = std::chrono::steady_clock::now();
   QTUNE_CHECK(args.format == "hf", "unknown --format '", args.format, "' (formats: hf)");
+  for (const std::string& dir : {args.out_dir, args.model_dir, args.adapter_dir}) recover_directory(dir);
   QTUNE_CHECK(args.force || !fs::exists(args.out_dir) || fs::is_empty(args.out_dir), "--out ", args.out_dir,
               " exists and is not empty: choose another directory or pass --force to write over it");
   QTUNE_CHECK(fs::is_directory(args.model_dir), "--model ", args.model_dir, " is not a directory");
@@ -129,13 +92,17 @@ int run_export(const ExportArgs& args) {
   const int64_t merged = lora ? models::merge_lora(*model) : 0;
   dequantize_nf4(*model);
 
-  StagedDirectory staged(args.out_dir);
-  models::save_llama(*model, staged.path().string(), models::SaveOptions{.dtype = dtype});
-  for (const char* name : kTokenizerFiles) {
-    const fs::path from = fs::path(args.model_dir) / name;
-    if (fs::is_regular_file(from)) fs::copy_file(from, staged.path() / name);
-  }
-  staged.commit();
+  // Written beside --out and swapped in: --out is either untouched or complete, whenever this process stops.
+  const fs::path parent = fs::path(args.out_dir).lexically_normal().parent_path();
+  QTUNE_CHECK(parent.empty() || fs::is_directory(parent), "--out ", args.out_dir, ": directory ", parent.string(),
+              " does not exist");
+  io::write_directory_atomic(args.out_dir, [&](const fs::path& staging) {
+    models::save_llama(*model, staging.string(), models::SaveOptions{.dtype = dtype});
+    for (const char* name : kTokenizerFiles) {
+      const fs::path from = fs::path(args.model_dir) / name;
+      if (fs::is_regular_file(from)) fs::copy_file(from, staging / name);
+    }
+  });
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (lora)

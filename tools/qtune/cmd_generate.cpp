@@ -30,6 +30,7 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& args) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
+  for (const std::string& dir : {args.model_dir, args.adapter}) recover_directory(dir);
   const auto tokenizer = data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
@@ -87,13 +88,13 @@ void add_generate_command(CLI::App& app, int& status) {
   cmd->add_option("--tokenizer", args->tokenizer, "tokenizer file or directory (default: the model directory)");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to sample at most")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--temperature", args->temperature, "softmax temperature; 0 = greedy")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_at_least(0.0));
   cmd->add_option("--top-k", args->top_k, "sample among the k likeliest tokens; 0 = all")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_in(0, kMaxCount));
   cmd->add_option("--top-p", args->top_p, "nucleus: the smallest set of tokens with this much probability")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));

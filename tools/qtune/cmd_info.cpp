@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <fmt/core.h>
@@ -76,7 +77,8 @@ void print_tensor_table(std::vector<const io::TensorEntry*> entries) {
   fmt::print("{} tensors, {} elements, {} ({})\n", entries.size(), elements, human_bytes(total), dtypes);
 }
 
-void print_config(const fs::path& config_path) {
+// Prints config.json as written and as qtune reads it; returns why qtune cannot build the model, if it cannot.
+std::optional<std::string> print_config(const fs::path& config_path) {
   const io::Json doc = io::read_json_file(config_path.string());
   QTUNE_CHECK(doc.is_object(), "the top level of ", config_path.string(), " must be a JSON object");
   fmt::print("config ({}):\n", config_path.string());
@@ -89,7 +91,9 @@ void print_config(const fs::path& config_path) {
                static_cast<double>(c.num_parameters()) / 1e6);
   } catch (const Error& e) {
     fmt::print("qtune cannot build this model: {}\n", e.what());
+    return e.what();
   }
+  return std::nullopt;
 }
 
 void print_tokenizer(const fs::path& dir) {
@@ -105,12 +109,14 @@ void print_tokenizer(const fs::path& dir) {
 }
 
 int run_info(const std::string& path) {
+  recover_directory(path);
   QTUNE_CHECK(fs::exists(path), path, ": no such file or directory");
   if (fs::is_directory(path)) {
     const fs::path dir(path);
     fmt::print("model directory: {}\n", path);
+    std::optional<std::string> unbuildable;
     if (fs::exists(dir / "config.json")) {
-      print_config(dir / "config.json");
+      unbuildable = print_config(dir / "config.json");
     } else {
       fmt::print("config: none (no config.json)\n");
     }
@@ -120,6 +126,8 @@ int run_info(const std::string& path) {
     std::vector<const io::TensorEntry*> entries;
     for (const auto& name : ckpt.names()) entries.push_back(&ckpt.entry(name));
     print_tensor_table(entries);
+    // The listing is shown either way; the status says whether the directory is a model qtune can use.
+    QTUNE_CHECK(!unbuildable, *unbuildable);
     return 0;
   }
   const auto file = io::SafetensorsFile::open(path);

@@ -157,6 +157,8 @@ int run_quantize(const QuantizeArgs& args) {
   quant::ModelQuantization q{quant::parse_weight_scheme(args.scheme, args.group_size)};
   if (args.include_embedding) q.embedding = quant::EmbeddingInt4{};
   q.head = args.include_head;
+  recover_directory(args.out_dir);
+  recover_directory(args.model_dir);
   QTUNE_CHECK(args.force || !fs::exists(args.out_dir) || fs::is_empty(args.out_dir), "--out ", args.out_dir,
               " exists and is not empty: choose another directory or pass --force to write over it");
   QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
@@ -189,13 +191,15 @@ int run_quantize(const QuantizeArgs& args) {
     });
   }
 
-  models::save_quantized_llama(*model, q, args.out_dir);
+  // Everything goes into a directory beside --out that is swapped in complete: a kill at any moment leaves the
+  // old --out (or none) intact, and the next command finishes or removes what was left.
+  io::StagedDirectory staged(args.out_dir);
+  models::save_quantized_llama(*model, q, staged.path().string());
+  io::crash_point("quantize:weights_written");
   for (const char* name : kTokenizerFiles) {
     const fs::path from = fs::path(args.model_dir) / name;
-    if (fs::is_regular_file(from)) io::write_file_atomic((fs::path(args.out_dir) / name).string(), read_file(from));
+    if (fs::is_regular_file(from)) io::write_file_atomic((staged.path() / name).string(), read_file(from));
   }
-  const uint64_t before = checkpoint_bytes(args.model_dir), after = checkpoint_bytes(args.out_dir);
-  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   if (args.report) {
     print_report(rows);
     nlohmann::ordered_json j;
@@ -206,8 +210,11 @@ int run_quantize(const QuantizeArgs& args) {
                              {"module", r.module},
                              {"weight_sqnr_db", finite_or_null(r.weight_sqnr)},
                              {"output_sqnr_db", finite_or_null(r.output_sqnr)}});
-    io::write_file_atomic((fs::path(args.out_dir) / "report.json").string(), j.dump(2) + "\n");
+    io::write_file_atomic((staged.path() / "report.json").string(), j.dump(2) + "\n");
   }
+  staged.commit();
+  const uint64_t before = checkpoint_bytes(args.model_dir), after = checkpoint_bytes(args.out_dir);
+  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   fmt::print("quantized {} modules with {} in {:.2f} s: {} -> {} bytes of weights ({:.2f}x smaller), written to {}\n",
              changed, quant::weight_scheme_name(q.scheme), seconds, before, after,
              static_cast<double>(before) / static_cast<double>(after), args.out_dir);
@@ -234,7 +241,7 @@ void add_quantize_command(CLI::App& app, int& status) {
                   "text file for --report's activations (default: a built-in "
                   "paragraph)");
   cmd->add_option("--out", args->out_dir, "output directory (must be empty or absent)")->required();
-  cmd->add_flag("--force", args->force, "write into a non-empty --out");
+  cmd->add_flag("--force", args->force, "replace a non-empty --out (the old one stays until the new one is complete)");
   cmd->callback([args, &status] { status = run_quantize(*args); });
 }
 

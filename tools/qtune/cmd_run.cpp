@@ -47,8 +47,13 @@ int run(const RunArgs& args) {
   const recipes::TrainResult result = recipes::train(config, hooks);
   progress.finish();
 
-  fmt::print("done: steps {}..{} of {} in {}; final loss {:.4f}", result.start_step + 1, result.steps, result.steps,
-             recipes::format_duration(result.train_seconds), result.final_loss);
+  if (result.start_step == result.steps) {
+    fmt::print("done: the run had already finished its {} steps (nothing to train); final loss {:.4f}", result.steps,
+               result.final_loss);
+  } else {
+    fmt::print("done: steps {}..{} of {} in {}; final loss {:.4f}", result.start_step + 1, result.steps, result.steps,
+               recipes::format_duration(result.train_seconds), result.final_loss);
+  }
   if (!std::isnan(result.final_eval_loss)) {
     fmt::print("; eval loss {:.4f} (perplexity {:.2f})", result.final_eval_loss, std::exp(result.final_eval_loss));
   }

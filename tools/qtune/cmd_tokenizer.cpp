@@ -48,7 +48,7 @@ void add_train(CLI::App& group, int& status) {
   cmd->add_option("--input", flags->input, "UTF-8 training text, one sentence per line")->required();
   cmd->add_option("--vocab-size", flags->options.vocab_size, "number of pieces")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, kMaxCount));
   cmd->add_option("--out", flags->out, "the .model file to write")->required();
   cmd->add_option("--model-type", flags->options.model_type, "SentencePiece algorithm")
       ->check(CLI::IsMember({"bpe", "unigram"}))
@@ -58,7 +58,7 @@ void add_train(CLI::App& group, int& status) {
       ->check(CLI::Range(0.9, 1.0))
       ->capture_default_str();
   cmd->add_option("--threads", flags->options.num_threads, "training threads")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
   cmd->callback([flags, &status] {
     data::train_sentencepiece(flags->input, flags->out, flags->options);

@@ -18,6 +18,16 @@ CLI::App* add_command_group(CLI::App& app, const std::string& name, const std::s
 inline constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                                                   "special_tokens_map.json", "generation_config.json"};
 
+// Finishes or undoes what a killed qtune left of `dir` (io::StagedDirectory's leftovers of dead processes), and
+// says on stderr what it did. An empty `dir` is ignored.
+void recover_directory(const std::string& dir);
+
+// Validators whose messages name the bounds as a user reads them (CLI11's own print 1.79e308 for "no limit"):
+// an integer in [lo, hi] written as an integer, and a number >= lo.
+CLI::Validator integer_in(long long lo, long long hi);
+inline constexpr long long kMaxCount = 2147483647;  // the bound of count options: fits every option's integer type
+CLI::Validator number_at_least(double lo);
+
 void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);
 void add_demo_command(CLI::App& app, int& status);

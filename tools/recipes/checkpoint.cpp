@@ -1,8 +1,5 @@
 #include "tools/recipes/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -12,12 +9,11 @@
 #include <utility>
 #include <vector>
 
-#include <fmt/core.h>
-
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/json_reader.h"
 #include "engine/io/safetensors.h"
+#include "engine/io/staged_directory.h"
 #include "models/hf_checkpoint.h"
 
 namespace qtune::recipes {
@@ -34,43 +30,6 @@ std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   QTUNE_CHECK(in, "cannot read ", path.string());
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  QTUNE_CHECK(fd >= 0, "cannot open directory ", dir.string(), " to sync it");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  QTUNE_CHECK(rc == 0, "fsync of directory ", dir.string(), " failed");
-}
-
-// Fills a temporary sibling of `dir` and renames it into place, so `dir` is either absent, the old
-// directory, or complete. rename() cannot replace a non-empty directory: an existing one is moved aside first.
-void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
-  const fs::path parent = dir.parent_path();
-  const std::string name = dir.filename().string();
-  fs::create_directories(parent);
-  const fs::path tmp = parent / fmt::format(".{}.tmp-{}", name, ::getpid());
-  fs::remove_all(tmp);
-  fs::create_directory(tmp);
-  try {
-    fill(tmp);
-    fsync_dir(tmp);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(tmp, ignored);
-    throw;
-  }
-  if (fs::exists(dir)) {
-    const fs::path old = parent / fmt::format(".{}.old-{}", name, ::getpid());
-    fs::remove_all(old);
-    fs::rename(dir, old);
-    fs::rename(tmp, dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp, dir);
-  }
-  fsync_dir(parent);
 }
 
 // A tokenizer directory contributes the files load_tokenizer reads (and their HF companions); a single
@@ -112,6 +71,7 @@ json state_to_json(const TrainerState& s) {
   out["eval_step"] = s.eval_step;
   out["eval_loss"] = std::isnan(s.eval_loss) ? json() : json(s.eval_loss);
   out["config"] = json::parse(s.config_json);
+  out["data_fingerprints"] = s.data_fingerprints;
   return out;
 }
 
@@ -156,7 +116,7 @@ std::string save_checkpoint(const std::string& output_dir, models::Llama& model,
   const optim::OptimizerState optimizer_state = optimizer.state();
   TrainerState full = state;
   full.optimizer_scalars = optimizer_state.scalars;
-  write_dir_atomic(dir, [&](const fs::path& tmp) {
+  io::write_directory_atomic(dir, [&](const fs::path& tmp) {
     write_model_files(model, tokenizer_source, tmp, write_weights);
     std::vector<std::pair<std::string, Tensor>> tensors(optimizer_state.tensors.begin(), optimizer_state.tensors.end());
     io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
@@ -174,14 +134,6 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
 void prune_checkpoints(const std::string& output_dir, int64_t keep) {
   const auto all = complete_checkpoints(output_dir);
   for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 0)); i < all.size(); ++i) fs::remove_all(all[i].second);
-  const fs::path root = fs::path(output_dir) / "checkpoints";
-  if (!fs::is_directory(root)) return;
-  std::vector<fs::path> leftovers;  // temporary directories of saves that never finished
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(".step_", 0) == 0 && name.find(".tmp-") != std::string::npos) leftovers.push_back(entry.path());
-  }
-  for (const fs::path& p : leftovers) fs::remove_all(p);
 }
 
 TrainerState read_trainer_state(const std::string& checkpoint_dir) {
@@ -210,6 +162,10 @@ TrainerState read_trainer_state(const std::string& checkpoint_dir) {
   s.eval_step = f.integer("eval_step");
   s.eval_loss = f.number("eval_loss", std::numeric_limits<double>::quiet_NaN());  // null: no eval data
   s.config_json = f.object("config").json().dump(2);
+  if (f.has("data_fingerprints")) {
+    const io::JsonFields prints = f.object("data_fingerprints");
+    for (const auto& [key, value] : prints.json().items()) s.data_fingerprints[key] = prints.string(key);
+  }
   return s;
 }
 
@@ -224,7 +180,8 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
 
 void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir,
                     const WeightsWriter& write_weights) {
-  write_dir_atomic(dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp, write_weights); });
+  io::write_directory_atomic(
+      dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp, write_weights); });
 }
 
 }  // namespace qtune::recipes

@@ -1,8 +1,9 @@
 #pragma once
 // Training checkpoints on disk (layout in trainer.h): output_dir/checkpoints/step_<N>/ holds an HF model
 // directory plus optimizer.safetensors and trainer_state.json. A checkpoint is written under
-// checkpoints/.step_<N>.tmp-<pid> and renamed when complete; trainer_state.json is its last file, so a
-// step_<N> directory without a readable trainer_state.json is incomplete and ignored.
+// checkpoints/.step_<N>.tmp-<pid> and renamed when complete (io::StagedDirectory, which also finishes or removes
+// what a killed run left); trainer_state.json is its last file, so a step_<N> directory without a readable
+// trainer_state.json is incomplete and ignored.
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,8 @@ struct TrainerState {
   int64_t eval_step = 0;  // last step evaluated (0: none yet)
   double eval_loss = std::numeric_limits<double>::quiet_NaN();
   std::string config_json;  // run_config_to_json of the run that saved it
+  // "data.train" / "data.eval" -> io::file_fingerprint when saved; empty in states written before qtune kept them.
+  std::map<std::string, std::string> data_fingerprints;
 };
 
 // Writes a model's weights into a directory: models::save_llama (an HF model directory) unless a recipe
@@ -43,7 +46,7 @@ std::string save_checkpoint(const std::string& output_dir, models::Llama& model,
 
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
-// Deletes all but the newest `keep` complete checkpoints, and temporary directories of earlier saves.
+// Deletes all but the newest `keep` complete checkpoints.
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
 
 TrainerState read_trainer_state(const std::string& checkpoint_dir);

@@ -69,7 +69,7 @@ void check_resume_compatible(const RunConfig& current, const std::string& saved_
                              const std::string& checkpoint_dir) {
   const json saved = json::parse(saved_config_json), now = json::parse(run_config_to_json(current));
   for (const std::string& key : run_config_keys()) {
-    if (may_change(key)) continue;
+    if (may_change(key) || !applies(current.recipe, key)) continue;  // the recipes are compared: same for both
     const json a = at(saved, key), b = at(now, key);
     if (is_run_config_input_path(key) ? same_file_spelling(a) == same_file_spelling(b) : a == b) continue;
     const Difference d = first_difference(a, b);

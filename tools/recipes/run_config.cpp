@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "engine/check.h"
@@ -16,6 +17,8 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;  // serialized configs list their keys in docs/config.md order
 namespace fs = std::filesystem;
+
+constexpr int64_t kMaxCount = 2147483647;
 
 // Calls visit(key, member) for every field of the config, in the order docs/config.md lists them. The
 // one table that parsing, serialization, "did you mean" and the docs check all walk.
@@ -213,8 +216,12 @@ json::json_pointer pointer_of(const std::string& key) {
   return json::json_pointer("/" + path);
 }
 
-// Sets `key` from `v`; false when no field has that name.
-bool set_field(RunConfig& c, const std::string& where, const std::string& key, const json& v) {
+// The keys a config file or its overrides set, whatever their values: a key of a section the recipe does not
+// use is an error even when it repeats the default.
+using KeysSet = std::set<std::string>;
+
+// Sets `key` from `v` and records it in `set`; false when no field has that name.
+bool set_field(RunConfig& c, const std::string& where, const std::string& key, const json& v, KeysSet& set) {
   bool found = false;
   for_each_field(c, [&](const char* name, auto& member) {
     if (key == name) {
@@ -222,17 +229,18 @@ bool set_field(RunConfig& c, const std::string& where, const std::string& key, c
       found = true;
     }
   });
+  if (found) set.insert(key);
   return found;
 }
 
-void apply_object(RunConfig& c, const json& object, const std::string& prefix, const std::string& where) {
+void apply_object(RunConfig& c, const json& object, const std::string& prefix, const std::string& where, KeysSet& set) {
   static const std::set<std::string> sections = section_names();
   for (const auto& [name, value] : object.items()) {
     const std::string key = prefix + name;
-    if (set_field(c, where, key, value)) continue;
+    if (set_field(c, where, key, value, set)) continue;
     if (prefix.empty() && sections.count(key)) {
       if (!value.is_object()) wrong_type(where, key, "an object (a section of keys)", value);
-      apply_object(c, value, key + ".", where);
+      apply_object(c, value, key + ".", where, set);
       continue;
     }
     QTUNE_FAIL("unknown key ", key, " in ", where, suggestion(key));
@@ -248,7 +256,7 @@ void override_inline_model(RunConfig& c, const std::string& where, const std::st
   c.model.config = models::parse_llama_config(object.dump(), where);
 }
 
-void apply_override(RunConfig& c, const std::string& text) {
+void apply_override(RunConfig& c, const std::string& text, KeysSet& set) {
   const std::string where = "override '" + text + "'";
   const auto eq = text.find('=');
   QTUNE_CHECK(eq != std::string::npos && eq > 0, "bad ", where, ": expected key=value, e.g. optim.lr=1e-4");
@@ -264,7 +272,7 @@ void apply_override(RunConfig& c, const std::string& text) {
   if (value.is_discarded() || (string_field && !value.is_string())) value = raw;
 
   if (key.rfind("model.config.", 0) == 0) return override_inline_model(c, where, key, value);
-  if (set_field(c, where, key, value)) return;
+  if (set_field(c, where, key, value, set)) return;
   if (section_names().count(key)) {
     QTUNE_FAIL(key, " in ", where, " is a section: override one of its keys (", key, ".<name>=value)");
   }
@@ -313,7 +321,7 @@ void settle_recipe(RunConfig& c, const std::string& source, bool config_names_re
   c.recipe = *command;
 }
 
-void validate(const RunConfig& c, const std::string& where) {
+void validate(const RunConfig& c, const std::string& where, const KeysSet& set) {
   try {
     parse_device(c.device);
   } catch (const Error& e) {
@@ -361,11 +369,16 @@ void validate(const RunConfig& c, const std::string& where) {
 
   const bool qat = fake_quantizes(c.recipe);
   check_at_least<int64_t>(where, "quant.fake_quant_after_n_steps", c.quant.fake_quant_after_n_steps, 0);
-  const QuantSection no_quant;
-  QTUNE_CHECK(qat || (c.quant.scheme == no_quant.scheme && c.quant.group_size == no_quant.group_size &&
-                      c.quant.fake_quant_after_n_steps == no_quant.fake_quant_after_n_steps),
-              "quant.* in ", where, " configures the qat and qat_lora recipes; this config's recipe is ",
-              recipe_name(c.recipe), " (run `qtune run qat`, or drop the quant keys)");
+  const auto first_set = [&](const std::string& section) -> std::optional<std::string> {
+    for (const std::string& key : set) {
+      if (key.rfind(section, 0) == 0) return key;
+    }
+    return std::nullopt;
+  };
+  if (const auto key = first_set("quant."); key && !qat) {
+    QTUNE_FAIL(*key, " in ", where, " configures the qat and qat_lora recipes; this config's recipe is ",
+               recipe_name(c.recipe), " (run `qtune run qat`, or drop the quant keys)");
+  }
   const bool lora = trains_adapters(c.recipe);
   check_at_least<int64_t>(where, "lora.rank", c.lora.rank, 1);
   QTUNE_CHECK(c.lora.alpha > 0, "lora.alpha in ", where, " must be > 0, got ", c.lora.alpha);
@@ -377,11 +390,16 @@ void validate(const RunConfig& c, const std::string& where) {
     check_one_of(where, "lora.targets", target,
                  {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"});
   }
-  const LoraSection no_lora;
-  QTUNE_CHECK(lora || (c.lora.rank == no_lora.rank && c.lora.alpha == no_lora.alpha &&
-                       c.lora.dropout == no_lora.dropout && c.lora.targets == no_lora.targets),
-              "lora.* in ", where, " configures the lora, qlora and qat_lora recipes; this config's recipe is ",
-              recipe_name(c.recipe), " (run `qtune run lora`, or drop the lora keys)");
+  if (const auto key = first_set("lora."); key && !lora) {
+    QTUNE_FAIL(*key, " in ", where, " configures the lora, qlora and qat_lora recipes; this config's recipe is ",
+               recipe_name(c.recipe), " (run `qtune run lora`, or drop the lora keys)");
+  }
+  // Counts past 2^31 are typos (and some reach 32-bit kernels' arguments): refuse rather than wrap or allocate.
+  for_each_field(c, [&](const char* name, const auto& member) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(member)>, int64_t>) {
+      QTUNE_CHECK(member <= kMaxCount, name, " in ", where, " must be at most ", kMaxCount, ", got ", member);
+    }
+  });
   QTUNE_CHECK(!c.fp8.recipe || c.recipe != Recipe::qlora, "fp8.recipe in ", where,
               ": the qlora base is NF4; a float8 base with LoRA adapters is recipe lora with fp8.recipe");
   QTUNE_CHECK(!c.fp8.recipe || !qat, "fp8.recipe in ", where, ": float8 training and QAT (recipe ",
@@ -392,15 +410,16 @@ RunConfig parse(const json& root, const std::string& source, const fs::path* bas
                 const std::vector<std::string>& overrides, std::optional<Recipe> command_recipe) {
   QTUNE_CHECK(root.is_object(), source, ": a run config is a JSON object, got ", root.type_name());
   RunConfig c;
-  apply_object(c, root, "", source);
+  KeysSet set;
+  apply_object(c, root, "", source, set);
   if (base_dir != nullptr) resolve_input_paths(c, *base_dir);
-  for (const std::string& o : overrides) apply_override(c, o);
+  for (const std::string& o : overrides) apply_override(c, o, set);
   const bool names_recipe = root.contains("recipe") || std::any_of(overrides.begin(), overrides.end(),
                                                                    [](auto& o) { return o.rfind("recipe=", 0) == 0; });
   settle_recipe(c, source, names_recipe, command_recipe);
   const std::string where = overrides.empty() ? source : source + " with its overrides";
   resolve_quant_scheme(c.quant, where);
-  validate(c, where);
+  validate(c, where, set);
   return c;
 }
 
@@ -414,6 +433,12 @@ std::vector<std::string> run_config_keys() {
 }
 
 bool is_run_config_input_path(const std::string& key) { return is_input_path(key); }
+
+bool applies(Recipe recipe, const std::string& key) {
+  if (key.rfind("quant.", 0) == 0) return fake_quantizes(recipe);
+  if (key.rfind("lora.", 0) == 0) return trains_adapters(recipe);
+  return true;
+}
 
 RunConfig parse_run_config(const std::string& json_text, const std::string& source,
                            const std::vector<std::string>& overrides, std::optional<Recipe> command_recipe) {
@@ -435,6 +460,7 @@ std::string run_config_to_json(const RunConfig& config) {
               config.quant.group_size, " (0: the scheme's default); set both");
   ordered_json out = ordered_json::object();
   for_each_field(config, [&](const char* name, const auto& member) {
+    if (!applies(config.recipe, name)) return;  // so that the file parses again as the same config
     ordered_json value = to_json_value(member);
     if (!value.is_null()) out[pointer_of(name)] = std::move(value);
   });

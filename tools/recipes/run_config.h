@@ -124,5 +124,8 @@ std::string run_config_to_json(const RunConfig& config);
 std::vector<std::string> run_config_keys();
 // True for the keys that name input files (compared by the file they reach, not their spelling).
 bool is_run_config_input_path(const std::string& key);
+// Whether a key means anything to a recipe: quant.* only to the fake-quantizing ones, lora.* only to those that
+// train adapters. A config that sets a key its recipe ignores is refused; run_config_to_json leaves such keys out.
+bool applies(Recipe recipe, const std::string& key);
 
 }  // namespace qtune::recipes

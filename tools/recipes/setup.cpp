@@ -84,7 +84,14 @@ std::optional<quant::ModelQuantization> streamed_base(const RunConfig& config) {
 }  // namespace
 
 std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
-  if (config.model.config) return std::make_shared<models::Llama>(*config.model.config, model_options(config));
+  if (config.model.config) {
+    const models::LlamaOptions options = model_options(config);
+    if (options.device.is_cpu()) {
+      models::check_fits_memory(*config.model.config, double(dtype_size(options.dtype)),
+                                "model.config (in " + std::string(dtype_name(options.dtype)) + ")");
+    }
+    return std::make_shared<models::Llama>(*config.model.config, options);
+  }
   QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
               " not found (a Hugging Face model directory: config.json + safetensors)");
   const models::LlamaOptions options = model_options(config);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 
 #include "data/tokenizer.h"
@@ -12,6 +13,9 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/directory_lock.h"
+#include "engine/io/file_fingerprint.h"
+#include "engine/io/staged_directory.h"
 #include "engine/module.h"
 #include "engine/rng.h"
 #include "models/hf_checkpoint.h"
@@ -84,6 +88,27 @@ Gradients accumulate_gradients(models::Llama& model, data::DataLoader& loader, i
   return g;
 }
 
+// data.train and data.eval as they are now, to compare at resume.
+std::map<std::string, std::string> data_fingerprints(const RunConfig& config) {
+  std::map<std::string, std::string> out{{"data.train", io::file_fingerprint(config.data.train)}};
+  if (!config.data.eval.empty()) out["data.eval"] = io::file_fingerprint(config.data.eval);
+  return out;
+}
+
+// A resumed run must read the data its checkpoint's data position counts in (states saved before fingerprints
+// were recorded carry none and are not checked).
+void check_same_data(const RunConfig& config, const TrainerState& state, const std::string& checkpoint) {
+  const std::map<std::string, std::string> now = data_fingerprints(config);
+  for (const auto& [key, saved] : state.data_fingerprints) {
+    const auto it = now.find(key);
+    if (it == now.end() || it->second == saved) continue;
+    QTUNE_FAIL("cannot resume from ", checkpoint, ": ", key, " (",
+               key == "data.train" ? config.data.train : config.data.eval, ") changed since the checkpoint was saved (",
+               saved, " then, ", it->second,
+               " now); resume with the data it was trained on, or start a new output_dir");
+  }
+}
+
 // The state a run carries between steps and into its checkpoints.
 struct Progress {
   int64_t step = 0;
@@ -104,15 +129,25 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   const fs::path out(config.output_dir);
   const std::string metrics_path = (out / "metrics.jsonl").string();
+  // One live process per run directory: a second `qtune run` on it (resume included) is refused, and the
+  // leftovers recovered below can only be those of dead processes.
+  const io::DirectoryLock lock = io::DirectoryLock::acquire(out.string(), "output_dir");
+  for (const fs::path& dir : {out, out / "checkpoints"}) {
+    for (const std::string& text : io::recover_staged_directories_in(dir)) note(text);
+  }
 
   std::optional<std::string> checkpoint;
   TrainerState resumed;
   if (config.train.resume) {
     checkpoint = latest_checkpoint(out.string());
-    QTUNE_CHECK(checkpoint.has_value(), "train.resume: no complete checkpoint in ", (out / "checkpoints").string(),
-                " (run without train.resume=true to start)");
-    resumed = read_trainer_state(*checkpoint);
-    check_resume_compatible(config, resumed.config_json, *checkpoint);
+    if (checkpoint) {
+      resumed = read_trainer_state(*checkpoint);
+      check_resume_compatible(config, resumed.config_json, *checkpoint);
+      check_same_data(config, resumed, *checkpoint);
+    } else {
+      note("train.resume: no complete checkpoint in " + (out / "checkpoints").string() +
+           " (the run stopped before its first save): starting from step 0");
+    }
   } else {
     QTUNE_CHECK(!fs::exists(metrics_path) && !fs::exists(out / "checkpoints"), "output_dir ", out.string(),
                 " already holds a run (metrics.jsonl, checkpoints/): continue it with train.resume=true, or choose "
@@ -129,6 +164,10 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const int64_t vocab_size = model->config().vocab_size;
   QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
               " tokens but the model only ", vocab_size, " embeddings: do they belong together?");
+  const int64_t context = model->config().max_position_embeddings;
+  QTUNE_CHECK(config.data.seq_len <= context, "data.seq_len ", config.data.seq_len, " exceeds the model's context (",
+              config.model.config ? "model.config" : config.model.path + "/config.json",
+              " max_position_embeddings = ", context, "): lower data.seq_len");
   if (hooks.prepare_model) hooks.prepare_model(*model);
   if (checkpoint) {
     if (whole_model_files) {
@@ -191,6 +230,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     state.eval_step = p.eval_step;
     state.eval_loss = p.eval_loss;
     state.config_json = run_config_to_json(config);
+    state.data_fingerprints = data_fingerprints(config);
     const std::string dir =
         save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state, hooks.save_weights);
     prune_checkpoints(out.string(), config.train.keep_checkpoints);

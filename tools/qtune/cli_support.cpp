@@ -1,0 +1,42 @@
+// Helpers every subcommand shares (declared in commands.h).
+#include <charconv>
+#include <cmath>
+#include <string>
+
+#include <fmt/core.h>
+#include <qtune/qtune.h>
+
+#include "qtune/commands.h"
+
+namespace qtune::cli {
+
+void recover_directory(const std::string& dir) {
+  if (dir.empty()) return;
+  for (const std::string& note : io::recover_staged_directory(dir)) fmt::print(stderr, "[qtune] {}\n", note);
+}
+
+CLI::Validator integer_in(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        long long value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        const bool whole = error == std::errc() && end == text.data() + text.size();
+        if (whole && value >= lo && value <= hi) return "";
+        return fmt::format("must be an integer from {} to {}, got {}", lo, hi, text);
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
+
+CLI::Validator number_at_least(double lo) {
+  return CLI::Validator(
+      [lo](std::string& text) -> std::string {
+        double value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        const bool whole = error == std::errc() && end == text.data() + text.size();
+        if (whole && std::isfinite(value) && value >= lo) return "";
+        return fmt::format("must be a number >= {}, got {}", lo, text);
+      },
+      fmt::format("NUMBER >= {}", lo));
+}
+
+}  // namespace qtune::cli
