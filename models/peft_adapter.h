@@ -7,17 +7,13 @@
 
 #include "models/llama.h"
 #include "models/lora.h"
+#include "models/peft_config.h"
 
 namespace qtune::models {
 
 // Writes both files (each atomically; the weights first, so a directory with adapter_config.json is
 // complete) in the model's dtype. Every LoRALinear of the model must have config's rank and alpha.
 void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name);
-
-// Parses <dir>/adapter_config.json (seed is left 0). Fails naming the file and key on malformed JSON, a
-// missing or mistyped key, and on PEFT options qtune does not implement (use_rslora, use_dora,
-// rank_pattern, alpha_pattern, bias other than "none", fan_in_fan_out, layers_to_transform).
-LoraConfig load_adapter_config(const std::string& dir);
 
 // Fills the model's adapters from <dir>, first applying LoRA per the adapter's config when the model has
 // none. Everything is checked before the model changes: each tensor must belong to a module the config

@@ -17,6 +17,7 @@
 #include "engine/io/checkpoint_files.h"
 #include "engine/io/json_reader.h"
 #include "engine/numerics/ggml_blocks.h"
+#include "engine/overloaded.h"
 #include "models/pending_linear.h"
 #include "models/quantize_model.h"
 #include "quant/frozen_nf4_linear.h"
@@ -30,11 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 using numerics::kGgmlBlock;  // q4_0 / q8_0 weights per block
 
@@ -244,46 +240,6 @@ struct Slot {
 };
 
 }  // namespace
-
-std::optional<quant::ModelQuantization> read_quantization_config(const std::string& dir) {
-  const std::string path = config_path(dir);
-  // A missing or malformed config.json is not a quantized one; load_llama_config names what is wrong.
-  io::Json j;
-  try {
-    j = io::read_json_file(path);
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-  if (!j.is_object() || !j.contains("quantization_config") || j["quantization_config"].is_null()) return std::nullopt;
-  const io::JsonFields q = io::JsonFields(j, path).object("quantization_config");
-  q.expect(q.string("quant_method", "") == "qtune", "quant_method",
-           "must be \"qtune\": qtune reads only its own quantized format");
-  const int64_t version = q.integer("format_version");
-  q.expect(
-      version == kQuantizedFormatVersion, "format_version",
-      "is " + std::to_string(version) + "; this qtune reads format version " + std::to_string(kQuantizedFormatVersion));
-  const std::string name = q.string("scheme");
-  const int64_t group = q.integer("group_size");
-  quant::ModelQuantization out{quant::WeightScheme{}};
-  try {
-    out.scheme = quant::parse_weight_scheme(name);
-    if (quant::takes_group_size(out.scheme)) out.scheme = quant::parse_weight_scheme(name, group);
-  } catch (const Error& e) {
-    QTUNE_FAIL(q.name("scheme"), " in ", path, ": ", e.what());
-  }
-  const int64_t block = quant::weight_scheme_group_size(out.scheme);
-  q.expect(block == group, "group_size",
-           "is " + std::to_string(group) + " but scheme " + name + " has fixed blocks of " + std::to_string(block));
-  if (q.has("embedding")) {
-    const io::JsonFields e = q.object("embedding");
-    e.expect(e.string("scheme") == "int4", "scheme", "must be \"int4\" (the only embedding scheme)");
-    const int64_t embedding_group = e.integer("group_size");
-    e.expect(embedding_group > 0, "group_size", "must be positive");
-    out.embedding = quant::EmbeddingInt4{embedding_group};
-  }
-  out.head = q.boolean("head", false);
-  return out;
-}
 
 void save_quantized_llama(Llama& model, const quant::ModelQuantization& q, const std::string& dir) {
   const LlamaConfig& config = model.config();

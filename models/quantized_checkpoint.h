@@ -8,16 +8,10 @@
 
 #include "models/hf_checkpoint.h"
 #include "models/llama.h"
+#include "models/quantization_config.h"
 #include "quant/weight_quantize.h"
 
 namespace qtune::models {
-
-inline constexpr int kQuantizedFormatVersion = 1;
-
-// The quantization_config of the config.json in `dir` (a directory or the file itself); nullopt when it
-// has none (a plain checkpoint, or no readable config.json: load_llama_config says what is wrong). A wrong method, an
-// unknown format version, scheme or group size fails naming the file and the field.
-std::optional<quant::ModelQuantization> read_quantization_config(const std::string& dir);
 
 // Writes config.json (the model's config, torch_dtype = the dtype of its unquantized tensors, plus the
 // quantization_config) and model.safetensors into `dir`, each file atomically, the config last. `model`

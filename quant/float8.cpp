@@ -1,7 +1,5 @@
 #include "quant/float8.h"
 
-#include <string>
-
 #include "engine/check.h"
 #include "ops/nn/linear.h"
 #include "quant/float8_frozen_linear.h"
@@ -10,36 +8,9 @@
 namespace qtune::quant {
 namespace {
 
-constexpr Float8Recipe kRecipes[] = {Float8Recipe::tensorwise, Float8Recipe::rowwise, Float8Recipe::rowwise_with_gw_hp};
-
 bool is_linear(const Module& m) { return dynamic_cast<const nn::Linear*>(&m) != nullptr; }
 
 }  // namespace
-
-Float8LinearConfig Float8LinearConfig::from_recipe(Float8Recipe recipe) {
-  return {recipe, recipe != Float8Recipe::tensorwise};
-}
-
-std::string_view float8_recipe_name(Float8Recipe recipe) {
-  switch (recipe) {
-    case Float8Recipe::tensorwise:
-      return "tensorwise";
-    case Float8Recipe::rowwise:
-      return "rowwise";
-    case Float8Recipe::rowwise_with_gw_hp:
-      return "rowwise_with_gw_hp";
-  }
-  QTUNE_FAIL("float8: unknown recipe ", static_cast<int>(recipe));
-}
-
-Float8Recipe parse_float8_recipe(std::string_view name) {
-  std::string valid;
-  for (Float8Recipe r : kRecipes) {
-    if (float8_recipe_name(r) == name) return r;
-    valid += (valid.empty() ? "" : ", ") + std::string(float8_recipe_name(r));
-  }
-  QTUNE_FAIL("float8: unknown recipe '", name, "' (valid: ", valid, ")");
-}
 
 std::string_view float8_exclusion(const Module& linear, std::string_view fqn) {
   if (fqn == "lm_head" || fqn.ends_with(".lm_head")) return "the output head stays in high precision";

@@ -4,20 +4,9 @@
 
 #include "engine/module.h"
 #include "quant/float8_linear.h"
+#include "quant/float8_recipe.h"
 
 namespace qtune::quant {
-
-struct Float8LinearConfig {
-  Float8Recipe recipe = Float8Recipe::tensorwise;
-  bool pow2_scales = false;  // round every scale down to a power of two
-
-  // The recipe with its table's scale rounding: power-of-two scales for the rowwise recipes.
-  static Float8LinearConfig from_recipe(Float8Recipe recipe);
-};
-
-// "tensorwise" | "rowwise" | "rowwise_with_gw_hp"; anything else throws listing the valid names.
-Float8Recipe parse_float8_recipe(std::string_view name);
-std::string_view float8_recipe_name(Float8Recipe recipe);
 
 // Why the default pass leaves a linear in high precision, or "" when it converts it: the output head
 // (`lm_head`) and linears whose in or out features are not a multiple of 16 (fp8 GEMMs need 16-aligned

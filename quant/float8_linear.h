@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "engine/module.h"
+#include "quant/float8_recipe.h"
 #include "quant/float8_scaling.h"
 
 namespace qtune::nn {
@@ -14,8 +15,6 @@ class Linear;
 }
 
 namespace qtune::quant {
-
-enum class Float8Recipe : uint8_t { tensorwise, rowwise, rowwise_with_gw_hp };
 
 // The casts of the two operands of one GEMM; nullopt is high precision (the compute dtype, no fp8).
 struct Float8GemmCasts {

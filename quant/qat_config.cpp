@@ -1,17 +1,13 @@
 #include "quant/qat_config.h"
 
 #include "engine/check.h"
+#include "engine/overloaded.h"
 
 namespace qtune::quant {
 namespace {
 
 using numerics::FakeQuantKind;
 using numerics::FakeQuantSpec;
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
 
 void check_group_size(std::string_view scheme, int64_t group) {
   QTUNE_CHECK(group == 32 || group == 64 || group == 128 || group == 256, "QAT scheme ", scheme, ": group size ", group,

@@ -100,7 +100,7 @@ TEST_CASE("index errors name the index file and the tensor") {
   CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("\"ghost\""), Error);
 
   write_file_atomic(index, R"({"weight_map": {"x": "../escape.safetensors"}})");
-  CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("not a file in"), Error);
+  CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("not a file beside the index"), Error);
 
   write_file_atomic(index, R"({"weight_map": {"x": "missing.safetensors"}})");
   CHECK_THROWS_WITH_AS(CheckpointFiles::open(dir.string()), doctest::Contains("missing.safetensors: cannot open"),

@@ -9,6 +9,7 @@
 
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/checkpoint_index.h"
 #include "engine/io/json_reader.h"
 
 namespace fs = std::filesystem;
@@ -45,16 +46,9 @@ CheckpointFiles CheckpointFiles::open(const std::string& dir) {
   const fs::path single_path = fs::path(dir) / kSingleFile;
   if (fs::exists(index_path)) {
     const std::string index_label = index_path.string();
-    const Json index = read_json_file(index_label);
-    const JsonFields weight_map = JsonFields(index, index_label).object("weight_map");
+    const std::map<std::string, std::string> listed = read_checkpoint_index(index_label);  // tensor -> shard file
     std::map<std::string, size_t> shard_of_file;
-    std::map<std::string, std::string> listed;  // tensor -> shard file
-    for (const auto& [tensor, file] : weight_map.json().items()) {
-      const std::string name = json_string(file, "weight_map[\"" + tensor + "\"]", index_label);
-      // Only plain names of files beside the index: never a path that leaves the directory.
-      QTUNE_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..", index_label,
-                  ": weight_map[\"", tensor, "\"] names \"", name, "\", not a file in ", dir);
-      listed[tensor] = name;
+    for (const auto& [tensor, name] : listed) {
       if (!shard_of_file.count(name)) {
         shard_of_file[name] = ckpt.files_.size();
         ckpt.files_.push_back(SafetensorsFile::open((fs::path(dir) / name).string()));

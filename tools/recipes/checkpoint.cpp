@@ -5,13 +5,11 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
-#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
-#include "engine/io/json_reader.h"
 #include "engine/io/safetensors.h"
 #include "engine/io/staged_directory.h"
 #include "models/hf_checkpoint.h"
@@ -19,12 +17,9 @@
 namespace qtune::recipes {
 namespace {
 
-using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char* kStateFile = "trainer_state.json";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
-constexpr int kStateVersion = 1;
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -55,31 +50,6 @@ void write_model_files(models::Llama& model, const std::string& tokenizer_source
     models::save_llama(model, dir.string());  // in the model's dtype: a resumed run gets the same bits
   }
   copy_tokenizer_files(tokenizer_source, dir);
-}
-
-json state_to_json(const TrainerState& s) {
-  json out;
-  out["format"] = "qtune trainer state";
-  out["version"] = kStateVersion;
-  out["step"] = s.step;
-  out["total_steps"] = s.total_steps;
-  out["data_position"] = {{"epoch", s.data.epoch}, {"sequence", s.data.sequence}};
-  out["rng"] = {{"seed", s.rng_seed}, {"offset", s.rng_offset}};
-  out["optimizer"] = s.optimizer_scalars;
-  out["elapsed_s"] = s.elapsed_s;
-  out["loss"] = s.loss;
-  out["eval_step"] = s.eval_step;
-  out["eval_loss"] = std::isnan(s.eval_loss) ? json() : json(s.eval_loss);
-  out["config"] = json::parse(s.config_json);
-  out["data_fingerprints"] = s.data_fingerprints;
-  return out;
-}
-
-// A non-negative integer field (the RNG state is u64).
-uint64_t unsigned_field(const io::JsonFields& f, const char* key) {
-  const json& v = f.required(key);
-  if (!v.is_number_unsigned()) f.wrong_type(key, "a non-negative integer", v);
-  return v.get<uint64_t>();
 }
 
 std::optional<int64_t> step_of_dir_name(const std::string& name) {
@@ -120,7 +90,7 @@ std::string save_checkpoint(const std::string& output_dir, models::Llama& model,
     write_model_files(model, tokenizer_source, tmp, write_weights);
     std::vector<std::pair<std::string, Tensor>> tensors(optimizer_state.tensors.begin(), optimizer_state.tensors.end());
     io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
-    io::write_file_atomic((tmp / kStateFile).string(), state_to_json(full).dump(2) + "\n");  // last: marks it complete
+    io::write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(full));  // last: complete
   });
   return dir.string();
 }
@@ -134,39 +104,6 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
 void prune_checkpoints(const std::string& output_dir, int64_t keep) {
   const auto all = complete_checkpoints(output_dir);
   for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 0)); i < all.size(); ++i) fs::remove_all(all[i].second);
-}
-
-TrainerState read_trainer_state(const std::string& checkpoint_dir) {
-  const std::string file = (fs::path(checkpoint_dir) / kStateFile).string();
-  QTUNE_CHECK(fs::is_regular_file(file), file, " not found: ", checkpoint_dir, " is not a complete checkpoint");
-  const json j = io::read_json_file(file);
-  const io::JsonFields f(j, file);
-  const int64_t version = f.integer("version");
-  f.expect(
-      version == kStateVersion, "version",
-      "is " + std::to_string(version) + ": this qtune reads trainer state version " + std::to_string(kStateVersion));
-  TrainerState s;
-  s.step = f.integer("step");
-  s.total_steps = f.integer("total_steps");
-  const io::JsonFields position = f.object("data_position");
-  s.data.epoch = position.integer("epoch");
-  s.data.sequence = position.integer("sequence");
-  const io::JsonFields rng = f.object("rng");
-  s.rng_seed = unsigned_field(rng, "seed");
-  s.rng_offset = unsigned_field(rng, "offset");
-  const io::JsonFields optimizer = f.object("optimizer");
-  for (const auto& [name, value] : optimizer.json().items())
-    s.optimizer_scalars[name] = optimizer.as_number(value, name);
-  s.elapsed_s = f.number("elapsed_s");
-  s.loss = f.number("loss");
-  s.eval_step = f.integer("eval_step");
-  s.eval_loss = f.number("eval_loss", std::numeric_limits<double>::quiet_NaN());  // null: no eval data
-  s.config_json = f.object("config").json().dump(2);
-  if (f.has("data_fingerprints")) {
-    const io::JsonFields prints = f.object("data_fingerprints");
-    for (const auto& [key, value] : prints.json().items()) s.data_fingerprints[key] = prints.string(key);
-  }
-  return s;
 }
 
 optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state) {

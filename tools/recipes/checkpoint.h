@@ -15,24 +15,9 @@
 #include "data/data_loader.h"
 #include "models/llama.h"
 #include "optim/optimizer.h"
+#include "tools/recipes/trainer_state.h"
 
 namespace qtune::recipes {
-
-// Everything besides weights and optimizer tensors that a resumed run needs to continue bit-identically.
-struct TrainerState {
-  int64_t step = 0;         // optimizer steps taken
-  int64_t total_steps = 0;  // the run's length when saved
-  data::DataPosition data;
-  uint64_t rng_seed = 0, rng_offset = 0;  // qtune::default_generator()
-  std::map<std::string, double> optimizer_scalars;
-  double elapsed_s = 0;   // training time so far (resumed runs keep counting)
-  double loss = 0;        // the loss of step `step`
-  int64_t eval_step = 0;  // last step evaluated (0: none yet)
-  double eval_loss = std::numeric_limits<double>::quiet_NaN();
-  std::string config_json;  // run_config_to_json of the run that saved it
-  // "data.train" / "data.eval" -> io::file_fingerprint when saved; empty in states written before qtune kept them.
-  std::map<std::string, std::string> data_fingerprints;
-};
 
 // Writes a model's weights into a directory: models::save_llama (an HF model directory) unless a recipe
 // stores something else (the LoRA recipes: PEFT adapter files).
@@ -49,7 +34,6 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 // Deletes all but the newest `keep` complete checkpoints.
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
 
-TrainerState read_trainer_state(const std::string& checkpoint_dir);
 // optimizer.safetensors + the scalars of `state`, for Optimizer::load_state.
 optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state);
 
