@@ -137,7 +137,7 @@ InstructionData load_instruction_jsonl(const std::string& path, const Tokenizer&
       json parsed;
       try {
         parsed = json::parse(line);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers past a double
         throw BadLine{std::string("not valid JSON (") + e.what() + ")"};
       }
       if (!parsed.is_object()) throw BadLine{std::string("expected a JSON object, got ") + parsed.type_name()};

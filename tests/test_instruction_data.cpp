@@ -128,6 +128,8 @@ TEST_CASE("malformed lines name the file, the line and the field") {
   CHECK(contains(load_error("{\"instruction\": \"x\", \"input\": {}, \"output\": \"y\"}"),
                  "\"input\" must be a string, got object"));
   CHECK(contains(load_error("{\"instruction\": \"x\",\n"), "bad.jsonl:1: not valid JSON"));
+  // A number past a double's range (found by fuzz_instruction_jsonl: it escaped as a JSON library exception).
+  CHECK(contains(load_error("{\"instruction\": 555e555, \"output\": \"y\"}"), "bad.jsonl:1: not valid JSON"));
   CHECK(contains(load_error("[1, 2]"), "bad.jsonl:1: expected a JSON object, got array"));
   CHECK(contains(load_error("{\"messages\": []}"),
                  "missing \"instruction\" (this line has \"messages\": use the chat template)"));

@@ -30,7 +30,8 @@ declare -A sources=(
   [fuzz_instruction_jsonl]="data/instruction_data.cpp data/tokenizer_utf8.cpp engine/check.cpp"
   [fuzz_eval_jsonl]="data/eval_data.cpp data/tokenizer_utf8.cpp engine/check.cpp"
   [fuzz_run_config]="tools/recipes/run_config.cpp tools/recipes/recipe.cpp quant/qat_config.cpp quant/float8_recipe.cpp
-    models/llama_config.cpp engine/host_memory.cpp engine/device.cpp engine/backend_registry.cpp $json"
+    data/tokenizer_utf8.cpp models/llama_config.cpp engine/host_memory.cpp engine/device.cpp
+    engine/backend_registry.cpp $json"
   [fuzz_trainer_state]="tools/recipes/trainer_state.cpp $json"
 )
 # System libraries a target's sources need.
@@ -44,12 +45,15 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=($(printf '%s\n' "${!sources[@]}" | sort))
 flags=(-std=c++20 -O1 -g -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined)
 
-# Each library source is compiled once, whatever number of targets link it.
+# Each library source is compiled once per run, whatever number of targets link it (never reused from an
+# earlier run: a header may have changed since).
+declare -A compiled=()
 object_of() { echo "$work/obj/$(tr '/' '_' <<<"${1%.cpp}").o"; }
 compile() {
-  local src=$1 obj
-  obj=$(object_of "$src")
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ]; then "$clang" "${flags[@]}" -c "$src" -o "$obj"; fi
+  local src=$1
+  [ -n "${compiled[$src]+x}" ] && return
+  "$clang" "${flags[@]}" -c "$src" -o "$(object_of "$src")"
+  compiled[$src]=1
 }
 
 status=0

@@ -11,7 +11,8 @@ namespace {
 
 // A value as messages show it: whole when short, cut after 200 characters.
 std::string shown(const Json& v) {
-  std::string text = v.dump();
+  // Parsed text is valid UTF-8, but strings built from other input (command-line overrides) may not be.
+  std::string text = v.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (text.size() > 200) text = text.substr(0, 200) + "...";
   return text;
 }

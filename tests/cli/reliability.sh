@@ -48,13 +48,13 @@ grep -Eq "output_dir .*twins is in use by another qtune process \(pid [0-9]+\)" 
 
 echo "== resume beside a live run"
 d=$out/live
-"${run[@]}" output_dir=$d train.steps=400 train.save_every=50 >"$out/live.log" 2>&1 &
+"${run[@]}" output_dir=$d train.steps=1500 train.save_every=500 >"$out/live.log" 2>&1 &
 p=$!
 for _ in $(seq 600); do [ -s "$d/metrics.jsonl" ] && break; sleep 0.05; done
 [ -s "$d/metrics.jsonl" ] || fail "the run never logged a step"
-expect_fail "$out/live_resume.log" "is in use by another qtune process \(pid $p\)" -- "${run[@]}" output_dir=$d train.steps=400 train.resume=true
+expect_fail "$out/live_resume.log" "is in use by another qtune process \(pid $p\)" -- "${run[@]}" output_dir=$d train.steps=1500 train.resume=true
 wait $p || { cat "$out/live.log"; fail "the live run was disturbed"; }
-[ "$(step_lines "$d")" -eq 400 ] || fail "the live run lost metrics lines"
+[ "$(step_lines "$d")" -eq 1500 ] || fail "the live run lost metrics lines"
 
 echo "== killed before its first checkpoint"
 d=$out/early

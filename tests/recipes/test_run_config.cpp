@@ -30,6 +30,12 @@ const char* const kInline = R"({
   "train": {"steps": 5, "seed": 7}
 })";
 
+// kInline with `overrides` must fail with a message holding `needle`.
+void fails_with(const std::vector<std::string>& overrides, const std::string& needle) {
+  const std::string e = error_of([&] { parse_run_config(kInline, "my.json", overrides); });
+  CHECK_MESSAGE(e.find(needle) != std::string::npos, e);
+}
+
 void write(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
   std::ofstream(path) << text;
@@ -127,10 +133,6 @@ TEST_CASE("wrong types name the key and the expected type") {
 }
 
 TEST_CASE("values are checked after the overrides") {
-  const auto fails_with = [](std::vector<std::string> overrides, const std::string& needle) {
-    const std::string e = error_of([&] { parse_run_config(kInline, "my.json", overrides); });
-    CHECK_MESSAGE(e.find(needle) != std::string::npos, e);
-  };
   fails_with({"model.path=/some/model"}, "give exactly one of model.path");
   fails_with({"model.config=null"}, "give exactly one of model.path");
   fails_with({"model.tokenizer="}, "model.tokenizer in my.json with its overrides is required");
@@ -151,13 +153,11 @@ TEST_CASE("values are checked after the overrides") {
   fails_with({"data.batch_size=4294967297"},
              "data.batch_size in my.json with its overrides must be at most 2147483647, got 4294967297");
   fails_with({"train.steps=99999999999"}, "train.steps in my.json with its overrides must be at most 2147483647");
+  // Bytes that are not UTF-8 could not be written to the run's config.json (found by fuzz_run_config).
+  fails_with({"output_dir=run\xff"}, "bad override 'output_dir=run\xEF\xBF\xBD': byte 14 is not valid UTF-8");
 }
 
 TEST_CASE("a key of a section the recipe does not use is refused, even at its default value") {
-  const auto fails_with = [](std::vector<std::string> overrides, const std::string& needle) {
-    const std::string e = error_of([&] { parse_run_config(kInline, "my.json", overrides); });
-    CHECK_MESSAGE(e.find(needle) != std::string::npos, e);
-  };
   fails_with({"quant.scheme=8da4w"}, "quant.scheme in my.json with its overrides configures the qat and qat_lora");
   fails_with({"quant.fake_quant_after_n_steps=0"}, "quant.fake_quant_after_n_steps in my.json with its overrides");
   fails_with({"lora.rank=8"}, "lora.rank in my.json with its overrides configures the lora, qlora and qat_lora");

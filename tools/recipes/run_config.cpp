@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 
+#include "data/tokenizer_utf8.h"
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/io/json_reader.h"
@@ -261,6 +262,10 @@ void apply_override(RunConfig& c, const std::string& text, KeysSet& set) {
   const auto eq = text.find('=');
   QTUNE_CHECK(eq != std::string::npos && eq > 0, "bad ", where, ": expected key=value, e.g. optim.lr=1e-4");
   const std::string key = text.substr(0, eq), raw = text.substr(eq + 1);
+  // Every value ends up in the run's config.json, which JSON wants in UTF-8: refuse other bytes here.
+  if (const size_t bad = data::utf8::first_invalid(text); bad != std::string::npos) {
+    QTUNE_FAIL("bad ", data::utf8::lossy(where), ": byte ", bad, " is not valid UTF-8");
+  }
   // The value is JSON when it parses as JSON (numbers, true/false, lists, objects); otherwise a string,
   // so paths need no quoting. A string field takes the raw text unless it is a quoted JSON string
   // (output_dir=2024 names a directory).
