@@ -192,6 +192,7 @@ void BpeTokenizer::read_model(const io::JsonFields& root) {
   // the byte would silently vanish from the encoding.
   if (!unk) {
     for (int b = 0; b < 256; ++b) {
+      if (b == 0xC0 || b == 0xC1 || b >= 0xF5) continue;  // never in UTF-8 text, which is all encode accepts
       const char byte = static_cast<char>(b);
       const std::string stand_in = byte_level::encode(std::string_view(&byte, 1));
       if (!vocab.contains(stand_in)) {

@@ -75,6 +75,10 @@ int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& op
   return order[kept - 1];  // u * total rounded up to the last boundary
 }
 
+int64_t max_new_tokens_within(const LlamaConfig& config, int64_t prompt_length) {
+  return std::max<int64_t>(0, config.max_position_embeddings - prompt_length + 1);
+}
+
 std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, const SamplingOptions& options,
                               const std::function<bool(int32_t)>& on_token) {
   check_options(options);
@@ -86,9 +90,11 @@ std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, 
   QTUNE_CHECK(length <= context, "generate: the prompt has ", length,
               " tokens, more than the model's context (max_position_embeddings = ", context,
               " in config.json): shorten it");
-  QTUNE_CHECK(options.max_new_tokens <= context - length, "generate: ", length, " prompt tokens + max_new_tokens ",
-              options.max_new_tokens, " would run past the model's context (max_position_embeddings = ", context,
-              "): ask for at most ", context - length, " new tokens");
+  // The last new token is sampled, never fed back: length + max_new_tokens - 1 positions are run.
+  QTUNE_CHECK(options.max_new_tokens <= max_new_tokens_within(model.config(), length), "generate: ", length,
+              " prompt tokens + max_new_tokens ", options.max_new_tokens,
+              " would run past the model's context (max_position_embeddings = ", context, "): ask for at most ",
+              max_new_tokens_within(model.config(), length), " new tokens");
   const std::vector<int32_t>& stop_ids = options.stop_ids.empty() ? model.config().eos_token_ids : options.stop_ids;
 
   std::vector<int32_t> out;

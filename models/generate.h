@@ -26,11 +26,15 @@ struct SamplingOptions {
 // the most likely token, and top_k = 1 or a tiny top_p is greedy.
 int32_t sample_token(const std::vector<float>& logits, const SamplingOptions& options, double u);
 
+// The most new tokens a prompt of `prompt_length` leaves room for in the model's context (the last one is
+// sampled, never run through the model).
+int64_t max_new_tokens_within(const LlamaConfig& config, int64_t prompt_length);
+
 // Runs the prompt through the model once (filling a KV cache), then one token at a time, in eval mode
 // without autograd (the model's mode is restored afterwards). Step i samples with the i-th uniform of
 // Generator(options.seed). Stops after a stop id or max_new_tokens ids. `on_token` sees each new id as
 // it is chosen (return false to stop early). Returns the new ids (not the prompt), including a final
-// stop id.
+// stop id. A prompt longer than the context, or more new tokens than max_new_tokens_within, is an Error.
 std::vector<int32_t> generate(Llama& model, const std::vector<int32_t>& prompt, const SamplingOptions& options,
                               const std::function<bool(int32_t)>& on_token = {});
 

@@ -106,9 +106,11 @@ LlamaOptions llama_options(const LoadOptions& options) {
 std::shared_ptr<Llama> load_llama(const std::string& dir, const LoadOptions& options) {
   const LlamaConfig config = load_llama_config(dir);
   const LlamaOptions model_options = llama_options(options);
-  check_fits_memory(
-      config, double(dtype_size(model_options.dtype)),
-      (std::filesystem::path(dir) / "config.json").string() + " in " + std::string(dtype_name(model_options.dtype)));
+  if (model_options.device.is_cpu()) {  // a GPU's memory is its backend's to refuse
+    check_fits_memory(
+        config, double(dtype_size(model_options.dtype)),
+        (std::filesystem::path(dir) / "config.json").string() + " in " + std::string(dtype_name(model_options.dtype)));
+  }
   const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
   std::shared_ptr<Llama> model;
   {

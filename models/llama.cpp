@@ -154,10 +154,9 @@ Tensor LlamaModel::forward(const Tensor& tokens, KVCache* cache) {
   const int64_t start = cache != nullptr ? cache->length() : 0;
   // Past the trained context RoPE extrapolates and the model's numbers mean nothing: refuse, as every caller
   // (training, eval windows, generation) should have before reaching here.
-  QTUNE_CHECK(start + tokens.size(1) <= config_.max_position_embeddings, "Llama: positions ", start, "..",
-              start + tokens.size(1) - 1,
-              " are past the model's context (max_position_embeddings = ", config_.max_position_embeddings,
-              " in config.json): use shorter sequences");
+  QTUNE_CHECK(start + tokens.size(1) <= config_.max_position_embeddings, "Llama: the input reaches position ",
+              start + tokens.size(1) - 1, ", past the model's context of ", config_.max_position_embeddings,
+              " positions (max_position_embeddings in config.json): use shorter sequences");
   const DType table_dtype = options_.dtype == DType::f64 ? DType::f64 : DType::f32;
   // One table for every layer: positions continue after the cached ones.
   const auto [cos, sin] = ops::rope_tables(start, tokens.size(1), config_.resolved_head_dim(), config_.rope_theta,

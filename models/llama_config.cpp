@@ -74,7 +74,7 @@ void check_fits_memory(const LlamaConfig& c, double bytes_per_parameter, const s
               ", intermediate_size ", c.intermediate_size, ", num_hidden_layers ", c.num_hidden_layers, " has ",
               c.parameter_count(), " parameters, whose weights need ", needed / kGiB, " GiB at ",
               bytes_per_parameter * 8, " bits each: more than this machine's ", available / kGiB,
-              " GiB of memory (RAM + swap)");
+              " GiB of memory (RAM + swap, or the container's limit when lower)");
 }
 
 void LlamaConfig::validate() const {

@@ -33,6 +33,7 @@ std::string contents(const fs::path& dir) { return read_bytes((dir / "data.txt")
 }  // namespace
 
 TEST_CASE("a staged directory replaces its destination only when committed") {
+  CHECK(error_of([] { qtune::io::StagedDirectory staged("."); }).find("cannot replace . or ..") != std::string::npos);
   ScratchDir scratch("staged");
   const fs::path out = scratch.path / "out";
   make_dir(out, "old");
@@ -91,12 +92,17 @@ TEST_CASE("the leftovers of a dead writer are finished or undone, whatever step 
     CHECK(contents(out) == "old");
     only_out_left();
   }
-  SUBCASE("the names an older `qtune export` used (DIR.old.PID, DIR.tmp.PID)") {
-    make_dir(scratch.path / (std::string("out.old.") + kDeadPid), "old");
-    make_dir(scratch.path / (std::string("out.tmp.") + kDeadPid), "new");
+  SUBCASE("names that only look like leftovers (a user's backups) are not touched") {
+    make_dir(scratch.path / (std::string("out.old.") + kDeadPid), "a backup");
+    make_dir(scratch.path / "out.tmp.7", "another");
+    CHECK(qtune::io::recover_staged_directory(out).empty());
+    CHECK(qtune::io::recover_staged_directories_in(scratch.path).empty());
+    CHECK(std::distance(fs::directory_iterator(scratch.path), fs::directory_iterator()) == 2);
+  }
+  SUBCASE("this process's pid on a leftover is an earlier process's (pids are reused)") {
+    make_dir(scratch.path / (".out.old-" + std::to_string(::getpid())), "old");
     CHECK(qtune::io::recover_staged_directory(out).size() == 1);
-    CHECK(contents(out) == "new");
-    only_out_left();
+    CHECK(contents(out) == "old");
   }
   SUBCASE("a live writer's leftovers are not touched") {
     const fs::path live = scratch.path / (".out.tmp-" + std::to_string(::getppid()));

@@ -50,7 +50,12 @@ DirectoryLock DirectoryLock::acquire(const std::string& dir, const std::string& 
       const int error = errno;
       ::close(fd);
       QTUNE_CHECK(error == EWOULDBLOCK, purpose, " ", dir, ": cannot lock ", file, " (", std::strerror(error), ")");
-      const int owner = lock_owner_pid(dir);
+      // The owner writes its pid right after locking: give it a moment before saying the pid is unknown.
+      int owner = lock_owner_pid(dir);
+      for (int i = 0; i < 20 && owner == 0; ++i) {
+        ::usleep(5000);
+        owner = lock_owner_pid(dir);
+      }
       QTUNE_FAIL(purpose, " ", dir, " is in use by another qtune process",
                  owner > 0 ? " (pid " + std::to_string(owner) + ")" : std::string(),
                  ": wait for it to finish, stop it, or choose another directory");

@@ -31,7 +31,9 @@ void mix_file(uint64_t& h, uint64_t& total, const fs::path& file) {
   QTUNE_CHECK(in.good(), "cannot read ", file.string(), " to fingerprint it");
   std::vector<char> head(kHeadBytes);
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  const uint64_t size = fs::file_size(file);
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  QTUNE_CHECK(!ec, "cannot read the size of ", file.string(), " (", ec.message(), ")");
   mix(h, &size, sizeof size);
   mix(h, head.data(), static_cast<size_t>(in.gcount()));
   total += size;
@@ -43,9 +45,11 @@ std::string file_fingerprint(const std::string& path) {
   uint64_t h = 0xcbf29ce484222325ull, total = 0;
   if (fs::is_directory(path)) {
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(path)) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(path, ec)) {
       if (entry.is_regular_file() && entry.path().filename().string().front() != '.') files.push_back(entry.path());
     }
+    QTUNE_CHECK(!ec, "cannot list ", path, " to fingerprint it (", ec.message(), ")");
     std::sort(files.begin(), files.end());
     for (const fs::path& file : files) {
       const std::string name = file.filename().string();

@@ -35,8 +35,8 @@ std::optional<int> parse_pid(std::string_view digits) {
   return pid;
 }
 
-// Recognizes ".NAME.tmp-PID" / ".NAME.old-PID" (StagedDirectory), "NAME.tmp.PID" / "NAME.old.PID" (the names
-// `qtune export` used before) and "NAME.tmp.PID.N" (an AtomicFile's temporary).
+// Recognizes ".NAME.tmp-PID" / ".NAME.old-PID" (StagedDirectory) and "NAME.tmp.PID.N" (an AtomicFile's
+// temporary). Only these hidden or numbered names: a user's "model.old.2" backup is never taken for a leftover.
 std::optional<Leftover> parse_leftover(const fs::path& path) {
   const std::string file = path.filename().string();
   for (const auto& [marker, kind] : {std::pair{".tmp-", Kind::staging}, std::pair{".old-", Kind::aside}}) {
@@ -45,17 +45,12 @@ std::optional<Leftover> parse_leftover(const fs::path& path) {
     if (const auto pid = parse_pid(std::string_view(file).substr(at + 5)))
       return Leftover{path, file.substr(1, at - 1), kind, *pid};
   }
-  for (const auto& [marker, kind] : {std::pair{".tmp.", Kind::staging}, std::pair{".old.", Kind::aside}}) {
-    const size_t at = file.rfind(marker);
-    if (at == std::string::npos || at == 0) continue;
-    const std::string_view rest = std::string_view(file).substr(at + 5);
-    if (const auto pid = parse_pid(rest)) return Leftover{path, file.substr(0, at), kind, *pid};
-    const size_t dot = rest.find('.');
-    if (kind == Kind::staging && dot != std::string_view::npos && parse_pid(rest.substr(dot + 1))) {
-      if (const auto pid = parse_pid(rest.substr(0, dot)))
-        return Leftover{path, file.substr(0, at), Kind::file_temp, *pid};
-    }
-  }
+  const size_t at = file.rfind(".tmp.");
+  if (at == std::string::npos || at == 0) return std::nullopt;
+  const std::string_view rest = std::string_view(file).substr(at + 5);
+  const size_t dot = rest.find('.');
+  if (dot == std::string_view::npos || !parse_pid(rest.substr(dot + 1))) return std::nullopt;
+  if (const auto pid = parse_pid(rest.substr(0, dot))) return Leftover{path, file.substr(0, at), Kind::file_temp, *pid};
   return std::nullopt;
 }
 
@@ -64,7 +59,9 @@ std::vector<Leftover> leftovers_in(const fs::path& parent) {
   std::error_code ec;
   if (!fs::is_directory(parent, ec)) return out;
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
-    if (auto l = parse_leftover(entry.path()); l && l->pid != ::getpid() && !process_alive(l->pid)) out.push_back(*l);
+    // This process's own pid on a leftover means an earlier process that had the same pid (its writers clean up
+    // after themselves, and recovery runs before they start).
+    if (auto l = parse_leftover(entry.path()); l && (l->pid == ::getpid() || !process_alive(l->pid))) out.push_back(*l);
   }
   return out;
 }
@@ -159,6 +156,9 @@ std::vector<std::string> recover_staged_directories_in(const fs::path& parent) {
 }
 
 StagedDirectory::StagedDirectory(fs::path dir) : dir_(normalized(dir)) {
+  const std::string name = dir_.filename().string();
+  QTUNE_CHECK(name != "." && name != "..", dir.string(),
+              ": name the directory to write (a staged directory cannot replace . or ..)");
   const fs::path parent = dir_.parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);

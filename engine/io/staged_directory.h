@@ -12,8 +12,10 @@
 //   .old, no .tmp, no DIR  -> (DIR was removed by hand) restore the old directory
 //   .old and DIR           -> killed before the cleanup: remove .old
 //   .tmp only              -> killed while filling: remove it
-// Leftovers of a live process are never touched. Crash points (io::crash_point) "staged:filled:NAME",
-// "staged:moved_aside:NAME" and "staged:swapped:NAME" let tests kill a writer between these steps.
+// Leftovers of a live process are never touched (liveness is by pid: a writer in another pid namespace sharing
+// the directory is not seen; run directories are also locked, io::DirectoryLock). Crash points (io::crash_point)
+// "staged:filled:NAME", "staged:moved_aside:NAME" and "staged:swapped:NAME" let tests kill a writer between these
+// steps.
 #include <filesystem>
 #include <functional>
 #include <string>

@@ -216,6 +216,11 @@ TEST_CASE("train.epochs sets the length; runs that cannot start fail before writ
   CHECK(notes[0].find("train.resume: no complete checkpoint in") == 0);
   CHECK(notes[0].find("starting from step 0") != std::string::npos);
   CHECK(lines_with(dir.str("none"), "loss").size() == 2);
+  // ...but a run whose checkpoints are all unreadable is not silently restarted over them.
+  fs::create_directories(dir.str("damaged/checkpoints/step_3"));
+  const std::string damaged = error_of([&] { train(tiny_run(dir.str("damaged"), {"train.resume=true"})); });
+  CHECK(damaged.find("has no complete checkpoint to resume from but holds checkpoints/step_3") != std::string::npos);
+  CHECK(fs::exists(dir.str("damaged/checkpoints/step_3")));
   std::ofstream(dir.str("short.txt")) << "Too short for one batch.\n";
   CHECK(error_of([&] {
           train(tiny_run(dir.str("short"), {"data.eval=" + dir.str("short.txt")}));

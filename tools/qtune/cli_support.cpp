@@ -12,7 +12,11 @@ namespace qtune::cli {
 
 void recover_directory(const std::string& dir) {
   if (dir.empty()) return;
-  for (const std::string& note : io::recover_staged_directory(dir)) fmt::print(stderr, "[qtune] {}\n", note);
+  try {
+    for (const std::string& note : io::recover_staged_directory(dir)) fmt::print(stderr, "[qtune] {}\n", note);
+  } catch (const std::exception& e) {  // e.g. a directory this user cannot write: the command may still work
+    fmt::print(stderr, "[qtune] warning: could not recover what a killed qtune left beside {}: {}\n", dir, e.what());
+  }
 }
 
 CLI::Validator integer_in(long long lo, long long hi) {

@@ -1,5 +1,6 @@
 // `qtune generate`: sample a continuation of a prompt from a Hugging Face model directory, printing
 // the text as it is produced.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -20,6 +21,7 @@ struct GenerateArgs {
   std::string prompt;
   std::string dtype = "f32";
   int64_t max_new_tokens = 128;
+  bool max_new_tokens_given = false;  // --max-new-tokens on the command line
   double temperature = 0.8;
   int64_t top_k = 40;
   double top_p = 0.95;
@@ -43,7 +45,12 @@ int run_generate(const GenerateArgs& args) {
   const std::vector<int32_t> prompt = tokenizer->encode(args.prompt, !args.no_bos);
   QTUNE_CHECK(!prompt.empty(), "the prompt is empty and the tokenizer has no bos token to start from");
   models::SamplingOptions sampling;
-  sampling.max_new_tokens = args.max_new_tokens;
+  // The default stops at the end of the context; a number the user asked for past it is an error (generate's).
+  sampling.max_new_tokens =
+      args.max_new_tokens_given
+          ? args.max_new_tokens
+          : std::min(args.max_new_tokens,
+                     models::max_new_tokens_within(model->config(), static_cast<int64_t>(prompt.size())));
   sampling.temperature = args.temperature;
   sampling.top_k = args.top_k;
   sampling.top_p = args.top_p;
@@ -103,7 +110,10 @@ void add_generate_command(CLI::App& app, int& status) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   cmd->add_flag("--no-bos", args->no_bos, "do not start the prompt with the bos token");
-  cmd->callback([args, &status] { status = run_generate(*args); });
+  cmd->callback([cmd, args, &status] {
+    args->max_new_tokens_given = cmd->count("--max-new-tokens") > 0;
+    status = run_generate(*args);
+  });
 }
 
 }  // namespace qtune::cli

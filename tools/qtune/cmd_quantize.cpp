@@ -161,6 +161,9 @@ int run_quantize(const QuantizeArgs& args) {
   recover_directory(args.model_dir);
   QTUNE_CHECK(args.force || !fs::exists(args.out_dir) || fs::is_empty(args.out_dir), "--out ", args.out_dir,
               " exists and is not empty: choose another directory or pass --force to write over it");
+  std::error_code ec;
+  QTUNE_CHECK(!fs::equivalent(args.out_dir, args.model_dir, ec), "--out ", args.out_dir, " is the --model directory: ",
+              "write the quantized model elsewhere (it would replace the full-precision one)");
   QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
               " is already quantized: quantize the full-precision checkpoint it came from");
 
@@ -212,8 +215,8 @@ int run_quantize(const QuantizeArgs& args) {
                              {"output_sqnr_db", finite_or_null(r.output_sqnr)}});
     io::write_file_atomic((staged.path() / "report.json").string(), j.dump(2) + "\n");
   }
+  const uint64_t before = checkpoint_bytes(args.model_dir), after = checkpoint_bytes(staged.path().string());
   staged.commit();
-  const uint64_t before = checkpoint_bytes(args.model_dir), after = checkpoint_bytes(args.out_dir);
   const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   fmt::print("quantized {} modules with {} in {:.2f} s: {} -> {} bytes of weights ({:.2f}x smaller), written to {}\n",
              changed, quant::weight_scheme_name(q.scheme), seconds, before, after,

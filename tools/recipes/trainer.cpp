@@ -88,6 +88,21 @@ Gradients accumulate_gradients(models::Llama& model, data::DataLoader& loader, i
   return g;
 }
 
+// Throws when output_dir holds something a restart from step 0 would overwrite: a final/ model, or step_<N>
+// checkpoint directories that are incomplete, damaged or of another trainer-state version.
+void check_nothing_to_lose(const fs::path& out) {
+  std::string found = fs::exists(out / "final") ? "final/" : "";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out / "checkpoints", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("step_", 0) == 0) found += (found.empty() ? "" : ", ") + ("checkpoints/" + name);
+  }
+  QTUNE_CHECK(found.empty(), "train.resume: ", out.string(), " has no complete checkpoint to resume from but holds ",
+              found,
+              " (unreadable: see `qtune info` on each); a restart from step 0 would overwrite it, so move them "
+              "away first or choose another output_dir");
+}
+
 // data.train and data.eval as they are now, to compare at resume.
 std::map<std::string, std::string> data_fingerprints(const RunConfig& config) {
   std::map<std::string, std::string> out{{"data.train", io::file_fingerprint(config.data.train)}};
@@ -145,6 +160,9 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
       check_resume_compatible(config, resumed.config_json, *checkpoint);
       check_same_data(config, resumed, *checkpoint);
     } else {
+      // Starting over is right only for a run that stopped before its first save; a run whose checkpoints
+      // are all unreadable (or that finished and lost them) is not overwritten.
+      check_nothing_to_lose(out);
       note("train.resume: no complete checkpoint in " + (out / "checkpoints").string() +
            " (the run stopped before its first save): starting from step 0");
     }
@@ -182,6 +200,9 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   if (!config.data.eval.empty()) {
     eval_loader = make_loader(config, config.data.eval, *tokenizer, vocab_size, note);
   }
+  // The data as this run read it, recorded in every checkpoint (computed once: a file moved during the run does
+  // not fail a save).
+  const std::map<std::string, std::string> fingerprints = data_fingerprints(config);
   const int64_t total = total_steps(config, loader);
   const optim::LrSchedule schedule = make_schedule(config, total);
 
@@ -230,7 +251,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     state.eval_step = p.eval_step;
     state.eval_loss = p.eval_loss;
     state.config_json = run_config_to_json(config);
-    state.data_fingerprints = data_fingerprints(config);
+    state.data_fingerprints = fingerprints;
     const std::string dir =
         save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state, hooks.save_weights);
     prune_checkpoints(out.string(), config.train.keep_checkpoints);
