@@ -1,14 +1,21 @@
 # The CUDA backend. QTUNE_CUDA=AUTO builds it whenever nvcc is found, ON requires it, OFF never
 # builds it; without it no backend registers for CUDA devices and asking for one is an error that says
-# so. QTUNE_HAVE_CUDA tells tests and tools which one this build got.
-set(QTUNE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON or OFF")
-set_property(CACHE QTUNE_CUDA PROPERTY STRINGS AUTO ON OFF)
+# so. SIM builds the same sources with the host compiler against the simulated runtime of cuda/sim/
+# (docs/cuda.md), so the backend runs, and its tests pass or fail, on a machine without a GPU.
+# QTUNE_HAVE_CUDA tells tests and tools that a CUDA backend is in; QTUNE_CUDA_SIM which flavor.
+set(QTUNE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON, SIM (simulated on the CPU) or OFF")
+set_property(CACHE QTUNE_CUDA PROPERTY STRINGS AUTO ON SIM OFF)
 string(TOUPPER "${QTUNE_CUDA}" qtune_cuda_mode)
-if(NOT qtune_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
-  message(FATAL_ERROR "QTUNE_CUDA must be AUTO, ON or OFF, got '${QTUNE_CUDA}'")
+if(NOT qtune_cuda_mode MATCHES "^(AUTO|ON|SIM|OFF)$")
+  message(FATAL_ERROR "QTUNE_CUDA must be AUTO, ON, SIM or OFF, got '${QTUNE_CUDA}'")
 endif()
 
 set(QTUNE_HAVE_CUDA OFF)
+set(QTUNE_CUDA_SIM OFF)
+if(qtune_cuda_mode STREQUAL "SIM")
+  include(cmake/cuda_sim.cmake)
+  return()
+endif()
 if(NOT qtune_cuda_mode STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
@@ -57,6 +64,10 @@ target_compile_options(qtune_cuda_kernels PRIVATE -Werror=all-warnings -Xcompile
 set_target_properties(qtune_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ${BUILD_SHARED_LIBS})
 
 file(GLOB qtune_cuda_host CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/cuda/*.cpp)
+# launch_check.cpp includes launch.cuh, which holds a triple-chevron launch: nvcc compiles it.
+list(REMOVE_ITEM qtune_cuda_host ${PROJECT_SOURCE_DIR}/cuda/launch_check.cpp)
+target_sources(qtune_cuda_kernels PRIVATE ${PROJECT_SOURCE_DIR}/cuda/launch_check.cpp)
+set_source_files_properties(${PROJECT_SOURCE_DIR}/cuda/launch_check.cpp PROPERTIES LANGUAGE CUDA)
 target_sources(qtune PRIVATE ${qtune_cuda_host} $<TARGET_OBJECTS:qtune_cuda_kernels>)
 target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA)
 target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_CUDA)

@@ -106,7 +106,8 @@ void gemm_one(const GemmArgs& g, const S* a, const S* b, S* c, S alpha, S beta) 
   }
 #elif defined(QTUNE_USE_ONEDNN)
   if constexpr (std::is_same_v<S, float>) {  // oneDNN has no f64 GEMM: f64 stays on Eigen
-    if (blas_compatible(g)) {
+    // dnnl_sgemm refuses k = 0 (invalid arguments); Eigen leaves beta * c, as the product is empty.
+    if (g.k > 0 && blas_compatible(g)) {
       const dnnl_status_t st =
           dnnl_sgemm(g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', g.m, g.n, g.k, alpha, a, g.lda, b, g.ldb, beta, c, g.ldc);
       QTUNE_CHECK(st == dnnl_success, "gemm: dnnl_sgemm failed with status ", int(st));

@@ -41,10 +41,11 @@ Backend& cuda_backend(int index) {
               " CUDA device(s) (cuda:0 .. cuda:", p.count - 1, ")");
   // Created on first use and never destroyed: tensors in static objects may outlive any destruction
   // order we could pick, and the CUDA runtime may already be torn down at exit.
+  // The table itself is never destroyed either, so the backends stay reachable to the end.
   static std::mutex mutex;
-  static std::vector<gpu::CudaBackend*> backends(static_cast<size_t>(p.count), nullptr);
+  static auto* backends = new std::vector<gpu::CudaBackend*>(static_cast<size_t>(p.count), nullptr);
   std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = backends[static_cast<size_t>(index)];
+  auto& slot = (*backends)[static_cast<size_t>(index)];
   if (slot == nullptr) slot = new gpu::CudaBackend(index);
   return *slot;
 }
@@ -72,6 +73,7 @@ void CudaBackend::synchronize() {
 
 void CudaBackend::copy_from_host(const void* src, const Tensor& dst) {
   QTUNE_CHECK(dst.is_contiguous(), "copy_from_host: dst must be contiguous (shape ", shape_str(dst.shape()), ")");
+  check_on_device("copy_from_host", {&dst});
   if (dst.nbytes() == 0) return;
   activate();
   QTUNE_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
@@ -81,6 +83,7 @@ void CudaBackend::copy_from_host(const void* src, const Tensor& dst) {
 
 void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
   QTUNE_CHECK(src.is_contiguous(), "copy_to_host: src must be contiguous (shape ", shape_str(src.shape()), ")");
+  check_on_device("copy_to_host", {&src});
   if (src.nbytes() == 0) return;
   activate();
   QTUNE_CUDA_CHECK(cudaMemcpyAsync(dst, src.data_ptr(), src.nbytes(), cudaMemcpyDeviceToHost, stream_));
@@ -89,6 +92,7 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
 
 void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
                        double beta) {
+  check_on_device("gemm", {&a, &b, &c});
   const GemmProblem p = check_gemm(a, trans_a, b, trans_b, c);
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   if (p.k == 0) {

@@ -13,7 +13,3 @@
                             ::qtune::detail::concat("CUDA error ", cudaGetErrorName(qtune_status_), ": ", \
                                                     cudaGetErrorString(qtune_status_)));                  \
   } while (0)
-
-// After a kernel launch: reports bad launch configurations at the launch site rather than at the next
-// synchronization.
-#define QTUNE_CUDA_CHECK_LAUNCH() QTUNE_CUDA_CHECK(cudaGetLastError())

@@ -134,7 +134,8 @@ uint64_t fill_bits(DType t, double value) {
       put(static_cast<uint8_t>(integer));
       break;
     case DType::boolean:
-      put(static_cast<uint8_t>(integer != 0 ? 1 : 0));
+      // != 0 on the value itself, as the CPU casts: 0.33 is true, though it truncates to 0.
+      put(static_cast<uint8_t>(value != 0.0 ? 1 : 0));
       break;
   }
   return bits;
@@ -160,10 +161,9 @@ void launch_fill(const Tensor& dst, uint64_t bits, cudaStream_t stream) {
   const E pattern = static_cast<E>(bits);
   const Indexer<1> ix = make_indexer<1>("fill", dst.shape(), {&dst.strides()});
   if (ix.rank <= 1 && (ix.rank == 0 || ix.strides[0][0] == 1))
-    fill_kernel<E, true><<<blocks_for(n), kThreads, 0, stream>>>(out, pattern, n, ix);
+    launch<fill_kernel<E, true>>(LaunchShape{blocks_for(n), kThreads, 0, stream}, out, pattern, n, ix);
   else
-    fill_kernel<E, false><<<blocks_for(n), kThreads, 0, stream>>>(out, pattern, n, ix);
-  QTUNE_CUDA_CHECK_LAUNCH();
+    launch<fill_kernel<E, false>>(LaunchShape{blocks_for(n), kThreads, 0, stream}, out, pattern, n, ix);
 }
 
 }  // namespace
@@ -182,11 +182,12 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
     return;
   }
   const Indexer<2> ix = make_indexer<2>("copy", dst.shape(), {&src.strides(), &dst.strides()});
-  copy_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(src.data_ptr(), src.dtype(), dst.data_ptr(), dst.dtype(), n, ix);
-  QTUNE_CUDA_CHECK_LAUNCH();
+  launch<copy_kernel>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, src.data_ptr(), src.dtype(), dst.data_ptr(),
+                      dst.dtype(), n, ix);
 }
 
 void CudaBackend::fill(const Tensor& dst, double value) {
+  check_on_device("fill", {&dst});
   if (dst.numel() == 0) return;
   activate();
   const uint64_t bits = fill_bits(dst.dtype(), value);

@@ -49,7 +49,7 @@ __global__ void map_contiguous(Inputs<T, N> in, T* out, int64_t n, Fn fn) {
     for (int64_t i = start; i < packs; i += step) {
       Pack<T> x[N];
 #pragma unroll
-      for (int k = 0; k < N; ++k) x[k] = reinterpret_cast<const Pack<T>*>(in.p[k])[i];
+      for (int k = 0; k < N; ++k) x[k] = load_pack(in.p[k], i);
       Pack<T> y;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
@@ -58,7 +58,7 @@ __global__ void map_contiguous(Inputs<T, N> in, T* out, int64_t n, Fn fn) {
         for (int k = 0; k < N; ++k) v[k] = load(&x[k].v[j]);
         store(&y.v[j], fn(v));
       }
-      reinterpret_cast<Pack<T>*>(out)[i] = y;
+      store_pack(out, i, y);
     }
     tail = packs * V;
   }
@@ -104,23 +104,24 @@ void run_map(const char* kernel, cudaStream_t stream, const std::array<const Ten
   }
   T* o = static_cast<T*>(out.data_ptr());
   if (contiguous && vectorizable) {
-    map_contiguous<T, N, true><<<blocks_for(n / Pack<T>::size + 1), kThreads, 0, stream>>>(in, o, n, fn);
+    launch<map_contiguous<T, N, true, Fn>>(LaunchShape{blocks_for(n / Pack<T>::size + 1), kThreads, 0, stream}, in, o,
+                                           n, fn);
   } else if (contiguous) {
-    map_contiguous<T, N, false><<<blocks_for(n), kThreads, 0, stream>>>(in, o, n, fn);
+    launch<map_contiguous<T, N, false, Fn>>(LaunchShape{blocks_for(n), kThreads, 0, stream}, in, o, n, fn);
   } else {
     std::array<const Strides*, N + 1> strides;
     for (int k = 0; k < N; ++k) strides[k] = &ins[k]->strides();
     strides[N] = &out.strides();
     const Indexer<N + 1> ix = make_indexer<N + 1>(kernel, out.shape(), strides);
-    map_strided<T, N><<<blocks_for(n), kThreads, 0, stream>>>(in, o, n, ix, fn);
+    launch<map_strided<T, N, Fn>>(LaunchShape{blocks_for(n), kThreads, 0, stream}, in, o, n, ix, fn);
   }
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
 void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
   check_same("unary", x, out);
+  check_on_device("unary", {&x, &out});
   activate();
   dispatch_float(out.dtype(), "unary", [&](auto tag) {
     using T = decltype(tag);
@@ -131,6 +132,7 @@ void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
 void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   check_same("binary", a, out);
   check_same("binary", b, out);
+  check_on_device("binary", {&a, &b, &out});
   activate();
   dispatch_float(out.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
@@ -140,6 +142,7 @@ void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Te
 
 void CudaBackend::affine(const Tensor& x, double alpha, double beta, const Tensor& out) {
   check_same("affine", x, out);
+  check_on_device("affine", {&x, &out});
   activate();
   dispatch_float(out.dtype(), "affine", [&](auto tag) {
     using T = decltype(tag);
@@ -150,6 +153,7 @@ void CudaBackend::affine(const Tensor& x, double alpha, double beta, const Tenso
 
 void CudaBackend::pow_scalar(const Tensor& x, double exponent, const Tensor& out) {
   check_same("pow_scalar", x, out);
+  check_on_device("pow_scalar", {&x, &out});
   activate();
   dispatch_float(out.dtype(), "pow_scalar", [&](auto tag) {
     using T = decltype(tag);

@@ -44,10 +44,11 @@ __global__ void int8_int4_linear_kernel(const int8_t* q, const float* x_scale, c
     float acc = 0.0f;
     for (int64_t g = 0; g < groups; ++g) {
       int32_t dot = 0;
-      for (int64_t k = g * group; k < (g + 1) * group; k += 2) {
+      // Element by element: a group may be odd, so a packed byte can straddle two groups.
+      for (int64_t k = g * group; k < (g + 1) * group; ++k) {
         const uint8_t b = w[(m * k_in + k) / 2];
-        dot += (q[n * k_in + k] - x_zp[n]) * (numerics::low_nibble(b) - 8);
-        dot += (q[n * k_in + k + 1] - x_zp[n]) * (numerics::high_nibble(b) - 8);
+        const int32_t nibble = k % 2 == 0 ? numerics::low_nibble(b) : numerics::high_nibble(b);
+        dot += (q[n * k_in + k] - x_zp[n]) * (nibble - 8);
       }
       acc += static_cast<float>(dot) * w_scale[m * groups + g];
     }
@@ -65,11 +66,10 @@ void CudaBackend::fake_quantize(const Tensor& x, const numerics::FakeQuantSpec& 
   activate();
   dispatch_float(x.dtype(), "fake_quantize", [&](auto tag) {
     using T = decltype(tag);
-    fake_quantize_kernel<T><<<blocks_for(groups), kThreads, 0, stream_>>>(
-        static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()), static_cast<uint8_t*>(mask.data_ptr()),
-        groups, group, spec);
+    launch<fake_quantize_kernel<T>>(LaunchShape{blocks_for(groups), kThreads, 0, stream_},
+                                    static_cast<const T*>(x.data_ptr()), static_cast<T*>(out.data_ptr()),
+                                    static_cast<uint8_t*>(mask.data_ptr()), groups, group, spec);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::fake_quantize_backward(const Tensor& grad_out, const Tensor& mask, const Tensor& grad_x) {
@@ -79,11 +79,10 @@ void CudaBackend::fake_quantize_backward(const Tensor& grad_out, const Tensor& m
   activate();
   dispatch_float(grad_out.dtype(), "fake_quantize_backward", [&](auto tag) {
     using T = decltype(tag);
-    masked_grad_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(static_cast<const T*>(grad_out.data_ptr()),
-                                                                   static_cast<const uint8_t*>(mask.data_ptr()),
-                                                                   static_cast<T*>(grad_x.data_ptr()), n);
+    launch<masked_grad_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_},
+                                  static_cast<const T*>(grad_out.data_ptr()),
+                                  static_cast<const uint8_t*>(mask.data_ptr()), static_cast<T*>(grad_x.data_ptr()), n);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::quantize_per_token(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& codes,
@@ -94,11 +93,11 @@ void CudaBackend::quantize_per_token(const Tensor& x, const numerics::FakeQuantS
   activate();
   dispatch_float(x.dtype(), "quantize_per_token", [&](auto tag) {
     using T = decltype(tag);
-    quantize_per_token_kernel<T><<<blocks_for(rows), kThreads, 0, stream_>>>(
-        static_cast<const T*>(x.data_ptr()), static_cast<int8_t*>(codes.data_ptr()),
-        static_cast<float*>(scale.data_ptr()), static_cast<int32_t*>(zero_point.data_ptr()), rows, cols, spec);
+    launch<quantize_per_token_kernel<T>>(LaunchShape{blocks_for(rows), kThreads, 0, stream_},
+                                         static_cast<const T*>(x.data_ptr()), static_cast<int8_t*>(codes.data_ptr()),
+                                         static_cast<float*>(scale.data_ptr()),
+                                         static_cast<int32_t*>(zero_point.data_ptr()), rows, cols, spec);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::int8_int4_linear(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
@@ -107,11 +106,11 @@ void CudaBackend::int8_int4_linear(const Tensor& codes, const Tensor& x_scale, c
   const int64_t n_tokens = codes.size(0), k_in = codes.size(1), m_out = w_packed.size(0);
   if (n_tokens * m_out == 0) return;
   activate();
-  int8_int4_linear_kernel<<<blocks_for(n_tokens * m_out), kThreads, 0, stream_>>>(
-      static_cast<const int8_t*>(codes.data_ptr()), static_cast<const float*>(x_scale.data_ptr()),
-      static_cast<const int32_t*>(x_zp.data_ptr()), static_cast<const uint8_t*>(w_packed.data_ptr()),
-      static_cast<const float*>(w_scale.data_ptr()), static_cast<float*>(out.data_ptr()), n_tokens, m_out, k_in, group);
-  QTUNE_CUDA_CHECK_LAUNCH();
+  launch<int8_int4_linear_kernel>(
+      LaunchShape{blocks_for(n_tokens * m_out), kThreads, 0, stream_}, static_cast<const int8_t*>(codes.data_ptr()),
+      static_cast<const float*>(x_scale.data_ptr()), static_cast<const int32_t*>(x_zp.data_ptr()),
+      static_cast<const uint8_t*>(w_packed.data_ptr()), static_cast<const float*>(w_scale.data_ptr()),
+      static_cast<float*>(out.data_ptr()), n_tokens, m_out, k_in, group);
 }
 
 }  // namespace qtune::gpu

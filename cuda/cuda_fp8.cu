@@ -19,7 +19,7 @@ __device__ __forceinline__ double amax_combine(double m, double a) {
 template <class T>
 __global__ void scale_kernel(const T* x, int64_t rows, int64_t cols, bool per_row, bool per_col, double fp8_max,
                              bool pow2, float* scale) {
-  __shared__ double shared[kAmaxThreads];
+  QTUNE_SHARED(double, shared, kAmaxThreads);
   const int64_t slot = blockIdx.x;
   const int64_t count = per_row ? cols : (per_col ? rows : rows * cols);
   double m = 0.0;
@@ -54,14 +54,15 @@ bool per_col(const Tensor& x, const Tensor& scale) { return scale.size(1) == x.s
 
 void CudaBackend::fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) {
   check_fp8_args("fp8_scale", x, scale, Tensor());
+  // One block per scale slot: an empty scale means nothing to launch (a zero-block grid is an error).
+  if (scale.numel() == 0) return;
   activate();
   dispatch_float(x.dtype(), "fp8_scale", [&](auto tag) {
     using T = decltype(tag);
-    scale_kernel<T><<<static_cast<unsigned>(scale.numel()), kAmaxThreads, 0, stream_>>>(
-        static_cast<const T*>(x.data_ptr()), x.size(0), x.size(1), per_row(x, scale), per_col(x, scale), fp8_max, pow2,
-        static_cast<float*>(scale.data_ptr()));
+    launch<scale_kernel<T>>(LaunchShape{static_cast<unsigned>(scale.numel()), kAmaxThreads, 0, stream_},
+                            static_cast<const T*>(x.data_ptr()), x.size(0), x.size(1), per_row(x, scale),
+                            per_col(x, scale), fp8_max, pow2, static_cast<float*>(scale.data_ptr()));
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes) {
@@ -77,14 +78,13 @@ void CudaBackend::fp8_quantize(const Tensor& x, const Tensor& scale, const Tenso
     const float* s = static_cast<const float*>(scale.data_ptr());
     uint8_t* out = static_cast<uint8_t*>(codes.data_ptr());
     if (e4m3) {
-      quantize_kernel<numerics::E4M3, T><<<blocks_for(n), kThreads, 0, stream_>>>(
-          in, s, x.size(0), x.size(1), per_row(x, scale), per_col(x, scale), out);
+      launch<quantize_kernel<numerics::E4M3, T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, in, s, x.size(0),
+                                                 x.size(1), per_row(x, scale), per_col(x, scale), out);
     } else {
-      quantize_kernel<numerics::E5M2, T><<<blocks_for(n), kThreads, 0, stream_>>>(
-          in, s, x.size(0), x.size(1), per_row(x, scale), per_col(x, scale), out);
+      launch<quantize_kernel<numerics::E5M2, T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, in, s, x.size(0),
+                                                 x.size(1), per_row(x, scale), per_col(x, scale), out);
     }
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace qtune::gpu

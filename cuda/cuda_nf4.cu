@@ -95,6 +95,7 @@ void CudaBackend::nf4_quantize(const Tensor& w, const Tensor& codes, const Tenso
   QTUNE_CHECK(factors.defined() && factors.dtype() == w.dtype(), "nf4_quantize: factors must have the weight's dtype ",
               dtype_name(w.dtype()));
   check_nf4_parts("nf4_quantize", w.numel(), codes, scalers, factors, mean);
+  check_on_device("nf4_quantize", {&w});
   const int64_t n = w.numel(), blocks = scalers.numel(), scaler_blocks = factors.numel();
   const int64_t chunks = (blocks + kNF4MeanChunk - 1) / kNF4MeanChunk;
   // Freed at return while the kernels may still run: safe on the one stream (see squared_norm).
@@ -106,15 +107,15 @@ void CudaBackend::nf4_quantize(const Tensor& w, const Tensor& codes, const Tenso
     float* am = static_cast<float*>(absmax.data_ptr());
     double* part = static_cast<double*>(partial.data_ptr());
     D* mean_p = static_cast<D*>(mean.data_ptr());
-    nf4_codes_kernel<D><<<blocks_for(blocks), kThreads, 0, stream_>>>(static_cast<const D*>(w.data_ptr()), n, blocks,
-                                                                      static_cast<uint8_t*>(codes.data_ptr()), am);
-    nf4_chunk_sums<<<blocks_for(chunks), kThreads, 0, stream_>>>(am, blocks, part, chunks);
-    nf4_mean_kernel<D><<<1, 1, 0, stream_>>>(part, chunks, blocks, mean_p);
-    nf4_scalers_kernel<D>
-        <<<blocks_for(scaler_blocks), kThreads, 0, stream_>>>(am, blocks, mean_p, static_cast<D*>(factors.data_ptr()),
-                                                              static_cast<int8_t*>(scalers.data_ptr()), scaler_blocks);
+    launch<nf4_codes_kernel<D>>(LaunchShape{blocks_for(blocks), kThreads, 0, stream_},
+                                static_cast<const D*>(w.data_ptr()), n, blocks, static_cast<uint8_t*>(codes.data_ptr()),
+                                am);
+    launch<nf4_chunk_sums>(LaunchShape{blocks_for(chunks), kThreads, 0, stream_}, am, blocks, part, chunks);
+    launch<nf4_mean_kernel<D>>(LaunchShape{1, 1, 0, stream_}, part, chunks, blocks, mean_p);
+    launch<nf4_scalers_kernel<D>>(LaunchShape{blocks_for(scaler_blocks), kThreads, 0, stream_}, am, blocks, mean_p,
+                                  static_cast<D*>(factors.data_ptr()), static_cast<int8_t*>(scalers.data_ptr()),
+                                  scaler_blocks);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
@@ -124,19 +125,19 @@ void CudaBackend::nf4_dequantize(const Tensor& codes, const Tensor& scalers, con
   QTUNE_CHECK(first >= 0 && first + count <= blocks * kBlock, "nf4_dequantize: elements [", first, ", ", first + count,
               ") lie outside the ", blocks * kBlock, " stored ones");
   check_nf4_parts("nf4_dequantize", blocks * kBlock, codes, scalers, factors, mean);
+  check_on_device("nf4_dequantize", {&out});
   if (count == 0) return;
   activate();
   dispatch_nf4(factors.dtype(), "nf4_dequantize", [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_float(out.dtype(), "nf4_dequantize", [&](auto otag) {
       using T = decltype(otag);
-      nf4_dequantize_kernel<D, T><<<blocks_for(count), kThreads, 0, stream_>>>(
-          static_cast<const uint8_t*>(codes.data_ptr()), static_cast<const int8_t*>(scalers.data_ptr()),
-          static_cast<const D*>(factors.data_ptr()), static_cast<const D*>(mean.data_ptr()), first, count,
-          static_cast<T*>(out.data_ptr()));
+      launch<nf4_dequantize_kernel<D, T>>(
+          LaunchShape{blocks_for(count), kThreads, 0, stream_}, static_cast<const uint8_t*>(codes.data_ptr()),
+          static_cast<const int8_t*>(scalers.data_ptr()), static_cast<const D*>(factors.data_ptr()),
+          static_cast<const D*>(mean.data_ptr()), first, count, static_cast<T*>(out.data_ptr()));
     });
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace qtune::gpu

@@ -49,7 +49,7 @@ __device__ A block_tree_sum(A value, A* shared) {
 template <class T>
 __global__ void chunk_sum_squares(const T* x, int64_t n, double* partial) {
   using A = acc_t<T>;
-  __shared__ A shared[kNormThreads];
+  QTUNE_SHARED(A, shared, kNormThreads);
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * kNormChunk;
   const int64_t end = begin + kNormChunk < n ? begin + kNormChunk : n;
   A acc = 0;
@@ -62,7 +62,7 @@ __global__ void chunk_sum_squares(const T* x, int64_t n, double* partial) {
 }
 
 __global__ void sum_chunks(const double* partial, int64_t count, double* out) {
-  __shared__ double shared[kNormThreads];
+  QTUNE_SHARED(double, shared, kNormThreads);
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kNormThreads) acc += partial[i];
   const double total = block_tree_sum(acc, shared);
@@ -81,11 +81,10 @@ void CudaBackend::adamw_step(const Tensor& param, const Tensor& grad, const Tens
   activate();
   dispatch_float(param.dtype(), "adamw_step", [&](auto tag) {
     using T = decltype(tag);
-    adamw_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(
-        static_cast<T*>(param.data_ptr()), static_cast<const T*>(grad.data_ptr()),
-        static_cast<float*>(exp_avg.data_ptr()), static_cast<float*>(exp_avg_sq.data_ptr()), n, s);
+    launch<adamw_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, static_cast<T*>(param.data_ptr()),
+                            static_cast<const T*>(grad.data_ptr()), static_cast<float*>(exp_avg.data_ptr()),
+                            static_cast<float*>(exp_avg_sq.data_ptr()), n, s);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
@@ -100,13 +99,13 @@ void CudaBackend::sgd_step(const Tensor& param, const Tensor& grad, const Tensor
   activate();
   dispatch_float(param.dtype(), "sgd_step", [&](auto tag) {
     using T = decltype(tag);
-    sgd_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(static_cast<T*>(param.data_ptr()),
-                                                           static_cast<const T*>(grad.data_ptr()), buffer, n, s);
+    launch<sgd_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, static_cast<T*>(param.data_ptr()),
+                          static_cast<const T*>(grad.data_ptr()), buffer, n, s);
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::squared_norm(const Tensor& x, const Tensor& out) {
+  check_on_device("squared_norm", {&x, &out});
   QTUNE_CHECK(x.is_contiguous(), "squared_norm: x must be contiguous (shape ", shape_str(x.shape()), ")");
   QTUNE_CHECK(out.dtype() == DType::f64 && out.numel() == 1 && out.is_contiguous(),
               "squared_norm: out must be one f64 element, got ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
@@ -118,14 +117,12 @@ void CudaBackend::squared_norm(const Tensor& x, const Tensor& out) {
   if (chunks > 0) {
     dispatch_float(x.dtype(), "squared_norm", [&](auto tag) {
       using T = decltype(tag);
-      chunk_sum_squares<T><<<static_cast<unsigned>(chunks), kNormThreads, 0, stream_>>>(
-          static_cast<const T*>(x.data_ptr()), n, static_cast<double*>(partial.data_ptr()));
+      launch<chunk_sum_squares<T>>(LaunchShape{static_cast<unsigned>(chunks), kNormThreads, 0, stream_},
+                                   static_cast<const T*>(x.data_ptr()), n, static_cast<double*>(partial.data_ptr()));
     });
-    QTUNE_CUDA_CHECK_LAUNCH();
   }
-  sum_chunks<<<1, kNormThreads, 0, stream_>>>(static_cast<const double*>(partial.data_ptr()), chunks,
-                                              static_cast<double*>(out.data_ptr()));
-  QTUNE_CUDA_CHECK_LAUNCH();
+  launch<sum_chunks>(LaunchShape{1, kNormThreads, 0, stream_}, static_cast<const double*>(partial.data_ptr()), chunks,
+                     static_cast<double*>(out.data_ptr()));
 }
 
 }  // namespace qtune::gpu

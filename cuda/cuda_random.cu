@@ -52,35 +52,37 @@ void check_contiguous(const char* kernel, const Tensor& t, const char* what) {
 
 void CudaBackend::fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) {
   check_contiguous("fill_uniform", out, "out");
+  check_on_device("fill_uniform", {&out});
   const int64_t n = out.numel();
   if (n == 0) return;
   activate();
   dispatch_float(out.dtype(), "fill_uniform", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    uniform_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(
-        static_cast<T*>(out.data_ptr()), n, seed, offset, static_cast<A>(low), static_cast<A>(high));
+    launch<uniform_kernel<T>>(LaunchShape{blocks_for((n + 3) / 4), kThreads, 0, stream_},
+                              static_cast<T*>(out.data_ptr()), n, seed, offset, static_cast<A>(low),
+                              static_cast<A>(high));
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
   check_contiguous("fill_normal", out, "out");
+  check_on_device("fill_normal", {&out});
   const int64_t n = out.numel();
   if (n == 0) return;
   activate();
   dispatch_float(out.dtype(), "fill_normal", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    normal_kernel<T><<<blocks_for(n), kThreads, 0, stream_>>>(static_cast<T*>(out.data_ptr()), n, seed, offset,
-                                                              static_cast<A>(mean), static_cast<A>(std));
+    launch<normal_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, static_cast<T*>(out.data_ptr()), n, seed,
+                             offset, static_cast<A>(mean), static_cast<A>(std));
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, const Tensor& y) {
   check_contiguous("dropout", x, "x");
   check_contiguous("dropout", y, "y");
+  check_on_device("dropout", {&x, &y});
   QTUNE_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   QTUNE_CHECK(x.dtype() == y.dtype() && x.shape() == y.shape(), "dropout: x and y differ in dtype or shape");
   const int64_t n = x.numel();
@@ -89,11 +91,10 @@ void CudaBackend::dropout(const Tensor& x, double p, uint64_t seed, uint64_t off
   dispatch_float(x.dtype(), "dropout", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    dropout_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream_>>>(static_cast<const T*>(x.data_ptr()),
-                                                                         static_cast<T*>(y.data_ptr()), n, p, seed,
-                                                                         offset, static_cast<A>(1.0 / (1.0 - p)));
+    launch<dropout_kernel<T>>(LaunchShape{blocks_for((n + 3) / 4), kThreads, 0, stream_},
+                              static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), n, p, seed, offset,
+                              static_cast<A>(1.0 / (1.0 - p)));
   });
-  QTUNE_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace qtune::gpu

@@ -8,6 +8,8 @@
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
+#include "cuda/launch.cuh"
+#include "cuda/shared_memory.cuh"
 #include "engine/numerics/element.h"
 #include "engine/numerics/fp8.h"
 #include "engine/tensor.h"
@@ -83,5 +85,24 @@ struct alignas(16) Pack {
 };
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Pack i of an array of T; the address must be 16-byte aligned, as the GPU's vector loads require.
+template <class T>
+__device__ __forceinline__ Pack<T> load_pack(const T* base, int64_t i) {
+  const Pack<T>* p = reinterpret_cast<const Pack<T>*>(base) + i;
+#if defined(QTUNE_CUDA_SIM)
+  sim::check_vector_access(p, sizeof(Pack<T>), "a 16-byte vector load");
+#endif
+  return *p;
+}
+
+template <class T>
+__device__ __forceinline__ void store_pack(T* base, int64_t i, const Pack<T>& value) {
+  Pack<T>* p = reinterpret_cast<Pack<T>*>(base) + i;
+#if defined(QTUNE_CUDA_SIM)
+  sim::check_vector_access(p, sizeof(Pack<T>), "a 16-byte vector store");
+#endif
+  *p = value;
+}
 
 }  // namespace qtune::gpu

@@ -115,6 +115,12 @@ void Backend::check_update_args(std::string_view kernel, const Tensor& param, co
   }
 }
 
+void Backend::check_on_device(std::string_view kernel, std::initializer_list<const Tensor*> tensors) const {
+  for (const Tensor* t : tensors)
+    QTUNE_CHECK(!t->defined() || t->device() == device(), kernel, ": a ", shape_str(t->shape()), " tensor is on ",
+                t->device().str(), ", expected ", device().str());
+}
+
 // Float8
 void Backend::check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const {
   const DType dt = x.dtype();

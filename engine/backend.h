@@ -176,6 +176,9 @@ class Backend {
   // Float8: x [R, C] floating and contiguous on this device; scale f32 [R, 1], [1, C] or [1, 1]
   // (contiguous); codes (when defined) [R, C] f8_e4m3 or f8_e5m2 (contiguous).
   void check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const;
+  // Every defined tensor lives on this backend's device: a kernel handed another device's memory would
+  // read it as its own.
+  void check_on_device(std::string_view kernel, std::initializer_list<const Tensor*> tensors) const;
   // QAT: the checks every backend's fake_quantize makes; returns the group size (spec's 0 resolved to C).
   int64_t check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
                                    const Tensor& mask) const;

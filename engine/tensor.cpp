@@ -160,6 +160,7 @@ Device Tensor::device() const { return checked().storage->device(); }
 const std::shared_ptr<Storage>& Tensor::storage() const { return checked().storage; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element is out of place, whatever the strides
   const auto& s = shape();
   const auto& st = strides();
   int64_t expected = 1;

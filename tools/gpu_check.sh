@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds qtune with the CUDA backend and runs every GPU test (CTest label `gpu`) and GPU benchmark,
-# writing all logs into LOG_DIR. On a GPU machine a failed or SKIPPED gpu test fails the check; on a
-# machine without a GPU the check exits 77 after building, since nothing could run on a GPU.
+# The check to run on the day a GPU is lent: builds only what runs on the GPU (the gpu tests, the CUDA
+# benchmarks, the CLI) for sm_90a, runs every gpu test under compute-sanitizer memcheck and then plain,
+# runs the CUDA benchmarks, and writes everything into LOG_DIR with one summary file (summary.log).
+# On a GPU machine a failed or SKIPPED gpu test fails the check; without a GPU it exits 77 after
+# building, since nothing could run on a GPU. The build is timed: it must stay well inside 8 minutes.
 #
 #   tools/gpu_check.sh LOG_DIR [BUILD_DIR]      (BUILD_DIR defaults to build-gpu/ in the repository;
-#                                               QTUNE_JOBS overrides the build parallelism, nproc)
+#                                               QTUNE_JOBS overrides the build parallelism, nproc;
+#                                               QTUNE_CUDA_ARCHS the architectures, 90a-real)
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -16,7 +19,9 @@ mkdir -p "$1"
 logs=$(cd "$1" && pwd)
 build=${2:-$root/build-gpu}
 jobs=${QTUNE_JOBS:-$(nproc)}
+archs=${QTUNE_CUDA_ARCHS:-90a-real}
 start=$SECONDS
+export PATH="$PATH:/usr/local/cuda/bin"
 
 step() { echo "[gpu_check $((SECONDS - start))s] $*" | tee -a "$logs/summary.log"; }
 : > "$logs/summary.log"
@@ -25,26 +30,48 @@ gpu_present=0
 if command -v nvidia-smi > /dev/null && nvidia-smi -L > "$logs/nvidia-smi.log" 2>&1; then
   gpu_present=1
   nvidia-smi >> "$logs/nvidia-smi.log" 2>&1 || true
+  head -n 3 "$logs/nvidia-smi.log" | tee -a "$logs/summary.log"
 fi
-step "GPU present: $gpu_present; building in $build with $jobs jobs"
+step "GPU present: $gpu_present; building for $archs in $build with $jobs jobs"
 
+# oneDNN is the CPU GEMM library by default; a GPU machine without its headers builds with Eigen.
+blas=()
+[[ -e /usr/include/oneapi/dnnl/dnnl.h || -e /usr/include/dnnl.h ]] || blas=(-DQTUNE_BLAS=eigen)
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
-if ! cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DQTUNE_CUDA=ON \
-     -DQTUNE_BUILD_TESTS=ON -DQTUNE_BUILD_TOOLS=ON > "$logs/configure.log" 2>&1; then
+launcher=()
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+if ! cmake -S "$root" -B "$build" "${generator[@]}" "${blas[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release \
+     -DQTUNE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" -DQTUNE_BUILD_TESTS=ON -DQTUNE_BUILD_TOOLS=ON \
+     > "$logs/configure.log" 2>&1; then
   step "FAIL: configure (see configure.log)"
   tail -n 30 "$logs/configure.log"
   exit 1
 fi
-if ! cmake --build "$build" -j "$jobs" > "$logs/build.log" 2>&1; then
+build_start=$SECONDS
+if ! cmake --build "$build" -j "$jobs" --target test_cuda cuda_gemm_bench qtune_cli > "$logs/build.log" 2>&1; then
   step "FAIL: build (see build.log)"
   grep -m 20 -E "error|Error" "$logs/build.log" || tail -n 30 "$logs/build.log"
   exit 1
 fi
-step "built"
+step "built test_cuda, cuda_gemm_bench and the CLI in $((SECONDS - build_start))s"
+"$build/tools/qtune" version 2>&1 | tee -a "$logs/summary.log" || true
 
 status=0
-if ctest --test-dir "$build" -L gpu --output-on-failure --no-tests=error --timeout 300 \
+if [[ $gpu_present -eq 1 ]] && command -v compute-sanitizer > /dev/null; then
+  if timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 "$build/tests/test_cuda" \
+       > "$logs/memcheck.log" 2>&1; then
+    step "compute-sanitizer memcheck: clean"
+  else
+    status=1
+    step "FAIL: compute-sanitizer memcheck (see memcheck.log)"
+    grep -m 10 -E "Invalid|ERROR|error" "$logs/memcheck.log" | tee -a "$logs/summary.log" || true
+  fi
+elif [[ $gpu_present -eq 1 ]]; then
+  step "compute-sanitizer not found: memcheck not run"
+fi
+
+if ctest --test-dir "$build" -L gpu -R '^test_cuda$' --output-on-failure --no-tests=error --timeout 300 \
      > "$logs/ctest_gpu.log" 2>&1; then
   step "gpu tests: passed or skipped"
 else
@@ -52,22 +79,17 @@ else
   step "FAIL: gpu tests (see ctest_gpu.log)"
 fi
 skipped=$(grep -c "(Skipped)" "$logs/ctest_gpu.log" || true)
-tail -n 15 "$logs/ctest_gpu.log" | tee -a "$logs/summary.log"
+tail -n 8 "$logs/ctest_gpu.log" | tee -a "$logs/summary.log"
 
 bench="$build/cuda_gemm_bench"
-if [[ -x "$bench" ]]; then
-  set +e
-  timeout 180 "$bench" 0.5 > "$logs/bench_cuda_gemm.log" 2>&1
-  bench_rc=$?
-  set -e
-  cat "$logs/bench_cuda_gemm.log" | tee -a "$logs/summary.log"
-  if [[ $bench_rc -ne 0 ]] && ! [[ $bench_rc -eq 77 && $gpu_present -eq 0 ]]; then
-    status=1
-    step "FAIL: cuda_gemm_bench exited $bench_rc"
-  fi
-else
+set +e
+timeout 180 "$bench" 0.5 > "$logs/bench_cuda_gemm.log" 2>&1
+bench_rc=$?
+set -e
+tee -a "$logs/summary.log" < "$logs/bench_cuda_gemm.log"
+if [[ $bench_rc -ne 0 ]] && ! [[ $bench_rc -eq 77 && $gpu_present -eq 0 ]]; then
   status=1
-  step "FAIL: $bench was not built"
+  step "FAIL: cuda_gemm_bench exited $bench_rc"
 fi
 
 if [[ $gpu_present -eq 1 && $skipped -gt 0 ]]; then

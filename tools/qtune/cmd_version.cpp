@@ -46,7 +46,11 @@ int run_version() {
 #if QTUNE_CUDA_BUILT
   // cuda_device_count() already treats a driver error (no GPU, no driver) as zero devices.
   const int gpus = qtune::cuda_device_count();
+#if QTUNE_CUDA_SIMULATED
+  fmt::print("CUDA backend: simulated on the CPU (QTUNE_CUDA=SIM); {} simulated GPU{}\n", gpus, gpus == 1 ? "" : "s");
+#else
   fmt::print("CUDA backend: compiled in; {} GPU{} visible\n", gpus, gpus == 1 ? "" : "s");
+#endif
 #else
   fmt::print("CUDA backend: not compiled in (configure with -DQTUNE_CUDA=ON and nvcc on PATH)\n");
 #endif

@@ -1,0 +1,23 @@
+#pragma once
+// The simulated machine, read once from the environment:
+//   QTUNE_SIM_SEED     order of blocks and of threads between barriers, and shared-memory garbage
+//                      (default 1; 0 runs everything in index order)
+//   QTUNE_SIM_DEVICES  number of simulated GPUs (default 1, at most 8)
+//   QTUNE_SIM_MEMORY_MB  memory of each simulated GPU (default 16384)
+#include <cstddef>
+#include <cstdint>
+
+namespace qtune::sim {
+
+uint64_t seed();
+// Self-tests pick their own seed.
+void set_seed(uint64_t seed);
+int device_count();
+size_t device_memory_bytes();
+
+// The properties every simulated GPU reports (an H100-like part).
+constexpr int kMaxThreadsPerBlock = 1024;
+constexpr size_t kSharedMemoryPerBlock = 48 * 1024;
+constexpr int kMultiprocessors = 132;
+
+}  // namespace qtune::sim

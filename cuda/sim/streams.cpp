@@ -1,0 +1,139 @@
+#include "cuda/sim/streams.h"
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "cuda/sim/device_memory.h"
+#include "cuda/sim/errors.h"
+#include "cuda/sim/settings.h"
+
+namespace qtune::sim {
+namespace {
+
+struct State {
+  std::recursive_mutex mutex;
+  std::vector<std::unique_ptr<CUstream_st>> default_streams;
+  std::set<CUstream_st*> streams;  // every live stream, the default ones included
+  std::set<CUevent_st*> events;
+};
+
+State& state() {
+  static State* s = [] {
+    auto* st = new State;  // never destroyed: streams may be used during static destruction
+    for (int d = 0; d < device_count(); ++d) {
+      st->default_streams.push_back(std::make_unique<CUstream_st>());
+      st->default_streams.back()->device = d;
+      st->streams.insert(st->default_streams.back().get());
+    }
+    return st;
+  }();
+  return *s;
+}
+
+thread_local int current = 0;
+
+void drop_all_work() {
+  for (CUstream_st* s : state().streams) s->work.clear();
+}
+
+}  // namespace
+
+int current_device() { return current; }
+void set_current_device(int device) { current = device; }
+
+CUstream_st* resolve_stream(cudaStream_t stream) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  if (stream == nullptr) return s.default_streams[static_cast<size_t>(current)].get();
+  return s.streams.count(stream) != 0 ? stream : nullptr;
+}
+
+CUstream_st* create_stream(int device, unsigned flags) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  auto* stream = new CUstream_st;
+  stream->device = device;
+  stream->flags = flags;
+  s.streams.insert(stream);
+  return stream;
+}
+
+bool destroy_stream(CUstream_st* stream) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  if (s.streams.count(stream) == 0) return false;
+  for (const auto& d : s.default_streams)
+    if (d.get() == stream) return false;
+  // As on a GPU, work already queued still completes.
+  drain(stream);
+  s.streams.erase(stream);
+  delete stream;
+  return true;
+}
+
+bool is_event(cudaEvent_t event) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  return s.events.count(event) != 0;
+}
+
+CUevent_st* create_event(int device, unsigned flags) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  auto* e = new CUevent_st;
+  e->device = device;
+  e->flags = flags;
+  s.events.insert(e);
+  return e;
+}
+
+bool destroy_event(CUevent_st* event) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  if (s.events.erase(event) == 0) return false;
+  // Queued records of this event still refer to it: run them first.
+  if (event->recorded && !event->completed) drain(event->stream);
+  delete event;
+  return true;
+}
+
+void enqueue(CUstream_st* stream, std::function<Fault()> work) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  if (sticky_error() != cudaSuccess) return;
+  stream->work.push_back(std::move(work));
+}
+
+cudaError_t drain(CUstream_st* stream) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  const int saved = current;
+  current = stream->device;
+  while (!stream->work.empty() && sticky_error() == cudaSuccess) {
+    std::function<Fault()> work = std::move(stream->work.front());
+    stream->work.pop_front();
+    Fault f;
+    {
+      DeviceAccess access;
+      f = work();
+    }
+    if (f) {
+      set_sticky(f.code, std::move(f.message));
+      drop_all_work();
+    }
+  }
+  current = saved;
+  return sticky_error();
+}
+
+cudaError_t drain_device(int device) {
+  State& s = state();
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  for (CUstream_st* stream : s.streams)
+    if (stream->device == device) drain(stream);
+  return sticky_error();
+}
+
+}  // namespace qtune::sim
