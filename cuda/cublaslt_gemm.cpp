@@ -1,5 +1,8 @@
 #include "cuda/cublaslt_gemm.h"
 
+#include <memory>
+#include <type_traits>
+
 #include "cuda/cuda_check.h"
 
 #define QTUNE_CUBLAS_CHECK(call)                                                                                   \
@@ -145,24 +148,26 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::
   plan->b = make_layout(types.data, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.batch_stride_a);
   plan->c = make_layout(types.data, p.n, p.m, p.ldc, p.batch, p.batch_stride_c);
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  QTUNE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  cublasLtMatmulPreference_t raw_pref = nullptr;
+  QTUNE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
+  const std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                        cublasStatus_t (*)(cublasLtMatmulPreference_t)>
+      pref(raw_pref, &cublasLtMatmulPreferenceDestroy);
+  // A preference cuBLASLt did not take would pick an algorithm for operands other than ours.
+  auto prefer = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* value, size_t size) {
+    QTUNE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.get(), attr, value, size));
+  };
   const uint64_t workspace = workspace_bytes_;
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  prefer(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
   // Pointers to cuBLASLt's A/B/C: our b, a, c.
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignments[1],
-                                       sizeof(uint32_t));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignments[0],
-                                       sizeof(uint32_t));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignments[2],
-                                       sizeof(uint32_t));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignments[2],
-                                       sizeof(uint32_t));
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignments[1], sizeof(uint32_t));
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignments[0], sizeof(uint32_t));
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignments[2], sizeof(uint32_t));
+  prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignments[2], sizeof(uint32_t));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c,
+                                                               pref.get(), 1, &result, &found);
   QTUNE_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(p.dtype),
               " batch ", p.batch, " m ", p.m, " n ", p.n, " k ", p.k, (p.trans_a ? " a^T" : ""),
               (p.trans_b ? " b^T" : ""), " (lda ", p.lda, ", ldb ", p.ldb, ", ldc ", p.ldc,

@@ -10,17 +10,20 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <mma.h>
+#include <nccl.h>
 
 #include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda/device_util.cuh"
 #include "cuda/sim/errors.h"
 #include "cuda/sim/settings.h"
 #include "engine/check.h"
+#include "engine/numerics/bf16.h"
 #include "engine/numerics/fp8.h"
 
 using qtune::gpu::launch;
@@ -439,4 +442,137 @@ TEST_CASE("cuBLASLt fp8: scales, amax, the TN layout; descriptors it does not kn
   cublasLtDestroy(handle);
   for (void* p : {static_cast<void*>(da), static_cast<void*>(db), static_cast<void*>(dd), static_cast<void*>(scales)})
     cudaFree(p);
+}
+
+// NCCL ----------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Runs body(rank, comm, stream) on one host thread per rank, each on its own simulated GPU.
+template <class Body>
+void with_ranks(int nranks, Body body) {
+  REQUIRE(qtune::sim::device_count() >= nranks);  // CTest runs this test with QTUNE_SIM_DEVICES=4
+  ncclUniqueId id;
+  REQUIRE(ncclGetUniqueId(&id) == ncclSuccess);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < nranks; ++rank) {
+    threads.emplace_back([&, rank] {
+      cudaSetDevice(rank);
+      cudaStream_t stream = nullptr;
+      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+      ncclComm_t comm = nullptr;
+      if (ncclCommInitRank(&comm, nranks, id, rank) != ncclSuccess) return;
+      body(rank, comm, stream);
+      ncclCommDestroy(comm);
+      cudaStreamDestroy(stream);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+template <class T>
+T* device_copy_on_thread(const std::vector<T>& host) {  // no doctest assertions off the main thread
+  void* p = nullptr;
+  cudaMalloc(&p, host.size() * sizeof(T));
+  cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return static_cast<T*>(p);
+}
+
+template <class T>
+std::vector<T> host_copy_on_thread(const T* device, size_t n) {
+  std::vector<T> host(n);
+  cudaMemcpy(host.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return host;
+}
+
+}  // namespace
+
+TEST_CASE("NCCL over thread ranks: all-reduce, reduce-scatter, all-gather, broadcast, in place, grouped") {
+  constexpr int kRanks = 4, kCount = 6;
+  std::vector<std::vector<float>> sum(kRanks), scattered(kRanks);
+  std::vector<std::vector<uint16_t>> avg_bf16(kRanks);
+  std::vector<std::vector<int32_t>> gathered(kRanks);
+  std::vector<std::vector<uint8_t>> broadcast(kRanks);
+  std::vector<cudaError_t> status(kRanks, cudaErrorLaunchFailure);
+  auto value = [](int rank, int i) { return 0.1f * static_cast<float>(rank + 1) + static_cast<float>(i); };
+  with_ranks(kRanks, [&](int rank, ncclComm_t comm, cudaStream_t stream) {
+    std::vector<float> mine(kCount * kRanks);
+    for (int i = 0; i < kCount * kRanks; ++i) mine[static_cast<size_t>(i)] = value(rank, i);
+    float* x = device_copy_on_thread(mine);
+    float* part = device_copy_on_thread(std::vector<float>(kCount, 0.0f));
+    std::vector<uint16_t> b(kCount);
+    for (int i = 0; i < kCount; ++i) b[static_cast<size_t>(i)] = qtune::numerics::f32_to_bf16_bits(value(rank, i));
+    uint16_t* xb = device_copy_on_thread(b);
+    int32_t* id = device_copy_on_thread(std::vector<int32_t>{rank * 10, rank * 10 + 1});
+    int32_t* all_ids = device_copy_on_thread(std::vector<int32_t>(2 * kRanks, -1));
+    uint8_t* bytes = device_copy_on_thread(std::vector<uint8_t>(3, static_cast<uint8_t>(rank)));
+    ncclGroupStart();
+    ncclAllReduce(x, x, kCount * kRanks, ncclFloat32, ncclSum, comm, stream);  // in place
+    ncclReduceScatter(x, part, kCount, ncclFloat32, ncclMax, comm, stream);
+    ncclGroupEnd();
+    ncclAllReduce(xb, xb, kCount, ncclBfloat16, ncclAvg, comm, stream);
+    ncclAllGather(id, all_ids, 2, ncclInt32, comm, stream);
+    ncclBroadcast(bytes, bytes, 3, ncclUint8, 2, comm, stream);
+    status[static_cast<size_t>(rank)] = cudaStreamSynchronize(stream);
+    sum[static_cast<size_t>(rank)] = host_copy_on_thread(x, kCount * kRanks);
+    scattered[static_cast<size_t>(rank)] = host_copy_on_thread(part, kCount);
+    avg_bf16[static_cast<size_t>(rank)] = host_copy_on_thread(xb, kCount);
+    gathered[static_cast<size_t>(rank)] = host_copy_on_thread(all_ids, 2 * kRanks);
+    broadcast[static_cast<size_t>(rank)] = host_copy_on_thread(bytes, 3);
+    for (void* p : {static_cast<void*>(x), static_cast<void*>(part), static_cast<void*>(xb), static_cast<void*>(id),
+                    static_cast<void*>(all_ids), static_cast<void*>(bytes)})
+      cudaFree(p);
+  });
+  for (int rank = 0; rank < kRanks; ++rank) {
+    CAPTURE(rank);
+    const size_t r = static_cast<size_t>(rank);
+    CHECK(status[r] == cudaSuccess);
+    for (int i = 0; i < kCount * kRanks; ++i) {
+      float expected = value(0, i);  // in rank order, in f32
+      for (int k = 1; k < kRanks; ++k) expected += value(k, i);
+      CHECK(sum[r][static_cast<size_t>(i)] == expected);
+      // The reduce-scatter ran on the sums, identical on every rank: the max is the sum itself.
+      if (i / kCount == rank) CHECK(scattered[r][static_cast<size_t>(i % kCount)] == expected);
+    }
+    for (int i = 0; i < kCount; ++i) {
+      float acc = 0.0f;
+      for (int k = 0; k < kRanks; ++k)
+        acc += qtune::numerics::bf16_bits_to_f32(qtune::numerics::f32_to_bf16_bits(value(k, i)));
+      CHECK(avg_bf16[r][static_cast<size_t>(i)] == qtune::numerics::f32_to_bf16_bits(acc / kRanks));
+    }
+    for (int k = 0; k < kRanks; ++k) {
+      CHECK(gathered[r][static_cast<size_t>(2 * k)] == 10 * k);
+      CHECK(gathered[r][static_cast<size_t>(2 * k + 1)] == 10 * k + 1);
+    }
+    CHECK(broadcast[r] == std::vector<uint8_t>(3, 2));
+  }
+}
+
+TEST_CASE("NCCL ranks that disagree, or one that never comes, fail every rank instead of hanging") {
+  std::vector<std::string> messages(2);
+  with_ranks(2, [&](int rank, ncclComm_t comm, cudaStream_t stream) {
+    float* x = device_copy_on_thread(std::vector<float>(8, 1.0f));
+    if (rank == 0)
+      ncclAllReduce(x, x, 8, ncclFloat32, ncclSum, comm, stream);
+    else
+      ncclBroadcast(x, x, 8, ncclFloat32, 0, comm, stream);
+    messages[static_cast<size_t>(rank)] = cudaGetErrorString(cudaStreamSynchronize(stream));
+  });
+  for (const std::string& m : messages) {
+    CHECK_MESSAGE(m.find("disagree at collective #0") != std::string::npos, m);
+    CHECK_MESSAGE(m.find("ncclBroadcast") != std::string::npos, m);
+  }
+  qtune::sim::clear_sticky_error();
+
+  ::setenv("QTUNE_SIM_NCCL_TIMEOUT_S", "1", 1);
+  std::string late;
+  with_ranks(2, [&](int rank, ncclComm_t comm, cudaStream_t stream) {
+    if (rank == 1) return;  // the rank that died
+    float* x = device_copy_on_thread(std::vector<float>(8, 1.0f));
+    ncclAllReduce(x, x, 8, ncclFloat32, ncclSum, comm, stream);
+    late = cudaGetErrorString(cudaStreamSynchronize(stream));
+  });
+  ::unsetenv("QTUNE_SIM_NCCL_TIMEOUT_S");
+  CHECK_MESSAGE(late.find("rank(s) 1 never reached it within 1 s") != std::string::npos, late);
+  qtune::sim::clear_sticky_error();
 }

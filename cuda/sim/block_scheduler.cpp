@@ -1,7 +1,6 @@
 #include "cuda/sim/block_scheduler.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -407,9 +406,7 @@ std::string where_running() {
   return location(*active_block, active_thread);
 }
 
-Fault run_kernel(const KernelRun& kernel, uint64_t seed) {
-  static std::atomic<uint64_t> launches{0};
-  const uint64_t launch = launches.fetch_add(1);
+Fault run_kernel(const KernelRun& kernel, uint64_t seed, uint64_t launch) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + launch);
   const uint64_t count = uint64_t{kernel.grid.x} * kernel.grid.y * kernel.grid.z;
   std::vector<uint64_t> order;

@@ -26,8 +26,9 @@ struct Fault {
   explicit operator bool() const { return code != cudaSuccess; }
 };
 
-// seed 0 runs blocks and threads in index order; any other seed shuffles both.
-Fault run_kernel(const KernelRun& kernel, uint64_t seed);
+// seed 0 runs blocks and threads in index order; any other seed shuffles both, differently for each
+// launch index (the kernel's place in its stream, so that a run is reproducible).
+Fault run_kernel(const KernelRun& kernel, uint64_t seed, uint64_t launch);
 
 // The kernel, block and thread running on this OS thread, for sanitizer reports; empty outside kernels.
 std::string where_running();

@@ -92,9 +92,11 @@ std::optional<Allocation> find_allocation(const void* ptr, size_t bytes) {
   return a;
 }
 
+// Device memory stays open while any host thread executes device work; the registry lock is not held
+// during that work, so the streams of several threads (NCCL ranks) run side by side.
 DeviceAccess::DeviceAccess() {
   Registry& r = registry();
-  r.mutex.lock();
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
   if (r.open++ == 0)
     for (const auto& [begin, a] : r.allocations)
       if (a.device >= 0) QTUNE_SIM_UNPOISON(reinterpret_cast<void*>(begin), a.bytes);
@@ -102,10 +104,10 @@ DeviceAccess::DeviceAccess() {
 
 DeviceAccess::~DeviceAccess() {
   Registry& r = registry();
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
   if (--r.open == 0)
     for (const auto& [begin, a] : r.allocations)
       if (a.device >= 0) QTUNE_SIM_POISON(reinterpret_cast<void*>(begin), a.bytes);
-  r.mutex.unlock();
 }
 
 }  // namespace qtune::sim

@@ -85,9 +85,10 @@ void enqueue_kernel(const std::string& kernel, dim3 grid, dim3 block, size_t sha
   run.dynamic_shared_bytes = shared_bytes;
   run.shared_limit_bytes = kSharedMemoryPerBlock;
   run.run_thread = run_thread;
-  enqueue(s, [run = std::move(run), params = std::move(params)]() mutable {
+  const uint64_t launch = s->launches.fetch_add(1);
+  enqueue(s, [run = std::move(run), params = std::move(params), launch]() mutable {
     run.params = params.get();
-    return run_kernel(run, seed());
+    return run_kernel(run, seed(), launch);
   });
 }
 

@@ -43,4 +43,6 @@ size_t device_memory_bytes() {
   return bytes;
 }
 
+int nccl_timeout_seconds() { return static_cast<int>(env_number("QTUNE_SIM_NCCL_TIMEOUT_S", 60, 1, 86400)); }
+
 }  // namespace qtune::sim

@@ -4,6 +4,8 @@
 //                      (default 1; 0 runs everything in index order)
 //   QTUNE_SIM_DEVICES  number of simulated GPUs (default 1, at most 8)
 //   QTUNE_SIM_MEMORY_MB  memory of each simulated GPU (default 16384)
+//   QTUNE_SIM_NCCL_TIMEOUT_S  how long a rank waits in a collective for the others (default 60; read at
+//                      each collective)
 #include <cstddef>
 #include <cstdint>
 
@@ -14,6 +16,7 @@ uint64_t seed();
 void set_seed(uint64_t seed);
 int device_count();
 size_t device_memory_bytes();
+int nccl_timeout_seconds();
 
 // The properties every simulated GPU reports (an H100-like part).
 constexpr int kMaxThreadsPerBlock = 1024;

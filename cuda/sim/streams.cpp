@@ -62,12 +62,15 @@ CUstream_st* create_stream(int device, unsigned flags) {
 
 bool destroy_stream(CUstream_st* stream) {
   State& s = state();
-  std::lock_guard<std::recursive_mutex> lock(s.mutex);
-  if (s.streams.count(stream) == 0) return false;
-  for (const auto& d : s.default_streams)
-    if (d.get() == stream) return false;
+  {
+    std::lock_guard<std::recursive_mutex> lock(s.mutex);
+    if (s.streams.count(stream) == 0) return false;
+    for (const auto& d : s.default_streams)
+      if (d.get() == stream) return false;
+  }
   // As on a GPU, work already queued still completes.
   drain(stream);
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
   s.streams.erase(stream);
   delete stream;
   return true;
@@ -91,10 +94,14 @@ CUevent_st* create_event(int device, unsigned flags) {
 
 bool destroy_event(CUevent_st* event) {
   State& s = state();
-  std::lock_guard<std::recursive_mutex> lock(s.mutex);
-  if (s.events.erase(event) == 0) return false;
+  {
+    std::lock_guard<std::recursive_mutex> lock(s.mutex);
+    if (s.events.count(event) == 0) return false;
+  }
   // Queued records of this event still refer to it: run them first.
   if (event->recorded && !event->completed) drain(event->stream);
+  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  s.events.erase(event);
   delete event;
   return true;
 }
@@ -108,12 +115,17 @@ void enqueue(CUstream_st* stream, std::function<Fault()> work) {
 
 cudaError_t drain(CUstream_st* stream) {
   State& s = state();
-  std::lock_guard<std::recursive_mutex> lock(s.mutex);
+  std::lock_guard<std::recursive_mutex> running(stream->running);
   const int saved = current;
   current = stream->device;
-  while (!stream->work.empty() && sticky_error() == cudaSuccess) {
-    std::function<Fault()> work = std::move(stream->work.front());
-    stream->work.pop_front();
+  while (true) {
+    std::function<Fault()> work;
+    {
+      std::lock_guard<std::recursive_mutex> lock(s.mutex);
+      if (stream->work.empty() || sticky_error() != cudaSuccess) break;
+      work = std::move(stream->work.front());
+      stream->work.pop_front();
+    }
     Fault f;
     {
       DeviceAccess access;
@@ -121,6 +133,7 @@ cudaError_t drain(CUstream_st* stream) {
     }
     if (f) {
       set_sticky(f.code, std::move(f.message));
+      std::lock_guard<std::recursive_mutex> lock(s.mutex);
       drop_all_work();
     }
   }
@@ -130,9 +143,13 @@ cudaError_t drain(CUstream_st* stream) {
 
 cudaError_t drain_device(int device) {
   State& s = state();
-  std::lock_guard<std::recursive_mutex> lock(s.mutex);
-  for (CUstream_st* stream : s.streams)
-    if (stream->device == device) drain(stream);
+  std::vector<CUstream_st*> streams;
+  {
+    std::lock_guard<std::recursive_mutex> lock(s.mutex);
+    for (CUstream_st* stream : s.streams)
+      if (stream->device == device) streams.push_back(stream);
+  }
+  for (CUstream_st* stream : streams) drain(stream);
   return sticky_error();
 }
 

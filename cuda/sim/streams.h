@@ -1,11 +1,15 @@
 #pragma once
 // Streams and events of the simulated runtime. Work queued on a stream runs in order when someone
 // waits for it (a synchronize, a query, a blocking copy, an event wait), on the waiting host thread:
-// the host never sees a stream's results before it has synchronized with it, as on a GPU. A fault
-// in a kernel becomes the sticky error and drops the queued work of every stream.
+// the host never sees a stream's results before it has synchronized with it, as on a GPU. Streams
+// of different host threads run at the same time (ranks of a simulated NCCL communicator wait for
+// one another inside their streams); one stream runs on one thread at a time. A fault in a kernel
+// becomes the sticky error and drops the queued work of every stream.
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <mutex>
 
 #include <driver_types.h>
 
@@ -14,7 +18,9 @@
 struct CUstream_st {
   int device = 0;
   unsigned flags = 0;
-  std::deque<std::function<qtune::sim::Fault()>> work;
+  std::deque<std::function<qtune::sim::Fault()>> work;  // guarded by the streams' state mutex
+  std::recursive_mutex running;                         // held while this stream's work executes
+  std::atomic<uint64_t> launches{0};                    // kernels queued so far: each one's seed offset
 };
 
 struct CUevent_st {

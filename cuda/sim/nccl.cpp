@@ -1,0 +1,456 @@
+// NCCL in the sim flavor (include/nccl.h): ranks are host threads; a communicator's ranks share a
+// Clique. A collective queued on a rank's stream runs when that stream runs: it waits there until every
+// rank has reached the same collective (the same place in each rank's sequence of calls), checks that
+// they agree on it, computes this rank's result from the other ranks' buffers into a temporary, waits
+// until every rank has read what it needs, and only then writes its output, so in-place calls are safe.
+#include <nccl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/sim/device_memory.h"
+#include "cuda/sim/settings.h"
+#include "cuda/sim/streams.h"
+#include "engine/numerics/bf16.h"
+#include "engine/numerics/f16.h"
+
+namespace {
+
+using qtune::sim::Fault;
+
+thread_local std::string last_error;
+thread_local int group_depth = 0;
+
+ncclResult_t refuse(ncclResult_t result, std::string message) {
+  last_error = std::move(message);
+  return result;
+}
+
+enum class Kind { all_gather, reduce_scatter, all_reduce, broadcast };
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::all_gather:
+      return "ncclAllGather";
+    case Kind::reduce_scatter:
+      return "ncclReduceScatter";
+    case Kind::all_reduce:
+      return "ncclAllReduce";
+    case Kind::broadcast:
+      return "ncclBroadcast";
+  }
+  return "?";
+}
+
+size_t type_size(ncclDataType_t t) {
+  switch (t) {
+    case ncclInt8:
+    case ncclUint8:
+      return 1;
+    case ncclFloat16:
+    case ncclBfloat16:
+      return 2;
+    case ncclInt32:
+    case ncclUint32:
+    case ncclFloat32:
+      return 4;
+    case ncclInt64:
+    case ncclUint64:
+    case ncclFloat64:
+      return 8;
+  }
+  return 0;
+}
+
+struct Call {
+  Kind kind = Kind::all_reduce;
+  size_t count = 0;  // elements per rank: sent (all_gather), received (reduce_scatter) or both
+  ncclDataType_t type = ncclFloat32;
+  ncclRedOp_t op = ncclSum;
+  int root = 0;
+  const void* send = nullptr;
+  void* recv = nullptr;
+
+  bool same_as(const Call& o) const {
+    const bool reduces = kind == Kind::all_reduce || kind == Kind::reduce_scatter;
+    return kind == o.kind && count == o.count && type == o.type && (!reduces || op == o.op) &&
+           (kind != Kind::broadcast || root == o.root);
+  }
+  std::string describe() const {
+    std::string text =
+        std::string(kind_name(kind)) + " of " + std::to_string(count) + " elements of type " + std::to_string(type);
+    if (kind == Kind::all_reduce || kind == Kind::reduce_scatter) text += " (op " + std::to_string(op) + ")";
+    if (kind == Kind::broadcast) text += " (root " + std::to_string(root) + ")";
+    return text;
+  }
+};
+
+struct Meeting {
+  std::vector<Call> calls;
+  std::vector<bool> present;
+  int arrived = 0, computed = 0, left = 0;
+};
+
+struct Clique {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int nranks = 0;
+  std::vector<int> devices;  // by rank, -1 until joined
+  int joined = 0;
+  std::map<uint64_t, Meeting> meetings;  // by the collective's place in each rank's sequence
+  std::string failure;                   // set once a collective failed: every later one fails too
+};
+
+std::mutex registry_mutex;
+std::map<std::string, std::shared_ptr<Clique>> forming;  // cliques whose ranks are still joining
+
+std::chrono::steady_clock::time_point deadline() {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(qtune::sim::nccl_timeout_seconds());
+}
+
+// Reduces element i of every rank's buffer in rank order; accumulates in f32 for 16-bit floats and
+// rounds once at the end.
+template <class T, class A>
+void reduce(const std::vector<const void*>& sources, size_t offset, size_t count, ncclRedOp_t op, void* out,
+            A (*load)(const void*, size_t), void (*store)(void*, size_t, A)) {
+  for (size_t i = 0; i < count; ++i) {
+    A acc = load(sources[0], offset + i);
+    for (size_t r = 1; r < sources.size(); ++r) {
+      const A v = load(sources[r], offset + i);
+      switch (op) {
+        case ncclSum:
+        case ncclAvg:
+          acc = acc + v;
+          break;
+        case ncclProd:
+          acc = acc * v;
+          break;
+        case ncclMax:
+          acc = v > acc ? v : acc;
+          break;
+        case ncclMin:
+          acc = v < acc ? v : acc;
+          break;
+      }
+    }
+    if (op == ncclAvg) acc = acc / static_cast<A>(sources.size());
+    store(out, i, acc);
+  }
+}
+
+template <class T>
+T plain_load(const void* p, size_t i) {
+  return static_cast<const T*>(p)[i];
+}
+template <class T>
+void plain_store(void* p, size_t i, T v) {
+  static_cast<T*>(p)[i] = v;
+}
+float bf16_load(const void* p, size_t i) {
+  return qtune::numerics::bf16_bits_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+void bf16_store(void* p, size_t i, float v) { static_cast<uint16_t*>(p)[i] = qtune::numerics::f32_to_bf16_bits(v); }
+float f16_load(const void* p, size_t i) { return qtune::numerics::f16_bits_to_f32(static_cast<const uint16_t*>(p)[i]); }
+void f16_store(void* p, size_t i, float v) { static_cast<uint16_t*>(p)[i] = qtune::numerics::f32_to_f16_bits(v); }
+
+void reduce_any(ncclDataType_t t, const std::vector<const void*>& sources, size_t offset, size_t count, ncclRedOp_t op,
+                void* out) {
+  switch (t) {
+    case ncclInt8:
+      return reduce<int8_t, int8_t>(sources, offset, count, op, out, plain_load<int8_t>, plain_store<int8_t>);
+    case ncclUint8:
+      return reduce<uint8_t, uint8_t>(sources, offset, count, op, out, plain_load<uint8_t>, plain_store<uint8_t>);
+    case ncclInt32:
+      return reduce<int32_t, int32_t>(sources, offset, count, op, out, plain_load<int32_t>, plain_store<int32_t>);
+    case ncclUint32:
+      return reduce<uint32_t, uint32_t>(sources, offset, count, op, out, plain_load<uint32_t>, plain_store<uint32_t>);
+    case ncclInt64:
+      return reduce<int64_t, int64_t>(sources, offset, count, op, out, plain_load<int64_t>, plain_store<int64_t>);
+    case ncclUint64:
+      return reduce<uint64_t, uint64_t>(sources, offset, count, op, out, plain_load<uint64_t>, plain_store<uint64_t>);
+    case ncclFloat16:
+      return reduce<uint16_t, float>(sources, offset, count, op, out, f16_load, f16_store);
+    case ncclBfloat16:
+      return reduce<uint16_t, float>(sources, offset, count, op, out, bf16_load, bf16_store);
+    case ncclFloat32:
+      return reduce<float, float>(sources, offset, count, op, out, plain_load<float>, plain_store<float>);
+    case ncclFloat64:
+      return reduce<double, double>(sources, offset, count, op, out, plain_load<double>, plain_store<double>);
+  }
+}
+
+}  // namespace
+
+struct ncclComm {
+  std::shared_ptr<Clique> clique;
+  int rank = 0, nranks = 0, device = 0;
+  uint64_t next = 0;  // the place of the next collective in this rank's sequence
+};
+
+namespace {
+
+// This rank's output of a collective every rank has agreed on, computed from their send buffers.
+std::vector<unsigned char> compute(const ncclComm& comm, const std::vector<Call>& calls) {
+  const Call& mine = calls[static_cast<size_t>(comm.rank)];
+  const size_t elem = type_size(mine.type);
+  std::vector<const void*> sources;
+  for (const Call& c : calls) sources.push_back(c.send);
+  std::vector<unsigned char> out;
+  switch (mine.kind) {
+    case Kind::all_gather:
+      out.resize(mine.count * elem * calls.size());
+      for (size_t r = 0; r < calls.size(); ++r)
+        std::memcpy(out.data() + r * mine.count * elem, sources[r], mine.count * elem);
+      break;
+    case Kind::broadcast:
+      out.resize(mine.count * elem);
+      std::memcpy(out.data(), sources[static_cast<size_t>(mine.root)], out.size());
+      break;
+    case Kind::all_reduce:
+      out.resize(mine.count * elem);
+      reduce_any(mine.type, sources, 0, mine.count, mine.op, out.data());
+      break;
+    case Kind::reduce_scatter:
+      out.resize(mine.count * elem);
+      reduce_any(mine.type, sources, static_cast<size_t>(comm.rank) * mine.count, mine.count, mine.op, out.data());
+      break;
+  }
+  return out;
+}
+
+Fault fail_all(Clique& c, std::string message) {
+  if (c.failure.empty()) c.failure = std::move(message);
+  c.changed.notify_all();
+  return {cudaErrorLaunchFailure, c.failure};
+}
+
+// Runs on the rank's stream.
+Fault meet(const ncclComm& comm, uint64_t place, const Call& call) {
+  Clique& c = *comm.clique;
+  const auto n = static_cast<size_t>(comm.nranks);
+  std::unique_lock<std::mutex> lock(c.mutex);
+  if (!c.failure.empty()) return {cudaErrorLaunchFailure, c.failure};
+  Meeting& m = c.meetings[place];
+  if (m.calls.empty()) {
+    m.calls.resize(n);
+    m.present.assign(n, false);
+  }
+  m.calls[static_cast<size_t>(comm.rank)] = call;
+  m.present[static_cast<size_t>(comm.rank)] = true;
+  ++m.arrived;
+  c.changed.notify_all();
+  const std::string where =
+      "collective #" + std::to_string(place) + " (" + call.describe() + ") on rank " + std::to_string(comm.rank);
+  auto wait_for = [&](int Meeting::*counter, const char* stage) -> bool {
+    const bool done =
+        c.changed.wait_until(lock, deadline(), [&] { return m.*counter == comm.nranks || !c.failure.empty(); });
+    if (done) return c.failure.empty();
+    std::string missing;
+    for (size_t r = 0; r < n; ++r)
+      if (!m.present[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    fail_all(
+        c, where + ": " +
+               (missing.empty() ? std::string("ranks did not ") + stage : "rank(s) " + missing + " never reached it") +
+               " within " + std::to_string(qtune::sim::nccl_timeout_seconds()) + " s (QTUNE_SIM_NCCL_TIMEOUT_S)");
+    return false;
+  };
+  if (!wait_for(&Meeting::arrived, "arrive")) return {cudaErrorLaunchFailure, c.failure};
+  for (size_t r = 0; r < n; ++r)
+    if (!m.calls[r].same_as(m.calls[0]))
+      return fail_all(c, "NCCL ranks disagree at collective #" + std::to_string(place) + ": rank 0 calls " +
+                             m.calls[0].describe() + ", rank " + std::to_string(r) + " calls " + m.calls[r].describe());
+  const std::vector<Call> calls = m.calls;
+  lock.unlock();
+  const std::vector<unsigned char> out = compute(comm, calls);
+  lock.lock();
+  ++m.computed;
+  c.changed.notify_all();
+  if (!wait_for(&Meeting::computed, "finish reading")) return {cudaErrorLaunchFailure, c.failure};
+  lock.unlock();
+  if (!out.empty()) std::memcpy(call.recv, out.data(), out.size());
+  lock.lock();
+  if (++m.left == comm.nranks) c.meetings.erase(place);
+  return {};
+}
+
+ncclResult_t check_buffer(const ncclComm& comm, const char* call, const char* what, const void* p, size_t bytes) {
+  const auto a = qtune::sim::find_allocation(p, bytes);
+  if (bytes > 0 && (!a || a->device != comm.device))
+    return refuse(ncclInvalidArgument, std::string(call) + ": the " + what + " buffer (" + std::to_string(bytes) +
+                                           " bytes) is not memory of cuda:" + std::to_string(comm.device) +
+                                           ", the device of rank " + std::to_string(comm.rank));
+  return ncclSuccess;
+}
+
+ncclResult_t enqueue_call(ncclComm_t comm, const Call& call, size_t send_bytes, size_t recv_bytes,
+                          cudaStream_t stream) {
+  const char* name = kind_name(call.kind);
+  if (comm == nullptr) return refuse(ncclInvalidArgument, std::string(name) + ": no communicator");
+  if (type_size(call.type) == 0) return refuse(ncclInvalidArgument, std::string(name) + ": unknown data type");
+  if (call.op < ncclSum || call.op > ncclAvg) return refuse(ncclInvalidArgument, std::string(name) + ": unknown op");
+  CUstream_st* s = qtune::sim::resolve_stream(stream);
+  if (s == nullptr || s->device != comm->device)
+    return refuse(ncclInvalidArgument, std::string(name) +
+                                           ": the stream is not one of cuda:" + std::to_string(comm->device) +
+                                           ", the device of rank " + std::to_string(comm->rank));
+  if (const ncclResult_t r = check_buffer(*comm, name, "send", call.send, send_bytes); r != ncclSuccess) return r;
+  if (const ncclResult_t r = check_buffer(*comm, name, "receive", call.recv, recv_bytes); r != ncclSuccess) return r;
+  const uint64_t place = comm->next++;
+  qtune::sim::enqueue(s, [comm, place, call] { return meet(*comm, place, call); });
+  return ncclSuccess;
+}
+
+}  // namespace
+
+const char* ncclGetErrorString(ncclResult_t result) {
+  switch (result) {
+    case ncclSuccess:
+      return "no error";
+    case ncclUnhandledCudaError:
+      return "unhandled cuda error";
+    case ncclSystemError:
+      return "unhandled system error";
+    case ncclInternalError:
+      return "internal error";
+    case ncclInvalidArgument:
+      return "invalid argument";
+    case ncclInvalidUsage:
+      return "invalid usage";
+    case ncclRemoteError:
+      return "remote process exited or there was a network error";
+    case ncclInProgress:
+      return "NCCL operation in progress";
+  }
+  return "unknown result code";
+}
+
+const char* ncclGetLastError(ncclComm_t) { return last_error.c_str(); }
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
+  static std::mutex mutex;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mutex);
+  for (size_t i = 0; i < sizeof id->internal; i += 8) {
+    const uint64_t r = rng();
+    std::memcpy(id->internal + i, &r, 8);
+  }
+  return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
+  const int device = qtune::sim::current_device();
+  if (nranks < 1 || rank < 0 || rank >= nranks)
+    return refuse(ncclInvalidArgument,
+                  "ncclCommInitRank: rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+  const std::string key(id.internal, sizeof id.internal);
+  std::shared_ptr<Clique> clique;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto& slot = forming[key];
+    if (!slot) {
+      slot = std::make_shared<Clique>();
+      slot->nranks = nranks;
+      slot->devices.assign(static_cast<size_t>(nranks), -1);
+    }
+    clique = slot;
+  }
+  std::unique_lock<std::mutex> lock(clique->mutex);
+  if (clique->nranks != nranks)
+    return refuse(ncclInvalidUsage, "ncclCommInitRank: rank " + std::to_string(rank) + " says " +
+                                        std::to_string(nranks) + " ranks, another rank of the id said " +
+                                        std::to_string(clique->nranks));
+  if (clique->devices[static_cast<size_t>(rank)] != -1)
+    return refuse(ncclInvalidUsage, "ncclCommInitRank: rank " + std::to_string(rank) + " joined twice");
+  for (int r = 0; r < nranks; ++r)
+    if (clique->devices[static_cast<size_t>(r)] == device)
+      return refuse(ncclInvalidUsage, "ncclCommInitRank: ranks " + std::to_string(r) + " and " + std::to_string(rank) +
+                                          " both use cuda:" + std::to_string(device) + " (one GPU per rank)");
+  clique->devices[static_cast<size_t>(rank)] = device;
+  if (++clique->joined == nranks) {
+    std::lock_guard<std::mutex> registry_lock(registry_mutex);
+    forming.erase(key);
+  }
+  clique->changed.notify_all();
+  if (!clique->changed.wait_until(lock, deadline(), [&] { return clique->joined == nranks; }))
+    return refuse(ncclSystemError, "ncclCommInitRank: only " + std::to_string(clique->joined) + " of " +
+                                       std::to_string(nranks) + " ranks joined within " +
+                                       std::to_string(qtune::sim::nccl_timeout_seconds()) +
+                                       " s (QTUNE_SIM_NCCL_TIMEOUT_S)");
+  *comm = new ncclComm{clique, rank, nranks, device, 0};
+  return ncclSuccess;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+  if (comm == nullptr) return refuse(ncclInvalidArgument, "ncclCommDestroy: no communicator");
+  // Queued collectives refer to the communicator: they run first.
+  qtune::sim::drain_device(comm->device);
+  delete comm;
+  return ncclSuccess;
+}
+
+ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm); }
+
+ncclResult_t ncclCommCount(ncclComm_t comm, int* count) {
+  *count = comm->nranks;
+  return ncclSuccess;
+}
+
+ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) {
+  *rank = comm->rank;
+  return ncclSuccess;
+}
+
+ncclResult_t ncclCommCuDevice(ncclComm_t comm, int* device) {
+  *device = comm->device;
+  return ncclSuccess;
+}
+
+ncclResult_t ncclAllGather(const void* send, void* recv, size_t send_count, ncclDataType_t type, ncclComm_t comm,
+                           cudaStream_t stream) {
+  const size_t bytes = send_count * type_size(type);
+  return enqueue_call(comm, {Kind::all_gather, send_count, type, ncclSum, 0, send, recv}, bytes,
+                      comm != nullptr ? bytes * static_cast<size_t>(comm->nranks) : 0, stream);
+}
+
+ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t recv_count, ncclDataType_t type, ncclRedOp_t op,
+                               ncclComm_t comm, cudaStream_t stream) {
+  const size_t bytes = recv_count * type_size(type);
+  return enqueue_call(comm, {Kind::reduce_scatter, recv_count, type, op, 0, send, recv},
+                      comm != nullptr ? bytes * static_cast<size_t>(comm->nranks) : 0, bytes, stream);
+}
+
+ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream) {
+  const size_t bytes = count * type_size(type);
+  return enqueue_call(comm, {Kind::all_reduce, count, type, op, 0, send, recv}, bytes, bytes, stream);
+}
+
+ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root, ncclComm_t comm,
+                           cudaStream_t stream) {
+  const size_t bytes = count * type_size(type);
+  if (comm != nullptr && (root < 0 || root >= comm->nranks))
+    return refuse(ncclInvalidArgument,
+                  "ncclBroadcast: root " + std::to_string(root) + " of " + std::to_string(comm->nranks) + " ranks");
+  // Only the root's send buffer is read.
+  const bool is_root = comm != nullptr && comm->rank == root;
+  return enqueue_call(comm, {Kind::broadcast, count, type, ncclSum, root, send, recv}, is_root ? bytes : 0, bytes,
+                      stream);
+}
+
+ncclResult_t ncclGroupStart() {
+  ++group_depth;
+  return ncclSuccess;
+}
+
+ncclResult_t ncclGroupEnd() {
+  if (group_depth == 0) return refuse(ncclInvalidUsage, "ncclGroupEnd without ncclGroupStart");
+  --group_depth;
+  return ncclSuccess;
+}
