@@ -7,12 +7,10 @@
 namespace qtune::gpu::detail {
 namespace {
 
+// Read at every launch (a getenv is nothing next to a launch), so a program or test may turn it on late.
 bool sync_after_each_launch() {
-  static const bool on = [] {
-    const char* v = std::getenv("QTUNE_CUDA_SYNC");
-    return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
-  }();
-  return on;
+  const char* v = std::getenv("QTUNE_CUDA_SYNC");
+  return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <nccl.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -209,6 +210,21 @@ TEST_CASE("a barrier some threads never reach is reported as a deadlock, not a h
   // After the fault every call reports it until it is cleared; cleared, the device works again.
   launch<early_exit_before_barrier>(LaunchShape{1, 16}, out);
   CHECK(cudaDeviceSynchronize() == cudaSuccess);
+  cudaFree(out);
+}
+
+TEST_CASE("QTUNE_CUDA_SYNC=1 reports a fault at the launch that caused it") {
+  int* out = device_copy(std::vector<int>(64, 0));
+  // Without it the fault waits in the stream and surfaces at the next synchronizing call.
+  launch<early_exit_before_barrier>(LaunchShape{1, 64}, out);
+  CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
+  qtune::sim::clear_sticky_error();
+  ::setenv("QTUNE_CUDA_SYNC", "1", 1);
+  CHECK_THROWS_WITH_AS(launch<early_exit_before_barrier>(LaunchShape{1, 64}, out),
+                       doctest::Contains("CUDA kernel early_exit_before_barrier failed (QTUNE_CUDA_SYNC=1"),
+                       qtune::Error);
+  ::unsetenv("QTUNE_CUDA_SYNC");
+  qtune::sim::clear_sticky_error();
   cudaFree(out);
 }
 
