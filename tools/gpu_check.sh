@@ -22,6 +22,8 @@ jobs=${QTUNE_JOBS:-$(nproc)}
 archs=${QTUNE_CUDA_ARCHS:-90a-real}
 start=$SECONDS
 export PATH="$PATH:/usr/local/cuda/bin"
+# Objects compiled here before (a carried ccache) are reused whatever directory the tree sits in.
+export CCACHE_BASEDIR="$root"
 
 step() { echo "[gpu_check $((SECONDS - start))s] $*" | tee -a "$logs/summary.log"; }
 : > "$logs/summary.log"
