@@ -1,5 +1,6 @@
 // Row softmax / log-softmax over the last dim and their backward rules. Each row is independent,
-// so rows are split across threads; the row max is subtracted before exp for stability.
+// so rows are split across threads; the row max is subtracted before exp for stability. The entry
+// points check their operands (Backend::check_row_pair) before the row loops run.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,22 +11,11 @@
 namespace qtune::cpu {
 namespace {
 
-void check_rows(const char* kernel, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
-  QTUNE_CHECK(a.dim() == 2, kernel, ": ", a_name, " must be [N, C], got ", shape_str(a.shape()));
-  QTUNE_CHECK(a.shape() == b.shape(), kernel, ": ", a_name, " ", shape_str(a.shape()), " and ", b_name, " ",
-              shape_str(b.shape()), " differ");
-  QTUNE_CHECK(a.dtype() == b.dtype(), kernel, ": ", a_name, " dtype ", dtype_name(a.dtype()), " and ", b_name,
-              " dtype ", dtype_name(b.dtype()), " differ");
-  check_contiguous(kernel, a, a_name);
-  check_contiguous(kernel, b, b_name);
-}
-
 // Grain in rows so a thread gets at least ~16K elements of work.
 int64_t row_grain(int64_t cols) { return cols >= (1 << 14) ? 1 : (1 << 14) / (cols > 0 ? cols : 1); }
 
 template <bool kLog>
 void softmax_forward(const char* kernel, const Tensor& x, const Tensor& y) {
-  check_rows(kernel, x, "x", y, "y");
   const int64_t rows = x.size(0), cols = x.size(1);
   dispatch_float(x.dtype(), kernel, [&](auto tag) {
     using T = decltype(tag);
@@ -58,8 +48,6 @@ void softmax_forward(const char* kernel, const Tensor& x, const Tensor& y) {
 // log_softmax: dx = dy - exp(y) * sum(dy)
 template <bool kLog>
 void softmax_backward_rows(const char* kernel, const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) {
-  check_rows(kernel, y, "y", grad_y, "grad_y");
-  check_rows(kernel, y, "y", grad_x, "grad_x");
   const int64_t rows = y.size(0), cols = y.size(1);
   dispatch_float(y.dtype(), kernel, [&](auto tag) {
     using T = decltype(tag);
@@ -87,12 +75,22 @@ void softmax_backward_rows(const char* kernel, const Tensor& y, const Tensor& gr
 
 }  // namespace
 
-void CpuBackend::softmax(const Tensor& x, const Tensor& y) { softmax_forward<false>("softmax", x, y); }
-void CpuBackend::log_softmax(const Tensor& x, const Tensor& y) { softmax_forward<true>("log_softmax", x, y); }
+void CpuBackend::softmax(const Tensor& x, const Tensor& y) {
+  check_row_pair("softmax", x, "x", y, "y");
+  softmax_forward<false>("softmax", x, y);
+}
+void CpuBackend::log_softmax(const Tensor& x, const Tensor& y) {
+  check_row_pair("log_softmax", x, "x", y, "y");
+  softmax_forward<true>("log_softmax", x, y);
+}
 void CpuBackend::softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) {
+  check_row_pair("softmax_backward", y, "y", grad_y, "grad_y");
+  check_row_pair("softmax_backward", y, "y", grad_x, "grad_x");
   softmax_backward_rows<false>("softmax_backward", y, grad_y, grad_x);
 }
 void CpuBackend::log_softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) {
+  check_row_pair("log_softmax_backward", y, "y", grad_y, "grad_y");
+  check_row_pair("log_softmax_backward", y, "y", grad_x, "grad_x");
   softmax_backward_rows<true>("log_softmax_backward", y, grad_y, grad_x);
 }
 

@@ -7,20 +7,14 @@
 namespace qtune::cpu {
 namespace {
 
-void check_like(const char* kernel, const Tensor& ref, const Tensor& t, const char* what) {
-  QTUNE_CHECK(t.shape() == ref.shape() && t.dtype() == ref.dtype(), kernel, ": ", what, " ", shape_str(t.shape()), " (",
-              dtype_name(t.dtype()), ") must match gate ", shape_str(ref.shape()), " (", dtype_name(ref.dtype()), ")");
-  check_contiguous(kernel, t, what);
-}
-
 constexpr int64_t kGrain = 1 << 14;
 
 }  // namespace
 
 void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) {
-  check_like("swiglu", gate, gate, "gate");
-  check_like("swiglu", gate, up, "up");
-  check_like("swiglu", gate, out, "out");
+  check_like("swiglu", gate, "gate", gate, "gate");
+  check_like("swiglu", gate, "gate", up, "up");
+  check_like("swiglu", gate, "gate", out, "out");
   dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
@@ -38,11 +32,11 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, const Tensor& out)
 
 void CpuBackend::swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, const Tensor& grad_gate,
                                  const Tensor& grad_up) {
-  check_like("swiglu_backward", gate, gate, "gate");
-  check_like("swiglu_backward", gate, up, "up");
-  check_like("swiglu_backward", gate, grad_out, "grad_out");
-  check_like("swiglu_backward", gate, grad_gate, "grad_gate");
-  check_like("swiglu_backward", gate, grad_up, "grad_up");
+  check_like("swiglu_backward", gate, "gate", gate, "gate");
+  check_like("swiglu_backward", gate, "gate", up, "up");
+  check_like("swiglu_backward", gate, "gate", grad_out, "grad_out");
+  check_like("swiglu_backward", gate, "gate", grad_gate, "grad_gate");
+  check_like("swiglu_backward", gate, "gate", grad_up, "grad_up");
   dispatch_float(gate.dtype(), "swiglu_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;

@@ -37,6 +37,16 @@ class CudaBackend final : public Backend {
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
             double beta) override;
 
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
+  void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, const Tensor& grad_gate,
+                       const Tensor& grad_up) override;
+
+  // Rows over the last dim (cuda_softmax.cu)
+  void softmax(const Tensor& x, const Tensor& y) override;
+  void softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
+  void log_softmax(const Tensor& x, const Tensor& y) override;
+  void log_softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
+
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,
@@ -70,6 +80,11 @@ class CudaBackend final : public Backend {
   void activate() const;
 
  private:
+  template <bool Log>
+  void softmax_rows(const char* kernel, const Tensor& x, const Tensor& y);
+  template <bool Log>
+  void softmax_rows_backward(const char* kernel, const Tensor& y, const Tensor& grad_y, const Tensor& grad_x);
+
   int index_;
   std::string name_;
   cudaStream_t stream_ = nullptr;

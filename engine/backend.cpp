@@ -121,6 +121,29 @@ void Backend::check_on_device(std::string_view kernel, std::initializer_list<con
                 t->device().str(), ", expected ", device().str());
 }
 
+void Backend::check_like(std::string_view kernel, const Tensor& ref, const char* ref_name, const Tensor& t,
+                         const char* what) const {
+  QTUNE_CHECK(t.shape() == ref.shape() && t.dtype() == ref.dtype(), kernel, ": ", what, " ", shape_str(t.shape()), " (",
+              dtype_name(t.dtype()), ") must match ", ref_name, " ", shape_str(ref.shape()), " (",
+              dtype_name(ref.dtype()), ")");
+  QTUNE_CHECK(t.is_contiguous(), kernel, ": ", what, " must be contiguous (shape ", shape_str(t.shape()), ")");
+  QTUNE_CHECK(t.device() == device(), kernel, ": ", what, " is on ", t.device().str(), ", expected ", device().str());
+}
+
+void Backend::check_row_pair(std::string_view kernel, const Tensor& a, const char* a_name, const Tensor& b,
+                             const char* b_name) const {
+  QTUNE_CHECK(a.dim() == 2, kernel, ": ", a_name, " must be [N, C], got ", shape_str(a.shape()));
+  QTUNE_CHECK(a.shape() == b.shape(), kernel, ": ", a_name, " ", shape_str(a.shape()), " and ", b_name, " ",
+              shape_str(b.shape()), " differ");
+  QTUNE_CHECK(a.dtype() == b.dtype(), kernel, ": ", a_name, " dtype ", dtype_name(a.dtype()), " and ", b_name,
+              " dtype ", dtype_name(b.dtype()), " differ");
+  for (auto [t, name] : {std::pair{&a, a_name}, {&b, b_name}}) {
+    QTUNE_CHECK(t->is_contiguous(), kernel, ": ", name, " must be contiguous (shape ", shape_str(t->shape()), ")");
+    QTUNE_CHECK(t->device() == device(), kernel, ": ", name, " is on ", t->device().str(), ", expected ",
+                device().str());
+  }
+}
+
 // Float8
 void Backend::check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const {
   const DType dt = x.dtype();

@@ -179,6 +179,12 @@ class Backend {
   // Every defined tensor lives on this backend's device: a kernel handed another device's memory would
   // read it as its own.
   void check_on_device(std::string_view kernel, std::initializer_list<const Tensor*> tensors) const;
+  // t has ref's shape and dtype, is contiguous and on this device (the elementwise kernels' operands).
+  void check_like(std::string_view kernel, const Tensor& ref, const char* ref_name, const Tensor& t,
+                  const char* what) const;
+  // Two [N, C] tensors of one shape and dtype, contiguous, on this device (the row kernels' operands).
+  void check_row_pair(std::string_view kernel, const Tensor& a, const char* a_name, const Tensor& b,
+                      const char* b_name) const;
   // QAT: the checks every backend's fake_quantize makes; returns the group size (spec's 0 resolved to C).
   int64_t check_fake_quantize_args(const Tensor& x, const numerics::FakeQuantSpec& spec, const Tensor& out,
                                    const Tensor& mask) const;

@@ -491,8 +491,72 @@ TEST_CASE("float8_linear on the GPU matches the CPU emulation for every recipe")
 }
 
 TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {
-  const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu);
-  CHECK_THROWS_WITH_AS(gpu().softmax(x, x), doctest::Contains("softmax"), Error);
+  const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu), w = Tensor::ones({4}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().rmsnorm(x, w, 1e-6, x, Tensor::zeros({2}, DType::f32, kGpu)), doctest::Contains("rmsnorm"),
+                       Error);
+}
+
+TEST_CASE("swiglu forward and backward match the CPU") {
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
+    CAPTURE(dtype_name(t));
+    // The CPU's exp is its own vectorized polynomial, the GPU's the device library's: a few ulps apart.
+    const double tol = t == DType::f64 ? 1e-12 : t == DType::f32 ? 1e-5 : 1e-2;
+    const Tensor g = random_f64({1027}, 120, -8.0, 8.0).to(t), u = random_f64({1027}, 121).to(t);
+    const Tensor d = random_f64({1027}, 122).to(t);
+    const Tensor oc = Tensor::empty({1027}, t), og = Tensor::empty({1027}, t, kGpu);
+    cpu().swiglu(g, u, oc);
+    gpu().swiglu(g.to(kGpu), u.to(kGpu), og);
+    QTUNE_CHECK_CLOSE(og, oc, tol, tol);
+    const Tensor ggc = Tensor::empty({1027}, t), guc = Tensor::empty({1027}, t);
+    const Tensor ggg = Tensor::empty({1027}, t, kGpu), gug = Tensor::empty({1027}, t, kGpu);
+    cpu().swiglu_backward(g, u, d, ggc, guc);
+    gpu().swiglu_backward(g.to(kGpu), u.to(kGpu), d.to(kGpu), ggg, gug);
+    QTUNE_CHECK_CLOSE(ggg, ggc, tol, tol);
+    QTUNE_CHECK_CLOSE(gug, guc, tol, tol);
+  }
+  const Tensor a = Tensor::zeros({4}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().swiglu(a, Tensor::zeros({5}, DType::f32, kGpu), a), doctest::Contains("must match gate"),
+                       Error);
+}
+
+TEST_CASE("softmax and log_softmax, forward and backward, match the CPU row by row") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (int64_t cols : {int64_t{1}, int64_t{7}, int64_t{1000}}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(cols);
+      // Another summation order than the CPU's: close, not equal.
+      const double tol = t == DType::f64 ? 1e-12 : t == DType::f32 ? 1e-5 : 1e-2;
+      std::vector<double> v = random_f64({37, cols}, 123, -20.0, 20.0).to_vector<double>();
+      v[0] = 1e4;                                                                           // a dominant logit
+      for (int64_t c = 0; c < cols; ++c) v[static_cast<size_t>(5 * cols + c)] = -INFINITY;  // an all -inf row
+      const Tensor x = Tensor::from_doubles(v, {37, cols}, t), dy = random_f64({37, cols}, 124).to(t);
+      for (bool log : {false, true}) {
+        CAPTURE(log);
+        const Tensor yc = Tensor::empty({37, cols}, t), yg = Tensor::empty({37, cols}, t, kGpu);
+        if (log) {
+          cpu().log_softmax(x, yc);
+          gpu().log_softmax(x.to(kGpu), yg);
+        } else {
+          cpu().softmax(x, yc);
+          gpu().softmax(x.to(kGpu), yg);
+        }
+        check_same_values(yg.narrow(0, 5, 1), yc.narrow(0, 5, 1));  // NaN or -inf alike
+        QTUNE_CHECK_CLOSE(yg.narrow(0, 6, 31), yc.narrow(0, 6, 31), tol, tol);
+        QTUNE_CHECK_CLOSE(yg.narrow(0, 0, 5), yc.narrow(0, 0, 5), tol, tol);
+        const Tensor dc = Tensor::empty({37, cols}, t), dg = Tensor::empty({37, cols}, t, kGpu);
+        if (log) {
+          cpu().log_softmax_backward(yc, dy, dc);
+          gpu().log_softmax_backward(yc.to(kGpu), dy.to(kGpu), dg);
+        } else {
+          cpu().softmax_backward(yc, dy, dc);
+          gpu().softmax_backward(yc.to(kGpu), dy.to(kGpu), dg);
+        }
+        QTUNE_CHECK_CLOSE(dg.narrow(0, 6, 31), dc.narrow(0, 6, 31), tol, tol);
+      }
+    }
+  }
+  const Tensor a = Tensor::zeros({2, 3}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().softmax(a, Tensor::zeros({2, 3}, DType::f32)), doctest::Contains("is on cpu"), Error);
 }
 
 // QAT ------------------------------------------------------------------------------------------------------
