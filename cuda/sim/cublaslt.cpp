@@ -453,34 +453,30 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     for (int32_t batch = 0; batch < p.batch; ++batch) {
       const int64_t oa = batch * la.batch_stride, ob = batch * lb.batch_stride, oc = batch * lc.batch_stride,
                     od = batch * ld.batch_stride;
+      // op(A) op(B) at (i, j), summed over k in order in Acc.
+      auto product = [&](auto zero, uint64_t i, uint64_t j) {
+        using Acc = decltype(zero);
+        Acc acc = zero;
+        for (uint64_t l = 0; l < p.k; ++l) {
+          const uint64_t ia = op.trans_a == CUBLAS_OP_N ? i + l * la.ld : l + i * la.ld;
+          const uint64_t ib = op.trans_b == CUBLAS_OP_N ? l + j * lb.ld : j + l * lb.ld;
+          acc += static_cast<Acc>(load(la.type, a, oa + static_cast<int64_t>(ia))) *
+                 static_cast<Acc>(load(lb.type, b, ob + static_cast<int64_t>(ib)));
+        }
+        return acc;
+      };
       for (uint64_t j = 0; j < p.n; ++j) {
         for (uint64_t i = 0; i < p.m; ++i) {
+          const int64_t ic = oc + static_cast<int64_t>(i + j * lc.ld);
           double value = 0.0;
           if (wide) {
-            double acc = 0.0;
-            for (uint64_t l = 0; l < p.k; ++l) {
-              const int64_t ia =
-                  op.trans_a == CUBLAS_OP_N ? static_cast<int64_t>(i + l * la.ld) : static_cast<int64_t>(l + i * la.ld);
-              const int64_t ib =
-                  op.trans_b == CUBLAS_OP_N ? static_cast<int64_t>(l + j * lb.ld) : static_cast<int64_t>(j + l * lb.ld);
-              acc += load(la.type, a, oa + ia) * load(lb.type, b, ob + ib);
-            }
-            value = alpha * acc;
-            if (beta != 0.0) value += beta * load(lc.type, c, oc + static_cast<int64_t>(i + j * lc.ld));
+            value = alpha * product(0.0, i, j);
+            if (beta != 0.0) value += beta * load(lc.type, c, ic);
           } else {
-            float acc = 0.0f;
-            for (uint64_t l = 0; l < p.k; ++l) {
-              const int64_t ia =
-                  op.trans_a == CUBLAS_OP_N ? static_cast<int64_t>(i + l * la.ld) : static_cast<int64_t>(l + i * la.ld);
-              const int64_t ib =
-                  op.trans_b == CUBLAS_OP_N ? static_cast<int64_t>(l + j * lb.ld) : static_cast<int64_t>(j + l * lb.ld);
-              acc += static_cast<float>(load(la.type, a, oa + ia)) * static_cast<float>(load(lb.type, b, ob + ib));
-            }
+            const float acc = product(0.0f, i, j);
             float v = static_cast<float>(alpha) * (fp8 ? acc * scale_ab : acc);
             // With beta = 0, C is not read (it may hold anything, NaN included), as cuBLAS documents.
-            if (beta != 0.0)
-              v += static_cast<float>(beta) *
-                   static_cast<float>(load(lc.type, c, oc + static_cast<int64_t>(i + j * lc.ld)));
+            if (beta != 0.0) v += static_cast<float>(beta) * static_cast<float>(load(lc.type, c, ic));
             amax = std::isnan(v) || std::isnan(amax) ? NAN : std::max(amax, std::fabs(v));
             value = is_fp8(ld.type) ? v * scale_d : v;
           }

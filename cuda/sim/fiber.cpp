@@ -184,8 +184,6 @@ void Fiber::discard() {
   finished_ = true;
 }
 
-Fiber* Fiber::current() { return running; }
-
 }  // namespace qtune::sim
 
 extern "C" __attribute__((no_sanitize("address"))) void qtune_sim_fiber_main(qtune::sim::Fiber* self) {

@@ -29,8 +29,6 @@ class Fiber {
 
   // Called on the fiber: back to the scheduler until resumed.
   static void yield();
-  // The fiber running on this OS thread, or nullptr on the scheduler's own stack.
-  static Fiber* current();
 
  private:
   friend void fiber_main(Fiber* self);
