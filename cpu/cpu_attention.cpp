@@ -46,25 +46,7 @@ struct Dims {
   }
 };
 
-Dims check_shapes(const char* kernel, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                  const Tensor& lse, bool causal) {
-  QTUNE_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, kernel, ": q, k, v must be [B, T, H, D], got ",
-              shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  QTUNE_CHECK(k.shape() == v.shape(), kernel, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()), " differ");
-  QTUNE_CHECK(q.size(0) == k.size(0), kernel, ": batch of q (", q.size(0), ") and k (", k.size(0), ") differ");
-  QTUNE_CHECK(q.size(3) == k.size(3), kernel, ": head dim of q (", q.size(3), ") and k/v (", k.size(3), ") differ");
-  QTUNE_CHECK(k.size(2) > 0 && q.size(2) % k.size(2) == 0, kernel, ": query heads (", q.size(2),
-              ") must be a multiple of kv heads (", k.size(2), ")");
-  QTUNE_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && q.dtype() == out.dtype(), kernel,
-              ": q, k, v and out must share a dtype");
-  QTUNE_CHECK(out.shape() == q.shape(), kernel, ": out ", shape_str(out.shape()), " must match q ",
-              shape_str(q.shape()));
-  const DType stat = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  QTUNE_CHECK(lse.shape() == (Shape{q.size(0), q.size(2), q.size(1)}) && lse.dtype() == stat, kernel,
-              ": lse must be [B, Hq, Tq] ", dtype_name(stat), ", got ", shape_str(lse.shape()), " ",
-              dtype_name(lse.dtype()));
-  for (const auto& [t, name] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"}})
-    check_contiguous(kernel, *t, name);
+Dims dims_of(const Tensor& q, const Tensor& k, bool causal) {
   return Dims{
       q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2), k.size(1) - q.size(1),
       causal};
@@ -298,7 +280,8 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                            const Tensor& out, const Tensor& lse) {
-  const Dims dm = check_shapes("attention", q, k, v, out, lse, causal);
+  check_attention_args("attention", q, k, v, out, lse);
+  const Dims dm = dims_of(q, k, causal);
   dispatch_float(q.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
@@ -309,16 +292,9 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, do
 void CpuBackend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, double scale, bool causal,
                                     const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
-  const Dims dm = check_shapes("attention_backward", q, k, v, out, lse, causal);
-  for (const auto& [t, like, name] : {std::tuple{&grad_out, &q, "grad_out"},
-                                      {&grad_q, &q, "grad_q"},
-                                      {&grad_k, &k, "grad_k"},
-                                      {&grad_v, &v, "grad_v"}}) {
-    QTUNE_CHECK(t->shape() == like->shape() && t->dtype() == like->dtype(), "attention_backward: ", name, " ",
-                shape_str(t->shape()), " ", dtype_name(t->dtype()), " must match ", shape_str(like->shape()), " ",
-                dtype_name(like->dtype()));
-    check_contiguous("attention_backward", *t, name);
-  }
+  check_attention_args("attention_backward", q, k, v, out, lse);
+  check_attention_grads(grad_out, q, k, v, grad_q, grad_k, grad_v);
+  const Dims dm = dims_of(q, k, causal);
   dispatch_float(q.dtype(), "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;

@@ -12,26 +12,8 @@
 namespace qtune::cpu {
 namespace {
 
-DType stat_dtype(DType logits) { return logits == DType::f64 ? DType::f64 : DType::f32; }
-
-void check_row_stat(const char* kernel, const Tensor& t, const char* name, int64_t rows, DType logits_dtype) {
-  QTUNE_CHECK(t.dim() == 1 && t.size(0) == rows, kernel, ": ", name, " must be [", rows, "], got ",
-              shape_str(t.shape()));
-  QTUNE_CHECK(t.dtype() == stat_dtype(logits_dtype), kernel, ": ", name, " must be ",
-              dtype_name(stat_dtype(logits_dtype)), " for ", dtype_name(logits_dtype), " logits, got ",
-              dtype_name(t.dtype()));
-  check_contiguous(kernel, t, name);
-}
-
-// Validates shapes and every target before any thread starts (an exception cannot leave an
-// OpenMP region).
-void check_inputs(const char* kernel, const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  QTUNE_CHECK(logits.dim() == 2, kernel, ": logits must be [N, V], got ", shape_str(logits.shape()));
-  QTUNE_CHECK(targets.dtype() == DType::i64, kernel, ": targets must be i64, got ", dtype_name(targets.dtype()));
-  QTUNE_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), kernel, ": targets ", shape_str(targets.shape()),
-              " do not match logits ", shape_str(logits.shape()));
-  check_contiguous(kernel, logits, "logits");
-  check_contiguous(kernel, targets, "targets");
+// Every target is checked before any thread starts (an exception cannot leave an OpenMP region).
+void check_targets(const char* kernel, const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const int64_t rows = logits.size(0), vocab = logits.size(1);
   const int64_t* tg = ptr<int64_t>(targets);
   for (int64_t r = 0; r < rows; ++r)
@@ -79,10 +61,9 @@ int64_t row_grain(int64_t cols) { return cols >= (1 << 14) ? 1 : (1 << 14) / (co
 
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& loss,
                                const Tensor& lse) {
-  check_inputs("cross_entropy", logits, targets, ignore_index);
+  check_cross_entropy_args("cross_entropy", logits, targets, {{&loss, "loss"}, {&lse, "lse"}});
+  check_targets("cross_entropy", logits, targets, ignore_index);
   const int64_t rows = logits.size(0), vocab = logits.size(1);
-  check_row_stat("cross_entropy", loss, "loss", rows, logits.dtype());
-  check_row_stat("cross_entropy", lse, "lse", rows, logits.dtype());
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
@@ -110,14 +91,10 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int6
 
 void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                         const Tensor& lse, const Tensor& grad_loss, const Tensor& grad_logits) {
-  check_inputs("cross_entropy_backward", logits, targets, ignore_index);
+  check_cross_entropy_args("cross_entropy_backward", logits, targets, {{&lse, "lse"}, {&grad_loss, "grad_loss"}});
+  check_like("cross_entropy_backward", logits, "logits", grad_logits, "grad_logits");
+  check_targets("cross_entropy_backward", logits, targets, ignore_index);
   const int64_t rows = logits.size(0), vocab = logits.size(1);
-  check_row_stat("cross_entropy_backward", lse, "lse", rows, logits.dtype());
-  check_row_stat("cross_entropy_backward", grad_loss, "grad_loss", rows, logits.dtype());
-  QTUNE_CHECK(grad_logits.shape() == logits.shape() && grad_logits.dtype() == logits.dtype(),
-              "cross_entropy_backward: grad_logits must match logits ", shape_str(logits.shape()), " ",
-              dtype_name(logits.dtype()));
-  check_contiguous("cross_entropy_backward", grad_logits, "grad_logits");
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;

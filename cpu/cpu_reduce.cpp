@@ -9,17 +9,11 @@
 namespace qtune::cpu {
 
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
-  QTUNE_CHECK(x.dim() == out.dim(), "reduce: output rank ", out.dim(), " differs from input rank ", x.dim(),
-              " (keep reduced dims as size 1)");
-  QTUNE_CHECK(x.dtype() == out.dtype(), "reduce: dtypes differ");
-  check_contiguous("reduce", out, "out");
+  check_reduce_args(x, out);
   // Walk x once; out's strides are 0 along reduced dims so every input element finds its slot.
   Strides out_strides = out.strides();
-  for (size_t d = 0; d < x.dim(); ++d) {
-    QTUNE_CHECK(out.shape()[d] == x.shape()[d] || out.shape()[d] == 1, "reduce: cannot reduce ", shape_str(x.shape()),
-                " to ", shape_str(out.shape()));
+  for (size_t d = 0; d < x.dim(); ++d)
     if (out.shape()[d] != x.shape()[d]) out_strides[d] = 0;
-  }
   double init = 0.0;
   if (op == ReduceOp::max) init = -std::numeric_limits<double>::infinity();
   if (op == ReduceOp::min) init = std::numeric_limits<double>::infinity();

@@ -10,21 +10,6 @@
 namespace qtune::cpu {
 namespace {
 
-void check_rows(const char* kernel, const Tensor& x, const Tensor& weight, const Tensor& y, const Tensor& rstd) {
-  QTUNE_CHECK(x.dim() == 2 && weight.dim() == 1 && weight.size(0) == x.size(1), kernel, ": x ", shape_str(x.shape()),
-              " and weight ", shape_str(weight.shape()), " must be [N, C] and [C]");
-  QTUNE_CHECK(y.shape() == x.shape(), kernel, ": output ", shape_str(y.shape()), " must match x ",
-              shape_str(x.shape()));
-  QTUNE_CHECK(rstd.dim() == 1 && rstd.size(0) == x.size(0), kernel, ": rstd ", shape_str(rstd.shape()), " must be [",
-              x.size(0), "]");
-  QTUNE_CHECK(weight.dtype() == x.dtype() && y.dtype() == x.dtype(), kernel,
-              ": x, weight and output must share a dtype (", dtype_name(x.dtype()), ", ", dtype_name(weight.dtype()),
-              ", ", dtype_name(y.dtype()), ")");
-  const DType stat = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  QTUNE_CHECK(rstd.dtype() == stat, kernel, ": rstd must be ", dtype_name(stat), ", got ", dtype_name(rstd.dtype()));
-  for (const Tensor* t : {&x, &weight, &y, &rstd}) check_contiguous(kernel, *t, "every operand");
-}
-
 // Sum of squares of one row. Eight independent partial sums let the compiler vectorize without
 // reassociating (no fast-math) and keep the rounding error of long rows small.
 template <class T>
@@ -47,7 +32,7 @@ acc_t<T> sum_squares(const T* x, int64_t n) {
 }  // namespace
 
 void CpuBackend::rmsnorm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) {
-  check_rows("rmsnorm", x, weight, y, rstd);
+  check_rmsnorm_args("rmsnorm", x, weight, y, rstd);
   const int64_t rows = x.size(0), cols = x.size(1);
   dispatch_float(x.dtype(), "rmsnorm", [&](auto tag) {
     using T = decltype(tag);
@@ -71,14 +56,9 @@ void CpuBackend::rmsnorm(const Tensor& x, const Tensor& weight, double eps, cons
 
 void CpuBackend::rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& rstd,
                                   const Tensor& grad_x, const Tensor& grad_weight) {
-  check_rows("rmsnorm_backward", x, weight, grad_y, rstd);
-  QTUNE_CHECK(grad_x.shape() == x.shape() && grad_x.dtype() == x.dtype(), "rmsnorm_backward: grad_x ",
-              shape_str(grad_x.shape()), " must match x ", shape_str(x.shape()));
-  QTUNE_CHECK(grad_weight.shape() == weight.shape() && grad_weight.dtype() == weight.dtype(),
-              "rmsnorm_backward: grad_weight ", shape_str(grad_weight.shape()), " must match weight ",
-              shape_str(weight.shape()));
-  check_contiguous("rmsnorm_backward", grad_x, "grad_x");
-  check_contiguous("rmsnorm_backward", grad_weight, "grad_weight");
+  check_rmsnorm_args("rmsnorm_backward", x, weight, grad_y, rstd);
+  check_like("rmsnorm_backward", x, "x", grad_x, "grad_x");
+  check_like("rmsnorm_backward", weight, "weight", grad_weight, "grad_weight");
   const int64_t rows = x.size(0), cols = x.size(1);
   dispatch_float(x.dtype(), "rmsnorm_backward", [&](auto tag) {
     using T = decltype(tag);

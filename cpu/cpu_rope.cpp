@@ -8,18 +8,8 @@
 namespace qtune::cpu {
 
 void CpuBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& y) {
-  QTUNE_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: x ", shape_str(x.shape()),
-              " must be [B, T, H, D] with an even head dim D");
+  check_rope_args(x, cos, sin, y);
   const int64_t batch = x.size(0), seq = x.size(1), heads = x.size(2), dim = x.size(3), half = dim / 2;
-  QTUNE_CHECK(cos.shape() == Shape({seq, half}) && sin.shape() == cos.shape(), "rope: cos ", shape_str(cos.shape()),
-              " and sin ", shape_str(sin.shape()), " must be [T, D/2] = [", seq, ", ", half, "] for x ",
-              shape_str(x.shape()));
-  QTUNE_CHECK(y.shape() == x.shape() && y.dtype() == x.dtype(), "rope: output ", shape_str(y.shape()), " must match x ",
-              shape_str(x.shape()));
-  const DType table = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  QTUNE_CHECK(cos.dtype() == table && sin.dtype() == table, "rope: cos/sin must be ", dtype_name(table), " for ",
-              dtype_name(x.dtype()), " x");
-  for (const Tensor* t : {&x, &cos, &sin, &y}) check_contiguous("rope", *t, "every operand");
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;

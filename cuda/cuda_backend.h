@@ -1,7 +1,6 @@
 #pragma once
-// The CUDA backend of one device. Overrides the kernels it has; every other Backend kernel throws
-// naming itself. All work of a device is queued on one stream, so kernels need no events between
-// them and the caching allocator may reuse a freed block at once.
+// The CUDA backend of one device: every Backend kernel. All work of a device is queued on one stream,
+// so kernels need no events between them and the caching allocator may reuse a freed block at once.
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -34,18 +33,37 @@ class CudaBackend final : public Backend {
   void affine(const Tensor& x, double alpha, double beta, const Tensor& out) override;
   void pow_scalar(const Tensor& x, double exponent, const Tensor& out) override;
 
+  void reduce(ReduceOp op, const Tensor& x, const Tensor& out) override;
+
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
             double beta) override;
+
+  void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) override;
+  void embedding_backward(const Tensor& grad_out, const Tensor& ids, const Tensor& grad_weight) override;
 
   void swiglu(const Tensor& gate, const Tensor& up, const Tensor& out) override;
   void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& grad_out, const Tensor& grad_gate,
                        const Tensor& grad_up) override;
+
+  void rmsnorm(const Tensor& x, const Tensor& weight, double eps, const Tensor& y, const Tensor& rstd) override;
+  void rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& rstd,
+                        const Tensor& grad_x, const Tensor& grad_weight) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& y) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal, const Tensor& out,
+                 const Tensor& lse) override;
+  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, double scale, bool causal, const Tensor& grad_q, const Tensor& grad_k,
+                          const Tensor& grad_v) override;
 
   // Rows over the last dim (cuda_softmax.cu)
   void softmax(const Tensor& x, const Tensor& y) override;
   void softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
   void log_softmax(const Tensor& x, const Tensor& y) override;
   void log_softmax_backward(const Tensor& y, const Tensor& grad_y, const Tensor& grad_x) override;
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& loss,
+                     const Tensor& lse) override;
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& lse,
+                              const Tensor& grad_loss, const Tensor& grad_logits) override;
 
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;

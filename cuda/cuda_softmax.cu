@@ -4,36 +4,14 @@
 // (cpu/cpu_softmax.cpp); sums run in another order than the CPU's, so results agree to rounding.
 #include <cmath>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.h"
-#include "cuda/device_util.cuh"
 
 namespace qtune::gpu {
 namespace {
 
 constexpr int kRowThreads = 256;
 constexpr int kWarps = kRowThreads / 32;
-constexpr unsigned kMaxRows = 65535;
-
-template <class A>
-struct Max {
-  __device__ A operator()(A a, A b) const { return a < b ? b : a; }  // as std::max: a NaN b keeps a
-};
-template <class A>
-struct Sum {
-  __device__ A operator()(A a, A b) const { return a + b; }
-};
-
-// Every thread of the block gets op over every thread's value; `partials` holds kWarps values.
-template <class A, class Op>
-__device__ A block_all_reduce(A value, Op op, A* partials) {
-  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  if (threadIdx.x % 32 == 0) partials[threadIdx.x / 32] = value;
-  __syncthreads();
-  A total = partials[0];
-  for (int w = 1; w < kWarps; ++w) total = op(total, partials[w]);
-  __syncthreads();  // before the next reduction overwrites the partials
-  return total;
-}
 
 template <class T, bool Log>
 __global__ void softmax_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
@@ -43,13 +21,13 @@ __global__ void softmax_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     A mx = -INFINITY;
-    for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) mx = Max<A>{}(mx, load(xr + c));
-    mx = block_all_reduce(mx, Max<A>{}, partials);
+    for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) mx = MaxOp<A>{}(mx, load(xr + c));
+    mx = block_all_reduce<kRowThreads>(mx, MaxOp<A>{}, partials);
     // An all -inf row has no finite max; shifting by 0 keeps exp(-inf) = 0 instead of NaN.
     const A shift = isfinite(mx) ? mx : A(0);
     A sum = 0;
     for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) sum += std::exp(load(xr + c) - shift);
-    sum = block_all_reduce(sum, Sum<A>{}, partials);
+    sum = block_all_reduce<kRowThreads>(sum, SumOp<A>{}, partials);
     if constexpr (Log) {
       const A log_sum = std::log(sum) + shift;
       for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) store(yr + c, load(xr + c) - log_sum);
@@ -73,7 +51,7 @@ __global__ void softmax_backward_kernel(const T* y, const T* grad_y, T* grad_x, 
     A dot = 0;
     for (int64_t c = threadIdx.x; c < cols; c += kRowThreads)
       dot += Log ? A(load(gr + c)) : A(load(gr + c)) * A(load(yr + c));
-    dot = block_all_reduce(dot, Sum<A>{}, partials);
+    dot = block_all_reduce<kRowThreads>(dot, SumOp<A>{}, partials);
     for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) {
       if constexpr (Log)
         store(dr + c, load(gr + c) - std::exp(load(yr + c)) * dot);
@@ -82,8 +60,6 @@ __global__ void softmax_backward_kernel(const T* y, const T* grad_y, T* grad_x, 
     }
   }
 }
-
-unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < kMaxRows ? rows : kMaxRows); }
 
 }  // namespace
 
@@ -95,7 +71,7 @@ void CudaBackend::softmax_rows(const char* kernel, const Tensor& x, const Tensor
   activate();
   dispatch_float(x.dtype(), kernel, [&](auto tag) {
     using T = decltype(tag);
-    launch<softmax_kernel<T, Log>>(LaunchShape{row_blocks(rows), kRowThreads, 0, stream_},
+    launch<softmax_kernel<T, Log>>(LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_},
                                    static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), rows, cols);
   });
 }
@@ -111,7 +87,7 @@ void CudaBackend::softmax_rows_backward(const char* kernel, const Tensor& y, con
   dispatch_float(y.dtype(), kernel, [&](auto tag) {
     using T = decltype(tag);
     launch<softmax_backward_kernel<T, Log>>(
-        LaunchShape{row_blocks(rows), kRowThreads, 0, stream_}, static_cast<const T*>(y.data_ptr()),
+        LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, static_cast<const T*>(y.data_ptr()),
         static_cast<const T*>(grad_y.data_ptr()), static_cast<T*>(grad_x.data_ptr()), rows, cols);
   });
 }

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
@@ -103,6 +104,27 @@ __device__ __forceinline__ void store_pack(T* base, int64_t i, const Pack<T>& va
   sim::check_vector_access(p, sizeof(Pack<T>), "a 16-byte vector store");
 #endif
   *p = value;
+}
+
+// Stops the kernel when a value that lives on the device (an id, a target) is out of range: the host
+// cannot check it without waiting for the GPU. The stream's next synchronize reports a sticky launch
+// failure; the simulator puts `format`'s text in that error, a GPU prints it to stdout.
+template <class... Args>
+__device__ void device_fail(const char* format, Args... args) {
+#if defined(QTUNE_CUDA_SIM)
+  char text[256];
+  std::snprintf(text, sizeof text, format, args...);
+  sim::device_fault(cudaErrorLaunchFailure, text);
+#else
+  printf(format, args...);
+  __trap();
+#endif
+}
+
+// Grid size for kernels that give one row to one block (grid-striding past the limit).
+inline unsigned blocks_for_rows(int64_t rows) {
+  constexpr int64_t max_blocks = 65535;
+  return static_cast<unsigned>(rows < 1 ? 1 : (rows < max_blocks ? rows : max_blocks));
 }
 
 }  // namespace qtune::gpu

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string_view>
+#include <utility>
 
 #include "engine/allocator.h"
 #include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
@@ -50,7 +51,7 @@ class Backend {
   virtual void pow_scalar(const Tensor& x, double exponent, const Tensor& out);
 
   // x: any shape (strided); out: x's shape with every reduced dim of size 1 (contiguous).
-  // Accumulates in f32 (f64 for f64).
+  // Accumulates in f64 and rounds once to out's dtype; NaN propagates through max, min and amax.
   virtual void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
 
   // ---- GEMM ----------------------------------------------------------------------------------------
@@ -194,6 +195,25 @@ class Backend {
   // Returns the weight group size.
   int64_t check_int8_int4_linear_args(const Tensor& codes, const Tensor& x_scale, const Tensor& x_zp,
                                       const Tensor& w_packed, const Tensor& w_scale, const Tensor& out) const;
+  // The model kernels' shape, dtype, layout and device checks, shared by the backends
+  // (engine/backend_checks.cpp). Index values (ids, targets) are checked where they live: on the host by
+  // the CPU, inside the kernel by CUDA.
+  void check_reduce_args(const Tensor& x, const Tensor& out) const;
+  // table: [V, C] (the weight, or its gradient); ids: [N] i32 or i64; rows: [N, C] of table's dtype.
+  void check_embedding_args(std::string_view kernel, const Tensor& table, const char* table_name, const Tensor& ids,
+                            const Tensor& rows, const char* rows_name) const;
+  // x, y: [N, C]; weight: [C], all one dtype; rstd: [N] f32 (f64 for f64).
+  void check_rmsnorm_args(std::string_view kernel, const Tensor& x, const Tensor& weight, const Tensor& y,
+                          const Tensor& rstd) const;
+  void check_rope_args(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& y) const;
+  void check_attention_args(std::string_view kernel, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse) const;
+  // grad_out and grad_q like q, grad_k like k, grad_v like v.
+  void check_attention_grads(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) const;
+  // logits: [N, V]; targets: [N] i64; each stat: [N] f32 (f64 for f64 logits).
+  void check_cross_entropy_args(std::string_view kernel, const Tensor& logits, const Tensor& targets,
+                                std::initializer_list<std::pair<const Tensor*, const char*>> stats) const;
   // NF4: the checks both NF4 kernels make of the stored parts of a weight of `numel` elements (the layout
   // above; f32 or bf16 factors and mean, all contiguous on this device).
   void check_nf4_parts(std::string_view kernel, int64_t numel, const Tensor& codes, const Tensor& scalers,

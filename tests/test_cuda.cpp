@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "engine/backend.h"
@@ -490,12 +491,6 @@ TEST_CASE("float8_linear on the GPU matches the CPU emulation for every recipe")
   }
 }
 
-TEST_CASE("kernels the CUDA backend lacks throw naming the kernel") {
-  const Tensor x = Tensor::zeros({2, 4}, DType::f32, kGpu), w = Tensor::ones({4}, DType::f32, kGpu);
-  CHECK_THROWS_WITH_AS(gpu().rmsnorm(x, w, 1e-6, x, Tensor::zeros({2}, DType::f32, kGpu)), doctest::Contains("rmsnorm"),
-                       Error);
-}
-
 TEST_CASE("swiglu forward and backward match the CPU") {
   for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
     CAPTURE(dtype_name(t));
@@ -557,6 +552,204 @@ TEST_CASE("softmax and log_softmax, forward and backward, match the CPU row by r
   }
   const Tensor a = Tensor::zeros({2, 3}, DType::f32, kGpu);
   CHECK_THROWS_WITH_AS(gpu().softmax(a, Tensor::zeros({2, 3}, DType::f32)), doctest::Contains("is on cpu"), Error);
+}
+
+// The tolerance of a kernel whose sums run in another order than the CPU's (and whose exp is the
+// device library's): a few ulps of the accumulation type, bf16/f16 outputs one rounding.
+double order_tolerance(DType t) { return t == DType::f64 ? 1e-11 : t == DType::f32 ? 2e-5 : 2e-2; }
+
+TEST_CASE("reduce matches the CPU over any dims of strided views, NaN included") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    CAPTURE(dtype_name(t));
+    std::vector<double> v = random_f64({6, 300, 5}, 125, -3.0, 3.0).to_vector<double>();
+    v[7] = std::numeric_limits<double>::quiet_NaN();
+    const Tensor x = Tensor::from_doubles(v, {6, 300, 5}, t), xg = x.to(kGpu);
+    // Contiguous, permuted and narrowed views, the same on both devices; every kind of reduced dims.
+    const std::function<Tensor(const Tensor&)> views[] = {[](const Tensor& a) { return a; },
+                                                          [](const Tensor& a) {
+                                                            return a.permute({2, 0, 1});
+                                                          },
+                                                          [](const Tensor& a) { return a.narrow(1, 3, 250); }};
+    for (const auto& view : views) {
+      const Tensor vc = view(x), vg = view(xg);
+      for (const std::vector<bool>& keep : {std::vector<bool>{false, false, false},
+                                            {true, false, true},
+                                            {false, true, false},
+                                            {true, true, false},
+                                            {true, true, true}}) {
+        Shape out_shape = vc.shape();
+        for (size_t d = 0; d < 3; ++d)
+          if (!keep[d]) out_shape[d] = 1;
+        for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::amax}) {
+          CAPTURE(static_cast<int>(op));
+          CAPTURE(shape_str(vc.shape()));
+          CAPTURE(shape_str(out_shape));
+          const Tensor oc = Tensor::empty(out_shape, t), og = Tensor::empty(out_shape, t, kGpu);
+          cpu().reduce(op, vc, oc);
+          gpu().reduce(op, vg, og);
+          if (op == ReduceOp::sum)
+            QTUNE_CHECK_CLOSE(og, oc, 1e-14, 1e-12);  // f64 sums in another order, rounded once
+          else
+            check_same_values(og, oc);
+        }
+      }
+    }
+  }
+  CHECK_THROWS_WITH_AS(
+      gpu().reduce(ReduceOp::sum, Tensor::zeros({2, 3}, DType::f32, kGpu), Tensor::zeros({2, 2}, DType::f32, kGpu)),
+      doctest::Contains("cannot reduce [2, 3] to [2, 2]"), Error);
+}
+
+TEST_CASE("embedding and its backward match the CPU to the bit; repeated ids sum in order") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (DType it : {DType::i64, DType::i32}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(dtype_name(it));
+      const Tensor w = random_f64({11, 70}, 126).to(t);
+      const Tensor ids = Tensor::from_vector(std::vector<int64_t>{3, 0, 10, 3, 3, 7, 0, 9, 3}, {9}).to(it);
+      const Tensor oc = Tensor::empty({9, 70}, t), og = Tensor::empty({9, 70}, t, kGpu);
+      cpu().embedding(w, ids, oc);
+      gpu().embedding(w.to(kGpu), ids.to(kGpu), og);
+      CHECK_SAME_BYTES(og, oc);
+      const Tensor g = random_f64({9, 70}, 127, -5.0, 5.0).to(t);
+      const Tensor gwc = random_f64({11, 70}, 128).to(t);  // accumulated into
+      const Tensor gwg = gwc.to(kGpu);
+      cpu().embedding_backward(g, ids, gwc);
+      gpu().embedding_backward(g.to(kGpu), ids.to(kGpu), gwg);
+      CHECK_SAME_BYTES(gwg, gwc);
+    }
+  }
+}
+
+TEST_CASE("rmsnorm forward and backward match the CPU") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (int64_t rows : {int64_t{1}, int64_t{70}, int64_t{131}}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(rows);
+      const double tol = order_tolerance(t);
+      const Tensor x = random_f64({rows, 300}, 129, -2.0, 2.0).to(t), w = random_f64({300}, 130).to(t);
+      const Tensor yc = Tensor::empty({rows, 300}, t), yg = Tensor::empty({rows, 300}, t, kGpu);
+      const DType stat = t == DType::f64 ? DType::f64 : DType::f32;
+      const Tensor rc = Tensor::empty({rows}, stat), rg = Tensor::empty({rows}, stat, kGpu);
+      cpu().rmsnorm(x, w, 1e-5, yc, rc);
+      gpu().rmsnorm(x.to(kGpu), w.to(kGpu), 1e-5, yg, rg);
+      QTUNE_CHECK_CLOSE(rg, rc, tol, tol);
+      QTUNE_CHECK_CLOSE(yg, yc, tol, tol);
+      const Tensor dy = random_f64({rows, 300}, 131).to(t);
+      const Tensor gxc = Tensor::empty({rows, 300}, t), gwc = Tensor::empty({300}, t);
+      const Tensor gxg = Tensor::empty({rows, 300}, t, kGpu), gwg = Tensor::empty({300}, t, kGpu);
+      cpu().rmsnorm_backward(dy, x, w, rc, gxc, gwc);
+      gpu().rmsnorm_backward(dy.to(kGpu), x.to(kGpu), w.to(kGpu), rc.to(kGpu), gxg, gwg);
+      QTUNE_CHECK_CLOSE(gxg, gxc, tol, tol);
+      QTUNE_CHECK_CLOSE(gwg, gwc, tol, tol * 10);  // a sum over every row
+    }
+  }
+}
+
+TEST_CASE("rope forward and inverse match the CPU to the bit, in place too") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    CAPTURE(dtype_name(t));
+    const DType table = t == DType::f64 ? DType::f64 : DType::f32;
+    const Tensor x = random_f64({2, 5, 3, 8}, 132).to(t);
+    const Tensor cos = random_f64({5, 4}, 133).to(table), sin = random_f64({5, 4}, 134).to(table);
+    for (bool inverse : {false, true}) {
+      const Tensor yc = Tensor::empty({2, 5, 3, 8}, t);
+      cpu().rope(x, cos, sin, inverse, yc);
+      const Tensor yg = x.to(kGpu);
+      gpu().rope(yg, cos.to(kGpu), sin.to(kGpu), inverse, yg);  // y aliases x
+      CHECK_SAME_BYTES(yg, yc);
+    }
+  }
+}
+
+TEST_CASE("cross_entropy forward and backward match the CPU: ignore_index, bf16 logits, a 128k vocabulary") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (int64_t vocab : {int64_t{5}, int64_t{1000}, int64_t{128256}}) {
+      if (vocab == 128256 && t == DType::f64) continue;  // the size is what this case checks, not the dtype
+      CAPTURE(dtype_name(t));
+      CAPTURE(vocab);
+      const int64_t rows = vocab > 1000 ? 3 : 9;
+      const double tol = order_tolerance(t);
+      const Tensor logits = random_f64({rows, vocab}, 135, -10.0, 10.0).to(t);
+      std::vector<int64_t> tg(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) tg[static_cast<size_t>(r)] = (r * 7919) % vocab;
+      tg[1] = -100;  // ignored
+      const Tensor targets = Tensor::from_vector(tg, {rows});
+      const DType stat = t == DType::f64 ? DType::f64 : DType::f32;
+      const Tensor lc = Tensor::empty({rows}, stat), sc = Tensor::empty({rows}, stat);
+      const Tensor lg = Tensor::empty({rows}, stat, kGpu), sg = Tensor::empty({rows}, stat, kGpu);
+      cpu().cross_entropy(logits, targets, -100, lc, sc);
+      gpu().cross_entropy(logits.to(kGpu), targets.to(kGpu), -100, lg, sg);
+      QTUNE_CHECK_CLOSE(lg, lc, tol, tol);
+      QTUNE_CHECK_CLOSE(sg, sc, tol, tol);
+      const Tensor gl = random_f64({rows}, 136).to(stat);
+      const Tensor dc = Tensor::empty({rows, vocab}, t), dg = Tensor::empty({rows, vocab}, t, kGpu);
+      cpu().cross_entropy_backward(logits, targets, -100, sc, gl, dc);
+      gpu().cross_entropy_backward(logits.to(kGpu), targets.to(kGpu), -100, sc.to(kGpu), gl.to(kGpu), dg);
+      QTUNE_CHECK_CLOSE(dg, dc, tol, tol);
+    }
+  }
+}
+
+TEST_CASE("attention forward and backward match the CPU: GQA, causal with a KV-cache offset, head dims to 256") {
+  struct Case {
+    int64_t batch, tq, tk, hq, hkv, d;
+    bool causal;
+  };
+  const Case cases[] = {{2, 37, 37, 4, 2, 16, true}, {1, 5, 70, 2, 1, 8, true},   {2, 33, 20, 2, 2, 12, false},
+                        {1, 9, 4, 1, 1, 8, true},    {1, 3, 40, 2, 2, 256, true}, {1, 0, 5, 1, 1, 8, false}};
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (const Case& c : cases) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(c.tq);
+      CAPTURE(c.tk);
+      CAPTURE(c.d);
+      const double tol = t == DType::bf16 ? 3e-2 : t == DType::f32 ? 1e-4 : 1e-10;
+      const Tensor q = random_f64({c.batch, c.tq, c.hq, c.d}, 137, -2.0, 2.0).to(t);
+      const Tensor k = random_f64({c.batch, c.tk, c.hkv, c.d}, 138, -2.0, 2.0).to(t);
+      const Tensor v = random_f64({c.batch, c.tk, c.hkv, c.d}, 139).to(t);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
+      const DType stat = t == DType::f64 ? DType::f64 : DType::f32;
+      const Tensor oc = Tensor::empty(q.shape(), t), og = Tensor::empty(q.shape(), t, kGpu);
+      const Tensor lc = Tensor::empty({c.batch, c.hq, c.tq}, stat),
+                   lg = Tensor::empty({c.batch, c.hq, c.tq}, stat, kGpu);
+      cpu().attention(q, k, v, scale, c.causal, oc, lc);
+      gpu().attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), scale, c.causal, og, lg);
+      QTUNE_CHECK_CLOSE(og, oc, tol, tol);
+      QTUNE_CHECK_CLOSE(lg, lc, tol, tol);  // -inf alike where a query sees no key (Tk < Tq)
+      const Tensor g = random_f64(q.shape(), 140).to(t);
+      const Tensor gqc = Tensor::empty(q.shape(), t), gkc = Tensor::empty(k.shape(), t),
+                   gvc = Tensor::empty(k.shape(), t);
+      const Tensor gqg = Tensor::empty(q.shape(), t, kGpu), gkg = Tensor::empty(k.shape(), t, kGpu);
+      const Tensor gvg = Tensor::empty(k.shape(), t, kGpu);
+      cpu().attention_backward(g, q, k, v, oc, lc, scale, c.causal, gqc, gkc, gvc);
+      gpu().attention_backward(g.to(kGpu), q.to(kGpu), k.to(kGpu), v.to(kGpu), oc.to(kGpu), lc.to(kGpu), scale,
+                               c.causal, gqg, gkg, gvg);
+      QTUNE_CHECK_CLOSE(gqg, gqc, tol, tol);
+      QTUNE_CHECK_CLOSE(gkg, gkc, tol, tol);
+      QTUNE_CHECK_CLOSE(gvg, gvc, tol, tol);
+    }
+  }
+  const Tensor big = Tensor::zeros({1, 2, 1, 264}, DType::f32, kGpu), lse = Tensor::empty({1, 1, 2}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().attention(big, big, big, 1.0, true, big, lse), doctest::Contains("head dim 264"), Error);
+}
+
+// Device faults: a value that lives on the GPU (an id, a target) is checked inside the kernel; a bad one
+// stops the kernel, and the error, naming the value, surfaces when the stream is next waited for. The
+// error is sticky, as a GPU's is, so each case runs in a process of its own (tests/CMakeLists.txt).
+TEST_CASE("device fault: embedding id out of range") {
+  const Tensor w = Tensor::zeros({4, 8}, DType::f32, kGpu), out = Tensor::empty({2, 8}, DType::f32, kGpu);
+  const Tensor bad = Tensor::from_vector(std::vector<int64_t>{1, 4}, {2}, kGpu);
+  gpu().embedding(w, bad, out);
+  CHECK_THROWS_WITH_AS(gpu().synchronize(),
+                       doctest::Contains("id 4 at position 1 is out of range for a vocabulary of V = 4"), Error);
+}
+
+TEST_CASE("device fault: cross_entropy target out of range") {
+  const Tensor logits = Tensor::zeros({2, 7}, DType::f32, kGpu), stat = Tensor::empty({2}, DType::f32, kGpu);
+  const Tensor bad = Tensor::from_vector(std::vector<int64_t>{0, 9}, {2}, kGpu);
+  gpu().cross_entropy(logits, bad, -100, stat, Tensor::empty({2}, DType::f32, kGpu));
+  CHECK_THROWS_WITH_AS(gpu().synchronize(), doctest::Contains("target 9 at row 1 is out of range for V = 7"), Error);
 }
 
 // QAT ------------------------------------------------------------------------------------------------------
