@@ -31,6 +31,22 @@ CLI::Validator integer_in(long long lo, long long hi) {
       fmt::format("INT in [{}, {}]", lo, hi));
 }
 
+CLI::Option* add_device_option(CLI::App* cmd, std::string& device) {
+  const CLI::Validator valid(
+      [](std::string& text) -> std::string {
+        try {
+          parse_device(text);
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "cpu|cuda|cuda:N");
+  return cmd->add_option("--device", device, "where the model runs: cpu, cuda or cuda:N")
+      ->capture_default_str()
+      ->check(valid);
+}
+
 CLI::Validator number_at_least(double lo) {
   return CLI::Validator(
       [lo](std::string& text) -> std::string {

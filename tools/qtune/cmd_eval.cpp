@@ -27,6 +27,7 @@ struct EvalArgs {
   std::string data;
   std::string task = "perplexity";
   std::string dtype = "f32";
+  std::string device = "cpu";
   int64_t seq_len = 0;
   int64_t batch_size = 0;
   int64_t limit = 0;
@@ -144,7 +145,8 @@ void dump_logits(const EvalArgs& args, models::Llama& model, const data::Tokeniz
   {
     NoGradGuard no_grad;
     EvalModeGuard eval(model);
-    logits = model.forward(Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, length}));
+    logits = model.forward(
+        Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()), {1, length}, model.options().device));
   }
   const std::vector<float> values = logits.to(DType::f32).contiguous().to_vector<float>();
   nlohmann::ordered_json out;
@@ -166,6 +168,7 @@ int run_eval(const EvalArgs& args) {
   const auto tokenizer = data::load_tokenizer(args.model_dir);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
+  load.device = parse_device(args.device);
   std::shared_ptr<models::Llama> model;
   if (!args.quantize.empty()) {
     QTUNE_CHECK(!models::read_quantization_config(args.model_dir), args.model_dir,
@@ -221,6 +224,7 @@ void add_eval_command(CLI::App& app, int& status) {
   cmd->add_option("--limit", args->limit, "score only the first N documents / examples; 0 = all")
       ->capture_default_str()
       ->check(integer_in(0, kMaxCount));
+  add_device_option(cmd, args->device);
   cmd->add_option("--dtype", args->dtype, "compute dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16"}));

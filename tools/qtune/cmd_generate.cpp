@@ -20,6 +20,7 @@ struct GenerateArgs {
   std::string adapter;    // a LoRA adapter applied un-merged
   std::string prompt;
   std::string dtype = "f32";
+  std::string device = "cpu";
   int64_t max_new_tokens = 128;
   bool max_new_tokens_given = false;  // --max-new-tokens on the command line
   double temperature = 0.8;
@@ -36,6 +37,7 @@ int run_generate(const GenerateArgs& args) {
   const auto tokenizer = data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   models::LoadOptions load;
   load.dtype = dtype_from_name(args.dtype);
+  load.device = parse_device(args.device);
   const auto model = models::load_model(args.model_dir, load);
   if (!args.adapter.empty()) models::load_adapter(*model, args.adapter);
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
@@ -109,6 +111,7 @@ void add_generate_command(CLI::App& app, int& status) {
   cmd->add_option("--dtype", args->dtype, "compute dtype: f32, bf16 or f16")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  add_device_option(cmd, args->device);
   cmd->add_flag("--no-bos", args->no_bos, "do not start the prompt with the bos token");
   cmd->callback([cmd, args, &status] {
     args->max_new_tokens_given = cmd->count("--max-new-tokens") > 0;

@@ -27,6 +27,8 @@ void recover_directory(const std::string& dir);
 CLI::Validator integer_in(long long lo, long long hi);
 inline constexpr long long kMaxCount = 2147483647;  // the bound of count options: fits every option's integer type
 CLI::Validator number_at_least(double lo);
+// --device: cpu, cuda or cuda:N (checked by parse_device, so a typo is refused before anything loads).
+CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 
 void add_version_command(CLI::App& app, int& status);
 void add_bench_command(CLI::App& app, int& status);

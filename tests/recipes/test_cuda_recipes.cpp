@@ -1,0 +1,125 @@
+// Every recipe trains with device=cuda and gives the CPU run's losses: the five recipes in f32 within
+// 1e-5 relative per step, the three float8 recipes within 1e-4, bf16 within 2e-2; then eval and generation
+// of the trained model on the GPU. Without a GPU the executable exits 77, which CTest reports as
+// SKIPPED; in CI it runs under the CUDA simulator.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "data/tokenizer.h"
+#include "engine/device.h"
+#include "models/evaluate.h"
+#include "models/generate.h"
+#include "models/hf_checkpoint.h"
+#include "models/quantized_checkpoint.h"
+#include "recipe_fixtures.h"
+#include "scratch_files.h"
+#include "tools/recipes/model_passes.h"
+#include "tools/recipes/trainer.h"
+
+using namespace qtune;
+using namespace qtune::recipes;
+using testing::tiny_run;
+
+int main(int argc, char** argv) {
+  if (!cuda_available()) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 77;
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}
+
+namespace {
+
+constexpr int kSteps = 3;
+
+// The per-step losses of a run of `overrides` on `device`.
+std::vector<double> losses_on(const testing::ScratchDir& dir, const std::string& name, const std::string& device,
+                              std::vector<std::string> overrides) {
+  overrides.insert(overrides.end(), {"device=" + device, "train.steps=" + std::to_string(kSteps)});
+  const RunConfig config = tiny_run(dir.str(name + "_" + device), overrides);
+  std::vector<double> losses;
+  TrainHooks hooks;
+  add_model_passes(config, hooks);
+  hooks.on_step = [&](const StepMetrics& m) { losses.push_back(m.loss); };
+  train(config, hooks);
+  return losses;
+}
+
+void check_same_losses(const testing::ScratchDir& dir, const std::string& name,
+                       const std::vector<std::string>& overrides, double rtol) {
+  CAPTURE(name);
+  const std::vector<double> cpu = losses_on(dir, name, "cpu", overrides);
+  const std::vector<double> gpu = losses_on(dir, name, "cuda", overrides);
+  REQUIRE(cpu.size() == static_cast<size_t>(kSteps));
+  REQUIRE(gpu.size() == cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::isfinite(gpu[i]));
+    CHECK_MESSAGE(std::fabs(gpu[i] - cpu[i]) <= rtol * std::fabs(cpu[i]), "step ", i + 1, ": cuda ", gpu[i], " cpu ",
+                  cpu[i]);
+  }
+}
+
+// A float HF directory to fine-tune (trained on the CPU).
+std::string trained_base(const testing::ScratchDir& dir) {
+  return train(tiny_run(dir.str("base"), {"train.steps=2"})).final_dir;
+}
+
+std::vector<std::string> fine_tune(const std::string& recipe, const std::string& base,
+                                   std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"recipe=" + recipe, "model.config=null", "model.path=" + base, "schedule.name=constant",
+                                "optim.lr=1e-2"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("f32: the five recipes and the three float8 recipes train on cuda with the CPU's losses") {
+  testing::ScratchDir dir("cuda_recipes_f32");
+  const std::string base = trained_base(dir);
+  check_same_losses(dir, "full", {}, 1e-5);
+  check_same_losses(dir, "qat", {"recipe=qat", "quant.fake_quant_after_n_steps=1"}, 1e-5);
+  // The GEMMs sum in another order, so an f32 value next to an fp8 rounding boundary may take the
+  // neighbouring code: one e4m3 step (2^-3 relative) on a few elements moves the loss by ~1e-5.
+  for (const char* fp8 : {"tensorwise", "rowwise", "rowwise_with_gw_hp"})
+    check_same_losses(dir, std::string("fp8_") + fp8, {std::string("fp8.recipe=") + fp8}, 1e-4);
+  check_same_losses(dir, "lora", fine_tune("lora", base), 1e-5);
+  check_same_losses(dir, "qlora", fine_tune("qlora", base), 1e-5);
+  check_same_losses(dir, "qat_lora", fine_tune("qat_lora", base, {"quant.fake_quant_after_n_steps=1"}), 1e-5);
+}
+
+TEST_CASE("bf16: full, lora and qlora train on cuda within bf16's rounding of the CPU's losses") {
+  testing::ScratchDir dir("cuda_recipes_bf16");
+  const std::string base = trained_base(dir);
+  check_same_losses(dir, "full", {"model.dtype=bf16"}, 2e-2);
+  check_same_losses(dir, "lora", fine_tune("lora", base, {"model.dtype=bf16"}), 2e-2);
+  check_same_losses(dir, "qlora", fine_tune("qlora", base, {"model.dtype=bf16"}), 2e-2);
+}
+
+TEST_CASE("a trained model evaluates and generates on cuda as on the CPU") {
+  testing::ScratchDir dir("cuda_recipes_eval");
+  const std::string base = trained_base(dir);
+  const auto tokenizer = data::load_tokenizer(base);
+  models::LoadOptions on_gpu;
+  on_gpu.device = Device::cuda(0);
+  const auto cpu_model = models::load_model(base, {});
+  const auto gpu_model = models::load_model(base, on_gpu);
+  const std::vector<std::string> docs = {"First Citizen: Before we proceed any further, hear me speak."};
+  const auto pc = models::evaluate_perplexity(*cpu_model, *tokenizer, docs, 32);
+  const auto pg = models::evaluate_perplexity(*gpu_model, *tokenizer, docs, 32);
+  REQUIRE(pc.tokens > 0);
+  CHECK(pg.tokens == pc.tokens);
+  CHECK(pg.log_likelihood == doctest::Approx(pc.log_likelihood).epsilon(1e-5));
+  models::SamplingOptions greedy;
+  greedy.max_new_tokens = 8;
+  greedy.temperature = 0;
+  const std::vector<int32_t> prompt = tokenizer->encode("First Citizen:", true);
+  CHECK(models::generate(*gpu_model, prompt, greedy) == models::generate(*cpu_model, prompt, greedy));
+}
