@@ -6,6 +6,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
 #include "engine/numerics/adamw.h"
+#include "engine/numerics/clip.h"
 
 namespace qtune::cpu {
 namespace {
@@ -115,6 +116,13 @@ void CpuBackend::squared_norm(const Tensor& x, const Tensor& out) {
   double total = 0.0;
   for (double v : partial) total += v;
   *ptr<double>(out) = total;
+}
+
+void CpuBackend::clip_by_norm(const Tensor& squares, double max_norm, const Tensor& grad) {
+  check_clip_by_norm_args(squares, grad);
+  const double norm = numerics::norm_from_squares(ptr<double>(squares), squares.numel());
+  if (!numerics::clip_applies(norm, max_norm)) return;
+  affine(grad, numerics::clip_coefficient(norm, max_norm), 0.0, grad);
 }
 
 }  // namespace qtune::cpu

@@ -76,8 +76,9 @@ void CudaBackend::copy_from_host(const void* src, const Tensor& dst) {
   check_on_device("copy_from_host", {&dst});
   if (dst.nbytes() == 0) return;
   activate();
+  if (staging_.upload(dst.data_ptr(), src, dst.nbytes(), stream_)) return;
+  // Too large to stage (loading weights): the caller may free or reuse its buffer as soon as we return.
   QTUNE_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
-  // The caller may free or reuse its buffer as soon as we return.
   QTUNE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 

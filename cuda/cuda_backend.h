@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda/caching_allocator.h"
+#include "cuda/pinned_staging.h"
 #include "engine/backend.h"
 
 namespace qtune::gpu {
@@ -70,6 +71,7 @@ class CudaBackend final : public Backend {
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,
                 double dampening, bool nesterov, double weight_decay, bool first_step) override;
   void squared_norm(const Tensor& x, const Tensor& out) override;
+  void clip_by_norm(const Tensor& squares, double max_norm, const Tensor& grad) override;
 
   // Float8
   void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) override;
@@ -107,6 +109,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   cudaStream_t stream_ = nullptr;
   CachingAllocator allocator_;
+  PinnedStaging staging_;  // host-to-device copies that return without waiting
   std::unique_ptr<LtGemm> gemm_;
 };
 

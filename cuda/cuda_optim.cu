@@ -4,6 +4,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/device_util.cuh"
 #include "engine/numerics/adamw.h"
+#include "engine/numerics/clip.h"
 
 namespace qtune::gpu {
 namespace {
@@ -123,6 +124,41 @@ void CudaBackend::squared_norm(const Tensor& x, const Tensor& out) {
   }
   launch<sum_chunks>(LaunchShape{1, kNormThreads, 0, stream_}, static_cast<const double*>(partial.data_ptr()), chunks,
                      static_cast<double*>(out.data_ptr()));
+}
+
+namespace {
+
+// Every block works out the coefficient from the squared norms (a few hundred values, read in order), so
+// the norm never leaves the device; the gradient is then scaled as the affine kernel would.
+template <class T>
+__global__ void clip_by_norm_kernel(const double* squares, int64_t count, double max_norm, T* grad, int64_t n) {
+  using A = acc_t<T>;
+  QTUNE_SHARED(float, coef, 1);
+  QTUNE_SHARED(int, applies, 1);
+  if (threadIdx.x == 0) {
+    const double norm = numerics::norm_from_squares(squares, count);
+    applies[0] = numerics::clip_applies(norm, max_norm);
+    coef[0] = numerics::clip_coefficient(norm, max_norm);
+  }
+  __syncthreads();
+  if (!applies[0]) return;
+  const A alpha = static_cast<A>(static_cast<double>(coef[0]));
+  for (int64_t i = thread_index(); i < n; i += thread_count()) store(grad + i, alpha * load(grad + i) + A(0));
+}
+
+}  // namespace
+
+void CudaBackend::clip_by_norm(const Tensor& squares, double max_norm, const Tensor& grad) {
+  check_clip_by_norm_args(squares, grad);
+  const int64_t n = grad.numel();
+  if (n == 0) return;
+  activate();
+  dispatch_float(grad.dtype(), "clip_by_norm", [&](auto tag) {
+    using T = decltype(tag);
+    launch<clip_by_norm_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_},
+                                   static_cast<const double*>(squares.data_ptr()), squares.numel(), max_norm,
+                                   static_cast<T*>(grad.data_ptr()), n);
+  });
 }
 
 }  // namespace qtune::gpu

@@ -59,6 +59,7 @@ void Backend::sgd_step(const Tensor&, const Tensor&, const Tensor&, double, doub
   unsupported("sgd_step");
 }
 void Backend::squared_norm(const Tensor&, const Tensor&) { unsupported("squared_norm"); }
+void Backend::clip_by_norm(const Tensor&, double, const Tensor&) { unsupported("clip_by_norm"); }
 // Float8
 void Backend::fp8_scale(const Tensor&, double, bool, const Tensor&) { unsupported("fp8_scale"); }
 void Backend::fp8_quantize(const Tensor&, const Tensor&, const Tensor&) { unsupported("fp8_quantize"); }

@@ -121,6 +121,10 @@ class Backend {
   // f64) within fixed blocks of elements and the block sums in f64 in order, so the result depends on
   // the size alone, never on the thread count: gradient clipping stays reproducible.
   virtual void squared_norm(const Tensor& x, const Tensor& out);
+  // Global-norm clipping of one gradient (engine/numerics/clip.h): squares: [k] f64, every gradient's
+  // squared_norm; grad (any floating dtype, contiguous) *= the clip coefficient of their norm, in place, when
+  // numerics::clip_applies. Reads `squares` on the device, so nothing waits for the norm.
+  virtual void clip_by_norm(const Tensor& squares, double max_norm, const Tensor& grad);
 
   // ---- float8 (docs/numerics.md §3) ---------------------------------------------------------------- // Float8
   // x: [R, C] floating; scale: f32 [R, 1] (one per row), [1, C] (one per column) or [1, 1] (one per
@@ -199,6 +203,7 @@ class Backend {
   // (engine/backend_checks.cpp). Index values (ids, targets) are checked where they live: on the host by
   // the CPU, inside the kernel by CUDA.
   void check_reduce_args(const Tensor& x, const Tensor& out) const;
+  void check_clip_by_norm_args(const Tensor& squares, const Tensor& grad) const;
   // table: [V, C] (the weight, or its gradient); ids: [N] i32 or i64; rows: [N, C] of table's dtype.
   void check_embedding_args(std::string_view kernel, const Tensor& table, const char* table_name, const Tensor& ids,
                             const Tensor& rows, const char* rows_name) const;

@@ -13,6 +13,18 @@ DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; 
 
 }  // namespace
 
+void Backend::check_clip_by_norm_args(const Tensor& squares, const Tensor& grad) const {
+  QTUNE_CHECK(squares.dim() == 1 && squares.dtype() == DType::f64 && squares.is_contiguous(),
+              "clip_by_norm: squares must be a contiguous 1-D f64 tensor, got ", shape_str(squares.shape()), " ",
+              dtype_name(squares.dtype()));
+  const DType dt = grad.dtype();
+  QTUNE_CHECK(dt == DType::f64 || dt == DType::f32 || dt == DType::bf16 || dt == DType::f16,
+              "clip_by_norm: the gradient must be floating, got ", dtype_name(dt));
+  QTUNE_CHECK(grad.is_contiguous(), "clip_by_norm: the gradient must be contiguous (shape ", shape_str(grad.shape()),
+              ")");
+  check_on_device("clip_by_norm", {&squares, &grad});
+}
+
 void Backend::check_reduce_args(const Tensor& x, const Tensor& out) const {
   QTUNE_CHECK(x.dim() == out.dim(), "reduce: output rank ", out.dim(), " differs from input rank ", x.dim(),
               " (keep reduced dims as size 1)");

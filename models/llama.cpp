@@ -1,7 +1,9 @@
 #include "models/llama.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
@@ -157,10 +159,8 @@ Tensor LlamaModel::forward(const Tensor& tokens, KVCache* cache) {
   QTUNE_CHECK(start + tokens.size(1) <= config_.max_position_embeddings, "Llama: the input reaches position ",
               start + tokens.size(1) - 1, ", past the model's context of ", config_.max_position_embeddings,
               " positions (max_position_embeddings in config.json): use shorter sequences");
-  const DType table_dtype = options_.dtype == DType::f64 ? DType::f64 : DType::f32;
   // One table for every layer: positions continue after the cached ones.
-  const auto [cos, sin] = ops::rope_tables(start, tokens.size(1), config_.resolved_head_dim(), config_.rope_theta,
-                                           config_.rope_scaling, table_dtype, options_.device);
+  const auto [cos, sin] = rope_rows(start, tokens.size(1));
 
   Tensor h = embed_tokens->forward(tokens.to(options_.device));
   const bool recompute =
@@ -232,10 +232,26 @@ Tensor Llama::forward(const Tensor& tokens, KVCache* cache) {
   return ops::linear(hidden, embed.weight());
 }
 
+std::pair<Tensor, Tensor> LlamaModel::rope_rows(int64_t start, int64_t length) {
+  const int64_t end = start + length;
+  if (!rope_cos_.defined() || rope_cos_.size(0) < end) {
+    int64_t rows = std::max<int64_t>(64, rope_cos_.defined() ? rope_cos_.size(0) : 0);
+    while (rows < end) rows *= 2;
+    rows = std::max(end, std::min(rows, config_.max_position_embeddings));
+    const DType table_dtype = options_.dtype == DType::f64 ? DType::f64 : DType::f32;
+    std::tie(rope_cos_, rope_sin_) = ops::rope_tables(0, rows, config_.resolved_head_dim(), config_.rope_theta,
+                                                      config_.rope_scaling, table_dtype, options_.device);
+  }
+  return {rope_cos_.narrow(0, start, length), rope_sin_.narrow(0, start, length)};
+}
+
 Tensor Llama::loss(const Tensor& tokens, const Tensor& targets) {
   QTUNE_CHECK(targets.shape() == tokens.shape(), "Llama::loss: targets ", shape_str(targets.shape()),
               " must match tokens ", shape_str(tokens.shape()));
-  return ops::cross_entropy(forward(tokens), targets.to(DType::i64).to(options_.device));
+  // Counted while the targets are still on the host: the loss then needs nothing back from a GPU.
+  const Tensor host_targets = targets.to(DType::i64);
+  const int64_t counted = host_targets.device().is_cpu() ? ops::count_targets(host_targets) : -1;
+  return ops::cross_entropy(forward(tokens), host_targets.to(options_.device), -100, counted);
 }
 
 }  // namespace qtune::models

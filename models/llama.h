@@ -9,6 +9,7 @@
 //   lm_head.weight                                     [vocab, hidden] (absent when tied)
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "engine/module.h"
@@ -68,8 +69,14 @@ class LlamaModel : public Module {  // "model." prefix
   ModulePtr embed_tokens, layers, norm;  // layers: ModuleList of LlamaDecoderLayer
 
  private:
+  // cos/sin of positions [start, start + length) on the model's device: rows of one table that grows
+  // (doubling, up to the context) when a longer one is needed, so a forward neither builds nor uploads
+  // tables. The rows are those rope_tables(start, length) would build.
+  std::pair<Tensor, Tensor> rope_rows(int64_t start, int64_t length);
+
   LlamaConfig config_;
   LlamaOptions options_;
+  Tensor rope_cos_, rope_sin_;  // [P, head_dim / 2], positions 0..P-1
 };
 
 class Llama : public Module {  // LlamaForCausalLM

@@ -46,10 +46,17 @@ Tensor cross_entropy_per_position(const Tensor& logits, const Tensor& targets, i
   return row_losses(logits, targets, ignore_index).loss.view(targets.shape());
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
-  const RowLosses r = row_losses(logits, targets, ignore_index);
+int64_t count_targets(const Tensor& targets, int64_t ignore_index) {
   int64_t count = 0;
-  for (int64_t t : r.tg.to_vector<int64_t>()) count += t != ignore_index;
+  for (int64_t t : targets.to_vector<int64_t>()) count += t != ignore_index;
+  return count;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, int64_t counted) {
+  const RowLosses r = row_losses(logits, targets, ignore_index);
+  QTUNE_CHECK(counted >= -1 && counted <= r.tg.numel(), "cross_entropy: counted = ", counted, " targets of ",
+              r.tg.numel());
+  const int64_t count = counted >= 0 ? counted : count_targets(r.tg, ignore_index);
   // The mean over counted rows; ignored rows hold 0, and no counted row means a loss of 0.
   const double inv_count = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
   Tensor loss;

@@ -10,7 +10,13 @@ namespace qtune::ops {
 // whose target is not ignore_index, as a 0-d tensor (f32 for f32/bf16/f16 logits, f64 for f64).
 // When every position is ignored the loss is 0 and the gradient is zero (never NaN). A target
 // outside [0, V) other than ignore_index throws naming the target and V.
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// `counted`: the number of targets that are not ignore_index when the caller already knows it (counted
+// on the host with count_targets before the targets went to the GPU), which spares reading them back, a
+// synchronization; -1: counted here.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100, int64_t counted = -1);
+
+// The targets that are not ignore_index (read on the host: a synchronization for GPU targets).
+int64_t count_targets(const Tensor& targets, int64_t ignore_index = -100);
 
 // The same per position, without autograd (for scoring, e.g. log-likelihoods in evaluation): the
 // negative log-likelihood of each target, with the shape of `targets` (f32; f64 for f64 logits), 0 where

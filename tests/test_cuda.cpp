@@ -440,6 +440,25 @@ TEST_CASE("squared_norm matches the CPU and is deterministic") {
 }
 
 // Float8
+TEST_CASE("clip_by_norm clips on the device as the CPU does, bit for bit, and leaves finite-less norms alone") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (double max_norm : {0.5, 1e6, 0.0}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(max_norm);
+      const Tensor g = random_f64({1000}, 141, -1.0, 1.0).to(t);
+      const Tensor squares = Tensor::from_vector(std::vector<double>{3.0, 0.25, 7.5}, {3});
+      const Tensor gc = g.clone(), gg = g.to(kGpu);
+      cpu().clip_by_norm(squares, max_norm, gc);
+      gpu().clip_by_norm(squares.to(kGpu), max_norm, gg);
+      CHECK_SAME_BYTES(gg, gc);
+      CHECK((bytes_of(gc) == bytes_of(g)) == (max_norm != 0.5));  // clipped only below the norm
+    }
+  }
+  const Tensor g = Tensor::ones({8}, DType::f32, kGpu);
+  gpu().clip_by_norm(Tensor::from_vector(std::vector<double>{1.0, INFINITY}, {2}, kGpu), 0.5, g);
+  CHECK(g.to_vector<float>() == std::vector<float>(8, 1.0f));
+}
+
 TEST_CASE("fp8_scale and fp8_quantize match the CPU to the bit: every group, format, dtype and pow2") {
   // With the specials (a NaN or infinity makes its group's scale NaN or 0 on both sides) and without.
   std::vector<float> finite_values = tricky_f32(37 * 300, 81).to_vector<float>();

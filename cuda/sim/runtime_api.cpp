@@ -10,6 +10,7 @@
 
 #include "cuda/sim/device_memory.h"
 #include "cuda/sim/errors.h"
+#include "cuda/sim/host_waits.h"
 #include "cuda/sim/settings.h"
 #include "cuda/sim/streams.h"
 
@@ -176,7 +177,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return drain_device(current_device()); }
+cudaError_t cudaDeviceSynchronize() {
+  count_host_wait();
+  return drain_device(current_device());
+}
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   QTUNE_SIM_RETURN_IF_STICKY();
@@ -202,6 +206,7 @@ cudaError_t cudaFree(void* ptr) {
   if (!a || a->device < 0 || a->begin != reinterpret_cast<uintptr_t>(ptr))
     return fail(cudaErrorInvalidValue, "cudaFree(" + pointer_str(ptr) + "): not an allocation of cudaMalloc");
   // cudaFree waits for the device, so no queued work still uses the memory.
+  count_host_wait();
   drain_device(a->device);
   device_free(ptr);
   return sticky_error();
@@ -218,6 +223,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) { return cudaMallo
 cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   // Pinned memory may be the source or target of queued copies.
+  count_host_wait();
   for (int d = 0; d < device_count(); ++d) drain_device(d);
   if (!pinned_free(ptr))
     return fail(cudaErrorInvalidValue, "cudaFreeHost(" + pointer_str(ptr) + "): not pinned memory");
@@ -229,6 +235,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (bytes == 0) return cudaSuccess;
   if (const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return e;
   // Synchronous with respect to the legacy default stream, which waits for the device's other work.
+  count_host_wait();
   if (const cudaError_t e = drain_device(current_device()); e != cudaSuccess) return e;
   DeviceAccess access;
   std::memmove(dst, src, bytes);
@@ -250,6 +257,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   }
   if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, bytes)) {
     // Into pageable memory the call returns only once the copy is done.
+    count_host_wait();
     enqueue(s, [dst, src, bytes] { return copy_now(dst, src, bytes); });
     return drain(s);
   }
@@ -296,6 +304,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   CUstream_st* s = resolve_stream(stream);
   if (s == nullptr) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: not a stream");
+  count_host_wait();
   return drain(s);
 }
 
@@ -346,6 +355,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!is_event(event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not an event");
+  count_host_wait();
   if (event->recorded && !event->completed) return drain(event->stream);
   return sticky_error();
 }

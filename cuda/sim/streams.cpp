@@ -1,5 +1,7 @@
 #include "cuda/sim/streams.h"
 
+#include <atomic>
+
 #include <memory>
 #include <mutex>
 #include <set>
@@ -7,6 +9,7 @@
 
 #include "cuda/sim/device_memory.h"
 #include "cuda/sim/errors.h"
+#include "cuda/sim/host_waits.h"
 #include "cuda/sim/settings.h"
 
 namespace qtune::sim {
@@ -152,5 +155,12 @@ cudaError_t drain_device(int device) {
   for (CUstream_st* stream : streams) drain(stream);
   return sticky_error();
 }
+
+namespace {
+std::atomic<uint64_t> host_waits{0};
+}  // namespace
+
+uint64_t host_wait_count() { return host_waits.load(); }
+void count_host_wait() { host_waits.fetch_add(1); }
 
 }  // namespace qtune::sim

@@ -20,6 +20,9 @@
 #include "scratch_files.h"
 #include "tools/recipes/model_passes.h"
 #include "tools/recipes/trainer.h"
+#if defined(QTUNE_CUDA_SIM)
+#include "cuda/sim/host_waits.h"
+#endif
 
 using namespace qtune;
 using namespace qtune::recipes;
@@ -123,3 +126,42 @@ TEST_CASE("a trained model evaluates and generates on cuda as on the CPU") {
   const std::vector<int32_t> prompt = tokenizer->encode("First Citizen:", true);
   CHECK(models::generate(*gpu_model, prompt, greedy) == models::generate(*cpu_model, prompt, greedy));
 }
+
+#if defined(QTUNE_CUDA_SIM)
+// Only the simulator counts the host's waits; on a GPU this is what a profiler's timeline shows.
+TEST_CASE("a training step queues its work without waiting for the GPU: one wait per logging interval") {
+  testing::ScratchDir dir("cuda_recipes_waits");
+  const std::string base = trained_base(dir);
+  const struct {
+    const char* name;
+    std::vector<std::string> overrides;
+  } runs[] = {{"full", {}},
+              {"qat", {"recipe=qat", "quant.fake_quant_after_n_steps=0"}},
+              {"fp8", {"fp8.recipe=rowwise"}},
+              {"lora", fine_tune("lora", base)},
+              {"qlora", fine_tune("qlora", base)},
+              {"qat_lora", fine_tune("qat_lora", base, {"quant.fake_quant_after_n_steps=0"})}};
+  for (const auto& run : runs) {
+    CAPTURE(std::string(run.name));
+    std::vector<std::string> overrides = run.overrides;
+    overrides.insert(overrides.end(), {"device=cuda", "train.steps=8", "train.log_every=4", "optim.grad_clip=0.5"});
+    const RunConfig config = tiny_run(dir.str(std::string("waits_") + run.name), overrides);
+    std::vector<uint64_t> waits_at_start;  // host waits so far when step k + 1 starts
+    TrainHooks hooks;
+    add_model_passes(config, hooks);
+    const auto pass_before = hooks.before_step;
+    hooks.before_step = [&](models::Llama& model, int64_t done) {
+      waits_at_start.push_back(sim::host_wait_count());
+      if (pass_before) pass_before(model, done);
+    };
+    train(config, hooks);
+    REQUIRE(waits_at_start.size() == 8);
+    // Steps 2, 3 and 4 and steps 6, 7 and 8 start right after a step that was not read back.
+    for (size_t k : {1, 2, 3, 5, 6, 7})
+      CHECK_MESSAGE(waits_at_start[k] == waits_at_start[k - 1], "the host waited ",
+                    waits_at_start[k] - waits_at_start[k - 1], " time(s) in step ", k);
+    // Reading 4 steps' losses and gradient norms back: one transfer (the copy, then the stream's end).
+    CHECK(waits_at_start[4] - waits_at_start[3] <= 2);
+  }
+}
+#endif

@@ -7,6 +7,8 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "data/tokenizer.h"
 #include "engine/allocator.h"
@@ -17,6 +19,7 @@
 #include "engine/io/file_fingerprint.h"
 #include "engine/io/staged_directory.h"
 #include "engine/module.h"
+#include "engine/numerics/clip.h"
 #include "engine/rng.h"
 #include "models/hf_checkpoint.h"
 #include "ops/elementwise.h"
@@ -69,23 +72,42 @@ optim::LrSchedule make_schedule(const RunConfig& config, int64_t total) {
   return optim::LrSchedule(config.optim.lr, options);
 }
 
-struct Gradients {
-  double loss = 0;     // mean of the micro-batch losses
+// The values of `parts` (any floating dtype and shape, on `device`), in order, read back to the host in one
+// transfer: every number of a logging interval costs the GPU a single wait.
+std::vector<double> read_back(const std::vector<Tensor>& parts, Device device) {
+  int64_t total = 0;
+  for (const Tensor& t : parts) total += t.numel();
+  const Tensor gathered = Tensor::empty({total}, DType::f64, device);
+  int64_t at = 0;
+  for (const Tensor& t : parts) {
+    gathered.narrow(0, at, t.numel()).copy_(t.reshape({t.numel()}));
+    at += t.numel();
+  }
+  return gathered.to_vector<double>();
+}
+
+// A step taken whose numbers are still where they were computed: the loop reads them only when it logs,
+// evaluates or saves, so the steps in between queue their work on a GPU without waiting for it.
+struct PendingStep {
+  int64_t step = 0;
+  double lr = 0;
+  std::vector<Tensor> losses;  // one 0-d loss per micro-batch, detached
+  optim::GradNorm grad_norm;
   int64_t tokens = 0;  // positions fed to the model
+  uint64_t peak_mem_bytes = 0;
 };
 
 // Backward over `accum` micro-batches, each loss scaled by 1/accum, so the gradients are those of their mean.
-Gradients accumulate_gradients(models::Llama& model, data::DataLoader& loader, int64_t accum, Device device) {
-  Gradients g;
+// The targets stay on the host (the loss counts them there); the tokens go up as an asynchronous copy.
+void accumulate_gradients(models::Llama& model, data::DataLoader& loader, int64_t accum, Device device,
+                          PendingStep& s) {
   for (int64_t micro = 0; micro < accum; ++micro) {
     const data::Batch batch = loader.next();
-    const Tensor loss = model.loss(batch.tokens.to(device), batch.targets.to(device));
-    g.loss += loss.item();
-    g.tokens += batch.tokens.numel();
+    const Tensor loss = model.loss(batch.tokens.to(device), batch.targets);
+    s.losses.push_back(loss.detach());
+    s.tokens += batch.tokens.numel();
     (accum == 1 ? loss : loss * (1.0 / double(accum))).backward();
   }
-  g.loss /= double(accum);
-  return g;
 }
 
 // Throws when output_dir holds something a restart from step 0 would overwrite: a final/ model, or step_<N>
@@ -260,35 +282,74 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   };
 
   const int64_t start_step = p.step;
+  std::vector<PendingStep> pending;
+  auto t_interval = clock::now();
+  // Reads the pending steps' losses and gradient norms (on a GPU the one wait of the interval), checks them,
+  // then logs each step; tokens/s is the interval's, timed once everything in it has run.
+  const auto read_pending = [&] {
+    if (pending.empty()) return;
+    std::vector<Tensor> parts;
+    for (const PendingStep& s : pending) {
+      parts.insert(parts.end(), s.losses.begin(), s.losses.end());
+      parts.insert(parts.end(), s.grad_norm.squares().begin(), s.grad_norm.squares().end());
+    }
+    const std::vector<double> read = read_back(parts, device);
+    std::vector<std::pair<double, double>> values;  // loss, gradient norm
+    int64_t tokens = 0;
+    size_t at = 0;
+    for (const PendingStep& s : pending) {
+      // The mean of the micro-batch losses, summed in order; the norm of every gradient's squared norm.
+      double loss = 0;
+      for (size_t i = 0; i < s.losses.size(); ++i) loss += read[at++];
+      int64_t squares = 0;
+      for (const Tensor& t : s.grad_norm.squares()) squares += t.numel();
+      values.emplace_back(loss / double(s.losses.size()), numerics::norm_from_squares(read.data() + at, squares));
+      at += static_cast<size_t>(squares);
+      tokens += s.tokens;
+      QTUNE_CHECK(std::isfinite(values.back().first) && std::isfinite(values.back().second), "step ", s.step,
+                  ": the loss (", values.back().first, ") or the gradient norm (", values.back().second,
+                  ") is not finite; lower optim.lr, add schedule.warmup_steps, or keep optim.grad_clip on");
+    }
+    const double tokens_per_s = double(tokens) / std::max(seconds_since(t_interval), 1e-9);
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const PendingStep& s = pending[i];
+      StepMetrics m;
+      m.step = s.step;
+      m.total_steps = total;
+      m.loss = values[i].first;
+      m.lr = s.lr;
+      m.grad_norm = values[i].second;
+      m.tokens_per_s = tokens_per_s;
+      m.elapsed_s = p.elapsed_before + seconds_since(t_start);
+      m.peak_mem_bytes = s.peak_mem_bytes;
+      p.loss = m.loss;
+      if (s.step % config.train.log_every == 0 || s.step == total) metrics.log_step(m);
+      if (hooks.on_step) hooks.on_step(m);
+    }
+    pending.clear();
+    t_interval = clock::now();
+  };
   model->train();
   for (int64_t step = p.step + 1; step <= total; ++step) {
-    const auto t_step = clock::now();
-    const double lr = schedule.lr_at(step - 1);
-    optimizer->set_lr(lr);
+    PendingStep s;
+    s.step = step;
+    s.lr = schedule.lr_at(step - 1);
+    optimizer->set_lr(s.lr);
     if (hooks.before_step) hooks.before_step(*model, step - 1);
-    const Gradients g = accumulate_gradients(*model, loader, config.train.grad_accum, device);
-    const double grad_norm = optim::clip_grad_norm(params, config.optim.grad_clip);
-    QTUNE_CHECK(std::isfinite(g.loss) && std::isfinite(grad_norm), "step ", step, ": the loss (", g.loss,
-                ") or the gradient norm (", grad_norm,
-                ") is not finite; lower optim.lr, add schedule.warmup_steps, or keep optim.grad_clip on");
+    accumulate_gradients(*model, loader, config.train.grad_accum, device, s);
+    s.grad_norm = optim::clip_grad_norm_queued(params, config.optim.grad_clip);
     optimizer->step();
     optimizer->zero_grad();
+    s.peak_mem_bytes = memory_stats(device).peak_allocated;
     p.step = step;
-    p.loss = g.loss;
+    pending.push_back(std::move(s));
 
-    StepMetrics m;
-    m.step = step;
-    m.total_steps = total;
-    m.loss = g.loss;
-    m.lr = lr;
-    m.grad_norm = grad_norm;
-    m.tokens_per_s = double(g.tokens) / std::max(seconds_since(t_step), 1e-9);
-    m.elapsed_s = p.elapsed_before + seconds_since(t_start);
-    m.peak_mem_bytes = memory_stats(device).peak_allocated;
-    if (step % config.train.log_every == 0 || step == total) metrics.log_step(m);
-    if (hooks.on_step) hooks.on_step(m);
-    if (eval_loader && config.train.eval_every > 0 && step % config.train.eval_every == 0) run_eval(step);
-    if (config.train.save_every > 0 && step % config.train.save_every == 0 && step != total) save(step);
+    const bool log = step % config.train.log_every == 0 || step == total;
+    const bool evaluate_now = eval_loader && config.train.eval_every > 0 && step % config.train.eval_every == 0;
+    const bool save_now = config.train.save_every > 0 && step % config.train.save_every == 0 && step != total;
+    if (log || evaluate_now || save_now) read_pending();
+    if (evaluate_now) run_eval(step);
+    if (save_now) save(step);
   }
   const double train_seconds = seconds_since(t_start);
   if (eval_loader && p.eval_step != total) run_eval(total);
