@@ -58,6 +58,8 @@ class CpuBackend final : public Backend {
   // Float8
   void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) override;
   void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes) override;
+  void fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                const Tensor& out) override;
 
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;

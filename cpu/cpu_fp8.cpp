@@ -6,6 +6,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "engine/numerics/fp8.h"
 #include "engine/numerics/fp8_scale.h"
 
 namespace qtune::cpu {
@@ -74,6 +75,38 @@ void CpuBackend::fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor
       }
     });
   });
+}
+
+namespace {
+
+// codes: [R, K] fp8; scale: [1, 1] or [R, 1] -> [R, K] f32 values.
+Tensor dequantize_rows(const Tensor& codes, const Tensor& scale) {
+  const Tensor out = Tensor::empty(codes.shape(), DType::f32);
+  const int64_t rows = codes.size(0), cols = codes.size(1);
+  const uint8_t* c = static_cast<const uint8_t*>(codes.data_ptr());
+  const float* s = ptr<float>(scale);
+  float* o = ptr<float>(out);
+  const bool e4m3 = codes.dtype() == DType::f8_e4m3, per_row = scale.size(0) > 1;
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t k = 0; k < cols; ++k)
+        o[r * cols + k] = numerics::fp8_dequantize(c[r * cols + k], e4m3, s[per_row ? r : 0]);
+  });
+  return out;
+}
+
+}  // namespace
+
+// Emulated: both operands dequantized to f32, then the f32 GEMM (what an fp8 GEMM with f32 accumulation
+// computes, in another summation order).
+void CpuBackend::fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                          const Tensor& out) {
+  check_fp8_gemm_args(a, a_scale, b, b_scale, out);
+  const int64_t m = a.size(0), n = b.size(0), k = a.size(1);
+  const Tensor product = out.dtype() == DType::f32 ? out : Tensor::empty(out.shape(), DType::f32);
+  gemm(dequantize_rows(a, a_scale).view({1, m, k}), false, dequantize_rows(b, b_scale).view({1, n, k}), true,
+       product.view({1, m, n}), 1.0, 0.0);
+  if (product.data_ptr() != out.data_ptr()) copy(product, out);
 }
 
 }  // namespace qtune::cpu

@@ -26,6 +26,12 @@ struct LtTypes {
   cudaDataType_t scale;
 };
 
+cudaDataType_t fp8_type(DType t) {
+  QTUNE_CHECK(t == DType::f8_e4m3 || t == DType::f8_e5m2, "fp8 GEMM: operands must be f8_e4m3 or f8_e5m2, got ",
+              dtype_name(t));
+  return t == DType::f8_e4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
+}
+
 LtTypes lt_types(DType t) {
   switch (t) {
     // CUBLAS_COMPUTE_32F (not *_FAST_TF32): f32 GEMMs stay exact f32 so they match the CPU.
@@ -70,7 +76,7 @@ GemmProblem check_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   QTUNE_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: operands must be [batch, rows, cols], got ",
               shape_str(a.shape()), ", ", shape_str(b.shape()), ", ", shape_str(c.shape()));
   GemmProblem p;
-  p.dtype = c.dtype();
+  p.dtype = p.a_dtype = p.b_dtype = c.dtype();
   p.trans_a = trans_a;
   p.trans_b = trans_b;
   p.batch = c.size(0);
@@ -131,11 +137,31 @@ LtGemm::~LtGemm() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
-LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::array<uint32_t, 3>& alignments) {
+LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist) {
+  const Key key = {static_cast<int64_t>(p.dtype) | (p.trans_a ? 256 : 0) | (p.trans_b ? 512 : 0) |
+                       (static_cast<int64_t>(p.a_dtype) << 10) | (static_cast<int64_t>(p.b_dtype) << 18),
+                   p.batch,
+                   p.m,
+                   p.n,
+                   p.k,
+                   p.lda,
+                   p.ldb,
+                   p.ldc,
+                   p.batch_stride_a,
+                   p.batch_stride_b,
+                   p.batch_stride_c,
+                   alignments[0],
+                   alignments[1],
+                   alignments[2],
+                   0,
+                   0};
   auto it = plans_.find(key);
-  if (it != plans_.end()) return *it->second;
+  if (it != plans_.end()) return it->second.get();
 
   const LtTypes types = lt_types(p.dtype);
+  const bool fp8 = p.a_dtype != p.dtype;
+  const cudaDataType_t type_a = fp8 ? fp8_type(p.a_dtype) : types.data;
+  const cudaDataType_t type_b = fp8 ? fp8_type(p.b_dtype) : types.data;
   auto plan = std::make_unique<Plan>();
   QTUNE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, types.compute, types.scale));
   // cuBLASLt's A is our b and its B our a (see the header).
@@ -144,8 +170,8 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::
   QTUNE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
   QTUNE_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
-  plan->a = make_layout(types.data, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.batch_stride_b);
-  plan->b = make_layout(types.data, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.batch_stride_a);
+  plan->a = make_layout(type_b, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.batch_stride_b);
+  plan->b = make_layout(type_a, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.batch_stride_a);
   plan->c = make_layout(types.data, p.n, p.m, p.ldc, p.batch, p.batch_stride_c);
 
   cublasLtMatmulPreference_t raw_pref = nullptr;
@@ -168,12 +194,13 @@ LtGemm::Plan& LtGemm::plan_for(const Key& key, const GemmProblem& p, const std::
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c,
                                                                pref.get(), 1, &result, &found);
+  if (!must_exist && (status != CUBLAS_STATUS_SUCCESS || found == 0)) return nullptr;
   QTUNE_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0, "gemm: cuBLASLt has no algorithm for ", dtype_name(p.dtype),
               " batch ", p.batch, " m ", p.m, " n ", p.n, " k ", p.k, (p.trans_a ? " a^T" : ""),
               (p.trans_b ? " b^T" : ""), " (lda ", p.lda, ", ldb ", p.ldb, ", ldc ", p.ldc,
               "): ", cublasLtGetStatusString(status));
   plan->algo = result.algo;
-  return *plans_.emplace(key, std::move(plan)).first->second;
+  return plans_.emplace(key, std::move(plan)).first->second.get();
 }
 
 void LtGemm::run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta,
@@ -184,30 +211,33 @@ void LtGemm::run(const GemmProblem& p, const void* a, const void* b, void* c, do
   const std::array<uint32_t, 3> alignments = {alignment_of(a, p.batch_stride_a * elem),
                                               alignment_of(b, p.batch_stride_b * elem),
                                               alignment_of(c, p.batch_stride_c * elem)};
-  const Key key = {static_cast<int64_t>(p.dtype) | (p.trans_a ? 256 : 0) | (p.trans_b ? 512 : 0),
-                   p.batch,
-                   p.m,
-                   p.n,
-                   p.k,
-                   p.lda,
-                   p.ldb,
-                   p.ldc,
-                   p.batch_stride_a,
-                   p.batch_stride_b,
-                   p.batch_stride_c,
-                   alignments[0],
-                   alignments[1],
-                   alignments[2],
-                   0,
-                   0};
   std::lock_guard<std::mutex> lock(mutex_);
-  Plan& plan = plan_for(key, p, alignments);
+  Plan& plan = *plan_for(p, alignments, true);
   const float alpha32 = static_cast<float>(alpha), beta32 = static_cast<float>(beta);
   const bool wide = p.dtype == DType::f64;
   const void* alpha_ptr = wide ? static_cast<const void*>(&alpha) : &alpha32;
   const void* beta_ptr = wide ? static_cast<const void*>(&beta) : &beta32;
   QTUNE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan.op, alpha_ptr, b, plan.a, a, plan.b, beta_ptr, c, plan.c, c, plan.c,
                                     &plan.algo, workspace_, workspace_bytes_, stream));
+}
+
+bool LtGemm::run_fp8(const GemmProblem& p, const void* a, const void* b, void* c, const float* a_dequant,
+                     const float* b_dequant, cudaStream_t stream) {
+  QTUNE_CHECK(!p.trans_a && p.trans_b && p.batch == 1 && p.k > 0, "fp8 GEMM: expects a [M, K] and b [N, K] (TN), got ",
+              p.trans_a ? "a^T " : "", p.trans_b ? "" : "b untransposed ", "batch ", p.batch, ", k ", p.k);
+  const std::array<uint32_t, 3> alignments = {alignment_of(a, 0), alignment_of(b, 0), alignment_of(c, 0)};
+  std::lock_guard<std::mutex> lock(mutex_);
+  Plan* plan = plan_for(p, alignments, false);
+  if (plan == nullptr) return false;
+  // cuBLASLt's A is our b and its B our a; the scale pointers are read when the GEMM runs.
+  QTUNE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_dequant, sizeof b_dequant));
+  QTUNE_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_dequant, sizeof a_dequant));
+  const float alpha = 1.0f, beta = 0.0f;
+  QTUNE_CUBLAS_CHECK(cublasLtMatmul(handle_, plan->op, &alpha, b, plan->a, a, plan->b, &beta, c, plan->c, c, plan->c,
+                                    &plan->algo, workspace_, workspace_bytes_, stream));
+  return true;
 }
 
 }  // namespace qtune::gpu

@@ -17,7 +17,8 @@ namespace qtune::gpu {
 
 // A validated Backend::gemm call: sizes, row strides (ld) and batch strides in elements.
 struct GemmProblem {
-  DType dtype = DType::f32;
+  DType dtype = DType::f32;                          // c's
+  DType a_dtype = DType::f32, b_dtype = DType::f32;  // the operands': c's, or fp8 in an fp8 GEMM
   bool trans_a = false, trans_b = false;
   int64_t batch = 0, m = 0, n = 0, k = 0;
   int64_t lda = 0, ldb = 0, ldc = 0;
@@ -36,11 +37,19 @@ class LtGemm {
 
   // c = alpha * op(a) @ op(b) + beta * c on `stream`; p.k must be > 0.
   void run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta, cudaStream_t stream);
+  // The fp8 GEMM c[M, N] = (a[M, K] * a_dequant) (b[N, K] * b_dequant)^T with f32 accumulation: p has
+  // trans_b set and fp8 a_dtype/b_dtype (the "TN" layout, K-major operands); a_dequant and b_dequant point
+  // to one f32 each on the device (cuBLASLt's scales multiply the codes). Returns false, queueing nothing,
+  // when cuBLASLt has no algorithm for these shapes and alignments.
+  bool run_fp8(const GemmProblem& p, const void* a, const void* b, void* c, const float* a_dequant,
+               const float* b_dequant, cudaStream_t stream);
 
  private:
   struct Plan;
   using Key = std::array<int64_t, 16>;
-  Plan& plan_for(const Key& key, const GemmProblem& p, const std::array<uint32_t, 3>& alignments);
+  // The cached plan of a problem, made on first use; nullptr when cuBLASLt has no algorithm and
+  // `must_exist` is false (true: throws naming the problem).
+  Plan* plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;

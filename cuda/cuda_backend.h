@@ -76,6 +76,10 @@ class CudaBackend final : public Backend {
   // Float8
   void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) override;
   void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes) override;
+  // cuBLASLt's fp8 GEMM for tensorwise scales; per-row scales are dequantized and multiplied in f32
+  // (cuBLASLt's outer-vector scaling is not used yet).
+  void fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                const Tensor& out) override;
 
   void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high) override;
   void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;

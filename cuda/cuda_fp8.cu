@@ -1,7 +1,9 @@
 // Float8 scaling and quantization (docs/numerics.md §3) over the scalar numerics the CPU uses
 // (engine/numerics/fp8.h, fp8_scale.h), so the codes and scales match the CPU's to the bit.
+#include "cuda/cublaslt_gemm.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_util.cuh"
+#include "engine/numerics/fp8.h"
 #include "engine/numerics/fp8_scale.h"
 
 namespace qtune::gpu {
@@ -47,6 +49,21 @@ __global__ void quantize_kernel(const T* x, const float* scale, int64_t rows, in
   }
 }
 
+// cuBLASLt's scales multiply the codes: the reciprocals of qtune's multiplier scales, computed where they are.
+__global__ void dequant_factors(const float* a_scale, const float* b_scale, float* factors) {
+  if (threadIdx.x == 0) {
+    factors[0] = 1.0f / a_scale[0];
+    factors[1] = 1.0f / b_scale[0];
+  }
+}
+
+// codes: [R, K]; scale: one per tensor or per row -> out: [R, K] f32, as the CPU dequantizes.
+__global__ void dequantize_kernel(const uint8_t* codes, const float* scale, bool e4m3, bool per_row, int64_t rows,
+                                  int64_t cols, float* out) {
+  for (int64_t i = thread_index(); i < rows * cols; i += thread_count())
+    out[i] = numerics::fp8_dequantize(codes[i], e4m3, scale[per_row ? i / cols : 0]);
+}
+
 bool per_row(const Tensor& x, const Tensor& scale) { return scale.size(0) == x.size(0) && scale.size(0) > 1; }
 bool per_col(const Tensor& x, const Tensor& scale) { return scale.size(1) == x.size(1) && scale.size(1) > 1; }
 
@@ -85,6 +102,47 @@ void CudaBackend::fp8_quantize(const Tensor& x, const Tensor& scale, const Tenso
                                                  x.size(1), per_row(x, scale), per_col(x, scale), out);
     }
   });
+}
+
+void CudaBackend::fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                           const Tensor& out) {
+  check_fp8_gemm_args(a, a_scale, b, b_scale, out);
+  const int64_t m = a.size(0), n = b.size(0), k = a.size(1);
+  if (m == 0 || n == 0) return;
+  if (k == 0) return fill(out, 0.0);
+  activate();
+  if (a_scale.numel() == 1 && b_scale.numel() == 1) {
+    GemmProblem p;
+    p.dtype = out.dtype();
+    p.a_dtype = a.dtype();
+    p.b_dtype = b.dtype();
+    p.trans_b = true;
+    p.batch = 1;
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.lda = p.ldb = k;
+    p.ldc = n;
+    // Freed at return while the GEMM may still run: safe, as all of the device's work is on one stream.
+    const Tensor factors = Tensor::empty({2}, DType::f32, device());
+    float* f = static_cast<float*>(factors.data_ptr());
+    launch<dequant_factors>(LaunchShape{1, 32, 0, stream_}, static_cast<const float*>(a_scale.data_ptr()),
+                            static_cast<const float*>(b_scale.data_ptr()), f);
+    if (gemm_->run_fp8(p, a.data_ptr(), b.data_ptr(), out.data_ptr(), f, f + 1, stream_)) return;
+  }
+  // Per-row scales, or shapes cuBLASLt's fp8 kernels refuse (K or N not a multiple of 16): dequantized
+  // operands through the f32 GEMM, as the CPU computes it.
+  auto dequantize = [&](const Tensor& codes, const Tensor& scale) {
+    const Tensor values = Tensor::empty({1, codes.size(0), codes.size(1)}, DType::f32, device());
+    launch<dequantize_kernel>(LaunchShape{blocks_for(codes.numel()), kThreads, 0, stream_},
+                              static_cast<const uint8_t*>(codes.data_ptr()),
+                              static_cast<const float*>(scale.data_ptr()), codes.dtype() == DType::f8_e4m3,
+                              scale.numel() > 1, codes.size(0), codes.size(1), static_cast<float*>(values.data_ptr()));
+    return values;
+  };
+  const Tensor product = out.dtype() == DType::f32 ? out : Tensor::empty(out.shape(), DType::f32, device());
+  gemm(dequantize(a, a_scale), false, dequantize(b, b_scale), true, product.view({1, m, n}), 1.0, 0.0);
+  if (product.data_ptr() != out.data_ptr()) copy(product, out);
 }
 
 }  // namespace qtune::gpu

@@ -63,6 +63,9 @@ void Backend::clip_by_norm(const Tensor&, double, const Tensor&) { unsupported("
 // Float8
 void Backend::fp8_scale(const Tensor&, double, bool, const Tensor&) { unsupported("fp8_scale"); }
 void Backend::fp8_quantize(const Tensor&, const Tensor&, const Tensor&) { unsupported("fp8_quantize"); }
+void Backend::fp8_gemm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("fp8_gemm");
+}
 void Backend::fill_uniform(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_uniform"); }
 void Backend::fill_normal(const Tensor&, uint64_t, uint64_t, double, double) { unsupported("fill_normal"); }
 void Backend::dropout(const Tensor&, double, uint64_t, uint64_t, const Tensor&) { unsupported("dropout"); }

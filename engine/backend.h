@@ -133,6 +133,12 @@ class Backend {
   // x: [R, C] floating; scale: as fp8_scale's; codes: [R, C] f8_e4m3 or f8_e5m2 = fp8(x * scale), the
   // product in f32 (f64 for f64 x), saturated to the format's max.
   virtual void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes);
+  // The fp8 GEMM: out = (a / a_scale) @ (b / b_scale)^T with f32 accumulation, rounded once to out's dtype.
+  // a: [M, K] and b: [N, K] fp8 codes (e4m3 or e5m2, not both e5m2), K-major (contiguous), as fp8 tensor
+  // cores take them; a_scale: f32 [1, 1] or [M, 1], b_scale: f32 [1, 1] or [N, 1] (fp8_scale's multipliers:
+  // code = x * scale); out: [M, N] f32, bf16 or f16 (contiguous).
+  virtual void fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                        const Tensor& out);
 
   // ---- randomness (Philox, engine/numerics/philox.h) -------------------------------------------------
   virtual void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double low, double high);
@@ -181,6 +187,8 @@ class Backend {
   // Float8: x [R, C] floating and contiguous on this device; scale f32 [R, 1], [1, C] or [1, 1]
   // (contiguous); codes (when defined) [R, C] f8_e4m3 or f8_e5m2 (contiguous).
   void check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const;
+  void check_fp8_gemm_args(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                           const Tensor& out) const;
   // Every defined tensor lives on this backend's device: a kernel handed another device's memory would
   // read it as its own.
   void check_on_device(std::string_view kernel, std::initializer_list<const Tensor*> tensors) const;

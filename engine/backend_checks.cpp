@@ -13,6 +13,28 @@ DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; 
 
 }  // namespace
 
+void Backend::check_fp8_gemm_args(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
+                                  const Tensor& out) const {
+  auto is_fp8 = [](const Tensor& t) { return t.dtype() == DType::f8_e4m3 || t.dtype() == DType::f8_e5m2; };
+  QTUNE_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "fp8_gemm: a ", shape_str(a.shape()), " and b ",
+              shape_str(b.shape()), " must be [M, K] and [N, K]");
+  QTUNE_CHECK(is_fp8(a) && is_fp8(b) && !(a.dtype() == DType::f8_e5m2 && b.dtype() == DType::f8_e5m2),
+              "fp8_gemm: a and b must be f8_e4m3 or f8_e5m2, not both e5m2 (got ", dtype_name(a.dtype()), ", ",
+              dtype_name(b.dtype()), ")");
+  for (auto [scale, rows, name] : {std::tuple{&a_scale, a.size(0), "a_scale"}, {&b_scale, b.size(0), "b_scale"}})
+    QTUNE_CHECK(scale->dtype() == DType::f32 && scale->dim() == 2 && scale->size(1) == 1 &&
+                    (scale->size(0) == 1 || scale->size(0) == rows),
+                "fp8_gemm: ", name, " must be f32 [1, 1] or [", rows, ", 1], got ", shape_str(scale->shape()), " ",
+                dtype_name(scale->dtype()));
+  QTUNE_CHECK(out.shape() == Shape({a.size(0), b.size(0)}), "fp8_gemm: out ", shape_str(out.shape()), " must be [",
+              a.size(0), ", ", b.size(0), "]");
+  QTUNE_CHECK(out.dtype() == DType::f32 || out.dtype() == DType::bf16 || out.dtype() == DType::f16,
+              "fp8_gemm: out must be f32, bf16 or f16, got ", dtype_name(out.dtype()));
+  for (auto [t, name] : {std::pair{&a, "a"}, {&b, "b"}, {&a_scale, "a_scale"}, {&b_scale, "b_scale"}, {&out, "out"}})
+    QTUNE_CHECK(t->is_contiguous(), "fp8_gemm: ", name, " must be contiguous (shape ", shape_str(t->shape()), ")");
+  check_on_device("fp8_gemm", {&a, &a_scale, &b, &b_scale, &out});
+}
+
 void Backend::check_clip_by_norm_args(const Tensor& squares, const Tensor& grad) const {
   QTUNE_CHECK(squares.dim() == 1 && squares.dtype() == DType::f64 && squares.is_contiguous(),
               "clip_by_norm: squares must be a contiguous 1-D f64 tensor, got ", shape_str(squares.shape()), " ",

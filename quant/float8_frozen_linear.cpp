@@ -69,13 +69,25 @@ Tensor Float8FrozenLinear::forward(const Tensor& x) {
   Tensor y;
   {
     NoGradGuard no_grad;
-    y = ops::matmul(fp8_round_trip(x2, casts.output.a, pow2), dequantize_fp8(w), false, true).to(x.dtype());
+    QTUNE_CHECK(casts.output.a.has_value(), "Float8FrozenLinear: the recipe keeps the forward in high precision");
+    y = fp8_matmul(quantize_fp8(x2, k_major_cast(*casts.output.a), pow2), w, x.dtype());
   }
   if (autograd::needs_grad({x})) {
     autograd::record("float8_frozen_linear", {x}, {y},
                      [w, casts, pow2, dtype = x.dtype(), x_shape = x.shape()](const std::vector<Tensor>& g) {
+                       NoGradGuard no_grad;
                        const Tensor dy = g[0].contiguous();  // [N, out]
-                       const Tensor dx = ops::matmul(fp8_round_trip(dy, casts.grad_input.a, pow2), dequantize_fp8(w));
+                       Tensor dx;
+                       if (w.scale.numel() == 1) {
+                         // dx [N, in] = dy [N, out] @ (W^T [in, out])^T on the 1-byte codes, transposed.
+                         QTUNE_CHECK(casts.grad_input.a.has_value(), "Float8FrozenLinear: no fp8 cast for dy");
+                         dx = fp8_matmul(quantize_fp8(dy, k_major_cast(*casts.grad_input.a), pow2),
+                                         transpose_tensorwise(w), dtype);
+                       } else {
+                         // Per-row weight scales run along dx's reduction: no fp8 GEMM takes those, so the
+                         // weight is dequantized for this product (the emulation of every device).
+                         dx = ops::matmul(fp8_round_trip(dy, casts.grad_input.a, pow2), dequantize_fp8(w));
+                       }
                        return std::vector<Tensor>{dx.to(dtype).view(x_shape)};
                      });
   }

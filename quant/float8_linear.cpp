@@ -1,5 +1,6 @@
 #include "quant/float8_linear.h"
 
+#include <optional>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -16,16 +17,14 @@ constexpr Fp8Cast kE5m2Tensor{Fp8Format::e5m2, ScaleGroup::tensor};
 constexpr Fp8Cast kE4m3Row{Fp8Format::e4m3, ScaleGroup::row};
 constexpr Fp8Cast kE4m3Column{Fp8Format::e4m3, ScaleGroup::column};
 
-// a: [m, k] (or [k, m] when trans_a), b: [k, n] ([n, k] when trans_b), each cast as `casts` says, then
-// multiplied with f32 accumulation; -> [m, n] in `out_dtype`. The scale groups in the recipe table are
-// along each operand's reduction dim.
-Tensor float8_gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Float8GemmCasts& casts,
-                   bool pow2_scales, DType out_dtype) {
-  QTUNE_CHECK(casts.a.has_value() == casts.b.has_value(), "float8 GEMM: mixed fp8 and high-precision operands");
-  if (!casts.a) return ops::matmul(a, b, trans_a, trans_b).to(out_dtype);
-  const Tensor qa = dequantize_fp8(quantize_fp8(a, *casts.a, pow2_scales));
-  const Tensor qb = dequantize_fp8(quantize_fp8(b, *casts.b, pow2_scales));
-  return ops::matmul(qa, qb, trans_a, trans_b).to(out_dtype);
+// The K-major form of an operand stored as t ([K, R]: its transpose), cast as `cast` says; `done`, the
+// same t quantized as stored with `done_cast`, is reused when both casts are tensorwise of one format.
+Fp8Tensor quantize_transposed(const Tensor& t, Fp8Cast cast, bool pow2_scales, const Fp8Tensor* done,
+                              Fp8Cast done_cast) {
+  if (done != nullptr && cast.group == ScaleGroup::tensor && done_cast.group == ScaleGroup::tensor &&
+      cast.format == done_cast.format)
+    return transpose_tensorwise(*done);
+  return quantize_fp8(t.transpose(0, 1).contiguous(), k_major_cast(cast), pow2_scales);
 }
 
 }  // namespace
@@ -58,22 +57,41 @@ Tensor float8_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   const int64_t in = weight.size(1), out_features = weight.size(0);
   const Tensor x2 = x.detach().reshape({-1, in}), w = weight.detach();  // x2: [N, in]
   Tensor y;
+  Fp8Tensor qx, qw;  // [N, in] and [out, in]: K-major as they are
   {
     NoGradGuard no_grad;
-    y = float8_gemm(x2, false, w, true, casts.output, pow2_scales, x.dtype());  // [N, out]
+    qx = quantize_fp8(x2, k_major_cast(*casts.output.a), pow2_scales);
+    qw = quantize_fp8(w, k_major_cast(*casts.output.b), pow2_scales);
+    y = fp8_matmul(qx, qw, x.dtype());  // [N, out]
   }
   if (autograd::needs_grad({x, weight})) {
     const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
-    autograd::record("float8_linear", {x, weight}, {y},
-                     [x2, w, casts, pow2_scales, need_x, need_w, x_shape = x.shape()](const std::vector<Tensor>& g) {
-                       const Tensor dy = g[0].contiguous();  // [N, out]
-                       Tensor dx, dw;
-                       if (need_x) {
-                         dx = float8_gemm(dy, false, w, false, casts.grad_input, pow2_scales, x2.dtype()).view(x_shape);
-                       }
-                       if (need_w) dw = float8_gemm(dy, true, x2, false, casts.grad_weight, pow2_scales, w.dtype());
-                       return std::vector<Tensor>{dx, dw};
-                     });
+    autograd::record(
+        "float8_linear", {x, weight}, {y},
+        [x2, w, qx, qw, casts, pow2_scales, need_x, need_w, x_shape = x.shape()](const std::vector<Tensor>& g) {
+          NoGradGuard no_grad;
+          const Tensor dy = g[0].contiguous();  // [N, out]
+          Tensor dx, dw;
+          std::optional<Fp8Tensor> qdy;  // dy cast for dx, reused by dW when the casts agree
+          if (need_x) {
+            // dx [N, in] = dy [N, out] @ (W^T [in, out])^T
+            qdy = quantize_fp8(dy, k_major_cast(*casts.grad_input.a), pow2_scales);
+            const Fp8Tensor qwt = quantize_transposed(w, *casts.grad_input.b, pow2_scales, &qw, *casts.output.b);
+            dx = fp8_matmul(*qdy, qwt, x2.dtype()).view(x_shape);
+          }
+          if (need_w) {
+            if (!casts.grad_weight.a) {
+              dw = ops::matmul(dy, x2, true, false).to(w.dtype());  // high precision (rowwise_with_gw_hp)
+            } else {
+              // dW [out, in] = dy^T [out, N] @ (x^T [in, N])^T
+              const Fp8Tensor qdyt = quantize_transposed(dy, *casts.grad_weight.a, pow2_scales, qdy ? &*qdy : nullptr,
+                                                         *casts.grad_input.a);
+              const Fp8Tensor qxt = quantize_transposed(x2, *casts.grad_weight.b, pow2_scales, &qx, *casts.output.a);
+              dw = fp8_matmul(qdyt, qxt, w.dtype());
+            }
+          }
+          return std::vector<Tensor>{dx, dw};
+        });
   }
   if (bias.defined()) {
     QTUNE_CHECK(bias.dim() == 1 && bias.size(0) == out_features, "float8_linear: bias ", shape_str(bias.shape()),

@@ -1,8 +1,10 @@
 #pragma once
 // Float8 training of a linear layer (docs/numerics.md §3, torchao's Float8Linear): the three GEMMs of
-// y = x W^T + b run on operands cast through fp8 with dynamic scales, per the recipe's table. Without
-// fp8 GEMM hardware (the CPU) each GEMM is emulated: both operands are quantized and dequantized, then
-// multiplied in f32 -- the same function an fp8 GEMM with f32 accumulation computes.
+// y = x W^T + b run on operands cast through fp8 with dynamic scales, per the recipe's table, through
+// Backend::fp8_gemm on K-major operands: cuBLASLt's fp8 tensor-core GEMM on a GPU (tensorwise scales), an
+// emulation elsewhere (both operands dequantized, then multiplied in f32 -- the function an fp8 GEMM with
+// f32 accumulation computes). With tensorwise scales the backward reuses the forward's fp8 x and W
+// (transposed) instead of quantizing them again.
 #include <cstdint>
 #include <optional>
 

@@ -28,6 +28,20 @@ Fp8Tensor quantize_fp8(const Tensor& x, Fp8Cast cast, bool pow2_scales) {
   return q;
 }
 
+Tensor fp8_matmul(const Fp8Tensor& a, const Fp8Tensor& b, DType out_dtype) {
+  const bool direct = out_dtype == DType::f32 || out_dtype == DType::bf16 || out_dtype == DType::f16;
+  const Tensor out =
+      Tensor::empty({a.codes.size(0), b.codes.size(0)}, direct ? out_dtype : DType::f32, a.codes.device());
+  backend_for(out.device()).fp8_gemm(a.codes, a.scale, b.codes, b.scale, out);
+  return direct ? out : out.to(out_dtype);
+}
+
+Fp8Tensor transpose_tensorwise(const Fp8Tensor& q) {
+  QTUNE_CHECK(q.scale.numel() == 1, "transpose_tensorwise: the scale must be one per tensor, got ",
+              shape_str(q.scale.shape()));
+  return {q.codes.transpose(0, 1).contiguous(), q.scale};
+}
+
 Tensor dequantize_fp8(const Fp8Tensor& q) {
   NoGradGuard no_grad;
   return ops::div(q.codes.to(DType::f32), q.scale);

@@ -14,6 +14,9 @@
 
 #include "engine/backend.h"
 #include "quant/float8_linear.h"  // Float8
+#if defined(QTUNE_CUDA_SIM)
+#include "cuda/sim/observe.h"
+#endif
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -488,6 +491,54 @@ TEST_CASE("fp8_scale and fp8_quantize match the CPU to the bit: every group, for
       }
     }
   }
+}
+
+TEST_CASE("fp8_gemm matches the CPU's emulation: cuBLASLt for tensorwise scales, per-row scales, odd shapes") {
+  struct Case {
+    int64_t m, n, k;
+    DType fa, fb;
+    bool rows;
+  };
+  const Case cases[] = {{20, 48, 64, DType::f8_e4m3, DType::f8_e4m3, false},
+                        {20, 48, 64, DType::f8_e5m2, DType::f8_e4m3, false},
+                        {33, 32, 96, DType::f8_e4m3, DType::f8_e4m3, true},
+                        {7, 5, 40, DType::f8_e4m3, DType::f8_e5m2, false}};  // K, N: no cuBLASLt fp8 kernel
+  for (const Case& c : cases) {
+    for (DType out_dtype : {DType::f32, DType::bf16}) {
+      CAPTURE(c.m);
+      CAPTURE(c.k);
+      CAPTURE(c.rows);
+      CAPTURE(dtype_name(out_dtype));
+      const Tensor x = random_f64({c.m, c.k}, 142, -3.0, 3.0).to(DType::f32);
+      const Tensor w = random_f64({c.n, c.k}, 143, -0.5, 0.5).to(DType::f32);
+      auto quantize = [&](const Tensor& t, DType format) {
+        const double max = format == DType::f8_e4m3 ? 448.0 : 57344.0;
+        const Tensor scale = Tensor::empty({c.rows ? t.size(0) : 1, 1}, DType::f32);
+        const Tensor codes = Tensor::empty(t.shape(), format);
+        cpu().fp8_scale(t, max, false, scale);
+        cpu().fp8_quantize(t, scale, codes);
+        return std::pair{codes, scale};
+      };
+      const auto [qa, sa] = quantize(x, c.fa);
+      const auto [qb, sb] = quantize(w, c.fb);
+      const Tensor oc = Tensor::empty({c.m, c.n}, out_dtype), og = Tensor::empty({c.m, c.n}, out_dtype, kGpu);
+      cpu().fp8_gemm(qa, sa, qb, sb, oc);
+#if defined(QTUNE_CUDA_SIM)
+      const uint64_t before = sim::fp8_matmul_count();
+#endif
+      gpu().fp8_gemm(qa.to(kGpu), sa.to(kGpu), qb.to(kGpu), sb.to(kGpu), og);
+#if defined(QTUNE_CUDA_SIM)
+      // Tensorwise scales and multiples of 16 reach cuBLASLt's fp8 GEMM; the rest its f32 GEMM.
+      CHECK(sim::fp8_matmul_count() - before == (!c.rows && c.k % 16 == 0 && c.n % 16 == 0 ? 1u : 0u));
+#endif
+      // Products of codes scaled once against values dequantized one by one: a few f32 ulps of the sums.
+      const double tol = out_dtype == DType::f32 ? 1e-5 : 1e-2;
+      QTUNE_CHECK_CLOSE(og, oc, tol, tol);
+    }
+  }
+  const Tensor a = Tensor::zeros({4, 32}, DType::f8_e5m2, kGpu), s = Tensor::ones({1, 1}, DType::f32, kGpu);
+  CHECK_THROWS_WITH_AS(gpu().fp8_gemm(a, s, a, s, Tensor::empty({4, 4}, DType::f32, kGpu)),
+                       doctest::Contains("not both e5m2"), Error);
 }
 
 TEST_CASE("float8_linear on the GPU matches the CPU emulation for every recipe") {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cuda/sim/device_memory.h"
+#include "cuda/sim/observe.h"
 #include "cuda/sim/streams.h"
 #include "engine/numerics/bf16.h"
 #include "engine/numerics/f16.h"
@@ -445,6 +446,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
   const double alpha = wide ? *static_cast<const double*>(alpha_ptr) : *static_cast<const float*>(alpha_ptr);
   const double beta = wide ? *static_cast<const double*>(beta_ptr) : *static_cast<const float*>(beta_ptr);
   const auto la = *a_layout, lb = *b_layout, lc = *c_layout, ld = *d_layout;
+  if (is_fp8(la.type)) qtune::sim::count_fp8_matmul();
   qtune::sim::enqueue(s, [=] {
     const bool fp8 = is_fp8(la.type);
     const float scale_ab = (op.a_scale != nullptr ? *op.a_scale : 1.0f) * (op.b_scale != nullptr ? *op.b_scale : 1.0f);

@@ -10,7 +10,7 @@
 
 #include "cuda/sim/device_memory.h"
 #include "cuda/sim/errors.h"
-#include "cuda/sim/host_waits.h"
+#include "cuda/sim/observe.h"
 #include "cuda/sim/settings.h"
 #include "cuda/sim/streams.h"
 

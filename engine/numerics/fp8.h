@@ -66,4 +66,10 @@ QTUNE_HD uint8_t f32_to_e5m2(float x) { return encode_fp8<E5M2>(x); }
 QTUNE_HD float e4m3_to_f32(uint8_t c) { return decode_fp8<E4M3>(c); }
 QTUNE_HD float e5m2_to_f32(uint8_t c) { return decode_fp8<E5M2>(c); }
 
+// The value a code stands for under a multiplier scale (code = x * scale): one f32 division, as the CPU's
+// emulated fp8 GEMM dequantizes its operands.
+QTUNE_HD float fp8_dequantize(uint8_t code, bool e4m3, float scale) {
+  return (e4m3 ? e4m3_to_f32(code) : e5m2_to_f32(code)) / scale;
+}
+
 }  // namespace qtune::numerics

@@ -21,7 +21,7 @@
 #include "tools/recipes/model_passes.h"
 #include "tools/recipes/trainer.h"
 #if defined(QTUNE_CUDA_SIM)
-#include "cuda/sim/host_waits.h"
+#include "cuda/sim/observe.h"
 #endif
 
 using namespace qtune;
@@ -137,7 +137,8 @@ TEST_CASE("a training step queues its work without waiting for the GPU: one wait
     std::vector<std::string> overrides;
   } runs[] = {{"full", {}},
               {"qat", {"recipe=qat", "quant.fake_quant_after_n_steps=0"}},
-              {"fp8", {"fp8.recipe=rowwise"}},
+              {"fp8_rowwise", {"fp8.recipe=rowwise"}},
+              {"fp8_tensorwise", {"fp8.recipe=tensorwise"}},
               {"lora", fine_tune("lora", base)},
               {"qlora", fine_tune("qlora", base)},
               {"qat_lora", fine_tune("qat_lora", base, {"quant.fake_quant_after_n_steps=0"})}};
@@ -154,7 +155,10 @@ TEST_CASE("a training step queues its work without waiting for the GPU: one wait
       waits_at_start.push_back(sim::host_wait_count());
       if (pass_before) pass_before(model, done);
     };
+    const uint64_t fp8_gemms = sim::fp8_matmul_count();
     train(config, hooks);
+    // Tensorwise float8 runs its GEMMs (forward and both gradients) on cuBLASLt's fp8 kernels.
+    if (std::string(run.name) == "fp8_tensorwise") CHECK(sim::fp8_matmul_count() - fp8_gemms >= 8 * 3 * 7);
     REQUIRE(waits_at_start.size() == 8);
     // Steps 2, 3 and 4 and steps 6, 7 and 8 start right after a step that was not read back.
     for (size_t k : {1, 2, 3, 5, 6, 7})

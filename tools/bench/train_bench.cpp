@@ -34,28 +34,34 @@ struct Timed {
   double wall = 0, cpu = 0;
 };
 
-// Runs f once and returns its wall and per-thread CPU seconds.
+// The H100/H200 SXM dense bf16 tensor-core rate, the reference MFU of GPU runs.
+constexpr double kHopperBf16Tflops = 790.0;
+
+// Runs f once on `device` and returns its wall and per-thread CPU seconds; a GPU is waited for, so the
+// time is that of the work f queued.
 template <class F>
-Timed measure(F&& f) {
+Timed measure(Device device, F&& f) {
   const double cpu0 = process_cpu_seconds();
   const auto t0 = Clock::now();
   f();
+  backend_for(device).synchronize();
   return {seconds_since(t0), (process_cpu_seconds() - cpu0) / worker_threads()};
 }
 
-// Best f32 GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T through backend_for(cpu).gemm: the call a linear layer's
-// forward makes. Repeats until ~0.5 s of timed work (at least 5 runs) so small shapes are not one sample;
-// the best run is the one least disturbed by other processes.
-Timed time_gemm(int64_t m, int64_t n, int64_t k) {
-  Backend& cpu = backend_for(Device::cpu());
-  const Tensor a = Tensor::empty({1, m, k}), b = Tensor::empty({1, n, k}), c = Tensor::empty({1, m, n});
-  cpu.fill_uniform(a, 1, 0, -1.0, 1.0);
-  cpu.fill_uniform(b, 2, 0, -1.0, 1.0);
-  cpu.gemm(a, false, b, true, c, 1.0, 0.0);  // warm-up: page faults, library dispatch
+// Best GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T in `dtype` through backend_for(device).gemm: the call a linear
+// layer's forward makes. Repeats until ~0.5 s of timed work (at least 5 runs) so small shapes are not one
+// sample; the best run is the one least disturbed by other processes.
+Timed time_gemm(int64_t m, int64_t n, int64_t k, DType dtype, Device device) {
+  Backend& be = backend_for(device);
+  const Tensor a = Tensor::empty({1, m, k}, dtype, device), b = Tensor::empty({1, n, k}, dtype, device);
+  const Tensor c = Tensor::empty({1, m, n}, dtype, device);
+  be.fill_uniform(a, 1, 0, -1.0, 1.0);
+  be.fill_uniform(b, 2, 0, -1.0, 1.0);
+  measure(device, [&] { be.gemm(a, false, b, true, c, 1.0, 0.0); });  // warm-up: page faults, library dispatch
   Timed best{1e30, 1e30};
   double total = 0;
   for (int i = 0; i < 100 && (i < 5 || total < 0.5); ++i) {
-    const Timed t = measure([&] { cpu.gemm(a, false, b, true, c, 1.0, 0.0); });
+    const Timed t = measure(device, [&] { be.gemm(a, false, b, true, c, 1.0, 0.0); });
     best = {std::min(best.wall, t.wall), std::min(best.cpu, t.cpu)};
     total += t.wall;
   }
@@ -120,7 +126,8 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
     std::printf("QAT: linears (lm_head excluded) fake-quantized with %s, %lld weights per scale\n", o.qat.c_str(),
                 (long long)quant::group_size_of(qat_scheme(o)));
   }
-  if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe (emulated fp8 GEMMs)\n", o.fp8.c_str());
+  if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe\n", o.fp8.c_str());
+  std::printf("device: %s\n", o.device.c_str());
   std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",
               wait_env ? wait_env : "(unset)");
   const double embed = double(o.vocab) * double(o.hidden);
@@ -137,7 +144,7 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
 
 // The GEMM shapes of this model's linears at this step's token count; returns the best rate among them
 // as the machine's peak (by wall clock and by CPU time).
-Timed measure_gemm_peak(const TrainBenchOptions& o) {
+Timed measure_gemm_peak(const TrainBenchOptions& o, DType dtype, Device device) {
   const int64_t tokens = o.batch * o.seq, c = o.hidden;
   const int64_t kv = (o.kv_heads > 0 ? o.kv_heads : o.heads) * (o.hidden / o.heads);
   struct Shape {
@@ -149,12 +156,13 @@ Timed measure_gemm_peak(const TrainBenchOptions& o) {
                                {"down proj", tokens, c, o.ffn},
                                {"lm head", tokens, o.vocab, c}};
   if (kv != c) shapes.insert(shapes.begin() + 1, Shape{"k/v proj", tokens, kv, c});
-  std::printf("measured GEMM peak: f32 C[M,N] = A[M,K] @ B[N,K]^T through backend_for(cpu).gemm, best run\n\n");
+  std::printf("measured GEMM peak: %s C[M,N] = A[M,K] @ B[N,K]^T through backend_for(%s).gemm, best run\n\n",
+              std::string(dtype_name(dtype)).c_str(), device.str().c_str());
   std::printf("| GEMM | M x N x K | GFLOP/s | GFLOP/s by CPU time |\n|---|---|---|---|\n");
   Timed peak;
   const char* peak_what = "";
   for (const Shape& s : shapes) {
-    const Timed rate = time_gemm(s.m, s.n, s.k);
+    const Timed rate = time_gemm(s.m, s.n, s.k, dtype, device);
     std::printf("| %s | %lldx%lldx%lld | %.1f | %.1f |\n", s.what, (long long)s.m, (long long)s.n, (long long)s.k,
                 rate.wall, rate.cpu);
     if (rate.wall > peak.wall) peak_what = s.what;
@@ -184,6 +192,7 @@ TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, in
 int run_train_bench(const TrainBenchOptions& o) {
   models::LlamaConfig config = config_of(o);
   DType dtype;
+  Device device;
   try {
     QTUNE_CHECK(o.steps >= 1 && o.warmup >= 0, "train bench: steps must be >= 1 and warmup >= 0 (got ", o.steps, ", ",
                 o.warmup, ")");
@@ -191,6 +200,9 @@ int run_train_bench(const TrainBenchOptions& o) {
     dtype = dtype_from_name(o.dtype);
     QTUNE_CHECK(dtype == DType::f32 || dtype == DType::bf16, "train bench: dtype must be f32 or bf16, got ", o.dtype);
     config.validate();
+    device = parse_device(o.device);
+    QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "train bench: device ", o.device,
+                ": no such CUDA device here (", cuda_device_count(), " found)");
     QTUNE_CHECK(o.qat.empty() || o.fp8.empty(), "train bench: --qat and --fp8 do not combine");
     if (!o.qat.empty()) qat_scheme(o);
     if (!o.fp8.empty()) quant::parse_float8_recipe(o.fp8);
@@ -200,25 +212,27 @@ int run_train_bench(const TrainBenchOptions& o) {
   }
   const TrainFlops flops = train_step_flops(config, o.batch, o.seq);
   print_header(o, config, flops);
-  const Timed peak = measure_gemm_peak(o);
+  // The CPU's peak is that of its f32 GEMM (bf16 GEMMs widen to f32 there); a GPU's that of the model's dtype.
+  const Timed peak = measure_gemm_peak(o, device.is_cpu() ? DType::f32 : dtype, device);
 
-  models::Llama model(config, {.dtype = dtype, .seed = 0, .activation_checkpointing = o.activation_checkpointing});
+  models::Llama model(
+      config, {.dtype = dtype, .device = device, .seed = 0, .activation_checkpointing = o.activation_checkpointing});
   if (!o.qat.empty()) quant::quantize_(model, {qat_scheme(o), quant::QATStep::Prepare});
   if (!o.fp8.empty()) {
     quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(o.fp8)));
   }
   optim::AdamW opt(model.parameters(), {.lr = 1e-4});
-  const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1);
+  const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1).to(device);
   const Tensor targets = random_tokens(o.batch, o.seq, o.vocab, 2);
 
-  reset_peak_memory(Device::cpu());
+  reset_peak_memory(device);
   std::vector<Phase> phases = {
       {"forward (incl. loss)", {}, {}}, {"backward", {}, {}}, {"AdamW step + zero_grad", {}, {}}};
   std::vector<double> steps, steps_cpu;
   for (int i = 0; i < o.warmup + o.steps; ++i) {
     Tensor loss;
-    const Timed t[3] = {measure([&] { loss = model.loss(tokens, targets); }), measure([&] { loss.backward(); }),
-                        measure([&] {
+    const Timed t[3] = {measure(device, [&] { loss = model.loss(tokens, targets); }),
+                        measure(device, [&] { loss.backward(); }), measure(device, [&] {
                           opt.step();
                           opt.zero_grad();
                         })};
@@ -255,7 +269,7 @@ int run_train_bench(const TrainBenchOptions& o) {
   std::printf("| step | %.1f | %.1f | 100%% | %.1f | %.1f |\n\n", 1e3 * step_med, 1e3 * step_min,
               flops.total() / step_med / kGiga, 1e3 * step_cpu);
 
-  const MemoryStats mem = memory_stats(Device::cpu());
+  const MemoryStats mem = memory_stats(device);
   const double tokens_per_step = double(o.batch * o.seq);
   std::printf("| step time | tokens/s | model GFLOP/s | GEMM peak GFLOP/s | MFU |\n|---|---|---|---|---|\n");
   const struct {
@@ -266,10 +280,15 @@ int run_train_bench(const TrainBenchOptions& o) {
   for (const auto& r : rows)
     std::printf("| %s | %.0f | %.1f | %.1f | **%.1f%%** |\n", r.what, tokens_per_step / r.seconds,
                 flops.total() / r.seconds / kGiga, r.peak, 100.0 * flops.total() / r.seconds / kGiga / r.peak);
+  if (device.is_cuda() && dtype == DType::bf16) {
+    std::printf("| median, against %.0f TFLOP/s (H100/H200 dense bf16) | %.0f | %.1f | %.1f | **%.2f%%** |\n",
+                kHopperBf16Tflops, tokens_per_step / step_med, flops.total() / step_med / kGiga,
+                kHopperBf16Tflops * 1e3, 100.0 * flops.total() / step_med / kGiga / (kHopperBf16Tflops * 1e3));
+  }
   std::printf(
-      "\npeak memory: %.0f MiB in tensors, %.0f MiB reserved by the CPU allocator (its cache included), "
-      "%.0f MiB max RSS\n",
-      double(mem.peak_allocated) / kMiB, double(mem.peak_reserved) / kMiB, max_rss_mib());
+      "\npeak memory: %.0f MiB in tensors, %.0f MiB reserved by the %s allocator (its cache included), "
+      "%.0f MiB max host RSS\n",
+      double(mem.peak_allocated) / kMiB, double(mem.peak_reserved) / kMiB, device.str().c_str(), max_rss_mib());
   std::printf(
       "\n(MFU = model GFLOP/s / GEMM peak. On a machine shared with other work the best step and the best\n"
       "GEMM run are the least disturbed ones; the median shows the load. By CPU time = process CPU seconds\n"

@@ -1,7 +1,9 @@
 #pragma once
 // `qtune bench train`: full training steps (forward, backward, AdamW) of a randomly initialized Llama on
-// CPU. Reports tokens/s, model GFLOP/s, model FLOP utilization (MFU) against the GEMM peak measured in the
-// same run on the model's own GEMM shapes, a per-phase breakdown and peak memory.
+// the CPU or a GPU. Reports tokens/s, model GFLOP/s, model FLOP utilization (MFU) against the GEMM peak
+// measured in the same run on the model's own GEMM shapes (on a GPU also against the H100/H200 dense bf16
+// tensor-core rate), a per-phase breakdown and peak memory. On a GPU every phase ends with a synchronize,
+// so its time is the GPU's.
 #include <cstdint>
 #include <string>
 
@@ -14,8 +16,9 @@ struct TrainBenchOptions {
   int warmup = 1;  // untimed steps first (first-touch page faults, optimizer state, allocator cache)
   int64_t batch = 4, seq = 256;
   int64_t hidden = 768, layers = 12, heads = 12, ffn = 2048, vocab = 32000;
-  int64_t kv_heads = 0;       // 0: as many as heads (no grouping)
-  std::string dtype = "f32";  // the model's parameter and activation dtype: f32 or bf16
+  int64_t kv_heads = 0;        // 0: as many as heads (no grouping)
+  std::string dtype = "f32";   // the model's parameter and activation dtype: f32 or bf16
+  std::string device = "cpu";  // cpu, cuda or cuda:N
   bool activation_checkpointing = false;
   // Quantized training, for the overhead over a plain step: every linear but lm_head trains through QAT
   // fake quantization (scheme name of quant::parse_linear_scheme; qat_group 0: the scheme's default), or

@@ -72,7 +72,7 @@ void add_gemm(CLI::App& bench, int& status) {
 
 void add_train(CLI::App& bench, int& status) {
   auto* cmd = bench.add_subcommand(
-      "train", "Time f32/bf16 training steps (forward, backward, AdamW) of a Llama on CPU; tokens/s, MFU, memory");
+      "train", "Time f32/bf16 training steps (forward, backward, AdamW) of a Llama; tokens/s, MFU, memory");
   auto options = std::make_shared<qtune::bench::TrainBenchOptions>();
   cmd->add_option("--steps", options->steps, "Timed steps")->check(integer_in(1, kMaxCount))->capture_default_str();
   cmd->add_option("--warmup", options->warmup, "Untimed steps first")
@@ -97,6 +97,7 @@ void add_train(CLI::App& bench, int& status) {
   cmd->add_option("--dtype", options->dtype, "Parameter and activation dtype")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
+  add_device_option(cmd, options->device);
   cmd->add_flag("--activation-checkpointing", options->activation_checkpointing,
                 "Recompute each decoder layer's forward in backward");
   cmd->add_option("--qat", options->qat, "Train through QAT fake quantization: 8da4w, int4wo, q4_0 or q8_0");
