@@ -1,5 +1,7 @@
 // Float8 scaling and quantization (docs/numerics.md §3) over the scalar numerics the CPU uses
 // (engine/numerics/fp8.h, fp8_scale.h), so the codes and scales match the CPU's to the bit.
+#include <algorithm>
+
 #include "cuda/cublaslt_gemm.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/device_util.cuh"
@@ -39,6 +41,39 @@ __global__ void scale_kernel(const T* x, int64_t rows, int64_t cols, bool per_ro
   if (threadIdx.x == 0) scale[slot] = numerics::fp8_scale_of(shared[0], fp8_max, pow2);
 }
 
+// Tensorwise amax in two passes, so a large tensor is read by many blocks: each block writes the max |x|
+// of its grid-stride share, then one block combines the partials (max is order-free, NaN sticks) and
+// writes the scale.
+template <class T>
+__global__ void partial_amax_kernel(const T* x, int64_t n, double* partial) {
+  QTUNE_SHARED(double, shared, kAmaxThreads);
+  double m = 0.0;
+  for (int64_t i = thread_index(); i < n; i += thread_count()) m = amax_combine(m, fabs(static_cast<double>(load(x + i))));
+  shared[threadIdx.x] = m;
+  __syncthreads();
+  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride)
+      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
+}
+
+__global__ void scale_from_partials_kernel(const double* partial, int64_t count, double fp8_max, bool pow2,
+                                           float* scale) {
+  QTUNE_SHARED(double, shared, kAmaxThreads);
+  double m = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += kAmaxThreads) m = amax_combine(m, partial[i]);
+  shared[threadIdx.x] = m;
+  __syncthreads();
+  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride)
+      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) scale[0] = numerics::fp8_scale_of(shared[0], fp8_max, pow2);
+}
+
 template <class Fmt, class T>
 __global__ void quantize_kernel(const T* x, const float* scale, int64_t rows, int64_t cols, bool per_row, bool per_col,
                                 uint8_t* codes) {
@@ -74,6 +109,21 @@ void CudaBackend::fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Te
   // One block per scale slot: an empty scale means nothing to launch (a zero-block grid is an error).
   if (scale.numel() == 0) return;
   activate();
+  const int64_t n = x.numel();
+  if (!per_row(x, scale) && !per_col(x, scale) && n > 4 * kAmaxThreads) {
+    const int64_t blocks = std::min<int64_t>((n + kAmaxThreads - 1) / kAmaxThreads, 1024);
+    // Freed at return while the kernels may still run: safe, as all of the device's work is on one stream.
+    const Tensor partial = Tensor::empty({blocks}, DType::f64, device());
+    double* p = static_cast<double*>(partial.data_ptr());
+    dispatch_float(x.dtype(), "fp8_scale", [&](auto tag) {
+      using T = decltype(tag);
+      launch<partial_amax_kernel<T>>(LaunchShape{static_cast<unsigned>(blocks), kAmaxThreads, 0, stream_},
+                                     static_cast<const T*>(x.data_ptr()), n, p);
+    });
+    launch<scale_from_partials_kernel>(LaunchShape{1, kAmaxThreads, 0, stream_}, p, blocks, fp8_max, pow2,
+                                       static_cast<float*>(scale.data_ptr()));
+    return;
+  }
   dispatch_float(x.dtype(), "fp8_scale", [&](auto tag) {
     using T = decltype(tag);
     launch<scale_kernel<T>>(LaunchShape{static_cast<unsigned>(scale.numel()), kAmaxThreads, 0, stream_},

@@ -394,6 +394,13 @@ void Tensor::copy_(const Tensor& src) const {
               shape_str(shape()));
   if (numel() == 0) return;
   NoGradGuard no_grad;
+  if (src.device().is_cpu() && !device().is_cpu() && is_contiguous()) {
+    // Converted on the host and uploaded straight into this tensor: the device holds no staging copy (a
+    // loader filling a GPU model needs no room beyond the model).
+    const Tensor host = (src.dtype() == dtype() ? src : src.to(dtype())).contiguous();
+    backend_for(device()).copy_from_host(host.data_ptr(), *this);
+    return;
+  }
   const Tensor staged = src.device() == device() ? src : src.to(device());
   backend_for(device()).copy(staged, *this);
 }

@@ -11,6 +11,7 @@
 #include "models/pending_linear.h"
 #include "models/quantize_model.h"
 #include "quant/quantized_embedding.h"
+#include "quant/weight_quantize.h"
 
 namespace qtune::models {
 namespace {
@@ -22,11 +23,13 @@ Tensor read_tensor(const io::CheckpointFiles& files, const std::string& name, DT
   return files.tensor(name).to(dtype);
 }
 
-// Quantizes the projection `fqn` from its own temporary and drops the temporary and its mapped pages.
+// Quantizes the projection `fqn` from its own temporary and drops the temporary and its mapped pages. On a
+// GPU the temporary is uploaded and quantized there: one projection in full precision at a time.
 void load_projection(Llama& model, const io::CheckpointFiles& files, const std::string& fqn,
                      const quant::WeightScheme& scheme, DType dtype) {
   const std::string name = fqn + ".weight";
-  ModulePtr quantized = quant::quantize_linear(read_tensor(files, name, dtype), Tensor(), scheme, fqn);
+  ModulePtr quantized =
+      quant::quantize_linear(read_tensor(files, name, dtype).to(model.options().device), Tensor(), scheme, fqn);
   model.replace_module(fqn, std::move(quantized));
   files.release(name);
 }
@@ -36,8 +39,11 @@ void load_projection(Llama& model, const io::CheckpointFiles& files, const std::
 std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant::ModelQuantization& quantization,
                                             const LoadOptions& options, const LoadProgress& progress) {
   const LlamaConfig config = load_llama_config(dir);
-  QTUNE_CHECK(options.device.is_cpu(), dir, ": the quantizing loader builds CPU models, asked for ",
-              options.device.str(), "; load on CPU and move the model");
+  // A quantized embedding runs on CPU only.
+  QTUNE_CHECK(options.device.is_cpu() || (quant::quantizes_on_gpu(quantization.scheme) && !quantization.embedding), dir,
+              ": on ", options.device.str(),
+              " the quantizing loader streams NF4 or float8 projections (no "
+              "quantized embedding); the other schemes run on CPU");
   check_tied_quantization(config, quantization);
   const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
   LlamaOptions model_options = llama_options(options);

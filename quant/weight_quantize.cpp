@@ -1,6 +1,7 @@
 #include "quant/weight_quantize.h"
 
 #include <memory>
+#include <variant>
 
 #include "engine/autograd.h"
 #include "engine/check.h"
@@ -34,11 +35,15 @@ ModulePtr dequantized_linear(const Tensor& weight, const Tensor& bias, const Lin
 
 }  // namespace
 
+bool quantizes_on_gpu(const WeightScheme& scheme) {
+  return std::holds_alternative<NF4>(scheme) || std::holds_alternative<Float8Weights>(scheme);
+}
+
 ModulePtr quantize_linear(const Tensor& weight, const Tensor& bias, const WeightScheme& scheme, std::string_view fqn) {
   QTUNE_CHECK(weight.defined() && weight.dim() == 2, "quantize '", fqn, "': the weight must be [out, in], got ",
               weight.defined() ? shape_str(weight.shape()) : std::string("undefined"));
-  QTUNE_CHECK(weight.device().is_cpu(), "quantize '", fqn, "': the weight is on ", weight.device().str(),
-              "; the quantized modules are built on CPU");
+  QTUNE_CHECK(weight.device().is_cpu() || quantizes_on_gpu(scheme), "quantize '", fqn, "': the weight is on ",
+              weight.device().str(), "; only NF4 and float8 weights are built on a GPU, the other schemes on CPU");
   check_weight_scheme_fits(scheme, weight.size(0), weight.size(1), fqn);
   const Tensor w = weight.detach();
   return std::visit(

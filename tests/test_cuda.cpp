@@ -17,6 +17,7 @@
 #if defined(QTUNE_CUDA_SIM)
 #include "cuda/sim/observe.h"
 #endif
+#include "tests/gpu_test_main.h"
 #include "tests/testing.h"
 
 using namespace qtune;
@@ -87,15 +88,6 @@ Tensor tricky_f32(int64_t n, uint64_t seed) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  if (!cuda_available()) {
-    std::printf("SKIPPED: no CUDA device\n");
-    return 77;
-  }
-  doctest::Context context(argc, argv);
-  return context.run();
-}
 
 TEST_CASE("host <-> device round trip keeps every byte") {
   for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::i64, DType::u8, DType::boolean}) {

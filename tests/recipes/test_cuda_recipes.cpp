@@ -7,15 +7,20 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "engine/allocator.h"
+#include "engine/backend.h"
 #include "engine/device.h"
+#include "gpu_test_main.h"
 #include "models/evaluate.h"
 #include "models/generate.h"
 #include "models/hf_checkpoint.h"
 #include "models/quantized_checkpoint.h"
+#include "models/quantizing_loader.h"
 #include "recipe_fixtures.h"
 #include "scratch_files.h"
 #include "tools/recipes/model_passes.h"
@@ -27,15 +32,6 @@
 using namespace qtune;
 using namespace qtune::recipes;
 using testing::tiny_run;
-
-int main(int argc, char** argv) {
-  if (!cuda_available()) {
-    std::printf("SKIPPED: no CUDA device\n");
-    return 77;
-  }
-  doctest::Context context(argc, argv);
-  return context.run();
-}
 
 namespace {
 
@@ -125,6 +121,37 @@ TEST_CASE("a trained model evaluates and generates on cuda as on the CPU") {
   greedy.temperature = 0;
   const std::vector<int32_t> prompt = tokenizer->encode("First Citizen:", true);
   CHECK(models::generate(*gpu_model, prompt, greedy) == models::generate(*cpu_model, prompt, greedy));
+}
+
+TEST_CASE("a QLoRA base streams onto the GPU one projection at a time, as NF4") {
+  testing::ScratchDir dir("cuda_recipes_stream");
+  const std::string base = trained_base(dir);
+  const quant::ModelQuantization nf4{quant::NF4{}};
+  models::LoadOptions on_gpu;
+  on_gpu.device = Device::cuda(0);
+  backend_for(on_gpu.device).synchronize();
+  reset_peak_memory(on_gpu.device);
+  const uint64_t before = memory_stats(on_gpu.device).allocated;
+  const auto gpu_model = models::load_llama_quantized(base, nf4, on_gpu);
+  const uint64_t peak = memory_stats(on_gpu.device).peak_allocated - before;
+  const uint64_t kept = memory_stats(on_gpu.device).allocated - before;
+  const auto cpu_model = models::load_llama_quantized(base, nf4, {});
+  // Above what the loaded model keeps, the device held at most one projection in full precision (and the
+  // quantizer's scratch) -- never the dense projections together, as loading then quantizing would.
+  uint64_t projections = 0;
+  for (const auto& [name, t] : models::load_llama(base)->state_dict())
+    if (name.find("_proj.") != std::string::npos) projections += t.nbytes();
+  CHECK_MESSAGE(peak - kept < projections / 2, "transient ", peak - kept, " bytes on the GPU for ", projections,
+                " bytes of dense projections");
+  const StateDict on_cpu = cpu_model->state_dict();
+  for (const auto& [name, t] : gpu_model->state_dict()) {
+    CAPTURE(name);
+    CHECK(t.device() == on_gpu.device);
+    // The NF4 kernels give the CPU's codes, scalers and factors to the bit.
+    const Tensor g = t.to(Device::cpu()).contiguous(), c = on_cpu.at(name).contiguous();
+    REQUIRE(g.nbytes() == c.nbytes());
+    CHECK(std::memcmp(g.data_ptr(), c.data_ptr(), g.nbytes()) == 0);
+  }
 }
 
 #if defined(QTUNE_CUDA_SIM)

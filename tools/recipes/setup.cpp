@@ -95,10 +95,12 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
               " not found (a Hugging Face model directory: config.json + safetensors)");
   const models::LlamaOptions options = model_options(config);
-  if (const auto frozen = streamed_base(config); frozen && options.device.is_cpu()) {
-    // Each frozen projection is stored as it is read: the full-precision base never sits in memory.
+  if (const auto frozen = streamed_base(config)) {
+    // Each frozen projection is stored as it is read: the full-precision base never sits in memory (on a
+    // GPU: one projection at a time is uploaded and quantized there).
     models::LoadOptions load;
     load.dtype = options.dtype;
+    load.device = options.device;
     load.activation_checkpointing = options.activation_checkpointing;
     return models::load_llama_quantized(config.model.path, *frozen, load);
   }
