@@ -51,12 +51,13 @@ if ! cmake -S "$root" -B "$build" "${generator[@]}" "${blas[@]}" "${launcher[@]}
   exit 1
 fi
 build_start=$SECONDS
-if ! cmake --build "$build" -j "$jobs" --target test_cuda cuda_gemm_bench qtune_cli > "$logs/build.log" 2>&1; then
+if ! cmake --build "$build" -j "$jobs" --target test_cuda test_cuda_recipes cuda_gemm_bench qtune_cli \
+     > "$logs/build.log" 2>&1; then
   step "FAIL: build (see build.log)"
   grep -m 20 -E "error|Error" "$logs/build.log" || tail -n 30 "$logs/build.log"
   exit 1
 fi
-step "built test_cuda, cuda_gemm_bench and the CLI in $((SECONDS - build_start))s"
+step "built test_cuda, test_cuda_recipes, cuda_gemm_bench and the CLI in $((SECONDS - build_start))s"
 "$build/tools/qtune" version 2>&1 | tee -a "$logs/summary.log" || true
 
 status=0
@@ -73,7 +74,7 @@ elif [[ $gpu_present -eq 1 ]]; then
   step "compute-sanitizer not found: memcheck not run"
 fi
 
-if ctest --test-dir "$build" -L gpu -R '^test_cuda$' --output-on-failure --no-tests=error --timeout 300 \
+if ctest --test-dir "$build" -L gpu -R '^test_cuda' --output-on-failure --no-tests=error --timeout 300 \
      > "$logs/ctest_gpu.log" 2>&1; then
   step "gpu tests: passed or skipped"
 else
@@ -92,6 +93,21 @@ tee -a "$logs/summary.log" < "$logs/bench_cuda_gemm.log"
 if [[ $bench_rc -ne 0 ]] && ! [[ $bench_rc -eq 77 && $gpu_present -eq 0 ]]; then
   status=1
   step "FAIL: cuda_gemm_bench exited $bench_rc"
+fi
+
+# Training speed on the GPU: the default 134 M-parameter Llama in bf16, then through fp8 GEMMs.
+if [[ $gpu_present -eq 1 ]]; then
+  for variant in "--dtype bf16" "--dtype bf16 --fp8 tensorwise"; do
+    # shellcheck disable=SC2086
+    if timeout 300 "$build/tools/qtune" bench train --device cuda $variant --steps 5 --warmup 2 \
+         >> "$logs/bench_train.log" 2>&1; then
+      step "bench train $variant:"
+      grep -E "^\| (median|best)" "$logs/bench_train.log" | tail -n 3 | tee -a "$logs/summary.log"
+    else
+      status=1
+      step "FAIL: bench train --device cuda $variant (see bench_train.log)"
+    fi
+  done
 fi
 
 if [[ $gpu_present -eq 1 && $skipped -gt 0 ]]; then
