@@ -18,6 +18,17 @@ __device__ __forceinline__ double amax_combine(double m, double a) {
   return (isnan(m) || a > m || isnan(a)) ? (isnan(m) ? m : a) : m;
 }
 
+// Combines every thread's amax in a fixed tree; thread 0 finds the block's in shared[0].
+__device__ void block_amax(double m, double* shared) {
+  shared[threadIdx.x] = m;
+  __syncthreads();
+  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride)
+      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
+    __syncthreads();
+  }
+}
+
 // One block per scale slot: the slot's group is a row (per_row), a column (per_col) or the whole tensor;
 // the block reduces its group's max |x| in a fixed tree and thread 0 writes the scale.
 template <class T>
@@ -31,13 +42,7 @@ __global__ void scale_kernel(const T* x, int64_t rows, int64_t cols, bool per_ro
     const int64_t offset = per_row ? slot * cols + i : (per_col ? i * cols + slot : i);
     m = amax_combine(m, fabs(static_cast<double>(load(x + offset))));
   }
-  shared[threadIdx.x] = m;
-  __syncthreads();
-  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride)
-      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
-    __syncthreads();
-  }
+  block_amax(m, shared);
   if (threadIdx.x == 0) scale[slot] = numerics::fp8_scale_of(shared[0], fp8_max, pow2);
 }
 
@@ -48,14 +53,9 @@ template <class T>
 __global__ void partial_amax_kernel(const T* x, int64_t n, double* partial) {
   QTUNE_SHARED(double, shared, kAmaxThreads);
   double m = 0.0;
-  for (int64_t i = thread_index(); i < n; i += thread_count()) m = amax_combine(m, fabs(static_cast<double>(load(x + i))));
-  shared[threadIdx.x] = m;
-  __syncthreads();
-  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride)
-      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
-    __syncthreads();
-  }
+  for (int64_t i = thread_index(); i < n; i += thread_count())
+    m = amax_combine(m, fabs(static_cast<double>(load(x + i))));
+  block_amax(m, shared);
   if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
 }
 
@@ -64,13 +64,7 @@ __global__ void scale_from_partials_kernel(const double* partial, int64_t count,
   QTUNE_SHARED(double, shared, kAmaxThreads);
   double m = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kAmaxThreads) m = amax_combine(m, partial[i]);
-  shared[threadIdx.x] = m;
-  __syncthreads();
-  for (int stride = kAmaxThreads / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride)
-      shared[threadIdx.x] = amax_combine(shared[threadIdx.x], shared[threadIdx.x + stride]);
-    __syncthreads();
-  }
+  block_amax(m, shared);
   if (threadIdx.x == 0) scale[0] = numerics::fp8_scale_of(shared[0], fp8_max, pow2);
 }
 

@@ -33,21 +33,22 @@ ProgressDisplay::ProgressDisplay(std::FILE* out, bool terminal, int64_t log_ever
     : out_(out), terminal_(terminal), log_every_(log_every < 1 ? 1 : log_every) {}
 
 void ProgressDisplay::on_step(const StepMetrics& m) {
-  const auto now = clock::now();
+  // The run's clock is the steps' own (m.elapsed_s): the trainer reports the steps of a logging interval
+  // together, after the GPU ran them, with times spread over the interval.
   if (first_step_ < 0) {
     // The first step of this process carries start-up costs; the pace is measured from its end.
     first_step_ = m.step;
-    first_time_ = now;
-    last_print_ = now;
+    first_elapsed_ = m.elapsed_s;
+    last_print_elapsed_ = m.elapsed_s;
   }
   double eta = -1;
   if (m.step > first_step_) {
-    const double per_step = std::chrono::duration<double>(now - first_time_).count() / double(m.step - first_step_);
+    const double per_step = (m.elapsed_s - first_elapsed_) / double(m.step - first_step_);
     eta = per_step * double(m.total_steps - m.step);
   }
   const bool last = m.step == m.total_steps;
-  if (!terminal_ && !last && m.step % log_every_ != 0 && now - last_print_ < std::chrono::seconds(10)) return;
-  last_print_ = now;
+  if (!terminal_ && !last && m.step % log_every_ != 0 && m.elapsed_s - last_print_elapsed_ < 10.0) return;
+  last_print_elapsed_ = m.elapsed_s;
   print_line(format_step(m, eta));
 }
 

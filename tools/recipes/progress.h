@@ -2,7 +2,6 @@
 // The progress display of `qtune run`. On a terminal: one line rewritten in place (`\r`) after every
 // step -- step/total, loss, lr, tokens/s, peak memory, ETA. Elsewhere (a log file, CI): a plain line
 // every `log_every` steps, or when 10 s passed since the last one, and at the last step.
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -27,7 +26,6 @@ class ProgressDisplay {
   void finish();
 
  private:
-  using clock = std::chrono::steady_clock;
   void print_line(const std::string& text);
   std::FILE* out_;
   bool terminal_;
@@ -36,7 +34,7 @@ class ProgressDisplay {
   size_t last_width_ = 0;
   // ETA from this process's own pace (a resumed run's first step is not counted from step 0).
   int64_t first_step_ = -1;
-  clock::time_point first_time_{}, last_print_{};
+  double first_elapsed_ = 0, last_print_elapsed_ = 0;  // StepMetrics::elapsed_s
 };
 
 }  // namespace qtune::recipes

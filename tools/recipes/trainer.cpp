@@ -284,6 +284,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const int64_t start_step = p.step;
   std::vector<PendingStep> pending;
   auto t_interval = clock::now();
+  double interval_start_s = p.elapsed_before;  // the run's elapsed time when the interval began
   // Reads the pending steps' losses and gradient norms (on a GPU the one wait of the interval), checks them,
   // then logs each step; tokens/s is the interval's, timed once everything in it has run.
   const auto read_pending = [&] {
@@ -310,7 +311,8 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
                   ": the loss (", values.back().first, ") or the gradient norm (", values.back().second,
                   ") is not finite; lower optim.lr, add schedule.warmup_steps, or keep optim.grad_clip on");
     }
-    const double tokens_per_s = double(tokens) / std::max(seconds_since(t_interval), 1e-9);
+    const double interval_s = seconds_since(t_interval);
+    const double tokens_per_s = double(tokens) / std::max(interval_s, 1e-9);
     for (size_t i = 0; i < pending.size(); ++i) {
       const PendingStep& s = pending[i];
       StepMetrics m;
@@ -320,7 +322,9 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
       m.lr = s.lr;
       m.grad_norm = values[i].second;
       m.tokens_per_s = tokens_per_s;
-      m.elapsed_s = p.elapsed_before + seconds_since(t_start);
+      // Steps between reads are not timed one by one (a GPU runs them after the host queued them): each gets
+      // its share of the interval.
+      m.elapsed_s = interval_start_s + interval_s * double(i + 1) / double(pending.size());
       m.peak_mem_bytes = s.peak_mem_bytes;
       p.loss = m.loss;
       if (s.step % config.train.log_every == 0 || s.step == total) metrics.log_step(m);
@@ -328,6 +332,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     }
     pending.clear();
     t_interval = clock::now();
+    interval_start_s = p.elapsed_before + seconds_since(t_start);
   };
   model->train();
   for (int64_t step = p.step + 1; step <= total; ++step) {
