@@ -65,7 +65,7 @@ target_compile_options(qtune_cuda_kernels PRIVATE -Werror=all-warnings -Xcompile
 # updates, RoPE, embedding sums...): the CPU tests stand in for the GPU only if the shared QTUNE_HD numerics
 # round the same way on both sides. The kernels whose sums run in another order than the CPU's anyway
 # (tests/test_cuda.cpp compares them within tolerances) keep the faster fused multiply-adds.
-set(qtune_cuda_fused attention cross_entropy reduce rmsnorm softmax swiglu)
+set(qtune_cuda_fused attention attention_wmma cross_entropy reduce rmsnorm softmax swiglu)
 foreach(kernel_file ${qtune_cuda_kernels})
   get_filename_component(kernel_name ${kernel_file} NAME_WE)
   string(REPLACE "cuda_" "" kernel_name ${kernel_name})

@@ -4,9 +4,13 @@
 // rescaled accumulator) and writes only out and the log-sum-exp; the backward recomputes the
 // probabilities from lse in two race-free passes, as the CPU does (cpu/cpu_attention.cpp): dQ per
 // query row, dK and dV per key row summed over the query heads of its group. No [Tq, Tk] matrix, no
-// atomics, and the result never depends on scheduling. Sums run in another order than the CPU's.
+// atomics, and the result never depends on scheduling. Sums run in another order than the CPU's. bf16
+// and f16 with head dims of whole 16-wide tiles up to 128 take the tensor-core kernels instead
+// (cuda_attention_wmma.cu); f32 and f64 stay here for the gradient checks.
 #include <cmath>
+#include <type_traits>
 
+#include "cuda/attention_dims.cuh"
 #include "cuda/block_reduce.cuh"
 #include "cuda/cuda_backend.h"
 
@@ -16,23 +20,6 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxHeadDim = 256;
 constexpr int kPerLane = kMaxHeadDim / 32;  // head-dim elements each lane owns: lane + 32 * u
-
-struct AttentionDims {
-  int64_t batch, tq, tk, hq, hkv, d, group;
-  int64_t causal_offset;  // query i sees key j <= i + causal_offset
-  bool causal;
-  // Query i sees keys [0, key_end(i)); key j is seen by queries [first_query(j), tq).
-  __device__ int64_t key_end(int64_t i) const {
-    return !causal ? tk : i + causal_offset + 1 < tk ? i + causal_offset + 1 : tk;
-  }
-  __device__ int64_t first_query(int64_t j) const {
-    return !causal ? 0 : j - causal_offset > 0 ? j - causal_offset : 0;
-  }
-  // Offsets (in elements) of row i of query head h, of row j of the kv head serving h, and of lse.
-  __device__ int64_t q_row(int64_t b, int64_t h, int64_t i) const { return ((b * tq + i) * hq + h) * d; }
-  __device__ int64_t k_row(int64_t b, int64_t hk, int64_t j) const { return ((b * tk + j) * hkv + hk) * d; }
-  __device__ int64_t lse_at(int64_t b, int64_t h, int64_t i) const { return (b * hq + h) * tq + i; }
-};
 
 // dot(a, b) over the head dim: a in shared memory (already in A), b a row in global memory.
 template <class T>
@@ -236,6 +223,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, d
   const int64_t rows = dm.batch * dm.hq * dm.tq;
   if (rows == 0 || dm.d == 0) return;
   activate();
+  if (attention_wmma_applies(q.dtype(), dm))
+    return attention_forward_wmma(q.dtype(), q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                                  static_cast<float*>(lse.data_ptr()), dm, static_cast<float>(scale), stream_);
   dispatch_float(q.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
@@ -266,12 +256,16 @@ void CudaBackend::attention_backward(const Tensor& grad_out, const Tensor& q, co
     // Freed after the launches are queued: the stream orders the allocator's reuse after them.
     const Tensor delta = Tensor::empty(lse.shape(), lse.dtype(), device());
     A* pd = static_cast<A*>(delta.data_ptr());
-    if (q_rows > 0) {
+    if (q_rows > 0)
       launch<attention_delta_kernel<T>>(warp_rows_shape(q_rows, 0, dm.d, sizeof(A), stream_), pg,
                                         static_cast<const T*>(out.data_ptr()), pd, dm);
+    if constexpr (std::is_same_v<A, float>)
+      if (attention_wmma_applies(q.dtype(), dm))
+        return attention_backward_wmma(q.dtype(), pg, pq, pk, pv, pl, pd, grad_q.data_ptr(), grad_k.data_ptr(),
+                                       grad_v.data_ptr(), dm, static_cast<float>(scale), stream_);
+    if (q_rows > 0)
       launch<attention_grad_q_kernel<T>>(warp_rows_shape(q_rows, 2, dm.d, sizeof(A), stream_), pg, pq, pk, pv, pl, pd,
                                          static_cast<T*>(grad_q.data_ptr()), dm, static_cast<A>(scale));
-    }
     if (kv_rows > 0)
       launch<attention_grad_kv_kernel<T>>(warp_rows_shape(kv_rows, 2, dm.d, sizeof(A), stream_), pg, pq, pk, pv, pl, pd,
                                           static_cast<T*>(grad_k.data_ptr()), static_cast<T*>(grad_v.data_ptr()), dm,

@@ -753,20 +753,23 @@ TEST_CASE("cross_entropy forward and backward match the CPU: ignore_index, bf16 
   }
 }
 
-TEST_CASE("attention forward and backward match the CPU: GQA, causal with a KV-cache offset, head dims to 256") {
+TEST_CASE(
+    "attention forward and backward match the CPU: GQA, causal with a KV-cache offset, head dims to 256, bf16 and "
+    "f16 on tensor cores") {
   struct Case {
     int64_t batch, tq, tk, hq, hkv, d;
     bool causal;
   };
-  const Case cases[] = {{2, 37, 37, 4, 2, 16, true}, {1, 5, 70, 2, 1, 8, true},   {2, 33, 20, 2, 2, 12, false},
-                        {1, 9, 4, 1, 1, 8, true},    {1, 3, 40, 2, 2, 256, true}, {1, 0, 5, 1, 1, 8, false}};
-  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+  const Case cases[] = {{2, 37, 37, 4, 2, 16, true}, {1, 5, 70, 2, 1, 8, true},    {2, 33, 20, 2, 2, 12, false},
+                        {1, 9, 4, 1, 1, 8, true},    {1, 3, 40, 2, 2, 256, true},  {1, 0, 5, 1, 1, 8, false},
+                        {1, 20, 45, 4, 1, 64, true}, {2, 17, 17, 2, 2, 128, false}};
+  for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
     for (const Case& c : cases) {
       CAPTURE(dtype_name(t));
       CAPTURE(c.tq);
       CAPTURE(c.tk);
       CAPTURE(c.d);
-      const double tol = t == DType::bf16 ? 3e-2 : t == DType::f32 ? 1e-4 : 1e-10;
+      const double tol = t == DType::bf16 || t == DType::f16 ? 3e-2 : t == DType::f32 ? 1e-4 : 1e-10;
       const Tensor q = random_f64({c.batch, c.tq, c.hq, c.d}, 137, -2.0, 2.0).to(t);
       const Tensor k = random_f64({c.batch, c.tk, c.hkv, c.d}, 138, -2.0, 2.0).to(t);
       const Tensor v = random_f64({c.batch, c.tk, c.hkv, c.d}, 139).to(t);
@@ -776,6 +779,9 @@ TEST_CASE("attention forward and backward match the CPU: GQA, causal with a KV-c
       const Tensor lc = Tensor::empty({c.batch, c.hq, c.tq}, stat),
                    lg = Tensor::empty({c.batch, c.hq, c.tq}, stat, kGpu);
       cpu().attention(q, k, v, scale, c.causal, oc, lc);
+#if defined(QTUNE_CUDA_SIM)
+      const uint64_t mmas = sim::wmma_mma_count();
+#endif
       gpu().attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), scale, c.causal, og, lg);
       QTUNE_CHECK_CLOSE(og, oc, tol, tol);
       QTUNE_CHECK_CLOSE(lg, lc, tol, tol);  // -inf alike where a query sees no key (Tk < Tq)
@@ -790,6 +796,11 @@ TEST_CASE("attention forward and backward match the CPU: GQA, causal with a KV-c
       QTUNE_CHECK_CLOSE(gqg, gqc, tol, tol);
       QTUNE_CHECK_CLOSE(gkg, gkc, tol, tol);
       QTUNE_CHECK_CLOSE(gvg, gvc, tol, tol);
+#if defined(QTUNE_CUDA_SIM)
+      // bf16 and f16 on whole 16-wide head-dim tiles up to 128 go through the WMMA kernels, nothing else does.
+      const bool tensor_cores = (t == DType::bf16 || t == DType::f16) && c.d % 16 == 0 && c.d <= 128 && c.tq > 0;
+      CHECK((sim::wmma_mma_count() > mmas) == tensor_cores);
+#endif
     }
   }
   const Tensor big = Tensor::zeros({1, 2, 1, 264}, DType::f32, kGpu), lse = Tensor::empty({1, 1, 2}, DType::f32, kGpu);

@@ -53,7 +53,7 @@ struct Block {
   std::vector<int> woken;
   std::map<std::pair<const char*, int>, SharedArray> shared;
   size_t shared_used = 0;
-  SharedArray dynamic{nullptr, 16};
+  SharedArray dynamic{nullptr, 128};  // as QTUNE_DYNAMIC_SHARED declares it
   Fault fault;
 
   ~Block() {

@@ -16,4 +16,8 @@ void count_host_wait();  // called by those runtime functions
 uint64_t fp8_matmul_count();
 void count_fp8_matmul();  // called by cublasLtMatmul
 
+// wmma::mma_sync calls so far, one per lane: proves a kernel takes its tensor-core path.
+uint64_t wmma_mma_count();
+void count_wmma_mma();  // called by wmma::mma_sync
+
 }  // namespace qtune::sim

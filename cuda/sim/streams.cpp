@@ -157,12 +157,14 @@ cudaError_t drain_device(int device) {
 }
 
 namespace {
-std::atomic<uint64_t> host_waits{0}, fp8_matmuls{0};
+std::atomic<uint64_t> host_waits{0}, fp8_matmuls{0}, wmma_mmas{0};
 }  // namespace
 
 uint64_t host_wait_count() { return host_waits.load(); }
 void count_host_wait() { host_waits.fetch_add(1); }
 uint64_t fp8_matmul_count() { return fp8_matmuls.load(); }
 void count_fp8_matmul() { fp8_matmuls.fetch_add(1); }
+uint64_t wmma_mma_count() { return wmma_mmas.load(); }
+void count_wmma_mma() { wmma_mmas.fetch_add(1); }
 
 }  // namespace qtune::sim

@@ -12,3 +12,4 @@ struct __nv_bfloat16 {
 inline __nv_bfloat16 __float2bfloat16(float f) { return {qtune::numerics::f32_to_bf16_bits(f)}; }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return qtune::numerics::bf16_bits_to_f32(h.bits); }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return {bits}; }

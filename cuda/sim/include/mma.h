@@ -13,6 +13,8 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/sim/observe.h"
+
 namespace nvcuda::wmma {
 
 struct matrix_a {};
@@ -112,6 +114,7 @@ template <int M, int N, int K, class T, class LayoutA, class LayoutB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LayoutA>& a,
               const fragment<matrix_b, M, N, K, T, LayoutB>& b, const fragment<accumulator, M, N, K, float>& c) {
   detail::enter("mma_sync", nullptr, 16, 1);
+  qtune::sim::count_wmma_mma();
   float out[M * N];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
