@@ -32,11 +32,11 @@ cudaDataType_t fp8_type(DType t) {
   return t == DType::f8_e4m3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2;
 }
 
-LtTypes lt_types(DType t) {
+LtTypes lt_types(DType t, bool tf32) {
   switch (t) {
-    // CUBLAS_COMPUTE_32F (not *_FAST_TF32): f32 GEMMs stay exact f32 so they match the CPU.
+    // CUBLAS_COMPUTE_32F unless TF32 was asked for: f32 GEMMs stay exact f32 so they match the CPU.
     case DType::f32:
-      return {CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+      return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
     case DType::bf16:
       return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
     case DType::f16:
@@ -153,12 +153,12 @@ LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 
                    alignments[0],
                    alignments[1],
                    alignments[2],
-                   0,
-                   0};
+                   p.fp8_row_scales ? 1 : 0,
+                   p.tf32 ? 1 : 0};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
-  const LtTypes types = lt_types(p.dtype);
+  const LtTypes types = lt_types(p.dtype, p.tf32);
   const bool fp8 = p.a_dtype != p.dtype;
   const cudaDataType_t type_a = fp8 ? fp8_type(p.a_dtype) : types.data;
   const cudaDataType_t type_b = fp8 ? fp8_type(p.b_dtype) : types.data;
@@ -170,6 +170,16 @@ LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 
   QTUNE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
   QTUNE_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+  if (p.fp8_row_scales) {
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    // A cuBLASLt that does not know the mode has no algorithm for it either.
+    for (const auto attr : {CUBLASLT_MATMUL_DESC_A_SCALE_MODE, CUBLASLT_MATMUL_DESC_B_SCALE_MODE}) {
+      const cublasStatus_t status = cublasLtMatmulDescSetAttribute(plan->op, attr, &mode, sizeof mode);
+      QTUNE_CHECK(status == CUBLAS_STATUS_SUCCESS || !must_exist,
+                  "fp8 GEMM: cuBLASLt refuses outer-vector scales: ", cublasLtGetStatusString(status));
+      if (status != CUBLAS_STATUS_SUCCESS) return nullptr;
+    }
+  }
   plan->a = make_layout(type_b, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.batch_stride_b);
   plan->b = make_layout(type_a, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.batch_stride_a);
   plan->c = make_layout(types.data, p.n, p.m, p.ldc, p.batch, p.batch_stride_c);

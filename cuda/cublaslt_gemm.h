@@ -20,6 +20,9 @@ struct GemmProblem {
   DType dtype = DType::f32;                          // c's
   DType a_dtype = DType::f32, b_dtype = DType::f32;  // the operands': c's, or fp8 in an fp8 GEMM
   bool trans_a = false, trans_b = false;
+  bool tf32 = false;  // f32 only: inputs rounded to TF32 (CUBLAS_COMPUTE_32F_FAST_TF32)
+  // fp8 only: one dequantization factor per row of a and of b (cuBLASLt's outer-vector scaling), not one each.
+  bool fp8_row_scales = false;
   int64_t batch = 0, m = 0, n = 0, k = 0;
   int64_t lda = 0, ldb = 0, ldc = 0;
   int64_t batch_stride_a = 0, batch_stride_b = 0, batch_stride_c = 0;
@@ -39,8 +42,9 @@ class LtGemm {
   void run(const GemmProblem& p, const void* a, const void* b, void* c, double alpha, double beta, cudaStream_t stream);
   // The fp8 GEMM c[M, N] = (a[M, K] * a_dequant) (b[N, K] * b_dequant)^T with f32 accumulation: p has
   // trans_b set and fp8 a_dtype/b_dtype (the "TN" layout, K-major operands); a_dequant and b_dequant point
-  // to one f32 each on the device (cuBLASLt's scales multiply the codes). Returns false, queueing nothing,
-  // when cuBLASLt has no algorithm for these shapes and alignments.
+  // to f32s on the device, one each or, with p.fp8_row_scales, M and N (cuBLASLt's scales multiply the
+  // codes). Returns false, queueing nothing, when cuBLASLt has no algorithm for these shapes, alignments
+  // and scales (outer-vector scales need Hopper or newer and cuBLASLt 12.9).
   bool run_fp8(const GemmProblem& p, const void* a, const void* b, void* c, const float* a_dequant,
                const float* b_dequant, cudaStream_t stream);
 

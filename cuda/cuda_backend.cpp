@@ -94,7 +94,8 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
 void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
                        double beta) {
   check_on_device("gemm", {&a, &b, &c});
-  const GemmProblem p = check_gemm(a, trans_a, b, trans_b, c);
+  GemmProblem p = check_gemm(a, trans_a, b, trans_b, c);
+  p.tf32 = tf32_ && p.dtype == DType::f32;
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
   if (p.k == 0) {
     // cuBLASLt rejects an empty reduction; the product is zero, so only beta * c remains.

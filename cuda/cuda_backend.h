@@ -36,6 +36,8 @@ class CudaBackend final : public Backend {
 
   void reduce(ReduceOp op, const Tensor& x, const Tensor& out) override;
 
+  void set_tf32(bool enabled) override { tf32_ = enabled; }
+  bool tf32() const override { return tf32_; }
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
             double beta) override;
 
@@ -76,8 +78,8 @@ class CudaBackend final : public Backend {
   // Float8
   void fp8_scale(const Tensor& x, double fp8_max, bool pow2, const Tensor& scale) override;
   void fp8_quantize(const Tensor& x, const Tensor& scale, const Tensor& codes) override;
-  // cuBLASLt's fp8 GEMM for tensorwise scales; per-row scales are dequantized and multiplied in f32
-  // (cuBLASLt's outer-vector scaling is not used yet).
+  // cuBLASLt's fp8 GEMM: tensorwise scales as scalars, per-row scales as outer vectors (Hopper on); what
+  // cuBLASLt refuses is dequantized and multiplied in f32.
   void fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor& b, const Tensor& b_scale,
                 const Tensor& out) override;
 
@@ -115,6 +117,7 @@ class CudaBackend final : public Backend {
   CachingAllocator allocator_;
   PinnedStaging staging_;  // host-to-device copies that return without waiting
   std::unique_ptr<LtGemm> gemm_;
+  bool tf32_ = false;
 };
 
 }  // namespace qtune::gpu

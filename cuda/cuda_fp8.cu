@@ -79,11 +79,10 @@ __global__ void quantize_kernel(const T* x, const float* scale, int64_t rows, in
 }
 
 // cuBLASLt's scales multiply the codes: the reciprocals of qtune's multiplier scales, computed where they are.
-__global__ void dequant_factors(const float* a_scale, const float* b_scale, float* factors) {
-  if (threadIdx.x == 0) {
-    factors[0] = 1.0f / a_scale[0];
-    factors[1] = 1.0f / b_scale[0];
-  }
+// factors[i] = 1 / scale[i] for i < n, or 1 / scale[0] for every i when the scale is tensorwise: the
+// dequantization factors cuBLASLt multiplies by.
+__global__ void dequant_factors(const float* scale, bool per_row, int64_t n, float* factors) {
+  for (int64_t i = thread_index(); i < n; i += thread_count()) factors[i] = 1.0f / scale[per_row ? i : 0];
 }
 
 // codes: [R, K]; scale: one per tensor or per row -> out: [R, K] f32, as the CPU dequantizes.
@@ -155,27 +154,33 @@ void CudaBackend::fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor&
   if (m == 0 || n == 0) return;
   if (k == 0) return fill(out, 0.0);
   activate();
-  if (a_scale.numel() == 1 && b_scale.numel() == 1) {
+  {
     GemmProblem p;
     p.dtype = out.dtype();
     p.a_dtype = a.dtype();
     p.b_dtype = b.dtype();
     p.trans_b = true;
+    p.fp8_row_scales = a_scale.numel() > 1 || b_scale.numel() > 1;
     p.batch = 1;
     p.m = m;
     p.n = n;
     p.k = k;
     p.lda = p.ldb = k;
     p.ldc = n;
+    // Tensorwise: one factor each; per-row (on either side): M factors for a, then N for b.
+    const int64_t a_factors = p.fp8_row_scales ? m : 1, b_factors = p.fp8_row_scales ? n : 1;
     // Freed at return while the GEMM may still run: safe, as all of the device's work is on one stream.
-    const Tensor factors = Tensor::empty({2}, DType::f32, device());
+    const Tensor factors = Tensor::empty({a_factors + b_factors}, DType::f32, device());
     float* f = static_cast<float*>(factors.data_ptr());
-    launch<dequant_factors>(LaunchShape{1, 32, 0, stream_}, static_cast<const float*>(a_scale.data_ptr()),
-                            static_cast<const float*>(b_scale.data_ptr()), f);
-    if (gemm_->run_fp8(p, a.data_ptr(), b.data_ptr(), out.data_ptr(), f, f + 1, stream_)) return;
+    launch<dequant_factors>(LaunchShape{blocks_for(a_factors), kThreads, 0, stream_},
+                            static_cast<const float*>(a_scale.data_ptr()), a_scale.numel() > 1, a_factors, f);
+    launch<dequant_factors>(LaunchShape{blocks_for(b_factors), kThreads, 0, stream_},
+                            static_cast<const float*>(b_scale.data_ptr()), b_scale.numel() > 1, b_factors,
+                            f + a_factors);
+    if (gemm_->run_fp8(p, a.data_ptr(), b.data_ptr(), out.data_ptr(), f, f + a_factors, stream_)) return;
   }
-  // Per-row scales, or shapes cuBLASLt's fp8 kernels refuse (K or N not a multiple of 16): dequantized
-  // operands through the f32 GEMM, as the CPU computes it.
+  // Shapes or scales cuBLASLt's fp8 kernels refuse (K or N not a multiple of 16; per-row scales before
+  // Hopper): dequantized operands through the f32 GEMM, as the CPU computes it.
   auto dequantize = [&](const Tensor& codes, const Tensor& scale) {
     const Tensor values = Tensor::empty({1, codes.size(0), codes.size(1)}, DType::f32, device());
     launch<dequantize_kernel>(LaunchShape{blocks_for(codes.numel()), kThreads, 0, stream_},

@@ -58,6 +58,9 @@ void Backend::adamw_step(const Tensor&, const Tensor&, const Tensor&, const Tens
 void Backend::sgd_step(const Tensor&, const Tensor&, const Tensor&, double, double, double, bool, double, bool) {
   unsupported("sgd_step");
 }
+void Backend::set_tf32(bool enabled) {
+  QTUNE_CHECK(!enabled, "TF32 GEMMs are not available on ", name(), " (they run on NVIDIA tensor cores: device=cuda)");
+}
 void Backend::squared_norm(const Tensor&, const Tensor&) { unsupported("squared_norm"); }
 void Backend::clip_by_norm(const Tensor&, double, const Tensor&) { unsupported("clip_by_norm"); }
 // Float8

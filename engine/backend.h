@@ -61,6 +61,10 @@ class Backend {
   // may be 0 (one matrix shared by the batch). Accumulates in f32 (f64 for f64).
   virtual void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
                     double beta);
+  // Whether f32 GEMMs round their inputs to TF32 (docs/numerics.md, "TF32") on tensor cores. Off by
+  // default, so f32 results match the CPU's; a backend without TF32 refuses to turn it on.
+  virtual void set_tf32(bool enabled);
+  virtual bool tf32() const { return false; }
 
   // ---- model kernels -------------------------------------------------------------------------------
   // weight: [V, C], ids: [N] (i32 or i64, each in [0, V)), out: [N, C]

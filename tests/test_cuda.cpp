@@ -5,6 +5,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <limits>
 
 #include "engine/backend.h"
+#include "engine/numerics/tf32.h"
 #include "quant/float8_linear.h"  // Float8
 #if defined(QTUNE_CUDA_SIM)
 #include "cuda/sim/observe.h"
@@ -485,6 +487,43 @@ TEST_CASE("fp8_scale and fp8_quantize match the CPU to the bit: every group, for
   }
 }
 
+TEST_CASE("set_tf32: f32 GEMMs on cuda read TF32 inputs while it is on; the CPU refuses it") {
+  const Tensor a = random_f64({2, 24, 40}, 150, -1.0, 1.0).to(DType::f32);
+  const Tensor b = random_f64({2, 40, 32}, 151, -1.0, 1.0).to(DType::f32);
+  auto rounded = [](const Tensor& t) {
+    const Tensor r = t.contiguous().clone();
+    float* p = static_cast<float*>(r.data_ptr());
+    for (int64_t i = 0; i < r.numel(); ++i) p[i] = numerics::round_to_tf32(p[i]);
+    return r;
+  };
+  const Tensor exact = Tensor::empty({2, 24, 32}, DType::f32), from_tf32 = Tensor::empty({2, 24, 32}, DType::f32);
+  cpu().gemm(a, false, b, false, exact, 1.0, 0.0);
+  cpu().gemm(rounded(a), false, rounded(b), false, from_tf32, 1.0, 0.0);
+  auto on_gpu = [&](bool tf32) {
+    const Tensor c = Tensor::empty({2, 24, 32}, DType::f32, kGpu);
+    gpu().set_tf32(tf32);
+    gpu().gemm(a.to(kGpu), false, b.to(kGpu), false, c, 1.0, 0.0);
+    gpu().set_tf32(false);
+    return c.to(Device::cpu());
+  };
+  const Tensor with_tf32 = on_gpu(true);
+  // The simulator rounds as docs/numerics.md §6 states; a GPU's conversion may differ in the last TF32 bit.
+#if defined(QTUNE_CUDA_SIM)
+  const double tol = 1e-5;
+#else
+  const double tol = 2e-3;
+#endif
+  QTUNE_CHECK_CLOSE(with_tf32, from_tf32, tol, tol);
+  double largest = 0;
+  for (int64_t i = 0; i < exact.numel(); ++i)
+    largest = std::max<double>(largest, std::fabs(static_cast<const float*>(with_tf32.data_ptr())[i] -
+                                                  static_cast<const float*>(exact.data_ptr())[i]));
+  CHECK(largest > 1e-4);  // 10-bit inputs: far from the exact f32 product
+  QTUNE_CHECK_CLOSE(on_gpu(false), exact, 1e-5, 1e-5);
+  CHECK_FALSE(gpu().tf32());
+  CHECK_THROWS_WITH_AS(cpu().set_tf32(true), doctest::Contains("TF32 GEMMs are not available on cpu"), Error);
+}
+
 TEST_CASE("fp8_gemm matches the CPU's emulation: cuBLASLt for tensorwise scales, per-row scales, odd shapes") {
   struct Case {
     int64_t m, n, k;
@@ -520,8 +559,8 @@ TEST_CASE("fp8_gemm matches the CPU's emulation: cuBLASLt for tensorwise scales,
 #endif
       gpu().fp8_gemm(qa.to(kGpu), sa.to(kGpu), qb.to(kGpu), sb.to(kGpu), og);
 #if defined(QTUNE_CUDA_SIM)
-      // Tensorwise scales and multiples of 16 reach cuBLASLt's fp8 GEMM; the rest its f32 GEMM.
-      CHECK(sim::fp8_matmul_count() - before == (!c.rows && c.k % 16 == 0 && c.n % 16 == 0 ? 1u : 0u));
+      // Multiples of 16 reach cuBLASLt's fp8 GEMM (per-row scales as outer vectors); the rest its f32 GEMM.
+      CHECK(sim::fp8_matmul_count() - before == (c.k % 16 == 0 && c.n % 16 == 0 ? 1u : 0u));
 #endif
       // Products of codes scaled once against values dequantized one by one: a few f32 ulps of the sums.
       const double tol = out_dtype == DType::f32 ? 1e-5 : 1e-2;

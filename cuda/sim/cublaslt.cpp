@@ -1,15 +1,19 @@
 // cuBLASLt in the sim flavor: D = alpha * op(A) op(B) + beta * C over column-major matrices, the way
 // the cuBLASLt documentation defines it, with an in-order f32 (f64 for CUBLAS_COMPUTE_64F) reference
-// sum. For fp8 operands: D = scale_D * (alpha * scale_A * scale_B * op(A) op(B) + beta * C), and the
-// AMAX_D output receives max |.| of the value in parentheses. Only what qtune uses is implemented;
-// anything else is refused with a status and a message, never approximated.
+// sum; CUBLAS_COMPUTE_32F_FAST_TF32 first rounds the inputs to TF32 (engine/numerics/tf32.h). For fp8 operands: D =
+// scale_D * (alpha * scale_A * scale_B * op(A) op(B) + beta * C), and the AMAX_D output receives max |.| of the value
+// in parentheses; with outer-vector scale modes (as on Hopper) scale_A is scale_A[i] and scale_B scale_B[j] at D(i, j),
+// and both operands must use them. Only what qtune uses is implemented; anything else is refused with a status and a
+// message, never approximated.
 #include <cublasLt.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "cuda/sim/device_memory.h"
 #include "cuda/sim/observe.h"
@@ -17,6 +21,7 @@
 #include "engine/numerics/bf16.h"
 #include "engine/numerics/f16.h"
 #include "engine/numerics/fp8.h"
+#include "engine/numerics/tf32.h"
 
 struct cublasLtContext {
   int device = 0;
@@ -28,6 +33,9 @@ struct cublasLtMatmulDescOpaque_t {
   cublasOperation_t trans_a = CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
   const float* a_scale = nullptr;
   const float* b_scale = nullptr;
+  // CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F, or OUTER_VEC_32F: a_scale has M floats, b_scale N.
+  int32_t a_scale_mode = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
+  int32_t b_scale_mode = CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
   const float* d_scale = nullptr;
   float* amax_d = nullptr;
 };
@@ -155,10 +163,15 @@ cublasStatus_t check_types(const cublasLtMatmulDescOpaque_t& op, cudaDataType_t 
     if (op.scale == CUDA_R_64F && a == CUDA_R_64F && b == a && c == a && d == a) return CUBLAS_STATUS_SUCCESS;
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLAS_COMPUTE_64F with " + combo() + " (all must be CUDA_R_64F)");
   }
+  if (op.compute == CUBLAS_COMPUTE_32F_FAST_TF32) {
+    if (op.scale == CUDA_R_32F && a == CUDA_R_32F && b == a && c == a && d == a) return CUBLAS_STATUS_SUCCESS;
+    return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
+                  "CUBLAS_COMPUTE_32F_FAST_TF32 with " + combo() + " (the simulator implements all CUDA_R_32F)");
+  }
   if (op.compute != CUBLAS_COMPUTE_32F || op.scale != CUDA_R_32F)
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
-                  "the simulator implements CUBLAS_COMPUTE_32F with CUDA_R_32F scales "
-                  "and CUBLAS_COMPUTE_64F, not compute type " +
+                  "the simulator implements CUBLAS_COMPUTE_32F with CUDA_R_32F scales, "
+                  "CUBLAS_COMPUTE_32F_FAST_TF32 and CUBLAS_COMPUTE_64F, not compute type " +
                       std::to_string(op.compute));
   if (is_fp8(a) || is_fp8(b)) {
     if (!is_fp8(a) || !is_fp8(b) || (a == CUDA_R_8F_E5M2 && b == CUDA_R_8F_E5M2))
@@ -166,12 +179,16 @@ cublasStatus_t check_types(const cublasLtMatmulDescOpaque_t& op, cudaDataType_t 
     if (op.trans_a != CUBLAS_OP_T || op.trans_b != CUBLAS_OP_N)
       return refuse(CUBLAS_STATUS_NOT_SUPPORTED,
                     "fp8 GEMMs take A transposed and B not (the \"TN\" layout, K-major operands)");
+    if (op.a_scale_mode != op.b_scale_mode)
+      return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "fp8 GEMM: A and B scale modes differ");
     const bool c_ok = c == CUDA_R_16BF || c == CUDA_R_16F || c == CUDA_R_32F;
     const bool d_ok = d == c || (is_fp8(d) && c != CUDA_R_32F);
     if (!c_ok || !d_ok) return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "fp8 GEMM " + combo());
     return CUBLAS_STATUS_SUCCESS;
   }
-  if (op.a_scale != nullptr || op.b_scale != nullptr || op.d_scale != nullptr || op.amax_d != nullptr)
+  if (op.a_scale != nullptr || op.b_scale != nullptr || op.d_scale != nullptr || op.amax_d != nullptr ||
+      op.a_scale_mode != CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F ||
+      op.b_scale_mode != CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F)
     return refuse(CUBLAS_STATUS_NOT_SUPPORTED, "scale and amax pointers apply to fp8 GEMMs only, not " + combo());
   const bool ok = (a == CUDA_R_32F && b == a && c == a && d == a) ||
                   ((a == CUDA_R_16BF || a == CUDA_R_16F) && b == a && (c == a || c == CUDA_R_32F) && d == c);
@@ -302,6 +319,17 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
       return set_value(desc->a_scale, buf, size);
     case CUBLASLT_MATMUL_DESC_B_SCALE_POINTER:
       return set_value(desc->b_scale, buf, size);
+    case CUBLASLT_MATMUL_DESC_A_SCALE_MODE:
+    case CUBLASLT_MATMUL_DESC_B_SCALE_MODE: {
+      int32_t mode = 0;
+      if (const cublasStatus_t s = set_value(mode, buf, size); s != CUBLAS_STATUS_SUCCESS) return s;
+      if (mode != CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F && mode != CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F)
+        return refuse(
+            CUBLAS_STATUS_NOT_SUPPORTED,
+            "the simulator implements scalar and outer-vector f32 scales, not scale mode " + std::to_string(mode));
+      (attr == CUBLASLT_MATMUL_DESC_A_SCALE_MODE ? desc->a_scale_mode : desc->b_scale_mode) = mode;
+      return CUBLAS_STATUS_SUCCESS;
+    }
     case CUBLASLT_MATMUL_DESC_D_SCALE_POINTER:
       return set_value(desc->d_scale, buf, size);
     case CUBLASLT_MATMUL_DESC_AMAX_D_POINTER:
@@ -440,6 +468,17 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                         " bytes, but the algorithm was chosen for " + std::to_string(algo->data[i]) +
                         " (set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES to what the operands have)");
   }
+  const bool outer = op.a_scale_mode == CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+  if (outer) {
+    const std::pair<const float*, uint64_t> vectors[2] = {{op.a_scale, p.m}, {op.b_scale, p.n}};
+    for (const auto& [vector, count] : vectors) {
+      const auto a = vector == nullptr ? std::nullopt : qtune::sim::find_allocation(vector, count * sizeof(float));
+      if (!a || a->device != device)
+        return refuse(CUBLAS_STATUS_INVALID_VALUE,
+                      "an outer-vector scale (" + std::to_string(count) +
+                          " floats) is not within one allocation of cuda:" + std::to_string(device));
+    }
+  }
   if (algo != nullptr && workspace_bytes > 0 && !qtune::sim::find_allocation(workspace, workspace_bytes))
     return refuse(CUBLAS_STATUS_INVALID_VALUE, "the workspace is not device memory of its stated size");
   const bool wide = op.compute == CUBLAS_COMPUTE_64F;
@@ -447,9 +486,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
   const double beta = wide ? *static_cast<const double*>(beta_ptr) : *static_cast<const float*>(beta_ptr);
   const auto la = *a_layout, lb = *b_layout, lc = *c_layout, ld = *d_layout;
   if (is_fp8(la.type)) qtune::sim::count_fp8_matmul();
+  const bool tf32 = op.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   qtune::sim::enqueue(s, [=] {
     const bool fp8 = is_fp8(la.type);
-    const float scale_ab = (op.a_scale != nullptr ? *op.a_scale : 1.0f) * (op.b_scale != nullptr ? *op.b_scale : 1.0f);
+    auto scale_ab = [&](uint64_t i, uint64_t j) {
+      if (outer) return op.a_scale[i] * op.b_scale[j];
+      return (op.a_scale != nullptr ? *op.a_scale : 1.0f) * (op.b_scale != nullptr ? *op.b_scale : 1.0f);
+    };
     const float scale_d = op.d_scale != nullptr ? *op.d_scale : 1.0f;
     float amax = 0.0f;
     for (int32_t batch = 0; batch < p.batch; ++batch) {
@@ -462,8 +505,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         for (uint64_t l = 0; l < p.k; ++l) {
           const uint64_t ia = op.trans_a == CUBLAS_OP_N ? i + l * la.ld : l + i * la.ld;
           const uint64_t ib = op.trans_b == CUBLAS_OP_N ? l + j * lb.ld : j + l * lb.ld;
-          acc += static_cast<Acc>(load(la.type, a, oa + static_cast<int64_t>(ia))) *
-                 static_cast<Acc>(load(lb.type, b, ob + static_cast<int64_t>(ib)));
+          Acc x = static_cast<Acc>(load(la.type, a, oa + static_cast<int64_t>(ia)));
+          Acc y = static_cast<Acc>(load(lb.type, b, ob + static_cast<int64_t>(ib)));
+          if (tf32) {
+            x = static_cast<Acc>(qtune::numerics::round_to_tf32(static_cast<float>(x)));
+            y = static_cast<Acc>(qtune::numerics::round_to_tf32(static_cast<float>(y)));
+          }
+          acc += x * y;
         }
         return acc;
       };
@@ -476,7 +524,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             if (beta != 0.0) value += beta * load(lc.type, c, ic);
           } else {
             const float acc = product(0.0f, i, j);
-            float v = static_cast<float>(alpha) * (fp8 ? acc * scale_ab : acc);
+            float v = static_cast<float>(alpha) * (fp8 ? acc * scale_ab(i, j) : acc);
             // With beta = 0, C is not read (it may hold anything, NaN included), as cuBLAS documents.
             if (beta != 0.0) v += static_cast<float>(beta) * static_cast<float>(load(lc.type, c, ic));
             amax = std::isnan(v) || std::isnan(amax) ? NAN : std::max(amax, std::fabs(v));

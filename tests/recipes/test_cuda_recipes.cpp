@@ -102,6 +102,23 @@ TEST_CASE("bf16: full, lora and qlora train on cuda within bf16's rounding of th
   check_same_losses(dir, "qlora", fine_tune("qlora", base, {"model.dtype=bf16"}), 2e-2);
 }
 
+TEST_CASE("model.tf32: f32 GEMMs on TF32 inputs train within TF32's rounding of the CPU's losses, for that run only") {
+  testing::ScratchDir dir("cuda_recipes_tf32");
+  const std::vector<double> cpu = losses_on(dir, "f32", "cpu", {});
+  const std::vector<double> tf32 = losses_on(dir, "tf32", "cuda", {"model.tf32=true"});
+  CHECK_FALSE(backend_for(Device::cuda(0)).tf32());  // the next run on the device computes in f32 again
+  const std::vector<double> f32 = losses_on(dir, "f32", "cuda", {});
+  REQUIRE(tf32.size() == cpu.size());
+  REQUIRE(f32.size() == cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::fabs(tf32[i] - cpu[i]) <= 1e-3 * std::fabs(cpu[i]));
+  }
+  // The same GEMMs without TF32 give other losses: the key reached them. (The loss averages the logits'
+  // TF32 errors away, so its difference from the CPU's is small, about 1e-6 relative on this model.)
+  CHECK(tf32 != f32);
+}
+
 TEST_CASE("a trained model evaluates and generates on cuda as on the CPU") {
   testing::ScratchDir dir("cuda_recipes_eval");
   const std::string base = trained_base(dir);
@@ -184,8 +201,9 @@ TEST_CASE("a training step queues its work without waiting for the GPU: one wait
     };
     const uint64_t fp8_gemms = sim::fp8_matmul_count();
     train(config, hooks);
-    // Tensorwise float8 runs its GEMMs (forward and both gradients) on cuBLASLt's fp8 kernels.
-    if (std::string(run.name) == "fp8_tensorwise") CHECK(sim::fp8_matmul_count() - fp8_gemms >= 8 * 3 * 7);
+    // Tensorwise and rowwise float8 run their GEMMs (forward and both gradients) on cuBLASLt's fp8 kernels,
+    // rowwise with outer-vector scales.
+    if (std::string(run.name).starts_with("fp8_")) CHECK(sim::fp8_matmul_count() - fp8_gemms >= 8 * 3 * 7);
     REQUIRE(waits_at_start.size() == 8);
     // Steps 2, 3 and 4 and steps 6, 7 and 8 start right after a step that was not read back.
     for (size_t k : {1, 2, 3, 5, 6, 7})

@@ -32,6 +32,7 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("model.config", c.model.config);
   visit("model.tokenizer", c.model.tokenizer);
   visit("model.dtype", c.model.dtype);
+  visit("model.tf32", c.model.tf32);
   visit("data.train", c.data.train);
   visit("data.eval", c.data.eval);
   visit("data.format", c.data.format);
@@ -327,8 +328,9 @@ void settle_recipe(RunConfig& c, const std::string& source, bool config_names_re
 }
 
 void validate(const RunConfig& c, const std::string& where, const KeysSet& set) {
+  Device device;
   try {
-    parse_device(c.device);
+    device = parse_device(c.device);
   } catch (const Error& e) {
     QTUNE_FAIL("device in ", where, ": ", e.what());
   }
@@ -340,6 +342,9 @@ void validate(const RunConfig& c, const std::string& where, const KeysSet& set) 
   QTUNE_CHECK(!c.model.path.empty() || !c.model.tokenizer.empty(), "model.tokenizer in ", where,
               " is required with an inline model.config (a tokenizer.model / tokenizer.json file or a directory)");
   check_one_of(where, "model.dtype", c.model.dtype, {"f32", "bf16"});
+  QTUNE_CHECK(!c.model.tf32 || (!device.is_cpu() && c.model.dtype == "f32"), "model.tf32 in ", where,
+              " applies to f32 models on device=cuda (TF32 is the tensor cores' f32 input format), not model.dtype=",
+              c.model.dtype, " on device=", c.device);
 
   QTUNE_CHECK(!c.data.train.empty(), "data.train in ", where, " is empty: name the training data file or directory");
   check_one_of(where, "data.format", c.data.format, {"text", "jsonl", "tokens"});

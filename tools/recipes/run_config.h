@@ -19,6 +19,7 @@ struct ModelSection {
   std::optional<models::LlamaConfig> config;  // inline config.json object (a model trained from scratch)
   std::string tokenizer;                      // tokenizer file/dir; default: the model directory
   std::string dtype = "f32";                  // compute dtype: f32 | bf16
+  bool tf32 = false;                          // f32 GEMMs on cuda read TF32 inputs (docs/numerics.md §6)
 };
 
 struct DataSection {

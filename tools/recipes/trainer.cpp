@@ -13,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/directory_lock.h"
@@ -164,6 +165,14 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const Device device = parse_device(config.device);
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
+  // model.tf32 holds for this run only: the device's backend outlives it.
+  struct Tf32Scope {
+    Backend& backend;
+    bool before;
+    ~Tf32Scope() { backend.set_tf32(before); }
+  };
+  const Tf32Scope tf32_scope{backend_for(device), backend_for(device).tf32()};
+  tf32_scope.backend.set_tf32(config.model.tf32);
   const fs::path out(config.output_dir);
   const std::string metrics_path = (out / "metrics.jsonl").string();
   // One live process per run directory: a second `qtune run` on it (resume included) is refused, and the
