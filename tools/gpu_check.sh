@@ -97,7 +97,7 @@ fi
 
 # Training speed on the GPU: the default 134 M-parameter Llama in bf16, then through fp8 GEMMs.
 if [[ $gpu_present -eq 1 ]]; then
-  for variant in "--dtype bf16" "--dtype bf16 --fp8 tensorwise"; do
+  for variant in "--dtype bf16" "--dtype bf16 --fp8 tensorwise" "--dtype bf16 --fp8 rowwise" "--dtype f32 --tf32"; do
     # shellcheck disable=SC2086
     if timeout 300 "$build/tools/qtune" bench train --device cuda $variant --steps 5 --warmup 2 \
          >> "$logs/bench_train.log" 2>&1; then

@@ -127,7 +127,7 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
                 (long long)quant::group_size_of(qat_scheme(o)));
   }
   if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe\n", o.fp8.c_str());
-  std::printf("device: %s\n", o.device.c_str());
+  std::printf("device: %s%s\n", o.device.c_str(), o.tf32 ? " (f32 GEMMs on TF32 inputs)" : "");
   std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",
               wait_env ? wait_env : "(unset)");
   const double embed = double(o.vocab) * double(o.hidden);
@@ -206,6 +206,10 @@ int run_train_bench(const TrainBenchOptions& o) {
     QTUNE_CHECK(o.qat.empty() || o.fp8.empty(), "train bench: --qat and --fp8 do not combine");
     if (!o.qat.empty()) qat_scheme(o);
     if (!o.fp8.empty()) quant::parse_float8_recipe(o.fp8);
+    QTUNE_CHECK(!o.tf32 || (device.is_cuda() && dtype == DType::f32),
+                "train bench: --tf32 applies to --dtype f32 on --device cuda (got --dtype ", o.dtype, " on ", o.device,
+                ")");
+    backend_for(device).set_tf32(o.tf32);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -26,6 +26,7 @@ struct TrainBenchOptions {
   std::string qat;
   int64_t qat_group = 0;
   std::string fp8;
+  bool tf32 = false;  // f32 GEMMs on TF32 inputs (cuda, f32 only; Backend::set_tf32)
 };
 
 // Model FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted).

@@ -104,6 +104,7 @@ void add_train(CLI::App& bench, int& status) {
   cmd->add_option("--qat-group", options->qat_group, "Weights per scale for --qat 8da4w/int4wo (0: the default)")
       ->check(integer_in(0, kMaxCount));
   cmd->add_option("--fp8", options->fp8, "Train through float8 GEMMs: tensorwise, rowwise or rowwise_with_gw_hp");
+  cmd->add_flag("--tf32", options->tf32, "f32 GEMMs on TF32 inputs (tensor cores; --device cuda, --dtype f32)");
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
 
