@@ -9,6 +9,7 @@ golden=$src/tests/golden
 rm -rf "$out"
 "$qtune" run full --config "$src/configs/tiny_shakespeare_full.json" device=cuda model.dtype=bf16 fp8.recipe=rowwise \
   "data.train=$golden/tokenizers/train.txt" data.eval= "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" \
-  data.seq_len=32 data.batch_size=2 schedule.warmup_steps=1 train.steps=2 train.log_every=1 "output_dir=$out"
+  model.config.num_hidden_layers=1 data.seq_len=16 data.batch_size=2 schedule.warmup_steps=1 train.steps=2 \
+  train.log_every=1 "output_dir=$out"
 "$qtune" generate --device cuda --model "$out/final" --prompt "The" --max-new-tokens 4 --temperature 0
 echo "run and generate on cuda: ok"
