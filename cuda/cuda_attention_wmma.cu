@@ -46,25 +46,84 @@ __device__ __forceinline__ W operand_from(float v) {
     return __float2bfloat16(v);
 }
 
-// Bytes of an array of `count` elements in the shared-memory plan: WMMA wants 32-byte aligned tiles.
-__host__ __device__ constexpr size_t plan_bytes(int64_t count, size_t element) {
-  return (static_cast<size_t>(count) * element + 31) / 32 * 32;
-}
-
-// Hands out consecutive 32-byte aligned arrays of the block's dynamic shared memory.
+// Hands out consecutive 32-byte aligned arrays (WMMA's alignment) of a block's dynamic shared memory:
+// 16 x d tiles, 16 x 16 squares and 16-element rows. With a null base it only counts the bytes, which is
+// how the host sizes a launch from the same layout the kernel carves.
 class SharedPlan {
  public:
-  __device__ explicit SharedPlan(unsigned char* base) : next_(base) {}
-  template <class U>
-  __device__ U* take(int64_t count) {
-    U* p = reinterpret_cast<U*>(next_);
-    next_ += plan_bytes(count, sizeof(U));
-    return p;
+  __host__ __device__ SharedPlan(unsigned char* base, int64_t d) : base_(base), d_(d) {}
+  template <class... U>
+  __host__ __device__ void tiles(U*&... arrays) {
+    (take(arrays, kTile * d_), ...);
   }
+  template <class... U>
+  __host__ __device__ void squares(U*&... arrays) {
+    (take(arrays, kTile * kTile), ...);
+  }
+  template <class... U>
+  __host__ __device__ void rows(U*&... arrays) {
+    (take(arrays, kTile), ...);
+  }
+  __host__ __device__ size_t bytes() const { return used_; }
 
  private:
-  unsigned char* next_;
+  template <class U>
+  __host__ __device__ void take(U*& array, int64_t count) {
+    array = base_ == nullptr ? nullptr : reinterpret_cast<U*>(base_ + used_);
+    used_ += (static_cast<size_t>(count) * sizeof(U) + 31) / 32 * 32;
+  }
+
+  unsigned char* base_;
+  int64_t d_;
+  size_t used_ = 0;
 };
+
+// Each kernel's shared memory: operand tiles (W), f32 accumulators and scores, per-row statistics.
+template <class W>
+struct ForwardShared {
+  W *q, *k, *v, *p;
+  float *o, *s, *row;
+  __host__ __device__ explicit ForwardShared(SharedPlan& plan) {
+    plan.tiles(q, k, v, o);
+    plan.squares(s, p);
+    plan.rows(row);
+  }
+};
+template <class W>
+struct GradQShared {
+  W *q, *g, *k, *v, *ds;
+  float *dq, *s, *dp;
+  __host__ __device__ explicit GradQShared(SharedPlan& plan) {
+    plan.tiles(q, g, k, v, dq);
+    plan.squares(s, dp, ds);
+  }
+};
+template <class W>
+struct GradKVShared {
+  W *k, *v, *q, *g, *p, *ds;
+  float *dk, *dv, *s, *dp, *lse, *delta;  // s and dp transposed: key rows, query columns
+  __host__ __device__ explicit GradKVShared(SharedPlan& plan) {
+    plan.tiles(k, v, q, g, dk, dv);
+    plan.squares(s, dp, p, ds);
+    plan.rows(lse, delta);
+  }
+};
+
+// This block's dynamic shared memory, laid out as Layout<W> for head dim d.
+template <template <class> class Layout, class W>
+__device__ Layout<W> carve_shared(int64_t d) {
+  QTUNE_DYNAMIC_SHARED(unsigned char, shared);
+  SharedPlan plan(shared, d);
+  return Layout<W>(plan);
+}
+
+// The dynamic shared memory a kernel with layout Layout needs for head dim d.
+template <template <class> class Layout, class W>
+size_t shared_bytes_for(int64_t d) {
+  SharedPlan counter(nullptr, d);
+  Layout<W>{counter};
+  return counter.bytes();
+}
 
 // Rows [r0, r0 + 16) of a head's [rows, d] view into a row-major 16 x d tile of the operand type,
 // zeros past `rows`. row_at(r) is the element offset of row r in src.
@@ -95,6 +154,16 @@ __device__ void tile_scores(const W* a, const W* b, int64_t d, float* s) {
   wmma::store_matrix_sync(s, acc, kTile, wmma::mem_row_major);
 }
 
+// The backward's two score products between warp barriers: s = a b^T (scores) and dp = g w^T (their
+// upstream gradients dP).
+template <class W>
+__device__ void scores_and_grads(const W* a, const W* b, const W* g, const W* w, int64_t d, float* s, float* dp) {
+  __syncwarp();
+  tile_scores(a, b, d, s);
+  tile_scores(g, w, d, dp);
+  __syncwarp();
+}
+
 // acc[16, d] += p[16, 16] m[16, d]: p row-major with stride 16, m and acc row-major with stride d.
 template <class W>
 __device__ void tile_accumulate(const W* p, const W* m, int64_t d, float* acc) {
@@ -116,43 +185,79 @@ __device__ int64_t tile_key_end(const AttentionDims& dm, int64_t i0) {
   return dm.key_end((i0 + kTile < dm.tq ? i0 + kTile : dm.tq) - 1);
 }
 
+// A seen score's probability P = exp(score - lse) (0 where the key is masked or the query sees no key)
+// and its gradient dS = P (dP - delta).
+struct ScoreGrad {
+  float p, ds;
+};
+__device__ ScoreGrad score_grad(bool seen, float score, float lse, float dp, float delta) {
+  const float p = seen && lse != -INFINITY ? std::exp(score - lse) : 0.0f;
+  return {p, p * (dp - delta)};
+}
+
+// The 16 query rows a q-side tile covers: batch b, query head h (served by kv head hk), rows from i0.
+struct QueryTile {
+  int64_t b, h, hk, i0;
+};
+__host__ __device__ int64_t query_tile_count(const AttentionDims& dm) {
+  return dm.batch * dm.hq * ((dm.tq + kTile - 1) / kTile);
+}
+__device__ QueryTile query_tile(const AttentionDims& dm, int64_t tile) {
+  const int64_t per_head = (dm.tq + kTile - 1) / kTile, h = (tile / per_head) % dm.hq;
+  return {tile / (per_head * dm.hq), h, h / dm.group, (tile % per_head) * kTile};
+}
+
+// Rows [r0, r0 + 16) of the query-side tensor x (q, grad_out) for head h, and of k and v for kv head hk.
+template <class T>
+__device__ void stage_query_rows(const T* x, const AttentionDims& dm, int64_t b, int64_t h, int64_t r0,
+                                 wmma_t<T>* tile) {
+  stage_tile(
+      x, r0, dm.tq, dm.d, [&](int64_t i) { return dm.q_row(b, h, i); }, tile);
+}
+template <class T>
+__device__ void stage_kv_rows(const T* k, const T* v, const AttentionDims& dm, int64_t b, int64_t hk, int64_t r0,
+                              wmma_t<T>* k_tile, wmma_t<T>* v_tile) {
+  stage_tile(
+      k, r0, dm.tk, dm.d, [&](int64_t j) { return dm.k_row(b, hk, j); }, k_tile);
+  stage_tile(
+      v, r0, dm.tk, dm.d, [&](int64_t j) { return dm.k_row(b, hk, j); }, v_tile);
+}
+
+// Writes a 16 x d f32 tile times `factor(r)` into rows [r0, r0 + 16) of out below `rows`; row_at(r) is
+// the element offset of row r.
+template <class T, class RowAt, class Factor>
+__device__ void store_tile(const float* tile, int64_t r0, int64_t rows, int64_t d, RowAt row_at, Factor factor,
+                           T* out) {
+  for (int64_t e = threadIdx.x; e < kTile * d; e += 32) {
+    const int64_t r = e / d;
+    if (r0 + r < rows) numerics::store(out + row_at(r0 + r) + e % d, tile[e] * factor(r));
+  }
+}
+
 template <class T>
 __global__ void forward_kernel(const T* q, const T* k, const T* v, T* out, float* lse, AttentionDims dm, float scale) {
   using W = wmma_t<T>;
-  QTUNE_DYNAMIC_SHARED(unsigned char, shared);
-  SharedPlan plan(shared);
+  const auto sh = carve_shared<ForwardShared, W>(dm.d);
   const int64_t d = dm.d, tile_elems = kTile * d;
-  W* q_s = plan.take<W>(tile_elems);
-  W* k_s = plan.take<W>(tile_elems);
-  W* v_s = plan.take<W>(tile_elems);
-  float* o_s = plan.take<float>(tile_elems);
-  float* s_s = plan.take<float>(kTile * kTile);
-  W* p_s = plan.take<W>(kTile * kTile);
-  float* row_s = plan.take<float>(kTile);
   const int lane = static_cast<int>(threadIdx.x);
-  const int64_t q_tiles = (dm.tq + kTile - 1) / kTile, tiles = dm.batch * dm.hq * q_tiles;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t i0 = (tile % q_tiles) * kTile, h = (tile / q_tiles) % dm.hq, b = tile / (q_tiles * dm.hq);
-    const int64_t hk = h / dm.group;
+  for (int64_t tile = blockIdx.x; tile < query_tile_count(dm); tile += gridDim.x) {
+    const QueryTile t = query_tile(dm, tile);
+    const int64_t b = t.b, h = t.h, hk = t.hk, i0 = t.i0;
     __syncwarp();  // the previous tile's readers are done
-    stage_tile(
-        q, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, q_s);
-    zero_tile(o_s, d);
+    stage_query_rows(q, dm, b, h, i0, sh.q);
+    zero_tile(sh.o, d);
     // Lane r < 16 keeps query i0 + r's running max m and sum l.
     const int64_t i = i0 + lane % kTile;
     const int64_t key_end = lane < kTile && i < dm.tq ? dm.key_end(i) : 0;
     float m = -INFINITY, l = 0.0f;
     for (int64_t j0 = 0; j0 < tile_key_end(dm, i0); j0 += kTile) {
       __syncwarp();
-      stage_tile(
-          k, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, k_s);
-      stage_tile(
-          v, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, v_s);
+      stage_kv_rows(k, v, dm, b, hk, j0, sh.k, sh.v);
       __syncwarp();
-      tile_scores(q_s, k_s, d, s_s);
+      tile_scores(sh.q, sh.k, d, sh.s);
       __syncwarp();
       if (lane < kTile) {
-        float* s_row = s_s + lane * kTile;
+        float* s_row = sh.s + lane * kTile;
         float tile_max = -INFINITY;
         for (int c = 0; c < kTile; ++c) {
           s_row[c] = j0 + c < key_end ? scale * s_row[c] : -INFINITY;
@@ -164,28 +269,26 @@ __global__ void forward_kernel(const T* q, const T* k, const T* v, T* out, float
           // No visible key yet (m_new = -inf): P is 0 and nothing is rescaled.
           const float p = m_new == -INFINITY ? 0.0f : std::exp(s_row[c] - m_new);
           sum += p;
-          p_s[lane * kTile + c] = operand_from<W>(p);
+          sh.p[lane * kTile + c] = operand_from<W>(p);
         }
         if (m_new != -INFINITY) alpha = std::exp(m - m_new);  // 0 on the first visible tile
         l = l * alpha + sum;
         m = m_new;
-        row_s[lane] = alpha;
+        sh.row[lane] = alpha;
       }
       __syncwarp();
-      for (int64_t e = lane; e < tile_elems; e += 32) o_s[e] *= row_s[e / d];
+      for (int64_t e = lane; e < tile_elems; e += 32) sh.o[e] *= sh.row[e / d];
       __syncwarp();
-      tile_accumulate(p_s, v_s, d, o_s);
+      tile_accumulate(sh.p, sh.v, d, sh.o);
     }
     __syncwarp();
     if (lane < kTile) {
-      row_s[lane] = l > 0.0f ? 1.0f / l : 0.0f;
+      sh.row[lane] = l > 0.0f ? 1.0f / l : 0.0f;
       if (i < dm.tq) lse[dm.lse_at(b, h, i)] = l > 0.0f ? m + std::log(l) : -INFINITY;
     }
     __syncwarp();
-    for (int64_t e = lane; e < tile_elems; e += 32) {
-      const int64_t r = e / d;
-      if (i0 + r < dm.tq) numerics::store(out + dm.q_row(b, h, i0 + r) + e % d, o_s[e] * row_s[r]);
-    }
+    store_tile(
+        sh.o, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, [&](int64_t r) { return sh.row[r]; }, out);
   }
 }
 
@@ -194,28 +297,16 @@ template <class T>
 __global__ void grad_q_kernel(const T* grad_out, const T* q, const T* k, const T* v, const float* lse,
                               const float* delta, T* grad_q, AttentionDims dm, float scale) {
   using W = wmma_t<T>;
-  QTUNE_DYNAMIC_SHARED(unsigned char, shared);
-  SharedPlan plan(shared);
-  const int64_t d = dm.d, tile_elems = kTile * d;
-  W* q_s = plan.take<W>(tile_elems);
-  W* g_s = plan.take<W>(tile_elems);
-  W* k_s = plan.take<W>(tile_elems);
-  W* v_s = plan.take<W>(tile_elems);
-  float* dq_s = plan.take<float>(tile_elems);
-  float* s_s = plan.take<float>(kTile * kTile);
-  float* dp_s = plan.take<float>(kTile * kTile);
-  W* ds_s = plan.take<W>(kTile * kTile);
+  const auto sh = carve_shared<GradQShared, W>(dm.d);
+  const int64_t d = dm.d;
   const int lane = static_cast<int>(threadIdx.x);
-  const int64_t q_tiles = (dm.tq + kTile - 1) / kTile, tiles = dm.batch * dm.hq * q_tiles;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t i0 = (tile % q_tiles) * kTile, h = (tile / q_tiles) % dm.hq, b = tile / (q_tiles * dm.hq);
-    const int64_t hk = h / dm.group;
+  for (int64_t tile = blockIdx.x; tile < query_tile_count(dm); tile += gridDim.x) {
+    const QueryTile t = query_tile(dm, tile);
+    const int64_t b = t.b, h = t.h, hk = t.hk, i0 = t.i0;
     __syncwarp();
-    stage_tile(
-        q, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, q_s);
-    stage_tile(
-        grad_out, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, g_s);
-    zero_tile(dq_s, d);
+    stage_query_rows(q, dm, b, h, i0, sh.q);
+    stage_query_rows(grad_out, dm, b, h, i0, sh.g);
+    zero_tile(sh.dq, d);
     const int64_t i = i0 + lane % kTile;
     const bool owns = lane < kTile && i < dm.tq;
     const int64_t key_end = owns ? dm.key_end(i) : 0;
@@ -223,29 +314,19 @@ __global__ void grad_q_kernel(const T* grad_out, const T* q, const T* k, const T
     const float row_delta = owns ? delta[dm.lse_at(b, h, i)] : 0.0f;
     for (int64_t j0 = 0; j0 < tile_key_end(dm, i0); j0 += kTile) {
       __syncwarp();
-      stage_tile(
-          k, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, k_s);
-      stage_tile(
-          v, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, v_s);
-      __syncwarp();
-      tile_scores(q_s, k_s, d, s_s);
-      tile_scores(g_s, v_s, d, dp_s);
-      __syncwarp();
+      stage_kv_rows(k, v, dm, b, hk, j0, sh.k, sh.v);
+      scores_and_grads(sh.q, sh.k, sh.g, sh.v, d, sh.s, sh.dp);
       if (lane < kTile)
         for (int c = 0; c < kTile; ++c) {
           const int e = lane * kTile + c;
-          const bool seen = j0 + c < key_end && row_lse != -INFINITY;
-          const float p = seen ? std::exp(scale * s_s[e] - row_lse) : 0.0f;
-          ds_s[e] = operand_from<W>(p * (dp_s[e] - row_delta));
+          sh.ds[e] = operand_from<W>(score_grad(j0 + c < key_end, scale * sh.s[e], row_lse, sh.dp[e], row_delta).ds);
         }
       __syncwarp();
-      tile_accumulate(ds_s, k_s, d, dq_s);
+      tile_accumulate(sh.ds, sh.k, d, sh.dq);
     }
     __syncwarp();
-    for (int64_t e = lane; e < tile_elems; e += 32) {
-      const int64_t r = e / d;
-      if (i0 + r < dm.tq) numerics::store(grad_q + dm.q_row(b, h, i0 + r) + e % d, scale * dq_s[e]);
-    }
+    store_tile(
+        sh.dq, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, [&](int64_t) { return scale; }, grad_q);
   }
 }
 
@@ -255,32 +336,16 @@ template <class T>
 __global__ void grad_kv_kernel(const T* grad_out, const T* q, const T* k, const T* v, const float* lse,
                                const float* delta, T* grad_k, T* grad_v, AttentionDims dm, float scale) {
   using W = wmma_t<T>;
-  QTUNE_DYNAMIC_SHARED(unsigned char, shared);
-  SharedPlan plan(shared);
-  const int64_t d = dm.d, tile_elems = kTile * d;
-  W* k_s = plan.take<W>(tile_elems);
-  W* v_s = plan.take<W>(tile_elems);
-  W* q_s = plan.take<W>(tile_elems);
-  W* g_s = plan.take<W>(tile_elems);
-  float* dk_s = plan.take<float>(tile_elems);
-  float* dv_s = plan.take<float>(tile_elems);
-  float* s_s = plan.take<float>(kTile * kTile);  // S^T: key rows, query columns
-  float* dp_s = plan.take<float>(kTile * kTile);
-  W* p_s = plan.take<W>(kTile * kTile);
-  W* ds_s = plan.take<W>(kTile * kTile);
-  float* lse_s = plan.take<float>(kTile);
-  float* delta_s = plan.take<float>(kTile);
+  const auto sh = carve_shared<GradKVShared, W>(dm.d);
+  const int64_t d = dm.d;
   const int lane = static_cast<int>(threadIdx.x);
   const int64_t kv_tiles = (dm.tk + kTile - 1) / kTile, tiles = dm.batch * dm.hkv * kv_tiles;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t j0 = (tile % kv_tiles) * kTile, hk = (tile / kv_tiles) % dm.hkv, b = tile / (kv_tiles * dm.hkv);
     __syncwarp();
-    stage_tile(
-        k, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, k_s);
-    stage_tile(
-        v, j0, dm.tk, d, [&](int64_t j) { return dm.k_row(b, hk, j); }, v_s);
-    zero_tile(dk_s, d);
-    zero_tile(dv_s, d);
+    stage_kv_rows(k, v, dm, b, hk, j0, sh.k, sh.v);
+    zero_tile(sh.dk, d);
+    zero_tile(sh.dv, d);
     const int64_t j = j0 + lane % kTile;
     const bool owns = lane < kTile && j < dm.tk;
     // The tile's first key is seen by the fewest queries: start at its first query's tile.
@@ -288,53 +353,39 @@ __global__ void grad_kv_kernel(const T* grad_out, const T* q, const T* k, const 
     for (int64_t h = hk * dm.group; h < (hk + 1) * dm.group; ++h)
       for (int64_t i0 = first; i0 < dm.tq; i0 += kTile) {
         __syncwarp();
-        stage_tile(
-            q, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, q_s);
-        stage_tile(
-            grad_out, i0, dm.tq, d, [&](int64_t i) { return dm.q_row(b, h, i); }, g_s);
+        stage_query_rows(q, dm, b, h, i0, sh.q);
+        stage_query_rows(grad_out, dm, b, h, i0, sh.g);
         if (lane < kTile) {
           const bool real = i0 + lane < dm.tq;
-          lse_s[lane] = real ? lse[dm.lse_at(b, h, i0 + lane)] : -INFINITY;
-          delta_s[lane] = real ? delta[dm.lse_at(b, h, i0 + lane)] : 0.0f;
+          sh.lse[lane] = real ? lse[dm.lse_at(b, h, i0 + lane)] : -INFINITY;
+          sh.delta[lane] = real ? delta[dm.lse_at(b, h, i0 + lane)] : 0.0f;
         }
-        __syncwarp();
-        tile_scores(k_s, q_s, d, s_s);
-        tile_scores(v_s, g_s, d, dp_s);
-        __syncwarp();
+        scores_and_grads(sh.k, sh.q, sh.v, sh.g, d, sh.s, sh.dp);
         if (lane < kTile)
           for (int c = 0; c < kTile; ++c) {
             const int e = lane * kTile + c;
             const int64_t i = i0 + c;
-            const bool seen = owns && i < dm.tq && j < dm.key_end(i) && lse_s[c] != -INFINITY;
-            const float p = seen ? std::exp(scale * s_s[e] - lse_s[c]) : 0.0f;
-            p_s[e] = operand_from<W>(p);
-            ds_s[e] = operand_from<W>(p * (dp_s[e] - delta_s[c]));
+            const ScoreGrad g =
+                score_grad(owns && i < dm.tq && j < dm.key_end(i), scale * sh.s[e], sh.lse[c], sh.dp[e], sh.delta[c]);
+            sh.p[e] = operand_from<W>(g.p);
+            sh.ds[e] = operand_from<W>(g.ds);
           }
         __syncwarp();
-        tile_accumulate(p_s, g_s, d, dv_s);
-        tile_accumulate(ds_s, q_s, d, dk_s);
+        tile_accumulate(sh.p, sh.g, d, sh.dv);
+        tile_accumulate(sh.ds, sh.q, d, sh.dk);
       }
     __syncwarp();
-    for (int64_t e = lane; e < tile_elems; e += 32) {
-      const int64_t r = j0 + e / d;
-      if (r < dm.tk) {
-        numerics::store(grad_k + dm.k_row(b, hk, r) + e % d, scale * dk_s[e]);
-        numerics::store(grad_v + dm.k_row(b, hk, r) + e % d, dv_s[e]);
-      }
-    }
+    const auto key_row = [&](int64_t j) { return dm.k_row(b, hk, j); };
+    store_tile(
+        sh.dk, j0, dm.tk, d, key_row, [&](int64_t) { return scale; }, grad_k);
+    store_tile(
+        sh.dv, j0, dm.tk, d, key_row, [](int64_t) { return 1.0f; }, grad_v);
   }
 }
 
 // One warp per block, with the block's shared-memory plan in bytes.
 LaunchShape warp_tiles_shape(int64_t tiles, size_t shared_bytes, cudaStream_t stream) {
   return LaunchShape{blocks_for_rows(tiles), 32, shared_bytes, stream};
-}
-
-size_t tiles_bytes(const AttentionDims& dm, int operand_tiles, int f32_tiles, int f32_squares, int operand_squares,
-                   int f32_rows) {
-  const int64_t tile = kTile * dm.d, square = kTile * kTile;
-  return operand_tiles * plan_bytes(tile, 2) + f32_tiles * plan_bytes(tile, 4) + f32_squares * plan_bytes(square, 4) +
-         operand_squares * plan_bytes(square, 2) + f32_rows * plan_bytes(kTile, 4);
 }
 
 // Calls f(T{}) for the two operand types the tensor-core path takes.
@@ -353,19 +404,20 @@ bool attention_wmma_applies(DType t, const AttentionDims& dm) {
 
 void attention_forward_wmma(DType t, const void* q, const void* k, const void* v, void* out, float* lse,
                             const AttentionDims& dm, float scale, cudaStream_t stream) {
-  const int64_t tiles = dm.batch * dm.hq * ((dm.tq + kTile - 1) / kTile);
+  const int64_t tiles = query_tile_count(dm);
   if (tiles == 0) return;
   dispatch_operand(t, [&](auto tag) {
     using T = decltype(tag);
-    launch<forward_kernel<T>>(warp_tiles_shape(tiles, tiles_bytes(dm, 3, 1, 1, 1, 1), stream), static_cast<const T*>(q),
-                              static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(out), lse, dm, scale);
+    launch<forward_kernel<T>>(warp_tiles_shape(tiles, shared_bytes_for<ForwardShared, wmma_t<T>>(dm.d), stream),
+                              static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                              static_cast<T*>(out), lse, dm, scale);
   });
 }
 
 void attention_backward_wmma(DType t, const void* grad_out, const void* q, const void* k, const void* v,
                              const float* lse, const float* delta, void* grad_q, void* grad_k, void* grad_v,
                              const AttentionDims& dm, float scale, cudaStream_t stream) {
-  const int64_t q_tiles = dm.batch * dm.hq * ((dm.tq + kTile - 1) / kTile);
+  const int64_t q_tiles = query_tile_count(dm);
   const int64_t kv_tiles = dm.batch * dm.hkv * ((dm.tk + kTile - 1) / kTile);
   dispatch_operand(t, [&](auto tag) {
     using T = decltype(tag);
@@ -374,11 +426,11 @@ void attention_backward_wmma(DType t, const void* grad_out, const void* q, const
     const T* pk = static_cast<const T*>(k);
     const T* pv = static_cast<const T*>(v);
     if (q_tiles > 0)
-      launch<grad_q_kernel<T>>(warp_tiles_shape(q_tiles, tiles_bytes(dm, 4, 1, 2, 1, 0), stream), pg, pq, pk, pv, lse,
-                               delta, static_cast<T*>(grad_q), dm, scale);
+      launch<grad_q_kernel<T>>(warp_tiles_shape(q_tiles, shared_bytes_for<GradQShared, wmma_t<T>>(dm.d), stream), pg,
+                               pq, pk, pv, lse, delta, static_cast<T*>(grad_q), dm, scale);
     if (kv_tiles > 0)
-      launch<grad_kv_kernel<T>>(warp_tiles_shape(kv_tiles, tiles_bytes(dm, 4, 2, 2, 2, 2), stream), pg, pq, pk, pv, lse,
-                                delta, static_cast<T*>(grad_k), static_cast<T*>(grad_v), dm, scale);
+      launch<grad_kv_kernel<T>>(warp_tiles_shape(kv_tiles, shared_bytes_for<GradKVShared, wmma_t<T>>(dm.d), stream), pg,
+                                pq, pk, pv, lse, delta, static_cast<T*>(grad_k), static_cast<T*>(grad_v), dm, scale);
   });
 }
 
