@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "dist/flat_layout.h"
 #include "dist/mpi_communicator.h"
 #include "engine/numerics/bf16.h"
 
@@ -108,6 +109,25 @@ TEST_CASE("several collectives in flight, waited for in any order") {
     world->all_reduce(buffer(c, DType::f32), Reduce::sum);
     CHECK(c[0] == static_cast<float>(ranks()));
   }
+}
+
+TEST_CASE("a block's flat shards, all-gathered, rebuild every segment on every rank") {
+  // Each rank packs only its own shard from the whole block, as a sharded loader would hold it.
+  const std::vector<Segment> segments = {{"w", DType::f32, 1001, 1}, {"codes", DType::u8, 3 * 8192 + 40, 8192}};
+  std::vector<float> w(1001);
+  std::vector<uint8_t> codes(3 * 8192 + 40);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i) * 0.5f;
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 7);
+  const FlatLayout layout(segments, ranks());
+  std::vector<uint8_t> shard(static_cast<size_t>(layout.shard_bytes()));
+  layout.pack_shard(rank(), {w.data(), codes.data()}, shard.data());
+  std::vector<uint8_t> gathered(shard.size() * static_cast<size_t>(ranks()));
+  world->all_gather(buffer(shard, DType::u8), buffer(gathered, DType::u8))->wait();
+  std::vector<float> w_out(w.size());
+  std::vector<uint8_t> codes_out(codes.size());
+  layout.unpack_gathered(gathered.data(), {w_out.data(), codes_out.data()});
+  CHECK(w_out == w);
+  CHECK(codes_out == codes);
 }
 
 TEST_CASE("bad calls are refused on every rank before anything is sent, naming the collective") {
