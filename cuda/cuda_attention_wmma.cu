@@ -385,6 +385,9 @@ __global__ void grad_kv_kernel(const T* grad_out, const T* q, const T* k, const 
 
 // One warp per block, with the block's shared-memory plan in bytes.
 LaunchShape warp_tiles_shape(int64_t tiles, size_t shared_bytes, cudaStream_t stream) {
+  // Past 48 KiB a launch needs cudaFuncAttributeMaxDynamicSharedMemorySize: kMaxWmmaHeadDim keeps below it.
+  QTUNE_CHECK(shared_bytes <= size_t{48} << 10, "attention (tensor cores): ", shared_bytes,
+              " bytes of shared memory per block, over the 48 KiB every GPU grants");
   return LaunchShape{blocks_for_rows(tiles), 32, shared_bytes, stream};
 }
 
