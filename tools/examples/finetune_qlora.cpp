@@ -1,0 +1,120 @@
+// finetune_qlora: QLoRA fine-tuning of a Hugging Face Llama directory with a hand-written loop and the public
+// API only. The base streams into NF4 one layer at a time (the full-precision model never exists in
+// memory), LoRA adapters wrap the attention projections, AdamW trains the adapters alone, and the adapter
+// is saved in Hugging Face PEFT's layout, which `qtune generate --adapter` and peft load. Prints the
+// held-out loss before and after, so the fine-tuning is measured. `qtune run qlora` is the same loop with
+// checkpoints, metrics and resume.
+//
+// Started by mpirun or srun as several ranks it stops with a message: sharding the base across ranks
+// (FSDP, docs/distributed.md) is not built yet, and N copies of one run would write the same directory.
+//
+//   finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS]
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <qtune/qtune.h>
+
+namespace data = qtune::data;
+namespace dist = qtune::dist;
+namespace models = qtune::models;
+namespace optim = qtune::optim;
+
+namespace {
+
+constexpr int64_t kSeqLen = 64, kBatch = 8;
+
+// Mean token loss over every window of the held-out stream.
+double heldout_loss(models::Llama& model, const std::vector<int32_t>& heldout) {
+  qtune::NoGradGuard no_grad;
+  qtune::EvalModeGuard eval_mode(model);
+  auto loader = data::DataLoader::from_tokens(heldout, kSeqLen, kBatch, /*seed=*/0);
+  double sum = 0;
+  for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
+    const data::Batch batch = loader.next();
+    sum += model.loss(batch.tokens, batch.targets).item();
+  }
+  return sum / double(loader.batches_per_epoch());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4 || argc > 5) {
+    std::fprintf(stderr, "usage: finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS]\n");
+    return 2;
+  }
+  const std::string model_dir = argv[1], text_file = argv[2], out_dir = argv[3];
+  const int64_t steps = argc == 5 ? std::stoll(argv[4]) : 100;
+  try {
+    const auto world = dist::world_communicator();
+    if (world->size() > 1) {
+      std::fprintf(stderr,
+                   "finetune_qlora: started as rank %d of %d, but FSDP sharding is not built yet "
+                   "(docs/distributed.md): run it as one process\n",
+                   world->rank(), world->size());
+      return 1;
+    }
+    const auto tokenizer = data::load_tokenizer(model_dir);
+    // The last tenth of the text is held out.
+    std::vector<int32_t> tokens = data::tokenize_text_file(text_file, *tokenizer);
+    const auto split = static_cast<std::ptrdiff_t>(tokens.size() * 9 / 10);
+    const std::vector<int32_t> heldout(tokens.begin() + split, tokens.end());
+    tokens.resize(static_cast<size_t>(split));
+    if (heldout.size() < size_t(kSeqLen + 1) * kBatch) {
+      std::fprintf(stderr, "finetune_qlora: %s is too short: the held-out tenth needs %lld tokens\n", text_file.c_str(),
+                   static_cast<long long>((kSeqLen + 1) * kBatch));
+      return 1;
+    }
+
+    const models::LoraConfig lora{
+        .rank = 8,
+        .alpha = 16,
+        .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
+    // Every decoder projection in NF4 with double quantization, read and quantized one layer at a time.
+    const auto model = models::load_llama_quantized(model_dir, models::qlora_base(lora));
+    const double before = heldout_loss(*model, heldout);
+    const int64_t wrapped = models::apply_lora(*model, lora);
+    const std::vector<qtune::Tensor> adapters = models::lora_parameters(*model);
+    int64_t trainable = 0;
+    for (const qtune::Tensor& a : adapters) trainable += a.numel();
+    std::printf(
+        "QLoRA: NF4 base, %lld projections with rank-%lld adapters (%lld trainable values); held-out "
+        "loss before: %.4f\n",
+        static_cast<long long>(wrapped), static_cast<long long>(lora.rank), static_cast<long long>(trainable), before);
+
+    auto loader = data::DataLoader::from_tokens(tokens, kSeqLen, kBatch, /*seed=*/0);
+    const double lr = 1e-2;
+    optim::AdamW optimizer(adapters, {.lr = lr, .weight_decay = 0.0});
+    const optim::LrSchedule schedule(lr, {.name = "cosine", .warmup_steps = steps / 10, .total_steps = steps});
+    // Single batches are noisy: the training loss is compared as the mean of the first and last tenth.
+    const int64_t tenth = std::max<int64_t>(1, steps / 10);
+    double first_tenth = 0, last_tenth = 0;
+    for (int64_t step = 0; step < steps; ++step) {
+      const data::Batch batch = loader.next();
+      const qtune::Tensor loss = model->loss(batch.tokens, batch.targets);  // tokens, targets: [8, 64]
+      if (step < tenth) first_tenth += loss.item() / double(tenth);
+      if (step >= steps - tenth) last_tenth += loss.item() / double(tenth);
+      loss.backward();
+      optim::clip_grad_norm(optimizer.params(), 1.0);
+      optimizer.set_lr(schedule.lr_at(step));
+      optimizer.step();
+      optimizer.zero_grad();
+      if (step % 20 == 0 || step + 1 == steps) {
+        std::printf("step %4lld  loss %.4f\n", static_cast<long long>(step + 1), loss.item());
+      }
+    }
+
+    std::printf("mean training loss: %.4f over the first %lld steps, %.4f over the last %lld\n", first_tenth,
+                static_cast<long long>(tenth), last_tenth, static_cast<long long>(tenth));
+    models::save_adapter(*model, lora, out_dir, model_dir);
+    std::printf("held-out loss after QLoRA: %.4f (before: %.4f)\nsaved the adapter to %s\n",
+                heldout_loss(*model, heldout), before, out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "finetune_qlora: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
