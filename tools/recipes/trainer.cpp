@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "dist/world.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
@@ -162,6 +163,13 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const auto note = [&](const std::string& text) {
     if (hooks.on_note) hooks.on_note(text);
   };
+  // Several ranks would each train the whole model into the same output_dir: refused until FSDP shards it.
+  if (dist::launched_as_rank()) {
+    const auto world = dist::world_communicator();
+    QTUNE_CHECK(world->size() == 1, "rank ", world->rank(), " of ", world->size(),
+                ": training as several MPI ranks needs FSDP, which is not built yet (docs/distributed.md); run one "
+                "process");
+  }
   const Device device = parse_device(config.device);
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
