@@ -6,8 +6,11 @@
 #include <numbers>
 #include <numeric>
 
+#include "data/data_loader.h"
 #include "data/eval_data.h"
+#include "engine/autograd.h"
 #include "engine/check.h"
+#include "engine/module.h"
 #include "models/sequence_scoring.h"
 
 namespace qtune::models {
@@ -64,6 +67,19 @@ PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokeni
   const std::vector<double> ll = score_sequences(model, windows, batch_size, progress);
   result.log_likelihood = std::accumulate(ll.begin(), ll.end(), 0.0);
   return result;
+}
+
+double mean_stream_loss(Llama& model, const std::vector<int32_t>& tokens, int64_t seq_len, int64_t batch) {
+  NoGradGuard no_grad;
+  EvalModeGuard eval_mode(model);
+  auto loader = data::DataLoader::from_tokens(tokens, seq_len, batch, /*seed=*/0);
+  const int64_t batches = loader.batches_per_epoch();  // >= 1: the loader refuses a shorter stream
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    const data::Batch b = loader.next();
+    sum += model.loss(b.tokens, b.targets).item();
+  }
+  return sum / static_cast<double>(batches);
 }
 
 }  // namespace qtune::models

@@ -42,6 +42,12 @@ PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokeni
                                      const std::vector<std::string>& documents, int64_t max_length = 0,
                                      const EvalProgress& progress = {}, int64_t batch_size = 0);
 
+// The mean of model.loss over every [batch, seq_len] window a DataLoader cuts from `tokens` (seed 0;
+// the order does not change the mean): the held-out loss of a token stream, as a training loop reports
+// it. Runs without autograd; the model's train/eval mode is restored afterwards. A stream shorter than
+// one batch is the DataLoader's error.
+double mean_stream_loss(Llama& model, const std::vector<int32_t>& tokens, int64_t seq_len, int64_t batch);
+
 struct MultipleChoiceResult {
   int64_t examples = 0;
   double acc = 0, acc_norm = 0;

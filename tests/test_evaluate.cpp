@@ -113,6 +113,27 @@ TEST_CASE("evaluation restores the train/eval mode and reports progress") {
   CHECK(f.model->is_training());
 }
 
+TEST_CASE("mean_stream_loss: the loss over the stream's windows, without gradients, the mode restored") {
+  Fixture f;
+  // 33 tokens are exactly two windows of 16 + 1 sharing one token: one batch of 2.
+  std::vector<int32_t> stream(33);
+  for (size_t i = 0; i < stream.size(); ++i) stream[i] = static_cast<int32_t>((i * 37 + 5) % 200);
+  std::vector<int32_t> tokens, targets;
+  for (int w = 0; w < 2; ++w)
+    for (int t = 0; t < 16; ++t) {
+      tokens.push_back(stream[static_cast<size_t>(w * 16 + t)]);
+      targets.push_back(stream[static_cast<size_t>(w * 16 + t + 1)]);
+    }
+  f.model->train(false);
+  const double direct =
+      f.model->loss(Tensor::from_vector(tokens, {2, 16}), Tensor::from_vector(targets, {2, 16})).item();
+  f.model->train(true);
+  const double mean = mean_stream_loss(*f.model, stream, 16, 2);
+  CHECK(mean == doctest::Approx(direct).epsilon(1e-6));  // the loader may order the two rows either way
+  CHECK(f.model->is_training());
+  CHECK_THROWS_AS(mean_stream_loss(*f.model, std::vector<int32_t>(20, 3), 16, 2), Error);
+}
+
 TEST_CASE("multiple choice: ending log-likelihoods, acc and acc_norm equal transformers'") {
   Fixture f;
   const json golden = expected()["hellaswag"];

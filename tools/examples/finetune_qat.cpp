@@ -26,25 +26,12 @@ constexpr int64_t kSeqLen = 64, kBatch = 8;
 const quant::QATConfig kPrepare{quant::Int8DynActInt4Weight{.group_size = 32}, quant::QATStep::Prepare};
 const quant::QATConfig kConvert{quant::Int8DynActInt4Weight{.group_size = 32}, quant::QATStep::Convert};
 
-// Mean token loss over every window of the held-out stream.
-double heldout_loss(models::Llama& model, const std::vector<int32_t>& heldout) {
-  qtune::NoGradGuard no_grad;
-  qtune::EvalModeGuard eval_mode(model);
-  auto loader = data::DataLoader::from_tokens(heldout, kSeqLen, kBatch, /*seed=*/0);
-  double sum = 0;
-  for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
-    const data::Batch batch = loader.next();
-    sum += model.loss(batch.tokens, batch.targets).item();
-  }
-  return sum / double(loader.batches_per_epoch());
-}
-
 // The model as it will be deployed: its linears converted to real 8da4w modules.
 double quantized_heldout_loss(const std::string& model_dir, const std::vector<int32_t>& heldout) {
   const auto model = models::load_llama(model_dir);
   quant::quantize_(*model, kPrepare);
   quant::quantize_(*model, kConvert);
-  return heldout_loss(*model, heldout);
+  return models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
 }
 
 }  // namespace
@@ -71,7 +58,7 @@ int main(int argc, char** argv) {
     const double ptq_before = quantized_heldout_loss(model_dir, heldout);
 
     const auto model = models::load_llama(model_dir);
-    const double float_before = heldout_loss(*model, heldout);
+    const double float_before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
     const int64_t prepared = quant::quantize_(*model, kPrepare);
     std::printf("QAT: %lld linears fake-quantized (8da4w, group 32); held-out loss before: %.4f float, %.4f PTQ\n",
                 static_cast<long long>(prepared), float_before, ptq_before);

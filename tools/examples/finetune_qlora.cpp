@@ -22,24 +22,7 @@ namespace dist = qtune::dist;
 namespace models = qtune::models;
 namespace optim = qtune::optim;
 
-namespace {
-
 constexpr int64_t kSeqLen = 64, kBatch = 8;
-
-// Mean token loss over every window of the held-out stream.
-double heldout_loss(models::Llama& model, const std::vector<int32_t>& heldout) {
-  qtune::NoGradGuard no_grad;
-  qtune::EvalModeGuard eval_mode(model);
-  auto loader = data::DataLoader::from_tokens(heldout, kSeqLen, kBatch, /*seed=*/0);
-  double sum = 0;
-  for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
-    const data::Batch batch = loader.next();
-    sum += model.loss(batch.tokens, batch.targets).item();
-  }
-  return sum / double(loader.batches_per_epoch());
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 4 || argc > 5) {
@@ -58,16 +41,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     const auto tokenizer = data::load_tokenizer(model_dir);
-    // The last tenth of the text is held out.
+    // The last tenth of the text is held out (a text too short for one batch of it is the loader's error).
     std::vector<int32_t> tokens = data::tokenize_text_file(text_file, *tokenizer);
     const auto split = static_cast<std::ptrdiff_t>(tokens.size() * 9 / 10);
     const std::vector<int32_t> heldout(tokens.begin() + split, tokens.end());
     tokens.resize(static_cast<size_t>(split));
-    if (heldout.size() < size_t(kSeqLen + 1) * kBatch) {
-      std::fprintf(stderr, "finetune_qlora: %s is too short: the held-out tenth needs %lld tokens\n", text_file.c_str(),
-                   static_cast<long long>((kSeqLen + 1) * kBatch));
-      return 1;
-    }
 
     const models::LoraConfig lora{
         .rank = 8,
@@ -75,7 +53,7 @@ int main(int argc, char** argv) {
         .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
     // Every decoder projection in NF4 with double quantization, read and quantized one layer at a time.
     const auto model = models::load_llama_quantized(model_dir, models::qlora_base(lora));
-    const double before = heldout_loss(*model, heldout);
+    const double before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
     const int64_t wrapped = models::apply_lora(*model, lora);
     const std::vector<qtune::Tensor> adapters = models::lora_parameters(*model);
     int64_t trainable = 0;
@@ -111,7 +89,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(tenth), last_tenth, static_cast<long long>(tenth));
     models::save_adapter(*model, lora, out_dir, model_dir);
     std::printf("held-out loss after QLoRA: %.4f (before: %.4f)\nsaved the adapter to %s\n",
-                heldout_loss(*model, heldout), before, out_dir.c_str());
+                models::mean_stream_loss(*model, heldout, kSeqLen, kBatch), before, out_dir.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "finetune_qlora: error: %s\n", e.what());
     return 1;
