@@ -53,6 +53,7 @@ class CpuBackend final : public Backend {
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,
                 double dampening, bool nesterov, double weight_decay, bool first_step) override;
   void squared_norm(const Tensor& x, const Tensor& out) override;
+  void squared_norm_blocks(const Tensor& x, const Tensor& out) override;
   void clip_by_norm(const Tensor& squares, double max_norm, const Tensor& grad) override;
 
   // Float8

@@ -13,10 +13,6 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;
 
-// Elements per block of squared_norm: the f32 partial sums cover this many, so the result is a function
-// of the size alone.
-constexpr int64_t kSquaresBlock = 1 << 14;
-
 // Sum of x^2 over one block in 16 independent lanes (a fixed order the compiler can vectorize).
 template <class T>
 acc_t<T> block_sum_squares(const T* x, int64_t n) {
@@ -97,24 +93,35 @@ void CpuBackend::sgd_step(const Tensor& param, const Tensor& grad, const Tensor&
   });
 }
 
+void CpuBackend::squared_norm_blocks(const Tensor& x, const Tensor& out) {
+  check_contiguous("squared_norm_blocks", x, "x");
+  const int64_t n = x.numel();
+  const int64_t blocks = (n + numerics::kSquaredNormBlock - 1) / numerics::kSquaredNormBlock;
+  QTUNE_CHECK(out.dtype() == DType::f64 && out.numel() == blocks && out.is_contiguous(),
+              "squared_norm_blocks: out must be ", blocks, " f64 elements for ", n, " elements of x, got ",
+              dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  double* partial = ptr<double>(out);
+  dispatch_float(x.dtype(), "squared_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* in = ptr<T>(x);
+    parallel_for(blocks, 2, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const int64_t begin = k * numerics::kSquaredNormBlock;
+        partial[k] = block_sum_squares(in + begin, std::min(numerics::kSquaredNormBlock, n - begin));
+      }
+    });
+  });
+}
+
 void CpuBackend::squared_norm(const Tensor& x, const Tensor& out) {
   check_contiguous("squared_norm", x, "x");
   QTUNE_CHECK(out.dtype() == DType::f64 && out.numel() == 1 && out.is_contiguous(),
               "squared_norm: out must be one f64 element, got ", dtype_name(out.dtype()), " ", shape_str(out.shape()));
-  const int64_t n = x.numel();
-  std::vector<double> partial(static_cast<size_t>((n + kSquaresBlock - 1) / kSquaresBlock));
-  dispatch_float(x.dtype(), "squared_norm", [&](auto tag) {
-    using T = decltype(tag);
-    const T* in = ptr<T>(x);
-    parallel_for(static_cast<int64_t>(partial.size()), 2, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        const int64_t begin = k * kSquaresBlock;
-        partial[static_cast<size_t>(k)] = block_sum_squares(in + begin, std::min(kSquaresBlock, n - begin));
-      }
-    });
-  });
+  const int64_t blocks = (x.numel() + numerics::kSquaredNormBlock - 1) / numerics::kSquaredNormBlock;
+  const Tensor partial = Tensor::empty({blocks}, DType::f64);
+  squared_norm_blocks(x, partial);
   double total = 0.0;
-  for (double v : partial) total += v;
+  for (int64_t k = 0; k < blocks; ++k) total += ptr<double>(partial)[k];
   *ptr<double>(out) = total;
 }
 

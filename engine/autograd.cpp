@@ -100,6 +100,16 @@ void record(std::string name, const std::vector<Tensor>& inputs, const std::vect
 
 uint64_t next_sequence_nr() { return g_next_sequence_nr.load(); }
 
+namespace {
+thread_local int g_backward_depth = 0;
+struct BackwardDepth {
+  BackwardDepth() { ++g_backward_depth; }
+  ~BackwardDepth() { --g_backward_depth; }
+};
+}  // namespace
+
+bool backward_running() { return g_backward_depth > 0; }
+
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   backward_releasing_from(roots, grads, retain_graph ? std::numeric_limits<uint64_t>::max() : 0);
 }
@@ -108,6 +118,7 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
                              uint64_t first_released) {
   QTUNE_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " roots but ", grads.size(), " gradients");
   NoGradGuard no_grad;
+  const BackwardDepth depth;
 
   // Count, for every node reachable from the roots, how many edges point at it.
   std::unordered_map<Node*, int> pending;
@@ -118,10 +129,15 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
       stack.push_back(root.grad_fn().get());
     }
   }
+  // And how many edges point at each leaf: a leaf's contributions within this pass are summed first and added
+  // to its .grad once, with the last of them (as torch does), so that a tensor used twice (tied embeddings)
+  // accumulates over micro-batches the way a sharded run reduces them.
+  std::unordered_map<TensorImpl*, int> leaf_pending;
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
     for (const Edge& e : node->inputs()) {
+      if (e.leaf) ++leaf_pending[e.leaf.get()];
       if (!e.node) continue;
       auto [it, inserted] = pending.try_emplace(e.node.get(), 0);
       ++it->second;
@@ -137,6 +153,8 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
     Tensor& slot = slots[static_cast<size_t>(output_nr)];
     slot = slot.defined() ? add_grads(slot, g) : g;
   };
+
+  std::unordered_map<TensorImpl*, Tensor> leaf_sums;  // contributions still waiting for a leaf's last edge
 
   std::vector<Node*> ready;
   for (size_t i = 0; i < roots.size(); ++i) {
@@ -179,13 +197,28 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
 
     for (size_t i = 0; i < grad_inputs.size(); ++i) {
       const Edge& e = node->inputs()[i];
+      if (e.leaf) {
+        TensorImpl* leaf = e.leaf.get();
+        if (grad_inputs[i].defined()) {
+          Tensor g = grad_inputs[i].dtype() == leaf->dtype ? grad_inputs[i] : grad_inputs[i].to(leaf->dtype);
+          Tensor& sum = leaf_sums[leaf];
+          sum = sum.defined() ? add_grads(sum, g) : g;
+        }
+        if (--leaf_pending[leaf] == 0) {
+          const auto it = leaf_sums.find(leaf);
+          if (it != leaf_sums.end()) {
+            Tensor sum = std::move(it->second);
+            leaf_sums.erase(it);
+            accumulate_leaf(*leaf, std::move(sum));
+          }
+        }
+        continue;
+      }
       if (!grad_inputs[i].defined()) {
         if (e.node && --pending[e.node.get()] == 0) ready.push_back(e.node.get());
         continue;
       }
-      if (e.leaf) {
-        accumulate_leaf(*e.leaf, std::move(grad_inputs[i]));
-      } else if (e.node) {
+      if (e.node) {
         deposit(e.node.get(), e.output_nr, grad_inputs[i]);
         if (--pending[e.node.get()] == 0) ready.push_back(e.node.get());
       }

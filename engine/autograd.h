@@ -65,6 +65,9 @@ void record(std::string name, const std::vector<Tensor>& inputs, const std::vect
 // one-element root). With retain_graph the nodes keep their saved tensors for another pass.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph = false);
 
+// True while a backward pass runs on this thread (activation checkpointing recomputes forwards inside it).
+bool backward_running();
+
 // The sequence number the next recorded node will get.
 uint64_t next_sequence_nr();
 // backward() that frees only nodes recorded at or after `first_released` and keeps older ones.

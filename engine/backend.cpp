@@ -1,8 +1,10 @@
 #include "engine/backend.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "engine/check.h"
+#include "engine/numerics/clip.h"
 #include "engine/numerics/nf4.h"
 
 namespace qtune {
@@ -62,6 +64,18 @@ void Backend::set_tf32(bool enabled) {
   QTUNE_CHECK(!enabled, "TF32 GEMMs are not available on ", name(), " (they run on NVIDIA tensor cores: device=cuda)");
 }
 void Backend::squared_norm(const Tensor&, const Tensor&) { unsupported("squared_norm"); }
+void Backend::squared_norm_blocks(const Tensor& x, const Tensor& out) {
+  const int64_t n = x.numel();
+  const int64_t blocks = (n + numerics::kSquaredNormBlock - 1) / numerics::kSquaredNormBlock;
+  QTUNE_CHECK(out.dtype() == DType::f64 && out.numel() == blocks && out.is_contiguous(),
+              "squared_norm_blocks: out must be ", blocks, " f64 elements for ", n, " elements of x, got ",
+              dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  const Tensor flat = x.reshape({n});
+  for (int64_t k = 0; k < blocks; ++k) {
+    const int64_t begin = k * numerics::kSquaredNormBlock;
+    squared_norm(flat.narrow(0, begin, std::min(numerics::kSquaredNormBlock, n - begin)), out.narrow(0, k, 1));
+  }
+}
 void Backend::clip_by_norm(const Tensor&, double, const Tensor&) { unsupported("clip_by_norm"); }
 // Float8
 void Backend::fp8_scale(const Tensor&, double, bool, const Tensor&) { unsupported("fp8_scale"); }

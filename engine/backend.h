@@ -125,6 +125,9 @@ class Backend {
   // f64) within fixed blocks of elements and the block sums in f64 in order, so the result depends on
   // the size alone, never on the thread count: gradient clipping stays reproducible.
   virtual void squared_norm(const Tensor& x, const Tensor& out);
+  // out: [ceil(numel / numerics::kSquaredNormBlock)] f64, the block sums squared_norm adds up in order
+  // (block k covers elements [k B, (k + 1) B) of x). The default runs squared_norm on each block.
+  virtual void squared_norm_blocks(const Tensor& x, const Tensor& out);
   // Global-norm clipping of one gradient (engine/numerics/clip.h): squares: [k] f64, every gradient's
   // squared_norm; grad (any floating dtype, contiguous) *= the clip coefficient of their norm, in place, when
   // numerics::clip_applies. Reads `squares` on the device, so nothing waits for the norm.

@@ -24,6 +24,13 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
 
+  // FSDP keeps a sharded parameter's full storage only around its use, while tensors that view it (a module's
+  // slot, autograd's saved tensors) stay alive: free_data() gives the memory back (data() becomes null) and
+  // reallocate() takes nbytes() again, contents undefined. Only for storage this class allocated.
+  void free_data();
+  void reallocate();
+  bool has_data() const { return data_ != nullptr || nbytes_ == 0; }
+
  private:
   Storage() = default;
   void* data_ = nullptr;

@@ -167,15 +167,19 @@ Tensor LlamaModel::forward(const Tensor& tokens, KVCache* cache) {
       options_.activation_checkpointing && cache == nullptr && is_training() && autograd::grad_enabled();
   for (size_t i = 0; i < n_layers; ++i) {
     auto& layer = child_as<LlamaDecoderLayer>(list.slot(i), "model.layers.N");
+    Tensor* k_cache = cache ? &cache->k[i] : nullptr;
+    Tensor* v_cache = cache ? &cache->v[i] : nullptr;
+    const LayerFn run = [&layer, cos, sin, k_cache, v_cache](const Tensor& x) {
+      return layer.forward(x, cos, sin, k_cache, v_cache);
+    };
+    const auto run_layer = [this, i, run](const Tensor& x) {
+      return layer_runner_ ? layer_runner_(i, x, run) : run(x);
+    };
     if (recompute) {
-      const Tensor cos_t = cos, sin_t = sin;
-      h = checkpoint(
-          [&layer, cos_t, sin_t](const std::vector<Tensor>& in) {
-            return std::vector<Tensor>{layer.forward(in[0], cos_t, sin_t, nullptr, nullptr)};
-          },
-          {h})[0];
+      h = checkpoint([run_layer](const std::vector<Tensor>& in) { return std::vector<Tensor>{run_layer(in[0])}; },
+                     {h})[0];
     } else {
-      h = layer.forward(h, cos, sin, cache ? &cache->k[i] : nullptr, cache ? &cache->v[i] : nullptr);
+      h = run_layer(h);
     }
   }
   return norm->forward(h);

@@ -8,6 +8,7 @@
 //   model.norm.weight                                  [hidden]
 //   lm_head.weight                                     [vocab, hidden] (absent when tied)
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -68,6 +69,13 @@ class LlamaModel : public Module {  // "model." prefix
   Tensor forward(const Tensor& tokens) override { return forward(tokens, nullptr); }
   ModulePtr embed_tokens, layers, norm;  // layers: ModuleList of LlamaDecoderLayer
 
+  // How the forward runs decoder layer i on the residual stream h: run(h) unless a runner is set. Sharding
+  // (dist/fsdp.h) sets one that gathers the layer's weights around the call. Inside activation checkpointing the
+  // runner runs again when backward recomputes the layer.
+  using LayerFn = std::function<Tensor(const Tensor& h)>;
+  using LayerRunner = std::function<Tensor(size_t layer, const Tensor& h, const LayerFn& run)>;
+  void set_layer_runner(LayerRunner runner) { layer_runner_ = std::move(runner); }
+
  private:
   // cos/sin of positions [start, start + length) on the model's device: rows of one table that grows
   // (doubling, up to the context) when a longer one is needed, so a forward neither builds nor uploads
@@ -76,6 +84,7 @@ class LlamaModel : public Module {  // "model." prefix
 
   LlamaConfig config_;
   LlamaOptions options_;
+  LayerRunner layer_runner_;
   Tensor rope_cos_, rope_sin_;  // [P, head_dim / 2], positions 0..P-1
 };
 

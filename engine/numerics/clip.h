@@ -8,6 +8,11 @@
 
 namespace qtune::numerics {
 
+// Squared norms are summed in f32 within blocks of this many elements, counted from a tensor's first element,
+// and the block sums in f64 in order: a tensor cut into pieces of whole blocks (FSDP's gradient shards) gives
+// the same block sums as the whole tensor, so a sharded run reproduces a one-process norm bit for bit.
+inline constexpr int64_t kSquaredNormBlock = int64_t{1} << 14;
+
 // The norm of every gradient together from their squared norms (f64, summed in order).
 QTUNE_HD double norm_from_squares(const double* squares, int64_t count) {
   double total = 0.0;

@@ -1,0 +1,402 @@
+#include "dist/fsdp.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/numerics/clip.h"
+#include "engine/storage.h"
+
+namespace qtune::dist {
+
+struct Fsdp::Unit {
+  std::string name;  // "" for the root
+  std::vector<Entry> trainable, frozen;
+  std::optional<FlatLayout> train, fixed;
+  DType train_dtype = DType::f32;
+  Tensor train_shard;  // [train->shard_bytes() / element size] of train_dtype; the pieces are views of it
+  Tensor fixed_shard;  // u8 [fixed->shard_bytes()]
+  enum class State { released, pending, gathered } state = State::gathered;
+  Tensor train_gathered, fixed_gathered;
+  std::unique_ptr<Work> train_work, fixed_work;
+  bool keep = false;      // gather_all(): stay gathered
+  bool in_graph = false;  // its backward hooks are recorded and have not run yet
+};
+
+namespace {
+
+std::vector<const void*> const_pointers(const std::vector<Tensor>& tensors) {
+  std::vector<const void*> out;
+  for (const Tensor& t : tensors) out.push_back(t.data_ptr());
+  return out;
+}
+
+}  // namespace
+
+std::vector<Tensor> Fsdp::wholes(const std::vector<Entry>& entries) {
+  std::vector<Tensor> out;
+  for (const Entry& e : entries) out.push_back(e.whole);
+  return out;
+}
+
+Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks, UnitOf unit_of)
+    : comm_(comm) {
+  const int ranks = comm.size();
+  // Which unit (0 = root) and position each tensor of the model belongs to.
+  std::unordered_map<const TensorImpl*, size_t> unit_of_impl;
+  units_.push_back(std::make_unique<Unit>());
+  for (const auto& [block_name, block] : blocks) {
+    auto unit = std::make_unique<Unit>();
+    unit->name = block_name;
+    std::vector<std::pair<std::string, Tensor>> tensors = block->named_parameters(block_name);
+    for (auto& b : block->named_buffers(block_name)) tensors.push_back(std::move(b));
+    for (auto& [name, t] : tensors) {
+      if (!t.defined()) continue;
+      const auto [it, fresh] = unit_of_impl.try_emplace(t.impl(), units_.size());
+      if (!fresh) {
+        QTUNE_CHECK(it->second == units_.size(), "FSDP: ", name,
+                    " is shared with another block; blocks must own their tensors");
+        continue;
+      }
+      QTUNE_CHECK(t.device().is_cpu() || comm.kind() == "nccl", "FSDP over a ", comm.kind(),
+                  " communicator moves CPU tensors, but ", name, " is on ", t.device().str());
+      // Its own contiguous storage, so that freeing it between uses frees exactly this tensor.
+      t.set_data(t.detach().clone());
+      if (t.requires_grad()) {
+        QTUNE_CHECK(is_floating(t.dtype()), "FSDP: trainable ", name, " is ", dtype_name(t.dtype()));
+        QTUNE_CHECK(unit->trainable.empty() || t.dtype() == unit->train_dtype, "FSDP: ", block_name,
+                    " mixes trainable dtypes (", unit->trainable.front().name, " is ", dtype_name(unit->train_dtype),
+                    ", ", name, " is ", dtype_name(t.dtype()), "); cast the model to one dtype first");
+        unit->train_dtype = t.dtype();
+        unit->trainable.push_back({name, t, -1});
+      } else {
+        unit->frozen.push_back({name, t, -1});
+      }
+    }
+    units_.push_back(std::move(unit));
+  }
+
+  // Parameter order is the model's: a sharded optimizer's state lines up with a one-process one.
+  Unit& root_unit = *units_[0];
+  for (auto& [name, t] : root.named_parameters()) {
+    const auto it = unit_of_impl.find(t.impl());
+    const size_t u = it == unit_of_impl.end() ? 0 : it->second;
+    if (u == 0) {
+      if (!t.requires_grad()) continue;  // frozen root tensors stay whole and are never reduced
+      QTUNE_CHECK(root_unit.trainable.empty() || t.dtype() == root_unit.train_dtype,
+                  "FSDP: the root mixes trainable dtypes (", root_unit.trainable.front().name, " is ",
+                  dtype_name(root_unit.train_dtype), ", ", name, " is ", dtype_name(t.dtype()), ")");
+      root_unit.train_dtype = t.dtype();
+      root_unit.trainable.push_back({name, t, -1});
+    }
+    Unit& unit = *units_[u];
+    for (size_t k = 0; k < unit.trainable.size(); ++k) {
+      if (!unit.trainable[k].whole.is_same(t)) continue;
+      unit.trainable[k].param_index = static_cast<int64_t>(names_.size());
+      names_.push_back(name);
+      where_.emplace_back(u, k);
+    }
+  }
+
+  pieces_.resize(names_.size());
+  for (size_t u = 0; u < units_.size(); ++u) {
+    Unit& unit = *units_[u];
+    if (!unit.trainable.empty()) {
+      std::vector<Segment> segments;
+      for (const Entry& e : unit.trainable)
+        segments.push_back({e.name, unit.train_dtype, e.whole.numel(), numerics::kSquaredNormBlock});
+      unit.train.emplace(std::move(segments), ranks);
+      const int64_t size = static_cast<int64_t>(dtype_size(unit.train_dtype));
+      unit.train_shard = Tensor::empty({unit.train->shard_bytes() / size}, unit.train_dtype);
+      unit.train->pack_shard(comm.rank(), const_pointers(wholes(unit.trainable)), unit.train_shard.data_ptr());
+      for (size_t s = 0; s < unit.trainable.size(); ++s) {
+        Tensor piece = unit.train_shard.narrow(0, unit.train->piece_offset(s) / size, unit.train->piece_count(s));
+        piece.requires_grad_(true);
+        pieces_[static_cast<size_t>(unit.trainable[s].param_index)] = piece;
+      }
+    }
+    if (!unit.frozen.empty()) {
+      std::vector<Segment> segments;
+      for (const Entry& e : unit.frozen)
+        segments.push_back({e.name, e.whole.dtype(), e.whole.numel(), unit_of ? unit_of(e.name, e.whole) : 1});
+      unit.fixed.emplace(std::move(segments), ranks);
+      unit.fixed_shard = Tensor::empty({unit.fixed->shard_bytes()}, DType::u8);
+      unit.fixed->pack_shard(comm.rank(), const_pointers(wholes(unit.frozen)), unit.fixed_shard.data_ptr());
+    }
+    if (u > 0) {
+      set_trainable_whole(unit, false);
+      release(unit);
+    }
+  }
+}
+
+Fsdp::~Fsdp() = default;
+
+void Fsdp::set_trainable_whole(Unit& u, bool on) {
+  for (Entry& e : u.trainable) {
+    TensorImpl* impl = e.whole.impl();
+    impl->grad_fn.reset();
+    impl->output_nr = 0;
+    impl->requires_grad = on;
+  }
+}
+
+void Fsdp::start_gather(Unit& u) {
+  if (u.state != Unit::State::released) return;
+  if (u.train) {
+    u.train_gathered = Tensor::empty({u.train_shard.numel() * comm_.size()}, u.train_dtype);
+    u.train_work = comm_.all_gather(buffer_of(u.train_shard), buffer_of(u.train_gathered));
+  }
+  if (u.fixed) {
+    u.fixed_gathered = Tensor::empty({u.fixed_shard.numel() * comm_.size()}, DType::u8);
+    u.fixed_work = comm_.all_gather(buffer_of(u.fixed_shard), buffer_of(u.fixed_gathered));
+  }
+  u.state = Unit::State::pending;
+}
+
+void Fsdp::finish_gather(Unit& u) {
+  if (u.state != Unit::State::pending) return;
+  const auto unpack = [](const FlatLayout& layout, std::unique_ptr<Work>& work, Tensor& gathered,
+                         const std::vector<Entry>& entries) {
+    work->wait();
+    work.reset();
+    std::vector<void*> out;
+    for (const Entry& e : entries) {
+      e.whole.storage()->reallocate();
+      out.push_back(e.whole.data_ptr());
+    }
+    layout.unpack_gathered(gathered.data_ptr(), out);
+    gathered = Tensor();
+  };
+  if (u.train) unpack(*u.train, u.train_work, u.train_gathered, u.trainable);
+  if (u.fixed) unpack(*u.fixed, u.fixed_work, u.fixed_gathered, u.frozen);
+  u.state = Unit::State::gathered;
+}
+
+void Fsdp::ensure_gathered(Unit& u) {
+  start_gather(u);
+  finish_gather(u);
+}
+
+void Fsdp::release(Unit& u) {
+  finish_gather(u);
+  for (const std::vector<Entry>* entries : {&u.trainable, &u.frozen})
+    for (const Entry& e : *entries) e.whole.storage()->free_data();
+  u.state = Unit::State::released;
+}
+
+Tensor Fsdp::run_block(size_t i, const Tensor& h, const std::function<Tensor(const Tensor&)>& run) {
+  QTUNE_CHECK(!materialized_, "FSDP: run_block after materialize()");
+  QTUNE_CHECK(i + 1 < units_.size(), "FSDP: block ", i, " of ", units_.size() - 1);
+  const size_t ui = i + 1;
+  Unit& u = *units_[ui];
+  // Activation checkpointing runs the block again inside backward: keep it gathered for the backward that
+  // follows, and prefetch nothing ahead.
+  const bool recomputing = autograd::backward_running();
+  ensure_gathered(u);
+  if (!recomputing && ui + 1 < units_.size()) start_gather(*units_[ui + 1]);
+  const bool record = autograd::grad_enabled() && (h.requires_grad() || !u.trainable.empty());
+  if (!record) {
+    Tensor y = run(h);
+    if (!u.keep) release(u);
+    return y;
+  }
+
+  // The block reads its trainable tensors as outputs of one node: its backward gets all their gradients at once,
+  // after every use of them in the block, and reduce-scatters them.
+  const bool has_h = h.requires_grad();
+  const Tensor h_in = has_h ? h.detach() : h;
+  std::vector<Tensor> outputs;
+  if (has_h) outputs.push_back(h_in);
+  for (const Entry& e : u.trainable) outputs.push_back(e.whole);
+  autograd::record("fsdp_block_input", {h}, outputs, [this, ui, has_h](const std::vector<Tensor>& grads) {
+    Unit& unit = *units_[ui];
+    reduce_gradients(unit, std::vector<Tensor>(grads.begin() + (has_h ? 1 : 0), grads.end()));
+    unit.in_graph = false;
+    if (!unit.keep) release(unit);
+    return std::vector<Tensor>{has_h ? grads[0] : Tensor()};
+  });
+  Tensor y;
+  try {
+    y = run(h_in);
+  } catch (...) {
+    set_trainable_whole(u, false);
+    throw;
+  }
+  set_trainable_whole(u, false);
+  u.in_graph = true;
+  if (!y.requires_grad()) return y;
+  // Before the block's backward: gather it again, and start on the block before it.
+  const Tensor y_out = y.detach();
+  autograd::record("fsdp_block_output", {y}, {y_out}, [this, ui](const std::vector<Tensor>& grads) {
+    ensure_gathered(*units_[ui]);
+    if (ui > 1 && units_[ui - 1]->in_graph) start_gather(*units_[ui - 1]);
+    return grads;
+  });
+  // The last block's backward comes first: it stays gathered.
+  if (!u.keep && !recomputing && ui + 1 < units_.size()) release(u);
+  return y_out;
+}
+
+void Fsdp::reduce_gradients(Unit& u, const std::vector<Tensor>& grads) {
+  if (!u.train) return;
+  QTUNE_CHECK(grads.size() == u.trainable.size(), "FSDP: ", grads.size(), " gradients for ", u.trainable.size(),
+              " trainable tensors of ", u.name.empty() ? "the root" : u.name);
+  std::vector<Tensor> contiguous;
+  for (size_t s = 0; s < grads.size(); ++s) {
+    const Tensor& whole = u.trainable[s].whole;
+    contiguous.push_back(grads[s].defined() ? grads[s].to(u.train_dtype).contiguous()
+                                            : Tensor::zeros(whole.shape(), u.train_dtype, whole.device()));
+  }
+  const int64_t shard = u.train_shard.numel();
+  const Tensor send = Tensor::empty({shard * comm_.size()}, u.train_dtype);
+  const std::vector<const void*> sources = const_pointers(contiguous);
+  for (int r = 0; r < comm_.size(); ++r)
+    u.train->pack_shard(r, sources, static_cast<char*>(send.data_ptr()) + r * u.train->shard_bytes());
+  const Tensor recv = Tensor::empty({shard}, u.train_dtype);
+  comm_.reduce_scatter(buffer_of(send), buffer_of(recv), Reduce::sum)->wait();
+  const int64_t size = static_cast<int64_t>(dtype_size(u.train_dtype));
+  for (size_t s = 0; s < u.trainable.size(); ++s) {
+    const Tensor& piece = pieces_[static_cast<size_t>(u.trainable[s].param_index)];
+    const Tensor g = recv.narrow(0, u.train->piece_offset(s) / size, u.train->piece_count(s));
+    const Tensor existing = piece.grad();
+    if (existing.defined()) {
+      backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);
+    } else {
+      piece.set_grad(g);
+    }
+  }
+}
+
+void Fsdp::finish_backward() {
+  Unit& root = *units_[0];
+  std::vector<Tensor> grads;
+  for (const Entry& e : root.trainable) grads.push_back(e.whole.grad());
+  reduce_gradients(root, grads);
+  for (const Entry& e : root.trainable) e.whole.zero_grad();
+}
+
+Tensor Fsdp::grad_norm_squares() {
+  const int64_t block = numerics::kSquaredNormBlock;
+  // This rank's block sums of every piece, one after another: the same count on every rank.
+  std::vector<int64_t> first(pieces_.size() + 1, 0);
+  for (size_t j = 0; j < pieces_.size(); ++j) first[j + 1] = first[j] + pieces_[j].numel() / block;
+  const Tensor local = Tensor::zeros({first.back()}, DType::f64);
+  for (size_t j = 0; j < pieces_.size(); ++j) {
+    const Tensor g = pieces_[j].grad();
+    if (!g.defined() || first[j + 1] == first[j]) continue;
+    backend_for(g.device()).squared_norm_blocks(g, local.narrow(0, first[j], first[j + 1] - first[j]));
+  }
+  const Tensor all = Tensor::empty({first.back() * comm_.size()}, DType::f64);
+  comm_.all_gather(buffer_of(local), buffer_of(all))->wait();
+  // A whole tensor's blocks are rank 0's blocks of it, then rank 1's...: summed in that order, as squared_norm
+  // sums them.
+  const double* sums = all.data<double>();
+  Tensor squares = Tensor::zeros({static_cast<int64_t>(pieces_.size())}, DType::f64);
+  double* out = squares.data<double>();
+  for (size_t j = 0; j < pieces_.size(); ++j) {
+    const auto [u, k] = where_[j];
+    const int64_t blocks = (units_[u]->trainable[k].whole.numel() + block - 1) / block;
+    const int64_t per_rank = first[j + 1] - first[j];
+    double total = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) total += sums[(b / per_rank) * first.back() + first[j] + b % per_rank];
+    out[j] = total;
+  }
+  return squares;
+}
+
+void Fsdp::after_step() {
+  Unit& root = *units_[0];
+  if (root.train) {
+    root.state = Unit::State::released;  // the whole tensors stay allocated; reallocate() keeps them
+    start_gather(root);
+    finish_gather(root);
+  }
+  for (size_t u = 1; u < units_.size(); ++u) {
+    Unit& unit = *units_[u];
+    if (unit.state == Unit::State::released) continue;
+    release(unit);  // stale: its pieces changed
+    if (unit.keep) ensure_gathered(unit);
+  }
+}
+
+void Fsdp::gather_all() {
+  for (size_t u = 1; u < units_.size(); ++u) start_gather(*units_[u]);
+  for (size_t u = 1; u < units_.size(); ++u) {
+    finish_gather(*units_[u]);
+    units_[u]->keep = true;
+  }
+}
+
+void Fsdp::release_all() {
+  for (size_t u = 1; u < units_.size(); ++u) {
+    units_[u]->keep = false;
+    release(*units_[u]);
+  }
+}
+
+void Fsdp::materialize() {
+  if (materialized_) return;
+  gather_all();
+  for (size_t u = 1; u < units_.size(); ++u) set_trainable_whole(*units_[u], true);
+  materialized_ = true;
+}
+
+std::vector<Tensor> Fsdp::gather_pieces(const std::vector<Tensor>& pieces) {
+  QTUNE_CHECK(pieces.size() == pieces_.size(), "FSDP gather_pieces: ", pieces.size(), " pieces for ", pieces_.size(),
+              " parameters");
+  std::vector<Tensor> out(pieces.size());
+  for (const auto& unit : units_) {
+    if (unit->trainable.empty()) continue;
+    const DType dtype = pieces[static_cast<size_t>(unit->trainable.front().param_index)].dtype();
+    std::vector<Segment> segments;
+    std::vector<void*> targets;
+    for (const Entry& e : unit->trainable) {
+      const Tensor& p = pieces[static_cast<size_t>(e.param_index)];
+      QTUNE_CHECK(p.dtype() == dtype && p.numel() == pieces_[static_cast<size_t>(e.param_index)].numel(),
+                  "FSDP gather_pieces: the piece of ", e.name, " is ", dtype_name(p.dtype()), " ", shape_str(p.shape()),
+                  ", expected ", pieces_[static_cast<size_t>(e.param_index)].numel(), " elements of one dtype");
+      segments.push_back({e.name, dtype, e.whole.numel(), numerics::kSquaredNormBlock});
+      Tensor& whole = out[static_cast<size_t>(e.param_index)];
+      whole = Tensor::empty(e.whole.shape(), dtype);
+      targets.push_back(whole.data_ptr());
+    }
+    const FlatLayout layout(std::move(segments), comm_.size());
+    const int64_t size = static_cast<int64_t>(dtype_size(dtype));
+    const Tensor shard = Tensor::zeros({layout.shard_bytes() / size}, dtype);
+    for (size_t s = 0; s < unit->trainable.size(); ++s)
+      shard.narrow(0, layout.piece_offset(s) / size, layout.piece_count(s))
+          .copy_(
+              pieces[static_cast<size_t>(unit->trainable[s].param_index)].contiguous().view({layout.piece_count(s)}));
+    const Tensor gathered = Tensor::empty({shard.numel() * comm_.size()}, dtype);
+    comm_.all_gather(buffer_of(shard), buffer_of(gathered))->wait();
+    layout.unpack_gathered(gathered.data_ptr(), targets);
+  }
+  return out;
+}
+
+std::vector<Tensor> Fsdp::shard_whole(const std::vector<Tensor>& whole) const {
+  QTUNE_CHECK(whole.size() == pieces_.size(), "FSDP shard_whole: ", whole.size(), " tensors for ", pieces_.size(),
+              " parameters");
+  std::vector<Tensor> out;
+  for (size_t j = 0; j < whole.size(); ++j) {
+    const auto [u, k] = where_[j];
+    const Unit& unit = *units_[u];
+    const Tensor& model = unit.trainable[k].whole;
+    QTUNE_CHECK(whole[j].shape() == model.shape(), "FSDP shard_whole: ", names_[j], " is ", shape_str(whole[j].shape()),
+                ", the model's is ", shape_str(model.shape()));
+    const Range held = unit.train->held(comm_.rank(), k);
+    Tensor piece = Tensor::zeros({pieces_[j].numel()}, whole[j].dtype(), whole[j].device());
+    if (held.size() > 0)
+      piece.narrow(0, 0, held.size())
+          .copy_(whole[j].contiguous().view({model.numel()}).narrow(0, held.begin, held.size()));
+    out.push_back(piece);
+  }
+  return out;
+}
+
+}  // namespace qtune::dist

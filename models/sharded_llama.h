@@ -1,0 +1,30 @@
+#pragma once
+// A Llama trained with FSDP (dist/fsdp.h, docs/distributed.md): every decoder layer is one sharded unit that
+// the forward gathers around its use; NF4 bases are cut on whole double-quantization groups.
+#include <memory>
+
+#include "dist/communicator.h"
+#include "dist/fsdp.h"
+#include "models/llama.h"
+
+namespace qtune::models {
+
+class ShardedLlama {
+ public:
+  // Shards `model` (built and loaded the same on every rank, passes applied) across comm's ranks; the model
+  // keeps only this rank's shard of each layer. Both must outlive this object.
+  ShardedLlama(Llama& model, dist::Communicator& comm);
+  // Takes the layer runner back out of the model (whose layers stay as sharded as they are then).
+  ~ShardedLlama();
+  ShardedLlama(const ShardedLlama&) = delete;
+  ShardedLlama& operator=(const ShardedLlama&) = delete;
+
+  dist::Fsdp& fsdp() { return *fsdp_; }
+  Llama& model() { return model_; }
+
+ private:
+  Llama& model_;
+  std::unique_ptr<dist::Fsdp> fsdp_;
+};
+
+}  // namespace qtune::models
