@@ -68,36 +68,36 @@ void CpuBackend::rmsnorm_backward(const Tensor& grad_y, const Tensor& x, const T
     const T* pg = ptr<T>(grad_y);
     const A* pr = ptr<A>(rstd);
     T* pgx = ptr<T>(grad_x);
-    // grad_weight sums over rows: each chunk of rows writes its own partial row, summed afterwards,
-    // so threads never share an accumulator.
-    int64_t chunks = 1;
-#if defined(_OPENMP)
-    chunks = std::min<int64_t>(rows, omp_get_max_threads());
-#endif
-    chunks = std::max<int64_t>(chunks, 1);
+    // grad_weight sums over rows: each chunk of kRowsPerChunk rows writes its own partial row, summed in
+    // chunk order afterwards, so threads never share an accumulator and the result does not depend on the
+    // thread count (FSDP's ranks, one thread each, reproduce a multi-threaded single process).
+    constexpr int64_t kRowsPerChunk = 32;
+    const int64_t chunks = std::max<int64_t>((rows + kRowsPerChunk - 1) / kRowsPerChunk, 1);
     std::vector<A> partial(static_cast<size_t>(chunks * cols), A(0));
-    const int64_t per_chunk = (rows + chunks - 1) / chunks;
-    parallel_for(chunks, rows * cols >= 8192 ? 1 : chunks, [&](int64_t cb, int64_t ce) {
-      for (int64_t chunk = cb; chunk < ce; ++chunk) {
-        A* gw = partial.data() + chunk * cols;
-        const int64_t r_end = std::min(rows, (chunk + 1) * per_chunk);
-        for (int64_t r = chunk * per_chunk; r < r_end; ++r) {
-          const T* xr = px + r * cols;
-          const T* gr = pg + r * cols;
-          T* gxr = pgx + r * cols;
-          const A inv = pr[r];
-          // y = x * inv * w  =>  dx = inv * (g*w) - x * inv^3 / C * sum(g*w*x)
-          A dot = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            const A xv = load(xr + c), gv = load(gr + c);
-            dot += gv * load(pw + c) * xv;
-            gw[c] += gv * xv * inv;
-          }
-          const A k = dot * inv * inv * inv / static_cast<A>(cols);
-          for (int64_t c = 0; c < cols; ++c) store(gxr + c, inv * load(gr + c) * load(pw + c) - load(xr + c) * k);
-        }
-      }
-    });
+    const int64_t per_chunk = kRowsPerChunk;
+    parallel_for(chunks, std::max<int64_t>(1, 8192 / std::max<int64_t>(kRowsPerChunk * cols, 1)),
+                 [&](int64_t cb, int64_t ce) {
+                   for (int64_t chunk = cb; chunk < ce; ++chunk) {
+                     A* gw = partial.data() + chunk * cols;
+                     const int64_t r_end = std::min(rows, (chunk + 1) * per_chunk);
+                     for (int64_t r = chunk * per_chunk; r < r_end; ++r) {
+                       const T* xr = px + r * cols;
+                       const T* gr = pg + r * cols;
+                       T* gxr = pgx + r * cols;
+                       const A inv = pr[r];
+                       // y = x * inv * w  =>  dx = inv * (g*w) - x * inv^3 / C * sum(g*w*x)
+                       A dot = 0;
+                       for (int64_t c = 0; c < cols; ++c) {
+                         const A xv = load(xr + c), gv = load(gr + c);
+                         dot += gv * load(pw + c) * xv;
+                         gw[c] += gv * xv * inv;
+                       }
+                       const A k = dot * inv * inv * inv / static_cast<A>(cols);
+                       for (int64_t c = 0; c < cols; ++c)
+                         store(gxr + c, inv * load(gr + c) * load(pw + c) - load(xr + c) * k);
+                     }
+                   }
+                 });
     T* out = ptr<T>(grad_weight);
     for (int64_t c = 0; c < cols; ++c) {
       A s = 0;

@@ -15,6 +15,12 @@ bool launched_as_rank() {
   return false;
 }
 
+std::optional<int> launched_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* value = std::getenv(name)) return std::atoi(value);
+  return std::nullopt;
+}
+
 std::unique_ptr<Communicator> world_communicator(CommunicatorOptions options) {
   if (!launched_as_rank()) return std::make_unique<LocalCommunicator>();
 #if defined(QTUNE_HAVE_MPI)

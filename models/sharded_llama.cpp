@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/numerics/nf4.h"
 
 namespace qtune::models {
@@ -33,6 +34,14 @@ ShardedLlama::ShardedLlama(Llama& model, dist::Communicator& comm) : model_(mode
   dist::Fsdp* fsdp = fsdp_.get();
   base.set_layer_runner(
       [fsdp](size_t i, const Tensor& h, const LlamaModel::LayerFn& run) { return fsdp->run_block(i, h, run); });
+}
+
+Tensor ShardedLlama::finish_gradients(double max_norm) {
+  fsdp_->finish_backward();
+  const Tensor squares = fsdp_->grad_norm_squares();
+  for (const Tensor& p : fsdp_->parameters())
+    if (p.grad().defined()) backend_for(p.device()).clip_by_norm(squares, max_norm, p.grad());
+  return squares;
 }
 
 ShardedLlama::~ShardedLlama() { dynamic_cast<LlamaModel&>(*model_.model).set_layer_runner(nullptr); }

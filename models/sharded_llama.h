@@ -2,6 +2,7 @@
 // A Llama trained with FSDP (dist/fsdp.h, docs/distributed.md): every decoder layer is one sharded unit that
 // the forward gathers around its use; NF4 bases are cut on whole double-quantization groups.
 #include <memory>
+#include <vector>
 
 #include "dist/communicator.h"
 #include "dist/fsdp.h"
@@ -20,6 +21,14 @@ class ShardedLlama {
   ShardedLlama& operator=(const ShardedLlama&) = delete;
 
   dist::Fsdp& fsdp() { return *fsdp_; }
+  // What the optimizer updates: this rank's pieces of the trainable tensors (dist::Fsdp::parameters()).
+  const std::vector<Tensor>& parameters() const { return fsdp_->parameters(); }
+
+  // After the step's backward passes (collective): the gradients reduced into the pieces, their global norm
+  // measured and, when above max_norm > 0, the pieces' gradients scaled as optim::clip_grad_norm scales whole
+  // ones. Returns every trainable tensor's squared gradient norm, [k] f64 in model order (the norm of one
+  // process accumulating the ranks' micro-batches, bit for bit).
+  Tensor finish_gradients(double max_norm);
   Llama& model() { return model_; }
 
  private:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/examples/finetune_qlora fine-tunes a model made by train_tiny over an NF4 base: its mean training loss
 # must fall, it must report both held-out losses and save a PEFT adapter that `qtune generate --adapter` applies.
-# Started by mpirun as two ranks it must refuse (no FSDP yet) rather than run two copies into one directory.
+# Started by mpirun as two ranks it shards the model (FSDP): rank 0 alone reports and saves the adapter.
 set -euo pipefail
 train_tiny=$1 finetune_qlora=$2 qtune=$3 text=$4 work=$5
 rm -rf "$work"
@@ -19,10 +19,12 @@ for f in adapter_model.safetensors adapter_config.json; do
 done
 "$qtune" generate --model "$work/base" --adapter "$work/adapter" --prompt "The" --max-new-tokens 8 --temperature 0
 if [ -n "${MPIEXEC:-}" ]; then
-  if out=$("$MPIEXEC" -np 2 --oversubscribe "$finetune_qlora" "$work/base" "$text" "$work/mpi" 2 2>&1); then
-    echo "$out"; echo "two ranks must be refused until FSDP exists"; exit 1
-  fi
-  grep -q "started as rank [01] of 2, but FSDP sharding is not built yet" <<<"$out" || { echo "$out"; exit 1; }
-  [ ! -e "$work/mpi" ] || { echo "the refused run wrote $work/mpi"; exit 1; }
+  out=$("$MPIEXEC" -np 2 --oversubscribe "$finetune_qlora" "$work/base" "$text" "$work/mpi" 6 2>&1) ||
+    { echo "$out"; echo "two ranks failed"; exit 1; }
+  echo "$out"
+  grep -q "^FSDP: 2 ranks" <<<"$out" || { echo "no FSDP line"; exit 1; }
+  [ "$(grep -c '^held-out loss after QLoRA' <<<"$out")" -eq 1 ] || { echo "expected rank 0's report only"; exit 1; }
+  [ -f "$work/mpi/adapter_model.safetensors" ] || { echo "two ranks saved no adapter"; exit 1; }
+  "$qtune" generate --model "$work/base" --adapter "$work/mpi" --prompt "The" --max-new-tokens 4 --temperature 0
 fi
 echo "finetune_qlora: ok"

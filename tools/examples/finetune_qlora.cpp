@@ -5,13 +5,15 @@
 // held-out loss before and after, so the fine-tuning is measured. `qtune run qlora` is the same loop with
 // checkpoints, metrics and resume.
 //
-// Started by mpirun or srun as several ranks it stops with a message: sharding the base across ranks
-// (FSDP, docs/distributed.md) is not built yet, and N copies of one run would write the same directory.
+// The same program runs under `mpirun -np N` / srun: the model is then sharded across the ranks (FSDP,
+// docs/distributed.md), rank r trains on the r-th of every N batches, and rank 0 prints and saves. N ranks
+// compute what one process accumulating those N batches computes.
 //
 //   finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS]
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,13 +35,10 @@ int main(int argc, char** argv) {
   const int64_t steps = argc == 5 ? std::stoll(argv[4]) : 100;
   try {
     const auto world = dist::world_communicator();
-    if (world->size() > 1) {
-      std::fprintf(stderr,
-                   "finetune_qlora: started as rank %d of %d, but FSDP sharding is not built yet "
-                   "(docs/distributed.md): run it as one process\n",
-                   world->rank(), world->size());
-      return 1;
-    }
+    const int rank = world->rank(), ranks = world->size();
+    const auto say = [rank](const char* format, auto... args) {
+      if (rank == 0) std::printf(format, args...);
+    };
     const auto tokenizer = data::load_tokenizer(model_dir);
     // The last tenth of the text is held out (a text too short for one batch of it is the loader's error).
     std::vector<int32_t> tokens = data::tokenize_text_file(text_file, *tokenizer);
@@ -55,43 +54,66 @@ int main(int argc, char** argv) {
     const auto model = models::load_llama_quantized(model_dir, models::qlora_base(lora));
     const double before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
     const int64_t wrapped = models::apply_lora(*model, lora);
-    const std::vector<qtune::Tensor> adapters = models::lora_parameters(*model);
     int64_t trainable = 0;
-    for (const qtune::Tensor& a : adapters) trainable += a.numel();
-    std::printf(
-        "QLoRA: NF4 base, %lld projections with rank-%lld adapters (%lld trainable values); held-out "
-        "loss before: %.4f\n",
+    for (const qtune::Tensor& a : models::lora_parameters(*model)) trainable += a.numel();
+    say("QLoRA: NF4 base, %lld projections with rank-%lld adapters (%lld trainable values); held-out loss before: "
+        "%.4f\n",
         static_cast<long long>(wrapped), static_cast<long long>(lora.rank), static_cast<long long>(trainable), before);
+    // Several ranks: each keeps 1/N of every layer (base and adapters) and of the optimizer state.
+    std::unique_ptr<models::ShardedLlama> sharded;
+    if (ranks > 1) {
+      sharded = std::make_unique<models::ShardedLlama>(*model, *world);
+      say("FSDP: %d ranks\n", ranks);
+    }
+    const std::vector<qtune::Tensor> params = sharded ? sharded->parameters() : models::lora_parameters(*model);
 
     auto loader = data::DataLoader::from_tokens(tokens, kSeqLen, kBatch, /*seed=*/0);
     const double lr = 1e-2;
-    optim::AdamW optimizer(adapters, {.lr = lr, .weight_decay = 0.0});
+    optim::AdamW optimizer(params, {.lr = lr, .weight_decay = 0.0});
     const optim::LrSchedule schedule(lr, {.name = "cosine", .warmup_steps = steps / 10, .total_steps = steps});
     // Single batches are noisy: the training loss is compared as the mean of the first and last tenth.
     const int64_t tenth = std::max<int64_t>(1, steps / 10);
     double first_tenth = 0, last_tenth = 0;
     for (int64_t step = 0; step < steps; ++step) {
-      const data::Batch batch = loader.next();
-      const qtune::Tensor loss = model->loss(batch.tokens, batch.targets);  // tokens, targets: [8, 64]
-      if (step < tenth) first_tenth += loss.item() / double(tenth);
-      if (step >= steps - tenth) last_tenth += loss.item() / double(tenth);
-      loss.backward();
-      optim::clip_grad_norm(optimizer.params(), 1.0);
+      // A step takes N batches; rank r computes the r-th (tokens, targets: [8, 64]).
+      double loss_value = 0;
+      for (int r = 0; r < ranks; ++r) {
+        const data::Batch batch = loader.next();
+        if (r != rank) continue;
+        const qtune::Tensor loss = model->loss(batch.tokens, batch.targets);
+        loss_value = loss.item();
+        (ranks == 1 ? loss : loss * (1.0 / ranks)).backward();
+      }
+      if (sharded) {
+        sharded->finish_gradients(1.0);
+        std::vector<double> losses(static_cast<size_t>(ranks));
+        world->all_gather({&loss_value, 1, qtune::DType::f64}, {losses.data(), ranks, qtune::DType::f64})->wait();
+        loss_value = 0;
+        for (double l : losses) loss_value += l / ranks;
+      } else {
+        optim::clip_grad_norm(params, 1.0);
+      }
       optimizer.set_lr(schedule.lr_at(step));
       optimizer.step();
       optimizer.zero_grad();
-      if (step % 20 == 0 || step + 1 == steps) {
-        std::printf("step %4lld  loss %.4f\n", static_cast<long long>(step + 1), loss.item());
-      }
+      if (sharded) sharded->fsdp().after_step();
+      if (step < tenth) first_tenth += loss_value / double(tenth);
+      if (step >= steps - tenth) last_tenth += loss_value / double(tenth);
+      if (step % 20 == 0 || step + 1 == steps)
+        say("step %4lld  loss %.4f\n", static_cast<long long>(step + 1), loss_value);
+    }
+    if (sharded) {
+      sharded->fsdp().materialize();  // every rank holds the whole model again
+      sharded.reset();
     }
 
-    std::printf("mean training loss: %.4f over the first %lld steps, %.4f over the last %lld\n", first_tenth,
-                static_cast<long long>(tenth), last_tenth, static_cast<long long>(tenth));
-    models::save_adapter(*model, lora, out_dir, model_dir);
-    std::printf("held-out loss after QLoRA: %.4f (before: %.4f)\nsaved the adapter to %s\n",
-                models::mean_stream_loss(*model, heldout, kSeqLen, kBatch), before, out_dir.c_str());
+    say("mean training loss: %.4f over the first %lld steps, %.4f over the last %lld\n", first_tenth,
+        static_cast<long long>(tenth), last_tenth, static_cast<long long>(tenth));
+    if (rank == 0) models::save_adapter(*model, lora, out_dir, model_dir);
+    say("held-out loss after QLoRA: %.4f (before: %.4f)\nsaved the adapter to %s\n",
+        models::mean_stream_loss(*model, heldout, kSeqLen, kBatch), before, out_dir.c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "finetune_qlora: error: %s\n", e.what());
+    std::fprintf(stderr, "finetune_qlora: error: %s\n", e.what());  // collective errors name the rank
     return 1;
   }
   return 0;

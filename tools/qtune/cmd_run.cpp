@@ -2,14 +2,19 @@
 // as it goes and a summary at the end.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/core.h>
 
+#include "dist/world.h"
 #include "engine/check.h"
 #include "qtune/commands.h"
 #include "tools/recipes/model_passes.h"
@@ -25,11 +30,35 @@ struct RunArgs {
   std::string recipe, config;
   std::vector<std::string> overrides;
   bool print_config = false;
+  int nproc = 0;
 };
+
+// --nproc N: this same command again as N ranks of an mpirun job (FSDP), in place of this process.
+[[noreturn]] void exec_mpirun(const RunArgs& args) {
+  QTUNE_CHECK(!dist::launched_as_rank(),
+              "--nproc: this process already is a rank of an MPI job; use either mpirun "
+              "or --nproc");
+  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(args.nproc)};
+  // Open MPI refuses more ranks than cores unless told; one thread per rank then shares the cores.
+  if (args.nproc > static_cast<int>(std::thread::hardware_concurrency())) argv.push_back("--oversubscribe");
+  // This very binary, by its real path (a launched "/proc/self/exe" would name the launcher's own).
+  argv.insert(argv.end(),
+              {std::filesystem::read_symlink("/proc/self/exe").string(), "run", args.recipe, "--config", args.config});
+  argv.insert(argv.end(), args.overrides.begin(), args.overrides.end());
+  std::vector<char*> c_argv;
+  for (std::string& a : argv) c_argv.push_back(a.data());
+  c_argv.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execvp("mpirun", c_argv.data());
+  QTUNE_FAIL("--nproc ", args.nproc, ": cannot start mpirun (", std::strerror(errno),
+             "); install Open MPI (apt-get install openmpi-bin) or start the ranks yourself: mpirun -np ", args.nproc,
+             " qtune run ...");
+}
 
 int run(const RunArgs& args) {
   const recipes::Recipe recipe = recipes::parse_recipe(args.recipe);
   const recipes::RunConfig config = recipes::load_run_config(args.config, args.overrides, recipe);
+  if (args.nproc > 0 && !args.print_config) exec_mpirun(args);
   if (args.print_config) {
     fmt::print("{}\n", recipes::run_config_to_json(config));
     return 0;
@@ -46,6 +75,7 @@ int run(const RunArgs& args) {
   recipes::add_model_passes(config, hooks);
   const recipes::TrainResult result = recipes::train(config, hooks);
   progress.finish();
+  if (result.rank != 0) return 0;  // rank 0 reports for the job
 
   if (result.start_step == result.steps) {
     fmt::print("done: the run had already finished its {} steps (nothing to train); final loss {:.4f}", result.steps,
@@ -80,6 +110,8 @@ void add_run_command(CLI::App& app, int& status) {
   cmd->add_option("overrides", args->overrides,
                   "key=value overrides of config keys, e.g. optim.lr=1e-4 train.resume=true");
   cmd->add_flag("--print-config", args->print_config, "print the resolved config (file + overrides) and exit");
+  cmd->add_option("--nproc", args->nproc, "train as N MPI ranks with FSDP (starts mpirun -np N; docs/distributed.md)")
+      ->check(CLI::Range(1, 4096));
   cmd->callback([args, &status] { status = run(*args); });
 }
 

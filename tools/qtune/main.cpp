@@ -1,10 +1,13 @@
 // qtune: the command-line front end of the qtune library.
 #include <cstdio>
 #include <exception>
+#include <optional>
+#include <string>
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
 
+#include "dist/world.h"
 #include "qtune/commands.h"
 
 int main(int argc, char** argv) {
@@ -41,7 +44,14 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code != 0 ? code : 2;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "qtune: error: {}\n", e.what());
+    // Under mpirun every rank reports its own failure: say whose it is (collective errors already do).
+    const std::optional<int> rank = qtune::dist::launched_rank();
+    const std::string what = e.what();
+    if (rank && what.rfind("rank ", 0) != 0) {
+      fmt::print(stderr, "qtune: error: rank {}: {}\n", *rank, what);
+    } else {
+      fmt::print(stderr, "qtune: error: {}\n", what);
+    }
     return 1;
   }
   if (app.get_subcommands().empty()) {

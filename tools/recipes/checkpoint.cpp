@@ -80,10 +80,9 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
 }  // namespace
 
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
-                            const optim::Optimizer& optimizer, const TrainerState& state,
+                            const optim::OptimizerState& optimizer_state, const TrainerState& state,
                             const WeightsWriter& write_weights) {
   const fs::path dir = fs::path(output_dir) / "checkpoints" / ("step_" + std::to_string(state.step));
-  const optim::OptimizerState optimizer_state = optimizer.state();
   TrainerState full = state;
   full.optimizer_scalars = optimizer_state.scalars;
   io::write_directory_atomic(dir, [&](const fs::path& tmp) {

@@ -26,7 +26,7 @@ using WeightsWriter = std::function<void(models::Llama& model, const std::string
 // Writes checkpoints/step_<state.step> atomically and returns its path. `tokenizer_source` is the
 // tokenizer file or directory whose files are copied in, so the checkpoint is a loadable model directory.
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
-                            const optim::Optimizer& optimizer, const TrainerState& state,
+                            const optim::OptimizerState& optimizer_state, const TrainerState& state,
                             const WeightsWriter& write_weights = nullptr);
 
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.

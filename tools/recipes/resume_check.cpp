@@ -23,7 +23,9 @@ bool may_change(const std::string& key) {
                                              "train.keep_checkpoints",
                                              "train.resume",
                                              "train.log_every",
-                                             "train.activation_checkpointing"};
+                                             "train.activation_checkpointing",
+                                             "dist.timeout_s",
+                                             "dist.check_calls"};
   return keys.count(key) > 0;
 }
 

@@ -73,6 +73,8 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("lora.dropout", c.lora.dropout);
   visit("lora.targets", c.lora.targets);
   visit("fp8.recipe", c.fp8.recipe);
+  visit("dist.timeout_s", c.dist.timeout_s);
+  visit("dist.check_calls", c.dist.check_calls);
 }
 
 // Input files: relative ones in a config file are resolved against the file's directory.
@@ -345,6 +347,9 @@ void validate(const RunConfig& c, const std::string& where, const KeysSet& set) 
   QTUNE_CHECK(!c.model.tf32 || (!device.is_cpu() && c.model.dtype == "f32"), "model.tf32 in ", where,
               " applies to f32 models on device=cuda (TF32 is the tensor cores' f32 input format), not model.dtype=",
               c.model.dtype, " on device=", c.device);
+
+  QTUNE_CHECK(c.dist.timeout_s > 0 && c.dist.timeout_s <= 86400, "dist.timeout_s in ", where,
+              " must be in (0, 86400] seconds, got ", c.dist.timeout_s);
 
   QTUNE_CHECK(!c.data.train.empty(), "data.train in ", where, " is empty: name the training data file or directory");
   check_one_of(where, "data.format", c.data.format, {"text", "jsonl", "tokens"});

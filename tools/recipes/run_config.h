@@ -88,6 +88,11 @@ struct Fp8Section {
       recipe;  // unset ("" in a file): off; else tensorwise | rowwise | rowwise_with_gw_hp
 };
 
+struct DistSection {
+  double timeout_s = 30;     // a collective still unfinished this long after it started stops every rank
+  bool check_calls = false;  // ranks compare each collective's kind and sizes before it (debugging a hang)
+};
+
 struct RunConfig {
   Recipe recipe = Recipe::full;
   ModelSection model;
@@ -98,6 +103,7 @@ struct RunConfig {
   QuantSection quant;
   LoraSection lora;
   Fp8Section fp8;
+  DistSection dist;
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string output_dir = "qtune-run";
 };

@@ -24,6 +24,7 @@
 #include "engine/numerics/clip.h"
 #include "engine/rng.h"
 #include "models/hf_checkpoint.h"
+#include "models/sharded_llama.h"
 #include "ops/elementwise.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_schedule.h"
@@ -99,17 +100,101 @@ struct PendingStep {
   uint64_t peak_mem_bytes = 0;
 };
 
-// Backward over `accum` micro-batches, each loss scaled by 1/accum, so the gradients are those of their mean.
-// The targets stay on the host (the loss counts them there); the tokens go up as an asynchronous copy.
+// The ranks of a sharded run (one process alone: rank 0 of 1, no sharding).
+struct Ranks {
+  dist::Communicator* comm = nullptr;
+  models::ShardedLlama* sharded = nullptr;
+  int rank = 0, size = 1;
+  bool lead() const { return rank == 0; }
+};
+
+// Every micro-batch of a step starts this far into the random stream (lora.dropout's masks), whichever rank
+// computes it: N ranks draw what one process accumulating their micro-batches draws. Far more than a
+// micro-batch consumes, and 2^28 micro-batches before the 64-bit offset wraps.
+constexpr uint64_t kRandomPerMicroBatch = uint64_t{1} << 36;
+
+// Backward over the step's micro-batches, each loss scaled by 1/count, so the gradients are those of their mean.
+// A step reads grad_accum micro-batches per rank; rank r computes the r-th grad_accum of them, and the sharded
+// model reduces the gradients in rank order. The targets stay on the host (the loss counts them there); the
+// tokens go up as an asynchronous copy.
 void accumulate_gradients(models::Llama& model, data::DataLoader& loader, int64_t accum, Device device,
-                          PendingStep& s) {
-  for (int64_t micro = 0; micro < accum; ++micro) {
+                          const Ranks& ranks, PendingStep& s) {
+  const int64_t count = accum * ranks.size;
+  Generator& random = default_generator();
+  const uint64_t seed = random.seed();
+  const uint64_t first = (random.offset() + kRandomPerMicroBatch - 1) / kRandomPerMicroBatch * kRandomPerMicroBatch;
+  std::vector<double> mine;
+  for (int64_t micro = 0; micro < count; ++micro) {
     const data::Batch batch = loader.next();
-    const Tensor loss = model.loss(batch.tokens.to(device), batch.targets);
-    s.losses.push_back(loss.detach());
     s.tokens += batch.tokens.numel();
-    (accum == 1 ? loss : loss * (1.0 / double(accum))).backward();
+    if (micro / accum != ranks.rank) continue;
+    random.set_state(seed, first + static_cast<uint64_t>(micro) * kRandomPerMicroBatch);
+    const Tensor loss = model.loss(batch.tokens.to(device), batch.targets);
+    if (ranks.comm) {
+      mine.push_back(loss.item());
+    } else {
+      s.losses.push_back(loss.detach());
+    }
+    (count == 1 ? loss : loss * (1.0 / double(count))).backward();
   }
+  random.set_state(seed, first + static_cast<uint64_t>(count) * kRandomPerMicroBatch);
+  if (!ranks.comm) return;
+  // Every rank logs every micro-batch's loss, in order.
+  std::vector<double> all(static_cast<size_t>(count));
+  ranks.comm->all_gather(dist::Buffer{mine.data(), accum, DType::f64}, dist::Buffer{all.data(), count, DType::f64})
+      ->wait();
+  for (double v : all) s.losses.push_back(Tensor::scalar(v, DType::f64));
+}
+
+// The step's global gradient norm (returned still on the device) and clipping to max_norm.
+optim::GradNorm clip_gradients(const std::vector<Tensor>& params, double max_norm, const Ranks& ranks) {
+  if (!ranks.sharded) return optim::clip_grad_norm_queued(params, max_norm);
+  return optim::GradNorm({ranks.sharded->finish_gradients(max_norm)});
+}
+
+// "state.<i>.<name>" keys of an optimizer over the sharded pieces <-> the same keys over whole tensors (what one
+// process saves): the checkpoint is the same file at any world size.
+optim::OptimizerState consolidate(dist::Fsdp& fsdp, const optim::OptimizerState& pieces) {
+  optim::OptimizerState out;
+  out.scalars = pieces.scalars;
+  std::map<std::string, std::vector<Tensor>> by_name;  // tensor name -> one per parameter
+  const size_t n = fsdp.parameters().size();
+  for (const auto& [key, t] : pieces.tensors) {
+    const size_t dot = key.find('.', 6);
+    const size_t index = std::stoul(key.substr(6, dot - 6));
+    auto& list = by_name[key.substr(dot + 1)];
+    list.resize(n);
+    list[index] = t;
+  }
+  for (auto& [name, list] : by_name) {
+    for (size_t j = 0; j < n; ++j)
+      QTUNE_CHECK(list[j].defined(), "FSDP: optimizer state ", name, " is missing for ", fsdp.parameter_names()[j]);
+    const std::vector<Tensor> whole = fsdp.gather_pieces(list);
+    for (size_t j = 0; j < n; ++j) out.tensors["state." + std::to_string(j) + "." + name] = whole[j];
+  }
+  return out;
+}
+
+optim::OptimizerState shard_state(dist::Fsdp& fsdp, const optim::OptimizerState& whole) {
+  optim::OptimizerState out;
+  out.scalars = whole.scalars;
+  std::map<std::string, std::vector<Tensor>> by_name;
+  const size_t n = fsdp.parameters().size();
+  for (const auto& [key, t] : whole.tensors) {
+    const size_t dot = key.find('.', 6);
+    const size_t index = std::stoul(key.substr(6, dot - 6));
+    QTUNE_CHECK(index < n, "optimizer state ", key, ": the model has ", n, " trainable tensors");
+    auto& list = by_name[key.substr(dot + 1)];
+    list.resize(n);
+    list[index] = t;
+  }
+  for (auto& [name, list] : by_name) {
+    for (size_t j = 0; j < n; ++j)
+      QTUNE_CHECK(list[j].defined(), "optimizer state ", name, " is missing for ", fsdp.parameter_names()[j]);
+    const std::vector<Tensor> pieces = fsdp.shard_whole(list);
+    for (size_t j = 0; j < n; ++j) out.tensors["state." + std::to_string(j) + "." + name] = pieces[j];
+  }
+  return out;
 }
 
 // Throws when output_dir holds something a restart from step 0 would overwrite: a final/ model, or step_<N>
@@ -159,18 +244,28 @@ struct Progress {
 
 }  // namespace
 
-TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
+TrainResult train(const RunConfig& config, const TrainHooks& given_hooks) {
+  // Started by mpirun or srun: FSDP over the job's ranks (docs/distributed.md). Rank 0 alone writes output_dir
+  // and reports progress; every rank computes.
+  std::unique_ptr<dist::Communicator> world;
+  Ranks ranks;
+  if (dist::launched_as_rank()) {
+    dist::CommunicatorOptions options;
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.dist.timeout_s * 1000));
+    options.check_calls = config.dist.check_calls;
+    world = dist::world_communicator(options);
+    ranks.comm = world.get();
+    ranks.rank = world->rank();
+    ranks.size = world->size();
+  }
+  TrainHooks hooks = given_hooks;
+  if (!ranks.lead()) hooks.on_note = nullptr, hooks.on_step = nullptr, hooks.on_eval = nullptr;
   const auto note = [&](const std::string& text) {
     if (hooks.on_note) hooks.on_note(text);
   };
-  // Several ranks would each train the whole model into the same output_dir: refused until FSDP shards it.
-  if (dist::launched_as_rank()) {
-    const auto world = dist::world_communicator();
-    QTUNE_CHECK(world->size() == 1, "rank ", world->rank(), " of ", world->size(),
-                ": training as several MPI ranks needs FSDP, which is not built yet (docs/distributed.md); run one "
-                "process");
-  }
   const Device device = parse_device(config.device);
+  QTUNE_CHECK(!ranks.comm || device.is_cpu(), "device ", config.device,
+              ": FSDP across MPI ranks runs on device=cpu (GPU ranks need the NCCL communicator, not built yet)");
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   // model.tf32 holds for this run only: the device's backend outlives it.
@@ -185,10 +280,18 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const std::string metrics_path = (out / "metrics.jsonl").string();
   // One live process per run directory: a second `qtune run` on it (resume included) is refused, and the
   // leftovers recovered below can only be those of dead processes.
-  const io::DirectoryLock lock = io::DirectoryLock::acquire(out.string(), "output_dir");
-  for (const fs::path& dir : {out, out / "checkpoints"}) {
-    for (const std::string& text : io::recover_staged_directories_in(dir)) note(text);
+  std::optional<io::DirectoryLock> lock;
+  if (ranks.lead()) {
+    lock.emplace(io::DirectoryLock::acquire(out.string(), "output_dir"));
+    for (const fs::path& dir : {out, out / "checkpoints"}) {
+      for (const std::string& text : io::recover_staged_directories_in(dir)) note(text);
+    }
   }
+  // The other ranks look at output_dir once rank 0 has recovered it, and before it writes there.
+  const auto barrier = [&] {
+    if (ranks.comm) ranks.comm->barrier()->wait();
+  };
+  barrier();
 
   std::optional<std::string> checkpoint;
   TrainerState resumed;
@@ -210,6 +313,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
                 " already holds a run (metrics.jsonl, checkpoints/): continue it with train.resume=true, or choose "
                 "another output_dir");
   }
+  barrier();
   reset_peak_memory(device);
 
   const std::string tokenizer_path = tokenizer_source(config);
@@ -245,15 +349,24 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   const int64_t total = total_steps(config, loader);
   const optim::LrSchedule schedule = make_schedule(config, total);
 
-  const std::vector<Tensor> params = model->trainable_parameters();
-  QTUNE_CHECK(!params.empty(), "the model has no trainable parameters");
+  QTUNE_CHECK(!model->trainable_parameters().empty(), "the model has no trainable parameters");
+  // Each rank keeps its shard of every layer from here on.
+  std::unique_ptr<models::ShardedLlama> sharded;
+  if (ranks.comm) {
+    sharded = std::make_unique<models::ShardedLlama>(*model, *ranks.comm);
+    ranks.sharded = sharded.get();
+    note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
+         " of every decoder layer and of the optimizer state");
+  }
+  const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
   const auto optimizer = make_optimizer(config.optim, params);
 
   Progress p;
   if (checkpoint) {
     QTUNE_CHECK(resumed.step <= total, "cannot resume from ", *checkpoint, ": it is at step ", resumed.step,
                 ", past this run's ", total, " steps (raise train.steps)");
-    optimizer->load_state(read_optimizer_state(*checkpoint, resumed));
+    const optim::OptimizerState saved = read_optimizer_state(*checkpoint, resumed);
+    optimizer->load_state(sharded ? shard_state(sharded->fsdp(), saved) : saved);
     loader.set_position(resumed.data);
     default_generator().set_state(resumed.rng_seed, resumed.rng_offset);
     p = {resumed.step, resumed.loss, resumed.eval_step, resumed.eval_loss, resumed.elapsed_s};
@@ -262,18 +375,23 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     manual_seed(config.train.seed);
   }
   // Nothing is written before every piece was built: a config error leaves no half-started run behind.
-  fs::create_directories(out);
-  io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
-  MetricsLog metrics = checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path);
+  std::optional<MetricsLog> metrics;
+  if (ranks.lead()) {
+    fs::create_directories(out);
+    io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
+    metrics.emplace(checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path));
+  }
   note("data: " + std::to_string(loader.sequences_per_epoch()) + " sequences of " +
        std::to_string(config.data.seq_len) + " tokens (" + std::to_string(loader.batches_per_epoch()) + " batches of " +
        std::to_string(config.data.batch_size) + " per epoch); " + std::to_string(total) + " steps, grad_accum " +
-       std::to_string(config.train.grad_accum));
+       std::to_string(config.train.grad_accum) +
+       (ranks.size > 1 ? " per rank (" + std::to_string(config.train.grad_accum * ranks.size) + " batches a step)"
+                       : ""));
 
   const auto run_eval = [&](int64_t step) {
     p.eval_loss = evaluate(*model, *eval_loader, config.train.eval_batches, device);
     p.eval_step = step;
-    metrics.log_eval(step, p.eval_loss);
+    if (metrics) metrics->log_eval(step, p.eval_loss);
     if (hooks.on_eval) hooks.on_eval(step, p.eval_loss);
   };
   int64_t saved_step = checkpoint ? p.step : 0;
@@ -291,11 +409,25 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     state.eval_loss = p.eval_loss;
     state.config_json = run_config_to_json(config);
     state.data_fingerprints = fingerprints;
-    const std::string dir =
-        save_checkpoint(out.string(), *model, tokenizer_path, *optimizer, state, hooks.save_weights);
-    prune_checkpoints(out.string(), config.train.keep_checkpoints);
     saved_step = step;
-    note("saved " + dir);
+    if (!sharded) {
+      const std::string dir =
+          save_checkpoint(out.string(), *model, tokenizer_path, optimizer->state(), state, hooks.save_weights);
+      prune_checkpoints(out.string(), config.train.keep_checkpoints);
+      note("saved " + dir);
+      return;
+    }
+    // Gathered whole, the checkpoint is the one a single process writes (and resumes at any world size).
+    dist::Fsdp& fsdp = sharded->fsdp();
+    fsdp.gather_all();
+    const optim::OptimizerState whole = consolidate(fsdp, optimizer->state());
+    if (ranks.lead()) {
+      const std::string dir = save_checkpoint(out.string(), *model, tokenizer_path, whole, state, hooks.save_weights);
+      prune_checkpoints(out.string(), config.train.keep_checkpoints);
+      note("saved " + dir);
+    }
+    fsdp.release_all();
+    barrier();  // a failed save on rank 0 stops the others here, by the deadline
   };
 
   const int64_t start_step = p.step;
@@ -344,7 +476,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
       m.elapsed_s = interval_start_s + interval_s * double(i + 1) / double(pending.size());
       m.peak_mem_bytes = s.peak_mem_bytes;
       p.loss = m.loss;
-      if (s.step % config.train.log_every == 0 || s.step == total) metrics.log_step(m);
+      if (metrics && (s.step % config.train.log_every == 0 || s.step == total)) metrics->log_step(m);
       if (hooks.on_step) hooks.on_step(m);
     }
     pending.clear();
@@ -358,10 +490,11 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
     s.lr = schedule.lr_at(step - 1);
     optimizer->set_lr(s.lr);
     if (hooks.before_step) hooks.before_step(*model, step - 1);
-    accumulate_gradients(*model, loader, config.train.grad_accum, device, s);
-    s.grad_norm = optim::clip_grad_norm_queued(params, config.optim.grad_clip);
+    accumulate_gradients(*model, loader, config.train.grad_accum, device, ranks, s);
+    s.grad_norm = clip_gradients(params, config.optim.grad_clip, ranks);
     optimizer->step();
     optimizer->zero_grad();
+    if (sharded) sharded->fsdp().after_step();
     s.peak_mem_bytes = memory_stats(device).peak_allocated;
     p.step = step;
     pending.push_back(std::move(s));
@@ -377,9 +510,14 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   if (eval_loader && p.eval_step != total) run_eval(total);
   if (saved_step != total) save(total);
 
+  if (sharded) {
+    sharded->fsdp().materialize();  // every rank holds the whole trained model again
+    sharded.reset();
+  }
   if (hooks.finalize_model) hooks.finalize_model(*model);
   const std::string final_dir = (out / "final").string();
-  save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights);
+  if (ranks.lead()) save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights);
+  barrier();
 
   TrainResult result;
   result.steps = total;
@@ -388,6 +526,8 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   result.final_loss = p.loss;
   result.final_eval_loss = p.eval_loss;
   result.final_dir = final_dir;
+  result.rank = ranks.rank;
+  result.ranks = ranks.size;
   result.model = model;
   return result;
 }

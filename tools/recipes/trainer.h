@@ -31,6 +31,7 @@ struct TrainResult {
   double final_loss = 0;
   double final_eval_loss = std::numeric_limits<double>::quiet_NaN();  // NaN without eval data
   std::string final_dir;                                              // output_dir/final
+  int rank = 0, ranks = 1;  // this process in a sharded run (rank 0 wrote output_dir and reports)
   std::shared_ptr<models::Llama> model;
 };
 

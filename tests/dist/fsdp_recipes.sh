@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `qtune run --nproc N` (FSDP over N MPI ranks) against one process with train.grad_accum=N, for every recipe:
+# the same global batches, so the same numbers bit for bit. Compared: each step's loss and gradient norm, the
+# eval loss, and every safetensors file written (checkpoints with optimizer state, final model or adapter).
+# LoRA dropout is on: rank r draws the masks one process draws for micro-batch r.
+set -euo pipefail
+qtune=$1 src=$2 work=$3 n=$4
+golden=$src/tests/golden
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAILED: $*"; exit 1; }
+
+# The run config of a recipe: its own sections only.
+config() {
+  local recipe=$1 extra=""
+  case $recipe in lora | qlora | qat_lora)
+    extra+=', "lora": {"rank": 4, "alpha": 8, "dropout": 0.05, "targets": ["q_proj", "v_proj", "gate_proj", "down_proj"]}' ;;
+  esac
+  case $recipe in qat | qat_lora) extra+=', "quant": {"fake_quant_after_n_steps": 1}' ;; esac
+  cat > "$work/$recipe.json" <<JSON
+{
+  "model": {"path": "$golden/tiny_llama_sp"},
+  "data": {"train": "$golden/tokenizers/train.txt", "eval": "$golden/tokenizers/train.txt", "seq_len": 32,
+           "batch_size": 2},
+  "optim": {"lr": 2e-3, "weight_decay": 0.1, "grad_clip": 0.5},
+  "schedule": {"warmup_steps": 1},
+  "train": {"steps": 3, "save_every": 2, "eval_batches": 2, "seed": 5}$extra
+}
+JSON
+}
+# The numbers a run reports, without its timings.
+numbers() { sed -E 's/"(elapsed_s|tokens_per_s|peak_mem_bytes)":[^,}]*,//g; s/,"(elapsed_s|tokens_per_s|peak_mem_bytes)":[^,}]*//g' "$1/metrics.jsonl"; }
+
+for recipe in full lora qlora qat qat_lora; do
+  one=$work/$recipe.one many=$work/$recipe.many
+  config "$recipe"
+  "$qtune" run "$recipe" --config "$work/$recipe.json" "train.grad_accum=$n" "output_dir=$one" > "$one.log" 2>&1 ||
+    { cat "$one.log"; fail "$recipe: one process"; }
+  "$qtune" run "$recipe" --config "$work/$recipe.json" --nproc "$n" "output_dir=$many" > "$many.log" 2>&1 ||
+    { cat "$many.log"; fail "$recipe: $n ranks"; }
+  grep -q "FSDP: $n ranks" "$many.log" || { cat "$many.log"; fail "$recipe: no FSDP line"; }
+  [ "$(grep -c '^done:' "$many.log")" -eq 1 ] || { cat "$many.log"; fail "$recipe: expected one summary (rank 0's)"; }
+  diff <(numbers "$one") <(numbers "$many") || fail "$recipe: metrics differ"
+  files=$(cd "$one" && find checkpoints final -name '*.safetensors' | sort)
+  [ -n "$files" ] || fail "$recipe: no safetensors written"
+  [ "$files" = "$(cd "$many" && find checkpoints final -name '*.safetensors' | sort)" ] || fail "$recipe: other files"
+  for f in $files; do cmp -s "$one/$f" "$many/$f" || fail "$recipe: $f differs"; done
+  echo "$recipe: $n ranks = one process, $(echo "$files" | wc -l) files identical; $(numbers "$many" | tail -2 | head -1)"
+done
+echo "fsdp recipes at $n ranks: ok"
