@@ -67,11 +67,22 @@ Difference first_difference(const json& a, const json& b) {
 
 }  // namespace
 
-void check_resume_compatible(const RunConfig& current, const std::string& saved_config_json,
-                             const std::string& checkpoint_dir) {
+void check_resume_compatible(const RunConfig& current, int64_t ranks, const std::string& saved_config_json,
+                             int64_t saved_ranks, const std::string& checkpoint_dir) {
   const json saved = json::parse(saved_config_json), now = json::parse(run_config_to_json(current));
   for (const std::string& key : run_config_keys()) {
     if (may_change(key) || !applies(current.recipe, key)) continue;  // the recipes are compared: same for both
+    if (key == "train.grad_accum") {
+      const int64_t there = at(saved, key).get<int64_t>(), here = current.train.grad_accum;
+      if (there * saved_ranks == here * ranks) continue;
+      QTUNE_FAIL("cannot resume from ", checkpoint_dir, ": its steps took ", there * saved_ranks, " batches (",
+                 saved_ranks, " rank(s) x train.grad_accum ", there, "), this run's take ", here * ranks, " (", ranks,
+                 " x ", here, "); ",
+                 (there * saved_ranks) % ranks == 0
+                     ? "set train.grad_accum=" + std::to_string(there * saved_ranks / ranks)
+                     : "run with a number of ranks that divides " + std::to_string(there * saved_ranks),
+                 " to continue it");
+    }
     const json a = at(saved, key), b = at(now, key);
     if (is_run_config_input_path(key) ? same_file_spelling(a) == same_file_spelling(b) : a == b) continue;
     const Difference d = first_difference(a, b);

@@ -9,8 +9,10 @@
 namespace qtune::recipes {
 
 // An Error naming the first differing key (in run_config_keys() order; inside model.config, the field),
-// both values and the checkpoint. Input paths compare by the file they reach.
-void check_resume_compatible(const RunConfig& current, const std::string& saved_config_json,
-                             const std::string& checkpoint_dir);
+// both values and the checkpoint. Input paths compare by the file they reach. Accumulation compares as the
+// batches a step takes, train.grad_accum x ranks: a run saved by 4 FSDP ranks continues on 2 with
+// train.grad_accum=2, or on one process with 4.
+void check_resume_compatible(const RunConfig& current, int64_t ranks, const std::string& saved_config_json,
+                             int64_t saved_ranks, const std::string& checkpoint_dir);
 
 }  // namespace qtune::recipes

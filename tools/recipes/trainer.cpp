@@ -299,7 +299,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& given_hooks) {
     checkpoint = latest_checkpoint(out.string());
     if (checkpoint) {
       resumed = read_trainer_state(*checkpoint);
-      check_resume_compatible(config, resumed.config_json, *checkpoint);
+      check_resume_compatible(config, ranks.size, resumed.config_json, resumed.ranks, *checkpoint);
       check_same_data(config, resumed, *checkpoint);
     } else {
       // Starting over is right only for a run that stopped before its first save; a run whose checkpoints
@@ -408,6 +408,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& given_hooks) {
     state.eval_step = p.eval_step;
     state.eval_loss = p.eval_loss;
     state.config_json = run_config_to_json(config);
+    state.ranks = ranks.size;
     state.data_fingerprints = fingerprints;
     saved_step = step;
     if (!sharded) {

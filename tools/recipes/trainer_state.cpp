@@ -44,6 +44,7 @@ std::string trainer_state_to_json(const TrainerState& s) {
   out["eval_step"] = s.eval_step;
   out["eval_loss"] = std::isnan(s.eval_loss) ? json() : json(s.eval_loss);
   out["config"] = json::parse(s.config_json);
+  out["ranks"] = s.ranks;
   out["data_fingerprints"] = s.data_fingerprints;
   return out.dump(2) + "\n";
 }
@@ -73,6 +74,10 @@ TrainerState from_json(const json& j, const std::string& source) {
   s.eval_step = count_field(f, "eval_step");
   s.eval_loss = f.number("eval_loss", std::numeric_limits<double>::quiet_NaN());  // null: no eval data
   s.config_json = f.object("config").json().dump(2);
+  if (f.has("ranks")) {  // absent in states saved before FSDP: one process
+    s.ranks = count_field(f, "ranks");
+    f.expect(s.ranks >= 1, "ranks", "must be at least 1");
+  }
   if (f.has("data_fingerprints")) {
     const io::JsonFields prints = f.object("data_fingerprints");
     for (const auto& [key, value] : prints.json().items()) s.data_fingerprints[key] = prints.string(key);

@@ -22,6 +22,7 @@ struct TrainerState {
   int64_t eval_step = 0;  // last step evaluated (0: none yet)
   double eval_loss = std::numeric_limits<double>::quiet_NaN();
   std::string config_json;  // run_config_to_json of the run that saved it
+  int64_t ranks = 1;        // FSDP ranks of that run: a step took config's train.grad_accum x ranks batches
   // "data.train" / "data.eval" -> io::file_fingerprint when saved; empty in states written before qtune kept them.
   std::map<std::string, std::string> data_fingerprints;
 };
