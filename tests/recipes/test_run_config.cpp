@@ -285,10 +285,11 @@ TEST_CASE("resume accepts changes of length and cadence, and names the first key
                        {"train.steps=9", "train.resume=true", "train.save_every=2", "output_dir=o2"}),
       1, saved_json, 1, "ckpt"));
   // The same file spelled another way.
-  CHECK_NOTHROW(check_resume_compatible(parse_run_config(kInline, "b.json", {"data.train=./sub/../train.txt"}),
-                                        1, saved_json, 1, "ckpt"));
+  CHECK_NOTHROW(check_resume_compatible(parse_run_config(kInline, "b.json", {"data.train=./sub/../train.txt"}), 1,
+                                        saved_json, 1, "ckpt"));
   CHECK(error_of([&] {
-          check_resume_compatible(parse_run_config(kInline, "b.json", {"data.seq_len=32"}), 1, saved_json, 1, "ckpt/step_4");
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"data.seq_len=32"}), 1, saved_json, 1,
+                                  "ckpt/step_4");
         }).find("cannot resume from ckpt/step_4: data.seq_len differs from the checkpoint's (16 there, 32 now)") !=
         std::string::npos);
   CHECK(error_of([&] {
@@ -296,15 +297,18 @@ TEST_CASE("resume accepts changes of length and cadence, and names the first key
                                   saved_json, 1, "ckpt");
         }).find("model.config.num_hidden_layers differs from the checkpoint's (2 there, 3 now)") != std::string::npos);
   CHECK(error_of([&] {
-          check_resume_compatible(parse_run_config(kInline, "b.json", {"train.grad_accum=2"}), 1, saved_json, 1, "ckpt");
-        }).find("its steps took 1 batches (1 rank(s) x train.grad_accum 1), this run's take 2 (1 x 2); set "
-                "train.grad_accum=1") != std::string::npos);
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"train.grad_accum=2"}), 1, saved_json, 1,
+                                  "ckpt");
+        })
+            .find("its steps took 1 batches (1 rank(s) x train.grad_accum 1), this run's take 2 (1 x 2); set "
+                  "train.grad_accum=1") != std::string::npos);
   // Another world size with the same batches per step: 4 ranks x 1 = 2 ranks x 2 = 1 process x 4.
   const std::string four_ranks = run_config_to_json(parse_run_config(kInline, "a.json"));
   CHECK_NOTHROW(
       check_resume_compatible(parse_run_config(kInline, "b.json", {"train.grad_accum=2"}), 2, four_ranks, 4, "ckpt"));
   CHECK_NOTHROW(
       check_resume_compatible(parse_run_config(kInline, "b.json", {"train.grad_accum=4"}), 1, four_ranks, 4, "ckpt"));
-  CHECK(error_of([&] { check_resume_compatible(parse_run_config(kInline, "b.json"), 3, four_ranks, 4, "ckpt"); })
-            .find("run with a number of ranks that divides 4") != std::string::npos);
+  CHECK(error_of([&] {
+          check_resume_compatible(parse_run_config(kInline, "b.json"), 3, four_ranks, 4, "ckpt");
+        }).find("run with a number of ranks that divides 4") != std::string::npos);
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -244,20 +246,8 @@ struct Progress {
 
 }  // namespace
 
-TrainResult train(const RunConfig& config, const TrainHooks& given_hooks) {
-  // Started by mpirun or srun: FSDP over the job's ranks (docs/distributed.md). Rank 0 alone writes output_dir
-  // and reports progress; every rank computes.
-  std::unique_ptr<dist::Communicator> world;
-  Ranks ranks;
-  if (dist::launched_as_rank()) {
-    dist::CommunicatorOptions options;
-    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.dist.timeout_s * 1000));
-    options.check_calls = config.dist.check_calls;
-    world = dist::world_communicator(options);
-    ranks.comm = world.get();
-    ranks.rank = world->rank();
-    ranks.size = world->size();
-  }
+// The run on this process, one of `ranks`.
+static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hooks, Ranks ranks) {
   TrainHooks hooks = given_hooks;
   if (!ranks.lead()) hooks.on_note = nullptr, hooks.on_step = nullptr, hooks.on_eval = nullptr;
   const auto note = [&](const std::string& text) {
@@ -531,6 +521,31 @@ TrainResult train(const RunConfig& config, const TrainHooks& given_hooks) {
   result.ranks = ranks.size;
   result.model = model;
   return result;
+}
+
+TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
+  if (!dist::launched_as_rank()) return train_as(config, hooks, Ranks{});
+  // Started by mpirun or srun: FSDP over the job's ranks (docs/distributed.md). Rank 0 alone writes output_dir
+  // and reports progress; every rank computes.
+  dist::CommunicatorOptions options;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.dist.timeout_s * 1000));
+  options.check_calls = config.dist.check_calls;
+  const std::unique_ptr<dist::Communicator> world = dist::world_communicator(options);
+  Ranks ranks;
+  ranks.comm = world.get();
+  ranks.rank = world->rank();
+  ranks.size = world->size();
+  try {
+    return train_as(config, hooks, ranks);
+  } catch (const std::exception& e) {
+    if (ranks.size == 1) throw;
+    // The other ranks would wait for this one in their next collective: end the whole job now, saying why.
+    const std::string what = e.what();
+    const std::string whose = what.rfind("rank ", 0) == 0 ? "" : "rank " + std::to_string(ranks.rank) + ": ";
+    std::fprintf(stderr, "qtune: error: %s%s\n", whose.c_str(), what.c_str());
+    world->abort("stopping every rank of the job", 1);
+  }
+  std::abort();  // not reached: Communicator::abort ends the process, which GCC cannot see through a virtual call
 }
 
 }  // namespace qtune::recipes
