@@ -80,6 +80,11 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     units_.push_back(std::move(unit));
   }
 
+  for (auto& [name, t] : root.named_parameters())
+    if (t.defined() && !unit_of_impl.count(t.impl())) root_whole_.push_back(t);
+  for (auto& [name, t] : root.named_buffers())
+    if (t.defined() && !unit_of_impl.count(t.impl())) root_whole_.push_back(t);
+
   // Parameter order is the model's: a sharded optimizer's state lines up with a one-process one.
   Unit& root_unit = *units_[0];
   for (auto& [name, t] : root.named_parameters()) {
@@ -135,6 +140,17 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
 }
 
 Fsdp::~Fsdp() = default;
+
+int64_t Fsdp::held_bytes() const {
+  int64_t total = 0;
+  for (const auto& unit : units_) {
+    if (unit->train) total += unit->train->shard_bytes();
+    if (unit->fixed) total += unit->fixed->shard_bytes();
+  }
+  // The root keeps its whole tensors (frozen ones too) besides the pieces of the trainable ones.
+  for (const Tensor& t : root_whole_) total += static_cast<int64_t>(t.nbytes());
+  return total;
+}
 
 void Fsdp::set_trainable_whole(Unit& u, bool on) {
   for (Entry& e : u.trainable) {

@@ -46,6 +46,9 @@ class Fsdp {
   // The whole trainable tensors, same order (their values are current only while gathered).
   const std::vector<std::string>& parameter_names() const { return names_; }
 
+  // Bytes this rank keeps between uses: its shards, the pieces' gradients aside, and the root's whole tensors.
+  int64_t held_bytes() const;
+
   // Block i's forward run(h), with its tensors gathered. In grad mode it records what backward needs: the
   // re-gather before the block's backward and the reduce-scatter of its gradients after it.
   Tensor run_block(size_t i, const Tensor& h, const std::function<Tensor(const Tensor&)>& run);
@@ -88,6 +91,7 @@ class Fsdp {
   Communicator& comm_;
   std::vector<std::unique_ptr<Unit>> units_;  // units_[0] is the root, then one per block
   std::vector<Tensor> pieces_;
+  std::vector<Tensor> root_whole_;  // the root's own tensors, whole on every rank
   std::vector<std::string> names_;
   std::vector<std::pair<size_t, size_t>> where_;  // parameter index -> (unit, trainable entry)
   bool materialized_ = false;

@@ -32,6 +32,7 @@
 #include "optim/lr_schedule.h"
 #include "tools/recipes/checkpoint.h"
 #include "tools/recipes/metrics.h"
+#include "tools/recipes/progress.h"
 #include "tools/recipes/resume_check.h"
 #include "tools/recipes/setup.h"
 
@@ -343,10 +344,18 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   // Each rank keeps its shard of every layer from here on.
   std::unique_ptr<models::ShardedLlama> sharded;
   if (ranks.comm) {
+    uint64_t whole = 0;
+    for (const auto& [name, t] : model->named_parameters()) whole += t.nbytes();
+    for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
+    const uint64_t load_peak = memory_stats(device).peak_allocated;
     sharded = std::make_unique<models::ShardedLlama>(*model, *ranks.comm);
     ranks.sharded = sharded.get();
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
-         " of every decoder layer and of the optimizer state");
+         " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
+         format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " +
+         format_bytes(whole) + " (loading peaked at " + format_bytes(load_peak) +
+         "; the step's peaks below are training's)");
+    reset_peak_memory(device);
   }
   const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
   const auto optimizer = make_optimizer(config.optim, params);
