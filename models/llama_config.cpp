@@ -132,7 +132,7 @@ bool operator==(const LlamaConfig& a, const LlamaConfig& b) {
 
 namespace {
 
-LlamaConfig config_from_json(const Json& root, const std::string& source) {
+LlamaConfig config_from_json(const Json& root, const std::string& source, bool check_fits) {
   const JsonFields f(root, source);
   const std::string model_type = f.string("model_type");
   QTUNE_CHECK(model_type == "llama", source, ": unsupported model_type \"", model_type, "\" (expected \"llama\")");
@@ -161,22 +161,22 @@ LlamaConfig config_from_json(const Json& root, const std::string& source) {
   } catch (const Error& e) {
     QTUNE_FAIL(source, ": ", e.what());
   }
-  check_fits_memory(c, 0.5, source);
+  if (check_fits) check_fits_memory(c, 0.5, source);
   return c;
 }
 
 }  // namespace
 
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source) {
-  return config_from_json(io::parse_json(json_text, source), source);
+  return config_from_json(io::parse_json(json_text, source), source, true);
 }
 
-LlamaConfig load_llama_config(const std::string& path) {
+LlamaConfig load_llama_config(const std::string& path, bool check_fits) {
   namespace fs = std::filesystem;
   // Anything but an existing file is taken for a model directory, so the error names the file expected.
   const std::string file = fs::is_regular_file(path) ? path : (fs::path(path) / "config.json").string();
   QTUNE_CHECK(fs::is_regular_file(file), file, " not found (a Llama model directory holds config.json)");
-  return config_from_json(io::read_json_file(file), file);
+  return config_from_json(io::read_json_file(file), file, check_fits);
 }
 
 std::string llama_config_to_json(const LlamaConfig& c) {

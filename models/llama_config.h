@@ -51,7 +51,9 @@ bool operator==(const LlamaConfig& a, const LlamaConfig& b);
 // The dtype comes from `dtype` (transformers 5) or `torch_dtype`. attention_bias / mlp_bias true and
 // hidden_act other than "silu" are rejected.
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& source = "config.json");
-LlamaConfig load_llama_config(const std::string& path);  // a config.json file, or a directory holding one
+// A config.json file, or a directory holding one. check_fits refuses a model whose 4-bit weights alone exceed this
+// machine's memory (false only to reason about such a model, as `qtune plan` does).
+LlamaConfig load_llama_config(const std::string& path, bool check_fits = true);
 // A config.json for this config (model_type "llama", architectures ["LlamaForCausalLM"]) in the
 // transformers 4 spelling (rope_theta, rope_scaling, torch_dtype) that every reader understands;
 // parse_llama_config(llama_config_to_json(c)) == c.

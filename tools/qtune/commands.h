@@ -42,5 +42,6 @@ void add_run_command(CLI::App& app, int& status);
 void add_plot_command(CLI::App& app, int& status);
 void add_quantize_command(CLI::App& app, int& status);
 void add_export_command(CLI::App& app, int& status);
+void add_plan_command(CLI::App& app, int& status);
 
 }  // namespace qtune::cli

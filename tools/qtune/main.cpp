@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   qtune::cli::add_plot_command(app, status);
   qtune::cli::add_quantize_command(app, status);
   qtune::cli::add_export_command(app, status);
+  qtune::cli::add_plan_command(app, status);
   // New subcommands (demo, recipes, quantize, ...) are added here, one add_* call each.
 
   try {
