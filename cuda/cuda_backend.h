@@ -101,6 +101,12 @@ class CudaBackend final : public Backend {
   void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
                       int64_t first, const Tensor& out) override;
 
+#if defined(QTUNE_HAVE_NCCL)
+  // NCCL (cuda/nccl_collectives.cpp)
+  std::string new_collectives_id() override;
+  std::unique_ptr<DeviceCollectives> join_collectives(const std::string& id, int rank, int size) override;
+#endif
+
   cudaStream_t stream() const { return stream_; }
   // Makes this device current for the calling thread; every entry point calls it first.
   void activate() const;

@@ -13,6 +13,10 @@ void Backend::unsupported(std::string_view kernel) const {
   QTUNE_FAIL("kernel '", kernel, "' is not implemented by the ", name(), " backend");
 }
 
+std::string Backend::new_collectives_id() { unsupported("new_collectives_id (collectives between devices)"); }
+std::unique_ptr<DeviceCollectives> Backend::join_collectives(const std::string&, int, int) {
+  unsupported("join_collectives (collectives between devices)");
+}
 void Backend::copy(const Tensor&, const Tensor&) { unsupported("copy"); }
 void Backend::copy_from_host(const void*, const Tensor&) { unsupported("copy_from_host"); }
 void Backend::copy_to_host(const Tensor&, void*) { unsupported("copy_to_host"); }

@@ -17,6 +17,7 @@
 #include "engine/allocator.h"
 #include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
 #include "engine/numerics/intx_quant.h"   // FakeQuantSpec
+#include "engine/device_collectives.h"
 #include "engine/tensor.h"
 
 namespace qtune {
@@ -31,6 +32,12 @@ class Backend {
   virtual Allocator& allocator() = 0;
   // Waits for all queued work (a no-op on CPU).
   virtual void synchronize() {}
+
+  // ---- collectives between devices (engine/device_collectives.h; NCCL on CUDA) ----------------------
+  // A new group's identity (opaque bytes), made by one rank and sent to the others over another channel.
+  virtual std::string new_collectives_id();
+  // Joins group `id` as `rank` of `size` on this backend's device; blocks until every rank has joined.
+  virtual std::unique_ptr<DeviceCollectives> join_collectives(const std::string& id, int rank, int size);
 
   // ---- memory ----------------------------------------------------------------------------------
   // dst = src, strided on both sides, same shape, any dtypes (casts as docs/numerics.md §3/§6; float to

@@ -1,0 +1,141 @@
+// dist::NcclCommunicator on GPU ranks: here the ranks are threads of one process, one GPU each (under the CUDA
+// simulator, QTUNE_SIM_DEVICES=4 gives four). Every collective's result on every rank, several in flight, bad
+// calls refused, the call check, and a rank that never arrives: the others fail naming the collective. Without
+// two GPUs the test reports SKIPPED.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dist/nccl_communicator.h"
+#include "engine/backend.h"
+#include "engine/tensor.h"
+
+using namespace qtune;
+using namespace qtune::dist;
+
+namespace {
+
+int ranks() { return std::min(4, cuda_device_count()); }
+
+// Runs body(comm) on every rank, each a thread with its own GPU, and rethrows the first failure.
+void on_every_rank(const std::function<void(NcclCommunicator&)>& body, CommunicatorOptions options = {}) {
+  const int n = ranks();
+  const std::string id = backend_for(Device::cuda(0)).new_collectives_id();
+  std::vector<std::exception_ptr> failures(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        NcclCommunicator comm(Device::cuda(r), id, r, n, options);
+        body(comm);
+      } catch (...) {
+        failures[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  for (const std::exception_ptr& f : failures)
+    if (f) std::rethrow_exception(f);
+}
+
+Tensor on(const NcclCommunicator& comm, const std::vector<float>& values) {
+  return Tensor::from_data(values.data(), {static_cast<int64_t>(values.size())}, DType::f32, comm.device());
+}
+
+}  // namespace
+
+TEST_CASE("every collective on every GPU rank, several in flight") {
+  on_every_rank([](NcclCommunicator& comm) {
+    const int r = comm.rank(), n = comm.size();
+    CHECK(comm.kind() == "nccl");
+    // all_gather: block q holds rank q's values.
+    const Tensor send = on(comm, {float(r), float(10 * r + 1), float(100 * r + 2)});
+    const Tensor gathered = Tensor::empty({3 * n}, DType::f32, comm.device());
+    auto gather = comm.all_gather(buffer_of(send), buffer_of(gathered));
+    // reduce_scatter (sum), queued before the gather is waited for.
+    std::vector<float> blocks(static_cast<size_t>(2 * n));
+    for (int i = 0; i < 2 * n; ++i) blocks[static_cast<size_t>(i)] = float(i + r);
+    const Tensor scatter_in = on(comm, blocks), mine = Tensor::empty({2}, DType::f32, comm.device());
+    auto scatter = comm.reduce_scatter(buffer_of(scatter_in), buffer_of(mine), Reduce::sum);
+    gather->wait();
+    scatter->wait();
+    const std::vector<float> g = gathered.to_vector<float>();
+    for (int q = 0; q < n; ++q) {
+      CHECK(g[static_cast<size_t>(3 * q)] == float(q));
+      CHECK(g[static_cast<size_t>(3 * q + 2)] == float(100 * q + 2));
+    }
+    const std::vector<float> m = mine.to_vector<float>();
+    for (int i = 0; i < 2; ++i) {
+      float expected = 0;
+      for (int q = 0; q < n; ++q) expected += float(2 * r + i + q);
+      CHECK(m[static_cast<size_t>(i)] == expected);
+    }
+    // all_reduce max, broadcast from the last rank, barrier.
+    const Tensor peak = on(comm, {float(r), float(-r)});
+    comm.all_reduce(buffer_of(peak), Reduce::max)->wait();
+    CHECK(peak.to_vector<float>() == std::vector<float>{float(n - 1), 0.0f});
+    const Tensor word = on(comm, {float(r * 7), 1.5f});
+    comm.broadcast(buffer_of(word), n - 1)->wait();
+    CHECK(word.to_vector<float>() == std::vector<float>{float((n - 1) * 7), 1.5f});
+    comm.barrier()->wait();
+  });
+}
+
+TEST_CASE("bad calls are refused before anything is queued; check_calls passes agreeing calls") {
+  CommunicatorOptions options;
+  options.check_calls = true;
+  on_every_rank(
+      [](NcclCommunicator& comm) {
+        std::vector<float> host(4);
+        CHECK_THROWS_WITH_AS(comm.all_reduce(Buffer{host.data(), 4, DType::f32}, Reduce::sum),
+                             doctest::Contains("NCCL moves GPU buffers of cuda:"), Error);
+        const Tensor x = on(comm, {1, 2, 3});
+        CHECK_THROWS_WITH_AS(comm.all_gather(buffer_of(x), buffer_of(x)), doctest::Contains("recv holds 3 elements"),
+                             Error);
+        // Still in step: a checked all_reduce of the same sizes on every rank.
+        comm.all_reduce(buffer_of(x), Reduce::sum)->wait();
+        CHECK(x.to_vector<float>()[2] == float(3 * comm.size()));
+      },
+      options);
+}
+
+// Last: the simulator's failed collective leaves every simulated GPU faulted for the rest of the process.
+TEST_CASE("a rank that never calls the collective: the others fail naming it, within the deadline") {
+  CommunicatorOptions options;
+  options.timeout = std::chrono::seconds(3);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> errors(static_cast<size_t>(ranks()));
+  on_every_rank(
+      [&](NcclCommunicator& comm) {
+        if (comm.rank() == comm.size() - 1) return;  // this rank leaves without calling
+        const Tensor x = on(comm, {1, 2});
+        try {
+          comm.all_reduce(buffer_of(x), Reduce::sum)->wait();
+        } catch (const CollectiveError& e) {
+          errors[static_cast<size_t>(comm.rank())] = e.what();
+        }
+      },
+      options);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int r = 0; r + 1 < ranks(); ++r) {
+    INFO(errors[static_cast<size_t>(r)]);
+    CHECK(errors[static_cast<size_t>(r)].find("rank " + std::to_string(r) + ": all_reduce (sum) of 2 f32") == 0);
+  }
+  CHECK(took < 30);
+}
+
+int main(int argc, char** argv) {
+  if (cuda_device_count() < 2) {
+    std::printf("SKIPPED: NcclCommunicator needs two GPUs (or the CUDA simulator with QTUNE_SIM_DEVICES=4); this "
+                "build sees %d\n",
+                cuda_device_count());
+    return 77;
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}
