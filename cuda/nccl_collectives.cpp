@@ -78,13 +78,13 @@ class NcclCollectives final : public DeviceCollectives {
     check_nccl(ncclAllGather(send, recv, n, type, live(), backend_.stream()), "ncclAllGather", comm_);
   }
   void reduce_scatter(const void* send, void* recv, int64_t count, DType dtype, bool max) override {
-    check_nccl(ncclReduceScatter(send, recv, static_cast<size_t>(count), nccl_type(dtype, true), max ? ncclMax : ncclSum,
-                                 live(), backend_.stream()),
+    check_nccl(ncclReduceScatter(send, recv, static_cast<size_t>(count), nccl_type(dtype, true),
+                                 max ? ncclMax : ncclSum, live(), backend_.stream()),
                "ncclReduceScatter", comm_);
   }
   void all_reduce(void* buffer, int64_t count, DType dtype, bool max) override {
-    check_nccl(ncclAllReduce(buffer, buffer, static_cast<size_t>(count), nccl_type(dtype, true), max ? ncclMax : ncclSum,
-                             live(), backend_.stream()),
+    check_nccl(ncclAllReduce(buffer, buffer, static_cast<size_t>(count), nccl_type(dtype, true),
+                             max ? ncclMax : ncclSum, live(), backend_.stream()),
                "ncclAllReduce", comm_);
   }
   void broadcast(void* buffer, int64_t count, DType dtype, int root) override {

@@ -96,8 +96,8 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::world(Communicator& bootstra
 
 void NcclCommunicator::begin(const CallSignature& call, const Buffer& send, const Buffer& recv) {
   check_buffers(call, size_, send, recv);
-  QTUNE_CHECK(send.device == device_ || send.count == 0, describe(call), ": NCCL moves GPU buffers of ",
-              device_.str(), " (this rank's device), got ", send.device.str());
+  QTUNE_CHECK(send.device == device_ || send.count == 0, describe(call), ": NCCL moves GPU buffers of ", device_.str(),
+              " (this rank's device), got ", send.device.str());
   ++sequence_;
   if (!options_.check_calls) return;
   // The ranks' calls side by side, through the group itself.
@@ -143,8 +143,8 @@ std::unique_ptr<Work> NcclCommunicator::all_reduce(const Buffer& buffer, Reduce 
 }
 
 std::unique_ptr<Work> NcclCommunicator::broadcast(const Buffer& buffer, int root) {
-  const CallSignature call{sequence_, buffer.count, buffer.count, root, Collective::broadcast, Reduce::sum,
-                           buffer.dtype};
+  const CallSignature call{sequence_,   buffer.count, buffer.count, root, Collective::broadcast,
+                           Reduce::sum, buffer.dtype};
   begin(call, buffer, buffer);
   group_->broadcast(buffer.data, buffer.count, buffer.dtype, root);
   return finish(call);

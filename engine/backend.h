@@ -15,9 +15,9 @@
 #include <utility>
 
 #include "engine/allocator.h"
+#include "engine/device_collectives.h"
 #include "engine/numerics/elementwise.h"  // UnaryOp, BinaryOp
 #include "engine/numerics/intx_quant.h"   // FakeQuantSpec
-#include "engine/device_collectives.h"
 #include "engine/tensor.h"
 
 namespace qtune {

@@ -1,5 +1,7 @@
 #include "models/sharded_llama.h"
 
+#include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +25,45 @@ int64_t nf4_unit(const std::string& name, const Tensor&) {
   return 1;
 }
 
+// The state's tensors by name ("exp_avg", ...), one per parameter, and `convert` applied to each list: the
+// scalars stay as they are. Fails naming the key for one that is not "state.<i>.<name>" with i < count, and
+// for a name some parameter lacks.
+optim::OptimizerState regroup(const optim::OptimizerState& state, const std::vector<std::string>& names,
+                              const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& convert) {
+  const size_t count = names.size();
+  std::map<std::string, std::vector<Tensor>> by_name;
+  for (const auto& [key, t] : state.tensors) {
+    const size_t dot = key.find('.', 6);
+    QTUNE_CHECK(key.rfind("state.", 0) == 0 && dot != std::string::npos && dot > 6, "optimizer state ", key,
+                ": expected state.<parameter>.<name>");
+    const size_t index = std::stoul(key.substr(6, dot - 6));
+    QTUNE_CHECK(index < count, "optimizer state ", key, ": the model has ", count, " trainable tensors");
+    auto& list = by_name[key.substr(dot + 1)];
+    list.resize(count);
+    list[index] = t;
+  }
+  optim::OptimizerState out;
+  out.scalars = state.scalars;
+  for (const auto& [name, list] : by_name) {
+    for (size_t j = 0; j < count; ++j)
+      QTUNE_CHECK(list[j].defined(), "optimizer state ", name, " is missing for ", names[j]);
+    const std::vector<Tensor> converted = convert(list);
+    for (size_t j = 0; j < count; ++j) out.tensors["state." + std::to_string(j) + "." + name] = converted[j];
+  }
+  return out;
+}
+
 }  // namespace
+
+optim::OptimizerState ShardedLlama::consolidate_state(const optim::OptimizerState& pieces) {
+  return regroup(pieces, fsdp_->parameter_names(),
+                 [this](const std::vector<Tensor>& list) { return fsdp_->gather_pieces(list); });
+}
+
+optim::OptimizerState ShardedLlama::shard_state(const optim::OptimizerState& whole) const {
+  return regroup(whole, fsdp_->parameter_names(),
+                 [this](const std::vector<Tensor>& list) { return fsdp_->shard_whole(list); });
+}
 
 ShardedLlama::ShardedLlama(Llama& model, dist::Communicator& comm) : model_(model) {
   auto& base = dynamic_cast<LlamaModel&>(*model.model);

@@ -7,6 +7,7 @@
 #include "dist/communicator.h"
 #include "dist/fsdp.h"
 #include "models/llama.h"
+#include "optim/optimizer.h"
 
 namespace qtune::models {
 
@@ -29,6 +30,11 @@ class ShardedLlama {
   // ones. Returns every trainable tensor's squared gradient norm, [k] f64 in model order (the norm of one
   // process accumulating the ranks' micro-batches, bit for bit).
   Tensor finish_gradients(double max_norm);
+
+  // An optimizer's state over parameters() ("state.<i>.<name>", pieces) as one process's over the whole tensors,
+  // the checkpoint format at every world size (collective); and back, this rank's pieces of it (local).
+  optim::OptimizerState consolidate_state(const optim::OptimizerState& pieces);
+  optim::OptimizerState shard_state(const optim::OptimizerState& whole) const;
   Llama& model() { return model_; }
 
  private:

@@ -215,6 +215,14 @@ TEST_CASE("between uses a rank holds its shard only; materialize makes the model
       INFO(name);
       CHECK(!t.storage()->has_data());
     }
+  // Optimizer state keys are checked before anything is sharded.
+  optim::OptimizerState bad;
+  bad.tensors["exp_avg.0"] = Tensor::zeros({1});
+  CHECK_THROWS_WITH_AS(sharded.shard_state(bad), doctest::Contains("exp_avg.0: expected state.<parameter>.<name>"),
+                       Error);
+  bad.tensors.clear();
+  bad.tensors["state.999.exp_avg"] = Tensor::zeros({1});
+  CHECK_THROWS_WITH_AS(sharded.shard_state(bad), doctest::Contains("the model has 30 trainable tensors"), Error);
   sharded.fsdp().materialize();
   auto reference = build({});
   auto expected = reference->named_parameters();

@@ -131,9 +131,10 @@ TEST_CASE("a rank that never calls the collective: the others fail naming it, wi
 
 int main(int argc, char** argv) {
   if (cuda_device_count() < 2) {
-    std::printf("SKIPPED: NcclCommunicator needs two GPUs (or the CUDA simulator with QTUNE_SIM_DEVICES=4); this "
-                "build sees %d\n",
-                cuda_device_count());
+    std::printf(
+        "SKIPPED: NcclCommunicator needs two GPUs (or the CUDA simulator with QTUNE_SIM_DEVICES=4); this "
+        "build sees %d\n",
+        cuda_device_count());
     return 77;
   }
   doctest::Context context(argc, argv);

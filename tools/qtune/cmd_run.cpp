@@ -2,9 +2,11 @@
 // as it goes and a summary at the end.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -39,8 +41,12 @@ struct RunArgs {
               "--nproc: this process already is a rank of an MPI job; use either mpirun "
               "or --nproc");
   std::vector<std::string> argv = {"mpirun", "-np", std::to_string(args.nproc)};
-  // Open MPI refuses more ranks than cores unless told; one thread per rank then shares the cores.
-  if (args.nproc > static_cast<int>(std::thread::hardware_concurrency())) argv.push_back("--oversubscribe");
+  // Open MPI refuses more ranks than cores unless told. It binds each rank to a core only when they fit, so
+  // share the cores out: N ranks of a machine's OpenMP threads each would spin against one another.
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (args.nproc > cores) argv.push_back("--oversubscribe");
+  if (std::getenv("OMP_NUM_THREADS") == nullptr)
+    ::setenv("OMP_NUM_THREADS", std::to_string(std::max(1, cores / args.nproc)).c_str(), 1);
   // This very binary, by its real path (a launched "/proc/self/exe" would name the launcher's own).
   argv.insert(argv.end(),
               {std::filesystem::read_symlink("/proc/self/exe").string(), "run", args.recipe, "--config", args.config});

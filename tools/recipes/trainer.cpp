@@ -155,51 +155,6 @@ optim::GradNorm clip_gradients(const std::vector<Tensor>& params, double max_nor
   return optim::GradNorm({ranks.sharded->finish_gradients(max_norm)});
 }
 
-// "state.<i>.<name>" keys of an optimizer over the sharded pieces <-> the same keys over whole tensors (what one
-// process saves): the checkpoint is the same file at any world size.
-optim::OptimizerState consolidate(dist::Fsdp& fsdp, const optim::OptimizerState& pieces) {
-  optim::OptimizerState out;
-  out.scalars = pieces.scalars;
-  std::map<std::string, std::vector<Tensor>> by_name;  // tensor name -> one per parameter
-  const size_t n = fsdp.parameters().size();
-  for (const auto& [key, t] : pieces.tensors) {
-    const size_t dot = key.find('.', 6);
-    const size_t index = std::stoul(key.substr(6, dot - 6));
-    auto& list = by_name[key.substr(dot + 1)];
-    list.resize(n);
-    list[index] = t;
-  }
-  for (auto& [name, list] : by_name) {
-    for (size_t j = 0; j < n; ++j)
-      QTUNE_CHECK(list[j].defined(), "FSDP: optimizer state ", name, " is missing for ", fsdp.parameter_names()[j]);
-    const std::vector<Tensor> whole = fsdp.gather_pieces(list);
-    for (size_t j = 0; j < n; ++j) out.tensors["state." + std::to_string(j) + "." + name] = whole[j];
-  }
-  return out;
-}
-
-optim::OptimizerState shard_state(dist::Fsdp& fsdp, const optim::OptimizerState& whole) {
-  optim::OptimizerState out;
-  out.scalars = whole.scalars;
-  std::map<std::string, std::vector<Tensor>> by_name;
-  const size_t n = fsdp.parameters().size();
-  for (const auto& [key, t] : whole.tensors) {
-    const size_t dot = key.find('.', 6);
-    const size_t index = std::stoul(key.substr(6, dot - 6));
-    QTUNE_CHECK(index < n, "optimizer state ", key, ": the model has ", n, " trainable tensors");
-    auto& list = by_name[key.substr(dot + 1)];
-    list.resize(n);
-    list[index] = t;
-  }
-  for (auto& [name, list] : by_name) {
-    for (size_t j = 0; j < n; ++j)
-      QTUNE_CHECK(list[j].defined(), "optimizer state ", name, " is missing for ", fsdp.parameter_names()[j]);
-    const std::vector<Tensor> pieces = fsdp.shard_whole(list);
-    for (size_t j = 0; j < n; ++j) out.tensors["state." + std::to_string(j) + "." + name] = pieces[j];
-  }
-  return out;
-}
-
 // Throws when output_dir holds something a restart from step 0 would overwrite: a final/ model, or step_<N>
 // checkpoint directories that are incomplete, damaged or of another trainer-state version.
 void check_nothing_to_lose(const fs::path& out) {
@@ -352,9 +307,8 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     ranks.sharded = sharded.get();
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
          " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
-         format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " +
-         format_bytes(whole) + " (loading peaked at " + format_bytes(load_peak) +
-         "; the step's peaks below are training's)");
+         format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " + format_bytes(whole) +
+         " (loading peaked at " + format_bytes(load_peak) + "; the step's peaks below are training's)");
     reset_peak_memory(device);
   }
   const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
@@ -365,7 +319,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     QTUNE_CHECK(resumed.step <= total, "cannot resume from ", *checkpoint, ": it is at step ", resumed.step,
                 ", past this run's ", total, " steps (raise train.steps)");
     const optim::OptimizerState saved = read_optimizer_state(*checkpoint, resumed);
-    optimizer->load_state(sharded ? shard_state(sharded->fsdp(), saved) : saved);
+    optimizer->load_state(sharded ? sharded->shard_state(saved) : saved);
     loader.set_position(resumed.data);
     default_generator().set_state(resumed.rng_seed, resumed.rng_offset);
     p = {resumed.step, resumed.loss, resumed.eval_step, resumed.eval_loss, resumed.elapsed_s};
@@ -420,7 +374,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     // Gathered whole, the checkpoint is the one a single process writes (and resumes at any world size).
     dist::Fsdp& fsdp = sharded->fsdp();
     fsdp.gather_all();
-    const optim::OptimizerState whole = consolidate(fsdp, optimizer->state());
+    const optim::OptimizerState whole = sharded->consolidate_state(optimizer->state());
     if (ranks.lead()) {
       const std::string dir = save_checkpoint(out.string(), *model, tokenizer_path, whole, state, hooks.save_weights);
       prune_checkpoints(out.string(), config.train.keep_checkpoints);
