@@ -54,11 +54,14 @@ class CollectiveError : public Error {
 class Work {
  public:
   virtual ~Work() = default;
-  virtual void wait() = 0;
+  // Returns once this rank's output is complete. The deadline runs from this call, not from the start: a rank
+  // that computes between starting a collective (a prefetch) and waiting for it does not use up its time.
+  virtual void wait() = 0;                                 // within CommunicatorOptions::timeout
+  virtual void wait(std::chrono::milliseconds limit) = 0;  // within `limit` (waiting while a rank writes a file)
 };
 
 struct CommunicatorOptions {
-  // How long a collective may take, from its start, before every rank waiting for it gives up.
+  // How long a rank waits for a collective to complete before it gives up.
   std::chrono::milliseconds timeout{30000};
   // Before each collective, the ranks exchange what they are calling and stop on a difference.
   bool check_calls = false;

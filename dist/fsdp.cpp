@@ -62,8 +62,9 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
                     " is shared with another block; blocks must own their tensors");
         continue;
       }
-      QTUNE_CHECK(t.device().is_cpu() || comm.kind() == "nccl", "FSDP over a ", comm.kind(),
-                  " communicator moves CPU tensors, but ", name, " is on ", t.device().str());
+      // Shards, buffers and the layout's packing live in host memory; GPU ranks need a device path first.
+      QTUNE_CHECK(t.device().is_cpu(), "FSDP shards CPU tensors, but ", name, " is on ", t.device().str(),
+                  " (FSDP on GPU ranks is not built yet)");
       // Its own contiguous storage, so that freeing it between uses frees exactly this tensor.
       t.set_data(t.detach().clone());
       if (t.requires_grad()) {
@@ -110,6 +111,8 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
   pieces_.resize(names_.size());
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& unit = *units_[u];
+    for (const Entry& e : unit.trainable)
+      QTUNE_CHECK(e.param_index >= 0, "FSDP: trainable ", e.name, " is not among the model's parameters");
     if (!unit.trainable.empty()) {
       std::vector<Segment> segments;
       for (const Entry& e : unit.trainable)
@@ -244,8 +247,11 @@ Tensor Fsdp::run_block(size_t i, const Tensor& h, const std::function<Tensor(con
     throw;
   }
   set_trainable_whole(u, false);
+  if (!y.requires_grad()) {  // nothing of the block reaches a loss: no backward will come for it
+    if (!u.keep) release(u);
+    return y;
+  }
   u.in_graph = true;
-  if (!y.requires_grad()) return y;
   // Before the block's backward: gather it again, and start on the block before it.
   const Tensor y_out = y.detach();
   autograd::record("fsdp_block_output", {y}, {y_out}, [this, ui](const std::vector<Tensor>& grads) {

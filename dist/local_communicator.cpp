@@ -10,6 +10,7 @@ namespace {
 class DoneWork final : public Work {
  public:
   void wait() override {}
+  void wait(std::chrono::milliseconds) override {}
 };
 
 }  // namespace

@@ -102,11 +102,7 @@ namespace {
 class MpiWork final : public Work {
  public:
   MpiWork(const MpiCommunicator::State& state, CallSignature call, MPI_Request request, std::function<void()> finish)
-      : state_(state),
-        call_(call),
-        request_(request),
-        finish_(std::move(finish)),
-        deadline_(Clock::now() + state.options.timeout) {}
+      : state_(state), call_(call), request_(request), finish_(std::move(finish)) {}
 
   ~MpiWork() override {
     if (done_) return;
@@ -119,19 +115,20 @@ class MpiWork final : public Work {
     }
   }
 
-  void wait() override {
+  void wait() override { wait(state_.options.timeout); }
+  void wait(std::chrono::milliseconds limit) override {
     if (done_) return;
     done_ = true;  // also after a failure: the request is abandoned with the job
+    const Clock::time_point deadline = Clock::now() + limit;
     set_waiting(detail::concat("rank ", state_.rank, ": stopped while waiting in ", describe(call_), " (collective #",
                                call_.sequence, "): another rank failed or was killed (see its message)\n"));
     int complete = 0;
     for (int polls = 0;; ++polls) {
       state_.check(MPI_Test(&request_, &complete, MPI_STATUS_IGNORE), call_, "MPI_Test");
       if (complete) break;
-      if (Clock::now() > deadline_) {
+      if (Clock::now() > deadline) {
         waiting_length = 0;
-        state_.fail(call_, detail::concat("did not complete within ",
-                                          std::chrono::duration<double>(state_.options.timeout).count(),
+        state_.fail(call_, detail::concat("did not complete within ", std::chrono::duration<double>(limit).count(),
                                           " s: a rank is missing from it (dead, stuck, or in another collective; "
                                           "check_calls compares the ranks' calls)"));
       }
@@ -147,7 +144,6 @@ class MpiWork final : public Work {
   CallSignature call_;
   MPI_Request request_;
   std::function<void()> finish_;
-  Clock::time_point deadline_;
   bool done_ = false;
 };
 

@@ -18,16 +18,13 @@ class NcclWork final : public Work {
  public:
   NcclWork(std::shared_ptr<DeviceCollectives> group, std::unique_ptr<DeviceCollectives::Marker> marker,
            std::string what, int rank, std::chrono::milliseconds timeout)
-      : group_(std::move(group)),
-        marker_(std::move(marker)),
-        what_(std::move(what)),
-        rank_(rank),
-        timeout_(timeout),
-        deadline_(Clock::now() + timeout) {}
+      : group_(std::move(group)), marker_(std::move(marker)), what_(std::move(what)), rank_(rank), timeout_(timeout) {}
 
-  void wait() override {
+  void wait() override { wait(timeout_); }
+  void wait(std::chrono::milliseconds limit) override {
     if (done_) return;
     done_ = true;
+    const Clock::time_point deadline = Clock::now() + limit;
     auto pause = std::chrono::microseconds(20);
     for (;;) {
       try {
@@ -36,11 +33,11 @@ class NcclWork final : public Work {
         group_->abort();
         throw CollectiveError(detail::concat("rank ", rank_, ": ", what_, " failed: ", e.what()));
       }
-      if (Clock::now() >= deadline_) {
+      if (Clock::now() >= deadline) {
         // The watchdog: an abandoned NCCL collective would spin on the GPU for ever.
         group_->abort();
         throw CollectiveError(detail::concat("rank ", rank_, ": ", what_, " did not complete within ",
-                                             std::chrono::duration<double>(timeout_).count(),
+                                             std::chrono::duration<double>(limit).count(),
                                              " s: a rank is missing from it (dead, stuck, or in another collective; "
                                              "check_calls compares the ranks' calls); the NCCL group is aborted"));
       }
@@ -55,7 +52,6 @@ class NcclWork final : public Work {
   std::string what_;
   int rank_;
   std::chrono::milliseconds timeout_;
-  Clock::time_point deadline_;
   bool done_ = false;
 };
 
@@ -161,6 +157,7 @@ std::unique_ptr<Work> NcclCommunicator::barrier() {
     std::unique_ptr<Work> inner;
     Tensor value;
     void wait() override { inner->wait(); }
+    void wait(std::chrono::milliseconds limit) override { inner->wait(limit); }
   };
   auto holding = std::make_unique<Holding>();
   holding->inner = std::move(work);

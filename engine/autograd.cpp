@@ -200,9 +200,11 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
       if (e.leaf) {
         TensorImpl* leaf = e.leaf.get();
         if (grad_inputs[i].defined()) {
-          Tensor g = grad_inputs[i].dtype() == leaf->dtype ? grad_inputs[i] : grad_inputs[i].to(leaf->dtype);
+          // Moved, not copied: a leaf's only handle lets accumulate_leaf keep the tensor instead of cloning it.
+          Tensor g = std::move(grad_inputs[i]);
+          if (g.dtype() != leaf->dtype) g = g.to(leaf->dtype);
           Tensor& sum = leaf_sums[leaf];
-          sum = sum.defined() ? add_grads(sum, g) : g;
+          sum = sum.defined() ? add_grads(sum, g) : std::move(g);
         }
         if (--leaf_pending[leaf] == 0) {
           const auto it = leaf_sums.find(leaf);

@@ -44,10 +44,12 @@ using clock = std::chrono::steady_clock;
 
 double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
 
-int64_t total_steps(const RunConfig& config, const data::DataLoader& loader) {
+// A step takes train.grad_accum batches on each of `ranks` ranks.
+int64_t total_steps(const RunConfig& config, const data::DataLoader& loader, int ranks) {
   if (config.train.steps > 0) return config.train.steps;
   const double micro_batches = config.train.epochs * static_cast<double>(loader.batches_per_epoch());
-  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(micro_batches / double(config.train.grad_accum))));
+  const double per_step = double(config.train.grad_accum) * double(ranks);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(micro_batches / per_step)));
 }
 
 // Mean token loss over the eval batches (train.eval_batches, or the whole set), always the same batches.
@@ -233,9 +235,11 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       for (const std::string& text : io::recover_staged_directories_in(dir)) note(text);
     }
   }
-  // The other ranks look at output_dir once rank 0 has recovered it, and before it writes there.
+  // The other ranks look at output_dir once rank 0 has recovered it, and before it writes there. Waiting for
+  // rank 0's file work (recovery, checkpoints, final/) may take far longer than a collective: a rank that
+  // dies meanwhile still ends the job through the launcher, and a stuck one after this long.
   const auto barrier = [&] {
-    if (ranks.comm) ranks.comm->barrier()->wait();
+    if (ranks.comm) ranks.comm->barrier()->wait(std::chrono::hours(2));
   };
   barrier();
 
@@ -292,7 +296,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   // The data as this run read it, recorded in every checkpoint (computed once: a file moved during the run does
   // not fail a save).
   const std::map<std::string, std::string> fingerprints = data_fingerprints(config);
-  const int64_t total = total_steps(config, loader);
+  const int64_t total = total_steps(config, loader, ranks.size);
   const optim::LrSchedule schedule = make_schedule(config, total);
 
   QTUNE_CHECK(!model->trainable_parameters().empty(), "the model has no trainable parameters");
@@ -381,7 +385,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       note("saved " + dir);
     }
     fsdp.release_all();
-    barrier();  // a failed save on rank 0 stops the others here, by the deadline
+    barrier();  // a save that fails on rank 0 ends the job (train()'s catch)
   };
 
   const int64_t start_step = p.step;
