@@ -9,9 +9,17 @@ golden=$src/tests/golden
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAILED: $*"; exit 1; }
 
+# The processes whose last argument is output_dir=$1 (mpirun and its ranks), from /proc: no procps needed.
+run_pids() {
+  local d cmd
+  for d in /proc/[0-9]*; do
+    cmd=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
+    case "$cmd" in *" output_dir=$1 ") echo "${d#/proc/}" ;; esac
+  done
+}
 # The pid of rank $2 of the run writing into $1.
 rank_pid() {
-  for p in $(pgrep -f "output_dir=$1\$"); do
+  for p in $(run_pids "$1"); do
     if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then echo "$p"; return; fi
   done
 }
@@ -34,11 +42,11 @@ for how in STOP KILL; do
   kill -$how "$victim"
   for _ in $(seq 600); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
   if kill -0 $job 2>/dev/null; then
-    kill -CONT "$victim" 2>/dev/null; pkill -KILL -f "output_dir=$out\$"; fail "$how: still running after 60 s"
+    kill -CONT "$victim" 2>/dev/null; kill -KILL $(run_pids "$out") 2>/dev/null; fail "$how: still running after 60 s"
   fi
   wait $job && fail "$how: the job exited 0"
   took=$(( $(date +%s) - start ))
-  pkill -KILL -f "output_dir=$out\$" 2>/dev/null || true  # a stopped rank mpirun could not end
+  kill -KILL $(run_pids "$out") 2>/dev/null || true  # a stopped rank mpirun could not end
   echo "--- $how: job ended $took s after rank 1 was stopped/killed; its last lines:"
   tail -n 12 "$out.log"
   [ "$took" -le 30 ] || fail "$how: took $took s"
