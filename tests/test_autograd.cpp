@@ -44,6 +44,17 @@ TEST_CASE("a tensor used twice receives the sum of both gradients") {
   }
 }
 
+TEST_CASE("a pass sums a leaf's contributions before adding them to .grad (torch's order)") {
+  // bf16 makes the grouping visible: with .grad = 1, a pass contributing 1/256 twice adds their sum 1/128
+  // (representable next to 1), where adding them to .grad one by one would round each away.
+  Tensor x = Tensor::from_vector<float>({1.0f}, {1}).to(DType::bf16).requires_grad_();
+  ops::sum(x).backward();
+  CHECK(x.grad().to(DType::f32).item() == 1.0);
+  const Tensor c = Tensor::from_vector<float>({1.0f / 256}, {1}).to(DType::bf16);
+  ops::sum(x * c + x * c).backward();
+  CHECK(x.grad().to(DType::f32).item() == 1.0 + 1.0 / 128);
+}
+
 TEST_CASE("requires_grad propagation, leaves and NoGradGuard") {
   Tensor a = Tensor::ones({2});
   Tensor b = Tensor::ones({2}).requires_grad_();

@@ -5,6 +5,9 @@
 #include <functional>
 #include <string>
 #include <vector>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "engine/autograd.h"
 #include "ops/activation.h"
@@ -253,6 +256,26 @@ TEST_CASE("embedding gradient (finite differences) and scatter-add with repeated
 }
 
 // ---- rmsnorm ---------------------------------------------------------------------------------------------
+
+TEST_CASE("rmsnorm's weight gradient has the same bits whatever the thread count") {
+  // 300 rows: several fixed row chunks and a ragged one. FSDP's single-threaded ranks rely on this.
+  const Tensor x = testing::random_f64({300, 64}, 61, -1.0, 1.0).to(DType::f32);
+  const auto weight_grad = [&] {
+    Tensor w = Tensor::ones({64});
+    w.requires_grad_(true);
+    ops::sum(ops::rmsnorm(x, w, 1e-5) * x).backward();
+    return w.grad().to_vector<float>();
+  };
+  const std::vector<float> many = weight_grad();
+#if defined(_OPENMP)
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<float> one = weight_grad();
+  omp_set_num_threads(threads);
+  CHECK(one == many);
+#endif
+  CHECK(many.size() == 64);
+}
 
 TEST_CASE("rmsnorm matches torch in f64, f32 and bf16") {
   const double eps = golden("rmsnorm").at("eps").item();

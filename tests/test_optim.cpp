@@ -12,6 +12,7 @@
 #endif
 
 #include "engine/backend.h"
+#include "engine/numerics/clip.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -410,6 +411,32 @@ TEST_CASE("squared_norm: blocked f32 sums, the same bits whatever the thread cou
   cpu.squared_norm(Tensor::empty({0}), out);
   CHECK(out.item() == 0.0);
   CHECK_THROWS_WITH_AS(cpu.squared_norm(x, Tensor::empty({1})), doctest::Contains("one f64 element"), Error);
+}
+
+TEST_CASE("squared_norm_blocks: each block's sum, whole blocks of a piece equal the tensor's") {
+  Backend& cpu = backend_for(Device::cpu());
+  constexpr int64_t B = numerics::kSquaredNormBlock;
+  const Tensor x = testing::random_f64({2 * B + 123}, 51, -2.0, 2.0).to(DType::f32);
+  const Tensor blocks = Tensor::empty({3}, DType::f64), out = Tensor::empty({1}, DType::f64);
+  cpu.squared_norm_blocks(x, blocks);
+  const std::vector<float> v = x.to_vector<float>();
+  const std::vector<double> b = blocks.to_vector<double>();
+  double in_order = 0.0;
+  for (int64_t k = 0; k < 3; ++k) {
+    double exact = 0.0;  // an independent f64 sum of the block
+    for (int64_t i = k * B; i < std::min<int64_t>((k + 1) * B, x.numel()); ++i)
+      exact += static_cast<double>(v[static_cast<size_t>(i)]) * v[static_cast<size_t>(i)];
+    CHECK(b[static_cast<size_t>(k)] == doctest::Approx(exact).epsilon(1e-6));
+    in_order += b[static_cast<size_t>(k)];
+  }
+  cpu.squared_norm(x, out);
+  CHECK(out.item() == in_order);  // squared_norm is the blocks added in order, bit for bit
+  // A piece starting on a block boundary (an FSDP shard) has the same block sums.
+  const Tensor piece_blocks = Tensor::empty({2}, DType::f64);
+  cpu.squared_norm_blocks(x.narrow(0, B, x.numel() - B).contiguous(), piece_blocks);
+  CHECK(piece_blocks.to_vector<double>() == std::vector<double>{b[1], b[2]});
+  CHECK_THROWS_WITH_AS(cpu.squared_norm_blocks(x, Tensor::empty({2}, DType::f64)),
+                       doctest::Contains("out must be 3 f64 elements for 32891 elements of x"), Error);
 }
 
 TEST_CASE("gradient accumulation: k micro-batches with loss / k give one k-times batch's gradients") {
