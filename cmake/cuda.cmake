@@ -86,7 +86,7 @@ find_path(QTUNE_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
 find_library(QTUNE_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
 if(QTUNE_NCCL_INCLUDE_DIR AND QTUNE_NCCL_LIBRARY)
   message(STATUS "qtune: NCCL ${QTUNE_NCCL_LIBRARY}")
-  target_include_directories(qtune PRIVATE ${QTUNE_NCCL_INCLUDE_DIR})
+  set_property(SOURCE ${qtune_cuda_host} APPEND PROPERTY INCLUDE_DIRECTORIES ${QTUNE_NCCL_INCLUDE_DIR})
   target_link_libraries(qtune PRIVATE ${QTUNE_NCCL_LIBRARY})
   target_compile_definitions(qtune PRIVATE QTUNE_HAVE_NCCL)
   target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_NCCL)  # one CudaBackend everywhere
@@ -97,7 +97,11 @@ endif()
 target_sources(qtune PRIVATE ${qtune_cuda_host} $<TARGET_OBJECTS:qtune_cuda_kernels>)
 target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA)
 target_compile_definitions(qtune_cuda_kernels PRIVATE QTUNE_HAVE_CUDA)
-target_link_libraries(qtune PRIVATE CUDA::cudart CUDA::cublasLt)
+# The toolkit's headers go on the cuda/ sources only, and the libraries are linked by path rather than as
+# CUDA:: targets (whose include directories would reach every source): the rest of the library then
+# compiles with the same command line in every flavor, and ccache serves one preset from another's objects.
+set_property(SOURCE ${qtune_cuda_host} APPEND PROPERTY INCLUDE_DIRECTORIES ${CUDAToolkit_INCLUDE_DIRS})
+target_link_libraries(qtune PRIVATE ${CUDA_cudart_LIBRARY} ${CUDA_cublasLt_LIBRARY})
 # cuda/cuda_backend.cpp registers the backend (engine/backend_registry.h); keep it linked.
 target_link_options(qtune INTERFACE "LINKER:--undefined=qtune_cuda_backend_anchor")
 target_link_libraries(qtune_cuda_kernels PRIVATE CUDA::cudart)

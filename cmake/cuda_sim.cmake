@@ -15,6 +15,11 @@ set_source_files_properties(${qtune_cuda_kernels} PROPERTIES LANGUAGE CXX)
 # CMake passes -x c++ for them. `#pragma unroll` is nvcc's.
 set_source_files_properties(${qtune_cuda_kernels} PROPERTIES COMPILE_OPTIONS "-Wno-unknown-pragmas")
 target_sources(qtune PRIVATE ${qtune_cuda_kernels} ${qtune_cuda_host})
-target_include_directories(qtune BEFORE PRIVATE ${PROJECT_SOURCE_DIR}/cuda/sim/include)
-target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA PRIVATE QTUNE_CUDA_SIM QTUNE_HAVE_NCCL)
+# The simulated toolkit's headers and the flavor's define go on the cuda/ sources only: every other source
+# then compiles with exactly the command line of the real flavor's build, so ccache serves the sim preset
+# from the default preset's objects (CI builds both).
+set_property(SOURCE ${qtune_cuda_kernels} ${qtune_cuda_host} APPEND PROPERTY INCLUDE_DIRECTORIES
+             ${PROJECT_SOURCE_DIR}/cuda/sim/include)
+set_property(SOURCE ${qtune_cuda_kernels} ${qtune_cuda_host} APPEND PROPERTY COMPILE_DEFINITIONS QTUNE_CUDA_SIM)
+target_compile_definitions(qtune PUBLIC QTUNE_HAVE_CUDA PRIVATE QTUNE_HAVE_NCCL)
 target_link_options(qtune INTERFACE "LINKER:--undefined=qtune_cuda_backend_anchor")
