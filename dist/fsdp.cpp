@@ -368,6 +368,49 @@ void Fsdp::materialize() {
   materialized_ = true;
 }
 
+std::optional<size_t> Fsdp::parameter_index(const Tensor& whole) const {
+  for (size_t j = 0; j < where_.size(); ++j)
+    if (units_[where_[j].first]->trainable[where_[j].second].whole.impl() == whole.impl()) return j;
+  return std::nullopt;
+}
+
+std::optional<size_t> Fsdp::block_of(const Tensor& whole) const {
+  for (size_t u = 1; u < units_.size(); ++u)
+    for (const std::vector<Entry>* entries : {&units_[u]->trainable, &units_[u]->frozen})
+      for (const Entry& e : *entries)
+        if (e.whole.impl() == whole.impl()) return u;
+  return std::nullopt;
+}
+
+Tensor Fsdp::gather_parameter(size_t j, const Tensor& piece) {
+  QTUNE_CHECK(j < pieces_.size(), "FSDP gather_parameter: tensor ", j, " of ", pieces_.size());
+  QTUNE_CHECK(piece.numel() == pieces_[j].numel(), "FSDP gather_parameter: the piece of ", names_[j], " has ",
+              piece.numel(), " elements, expected ", pieces_[j].numel());
+  // Every rank's piece has the same length and rank r's follows rank r - 1's (FlatLayout::held): the
+  // gathered pieces are the whole tensor, then padding.
+  const Tensor& whole = units_[where_[j].first]->trainable[where_[j].second].whole;
+  const Tensor send = piece.contiguous().view({piece.numel()});
+  const Tensor gathered = Tensor::empty({piece.numel() * comm_.size()}, piece.dtype());
+  comm_.all_gather(buffer_of(send), buffer_of(gathered))->wait();
+  return gathered.narrow(0, 0, whole.numel()).view(whole.shape());
+}
+
+Shape Fsdp::parameter_shape(size_t j) const {
+  QTUNE_CHECK(j < pieces_.size(), "FSDP parameter_shape: tensor ", j, " of ", pieces_.size());
+  return units_[where_[j].first]->trainable[where_[j].second].whole.shape();
+}
+
+void Fsdp::gather_block(size_t b) {
+  QTUNE_CHECK(b >= 1 && b < units_.size(), "FSDP gather_block: block ", b, " of ", units_.size() - 1);
+  for (size_t u = 1; u < units_.size(); ++u) {
+    if (u == b || !units_[u]->keep) continue;
+    units_[u]->keep = false;
+    release(*units_[u]);
+  }
+  ensure_gathered(*units_[b]);
+  units_[b]->keep = true;
+}
+
 std::vector<Tensor> Fsdp::gather_pieces(const std::vector<Tensor>& pieces) {
   QTUNE_CHECK(pieces.size() == pieces_.size(), "FSDP gather_pieces: ", pieces.size(), " pieces for ", pieces_.size(),
               " parameters");

@@ -14,6 +14,7 @@
 // gradient pieces, the same norm (grad_norm_squares) and, after the optimizer, the same weights.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,17 @@ class Fsdp {
   void gather_all();
   void release_all();
   void materialize();
+
+  // One whole tensor at a time, for saving with a layer's memory at most (collective, every rank asking for
+  // the same in the same order). parameter_index / block_of find a tensor of root (by identity); gather_parameter
+  // rebuilds trainable tensor j from the ranks' pieces shaped like parameters()[j] (its current value, or its
+  // optimizer state: any dtype); gather_block keeps block b (a units index, from block_of) gathered and
+  // releases any other block gather_block kept.
+  std::optional<size_t> parameter_index(const Tensor& whole) const;
+  std::optional<size_t> block_of(const Tensor& whole) const;
+  Tensor gather_parameter(size_t j, const Tensor& piece);
+  Shape parameter_shape(size_t j) const;
+  void gather_block(size_t b);
 
   // Whole tensors from pieces shaped like parameters() (optimizer state: any dtype), in the same order
   // (collective), and back: this rank's pieces of whole tensors shaped like the trainable ones (local).

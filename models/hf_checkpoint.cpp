@@ -130,10 +130,12 @@ void save_llama(Llama& model, const std::string& dir, const SaveOptions& options
 
   // named_parameters() walks modules as transformers registers them and lists a tied tensor once,
   // under the embedding's name: the order and the omitted lm_head that save_pretrained produces.
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  {
-    NoGradGuard no_grad;
-    for (auto& [name, p] : model.named_parameters()) tensors.emplace_back(name, p.detach().to(dtype));
+  std::vector<io::LazyTensor> tensors;
+  for (auto& [name, p] : model.named_parameters()) {
+    tensors.push_back({{name, dtype, p.shape()}, [p, dtype, &options] {
+                         NoGradGuard no_grad;
+                         return read_tensor(options.read, p).detach().to(dtype);
+                       }});
   }
   io::SaveCheckpointOptions files;
   files.max_shard_bytes = options.max_shard_bytes;

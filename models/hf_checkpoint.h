@@ -8,6 +8,7 @@
 
 #include "engine/io/checkpoint_files.h"
 #include "models/llama.h"
+#include "models/tensor_reader.h"
 
 namespace qtune::models {
 
@@ -40,10 +41,12 @@ void copy_tensor(const io::CheckpointFiles& files, const std::string& name, cons
 struct SaveOptions {
   std::optional<DType> dtype{};  // file dtype; default: the model's dtype
   uint64_t max_shard_bytes = 0;  // 0: one model.safetensors
+  TensorReader read{};           // each parameter's value, read as the file writer reaches it
 };
 
 // Writes config.json (torch_dtype = the file dtype) and the weights; lm_head.weight is omitted when tied,
-// as transformers does. load -> save -> load reproduces every tensor bit for bit.
+// as transformers does. load -> save -> load reproduces every tensor bit for bit. One converted tensor at a
+// time is held beside the model.
 void save_llama(Llama& model, const std::string& dir, const SaveOptions& options = {});
 
 }  // namespace qtune::models

@@ -124,7 +124,8 @@ void check_fits(const io::SafetensorsFile& file, const std::map<std::string, Slo
 
 }  // namespace
 
-void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name) {
+void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name,
+                  const TensorReader& read) {
   const auto modules = lora_modules(model);
   QTUNE_CHECK(!modules.empty(), "save_adapter(", dir, "): the model has no LoRA modules (hint: apply_lora first)");
   std::vector<std::pair<std::string, Tensor>> tensors;
@@ -135,8 +136,8 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
     QTUNE_CHECK(std::find(config.targets.begin(), config.targets.end(), split_name(fqn).leaf) != config.targets.end(),
                 "save_adapter(", dir, "): module ", fqn, " has LoRA but '", split_name(fqn).leaf,
                 "' is not in the config's targets");
-    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kA), lora->lora_a().detach());
-    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kB), lora->lora_b().detach());
+    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kA), read_tensor(read, lora->lora_a()).detach());
+    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kB), read_tensor(read, lora->lora_b()).detach());
   }
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -8,12 +8,15 @@
 #include "models/llama.h"
 #include "models/lora.h"
 #include "models/peft_config.h"
+#include "models/tensor_reader.h"
 
 namespace qtune::models {
 
 // Writes both files (each atomically; the weights first, so a directory with adapter_config.json is
-// complete) in the model's dtype. Every LoRALinear of the model must have config's rank and alpha.
-void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name);
+// complete) in the model's dtype. Every LoRALinear of the model must have config's rank and alpha. `read` reads
+// each adapter tensor (models/tensor_reader.h).
+void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir, const std::string& base_model_name,
+                  const TensorReader& read = nullptr);
 
 // Fills the model's adapters from <dir>, first applying LoRA per the adapter's config when the model has
 // none. Everything is checked before the model changes: each tensor must belong to a module the config

@@ -1,5 +1,7 @@
 #include "models/sharded_llama.h"
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -25,6 +27,16 @@ int64_t nf4_unit(const std::string& name, const Tensor&) {
   return 1;
 }
 
+// "state.<i>.<name>" -> {i, name}; fails naming the key for another form or for i >= count.
+std::pair<size_t, std::string> parse_state_key(const std::string& key, size_t count) {
+  const size_t dot = key.find('.', 6);
+  QTUNE_CHECK(key.rfind("state.", 0) == 0 && dot != std::string::npos && dot > 6, "optimizer state ", key,
+              ": expected state.<parameter>.<name>");
+  const size_t index = std::stoul(key.substr(6, dot - 6));
+  QTUNE_CHECK(index < count, "optimizer state ", key, ": the model has ", count, " trainable tensors");
+  return {index, key.substr(dot + 1)};
+}
+
 // The state's tensors by name ("exp_avg", ...), one per parameter, and `convert` applied to each list: the
 // scalars stay as they are. Fails naming the key for one that is not "state.<i>.<name>" with i < count, and
 // for a name some parameter lacks.
@@ -33,12 +45,8 @@ optim::OptimizerState regroup(const optim::OptimizerState& state, const std::vec
   const size_t count = names.size();
   std::map<std::string, std::vector<Tensor>> by_name;
   for (const auto& [key, t] : state.tensors) {
-    const size_t dot = key.find('.', 6);
-    QTUNE_CHECK(key.rfind("state.", 0) == 0 && dot != std::string::npos && dot > 6, "optimizer state ", key,
-                ": expected state.<parameter>.<name>");
-    const size_t index = std::stoul(key.substr(6, dot - 6));
-    QTUNE_CHECK(index < count, "optimizer state ", key, ": the model has ", count, " trainable tensors");
-    auto& list = by_name[key.substr(dot + 1)];
+    const auto [index, name] = parse_state_key(key, count);
+    auto& list = by_name[name];
     list.resize(count);
     list[index] = t;
   }
@@ -55,14 +63,73 @@ optim::OptimizerState regroup(const optim::OptimizerState& state, const std::vec
 
 }  // namespace
 
-optim::OptimizerState ShardedLlama::consolidate_state(const optim::OptimizerState& pieces) {
-  return regroup(pieces, fsdp_->parameter_names(),
-                 [this](const std::vector<Tensor>& list) { return fsdp_->gather_pieces(list); });
-}
-
 optim::OptimizerState ShardedLlama::shard_state(const optim::OptimizerState& whole) const {
   return regroup(whole, fsdp_->parameter_names(),
                  [this](const std::vector<Tensor>& list) { return fsdp_->shard_whole(list); });
+}
+
+void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
+                               const std::function<void(const WholeReader&)>& write) {
+  dist::Fsdp& fsdp = *fsdp_;
+  dist::Communicator& comm = fsdp.communicator();
+  // Sorted by key: the same list on every rank.
+  const std::vector<std::pair<std::string, Tensor>> state(pieces.tensors.begin(), pieces.tensors.end());
+  const auto parameter_of = [&](const std::string& key) {
+    return parse_state_key(key, fsdp.parameters().size()).first;
+  };
+  // Rank 0 broadcasts what every rank gathers next. The others may wait while it writes a file.
+  enum Request : int64_t { kDone, kFailed, kParameter, kState, kBlock };
+  const auto exchange = [&](int64_t kind, int64_t index) {
+    int64_t message[2] = {kind, index};
+    const Tensor buffer = Tensor::from_data(message, {2}, DType::i64);
+    comm.broadcast(dist::buffer_of(buffer), 0)->wait(std::chrono::hours(2));
+    return std::pair<int64_t, size_t>{buffer.data<int64_t>()[0], static_cast<size_t>(buffer.data<int64_t>()[1])};
+  };
+  const auto serve = [&](int64_t kind, size_t index) -> Tensor {
+    if (kind == kParameter) return fsdp.gather_parameter(index, fsdp.parameters()[index]);
+    if (kind == kState) return fsdp.gather_parameter(parameter_of(state[index].first), state[index].second);
+    fsdp.gather_block(index);  // kBlock: until the next one, or the end
+    return {};
+  };
+  if (comm.rank() != 0) {
+    for (;;) {
+      const auto [kind, index] = exchange(kDone, 0);
+      if (kind == kDone) break;
+      if (kind == kFailed) {
+        fsdp.release_all();
+        QTUNE_FAIL("rank 0 failed while writing a checkpoint (its error says why)");
+      }
+      serve(kind, index);
+    }
+    fsdp.release_all();
+    return;
+  }
+  const auto request = [&](int64_t kind, size_t index) {
+    exchange(kind, static_cast<int64_t>(index));
+    return serve(kind, index);
+  };
+  WholeReader reader;
+  reader.weight = [&](const Tensor& t) {
+    if (const auto j = fsdp.parameter_index(t)) return request(kParameter, *j);
+    if (const auto b = fsdp.block_of(t)) request(kBlock, *b);
+    return t;  // gathered now, or one of the root's tensors, whole on every rank
+  };
+  reader.optimizer_state = [&](const std::string& key) {
+    const auto at = std::find_if(state.begin(), state.end(), [&](const auto& kv) { return kv.first == key; });
+    QTUNE_CHECK(at != state.end(), "optimizer state ", key, ": no such tensor");
+    const size_t index = static_cast<size_t>(at - state.begin());
+    return io::LazyTensor{{key, at->second.dtype(), fsdp.parameter_shape(parameter_of(key))},
+                          [request, index] { return request(kState, index); }};
+  };
+  try {
+    write(reader);
+  } catch (...) {
+    exchange(kFailed, 0);
+    fsdp.release_all();
+    throw;
+  }
+  exchange(kDone, 0);
+  fsdp.release_all();
 }
 
 ShardedLlama::ShardedLlama(Llama& model, dist::Communicator& comm) : model_(model) {

@@ -1,12 +1,16 @@
 #pragma once
 // A Llama trained with FSDP (dist/fsdp.h, docs/distributed.md): every decoder layer is one sharded unit that
 // the forward gathers around its use; NF4 bases are cut on whole double-quantization groups.
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
 #include "dist/fsdp.h"
+#include "engine/io/safetensors_writer.h"
 #include "models/llama.h"
+#include "models/tensor_reader.h"
 #include "optim/optimizer.h"
 
 namespace qtune::models {
@@ -31,9 +35,18 @@ class ShardedLlama {
   // process accumulating the ranks' micro-batches, bit for bit).
   Tensor finish_gradients(double max_norm);
 
-  // An optimizer's state over parameters() ("state.<i>.<name>", pieces) as one process's over the whole tensors,
-  // the checkpoint format at every world size (collective); and back, this rank's pieces of it (local).
-  optim::OptimizerState consolidate_state(const optim::OptimizerState& pieces);
+  // Saving a whole checkpoint from the lead rank (0) without gathering the model (collective; docs/distributed.md,
+  // "Checkpoints"): on rank 0 `write` runs with readers of whole tensors, each fetched from every rank when asked
+  // for; the other ranks serve those fetches until `write` returns, or fail when it throws. Each rank holds one
+  // whole tensor at a time beside its shards (a whole layer for a frozen tensor of one).
+  struct WholeReader {
+    TensorReader weight;  // a tensor of the model
+    // An optimizer tensor ("state.<i>.<name>" of `pieces`) whole, produced when the file writer reaches it.
+    std::function<io::LazyTensor(const std::string& key)> optimizer_state;
+  };
+  void consolidate(const optim::OptimizerState& pieces, const std::function<void(const WholeReader&)>& write);
+  // This rank's pieces (over parameters()) of one process's optimizer state over the whole tensors
+  // ("state.<i>.<name>"), the checkpoint format at every world size (local).
   optim::OptimizerState shard_state(const optim::OptimizerState& whole) const;
   Llama& model() { return model_; }
 

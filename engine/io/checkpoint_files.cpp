@@ -111,15 +111,28 @@ uint64_t CheckpointFiles::total_bytes() const {
 
 void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<std::string, Tensor>>& tensors,
                            const SaveCheckpointOptions& options) {
+  std::vector<LazyTensor> lazy;
+  for (const auto& [name, t] : tensors) {
+    QTUNE_CHECK(t.defined(), dir, ": tensor \"", name, "\" is undefined");
+    lazy.push_back({{name, t.dtype(), t.shape()}, [t] { return t; }});
+  }
+  save_checkpoint_files(dir, lazy, options);
+}
+
+void save_checkpoint_files(const std::string& dir, const std::vector<LazyTensor>& tensors,
+                           const SaveCheckpointOptions& options) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   QTUNE_CHECK(!ec, dir, ": cannot create directory (", ec.message(), ")");
 
   // Greedy packing in the given order: a shard closes when the next tensor would push it past the limit.
-  std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
+  std::vector<std::vector<LazyTensor>> shards(1);
   uint64_t shard_bytes = 0;
-  for (const auto& item : tensors) {
-    const uint64_t nbytes = item.second.nbytes();
+  const auto nbytes_of = [](const TensorSpec& spec) {
+    return static_cast<uint64_t>(numel_of(spec.shape)) * dtype_size(spec.dtype);
+  };
+  for (const LazyTensor& item : tensors) {
+    const uint64_t nbytes = nbytes_of(item.spec);
     if (options.max_shard_bytes > 0 && !shards.back().empty() && shard_bytes + nbytes > options.max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
@@ -143,9 +156,9 @@ void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<s
       const std::string name = shard_name(i, shards.size());
       save_safetensors((fs::path(dir) / name).string(), shards[i], metadata);
       written.insert(name);
-      for (const auto& [tensor, t] : shards[i]) {
-        weight_map[tensor] = name;
-        total += t.nbytes();
+      for (const LazyTensor& t : shards[i]) {
+        weight_map[t.spec.name] = name;
+        total += nbytes_of(t.spec);
       }
     }
     const Json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};

@@ -47,5 +47,9 @@ struct SaveCheckpointOptions {
 // last. Stale shards or index from an earlier save with a different layout are removed.
 void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<std::string, Tensor>>& tensors,
                            const SaveCheckpointOptions& options = {});
+// The same from tensors produced one at a time as the writer reaches them (a model larger than memory, a
+// sharded model gathered tensor by tensor).
+void save_checkpoint_files(const std::string& dir, const std::vector<LazyTensor>& tensors,
+                           const SaveCheckpointOptions& options = {});
 
 }  // namespace qtune::io

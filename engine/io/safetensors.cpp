@@ -140,13 +140,20 @@ Tensor SafetensorsFile::tensor(std::string_view name) const {
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  std::vector<TensorSpec> specs;
+  std::vector<LazyTensor> lazy;
   for (const auto& [name, t] : tensors) {
     QTUNE_CHECK(t.defined(), path, ": tensor \"", name, "\" is undefined");
-    specs.push_back({name, t.dtype(), t.shape()});
+    lazy.push_back({{name, t.dtype(), t.shape()}, [t] { return t; }});
   }
+  save_safetensors(path, lazy, metadata);
+}
+
+void save_safetensors(const std::string& path, const std::vector<LazyTensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSpec> specs;
+  for (const LazyTensor& t : tensors) specs.push_back(t.spec);
   SafetensorsWriter out(path, std::move(specs), metadata);
-  for (const auto& [name, t] : tensors) out.write(t);
+  for (const LazyTensor& t : tensors) out.write(t.produce());
   out.commit();
 }
 

@@ -15,6 +15,7 @@
 
 #include "engine/dtype.h"
 #include "engine/io/safetensors_header.h"
+#include "engine/io/safetensors_writer.h"
 #include "engine/shape.h"
 #include "engine/tensor.h"
 
@@ -63,6 +64,9 @@ class SafetensorsFile {
 // Writes tensors (any device, any layout; written in the order given) and string metadata to `path`
 // atomically: a temporary file beside it, fsync, rename, fsync of the directory.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+// The same from tensors produced one at a time as the writer reaches them.
+void save_safetensors(const std::string& path, const std::vector<LazyTensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace qtune::io

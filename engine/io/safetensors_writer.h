@@ -3,6 +3,7 @@
 // tensor's bytes as the caller produces them, so a file larger than memory (a generated 1 B-parameter
 // checkpoint) never needs all its tensors at once. Atomic like every qtune file write (atomic_file.h).
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,12 @@ struct TensorSpec {
   std::string name;
   DType dtype;
   Shape shape;
+};
+
+// A tensor produced when the writer reaches it: a file written from these holds one of them in memory at a time.
+struct LazyTensor {
+  TensorSpec spec;
+  std::function<Tensor()> produce;
 };
 
 class SafetensorsWriter {

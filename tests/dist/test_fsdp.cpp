@@ -2,23 +2,31 @@
 // rank also runs, unsharded, what one process accumulating the N micro-batches computes. The two must agree bit
 // for bit: gradient pieces, the per-tensor squared norms, the clipped AdamW update, the optimizer state and the
 // weights after two steps. Covered: f32 and bf16, activation checkpointing, tied embeddings, eval forwards,
-// and a QLoRA model (NF4 base cut on whole double-quantization groups, LoRA adapters trained).
+// and a QLoRA model (NF4 base cut on whole double-quantization groups, LoRA adapters trained). Consolidated
+// saving writes the one-process files from rank 0 with one whole tensor in memory at a time.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "dist/mpi_communicator.h"
+#include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/io/safetensors.h"
 #include "engine/module.h"
 #include "engine/numerics/clip.h"
+#include "models/hf_checkpoint.h"
 #include "models/llama.h"
 #include "models/lora.h"
 #include "models/sharded_llama.h"
@@ -231,6 +239,85 @@ TEST_CASE("between uses a rank holds its shard only; materialize makes the model
     CHECK(now[i].second.requires_grad());
     CHECK(same_bits(now[i].second, expected[i].second));
   }
+}
+
+std::string file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST_CASE("consolidated saving: rank 0 writes one process's files while each rank holds one whole tensor at a time") {
+  auto model = build({});
+  auto reference = build({});
+  models::ShardedLlama sharded(*model, *world);
+  // An optimizer state over the whole tensors (random values), cut into this rank's pieces.
+  const std::vector<Tensor> ref_params = reference->trainable_parameters();
+  optim::OptimizerState whole;
+  std::mt19937 g(11);
+  std::normal_distribution<float> normal;
+  int64_t largest = 0, model_bytes = 0;
+  for (size_t j = 0; j < ref_params.size(); ++j) {
+    largest = std::max(largest, ref_params[j].numel());
+    model_bytes += ref_params[j].nbytes();
+    for (const char* name : {"exp_avg", "exp_avg_sq"}) {
+      std::vector<float> values(static_cast<size_t>(ref_params[j].numel()));
+      for (float& v : values) v = normal(g);
+      whole.tensors["state." + std::to_string(j) + "." + name] =
+          Tensor::from_data(values.data(), ref_params[j].shape(), DType::f32);
+    }
+  }
+  const optim::OptimizerState pieces = sharded.shard_state(whole);
+
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("qtune_test_fsdp_consolidate_np" + std::to_string(world->size()));
+  const auto save = [&](models::Llama& m, const std::string& name, const models::TensorReader& read,
+                        const std::function<io::LazyTensor(const std::string&)>& state) {
+    models::SaveOptions options;
+    options.read = read;
+    models::save_llama(m, (dir / name).string(), options);
+    std::vector<io::LazyTensor> tensors;
+    for (const auto& [key, t] : whole.tensors) tensors.push_back(state(key));
+    io::save_safetensors((dir / name / "optimizer.safetensors").string(), tensors);
+  };
+  reset_peak_memory(Device::cpu());
+  const int64_t before = static_cast<int64_t>(memory_stats(Device::cpu()).allocated);
+  sharded.consolidate(pieces, [&](const models::ShardedLlama::WholeReader& read) {
+    CHECK(world->rank() == 0);
+    save(*model, "sharded", read.weight, read.optimizer_state);
+  });
+  // A gathered tensor is every rank's piece (whole norm blocks) laid end to end; the writer may hold a copy.
+  const int64_t block = numerics::kSquaredNormBlock;
+  const int64_t gathered =
+      world->size() * ((largest + block - 1) / block + world->size() - 1) / world->size() * block * 4;
+  const int64_t peak = static_cast<int64_t>(memory_stats(Device::cpu()).peak_allocated) - before;
+  INFO("peak while saving: ", peak, " bytes; model ", model_bytes, ", optimizer ", 2 * model_bytes);
+  REQUIRE(2 * gathered < model_bytes);  // below what gathering the model (and twice that of optimizer state) needs
+  CHECK(peak <= 2 * gathered);
+  for (auto& [name, t] : model->named_parameters())
+    if (name.rfind("model.layers.", 0) == 0) CHECK(!t.storage()->has_data());
+
+  if (world->rank() == 0) {
+    save(*reference, "whole", nullptr, [&](const std::string& key) {
+      const Tensor t = whole.tensors.at(key);
+      return io::LazyTensor{{key, t.dtype(), t.shape()}, [t] { return t; }};
+    });
+    for (const char* file : {"model.safetensors", "config.json", "optimizer.safetensors"}) {
+      INFO(file);
+      CHECK(file_bytes(dir / "sharded" / file) == file_bytes(dir / "whole" / file));
+    }
+    std::filesystem::remove_all(dir);
+  }
+
+  // A failed write ends the save on every rank: rank 0 with its error, the others naming rank 0.
+  const auto fail = [&] {
+    sharded.consolidate(pieces, [&](const models::ShardedLlama::WholeReader& read) {
+      read.optimizer_state("state.0.exp_avg").produce();
+      QTUNE_FAIL("disk full");
+    });
+  };
+  CHECK_THROWS_WITH_AS(fail(), doctest::Contains(world->rank() == 0 ? "disk full" : "rank 0 failed while writing"),
+                       Error);
 }
 
 int main(int argc, char** argv) {

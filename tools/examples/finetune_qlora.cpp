@@ -102,14 +102,16 @@ int main(int argc, char** argv) {
       if (step % 20 == 0 || step + 1 == steps)
         say("step %4lld  loss %.4f\n", static_cast<long long>(step + 1), loss_value);
     }
-    if (sharded) {
-      sharded->fsdp().materialize();  // every rank holds the whole model again
-      sharded.reset();
-    }
-
     say("mean training loss: %.4f over the first %lld steps, %.4f over the last %lld\n", first_tenth,
         static_cast<long long>(tenth), last_tenth, static_cast<long long>(tenth));
-    if (rank == 0) models::save_adapter(*model, lora, out_dir, model_dir);
+    if (sharded) {
+      // Rank 0 writes the adapter while every rank gathers one tensor at a time for it.
+      sharded->consolidate({}, [&](const models::ShardedLlama::WholeReader& read) {
+        models::save_adapter(*model, lora, out_dir, model_dir, read.weight);
+      });
+    } else {
+      models::save_adapter(*model, lora, out_dir, model_dir);
+    }
     say("held-out loss after QLoRA: %.4f (before: %.4f)\nsaved the adapter to %s\n",
         models::mean_stream_loss(*model, heldout, kSeqLen, kBatch), before, out_dir.c_str());
   } catch (const std::exception& e) {

@@ -43,11 +43,13 @@ void copy_tokenizer_files(const std::string& source, const fs::path& dir) {
 }
 
 void write_model_files(models::Llama& model, const std::string& tokenizer_source, const fs::path& dir,
-                       const WeightsWriter& write_weights) {
+                       const WeightsWriter& write_weights, const models::TensorReader& read) {
   if (write_weights) {
-    write_weights(model, dir.string());
+    write_weights(model, dir.string(), read);
   } else {
-    models::save_llama(model, dir.string());  // in the model's dtype: a resumed run gets the same bits
+    models::SaveOptions options;  // in the model's dtype: a resumed run gets the same bits
+    options.read = read;
+    models::save_llama(model, dir.string(), options);
   }
   copy_tokenizer_files(tokenizer_source, dir);
 }
@@ -81,13 +83,16 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
 
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
                             const optim::OptimizerState& optimizer_state, const TrainerState& state,
-                            const WeightsWriter& write_weights) {
+                            const WeightsWriter& write_weights, const models::ShardedLlama::WholeReader* sharded) {
   const fs::path dir = fs::path(output_dir) / "checkpoints" / ("step_" + std::to_string(state.step));
   TrainerState full = state;
   full.optimizer_scalars = optimizer_state.scalars;
   io::write_directory_atomic(dir, [&](const fs::path& tmp) {
-    write_model_files(model, tokenizer_source, tmp, write_weights);
-    std::vector<std::pair<std::string, Tensor>> tensors(optimizer_state.tensors.begin(), optimizer_state.tensors.end());
+    write_model_files(model, tokenizer_source, tmp, write_weights, sharded ? sharded->weight : nullptr);
+    std::vector<io::LazyTensor> tensors;
+    for (const auto& [key, t] : optimizer_state.tensors)
+      tensors.push_back(sharded ? sharded->optimizer_state(key)
+                                : io::LazyTensor{{key, t.dtype(), t.shape()}, [t = t] { return t; }});
     io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
     io::write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(full));  // last: complete
   });
@@ -115,9 +120,9 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
 }
 
 void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir,
-                    const WeightsWriter& write_weights) {
+                    const WeightsWriter& write_weights, const models::TensorReader& read) {
   io::write_directory_atomic(
-      dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp, write_weights); });
+      dir, [&](const fs::path& tmp) { write_model_files(model, tokenizer_source, tmp, write_weights, read); });
 }
 
 }  // namespace qtune::recipes

@@ -14,6 +14,7 @@
 
 #include "data/data_loader.h"
 #include "models/llama.h"
+#include "models/sharded_llama.h"
 #include "optim/optimizer.h"
 #include "tools/recipes/trainer_state.h"
 
@@ -21,13 +22,18 @@ namespace qtune::recipes {
 
 // Writes a model's weights into a directory: models::save_llama (an HF model directory) unless a recipe
 // stores something else (the LoRA recipes: PEFT adapter files).
-using WeightsWriter = std::function<void(models::Llama& model, const std::string& dir)>;
+// Each tensor it writes is read through `read` (models/tensor_reader.h).
+using WeightsWriter =
+    std::function<void(models::Llama& model, const std::string& dir, const models::TensorReader& read)>;
 
 // Writes checkpoints/step_<state.step> atomically and returns its path. `tokenizer_source` is the
 // tokenizer file or directory whose files are copied in, so the checkpoint is a loadable model directory.
+// Under FSDP (`sharded`: the rank-0 reader of ShardedLlama::consolidate) the model's tensors and the
+// optimizer's (then pieces) are read whole from the ranks one at a time, as the files are written.
 std::string save_checkpoint(const std::string& output_dir, models::Llama& model, const std::string& tokenizer_source,
                             const optim::OptimizerState& optimizer_state, const TrainerState& state,
-                            const WeightsWriter& write_weights = nullptr);
+                            const WeightsWriter& write_weights = nullptr,
+                            const models::ShardedLlama::WholeReader* sharded = nullptr);
 
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
@@ -40,6 +46,6 @@ optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, co
 // Writes `dir` as an HF model directory (weights in the model's dtype, tokenizer files) atomically:
 // built under a temporary name beside it, then swapped in.
 void save_model_dir(models::Llama& model, const std::string& tokenizer_source, const std::string& dir,
-                    const WeightsWriter& write_weights = nullptr);
+                    const WeightsWriter& write_weights = nullptr, const models::TensorReader& read = nullptr);
 
 }  // namespace qtune::recipes

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "models/llama.h"
+#include "models/tensor_reader.h"
 
 namespace qtune::recipes {
 
@@ -28,9 +29,9 @@ struct TrainHooks {
   // as an HF directory (models::save_llama), restored into a model built from the checkpoint's config.
   // Set (the LoRA recipes store adapter files): resume builds the model as a fresh run does (the frozen
   // base from model.path or model.config), runs prepare_model, then load_weights(model, checkpoint_dir).
-  std::function<void(models::Llama&, const std::string&dir)> save_weights, load_weights;
-  // Applied to the model before the final save.
-  std::function<void(models::Llama&)> finalize_model;
+  // save_weights reads each tensor it writes through `read` (models/tensor_reader.h: under FSDP it gathers).
+  std::function<void(models::Llama&, const std::string& dir, const models::TensorReader& read)> save_weights;
+  std::function<void(models::Llama&, const std::string& dir)> load_weights;
   // Called after every step (the CLI draws its progress line here).
   std::function<void(const StepMetrics&)> on_step;
   std::function<void(int64_t step, double eval_loss)> on_eval;

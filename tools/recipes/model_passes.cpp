@@ -128,8 +128,8 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
   if (trains_adapters(config.recipe)) {
     const models::LoraConfig lora = lora_config(config);
     const std::string base = base_model_name(config);
-    hooks.save_weights = [lora, base](models::Llama& model, const std::string& dir) {
-      models::save_adapter(model, lora, dir, base);
+    hooks.save_weights = [lora, base](models::Llama& model, const std::string& dir, const models::TensorReader& read) {
+      models::save_adapter(model, lora, dir, base, read);
     };
     hooks.load_weights = [](models::Llama& model, const std::string& dir) { models::load_adapter(model, dir); };
   }

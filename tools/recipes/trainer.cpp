@@ -375,16 +375,14 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       note("saved " + dir);
       return;
     }
-    // Gathered whole, the checkpoint is the one a single process writes (and resumes at any world size).
-    dist::Fsdp& fsdp = sharded->fsdp();
-    fsdp.gather_all();
-    const optim::OptimizerState whole = sharded->consolidate_state(optimizer->state());
-    if (ranks.lead()) {
-      const std::string dir = save_checkpoint(out.string(), *model, tokenizer_path, whole, state, hooks.save_weights);
+    // The checkpoint a single process writes (resumable at any world size), rank 0 writing each tensor as the
+    // ranks gather it: no rank holds the whole model.
+    sharded->consolidate(optimizer->state(), [&](const models::ShardedLlama::WholeReader& read) {
+      const std::string dir =
+          save_checkpoint(out.string(), *model, tokenizer_path, optimizer->state(), state, hooks.save_weights, &read);
       prune_checkpoints(out.string(), config.train.keep_checkpoints);
       note("saved " + dir);
-    }
-    fsdp.release_all();
+    });
     barrier();  // a save that fails on rank 0 ends the job (train()'s catch)
   };
 
@@ -468,13 +466,15 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   if (eval_loader && p.eval_step != total) run_eval(total);
   if (saved_step != total) save(total);
 
-  if (sharded) {
-    sharded->fsdp().materialize();  // every rank holds the whole trained model again
-    sharded.reset();
-  }
-  if (hooks.finalize_model) hooks.finalize_model(*model);
   const std::string final_dir = (out / "final").string();
-  if (ranks.lead()) save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights);
+  if (sharded) {
+    // Like a checkpoint: rank 0 writes each tensor as the ranks gather it.
+    sharded->consolidate({}, [&](const models::ShardedLlama::WholeReader& read) {
+      save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights, read.weight);
+    });
+  } else {
+    save_model_dir(*model, tokenizer_path, final_dir, hooks.save_weights);
+  }
   barrier();
 
   TrainResult result;
@@ -486,7 +486,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   result.final_dir = final_dir;
   result.rank = ranks.rank;
   result.ranks = ranks.size;
-  result.model = model;
+  if (!sharded) result.model = model;
   return result;
 }
 

@@ -31,8 +31,8 @@ struct TrainResult {
   double final_loss = 0;
   double final_eval_loss = std::numeric_limits<double>::quiet_NaN();  // NaN without eval data
   std::string final_dir;                                              // output_dir/final
-  int rank = 0, ranks = 1;  // this process in a sharded run (rank 0 wrote output_dir and reports)
-  std::shared_ptr<models::Llama> model;
+  int rank = 0, ranks = 1;               // this process in a sharded run (rank 0 wrote output_dir and reports)
+  std::shared_ptr<models::Llama> model;  // the trained model; null in a sharded run (final_dir holds it)
 };
 
 // Runs the whole recipe. A fresh run refuses an output_dir that already holds one (metrics.jsonl or
