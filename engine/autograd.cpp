@@ -1,5 +1,6 @@
 #include "engine/autograd.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <unordered_map>
@@ -177,8 +178,13 @@ void backward_releasing_from(const std::vector<Tensor>& roots, const std::vector
     }
     deposit(root.grad_fn().get(), root.impl()->output_nr, g);
   }
-  for (auto& [node, count] : pending)
-    if (count == 0) ready.push_back(node);
+  // Only roots can have no consumer. They run in the order given (ready is a stack), never in the pending
+  // map's hash order: which root runs first decides the order in which shared gradients are summed.
+  for (auto root = roots.rbegin(); root != roots.rend(); ++root) {
+    Node* node = root->grad_fn().get();
+    if (node && pending.at(node) == 0 && std::find(ready.begin(), ready.end(), node) == ready.end())
+      ready.push_back(node);
+  }
 
   while (!ready.empty()) {
     Node* node = ready.back();

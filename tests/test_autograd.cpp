@@ -1,6 +1,9 @@
 // The backward engine and checkpointing: accumulation, graph release, memory of saved tensors,
 // gradients through every view, and checkpointed gradients identical to the plain run.
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
@@ -53,6 +56,30 @@ TEST_CASE("a pass sums a leaf's contributions before adding them to .grad (torch
   const Tensor c = Tensor::from_vector<float>({1.0f / 256}, {1}).to(DType::bf16);
   ops::sum(x * c + x * c).backward();
   CHECK(x.grad().to(DType::f32).item() == 1.0 + 1.0 / 128);
+}
+
+TEST_CASE("several roots run in the order they are given") {
+  // Two independent nodes; which runs first decides the order in which a shared leaf's gradients are summed.
+  std::vector<std::string> ran;
+  Tensor x = Tensor::from_vector<double>({1, 2}, {2}).requires_grad_();
+  const auto traced = [&](const std::string& name) {
+    const Tensor y = Tensor::from_vector<double>({0, 0}, {2});
+    autograd::record(name, {x}, {y}, [&ran, name](const std::vector<Tensor>& grads) {
+      ran.push_back(name);
+      return grads;
+    });
+    return y;
+  };
+  for (int order = 0; order < 2; ++order) {
+    std::vector<Tensor> roots;
+    for (int i = 0; i < 8; ++i) roots.push_back(traced("node " + std::to_string(i)));
+    if (order == 1) std::reverse(roots.begin(), roots.end());
+    std::vector<std::string> expected;
+    for (int i = 0; i < 8; ++i) expected.push_back("node " + std::to_string(order == 0 ? i : 7 - i));
+    ran.clear();
+    autograd::backward(roots, std::vector<Tensor>(roots.size(), Tensor::from_vector<double>({1, 1}, {2})));
+    CHECK(ran == expected);
+  }
 }
 
 TEST_CASE("requires_grad propagation, leaves and NoGradGuard") {
