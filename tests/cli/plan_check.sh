@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `qtune plan` against measured runs: the predicted peak of a rank is within 10% of the training peak rank 0
-# reports (allocator statistics) for a one-process full run and 2-rank FSDP full and qlora runs; then the plan
+# reports (allocator statistics) for one-process full and qat (8da4w) runs and 2-rank FSDP full, qlora, qat and
+# qat_lora runs; then the plan
 # of Llama-2-70B QLoRA on 2 ranks is printed.
 set -euo pipefail
 qtune=$1 src=$2 work=$3
@@ -10,7 +11,7 @@ fail() { echo "FAILED: $*"; exit 1; }
 
 check() {  # name recipe nproc
   local name=$1 recipe=$2 n=$3 extra=""
-  case $recipe in qlora) extra=', "lora": {"rank": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}' ;; esac
+  case $recipe in qlora | qat_lora) extra=', "lora": {"rank": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}' ;; esac
   cat > "$work/$name.json" <<JSON
 {
   "model": {"path": "$work/base"},
@@ -37,12 +38,16 @@ JSON
 # A base of 8 layers, hidden 256: large enough that weights, optimizer state and activations all count.
 "$qtune" run full --config "$src/configs/tiny_shakespeare_full.json" "data.train=$golden/tokenizers/train.txt" data.eval= \
   "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" data.seq_len=32 data.batch_size=2 schedule.warmup_steps=1 \
-  train.steps=1 model.config.num_hidden_layers=8 model.config.vocab_size=512 "output_dir=$work/make_base" \
+  train.steps=1 model.config.num_hidden_layers=8 model.config.vocab_size=512 model.config.intermediate_size=704 \
+  "output_dir=$work/make_base" \
   > "$work/make_base.log" 2>&1 || { cat "$work/make_base.log"; fail "base"; }
 cp -r "$work/make_base/final" "$work/base"
 check full_1 full 1
 check full_2 full 2
 check qlora_2 qlora 2
+check qat_1 qat 1
+check qat_2 qat 2
+check qat_lora_2 qat_lora 2
 "$qtune" plan --model "$golden/llama/llama2_70b_config.json" --recipe qlora --nproc 2 --seq 2048 --batch 1 --dtype bf16 \
   --activation-checkpointing --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
 echo "plan check: ok"

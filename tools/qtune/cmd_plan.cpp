@@ -1,5 +1,5 @@
-// `qtune plan --model DIR|CONFIG --recipe R --nproc N --seq T --batch B [--dtype]`: each rank's peak memory for a
-// training run, predicted from the model's config.json alone (tools/recipes/memory_plan.h).
+// `qtune plan --model DIR|CONFIG --recipe R --nproc N --seq T --batch B [--dtype] [--scheme]`: each rank's peak memory
+// for a training run, predicted from the model's config.json alone (tools/recipes/memory_plan.h).
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +9,7 @@
 #include "engine/check.h"
 #include "models/llama_config.h"
 #include "qtune/commands.h"
+#include "quant/qat_config.h"
 #include "tools/recipes/memory_plan.h"
 
 namespace qtune::cli {
@@ -21,6 +22,8 @@ struct PlanArgs {
   std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
   double lora_dropout = 0;
   bool activation_checkpointing = false, sgd = false;
+  std::string scheme = "8da4w";
+  int64_t group_size = 0;
 };
 
 int plan(const PlanArgs& args) {
@@ -36,6 +39,7 @@ int plan(const PlanArgs& args) {
   in.lora_dropout = args.lora_dropout;
   in.activation_checkpointing = args.activation_checkpointing;
   in.sgd = args.sgd;
+  in.qat_scheme = quant::parse_linear_scheme(args.scheme, args.group_size);
   fmt::print("{}", recipes::format_plan(in, recipes::plan_memory(in)));
   return 0;
 }
@@ -61,6 +65,10 @@ void add_plan_command(CLI::App& app, int& status) {
   cmd->add_option("--lora-dropout", args->lora_dropout, "LoRA dropout (its masked inputs are kept)");
   cmd->add_flag("--activation-checkpointing", args->activation_checkpointing, "keep only each layer's input");
   cmd->add_flag("--sgd", args->sgd, "SGD with momentum instead of AdamW");
+  cmd->add_option("--scheme", args->scheme, "QAT scheme (qat, qat_lora): 8da4w, int4wo, q4_0 or q8_0")
+      ->capture_default_str();
+  cmd->add_option("--group-size", args->group_size, "QAT weights per scale (8da4w, int4wo; 0: the scheme's default)")
+      ->capture_default_str();
   cmd->callback([args, &status] { status = plan(*args); });
 }
 

@@ -9,10 +9,28 @@
 #include "engine/check.h"
 #include "engine/numerics/clip.h"
 #include "engine/numerics/nf4.h"
+#include "quant/qat_config.h"
 #include "tools/recipes/progress.h"
 
 namespace qtune::recipes {
 namespace {
+
+struct Projection {
+  const char* name;
+  int64_t out, in;
+};
+
+// A decoder layer's linears.
+std::vector<Projection> projections_of(const models::LlamaConfig& c) {
+  const int64_t d = c.resolved_head_dim(), q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
+  return {{"q_proj", q, c.hidden_size},
+          {"k_proj", kv, c.hidden_size},
+          {"v_proj", kv, c.hidden_size},
+          {"o_proj", c.hidden_size, q},
+          {"gate_proj", c.intermediate_size, c.hidden_size},
+          {"up_proj", c.intermediate_size, c.hidden_size},
+          {"down_proj", c.hidden_size, c.intermediate_size}};
+}
 
 struct TensorShape {
   std::string name;
@@ -32,21 +50,10 @@ int64_t bytes_of(const std::vector<TensorShape>& tensors, bool trainable) {
 // The tensors of one decoder layer as the recipe's passes leave them.
 std::vector<TensorShape> layer_tensors(const PlanInput& in) {
   const models::LlamaConfig& c = in.model;
-  const int64_t d = c.resolved_head_dim(), q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
-  const struct {
-    const char* name;
-    int64_t out, in;
-  } projections[] = {{"q_proj", q, c.hidden_size},
-                     {"k_proj", kv, c.hidden_size},
-                     {"v_proj", kv, c.hidden_size},
-                     {"o_proj", c.hidden_size, q},
-                     {"gate_proj", c.intermediate_size, c.hidden_size},
-                     {"up_proj", c.intermediate_size, c.hidden_size},
-                     {"down_proj", c.hidden_size, c.intermediate_size}};
   const bool adapters = trains_adapters(in.recipe);
   const std::set<std::string> targets(in.lora_targets.begin(), in.lora_targets.end());
   std::vector<TensorShape> out;
-  for (const auto& p : projections) {
+  for (const Projection& p : projections_of(c)) {
     const int64_t n = p.out * p.in;
     if (in.recipe == Recipe::qlora) {
       QTUNE_CHECK(n % numerics::kNF4BlockSize == 0, p.name, " has ", n, " weights: NF4 needs whole blocks of ",
@@ -100,11 +107,12 @@ MemoryPlan plan_memory(const PlanInput& in) {
   QTUNE_CHECK(in.ranks >= 1, "plan: --nproc must be at least 1, got ", in.ranks);
   QTUNE_CHECK(in.seq >= 1 && in.batch >= 1, "plan: --seq and --batch must be at least 1");
   QTUNE_CHECK(in.dtype == DType::f32 || in.dtype == DType::bf16, "plan: --dtype is f32 or bf16");
-  QTUNE_CHECK(in.recipe == Recipe::full || in.recipe == Recipe::lora || in.recipe == Recipe::qlora, "plan: recipe ",
-              recipe_name(in.recipe),
-              " keeps fake-quantized copies of weights and inputs that the plan does not count yet; it plans full, "
-              "lora and qlora");
   const models::LlamaConfig& c = in.model;
+  const bool qat = fake_quantizes(in.recipe);
+  if (qat)
+    for (const Projection& p : projections_of(c)) quant::check_scheme_fits(in.qat_scheme, p.in, p.name);
+  // Schemes that fake-quantize a linear's input too (8da4w) make each linear keep its own quantized copy.
+  const bool qat_inputs = qat && quant::activation_spec(in.qat_scheme).has_value();
   const int64_t a = static_cast<int64_t>(dtype_size(in.dtype));
   const int64_t layers = c.num_hidden_layers, tokens = in.seq * in.batch;
   const bool adapters = trains_adapters(in.recipe);
@@ -150,7 +158,7 @@ MemoryPlan plan_memory(const PlanInput& in) {
   const int64_t d = c.resolved_head_dim();
   const std::set<std::string> targets(in.lora_targets.begin(), in.lora_targets.end());
   const auto targeted = [&](std::initializer_list<const char*> names) {
-    if (in.recipe != Recipe::qlora) return true;
+    if (in.recipe != Recipe::qlora && !qat_inputs) return true;
     for (const char* n : names)
       if (targets.count(n)) return true;
     return false;
@@ -161,6 +169,16 @@ MemoryPlan plan_memory(const PlanInput& in) {
   if (targeted({"gate_proj", "up_proj"})) per_token_values += c.hidden_size;        // normed input of the MLP
   if (targeted({"down_proj"})) per_token_values += c.intermediate_size;             // the SwiGLU product
   int64_t per_token = per_token_values * a + 4 * c.num_attention_heads;
+  // QAT: each fake-quantized linear keeps the fake-quantized weight it multiplied by (whole, also under FSDP)
+  // and, for a trained weight, the 1-byte mask of its straight-through gradient; with quantized inputs also
+  // its own quantized input and that input's mask.
+  int64_t per_layer = 0;
+  if (qat) {
+    for (const Projection& p : projections_of(c)) {
+      per_layer += p.out * p.in * (a + (adapters ? 0 : 1));
+      if (qat_inputs) per_token += p.in * (a + 1);
+    }
+  }
   if (adapters) {
     for (const std::string& t : in.lora_targets) {
       const int64_t width = t == "o_proj"      ? c.num_attention_heads * d
@@ -169,13 +187,16 @@ MemoryPlan plan_memory(const PlanInput& in) {
       per_token += in.lora_rank * a + (in.lora_dropout > 0 ? width * a : 0);
     }
   }
-  const int64_t saved = in.activation_checkpointing ? layers * c.hidden_size * a + per_token : layers * per_token;
+  const int64_t layer_activations = tokens * per_token + per_layer;
+  const int64_t saved = in.activation_checkpointing ? layers * tokens * c.hidden_size * a + layer_activations
+                                                    : layers * layer_activations;
   // The head: the final norm's input and output, the logits and, in backward, their gradient.
   const int64_t head = 2 * c.hidden_size * a + 2 * c.vocab_size * a;
-  const int64_t activations = tokens * (saved + head);
+  const int64_t activations = saved + tokens * head;
   add("activations", activations,
-      fmt::format("{} tokens x {} layers{}, and the logits", tokens, layers,
-                  in.activation_checkpointing ? " (checkpointed: layer inputs + one layer)" : ""));
+      fmt::format("{} tokens x {} layers{}, and the logits{}", tokens, layers,
+                  in.activation_checkpointing ? " (checkpointed: layer inputs + one layer)" : "",
+                  qat ? fmt::format("; {} of fake-quantized weights per layer", format_bytes(per_layer)) : ""));
   // Backward frees activations as it makes gradients: the peak holds the larger of the two.
   add("gradients", grads, in.ranks == 1 ? "the trainable tensors, whole" : "the rank's pieces, and the root's whole");
 
@@ -187,11 +208,11 @@ MemoryPlan plan_memory(const PlanInput& in) {
 }
 
 std::string format_plan(const PlanInput& in, const MemoryPlan& plan) {
-  std::string out =
-      fmt::format("{} of a {}-layer Llama (hidden {}, {} parameters), {}, {} rank{}, {} x {} tokens per rank:\n",
-                  recipe_name(in.recipe), in.model.num_hidden_layers, in.model.hidden_size,
-                  fmt::format("{:.2f}B", in.model.parameter_count() / 1e9), dtype_name(in.dtype), in.ranks,
-                  in.ranks == 1 ? "" : "s", in.batch, in.seq);
+  std::string out = fmt::format(
+      "{}{} of a {}-layer Llama (hidden {}, {} parameters), {}, {} rank{}, {} x {} tokens per rank:\n",
+      recipe_name(in.recipe), fake_quantizes(in.recipe) ? " (" + quant::scheme_name(in.qat_scheme) + ")" : "",
+      in.model.num_hidden_layers, in.model.hidden_size, fmt::format("{:.2f}B", in.model.parameter_count() / 1e9),
+      dtype_name(in.dtype), in.ranks, in.ranks == 1 ? "" : "s", in.batch, in.seq);
   for (const PlanItem& item : plan.items)
     out += fmt::format("  {:<22} {:>10}  {}\n", item.what, format_bytes(item.bytes), item.detail);
   out += fmt::format(

@@ -2,13 +2,14 @@
 // `qtune plan`: what one rank of a training run holds at its peak, predicted from the model's shapes without
 // building it (docs/distributed.md, "Planning memory"). The parameters, gradients and optimizer state are
 // counted exactly as FSDP lays them out (dist::FlatLayout, padding included); the activations from what each
-// op of the forward keeps for backward.
+// op of the forward keeps for backward, QAT's fake-quantized copies included.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "engine/dtype.h"
 #include "models/llama_config.h"
+#include "quant/qat_config.h"
 #include "tools/recipes/recipe.h"
 
 namespace qtune::recipes {
@@ -24,6 +25,7 @@ struct PlanInput {
   double lora_dropout = 0;
   bool sgd = false;  // optimizer: AdamW (two f32 moments) or SGD with momentum (one)
   bool activation_checkpointing = false;
+  quant::LinearScheme qat_scheme = quant::Int8DynActInt4Weight{};  // qat and qat_lora
 };
 
 struct PlanItem {
