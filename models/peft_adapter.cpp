@@ -128,7 +128,7 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
                   const TensorReader& read) {
   const auto modules = lora_modules(model);
   QTUNE_CHECK(!modules.empty(), "save_adapter(", dir, "): the model has no LoRA modules (hint: apply_lora first)");
-  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::vector<io::LazyTensor> tensors;  // read one at a time, as the writer reaches them
   for (const auto& [fqn, lora] : modules) {
     QTUNE_CHECK(lora->rank() == config.rank && lora->alpha() == config.alpha, "save_adapter(", dir, "): module ", fqn,
                 " has rank ", lora->rank(), " and alpha ", lora->alpha(), " but the config says rank ", config.rank,
@@ -136,8 +136,10 @@ void save_adapter(Llama& model, const LoraConfig& config, const std::string& dir
     QTUNE_CHECK(std::find(config.targets.begin(), config.targets.end(), split_name(fqn).leaf) != config.targets.end(),
                 "save_adapter(", dir, "): module ", fqn, " has LoRA but '", split_name(fqn).leaf,
                 "' is not in the config's targets");
-    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kA), read_tensor(read, lora->lora_a()).detach());
-    tensors.emplace_back(std::string(kPrefix) + fqn + std::string(kB), read_tensor(read, lora->lora_b()).detach());
+    for (const auto& [suffix, t] : {std::pair{kA, lora->lora_a()}, std::pair{kB, lora->lora_b()}}) {
+      tensors.push_back({{std::string(kPrefix) + fqn + std::string(suffix), t.dtype(), t.shape()},
+                         [&read, t = t] { return read_tensor(read, t).detach(); }});
+    }
   }
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -97,7 +97,7 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
       if (kind == kDone) break;
       if (kind == kFailed) {
         fsdp.release_all();
-        QTUNE_FAIL("rank 0 failed while writing a checkpoint (its error says why)");
+        QTUNE_FAIL("rank 0 failed while writing the model (its error says why)");
       }
       serve(kind, index);
     }
@@ -123,8 +123,16 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   };
   try {
     write(reader);
+  } catch (const dist::CollectiveError&) {
+    throw;  // the communicator is unusable: the others fail on their own deadline, or the job is aborted
   } catch (...) {
-    exchange(kFailed, 0);
+    // Outside a collective (a file error): tell the others, within the usual deadline.
+    try {
+      int64_t message[2] = {kFailed, 0};
+      comm.broadcast(dist::buffer_of(Tensor::from_data(message, {2}, DType::i64)), 0)->wait();
+    } catch (const std::exception&) {
+      // They learn it from the job's abort instead.
+    }
     fsdp.release_all();
     throw;
   }

@@ -7,6 +7,7 @@
 
 namespace qtune::models {
 
+// What a reader returns is valid until its next read (a sharded model may free it then): write it first.
 using TensorReader = std::function<Tensor(const Tensor&)>;
 
 // reader(t), or t itself for an empty reader.

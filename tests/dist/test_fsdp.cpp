@@ -316,8 +316,8 @@ TEST_CASE("consolidated saving: rank 0 writes one process's files while each ran
       QTUNE_FAIL("disk full");
     });
   };
-  CHECK_THROWS_WITH_AS(fail(), doctest::Contains(world->rank() == 0 ? "disk full" : "rank 0 failed while writing"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      fail(), doctest::Contains(world->rank() == 0 ? "disk full" : "rank 0 failed while writing the model"), Error);
 }
 
 int main(int argc, char** argv) {

@@ -13,6 +13,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/io/staged_directory.h"
 #include "models/hf_checkpoint.h"
+#include "models/llama_config.h"
 
 namespace qtune::recipes {
 namespace {
@@ -94,6 +95,21 @@ std::string save_checkpoint(const std::string& output_dir, models::Llama& model,
       tensors.push_back(sharded ? sharded->optimizer_state(key)
                                 : io::LazyTensor{{key, t.dtype(), t.shape()}, [t = t] { return t; }});
     io::save_safetensors((tmp / kOptimizerFile).string(), tensors, {{"format", "pt"}});
+    io::write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(full));  // last: complete
+  });
+  return dir.string();
+}
+
+std::string save_sharded_checkpoint(const std::string& output_dir, models::Llama& model,
+                                    const std::string& tokenizer_source, const std::string& shards_dir,
+                                    const std::map<std::string, double>& optimizer_scalars, const TrainerState& state) {
+  const fs::path dir = fs::path(output_dir) / "checkpoints" / ("step_" + std::to_string(state.step));
+  TrainerState full = state;
+  full.optimizer_scalars = optimizer_scalars;
+  io::write_directory_atomic(dir, [&](const fs::path& tmp) {
+    fs::rename(shards_dir, tmp / "shards");
+    io::write_file_atomic((tmp / "config.json").string(), models::llama_config_to_json(model.config()));
+    copy_tokenizer_files(tokenizer_source, tmp);
     io::write_file_atomic((tmp / "trainer_state.json").string(), trainer_state_to_json(full));  // last: complete
   });
   return dir.string();

@@ -35,6 +35,13 @@ std::string save_checkpoint(const std::string& output_dir, models::Llama& model,
                             const WeightsWriter& write_weights = nullptr,
                             const models::ShardedLlama::WholeReader* sharded = nullptr);
 
+// dist.sharded_checkpoints: writes checkpoints/step_<state.step> atomically around `shards_dir`, the ranks'
+// files and index (tools/recipes/sharded_checkpoint.h), which it moves in as shards/: with config.json, the
+// tokenizer files and trainer_state.json (last). Returns its path.
+std::string save_sharded_checkpoint(const std::string& output_dir, models::Llama& model,
+                                    const std::string& tokenizer_source, const std::string& shards_dir,
+                                    const std::map<std::string, double>& optimizer_scalars, const TrainerState& state);
+
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 // Deletes all but the newest `keep` complete checkpoints.

@@ -25,7 +25,8 @@ bool may_change(const std::string& key) {
                                              "train.log_every",
                                              "train.activation_checkpointing",
                                              "dist.timeout_s",
-                                             "dist.check_calls"};
+                                             "dist.check_calls",
+                                             "dist.sharded_checkpoints"};
   return keys.count(key) > 0;
 }
 

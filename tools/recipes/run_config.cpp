@@ -75,6 +75,7 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("fp8.recipe", c.fp8.recipe);
   visit("dist.timeout_s", c.dist.timeout_s);
   visit("dist.check_calls", c.dist.check_calls);
+  visit("dist.sharded_checkpoints", c.dist.sharded_checkpoints);
 }
 
 // Input files: relative ones in a config file are resolved against the file's directory.

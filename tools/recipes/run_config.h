@@ -89,8 +89,9 @@ struct Fp8Section {
 };
 
 struct DistSection {
-  double timeout_s = 30;     // a collective still unfinished this long after it started stops every rank
-  bool check_calls = false;  // ranks compare each collective's kind and sizes before it (debugging a hang)
+  double timeout_s = 30;             // a collective still unfinished this long after it started stops every rank
+  bool check_calls = false;          // ranks compare each collective's kind and sizes before it (debugging a hang)
+  bool sharded_checkpoints = false;  // under FSDP each rank writes its own pieces (tools/recipes/sharded_checkpoint.h)
 };
 
 struct RunConfig {

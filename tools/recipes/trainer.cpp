@@ -35,6 +35,7 @@
 #include "tools/recipes/progress.h"
 #include "tools/recipes/resume_check.h"
 #include "tools/recipes/setup.h"
+#include "tools/recipes/sharded_checkpoint.h"
 
 namespace qtune::recipes {
 namespace {
@@ -280,7 +281,13 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
               config.model.config ? "model.config" : config.model.path + "/config.json",
               " max_position_embeddings = ", context, "): lower data.seq_len");
   if (hooks.prepare_model) hooks.prepare_model(*model);
-  if (checkpoint) {
+  // A sharded checkpoint's trainable tensors are read once the model is cut as this run cuts it (below).
+  const bool sharded_state = checkpoint && has_sharded_state(*checkpoint);
+  if (sharded_state && whole_model_files)
+    for (const auto& [name, t] : model->named_parameters())
+      QTUNE_CHECK(t.requires_grad(), *checkpoint, " holds the trainable tensors only, but ", name,
+                  " is frozen in this run: resume it with the recipe that wrote it");
+  if (checkpoint && !sharded_state) {
     if (whole_model_files) {
       models::load_llama_weights(*model, *checkpoint);
     } else {
@@ -322,8 +329,23 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   if (checkpoint) {
     QTUNE_CHECK(resumed.step <= total, "cannot resume from ", *checkpoint, ": it is at step ", resumed.step,
                 ", past this run's ", total, " steps (raise train.steps)");
-    const optim::OptimizerState saved = read_optimizer_state(*checkpoint, resumed);
-    optimizer->load_state(sharded ? sharded->shard_state(saved) : saved);
+    if (sharded_state) {
+      std::vector<std::string> names;
+      std::vector<Shape> shapes;
+      if (sharded) {
+        names = sharded->fsdp().parameter_names();
+        for (size_t j = 0; j < params.size(); ++j) shapes.push_back(sharded->fsdp().parameter_shape(j));
+      } else {
+        for (const auto& [name, t] : model->named_parameters())
+          if (t.requires_grad()) names.push_back(name), shapes.push_back(t.shape());
+      }
+      optimizer->load_state(
+          read_sharded_state(*checkpoint, names, shapes, params, ranks.rank, resumed.optimizer_scalars));
+      if (sharded) sharded->fsdp().after_step();  // the root's whole tensors, from the pieces just read
+    } else {
+      const optim::OptimizerState saved = read_optimizer_state(*checkpoint, resumed);
+      optimizer->load_state(sharded ? sharded->shard_state(saved) : saved);
+    }
     loader.set_position(resumed.data);
     default_generator().set_state(resumed.rng_seed, resumed.rng_offset);
     p = {resumed.step, resumed.loss, resumed.eval_step, resumed.eval_loss, resumed.elapsed_s};
@@ -373,6 +395,26 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
           save_checkpoint(out.string(), *model, tokenizer_path, optimizer->state(), state, hooks.save_weights);
       prune_checkpoints(out.string(), config.train.keep_checkpoints);
       note("saved " + dir);
+      return;
+    }
+    if (config.dist.sharded_checkpoints) {
+      // Every rank writes its pieces at once into a staging directory that rank 0 then completes and renames.
+      const fs::path staging = out / "checkpoints" / (".step_" + std::to_string(step) + ".shards");
+      if (ranks.lead()) {
+        fs::remove_all(staging);  // a killed run's
+        fs::create_directories(staging);
+      }
+      barrier();
+      write_rank_shard(staging.string(), *sharded, optimizer->state(), ranks.rank);
+      barrier();
+      if (ranks.lead()) {
+        write_shard_index(staging.string(), *sharded, optimizer->state(), ranks.size);
+        const std::string dir = save_sharded_checkpoint(out.string(), *model, tokenizer_path, staging.string(),
+                                                        optimizer->state().scalars, state);
+        prune_checkpoints(out.string(), config.train.keep_checkpoints);
+        note("saved " + dir + " (sharded: a file per rank)");
+      }
+      barrier();
       return;
     }
     // The checkpoint a single process writes (resumable at any world size), rank 0 writing each tensor as the
