@@ -27,16 +27,6 @@ int64_t nf4_unit(const std::string& name, const Tensor&) {
   return 1;
 }
 
-// "state.<i>.<name>" -> {i, name}; fails naming the key for another form or for i >= count.
-std::pair<size_t, std::string> parse_state_key(const std::string& key, size_t count) {
-  const size_t dot = key.find('.', 6);
-  QTUNE_CHECK(key.rfind("state.", 0) == 0 && dot != std::string::npos && dot > 6, "optimizer state ", key,
-              ": expected state.<parameter>.<name>");
-  const size_t index = std::stoul(key.substr(6, dot - 6));
-  QTUNE_CHECK(index < count, "optimizer state ", key, ": the model has ", count, " trainable tensors");
-  return {index, key.substr(dot + 1)};
-}
-
 // The state's tensors by name ("exp_avg", ...), one per parameter, and `convert` applied to each list: the
 // scalars stay as they are. Fails naming the key for one that is not "state.<i>.<name>" with i < count, and
 // for a name some parameter lacks.
@@ -45,7 +35,7 @@ optim::OptimizerState regroup(const optim::OptimizerState& state, const std::vec
   const size_t count = names.size();
   std::map<std::string, std::vector<Tensor>> by_name;
   for (const auto& [key, t] : state.tensors) {
-    const auto [index, name] = parse_state_key(key, count);
+    const auto [index, name] = optim::Optimizer::parse_state_key(key, count);
     auto& list = by_name[name];
     list.resize(count);
     list[index] = t;
@@ -75,7 +65,7 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   // Sorted by key: the same list on every rank.
   const std::vector<std::pair<std::string, Tensor>> state(pieces.tensors.begin(), pieces.tensors.end());
   const auto parameter_of = [&](const std::string& key) {
-    return parse_state_key(key, fsdp.parameters().size()).first;
+    return optim::Optimizer::parse_state_key(key, fsdp.parameters().size()).first;
   };
   // Rank 0 broadcasts what every rank gathers next. The others may wait while it writes a file.
   enum Request : int64_t { kDone, kFailed, kParameter, kState, kBlock };

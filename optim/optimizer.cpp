@@ -36,7 +36,7 @@ std::string Optimizer::state_key(size_t index, const std::string& name) {
 namespace {
 
 // Splits "state.<i>.<name>" into i and name; false for any other shape of key.
-bool parse_state_key(const std::string& key, size_t& index, std::string& name) {
+bool split_state_key(const std::string& key, size_t& index, std::string& name) {
   constexpr std::string_view prefix = "state.";
   if (key.rfind(prefix, 0) != 0) return false;
   const size_t dot = key.find('.', prefix.size());
@@ -57,13 +57,22 @@ bool contains(const std::vector<std::string>& names, const std::string& name) {
 
 }  // namespace
 
+std::pair<size_t, std::string> Optimizer::parse_state_key(const std::string& key, size_t parameter_count) {
+  size_t index = 0;
+  std::string name;
+  QTUNE_CHECK(split_state_key(key, index, name), "optimizer state ", key, ": expected state.<parameter>.<name>");
+  QTUNE_CHECK(index < parameter_count, "optimizer state ", key, ": the model has ", parameter_count,
+              " trainable tensors");
+  return {index, name};
+}
+
 void Optimizer::check_state(const OptimizerState& state, const std::vector<std::string>& tensor_names,
                             const std::vector<std::string>& scalar_names, const char* optimizer) const {
   const char* hint = " (was this state saved by another optimizer, or for another model or parameter list?)";
   for (const auto& [key, t] : state.tensors) {
     size_t index = 0;
     std::string name;
-    QTUNE_CHECK(parse_state_key(key, index, name) && contains(tensor_names, name), optimizer,
+    QTUNE_CHECK(split_state_key(key, index, name) && contains(tensor_names, name), optimizer,
                 " state: unknown tensor '", key, "'", hint);
     QTUNE_CHECK(index < params_.size(), optimizer, " state: '", key, "' names parameter ", index, " of ",
                 params_.size(), hint);
@@ -78,7 +87,7 @@ void Optimizer::check_state(const OptimizerState& state, const std::vector<std::
     if (key == "step" || key == "lr") continue;
     size_t index = 0;
     std::string name;
-    QTUNE_CHECK(parse_state_key(key, index, name) && contains(scalar_names, name), optimizer,
+    QTUNE_CHECK(split_state_key(key, index, name) && contains(scalar_names, name), optimizer,
                 " state: unknown scalar '", key, "'", hint);
     QTUNE_CHECK(index < params_.size(), optimizer, " state: '", key, "' names parameter ", index, " of ",
                 params_.size(), hint);

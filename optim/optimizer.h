@@ -43,6 +43,9 @@ class Optimizer {
   virtual OptimizerState state() const = 0;
   virtual void load_state(const OptimizerState& state) = 0;
 
+  // "state.<i>.<name>" -> {i, name}; throws naming the key for another form or for i >= parameter_count.
+  static std::pair<size_t, std::string> parse_state_key(const std::string& key, size_t parameter_count);
+
  protected:
   // "state.<i>.<name>"
   static std::string state_key(size_t index, const std::string& name);

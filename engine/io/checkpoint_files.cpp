@@ -111,12 +111,7 @@ uint64_t CheckpointFiles::total_bytes() const {
 
 void save_checkpoint_files(const std::string& dir, const std::vector<std::pair<std::string, Tensor>>& tensors,
                            const SaveCheckpointOptions& options) {
-  std::vector<LazyTensor> lazy;
-  for (const auto& [name, t] : tensors) {
-    QTUNE_CHECK(t.defined(), dir, ": tensor \"", name, "\" is undefined");
-    lazy.push_back({{name, t.dtype(), t.shape()}, [t] { return t; }});
-  }
-  save_checkpoint_files(dir, lazy, options);
+  save_checkpoint_files(dir, lazy_tensors(tensors, dir), options);
 }
 
 void save_checkpoint_files(const std::string& dir, const std::vector<LazyTensor>& tensors,

@@ -140,12 +140,7 @@ Tensor SafetensorsFile::tensor(std::string_view name) const {
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  std::vector<LazyTensor> lazy;
-  for (const auto& [name, t] : tensors) {
-    QTUNE_CHECK(t.defined(), path, ": tensor \"", name, "\" is undefined");
-    lazy.push_back({{name, t.dtype(), t.shape()}, [t] { return t; }});
-  }
-  save_safetensors(path, lazy, metadata);
+  save_safetensors(path, lazy_tensors(tensors, path), metadata);
 }
 
 void save_safetensors(const std::string& path, const std::vector<LazyTensor>& tensors,

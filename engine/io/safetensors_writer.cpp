@@ -40,6 +40,16 @@ std::string header_text(const std::string& path, const std::vector<TensorSpec>& 
 
 }  // namespace
 
+std::vector<LazyTensor> lazy_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                     const std::string& where) {
+  std::vector<LazyTensor> out;
+  for (const auto& [name, t] : tensors) {
+    QTUNE_CHECK(t.defined(), where, ": tensor \"", name, "\" is undefined");
+    out.push_back({{name, t.dtype(), t.shape()}, [t] { return t; }});
+  }
+  return out;
+}
+
 SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs,
                                      const std::map<std::string, std::string>& metadata)
     : path_(path), specs_(std::move(specs)), out_(path) {

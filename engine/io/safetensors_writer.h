@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -26,6 +27,10 @@ struct LazyTensor {
   TensorSpec spec;
   std::function<Tensor()> produce;
 };
+
+// Tensors already in memory as lazy ones; throws naming `where` for an undefined one.
+std::vector<LazyTensor> lazy_tensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                     const std::string& where);
 
 class SafetensorsWriter {
  public:

@@ -25,14 +25,8 @@ constexpr const char* kIndex = "index.json";
 
 std::string rank_file(int rank) { return "rank_" + std::to_string(rank) + ".safetensors"; }
 
-// "state.<i>.<name>" -> i.
 size_t parameter_of(const std::string& key, size_t count) {
-  const size_t dot = key.find('.', 6);
-  QTUNE_CHECK(key.rfind("state.", 0) == 0 && dot != std::string::npos && dot > 6, "optimizer state ", key,
-              ": expected state.<parameter>.<name>");
-  const size_t index = std::stoul(key.substr(6, dot - 6));
-  QTUNE_CHECK(index < count, "optimizer state ", key, ": the model has ", count, " trainable tensors");
-  return index;
+  return optim::Optimizer::parse_state_key(key, count).first;
 }
 
 // What every rank writes: its pieces of the parameters, then of the optimizer state, each with its whole shape.
