@@ -69,10 +69,11 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   };
   // Rank 0 broadcasts what every rank gathers next. The others may wait while it writes a file.
   enum Request : int64_t { kDone, kFailed, kParameter, kState, kBlock };
-  const auto exchange = [&](int64_t kind, int64_t index) {
+  const auto exchange = [&](int64_t kind, int64_t index, bool patient = true) {
     int64_t message[2] = {kind, index};
     const Tensor buffer = Tensor::from_data(message, {2}, DType::i64);
-    comm.broadcast(dist::buffer_of(buffer), 0)->wait(std::chrono::hours(2));
+    const auto work = comm.broadcast(dist::buffer_of(buffer), 0);
+    patient ? work->wait(std::chrono::hours(2)) : work->wait();
     return std::pair<int64_t, size_t>{buffer.data<int64_t>()[0], static_cast<size_t>(buffer.data<int64_t>()[1])};
   };
   const auto serve = [&](int64_t kind, size_t index) -> Tensor {
@@ -105,8 +106,9 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
     return t;  // gathered now, or one of the root's tensors, whole on every rank
   };
   reader.optimizer_state = [&](const std::string& key) {
-    const auto at = std::find_if(state.begin(), state.end(), [&](const auto& kv) { return kv.first == key; });
-    QTUNE_CHECK(at != state.end(), "optimizer state ", key, ": no such tensor");
+    const auto at = std::lower_bound(state.begin(), state.end(), key,
+                                     [](const auto& kv, const std::string& k) { return kv.first < k; });
+    QTUNE_CHECK(at != state.end() && at->first == key, "optimizer state ", key, ": no such tensor");
     const size_t index = static_cast<size_t>(at - state.begin());
     return io::LazyTensor{{key, at->second.dtype(), fsdp.parameter_shape(parameter_of(key))},
                           [request, index] { return request(kState, index); }};
@@ -118,8 +120,7 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   } catch (...) {
     // Outside a collective (a file error): tell the others, within the usual deadline.
     try {
-      int64_t message[2] = {kFailed, 0};
-      comm.broadcast(dist::buffer_of(Tensor::from_data(message, {2}, DType::i64)), 0)->wait();
+      exchange(kFailed, 0, /*patient=*/false);
     } catch (const std::exception&) {
       // They learn it from the job's abort instead.
     }

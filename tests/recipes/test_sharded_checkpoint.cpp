@@ -12,6 +12,7 @@
 #include "engine/io/atomic_file.h"
 #include "engine/io/safetensors.h"
 #include "scratch_files.h"
+#include "tools/recipes/checkpoint.h"
 #include "tools/recipes/sharded_checkpoint.h"
 
 using namespace qtune;
@@ -69,6 +70,16 @@ TEST_CASE("a sharded checkpoint reads back at any world size") {
   CHECK(error_of([&] {
           recipes::read_sharded_state(dir.str(), {"w"}, {{6}}, {wide}, 0, {});
         }).find("w is f32 [5], this run's is f32 [6]") != std::string::npos);
+}
+
+TEST_CASE("pruning removes the ranks' files a killed sharded save left") {
+  testing::ScratchDir out("sharded_checkpoint_prune");
+  fs::create_directories(out.path / "checkpoints" / ".step_4.shards");
+  testing::write_bytes(out.file("checkpoints/.step_4.shards/rank_0.safetensors"), "partial");
+  fs::create_directories(out.path / "checkpoints" / ".step_6.tmp-123");  // another kind of leftover: not ours
+  recipes::prune_checkpoints(out.str(), 1);
+  CHECK_FALSE(fs::exists(out.path / "checkpoints" / ".step_4.shards"));
+  CHECK(fs::exists(out.path / "checkpoints" / ".step_6.tmp-123"));
 }
 
 TEST_CASE("a damaged index is refused naming the file") {

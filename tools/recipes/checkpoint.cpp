@@ -124,6 +124,13 @@ std::optional<std::string> latest_checkpoint(const std::string& output_dir) {
 void prune_checkpoints(const std::string& output_dir, int64_t keep) {
   const auto all = complete_checkpoints(output_dir);
   for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 0)); i < all.size(); ++i) fs::remove_all(all[i].second);
+  // Ranks' files of a sharded save that a killed run left (a finished save moved its own into the checkpoint).
+  const fs::path root = fs::path(output_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(".step_", 0) == 0 && name.size() > 7 && name.ends_with(".shards")) fs::remove_all(entry.path());
+  }
 }
 
 optim::OptimizerState read_optimizer_state(const std::string& checkpoint_dir, const TrainerState& state) {

@@ -44,7 +44,8 @@ std::string save_sharded_checkpoint(const std::string& output_dir, models::Llama
 
 // The newest complete checkpoint directory in output_dir/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
-// Deletes all but the newest `keep` complete checkpoints.
+// Deletes all but the newest `keep` complete checkpoints, and the ranks' files of a sharded save a killed run
+// left (checkpoints/.step_<N>.shards).
 void prune_checkpoints(const std::string& output_dir, int64_t keep);
 
 // optimizer.safetensors + the scalars of `state`, for Optimizer::load_state.
