@@ -77,6 +77,9 @@ class CpuBackend final : public Backend {
   // NF4
   void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
                     const Tensor& mean) override;
+  void nf4_encode(const Tensor& w, const Tensor& codes, const Tensor& absmax) override;
+  void nf4_double_quantize(const Tensor& absmax, const Tensor& mean, const Tensor& scalers,
+                           const Tensor& factors) override;
   void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,
                       int64_t first, const Tensor& out) override;
 };

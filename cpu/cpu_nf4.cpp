@@ -90,13 +90,11 @@ float block_absmax(const D* src, int64_t len) {
   return amax;
 }
 
+// Codes and the absmax of each block, one block at a time; the last block reads its real elements only.
 template <class D>
-void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors, D* mean_out) {
+void encode(const D* w, int64_t n, uint8_t* codes, float* absmax) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  const int64_t scaler_blocks = (blocks + kNF4ScalerBlockSize - 1) / kNF4ScalerBlockSize;
   const Table<D> table;
-  std::vector<float> absmax(static_cast<size_t>(blocks));
-  // Codes and absmaxes, one block at a time; the last block reads its real elements only.
   parallel_for(blocks, 64, [&](int64_t begin, int64_t end) {
     float x[kBlock];
     uint8_t best[kBlock];
@@ -114,21 +112,12 @@ void quantize(const D* w, int64_t n, uint8_t* codes, int8_t* scalers, D* factors
       for (int64_t i = 0; i < kBlock / 2; ++i) dst[i] = nf4_pack(best[2 * i], best[2 * i + 1]);
     }
   });
-  // The mean of the absmaxes in the fixed chunk order of kNF4MeanChunk.
-  const int64_t chunks = (blocks + kNF4MeanChunk - 1) / kNF4MeanChunk;
-  std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
-  parallel_for(chunks, 2, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      double s = 0.0;
-      for (int64_t i = c * kNF4MeanChunk; i < std::min(blocks, (c + 1) * kNF4MeanChunk); ++i) s += absmax[i];
-      chunk_sum[c] = s;
-    }
-  });
-  double sum = 0.0;
-  for (double s : chunk_sum) sum += s;
-  const float mean = nf4_mean<D>(sum, blocks);
-  store(mean_out, mean);
-  // Double quantization of the centred absmaxes, one scaler block at a time.
+}
+
+// Double quantization of the centred absmaxes, one scaler block at a time.
+template <class D>
+void double_quantize(const float* absmax, int64_t blocks, float mean, int8_t* scalers, D* factors) {
+  const int64_t scaler_blocks = (blocks + kNF4ScalerBlockSize - 1) / kNF4ScalerBlockSize;
   parallel_for(scaler_blocks, 16, [&](int64_t begin, int64_t end) {
     for (int64_t sb = begin; sb < end; ++sb) {
       const int64_t first = sb * kNF4ScalerBlockSize, last = std::min(blocks, first + kNF4ScalerBlockSize);
@@ -222,7 +211,42 @@ void CpuBackend::nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor
   check_nf4_parts("nf4_quantize", w.numel(), codes, scalers, factors, mean);
   dispatch_nf4(w.dtype(), "nf4_quantize", [&](auto tag) {
     using D = decltype(tag);
-    quantize<D>(ptr<D>(w), w.numel(), ptr<uint8_t>(codes), ptr<int8_t>(scalers), ptr<D>(factors), ptr<D>(mean));
+    const int64_t blocks = scalers.numel();
+    std::vector<float> absmax(static_cast<size_t>(blocks));
+    encode<D>(ptr<D>(w), w.numel(), ptr<uint8_t>(codes), absmax.data());
+    const float m = nf4_absmax_mean<D>(absmax.data(), blocks);
+    store(ptr<D>(mean), m);
+    double_quantize<D>(absmax.data(), blocks, m, ptr<int8_t>(scalers), ptr<D>(factors));
+  });
+}
+
+void CpuBackend::nf4_encode(const Tensor& w, const Tensor& codes, const Tensor& absmax) {
+  check_contiguous("nf4_encode", w, "w");
+  QTUNE_CHECK(w.numel() > 0, "nf4_encode: the weight is empty");
+  const int64_t blocks = (w.numel() + kBlock - 1) / kBlock;
+  QTUNE_CHECK(codes.is_contiguous() && codes.dtype() == DType::u8 && codes.numel() == blocks * (kBlock / 2),
+              "nf4_encode: codes must be contiguous u8 [", blocks * (kBlock / 2), "] for ", w.numel(), " weights");
+  QTUNE_CHECK(absmax.is_contiguous() && absmax.dtype() == DType::f32 && absmax.numel() == blocks,
+              "nf4_encode: absmax must be contiguous f32 [", blocks, "] for ", w.numel(), " weights");
+  dispatch_nf4(w.dtype(), "nf4_encode", [&](auto tag) {
+    using D = decltype(tag);
+    encode<D>(ptr<D>(w), w.numel(), ptr<uint8_t>(codes), ptr<float>(absmax));
+  });
+}
+
+void CpuBackend::nf4_double_quantize(const Tensor& absmax, const Tensor& mean, const Tensor& scalers,
+                                     const Tensor& factors) {
+  check_contiguous("nf4_double_quantize", absmax, "absmax");
+  QTUNE_CHECK(absmax.dtype() == DType::f32 && absmax.numel() > 0,
+              "nf4_double_quantize: absmax must be non-empty f32, got ", dtype_name(absmax.dtype()), " ",
+              shape_str(absmax.shape()));
+  const int64_t blocks = absmax.numel();
+  check_nf4_parts("nf4_double_quantize", blocks * kBlock, Tensor::reserved({blocks * (kBlock / 2)}, DType::u8), scalers,
+                  factors, mean);
+  dispatch_nf4(mean.dtype(), "nf4_double_quantize", [&](auto tag) {
+    using D = decltype(tag);
+    double_quantize<D>(ptr<float>(absmax), blocks, static_cast<float>(load(ptr<D>(mean))), ptr<int8_t>(scalers),
+                       ptr<D>(factors));
   });
 }
 

@@ -39,15 +39,21 @@ Range FlatLayout::held(int rank, size_t s) const {
 void FlatLayout::pack_shard(int rank, const std::vector<const void*>& segments, void* shard) const {
   QTUNE_CHECK(segments.size() == segments_.size(), "flat layout: ", segments.size(), " segment pointers for ",
               segments_.size(), " segments");
+  fill_shard(
+      rank,
+      [&](size_t s, Range r, void* piece) {
+        const auto element = static_cast<int64_t>(dtype_size(segments_[s].dtype));
+        if (r.size() > 0)
+          std::memcpy(piece, static_cast<const unsigned char*>(segments[s]) + r.begin * element,
+                      static_cast<size_t>(r.size() * element));
+      },
+      shard);
+}
+
+void FlatLayout::fill_shard(int rank, const PieceFill& fill, void* shard) const {
   auto* out = static_cast<unsigned char*>(shard);
   std::memset(out, 0, static_cast<size_t>(shard_bytes_));
-  for (size_t s = 0; s < segments_.size(); ++s) {
-    const Range r = held(rank, s);
-    const auto element = static_cast<int64_t>(dtype_size(segments_[s].dtype));
-    if (r.size() > 0)
-      std::memcpy(out + piece_offsets_[s], static_cast<const unsigned char*>(segments[s]) + r.begin * element,
-                  static_cast<size_t>(r.size() * element));
-  }
+  for (size_t s = 0; s < segments_.size(); ++s) fill(s, held(rank, s), out + piece_offsets_[s]);
 }
 
 void FlatLayout::unpack_gathered(const void* gathered, const std::vector<void*>& segments) const {

@@ -5,6 +5,7 @@
 // Every shard has the same size, so one all_gather of the shards rebuilds the whole block, and a unit
 // (an NF4 double-quantization group) never straddles two ranks, so each shard decodes on its own.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ class FlatLayout {
 
   // Fills rank r's shard (shard_bytes() bytes) from the whole segments, zeroing the padding.
   void pack_shard(int rank, const std::vector<const void*>& segments, void* shard) const;
+  // The same, each piece written by fill(s, held(rank, s), piece) in segment order, also for an empty range.
+  using PieceFill = std::function<void(size_t s, Range held, void* piece)>;
+  void fill_shard(int rank, const PieceFill& fill, void* shard) const;
   // Rebuilds the whole segments from all ranks' shards laid end to end (what all_gather of the shards gives).
   void unpack_gathered(const void* gathered, const std::vector<void*>& segments) const;
 

@@ -37,13 +37,8 @@ std::vector<const void*> const_pointers(const std::vector<Tensor>& tensors) {
 
 }  // namespace
 
-std::vector<Tensor> Fsdp::wholes(const std::vector<Entry>& entries) {
-  std::vector<Tensor> out;
-  for (const Entry& e : entries) out.push_back(e.whole);
-  return out;
-}
-
-Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks, UnitOf unit_of)
+Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks, UnitOf unit_of,
+           PieceSource source)
     : comm_(comm) {
   const int ranks = comm.size();
   // Which unit (0 = root) and position each tensor of the model belongs to.
@@ -65,8 +60,15 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
       // Shards, buffers and the layout's packing live in host memory; GPU ranks need a device path first.
       QTUNE_CHECK(t.device().is_cpu(), "FSDP shards CPU tensors, but ", name, " is on ", t.device().str(),
                   " (FSDP on GPU ranks is not built yet)");
-      // Its own contiguous storage, so that freeing it between uses frees exactly this tensor.
-      t.set_data(t.detach().clone());
+      // Its own contiguous storage, so that freeing it between uses frees exactly this tensor (a reserved one
+      // has it already).
+      if (t.storage()->has_data()) {
+        t.set_data(t.detach().clone());
+      } else {
+        QTUNE_CHECK(source && t.is_contiguous() && t.storage()->nbytes() == t.nbytes(), "FSDP: ", name,
+                    " holds no memory, and nothing loads its piece (a model built without its weights is sharded "
+                    "with a piece source)");
+      }
       if (t.requires_grad()) {
         QTUNE_CHECK(is_floating(t.dtype()), "FSDP: trainable ", name, " is ", dtype_name(t.dtype()));
         QTUNE_CHECK(unit->trainable.empty() || t.dtype() == unit->train_dtype, "FSDP: ", block_name,
@@ -81,10 +83,13 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     units_.push_back(std::move(unit));
   }
 
-  for (auto& [name, t] : root.named_parameters())
-    if (t.defined() && !unit_of_impl.count(t.impl())) root_whole_.push_back(t);
-  for (auto& [name, t] : root.named_buffers())
-    if (t.defined() && !unit_of_impl.count(t.impl())) root_whole_.push_back(t);
+  for (auto named : {root.named_parameters(), root.named_buffers()}) {
+    for (auto& [name, t] : named) {
+      if (!t.defined() || unit_of_impl.count(t.impl())) continue;
+      QTUNE_CHECK(t.storage()->has_data(), "FSDP: ", name, " stays whole on every rank but holds no memory");
+      root_whole_.push_back(t);
+    }
+  }
 
   // Parameter order is the model's: a sharded optimizer's state lines up with a one-process one.
   Unit& root_unit = *units_[0];
@@ -108,6 +113,17 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     }
   }
 
+  // A piece comes from the whole tensor, or from the source for one that holds no memory.
+  const auto fill_from = [&](const std::vector<Entry>& entries) {
+    return [&entries, &source](size_t s, Range held, void* piece) {
+      const Tensor& whole = entries[s].whole;
+      if (!whole.storage()->has_data()) return source(entries[s].name, whole, held, piece);
+      const auto element = static_cast<int64_t>(dtype_size(whole.dtype()));
+      if (held.size() > 0)
+        std::memcpy(piece, static_cast<const unsigned char*>(whole.data_ptr()) + held.begin * element,
+                    static_cast<size_t>(held.size() * element));
+    };
+  };
   pieces_.resize(names_.size());
   for (size_t u = 0; u < units_.size(); ++u) {
     Unit& unit = *units_[u];
@@ -120,7 +136,7 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
       unit.train.emplace(std::move(segments), ranks);
       const int64_t size = static_cast<int64_t>(dtype_size(unit.train_dtype));
       unit.train_shard = Tensor::empty({unit.train->shard_bytes() / size}, unit.train_dtype);
-      unit.train->pack_shard(comm.rank(), const_pointers(wholes(unit.trainable)), unit.train_shard.data_ptr());
+      unit.train->fill_shard(comm.rank(), fill_from(unit.trainable), unit.train_shard.data_ptr());
       for (size_t s = 0; s < unit.trainable.size(); ++s) {
         Tensor piece = unit.train_shard.narrow(0, unit.train->piece_offset(s) / size, unit.train->piece_count(s));
         piece.requires_grad_(true);
@@ -133,7 +149,7 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
         segments.push_back({e.name, e.whole.dtype(), e.whole.numel(), unit_of ? unit_of(e.name, e.whole) : 1});
       unit.fixed.emplace(std::move(segments), ranks);
       unit.fixed_shard = Tensor::empty({unit.fixed->shard_bytes()}, DType::u8);
-      unit.fixed->pack_shard(comm.rank(), const_pointers(wholes(unit.frozen)), unit.fixed_shard.data_ptr());
+      unit.fixed->fill_shard(comm.rank(), fill_from(unit.frozen), unit.fixed_shard.data_ptr());
     }
     if (u > 0) {
       set_trainable_whole(unit, false);

@@ -28,14 +28,19 @@ namespace qtune::dist {
 
 // Elements of a frozen tensor that must stay on one rank together (an NF4 double-quantization group's codes).
 using UnitOf = std::function<int64_t(const std::string& name, const Tensor& t)>;
+// Writes this rank's piece of a block tensor built without its memory (Tensor::reserved: a sharded load), the
+// elements `held` of the flattened tensor, into piece. Asked on every rank for every such tensor in the same
+// order, also for an empty range, so it may run collectives.
+using PieceSource = std::function<void(const std::string& name, const Tensor& whole, Range held, void* piece)>;
 
 class Fsdp {
  public:
   // blocks: root's repeated children in forward order, by their names under root. Every rank must pass the same
   // model. Every tensor of a block (parameters and buffers) is sharded; trainable ones (requires_grad now) must
-  // share one floating dtype per block. unit_of: 1 for every frozen tensor when null.
+  // share one floating dtype per block. unit_of: 1 for every frozen tensor when null. source: the pieces of
+  // the block tensors that hold no memory (the root's tensors must hold theirs).
   Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks,
-       UnitOf unit_of = nullptr);
+       UnitOf unit_of = nullptr, PieceSource source = nullptr);
   ~Fsdp();
   Fsdp(const Fsdp&) = delete;
   Fsdp& operator=(const Fsdp&) = delete;
@@ -92,7 +97,6 @@ class Fsdp {
     int64_t param_index = -1;  // into pieces_ when trainable
   };
   struct Unit;
-  static std::vector<Tensor> wholes(const std::vector<Entry>& entries);
   void start_gather(Unit& u);
   void finish_gather(Unit& u);
   void ensure_gathered(Unit& u);

@@ -114,6 +114,10 @@ void Backend::check_nf4_parts(std::string_view kernel, int64_t numel, const Tens
 void Backend::nf4_quantize(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   unsupported("nf4_quantize");
 }
+void Backend::nf4_encode(const Tensor&, const Tensor&, const Tensor&) { unsupported("nf4_encode"); }
+void Backend::nf4_double_quantize(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("nf4_double_quantize");
+}
 void Backend::nf4_dequantize(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, const Tensor&) {
   unsupported("nf4_dequantize");
 }

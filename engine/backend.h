@@ -187,6 +187,15 @@ class Backend {
   // w: [n] f32 or bf16
   virtual void nf4_quantize(const Tensor& w, const Tensor& codes, const Tensor& scalers, const Tensor& factors,
                             const Tensor& mean);
+  // nf4_quantize in two halves, for a weight quantized in pieces of whole scaler blocks (a sharded load): nf4_encode
+  // gives the codes and each block's absmax; numerics::nf4_absmax_mean over every piece's absmaxes gives the
+  // mean; nf4_double_quantize gives a piece's scalers and factors against that mean. Over a whole weight the
+  // three give nf4_quantize's bits.
+  // w: [n] f32 or bf16, codes: [nb * 32] u8, absmax: [nb] f32
+  virtual void nf4_encode(const Tensor& w, const Tensor& codes, const Tensor& absmax);
+  // absmax: [nb] f32, mean: [1] in D (f32 or bf16), scalers: [nb] i8, factors: [ns] in D
+  virtual void nf4_double_quantize(const Tensor& absmax, const Tensor& mean, const Tensor& scalers,
+                                   const Tensor& factors);
   // out: [count] any floating dtype = elements [first, first + count) of the dequantized weight (computed
   // in the stored dtype, then cast), so a caller can dequantize a tile of rows at a time.
   virtual void nf4_dequantize(const Tensor& codes, const Tensor& scalers, const Tensor& factors, const Tensor& mean,

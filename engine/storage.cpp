@@ -13,6 +13,14 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   return s;
 }
 
+std::shared_ptr<Storage> Storage::reserve(size_t nbytes, Device device) {
+  std::shared_ptr<Storage> s(new Storage());
+  s->allocator_ = &allocator_for(device);
+  s->nbytes_ = nbytes;
+  s->device_ = device;
+  return s;
+}
+
 std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, Device device, std::function<void()> release) {
   std::shared_ptr<Storage> s(new Storage());
   s->data_ = data;

@@ -12,6 +12,9 @@ class Storage {
  public:
   // Allocates nbytes from the device's allocator.
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);
+  // nbytes of the device's allocator not taken yet (has_data() false until reallocate()): a tensor that
+  // exists only as a shape until a sharded load fills the piece a rank keeps.
+  static std::shared_ptr<Storage> reserve(size_t nbytes, Device device);
   // Wraps memory owned elsewhere (an mmap'ed file, a caller's buffer); `release` runs when the
   // last view goes away. Not counted in the allocator's statistics.
   static std::shared_ptr<Storage> wrap(void* data, size_t nbytes, Device device, std::function<void()> release);

@@ -89,14 +89,27 @@ Strides view_strides(const Shape& shape, const Strides& strides, const Shape& ne
 
 // ---- factories ----------------------------------------------------------------------------------
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+namespace {
+
+Tensor over_new_storage(const Shape& shape, DType dtype, Device device, bool reserve_only) {
   for (int64_t d : shape) QTUNE_CHECK(d >= 0, "negative size in shape ", shape_str(shape));
+  const size_t nbytes = static_cast<size_t>(numel_of(shape)) * dtype_size(dtype);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = Storage::allocate(static_cast<size_t>(numel_of(shape)) * dtype_size(dtype), device);
+  impl->storage = reserve_only ? Storage::reserve(nbytes, device) : Storage::allocate(nbytes, device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
+}
+
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return over_new_storage(shape, dtype, device, false);
+}
+
+Tensor Tensor::reserved(const Shape& shape, DType dtype, Device device) {
+  return over_new_storage(shape, dtype, device, true);
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
@@ -174,6 +187,8 @@ bool Tensor::is_contiguous() const {
 
 void* Tensor::data_ptr() const {
   const TensorImpl& t = checked();
+  QTUNE_CHECK(t.storage->has_data(), "a ", shape_str(t.shape),
+              " tensor's memory is not there: it is reserved or freed (a sharded tensor outside its gather?)");
   return static_cast<char*>(t.storage->data()) + t.offset * static_cast<int64_t>(dtype_size(t.dtype));
 }
 

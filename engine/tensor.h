@@ -35,6 +35,9 @@ class Tensor {
 
   // ---- factories -------------------------------------------------------------------------------
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // A tensor whose memory is not taken (Storage::reserve): its data may not be read or written until
+  // storage()->reallocate(). What a sharded load builds before each rank fills its own piece.
+  static Tensor reserved(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());

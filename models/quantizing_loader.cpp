@@ -3,6 +3,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -10,6 +11,8 @@
 #include "engine/io/checkpoint_files.h"
 #include "models/pending_linear.h"
 #include "models/quantize_model.h"
+#include "ops/nn/linear.h"
+#include "quant/frozen_nf4_linear.h"
 #include "quant/quantized_embedding.h"
 #include "quant/weight_quantize.h"
 
@@ -34,17 +37,35 @@ void load_projection(Llama& model, const io::CheckpointFiles& files, const std::
   files.release(name);
 }
 
-}  // namespace
+// The projection `fqn` ([out, in]) with a reserved weight: plain, or NF4 parts.
+void reserve_projection(Llama& model, const std::string& fqn, int64_t out, int64_t in, bool nf4) {
+  const LlamaOptions& o = model.options();
+  if (nf4) {
+    model.replace_module(fqn, std::make_shared<quant::FrozenNF4Linear>(
+                                  quant::NF4Tensor::reserved({out, in}, o.dtype, o.device), Tensor()));
+    return;
+  }
+  std::shared_ptr<nn::Linear> linear;
+  {
+    SkipInitGuard no_init;  // the pages it takes are never touched, and given back below
+    linear = std::make_shared<nn::Linear>(in, out, nn::Linear::Options{.bias = false, .dtype = o.dtype, .device = o.device});
+  }
+  linear->weight().set_data(Tensor::reserved({out, in}, o.dtype, o.device));
+  model.replace_module(fqn, std::move(linear));
+}
 
-std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant::ModelQuantization& quantization,
-                                            const LoadOptions& options, const LoadProgress& progress) {
+// quantization: null for plain projections. reserve: leave the decoder projections reserved.
+std::shared_ptr<Llama> load_streamed(const std::string& dir, const quant::ModelQuantization* quantization,
+                                     const LoadOptions& options, const LoadProgress& progress, bool reserve) {
+  const quant::ModelQuantization plain{};
   const LlamaConfig config = load_llama_config(dir);
   // A quantized embedding runs on CPU only.
-  QTUNE_CHECK(options.device.is_cpu() || (quant::quantizes_on_gpu(quantization.scheme) && !quantization.embedding), dir,
+  const quant::ModelQuantization& q = quantization != nullptr ? *quantization : plain;
+  QTUNE_CHECK(options.device.is_cpu() || (!reserve && quant::quantizes_on_gpu(q.scheme) && !q.embedding), dir,
               ": on ", options.device.str(),
               " the quantizing loader streams NF4 or float8 projections (no "
               "quantized embedding); the other schemes run on CPU");
-  check_tied_quantization(config, quantization);
+  check_tied_quantization(config, q);
   const io::CheckpointFiles files = io::CheckpointFiles::open(dir);
   LlamaOptions model_options = llama_options(options);
   model_options.defer_projections = true;
@@ -63,29 +84,27 @@ std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant:
     const auto* pending = dynamic_cast<const PendingLinear*>(module);
     if (pending == nullptr) continue;
     expected[fqn + ".weight"] = {pending->out_features(), pending->in_features()};
-    quant::check_weight_scheme_fits(quantization.scheme, pending->out_features(), pending->in_features(), fqn);
+    if (quantization != nullptr)
+      quant::check_weight_scheme_fits(q.scheme, pending->out_features(), pending->in_features(), fqn);
     const size_t layer = std::stoul(fqn.substr(std::string("model.layers.").size()));
     projections.at(layer).push_back(fqn);
   }
   check_llama_tensors(files, expected, config);
-  if (quantization.embedding)
-    quant::check_scheme_fits(*quantization.embedding, config.hidden_size, "model.embed_tokens");
-  if (quantization.head) {
-    quant::check_weight_scheme_fits(quantization.scheme, config.vocab_size, config.hidden_size, "lm_head");
-  }
+  if (q.embedding) quant::check_scheme_fits(*q.embedding, config.hidden_size, "model.embed_tokens");
+  if (q.head) quant::check_weight_scheme_fits(q.scheme, config.vocab_size, config.hidden_size, "lm_head");
 
   const DType dtype = model_options.dtype;
   for (const auto& [name, param] : params) {
     // The decoder projections are pending (loaded below); what is quantized here is the embedding and the head.
     const std::string module(split_name(name).parent);
-    switch (quantized_part(quantization, module)) {
+    switch (quantization != nullptr ? quantized_part(q, module) : QuantizedPart::none) {
       case QuantizedPart::embedding:
-        model->replace_module(module, std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype),
-                                                                                  *quantization.embedding));
+        model->replace_module(module,
+                              std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype), *q.embedding));
         files.release(name);
         break;
       case QuantizedPart::linear:
-        load_projection(*model, files, module, quantization.scheme, dtype);
+        load_projection(*model, files, module, q.scheme, dtype);
         break;
       case QuantizedPart::none:
         copy_tensor(files, name, param);
@@ -94,11 +113,31 @@ std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant:
   }
   const auto layers = static_cast<int64_t>(projections.size());
   for (int64_t i = 0; i < layers; ++i) {
-    for (const std::string& fqn : projections[static_cast<size_t>(i)])
-      load_projection(*model, files, fqn, quantization.scheme, dtype);
+    for (const std::string& fqn : projections[static_cast<size_t>(i)]) {
+      if (reserve) {
+        const Shape& shape = expected.at(fqn + ".weight");
+        reserve_projection(*model, fqn, shape[0], shape[1], std::holds_alternative<quant::NF4>(q.scheme));
+      } else {
+        load_projection(*model, files, fqn, q.scheme, dtype);
+      }
+    }
     if (progress) progress(i + 1, layers);
   }
   return model;
+}
+
+}  // namespace
+
+std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant::ModelQuantization& quantization,
+                                            const LoadOptions& options, const LoadProgress& progress) {
+  return load_streamed(dir, &quantization, options, progress, false);
+}
+
+std::shared_ptr<Llama> load_llama_reserved(const std::string& dir, const quant::ModelQuantization* nf4_base,
+                                           const LoadOptions& options) {
+  QTUNE_CHECK(nf4_base == nullptr || std::holds_alternative<quant::NF4>(nf4_base->scheme),
+              "load_llama_reserved: the frozen base must be NF4 (other schemes load whole, then shard)");
+  return load_streamed(dir, nf4_base, options, {}, true);
 }
 
 }  // namespace qtune::models

@@ -24,4 +24,11 @@ using LoadProgress = std::function<void(int64_t layer, int64_t layers)>;
 std::shared_ptr<Llama> load_llama_quantized(const std::string& dir, const quant::ModelQuantization& quantization,
                                             const LoadOptions& options = {}, const LoadProgress& progress = {});
 
+// The start of a sharded load (models/sharded_loading.h): the model load_llama_quantized(dir, *nf4_base) builds, or
+// with plain nn::Linear projections when nf4_base is null (the embedding, the norms and the head loaded whole),
+// every decoder projection reserved (Tensor::reserved): nothing of them is read or allocated until FSDP fills
+// each rank's pieces. With the same checks first. CPU only; nf4_base's scheme must be NF4.
+std::shared_ptr<Llama> load_llama_reserved(const std::string& dir, const quant::ModelQuantization* nf4_base,
+                                           const LoadOptions& options = {});
+
 }  // namespace qtune::models

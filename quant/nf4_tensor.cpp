@@ -33,6 +33,19 @@ NF4Tensor NF4Tensor::quantize(const Tensor& weight) {
   return t;
 }
 
+NF4Tensor NF4Tensor::reserved(const Shape& shape, DType dtype, Device device) {
+  QTUNE_CHECK(numel_of(shape) > 0 && (dtype == DType::f32 || dtype == DType::bf16), "NF4Tensor::reserved: a ",
+              dtype_name(dtype), " ", shape_str(shape), " weight cannot be NF4 (non-empty f32 or bf16)");
+  const int64_t blocks = blocks_for(numel_of(shape));
+  NF4Tensor t;
+  t.shape_ = shape;
+  t.codes_ = Tensor::reserved({blocks * kBlockSize / 2}, DType::u8, device);
+  t.scalers_ = Tensor::reserved({blocks}, DType::i8, device);
+  t.factors_ = Tensor::reserved({scaler_blocks_for(blocks)}, dtype, device);
+  t.mean_ = Tensor::reserved({1}, dtype, device);
+  return t;
+}
+
 NF4Tensor NF4Tensor::from_parts(const Shape& shape, Tensor codes, Tensor scalers, Tensor factors, Tensor mean) {
   const int64_t numel = numel_of(shape);
   QTUNE_CHECK(numel > 0, "NF4Tensor::from_parts: shape ", shape_str(shape), " is empty");

@@ -67,6 +67,20 @@ QTUNE_HD float nf4_mean(double sum, int64_t count) {
   return round_to<D>(static_cast<float>(sum / static_cast<double>(count)));
 }
 
+// The mean of `blocks` absmaxes: f64 sums over chunks of kNF4MeanChunk, each chunk in order, then the chunk
+// sums in order, rounded as nf4_mean. A weight quantized in pieces (a sharded load) gathers every piece's
+// absmaxes and gets the one-piece bits from this.
+template <class D>
+float nf4_absmax_mean(const float* absmax, int64_t blocks) {
+  double sum = 0.0;
+  for (int64_t first = 0; first < blocks; first += kNF4MeanChunk) {
+    double chunk = 0.0;
+    for (int64_t i = first; i < first + kNF4MeanChunk && i < blocks; ++i) chunk += absmax[i];
+    sum += chunk;
+  }
+  return nf4_mean<D>(sum, blocks);
+}
+
 // factor = 256 / (2 * max|s|) in D for a scaler block whose centred absmaxes s reach max|s|. A block of
 // equal absmaxes (max|s| = 0) gets an infinite factor, as in torchao; its q8 are 0 and dequantize to 0.
 template <class D>

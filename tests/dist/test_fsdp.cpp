@@ -3,7 +3,9 @@
 // for bit: gradient pieces, the per-tensor squared norms, the clipped AdamW update, the optimizer state and the
 // weights after two steps. Covered: f32 and bf16, activation checkpointing, tied embeddings, eval forwards,
 // and a QLoRA model (NF4 base cut on whole double-quantization groups, LoRA adapters trained). Consolidated
-// saving writes the one-process files from rank 0 with one whole tensor in memory at a time.
+// saving writes the one-process files from rank 0 with one whole tensor in memory at a time. A sharded load gives
+// each rank the pieces one process's load would have, NF4 codes included, holding one projection at most beside
+// its shard.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -29,7 +31,9 @@
 #include "models/hf_checkpoint.h"
 #include "models/llama.h"
 #include "models/lora.h"
+#include "models/quantizing_loader.h"
 #include "models/sharded_llama.h"
+#include "models/sharded_loading.h"
 #include "ops/elementwise.h"
 #include "optim/adamw.h"
 #include "quant/frozen_nf4_linear.h"
@@ -318,6 +322,65 @@ TEST_CASE("consolidated saving: rank 0 writes one process's files while each ran
   };
   CHECK_THROWS_WITH_AS(
       fail(), doctest::Contains(world->rank() == 0 ? "disk full" : "rank 0 failed while writing the model"), Error);
+}
+
+TEST_CASE("sharded load: every rank reads only its pieces, which equal one process's load (NF4 codes too)") {
+  models::LlamaConfig c = tiny_config(false);
+  // NF4 weights of several double-quantization groups (16384 weights), the MLP's ending in a partial one:
+  // ranks hold different groups, and the mean of the absmaxes spans all ranks.
+  c.hidden_size = 256;
+  c.intermediate_size = 392;
+  c.num_hidden_layers = 2;
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("qtune_test_fsdp_load_np" + std::to_string(world->size()));
+  if (world->rank() == 0) {
+    models::LlamaOptions o;
+    o.seed = 5;
+    models::Llama model(c, o);
+    models::SaveOptions save;
+    save.dtype = DType::bf16;  // converted while read, as most checkpoints are
+    models::save_llama(model, dir.string(), save);
+  }
+  world->barrier()->wait();
+
+  const quant::ModelQuantization nf4{quant::NF4{}};
+  for (const DType dtype : {DType::f32, DType::bf16}) {
+    for (const bool quantized : {false, true}) {
+      INFO(dtype_name(dtype), quantized ? " NF4" : " plain");
+      models::LoadOptions load;
+      load.dtype = dtype;
+      const std::shared_ptr<models::Llama> reference =
+          quantized ? models::load_llama_quantized(dir.string(), nf4, load) : models::load_llama(dir.string(), load);
+      // The largest projection (the MLP's) in the compute dtype.
+      const auto largest = static_cast<int64_t>(c.intermediate_size * c.hidden_size * dtype_size(dtype));
+
+      reset_peak_memory(Device::cpu());
+      const auto before = static_cast<int64_t>(memory_stats(Device::cpu()).allocated);
+      const std::shared_ptr<models::Llama> model =
+          models::load_llama_reserved(dir.string(), quantized ? &nf4 : nullptr, load);
+      models::ShardedLlama sharded(*model, *world, models::checkpoint_pieces(dir.string(), *world, dtype));
+      const int64_t peak = static_cast<int64_t>(memory_stats(Device::cpu()).peak_allocated) - before;
+      // The shard, the root's whole tensors, and one projection at most (converted from the file's bf16) with its
+      // NF4 codes (half a byte per weight) and absmaxes.
+      INFO("peak ", peak, " bytes, held ", sharded.fsdp().held_bytes(), ", largest projection ", largest);
+      CHECK(peak <= sharded.fsdp().held_bytes() + largest + largest / 4);
+
+      sharded.fsdp().gather_all();
+      for (const bool buffers : {false, true}) {
+        const auto got = buffers ? model->named_buffers() : model->named_parameters();
+        const auto want = buffers ? reference->named_buffers() : reference->named_parameters();
+        REQUIRE(got.size() == want.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          INFO(want[i].first);
+          CHECK(got[i].first == want[i].first);
+          CHECK(same_bits(got[i].second, want[i].second));
+        }
+      }
+      sharded.fsdp().release_all();
+    }
+  }
+  world->barrier()->wait();
+  if (world->rank() == 0) std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {

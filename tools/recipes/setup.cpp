@@ -109,6 +109,19 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
   return model;
 }
 
+std::shared_ptr<models::Llama> reserved_model(const RunConfig& config, const std::string& dir) {
+  const models::LlamaOptions options = model_options(config);
+  if (!options.device.is_cpu() || (config.recipe == Recipe::lora && config.fp8.recipe)) return nullptr;
+  models::LoadOptions load;
+  load.dtype = options.dtype;
+  load.activation_checkpointing = options.activation_checkpointing;
+  if (config.recipe == Recipe::qlora) {
+    const quant::ModelQuantization base = qlora_base(config);
+    return models::load_llama_reserved(dir, &base, load);
+  }
+  return models::load_llama_reserved(dir, nullptr, load);
+}
+
 data::DataLoader make_loader(const RunConfig& config, const std::string& path, const data::Tokenizer& tokenizer,
                              int64_t vocab_size, const std::function<void(const std::string&)>& note) {
   const DataSection& d = config.data;

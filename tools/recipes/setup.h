@@ -25,6 +25,10 @@ std::shared_ptr<models::Llama> model_skeleton(const std::string& dir, const RunC
 // (recipe qlora, or lora with fp8.recipe, on CPU: the frozen decoder projections stored in NF4 / e4m3 as
 // they are read).
 std::shared_ptr<models::Llama> initial_model(const RunConfig& config);
+// Under FSDP, the model of a sharded load from `dir` (model.path, or a whole-model checkpoint being resumed):
+// its decoder projections reserved, for models::checkpoint_pieces to fill each rank's pieces (docs/distributed.md,
+// "Loading"). Null where the run's base is not built that way (fp8's e4m3 base, a GPU): load it whole, then shard.
+std::shared_ptr<models::Llama> reserved_model(const RunConfig& config, const std::string& dir);
 
 // Batches of `path` in data.format (text | jsonl | tokens), token ids checked against `vocab_size`.
 // `note` receives remarks for the user (lines skipped with data.skip_bad_lines).

@@ -27,6 +27,7 @@
 #include "engine/rng.h"
 #include "models/hf_checkpoint.h"
 #include "models/sharded_llama.h"
+#include "models/sharded_loading.h"
 #include "ops/elementwise.h"
 #include "optim/clip_grad.h"
 #include "optim/lr_schedule.h"
@@ -271,8 +272,17 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   const auto tokenizer = data::load_tokenizer(tokenizer_path);
   QTUNE_CHECK(!hooks.save_weights == !hooks.load_weights, "TrainHooks: save_weights and load_weights come together");
   const bool whole_model_files = !hooks.load_weights;
-  std::shared_ptr<models::Llama> model =
-      checkpoint && whole_model_files ? model_skeleton(*checkpoint, config) : initial_model(config);
+  const bool sharded_state = checkpoint && has_sharded_state(*checkpoint);
+  // Under FSDP the ranks read only their pieces of the decoder projections (a sharded load), from model.path or
+  // the whole-model checkpoint resumed. A per-rank checkpoint's trainable tensors come in after the cut, below.
+  std::optional<std::string> load_dir;
+  std::shared_ptr<models::Llama> model;
+  if (ranks.comm && !config.model.config && !(sharded_state && whole_model_files)) {
+    load_dir = checkpoint && whole_model_files ? *checkpoint : config.model.path;
+    model = reserved_model(config, *load_dir);
+    if (!model) load_dir.reset();
+  }
+  if (!model) model = checkpoint && whole_model_files ? model_skeleton(*checkpoint, config) : initial_model(config);
   const int64_t vocab_size = model->config().vocab_size;
   QTUNE_CHECK(tokenizer->vocab_size() <= vocab_size, "the tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
               " tokens but the model only ", vocab_size, " embeddings: do they belong together?");
@@ -281,17 +291,15 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
               config.model.config ? "model.config" : config.model.path + "/config.json",
               " max_position_embeddings = ", context, "): lower data.seq_len");
   if (hooks.prepare_model) hooks.prepare_model(*model);
-  // A sharded checkpoint's trainable tensors are read once the model is cut as this run cuts it (below).
-  const bool sharded_state = checkpoint && has_sharded_state(*checkpoint);
   if (sharded_state && whole_model_files)
     for (const auto& [name, t] : model->named_parameters())
       QTUNE_CHECK(t.requires_grad(), *checkpoint, " holds the trainable tensors only, but ", name,
                   " is frozen in this run: resume it with the recipe that wrote it");
   if (checkpoint && !sharded_state) {
-    if (whole_model_files) {
-      models::load_llama_weights(*model, *checkpoint);
-    } else {
+    if (!whole_model_files) {
       hooks.load_weights(*model, *checkpoint);
+    } else if (!load_dir) {  // a sharded load reads the checkpoint itself
+      models::load_llama_weights(*model, *checkpoint);
     }
   }
 
@@ -314,7 +322,9 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     for (const auto& [name, t] : model->named_parameters()) whole += t.nbytes();
     for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
     const uint64_t load_peak = memory_stats(device).peak_allocated;
-    sharded = std::make_unique<models::ShardedLlama>(*model, *ranks.comm);
+    sharded = std::make_unique<models::ShardedLlama>(
+        *model, *ranks.comm,
+        load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr);
     ranks.sharded = sharded.get();
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
          " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
