@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/numerics/nf4.h"
 #include "quant/nf4_tensor.h"
 
@@ -119,6 +120,58 @@ TEST_CASE("NF4 dequantize: whole-block lookups equal the scalar formula, f32 and
       const Tensor got = Tensor::empty({nf4.numel()}, out);
       nf4.dequantize_range(0, got);
       CHECK(got.to(DType::f32).to_vector<float>() == expected_t.to(out).to(DType::f32).to_vector<float>());
+    }
+  }
+}
+
+TEST_CASE("a weight quantized in pieces of whole scaler blocks against the pieces' common mean equals one quantize") {
+  // 18 scaler blocks and a partial one (more than one kNF4MeanChunk of absmaxes; the last block partial), cut
+  // into pieces of 7, 6 and the rest: each piece's codes and absmaxes alone, then the mean of all absmaxes,
+  // then each piece's scalers and factors.
+  const int64_t group = 64 * 256, n = 18 * group + group / 2 + 37;
+  std::mt19937 g(5);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> values(static_cast<size_t>(n));
+  for (float& v : values) v = normal(g);
+  for (const DType dtype : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dtype));
+    const Tensor w = Tensor::from_vector(values, {n}).to(dtype);
+    const quant::NF4Tensor whole = quant::NF4Tensor::quantize(w);
+    Backend& cpu = backend_for(Device::cpu());
+    const int64_t blocks = whole.scalers().numel();
+    const std::vector<int64_t> cuts = {0, 7 * group, 13 * group, n};
+    std::vector<float> absmax;
+    std::vector<Tensor> codes;
+    for (size_t p = 0; p + 1 < cuts.size(); ++p) {
+      const Tensor piece = w.narrow(0, cuts[p], cuts[p + 1] - cuts[p]).contiguous();
+      const int64_t piece_blocks = (piece.numel() + 63) / 64;
+      codes.push_back(Tensor::empty({piece_blocks * 32}, DType::u8));
+      const Tensor a = Tensor::empty({piece_blocks});
+      cpu.nf4_encode(piece, codes.back(), a);
+      const std::vector<float> part = a.to_vector<float>();
+      absmax.insert(absmax.end(), part.begin(), part.end());
+    }
+    REQUIRE(static_cast<int64_t>(absmax.size()) == blocks);
+    const float mean = dtype == DType::bf16 ? numerics::nf4_absmax_mean<bf16_t>(absmax.data(), blocks)
+                                            : numerics::nf4_absmax_mean<float>(absmax.data(), blocks);
+    const Tensor mean_t = Tensor::full({1}, mean, dtype);
+    CHECK(std::memcmp(mean_t.data_ptr(), whole.mean().data_ptr(), mean_t.nbytes()) == 0);
+    int64_t first_block = 0;
+    for (size_t p = 0; p + 1 < cuts.size(); ++p) {
+      const int64_t piece_blocks = codes[p].numel() / 32;
+      const Tensor a = Tensor::from_vector(std::vector<float>(absmax.begin() + first_block,
+                                                              absmax.begin() + first_block + piece_blocks),
+                                           {piece_blocks});
+      const Tensor scalers = Tensor::empty({piece_blocks}, DType::i8);
+      const Tensor factors = Tensor::empty({(piece_blocks + 255) / 256}, dtype);
+      cpu.nf4_double_quantize(a, mean_t, scalers, factors);
+      const auto same = [](const Tensor& x, const Tensor& y) {
+        return x.nbytes() == y.nbytes() && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0;
+      };
+      CHECK(same(codes[p], whole.codes().narrow(0, first_block * 32, piece_blocks * 32).contiguous()));
+      CHECK(same(scalers, whole.scalers().narrow(0, first_block, piece_blocks).contiguous()));
+      CHECK(same(factors, whole.factors().narrow(0, first_block / 256, factors.numel()).contiguous()));
+      first_block += piece_blocks;
     }
   }
 }

@@ -16,6 +16,7 @@
 
 #include <fmt/core.h>
 
+#include "dist/world.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
@@ -25,6 +26,8 @@
 #include "models/hf_checkpoint.h"
 #include "models/pending_linear.h"
 #include "models/quantizing_loader.h"
+#include "models/sharded_llama.h"
+#include "models/sharded_loading.h"
 #include "tools/bench/bench_clock.h"
 
 namespace qtune::bench {
@@ -134,18 +137,46 @@ int measure_one(const std::string& dir, const std::string& target) {
   return 0;
 }
 
-// Runs this executable again (a fresh address space, nothing resident from the parent) with --measure.
-Measured measure_in_child(const std::string& dir, const std::string& target) {
+// A rank's side under mpirun: its sharded load; rank 0 prints the slowest time, the highest peak and the
+// largest shard (with the root's whole tensors) of all ranks.
+int measure_sharded(const std::string& dir, const std::string& target) {
+  const std::unique_ptr<dist::Communicator> comm = dist::world_communicator();
+  const auto t0 = Clock::now();
+  const quant::ModelQuantization nf4{quant::NF4{}};
+  const auto model = models::load_llama_reserved(dir, target == "nf4" ? &nf4 : nullptr, {.dtype = DType::bf16});
+  // An NF4 model is a QLoRA base: frozen, so the root keeps no trainable pieces beside its whole tensors. The
+  // bf16 one is trained whole (the full recipe): the root's trainable tensors also have their pieces.
+  if (target == "nf4")
+    for (auto& [name, t] : model->named_parameters()) t.requires_grad_(false);
+  models::ShardedLlama sharded(*model, *comm, models::checkpoint_pieces(dir, *comm, DType::bf16));
+  double mine[3] = {seconds_since(t0), peak_rss_mb(), double(sharded.fsdp().held_bytes()) / kMB};
+  const Tensor all = Tensor::empty({3 * comm->size()}, DType::f64);
+  comm->all_gather(dist::Buffer{mine, 3, DType::f64}, dist::buffer_of(all))->wait();
+  if (comm->rank() == 0) {
+    const double* a = all.data<double>();
+    for (int r = 1; r < comm->size(); ++r)
+      for (int k = 0; k < 3; ++k) mine[k] = std::max(mine[k], a[3 * r + k]);
+    fmt::print("{} {} {}\n", mine[0], mine[1], mine[2]);
+  }
+  return 0;
+}
+
+// Runs `argv` (this executable again, or mpirun starting it: a fresh address space, nothing resident from the
+// parent) and reads the numbers it prints.
+Measured measure_in_child(std::vector<std::string> argv, const std::string& target) {
+  std::vector<char*> c_argv;
+  for (std::string& a : argv) c_argv.push_back(a.data());
+  c_argv.push_back(nullptr);
   int fds[2];
   QTUNE_CHECK(::pipe(fds) == 0, "bench load: cannot create a pipe");
+  std::fflush(nullptr);
   const pid_t pid = ::fork();
   QTUNE_CHECK(pid >= 0, "bench load: cannot fork");
   if (pid == 0) {
     ::dup2(fds[1], STDOUT_FILENO);
     ::close(fds[0]);
     ::close(fds[1]);
-    const char* argv[] = {"qtune", "bench", "load", "--dir", dir.c_str(), "--measure", target.c_str(), nullptr};
-    ::execv("/proc/self/exe", const_cast<char* const*>(argv));
+    ::execvp(c_argv[0], c_argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -158,7 +189,8 @@ Measured measure_in_child(const std::string& dir, const std::string& target) {
   Measured m;
   std::istringstream in(text);
   const bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && (in >> m.seconds >> m.peak_mb >> m.model_mb);
-  QTUNE_CHECK(ok, "bench load: the ", target, " load failed (child status ", wstatus, ", output '", text, "')");
+  QTUNE_CHECK(ok, "bench load: the ", target, " load failed (child status ", wstatus, ", output '", text,
+              WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127 ? "'; is mpirun installed?)" : "')");
   return m;
 }
 
@@ -170,9 +202,21 @@ int run_load_bench(const LoadBenchOptions& options) {
       !options.dir.empty()
           ? options.dir
           : (fs::temp_directory_path() / (options.small ? "qtune_bench_load_small" : "qtune_bench_load_1b")).string();
-  if (!options.measure.empty()) return measure_one(dir, options.measure);
-  for (const std::string& target : options.targets) {
-    if (target != "bf16") quant::parse_weight_scheme(target);  // a bad name fails before the checkpoint is written
+  if (!options.measure.empty())
+    return options.nproc > 0 ? measure_sharded(dir, options.measure) : measure_one(dir, options.measure);
+  QTUNE_CHECK(options.nproc >= 0, "bench load: --nproc must be 0 (one process) or more, got ", options.nproc);
+  std::vector<std::string> targets = options.targets;
+  if (targets.empty())
+    targets = options.nproc > 0 ? std::vector<std::string>{"bf16", "nf4"}
+                                : std::vector<std::string>{"bf16", "nf4", "8da4w", "int4wo"};
+  for (const std::string& target : targets) {
+    // A bad name fails before the checkpoint is written.
+    if (options.nproc > 0) {
+      QTUNE_CHECK(target == "bf16" || target == "nf4", "bench load --nproc: the target ", target,
+                  " does not load sharded (bf16 | nf4)");
+    } else if (target != "bf16") {
+      quant::parse_weight_scheme(target);
+    }
   }
 
   if (checkpoint_complete(dir, config)) {
@@ -191,11 +235,23 @@ int run_load_bench(const LoadBenchOptions& options) {
   }
   fmt::print("{:.4f} B parameters in bf16, {:.0f} MB; largest tensor {:.1f} MB\n", params / 1e9,
              double(files.total_bytes()) / kMB, largest);
-  fmt::print("target peak RSS = model + 2 x largest tensor + 200 MB\n\n");
-  fmt::print("| target | load s | peak RSS MB | model MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+  if (options.nproc > 0) {
+    fmt::print("{} ranks, each loading its FSDP shard; the numbers are the highest of any rank\n", options.nproc);
+    fmt::print("target peak RSS per rank = its shard (with the whole embedding and head) + 2 x largest tensor + 200 MB\n\n");
+    fmt::print("| target | load s | peak RSS MB | shard MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+  } else {
+    fmt::print("target peak RSS = model + 2 x largest tensor + 200 MB\n\n");
+    fmt::print("| target | load s | peak RSS MB | model MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+  }
+  // This very binary, by its real path (a launched "/proc/self/exe" would name the launcher's own).
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
   bool all_pass = true;
-  for (const std::string& target : options.targets) {
-    const Measured m = measure_in_child(dir, target);
+  for (const std::string& target : targets) {
+    std::vector<std::string> argv;
+    if (options.nproc > 0) argv = dist::local_mpirun_command(options.nproc);
+    argv.insert(argv.end(), {self, "bench", "load", "--dir", dir, "--measure", target});
+    if (options.nproc > 0) argv.insert(argv.end(), {"--nproc", std::to_string(options.nproc)});
+    const Measured m = measure_in_child(argv, target);
     const double limit = m.model_mb + 2 * largest + 200;
     const bool pass = m.peak_mb <= limit;
     all_pass = all_pass && pass;

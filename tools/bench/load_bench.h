@@ -3,6 +3,8 @@
 // Llama-3.2-1B shapes (1.24 B parameters, random weights) as a bf16 model and straight into quantized ones
 // (models/quantizing_loader.h), each load in a fresh process, against the issue 6 target
 //   peak RSS <= final in-memory model + 2 x the largest tensor + 200 MB.
+// With --nproc N, N MPI ranks (mpirun) load it straight into FSDP shards (models/sharded_loading.h), each reading
+// only its pieces, and the target is per rank, with the rank's shard (and the root's whole tensors) as the model.
 #include <string>
 #include <vector>
 
@@ -11,7 +13,9 @@ namespace qtune::bench {
 struct LoadBenchOptions {
   std::string dir;     // where the checkpoint is written once and reused; empty: a directory under the temp dir
   bool small = false;  // a tiny config instead of Llama-3.2-1B (tests)
-  std::vector<std::string> targets = {"bf16", "nf4", "8da4w", "int4wo"};  // bf16 = load_llama in bf16
+  // bf16 = load_llama in bf16. Empty: bf16, nf4, 8da4w and int4wo; with nproc, bf16 and nf4.
+  std::vector<std::string> targets;
+  int nproc = 0;        // 0: one process loads the whole model; N: N ranks load their shards (bf16 and nf4)
   std::string measure;  // hidden, set in the child process: load `dir` as this one target and print its numbers
 };
 

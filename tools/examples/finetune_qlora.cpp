@@ -50,21 +50,26 @@ int main(int argc, char** argv) {
         .rank = 8,
         .alpha = 16,
         .targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
-    // Every decoder projection in NF4 with double quantization, read and quantized one layer at a time.
-    const auto model = models::load_llama_quantized(model_dir, models::qlora_base(lora));
-    const double before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
+    // Every decoder projection in NF4 with double quantization, read and quantized one layer at a time. Several
+    // ranks read only their own pieces of the projections (each keeps 1/N of every layer, base and adapters,
+    // and of the optimizer state): the model is built with them reserved and FSDP fills them.
+    const qtune::quant::ModelQuantization base = models::qlora_base(lora);
+    const auto model = ranks > 1 ? models::load_llama_reserved(model_dir, &base)
+                                 : models::load_llama_quantized(model_dir, base);
     const int64_t wrapped = models::apply_lora(*model, lora);
+    std::unique_ptr<models::ShardedLlama> sharded;
+    if (ranks > 1) {
+      sharded = std::make_unique<models::ShardedLlama>(
+          *model, *world, models::checkpoint_pieces(model_dir, *world, model->options().dtype));
+      say("FSDP: %d ranks\n", ranks);
+    }
+    // The adapters start at zero (lora_B): this is the base model's loss.
+    const double before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
     int64_t trainable = 0;
     for (const qtune::Tensor& a : models::lora_parameters(*model)) trainable += a.numel();
     say("QLoRA: NF4 base, %lld projections with rank-%lld adapters (%lld trainable values); held-out loss before: "
         "%.4f\n",
         static_cast<long long>(wrapped), static_cast<long long>(lora.rank), static_cast<long long>(trainable), before);
-    // Several ranks: each keeps 1/N of every layer (base and adapters) and of the optimizer state.
-    std::unique_ptr<models::ShardedLlama> sharded;
-    if (ranks > 1) {
-      sharded = std::make_unique<models::ShardedLlama>(*model, *world);
-      say("FSDP: %d ranks\n", ranks);
-    }
     const std::vector<qtune::Tensor> params = sharded ? sharded->parameters() : models::lora_parameters(*model);
 
     auto loader = data::DataLoader::from_tokens(tokens, kSeqLen, kBatch, /*seed=*/0);

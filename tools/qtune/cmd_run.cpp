@@ -2,7 +2,6 @@
 // as it goes and a summary at the end.
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -11,7 +10,6 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/core.h>
@@ -37,16 +35,7 @@ struct RunArgs {
 
 // --nproc N: this same command again as N ranks of an mpirun job (FSDP), in place of this process.
 [[noreturn]] void exec_mpirun(const RunArgs& args) {
-  QTUNE_CHECK(!dist::launched_as_rank(),
-              "--nproc: this process already is a rank of an MPI job; use either mpirun "
-              "or --nproc");
-  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(args.nproc)};
-  // Open MPI refuses more ranks than cores unless told. It binds each rank to a core only when they fit, so
-  // share the cores out: N ranks of a machine's OpenMP threads each would spin against one another.
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  if (args.nproc > cores) argv.push_back("--oversubscribe");
-  if (std::getenv("OMP_NUM_THREADS") == nullptr)
-    ::setenv("OMP_NUM_THREADS", std::to_string(std::max(1, cores / args.nproc)).c_str(), 1);
+  std::vector<std::string> argv = dist::local_mpirun_command(args.nproc);
   // This very binary, by its real path (a launched "/proc/self/exe" would name the launcher's own).
   argv.insert(argv.end(),
               {std::filesystem::read_symlink("/proc/self/exe").string(), "run", args.recipe, "--config", args.config});

@@ -321,11 +321,11 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     uint64_t whole = 0;
     for (const auto& [name, t] : model->named_parameters()) whole += t.nbytes();
     for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
-    const uint64_t load_peak = memory_stats(device).peak_allocated;
     sharded = std::make_unique<models::ShardedLlama>(
         *model, *ranks.comm,
         load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr);
     ranks.sharded = sharded.get();
+    const uint64_t load_peak = memory_stats(device).peak_allocated;  // a sharded load reads the pieces above
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
          " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
          format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " + format_bytes(whole) +
