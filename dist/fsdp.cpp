@@ -29,10 +29,30 @@ struct Fsdp::Unit {
 
 namespace {
 
-std::vector<const void*> const_pointers(const std::vector<Tensor>& tensors) {
-  std::vector<const void*> out;
-  for (const Tensor& t : tensors) out.push_back(t.data_ptr());
-  return out;
+// `count` elements of `dtype` starting `byte_offset` bytes into contiguous `buffer` (any device): a piece of
+// a flat shard, or of the shards of every rank laid end to end. Pieces start on 16-byte boundaries, so the
+// offset is a whole number of elements.
+Tensor typed_view(const Tensor& buffer, int64_t byte_offset, int64_t count, DType dtype) {
+  const auto size = static_cast<int64_t>(dtype_size(dtype));
+  const int64_t start = buffer.offset() * static_cast<int64_t>(dtype_size(buffer.dtype())) + byte_offset;
+  QTUNE_CHECK(start % size == 0, "FSDP: a ", dtype_name(dtype), " piece at byte ", start, " is misaligned");
+  return Tensor::from_storage(buffer.storage(), {count}, {1}, start / size, dtype);
+}
+
+Tensor flat(const Tensor& t) { return t.view({t.numel()}); }
+
+// The whole tensors of `entries` rebuilt from every rank's shard, laid end to end in `gathered` (on their device).
+void unpack(const FlatLayout& layout, const Tensor& gathered, const std::vector<Tensor>& wholes) {
+  NoGradGuard no_grad;
+  for (int r = 0; r < layout.ranks(); ++r) {
+    for (size_t s = 0; s < wholes.size(); ++s) {
+      const Range held = layout.held(r, s);
+      if (held.size() == 0) continue;
+      flat(wholes[s]).narrow(0, held.begin, held.size())
+          .copy_(typed_view(gathered, r * layout.shard_bytes() + layout.piece_offset(s), held.size(),
+                            wholes[s].dtype()));
+    }
+  }
 }
 
 }  // namespace
@@ -41,6 +61,11 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
            PieceSource source)
     : comm_(comm) {
   const int ranks = comm.size();
+  for (const Tensor& t : root.parameters()) {
+    if (!t.defined()) continue;
+    device_ = t.device();
+    break;
+  }
   // Which unit (0 = root) and position each tensor of the model belongs to.
   std::unordered_map<const TensorImpl*, size_t> unit_of_impl;
   units_.push_back(std::make_unique<Unit>());
@@ -57,9 +82,9 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
                     " is shared with another block; blocks must own their tensors");
         continue;
       }
-      // Shards, buffers and the layout's packing live in host memory; GPU ranks need a device path first.
-      QTUNE_CHECK(t.device().is_cpu(), "FSDP shards CPU tensors, but ", name, " is on ", t.device().str(),
-                  " (FSDP on GPU ranks is not built yet)");
+      if (!device_) device_ = t.device();
+      QTUNE_CHECK(t.device() == *device_, "FSDP: ", name, " is on ", t.device().str(), ", the model's first tensor on ",
+                  device_->str(), ": move the model to one device first");
       // Its own contiguous storage, so that freeing it between uses frees exactly this tensor (a reserved one
       // has it already).
       if (t.storage()->has_data()) {
@@ -87,6 +112,8 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     for (auto& [name, t] : named) {
       if (!t.defined() || unit_of_impl.count(t.impl())) continue;
       QTUNE_CHECK(t.storage()->has_data(), "FSDP: ", name, " stays whole on every rank but holds no memory");
+      QTUNE_CHECK(!device_ || t.device() == *device_, "FSDP: ", name, " is on ", t.device().str(), ", the model on ",
+                  device_->str(), ": move the model to one device first");
       root_whole_.push_back(t);
     }
   }
@@ -113,16 +140,23 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     }
   }
 
-  // A piece comes from the whole tensor, or from the source for one that holds no memory.
+  // A piece comes from the whole tensor (through host memory from a GPU), or from the source for one that
+  // holds no memory.
   const auto fill_from = [&](const std::vector<Entry>& entries) {
     return [&entries, &source](size_t s, Range held, void* piece) {
       const Tensor& whole = entries[s].whole;
       if (!whole.storage()->has_data()) return source(entries[s].name, whole, held, piece);
-      const auto element = static_cast<int64_t>(dtype_size(whole.dtype()));
-      if (held.size() > 0)
-        std::memcpy(piece, static_cast<const unsigned char*>(whole.data_ptr()) + held.begin * element,
-                    static_cast<size_t>(held.size() * element));
+      if (held.size() == 0) return;
+      const Tensor part = flat(whole).narrow(0, held.begin, held.size()).to(Device::cpu());
+      std::memcpy(piece, part.data_ptr(), part.nbytes());
     };
+  };
+  // A shard is filled in host memory, then moved to the model's device.
+  const auto shard_of = [&](const FlatLayout& layout, const std::vector<Entry>& entries, DType dtype) {
+    const int64_t size = static_cast<int64_t>(dtype_size(dtype));
+    Tensor shard = Tensor::empty({layout.shard_bytes() / size}, dtype);
+    layout.fill_shard(comm.rank(), fill_from(entries), shard.data_ptr());
+    return device_ ? shard.to(*device_) : shard;
   };
   pieces_.resize(names_.size());
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -135,8 +169,7 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
         segments.push_back({e.name, unit.train_dtype, e.whole.numel(), numerics::kSquaredNormBlock});
       unit.train.emplace(std::move(segments), ranks);
       const int64_t size = static_cast<int64_t>(dtype_size(unit.train_dtype));
-      unit.train_shard = Tensor::empty({unit.train->shard_bytes() / size}, unit.train_dtype);
-      unit.train->fill_shard(comm.rank(), fill_from(unit.trainable), unit.train_shard.data_ptr());
+      unit.train_shard = shard_of(*unit.train, unit.trainable, unit.train_dtype);
       for (size_t s = 0; s < unit.trainable.size(); ++s) {
         Tensor piece = unit.train_shard.narrow(0, unit.train->piece_offset(s) / size, unit.train->piece_count(s));
         piece.requires_grad_(true);
@@ -148,8 +181,7 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
       for (const Entry& e : unit.frozen)
         segments.push_back({e.name, e.whole.dtype(), e.whole.numel(), unit_of ? unit_of(e.name, e.whole) : 1});
       unit.fixed.emplace(std::move(segments), ranks);
-      unit.fixed_shard = Tensor::empty({unit.fixed->shard_bytes()}, DType::u8);
-      unit.fixed->fill_shard(comm.rank(), fill_from(unit.frozen), unit.fixed_shard.data_ptr());
+      unit.fixed_shard = shard_of(*unit.fixed, unit.frozen, DType::u8);
     }
     if (u > 0) {
       set_trainable_whole(unit, false);
@@ -183,11 +215,11 @@ void Fsdp::set_trainable_whole(Unit& u, bool on) {
 void Fsdp::start_gather(Unit& u) {
   if (u.state != Unit::State::released) return;
   if (u.train) {
-    u.train_gathered = Tensor::empty({u.train_shard.numel() * comm_.size()}, u.train_dtype);
+    u.train_gathered = Tensor::empty({u.train_shard.numel() * comm_.size()}, u.train_dtype, u.train_shard.device());
     u.train_work = comm_.all_gather(buffer_of(u.train_shard), buffer_of(u.train_gathered));
   }
   if (u.fixed) {
-    u.fixed_gathered = Tensor::empty({u.fixed_shard.numel() * comm_.size()}, DType::u8);
+    u.fixed_gathered = Tensor::empty({u.fixed_shard.numel() * comm_.size()}, DType::u8, u.fixed_shard.device());
     u.fixed_work = comm_.all_gather(buffer_of(u.fixed_shard), buffer_of(u.fixed_gathered));
   }
   u.state = Unit::State::pending;
@@ -195,20 +227,20 @@ void Fsdp::start_gather(Unit& u) {
 
 void Fsdp::finish_gather(Unit& u) {
   if (u.state != Unit::State::pending) return;
-  const auto unpack = [](const FlatLayout& layout, std::unique_ptr<Work>& work, Tensor& gathered,
+  const auto finish = [](const FlatLayout& layout, std::unique_ptr<Work>& work, Tensor& gathered,
                          const std::vector<Entry>& entries) {
     work->wait();
     work.reset();
-    std::vector<void*> out;
+    std::vector<Tensor> wholes;
     for (const Entry& e : entries) {
       e.whole.storage()->reallocate();
-      out.push_back(e.whole.data_ptr());
+      wholes.push_back(e.whole);
     }
-    layout.unpack_gathered(gathered.data_ptr(), out);
+    unpack(layout, gathered, wholes);
     gathered = Tensor();
   };
-  if (u.train) unpack(*u.train, u.train_work, u.train_gathered, u.trainable);
-  if (u.fixed) unpack(*u.fixed, u.fixed_work, u.fixed_gathered, u.frozen);
+  if (u.train) finish(*u.train, u.train_work, u.train_gathered, u.trainable);
+  if (u.fixed) finish(*u.fixed, u.fixed_work, u.fixed_gathered, u.frozen);
   u.state = Unit::State::gathered;
 }
 
@@ -290,12 +322,22 @@ void Fsdp::reduce_gradients(Unit& u, const std::vector<Tensor>& grads) {
     contiguous.push_back(grads[s].defined() ? grads[s].to(u.train_dtype).contiguous()
                                             : Tensor::zeros(whole.shape(), u.train_dtype, whole.device()));
   }
+  // Every rank's shard of the gradients, laid end to end (padding zero), on the model's device.
   const int64_t shard = u.train_shard.numel();
-  const Tensor send = Tensor::empty({shard * comm_.size()}, u.train_dtype);
-  const std::vector<const void*> sources = const_pointers(contiguous);
-  for (int r = 0; r < comm_.size(); ++r)
-    u.train->pack_shard(r, sources, static_cast<char*>(send.data_ptr()) + r * u.train->shard_bytes());
-  const Tensor recv = Tensor::empty({shard}, u.train_dtype);
+  const Device device = u.train_shard.device();
+  const Tensor send = Tensor::zeros({shard * comm_.size()}, u.train_dtype, device);
+  {
+    NoGradGuard no_grad;
+    for (int r = 0; r < comm_.size(); ++r) {
+      for (size_t s = 0; s < contiguous.size(); ++s) {
+        const Range held = u.train->held(r, s);
+        if (held.size() == 0) continue;
+        typed_view(send, r * u.train->shard_bytes() + u.train->piece_offset(s), held.size(), u.train_dtype)
+            .copy_(flat(contiguous[s]).narrow(0, held.begin, held.size()));
+      }
+    }
+  }
+  const Tensor recv = Tensor::empty({shard}, u.train_dtype, device);
   comm_.reduce_scatter(buffer_of(send), buffer_of(recv), Reduce::sum)->wait();
   const int64_t size = static_cast<int64_t>(dtype_size(u.train_dtype));
   for (size_t s = 0; s < u.trainable.size(); ++s) {
@@ -323,16 +365,18 @@ Tensor Fsdp::grad_norm_squares() {
   // This rank's block sums of every piece, one after another: the same count on every rank.
   std::vector<int64_t> first(pieces_.size() + 1, 0);
   for (size_t j = 0; j < pieces_.size(); ++j) first[j + 1] = first[j] + pieces_[j].numel() / block;
-  const Tensor local = Tensor::zeros({first.back()}, DType::f64);
+  const Device device = device_.value_or(Device::cpu());
+  const Tensor local = Tensor::zeros({first.back()}, DType::f64, device);
   for (size_t j = 0; j < pieces_.size(); ++j) {
     const Tensor g = pieces_[j].grad();
     if (!g.defined() || first[j + 1] == first[j]) continue;
     backend_for(g.device()).squared_norm_blocks(g, local.narrow(0, first[j], first[j + 1] - first[j]));
   }
-  const Tensor all = Tensor::empty({first.back() * comm_.size()}, DType::f64);
-  comm_.all_gather(buffer_of(local), buffer_of(all))->wait();
-  // A whole tensor's blocks are rank 0's blocks of it, then rank 1's...: summed in that order, as squared_norm
-  // sums them.
+  const Tensor gathered = Tensor::empty({first.back() * comm_.size()}, DType::f64, device);
+  comm_.all_gather(buffer_of(local), buffer_of(gathered))->wait();
+  // A whole tensor's blocks are rank 0's blocks of it, then rank 1's...: summed in that order (on the host), as
+  // squared_norm sums them.
+  const Tensor all = gathered.to(Device::cpu());
   const double* sums = all.data<double>();
   Tensor squares = Tensor::zeros({static_cast<int64_t>(pieces_.size())}, DType::f64);
   double* out = squares.data<double>();
@@ -344,7 +388,7 @@ Tensor Fsdp::grad_norm_squares() {
     for (int64_t b = 0; b < blocks; ++b) total += sums[(b / per_rank) * first.back() + first[j] + b % per_rank];
     out[j] = total;
   }
-  return squares;
+  return squares.to(device);
 }
 
 void Fsdp::after_step() {
@@ -406,7 +450,7 @@ Tensor Fsdp::gather_parameter(size_t j, const Tensor& piece) {
   // gathered pieces are the whole tensor, then padding.
   const Tensor& whole = units_[where_[j].first]->trainable[where_[j].second].whole;
   const Tensor send = piece.contiguous().view({piece.numel()});
-  const Tensor gathered = Tensor::empty({piece.numel() * comm_.size()}, piece.dtype());
+  const Tensor gathered = Tensor::empty({piece.numel() * comm_.size()}, piece.dtype(), piece.device());
   comm_.all_gather(buffer_of(send), buffer_of(gathered))->wait();
   return gathered.narrow(0, 0, whole.numel()).view(whole.shape());
 }
@@ -430,12 +474,13 @@ void Fsdp::gather_block(size_t b) {
 std::vector<Tensor> Fsdp::gather_pieces(const std::vector<Tensor>& pieces) {
   QTUNE_CHECK(pieces.size() == pieces_.size(), "FSDP gather_pieces: ", pieces.size(), " pieces for ", pieces_.size(),
               " parameters");
+  const Device device = device_.value_or(Device::cpu());
   std::vector<Tensor> out(pieces.size());
   for (const auto& unit : units_) {
     if (unit->trainable.empty()) continue;
     const DType dtype = pieces[static_cast<size_t>(unit->trainable.front().param_index)].dtype();
     std::vector<Segment> segments;
-    std::vector<void*> targets;
+    std::vector<Tensor> wholes;
     for (const Entry& e : unit->trainable) {
       const Tensor& p = pieces[static_cast<size_t>(e.param_index)];
       QTUNE_CHECK(p.dtype() == dtype && p.numel() == pieces_[static_cast<size_t>(e.param_index)].numel(),
@@ -443,19 +488,19 @@ std::vector<Tensor> Fsdp::gather_pieces(const std::vector<Tensor>& pieces) {
                   ", expected ", pieces_[static_cast<size_t>(e.param_index)].numel(), " elements of one dtype");
       segments.push_back({e.name, dtype, e.whole.numel(), numerics::kSquaredNormBlock});
       Tensor& whole = out[static_cast<size_t>(e.param_index)];
-      whole = Tensor::empty(e.whole.shape(), dtype);
-      targets.push_back(whole.data_ptr());
+      whole = Tensor::empty(e.whole.shape(), dtype, device);
+      wholes.push_back(whole);
     }
     const FlatLayout layout(std::move(segments), comm_.size());
     const int64_t size = static_cast<int64_t>(dtype_size(dtype));
-    const Tensor shard = Tensor::zeros({layout.shard_bytes() / size}, dtype);
+    const Tensor shard = Tensor::zeros({layout.shard_bytes() / size}, dtype, device);
     for (size_t s = 0; s < unit->trainable.size(); ++s)
       shard.narrow(0, layout.piece_offset(s) / size, layout.piece_count(s))
           .copy_(
               pieces[static_cast<size_t>(unit->trainable[s].param_index)].contiguous().view({layout.piece_count(s)}));
-    const Tensor gathered = Tensor::empty({shard.numel() * comm_.size()}, dtype);
+    const Tensor gathered = Tensor::empty({shard.numel() * comm_.size()}, dtype, device);
     comm_.all_gather(buffer_of(shard), buffer_of(gathered))->wait();
-    layout.unpack_gathered(gathered.data_ptr(), targets);
+    unpack(layout, gathered, wholes);
   }
   return out;
 }

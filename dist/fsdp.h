@@ -111,6 +111,7 @@ class Fsdp {
   std::vector<std::string> names_;
   std::vector<std::pair<size_t, size_t>> where_;  // parameter index -> (unit, trainable entry)
   bool materialized_ = false;
+  std::optional<Device> device_;  // of every sharded tensor: shards, gathers and reductions run there
 };
 
 }  // namespace qtune::dist

@@ -1,11 +1,13 @@
 // dist::NcclCommunicator on GPU ranks: here the ranks are threads of one process, one GPU each (under the CUDA
 // simulator, QTUNE_SIM_DEVICES=4 gives four). Every collective's result on every rank, several in flight, bad
-// calls refused, the call check, and a rank that never arrives: the others fail naming the collective. Without
-// two GPUs the test reports SKIPPED.
+// calls refused, the call check, and a rank that never arrives: the others fail naming the collective. FSDP on
+// those ranks: a step over N GPU ranks equals one GPU accumulating the N micro-batches, bit for bit (the
+// simulated NCCL reduces in rank order). Without two GPUs the test reports SKIPPED.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,8 +15,14 @@
 #include <vector>
 
 #include "dist/nccl_communicator.h"
+#include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/tensor.h"
+#include "models/llama.h"
+#include "models/sharded_llama.h"
+#include "ops/elementwise.h"
+#include "optim/adamw.h"
+#include "optim/clip_grad.h"
 
 using namespace qtune;
 using namespace qtune::dist;
@@ -102,6 +110,83 @@ TEST_CASE("bad calls are refused before anything is queued; check_calls passes a
         CHECK(x.to_vector<float>()[2] == float(3 * comm.size()));
       },
       options);
+}
+
+namespace {
+
+// A Llama small enough for the simulator, its MLP weight (48 x 96) spanning the ranks' pieces unevenly.
+std::unique_ptr<models::Llama> tiny_llama(Device device) {
+  models::LlamaConfig c;
+  c.vocab_size = 64;
+  c.hidden_size = 48;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 16;
+  models::LlamaOptions o;
+  o.seed = 7;
+  o.device = device;
+  return std::make_unique<models::Llama>(c, o);
+}
+
+// Micro-batch m: [1, 8] tokens and their targets.
+std::pair<Tensor, Tensor> micro_batch(int m, Device device) {
+  std::vector<int64_t> tokens(8), targets(8);
+  for (int i = 0; i < 8; ++i) {
+    tokens[static_cast<size_t>(i)] = (7 * i + 13 * m + 1) % 64;
+    targets[static_cast<size_t>(i)] = (5 * i + 11 * m + 3) % 64;
+  }
+  return {Tensor::from_data(tokens.data(), {1, 8}, DType::i64, device),
+          Tensor::from_data(targets.data(), {1, 8}, DType::i64, device)};
+}
+
+std::vector<std::vector<uint8_t>> bytes_of(const std::vector<Tensor>& tensors) {
+  std::vector<std::vector<uint8_t>> out;
+  for (const Tensor& t : tensors) {
+    const Tensor host = t.to(Device::cpu()).contiguous();
+    const auto* p = static_cast<const uint8_t*>(host.data_ptr());
+    out.emplace_back(p, p + host.nbytes());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("FSDP on GPU ranks: a step over N ranks equals one GPU accumulating the N micro-batches") {
+  const int n = ranks();
+  // One GPU: the N micro-batches' gradients accumulated, clipped, one AdamW step.
+  auto reference = tiny_llama(Device::cuda(0));
+  for (int m = 0; m < n; ++m) {
+    const auto [tokens, targets] = micro_batch(m, Device::cuda(0));
+    (reference->loss(tokens, targets) * (1.0 / n)).backward();
+  }
+  const std::vector<Tensor> params = reference->trainable_parameters();
+  optim::clip_grad_norm(params, 0.5);
+  optim::AdamW(params, {.lr = 1e-2}).step();
+  const auto expected = bytes_of(reference->parameters());
+
+  std::vector<std::vector<std::vector<uint8_t>>> got(static_cast<size_t>(n));
+  on_every_rank([&](NcclCommunicator& comm) {
+    auto model = tiny_llama(comm.device());
+    models::ShardedLlama sharded(*model, comm);
+    const auto [tokens, targets] = micro_batch(comm.rank(), comm.device());
+    (model->loss(tokens, targets) * (1.0 / n)).backward();
+    sharded.finish_gradients(0.5);
+    CHECK(sharded.parameters().front().device() == comm.device());
+    optim::AdamW(sharded.parameters(), {.lr = 1e-2}).step();
+    sharded.fsdp().after_step();
+    sharded.fsdp().gather_all();
+    got[static_cast<size_t>(comm.rank())] = bytes_of(model->parameters());  // the blocks' whole tensors are not trainable now
+    sharded.fsdp().release_all();
+  });
+  for (int r = 0; r < n; ++r) {
+    REQUIRE(got[static_cast<size_t>(r)].size() == expected.size());
+    for (size_t j = 0; j < expected.size(); ++j) {
+      INFO("rank ", r, ", parameter ", j);
+      CHECK(got[static_cast<size_t>(r)][j] == expected[j]);
+    }
+  }
 }
 
 // Last: the simulator's failed collective leaves every simulated GPU faulted for the rest of the process.

@@ -215,7 +215,8 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   };
   const Device device = parse_device(config.device);
   QTUNE_CHECK(!ranks.comm || device.is_cpu(), "device ", config.device,
-              ": FSDP across MPI ranks runs on device=cpu (GPU ranks need the NCCL communicator, not built yet)");
+              ": `qtune run` under mpirun trains on device=cpu (dist::Fsdp shards GPU models over NcclCommunicator, but "
+              "the recipes do not start it yet)");
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   // model.tf32 holds for this run only: the device's backend outlives it.
