@@ -22,6 +22,7 @@ struct Fsdp::Unit {
   Tensor fixed_shard;  // u8 [fixed->shard_bytes()]
   enum class State { released, pending, gathered } state = State::gathered;
   Tensor train_gathered, fixed_gathered;
+  Tensor train_sent, fixed_sent;  // an offloaded shard's copy on the device, until its gather completes
   std::unique_ptr<Work> train_work, fixed_work;
   bool keep = false;      // gather_all(): stay gathered
   bool in_graph = false;  // its backward hooks are recorded and have not run yet
@@ -57,9 +58,11 @@ void unpack(const FlatLayout& layout, const Tensor& gathered, const std::vector<
 
 }  // namespace
 
-Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks, UnitOf unit_of,
-           PieceSource source)
+Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks,
+           FsdpOptions options)
     : comm_(comm) {
+  const UnitOf& unit_of = options.unit_of;
+  const PieceSource& source = options.source;
   const int ranks = comm.size();
   for (const Tensor& t : root.parameters()) {
     if (!t.defined()) continue;
@@ -151,12 +154,13 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
       std::memcpy(piece, part.data_ptr(), part.nbytes());
     };
   };
-  // A shard is filled in host memory, then moved to the model's device.
+  // A shard is filled in host memory, then moved to the model's device unless offloaded.
+  shard_device_ = options.offload ? Device::cpu() : device_.value_or(Device::cpu());
   const auto shard_of = [&](const FlatLayout& layout, const std::vector<Entry>& entries, DType dtype) {
     const int64_t size = static_cast<int64_t>(dtype_size(dtype));
     Tensor shard = Tensor::empty({layout.shard_bytes() / size}, dtype);
     layout.fill_shard(comm.rank(), fill_from(entries), shard.data_ptr());
-    return device_ ? shard.to(*device_) : shard;
+    return shard.to(shard_device_);
   };
   pieces_.resize(names_.size());
   for (size_t u = 0; u < units_.size(); ++u) {
@@ -214,23 +218,24 @@ void Fsdp::set_trainable_whole(Unit& u, bool on) {
 
 void Fsdp::start_gather(Unit& u) {
   if (u.state != Unit::State::released) return;
-  if (u.train) {
-    u.train_gathered = Tensor::empty({u.train_shard.numel() * comm_.size()}, u.train_dtype, u.train_shard.device());
-    u.train_work = comm_.all_gather(buffer_of(u.train_shard), buffer_of(u.train_gathered));
-  }
-  if (u.fixed) {
-    u.fixed_gathered = Tensor::empty({u.fixed_shard.numel() * comm_.size()}, DType::u8, u.fixed_shard.device());
-    u.fixed_work = comm_.all_gather(buffer_of(u.fixed_shard), buffer_of(u.fixed_gathered));
-  }
+  const Device device = device_.value_or(Device::cpu());
+  const auto gather = [&](const Tensor& shard, Tensor& sent, Tensor& gathered) {
+    sent = shard.to(device);  // the shard itself unless offloaded
+    gathered = Tensor::empty({shard.numel() * comm_.size()}, shard.dtype(), device);
+    return comm_.all_gather(buffer_of(sent), buffer_of(gathered));
+  };
+  if (u.train) u.train_work = gather(u.train_shard, u.train_sent, u.train_gathered);
+  if (u.fixed) u.fixed_work = gather(u.fixed_shard, u.fixed_sent, u.fixed_gathered);
   u.state = Unit::State::pending;
 }
 
 void Fsdp::finish_gather(Unit& u) {
   if (u.state != Unit::State::pending) return;
-  const auto finish = [](const FlatLayout& layout, std::unique_ptr<Work>& work, Tensor& gathered,
+  const auto finish = [](const FlatLayout& layout, std::unique_ptr<Work>& work, Tensor& sent, Tensor& gathered,
                          const std::vector<Entry>& entries) {
     work->wait();
     work.reset();
+    sent = Tensor();
     std::vector<Tensor> wholes;
     for (const Entry& e : entries) {
       e.whole.storage()->reallocate();
@@ -239,8 +244,8 @@ void Fsdp::finish_gather(Unit& u) {
     unpack(layout, gathered, wholes);
     gathered = Tensor();
   };
-  if (u.train) finish(*u.train, u.train_work, u.train_gathered, u.trainable);
-  if (u.fixed) finish(*u.fixed, u.fixed_work, u.fixed_gathered, u.frozen);
+  if (u.train) finish(*u.train, u.train_work, u.train_sent, u.train_gathered, u.trainable);
+  if (u.fixed) finish(*u.fixed, u.fixed_work, u.fixed_sent, u.fixed_gathered, u.frozen);
   u.state = Unit::State::gathered;
 }
 
@@ -324,7 +329,7 @@ void Fsdp::reduce_gradients(Unit& u, const std::vector<Tensor>& grads) {
   }
   // Every rank's shard of the gradients, laid end to end (padding zero), on the model's device.
   const int64_t shard = u.train_shard.numel();
-  const Device device = u.train_shard.device();
+  const Device device = device_.value_or(Device::cpu());
   const Tensor send = Tensor::zeros({shard * comm_.size()}, u.train_dtype, device);
   {
     NoGradGuard no_grad;
@@ -339,10 +344,11 @@ void Fsdp::reduce_gradients(Unit& u, const std::vector<Tensor>& grads) {
   }
   const Tensor recv = Tensor::empty({shard}, u.train_dtype, device);
   comm_.reduce_scatter(buffer_of(send), buffer_of(recv), Reduce::sum)->wait();
+  const Tensor reduced = recv.to(shard_device_);
   const int64_t size = static_cast<int64_t>(dtype_size(u.train_dtype));
   for (size_t s = 0; s < u.trainable.size(); ++s) {
     const Tensor& piece = pieces_[static_cast<size_t>(u.trainable[s].param_index)];
-    const Tensor g = recv.narrow(0, u.train->piece_offset(s) / size, u.train->piece_count(s));
+    const Tensor g = reduced.narrow(0, u.train->piece_offset(s) / size, u.train->piece_count(s));
     const Tensor existing = piece.grad();
     if (existing.defined()) {
       backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);
@@ -366,14 +372,15 @@ Tensor Fsdp::grad_norm_squares() {
   std::vector<int64_t> first(pieces_.size() + 1, 0);
   for (size_t j = 0; j < pieces_.size(); ++j) first[j + 1] = first[j] + pieces_[j].numel() / block;
   const Device device = device_.value_or(Device::cpu());
-  const Tensor local = Tensor::zeros({first.back()}, DType::f64, device);
+  const Tensor local = Tensor::zeros({first.back()}, DType::f64, shard_device_);
   for (size_t j = 0; j < pieces_.size(); ++j) {
     const Tensor g = pieces_[j].grad();
     if (!g.defined() || first[j + 1] == first[j]) continue;
     backend_for(g.device()).squared_norm_blocks(g, local.narrow(0, first[j], first[j + 1] - first[j]));
   }
+  const Tensor sent = local.to(device);
   const Tensor gathered = Tensor::empty({first.back() * comm_.size()}, DType::f64, device);
-  comm_.all_gather(buffer_of(local), buffer_of(gathered))->wait();
+  comm_.all_gather(buffer_of(sent), buffer_of(gathered))->wait();
   // A whole tensor's blocks are rank 0's blocks of it, then rank 1's...: summed in that order (on the host), as
   // squared_norm sums them.
   const Tensor all = gathered.to(Device::cpu());
@@ -388,7 +395,7 @@ Tensor Fsdp::grad_norm_squares() {
     for (int64_t b = 0; b < blocks; ++b) total += sums[(b / per_rank) * first.back() + first[j] + b % per_rank];
     out[j] = total;
   }
-  return squares.to(device);
+  return squares.to(shard_device_);
 }
 
 void Fsdp::after_step() {
@@ -449,8 +456,9 @@ Tensor Fsdp::gather_parameter(size_t j, const Tensor& piece) {
   // Every rank's piece has the same length and rank r's follows rank r - 1's (FlatLayout::held): the
   // gathered pieces are the whole tensor, then padding.
   const Tensor& whole = units_[where_[j].first]->trainable[where_[j].second].whole;
-  const Tensor send = piece.contiguous().view({piece.numel()});
-  const Tensor gathered = Tensor::empty({piece.numel() * comm_.size()}, piece.dtype(), piece.device());
+  const Device device = device_.value_or(Device::cpu());
+  const Tensor send = piece.contiguous().view({piece.numel()}).to(device);
+  const Tensor gathered = Tensor::empty({piece.numel() * comm_.size()}, piece.dtype(), device);
   comm_.all_gather(buffer_of(send), buffer_of(gathered))->wait();
   return gathered.narrow(0, 0, whole.numel()).view(whole.shape());
 }

@@ -33,14 +33,21 @@ using UnitOf = std::function<int64_t(const std::string& name, const Tensor& t)>;
 // order, also for an empty range, so it may run collectives.
 using PieceSource = std::function<void(const std::string& name, const Tensor& whole, Range held, void* piece)>;
 
+struct FsdpOptions {
+  UnitOf unit_of = nullptr;      // 1 for every frozen tensor when null
+  PieceSource source = nullptr;  // the pieces of the block tensors that hold no memory (the root's must hold theirs)
+  // A GPU model's shards, and so its trainable pieces, their gradients and the optimizer state, stay in host
+  // memory: each gather copies the shard up first, each reduction's result comes down. Nothing on CPU models.
+  bool offload = false;
+};
+
 class Fsdp {
  public:
   // blocks: root's repeated children in forward order, by their names under root. Every rank must pass the same
-  // model. Every tensor of a block (parameters and buffers) is sharded; trainable ones (requires_grad now) must
-  // share one floating dtype per block. unit_of: 1 for every frozen tensor when null. source: the pieces of
-  // the block tensors that hold no memory (the root's tensors must hold theirs).
+  // model, all of its tensors on one device. Every tensor of a block (parameters and buffers) is sharded;
+  // trainable ones (requires_grad now) must share one floating dtype per block.
   Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::string, Module*>>& blocks,
-       UnitOf unit_of = nullptr, PieceSource source = nullptr);
+       FsdpOptions options = {});
   ~Fsdp();
   Fsdp(const Fsdp&) = delete;
   Fsdp& operator=(const Fsdp&) = delete;
@@ -111,7 +118,8 @@ class Fsdp {
   std::vector<std::string> names_;
   std::vector<std::pair<size_t, size_t>> where_;  // parameter index -> (unit, trainable entry)
   bool materialized_ = false;
-  std::optional<Device> device_;  // of every sharded tensor: shards, gathers and reductions run there
+  std::optional<Device> device_;  // of every sharded tensor: gathers and reductions run there
+  Device shard_device_;           // device_, or the host with offload
 };
 
 }  // namespace qtune::dist

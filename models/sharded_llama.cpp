@@ -131,12 +131,13 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   fsdp.release_all();
 }
 
-ShardedLlama::ShardedLlama(Llama& model, dist::Communicator& comm, dist::PieceSource source) : model_(model) {
+ShardedLlama::ShardedLlama(Llama& model, dist::Communicator& comm, dist::FsdpOptions options) : model_(model) {
   auto& base = dynamic_cast<LlamaModel&>(*model.model);
   auto& layers = dynamic_cast<ModuleList&>(*base.layers);
   std::vector<std::pair<std::string, Module*>> blocks;
   for (size_t i = 0; i < layers.size(); ++i) blocks.emplace_back("model.layers." + std::to_string(i), &layers[i]);
-  fsdp_ = std::make_unique<dist::Fsdp>(comm, model, blocks, nf4_unit, std::move(source));
+  options.unit_of = nf4_unit;
+  fsdp_ = std::make_unique<dist::Fsdp>(comm, model, blocks, std::move(options));
   dist::Fsdp* fsdp = fsdp_.get();
   base.set_layer_runner(
       [fsdp](size_t i, const Tensor& h, const LlamaModel::LayerFn& run) { return fsdp->run_block(i, h, run); });

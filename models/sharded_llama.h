@@ -18,9 +18,10 @@ namespace qtune::models {
 class ShardedLlama {
  public:
   // Shards `model` (built and loaded the same on every rank, passes applied) across comm's ranks; the model
-  // keeps only this rank's shard of each layer. Both must outlive this object. source: the pieces of the
-  // tensors the model was built without (a sharded load, models/sharded_loading.h).
-  ShardedLlama(Llama& model, dist::Communicator& comm, dist::PieceSource source = nullptr);
+  // keeps only this rank's shard of each layer. Both must outlive this object. options.source: the pieces of
+  // the tensors the model was built without (a sharded load, models/sharded_loading.h); options.offload: a GPU
+  // model's shards and optimizer state in host memory. NF4 tensors are cut on whole double-quantization groups.
+  ShardedLlama(Llama& model, dist::Communicator& comm, dist::FsdpOptions options = {});
   // Takes the layer runner back out of the model (whose layers stay as sharded as they are then).
   ~ShardedLlama();
   ShardedLlama(const ShardedLlama&) = delete;

@@ -358,7 +358,7 @@ TEST_CASE("sharded load: every rank reads only its pieces, which equal one proce
       const auto before = static_cast<int64_t>(memory_stats(Device::cpu()).allocated);
       const std::shared_ptr<models::Llama> model =
           models::load_llama_reserved(dir.string(), quantized ? &nf4 : nullptr, load);
-      models::ShardedLlama sharded(*model, *world, models::checkpoint_pieces(dir.string(), *world, dtype));
+      models::ShardedLlama sharded(*model, *world, {.source = models::checkpoint_pieces(dir.string(), *world, dtype)});
       const int64_t peak = static_cast<int64_t>(memory_stats(Device::cpu()).peak_allocated) - before;
       // The shard, the root's whole tensors, and one projection at most (converted from the file's bf16) with its
       // NF4 codes (half a byte per weight) and absmaxes.

@@ -151,35 +151,45 @@ std::vector<std::vector<uint8_t>> bytes_of(const std::vector<Tensor>& tensors) {
   return out;
 }
 
-}  // namespace
-
-TEST_CASE("FSDP on GPU ranks: a step over N ranks equals one GPU accumulating the N micro-batches") {
+// One step over N GPU ranks against one GPU accumulating the N micro-batches. With offload the ranks' optimizer
+// runs on the host, so the reference clips and steps host copies of its parameters and gradients.
+void check_gpu_step(bool offload) {
   const int n = ranks();
-  // One GPU: the N micro-batches' gradients accumulated, clipped, one AdamW step.
   auto reference = tiny_llama(Device::cuda(0));
   for (int m = 0; m < n; ++m) {
     const auto [tokens, targets] = micro_batch(m, Device::cuda(0));
     (reference->loss(tokens, targets) * (1.0 / n)).backward();
   }
-  const std::vector<Tensor> params = reference->trainable_parameters();
+  std::vector<Tensor> params = reference->trainable_parameters();
+  if (offload) {
+    for (Tensor& p : params) {
+      Tensor host = p.detach().to(Device::cpu());
+      host.requires_grad_(true);
+      host.set_grad(p.grad().to(Device::cpu()));
+      p = host;
+    }
+  }
   optim::clip_grad_norm(params, 0.5);
   optim::AdamW(params, {.lr = 1e-2}).step();
-  const auto expected = bytes_of(reference->parameters());
+  const auto expected = bytes_of(params);
 
   std::vector<std::vector<std::vector<uint8_t>>> got(static_cast<size_t>(n));
   on_every_rank([&](NcclCommunicator& comm) {
     auto model = tiny_llama(comm.device());
-    models::ShardedLlama sharded(*model, comm);
+    models::ShardedLlama sharded(*model, comm, dist::FsdpOptions{.offload = offload});
     const auto [tokens, targets] = micro_batch(comm.rank(), comm.device());
     (model->loss(tokens, targets) * (1.0 / n)).backward();
     sharded.finish_gradients(0.5);
-    CHECK(sharded.parameters().front().device() == comm.device());
+    CHECK(sharded.parameters().front().device() == (offload ? Device::cpu() : comm.device()));
     optim::AdamW(sharded.parameters(), {.lr = 1e-2}).step();
     sharded.fsdp().after_step();
     sharded.fsdp().gather_all();
-    got[static_cast<size_t>(comm.rank())] = bytes_of(model->parameters());  // the blocks' whole tensors are not trainable now
+    // The blocks' whole tensors are not trainable now: compare every parameter, in the model's order.
+    got[static_cast<size_t>(comm.rank())] = bytes_of(model->parameters());
+    CHECK(model->parameters().front().device() == comm.device());
     sharded.fsdp().release_all();
   });
+  REQUIRE(expected.size() == reference->parameters().size());  // every parameter trained
   for (int r = 0; r < n; ++r) {
     REQUIRE(got[static_cast<size_t>(r)].size() == expected.size());
     for (size_t j = 0; j < expected.size(); ++j) {
@@ -187,6 +197,16 @@ TEST_CASE("FSDP on GPU ranks: a step over N ranks equals one GPU accumulating th
       CHECK(got[static_cast<size_t>(r)][j] == expected[j]);
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("FSDP on GPU ranks: a step over N ranks equals one GPU accumulating the N micro-batches") {
+  check_gpu_step(false);
+}
+
+TEST_CASE("FSDP on GPU ranks with offload: shards, gradients and optimizer state in host memory") {
+  check_gpu_step(true);
 }
 
 // Last: the simulator's failed collective leaves every simulated GPU faulted for the rest of the process.

@@ -148,7 +148,7 @@ int measure_sharded(const std::string& dir, const std::string& target) {
   // bf16 one is trained whole (the full recipe): the root's trainable tensors also have their pieces.
   if (target == "nf4")
     for (auto& [name, t] : model->named_parameters()) t.requires_grad_(false);
-  models::ShardedLlama sharded(*model, *comm, models::checkpoint_pieces(dir, *comm, DType::bf16));
+  models::ShardedLlama sharded(*model, *comm, {.source = models::checkpoint_pieces(dir, *comm, DType::bf16)});
   double mine[3] = {seconds_since(t0), peak_rss_mb(), double(sharded.fsdp().held_bytes()) / kMB};
   const Tensor all = Tensor::empty({3 * comm->size()}, DType::f64);
   comm->all_gather(dist::Buffer{mine, 3, DType::f64}, dist::buffer_of(all))->wait();

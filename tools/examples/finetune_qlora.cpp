@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<models::ShardedLlama> sharded;
     if (ranks > 1) {
       sharded = std::make_unique<models::ShardedLlama>(
-          *model, *world, models::checkpoint_pieces(model_dir, *world, model->options().dtype));
+          *model, *world,
+          qtune::dist::FsdpOptions{.source = models::checkpoint_pieces(model_dir, *world, model->options().dtype)});
       say("FSDP: %d ranks\n", ranks);
     }
     // The adapters start at zero (lora_B): this is the base model's loss.

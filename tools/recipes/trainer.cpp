@@ -324,7 +324,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
     sharded = std::make_unique<models::ShardedLlama>(
         *model, *ranks.comm,
-        load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr);
+        dist::FsdpOptions{.source = load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr});
     ranks.sharded = sharded.get();
     const uint64_t load_peak = memory_stats(device).peak_allocated;  // a sharded load reads the pieces above
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
