@@ -379,8 +379,25 @@ TEST_CASE("sharded load: every rank reads only its pieces, which equal one proce
       sharded.fsdp().release_all();
     }
   }
+
+  // Pieces from a checkpoint whose MLP has another size: every rank refuses at the same tensor, naming it.
+  const std::filesystem::path other = dir.string() + "_other";
+  if (world->rank() == 0) {
+    models::LlamaConfig narrow = c;
+    narrow.intermediate_size = 384;
+    models::Llama model(narrow, {});
+    models::save_llama(model, other.string());
+  }
   world->barrier()->wait();
-  if (world->rank() == 0) std::filesystem::remove_all(dir);
+  const std::shared_ptr<models::Llama> model = models::load_llama_reserved(dir.string(), nullptr);
+  CHECK_THROWS_WITH_AS(
+      models::ShardedLlama(*model, *world, {.source = models::checkpoint_pieces(other.string(), *world, DType::f32)}),
+      doctest::Contains("holds no tensor model.layers.0.mlp.gate_proj.weight of [392, 256]"), Error);
+  world->barrier()->wait();
+  if (world->rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::remove_all(other);
+  }
 }
 
 int main(int argc, char** argv) {

@@ -94,3 +94,17 @@ TEST_CASE("a damaged index is refused naming the file") {
           recipes::read_sharded_state(dir.str(), {"w"}, {{7}}, {whole}, 0, {});
         }).find("index.json: not a sharded-state index") != std::string::npos);
 }
+
+TEST_CASE("a missing rank file is refused naming it") {
+  testing::ScratchDir dir("sharded_checkpoint_missing");
+  write_two_ranks(dir);
+  fs::remove(dir.path / "shards" / "rank_1.safetensors");
+  // Rank 0's elements are all in rank_0's file: it reads without the other.
+  Tensor first = Tensor::zeros({3});
+  recipes::read_sharded_state(dir.str(), {"w"}, {{5}}, {first}, 0, {});
+  CHECK(first.to_vector<float>() == std::vector<float>{0, 1, 2});
+  Tensor whole = Tensor::zeros({5});
+  const std::string error = error_of([&] { recipes::read_sharded_state(dir.str(), {"w"}, {{5}}, {whole}, 0, {}); });
+  INFO(error);
+  CHECK(error.find("rank_1.safetensors") != std::string::npos);
+}
