@@ -324,6 +324,27 @@ TEST_CASE("consolidated saving: rank 0 writes one process's files while each ran
       fail(), doctest::Contains(world->rank() == 0 ? "disk full" : "rank 0 failed while writing the model"), Error);
 }
 
+TEST_CASE("consolidated saving of a frozen layer: rank 0 asks for the layer, which every rank gathers") {
+  auto model = build({});
+  auto reference = build({});
+  for (models::Llama* m : {model.get(), reference.get()})
+    for (auto& [name, t] : m->named_parameters())
+      if (name.rfind("model.layers.1.", 0) == 0) t.requires_grad_(false);
+  models::ShardedLlama sharded(*model, *world);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("qtune_test_fsdp_frozen_np" + std::to_string(world->size()));
+  sharded.consolidate({}, [&](const models::ShardedLlama::WholeReader& read) {
+    models::SaveOptions options;
+    options.read = read.weight;
+    models::save_llama(*model, (dir / "sharded").string(), options);
+  });
+  if (world->rank() == 0) {
+    models::save_llama(*reference, (dir / "whole").string());
+    CHECK(file_bytes(dir / "sharded" / "model.safetensors") == file_bytes(dir / "whole" / "model.safetensors"));
+    std::filesystem::remove_all(dir);
+  }
+}
+
 TEST_CASE("sharded load: every rank reads only its pieces, which equal one process's load (NF4 codes too)") {
   models::LlamaConfig c = tiny_config(false);
   // NF4 weights of several double-quantization groups (16384 weights), the MLP's ending in a partial one:
