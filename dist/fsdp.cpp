@@ -17,8 +17,13 @@ struct Fsdp::Unit {
   std::string name;  // "" for the root
   std::vector<Entry> trainable, frozen;
   std::optional<FlatLayout> train, fixed;
-  DType train_dtype = DType::f32;
-  Tensor train_shard;  // [train->shard_bytes() / element size] of train_dtype; the pieces are views of it
+  DType train_dtype = DType::f32;   // of the whole trainable tensors: the model computes in it
+  DType master_dtype = DType::f32;  // of the pieces (FsdpOptions::master_dtype, else train_dtype)
+  DType reduce_dtype = DType::f32;  // gradients are summed across ranks in it
+  // The trainable tensors laid out in each of those dtypes: the shard the pieces view (train), what a gather
+  // moves (wire), what a reduction moves (reduce). Equal dtypes, equal layouts.
+  std::optional<FlatLayout> wire, reduce;
+  Tensor train_shard;  // [train->shard_bytes() / element size] of master_dtype; the pieces are views of it
   Tensor fixed_shard;  // u8 [fixed->shard_bytes()]
   enum class State { released, pending, gathered } state = State::gathered;
   Tensor train_gathered, fixed_gathered;
@@ -41,6 +46,23 @@ Tensor typed_view(const Tensor& buffer, int64_t byte_offset, int64_t count, DTyp
 }
 
 Tensor flat(const Tensor& t) { return t.view({t.numel()}); }
+
+// `layout`'s segments in `dtype`: the same pieces, their offsets for that element size.
+FlatLayout retyped(const FlatLayout& layout, DType dtype) {
+  std::vector<Segment> segments = layout.segments();
+  for (Segment& s : segments) s.dtype = dtype;
+  return FlatLayout(std::move(segments), layout.ranks());
+}
+
+// One rank's shard converted from `from`'s layout and dtype to `to`'s (padding included), on `device`.
+Tensor convert_shard(const FlatLayout& from, const Tensor& shard, const FlatLayout& to, DType dtype, Device device) {
+  NoGradGuard no_grad;
+  const Tensor out = Tensor::zeros({to.shard_bytes() / static_cast<int64_t>(dtype_size(dtype))}, dtype, device);
+  for (size_t s = 0; s < from.segments().size(); ++s)
+    typed_view(out, to.piece_offset(s), to.piece_count(s), dtype)
+        .copy_(typed_view(shard, from.piece_offset(s), from.piece_count(s), shard.dtype()));
+  return out;
+}
 
 // The whole tensors of `entries` rebuilt from every rank's shard, laid end to end in `gathered` (on their device).
 void unpack(const FlatLayout& layout, const Tensor& gathered, const std::vector<Tensor>& wholes) {
@@ -168,12 +190,21 @@ Fsdp::Fsdp(Communicator& comm, Module& root, const std::vector<std::pair<std::st
     for (const Entry& e : unit.trainable)
       QTUNE_CHECK(e.param_index >= 0, "FSDP: trainable ", e.name, " is not among the model's parameters");
     if (!unit.trainable.empty()) {
+      unit.master_dtype = options.master_dtype.value_or(unit.train_dtype);
+      unit.reduce_dtype = options.reduce_dtype.value_or(unit.master_dtype);
+      for (const DType d : {unit.master_dtype, unit.reduce_dtype})
+        QTUNE_CHECK(is_floating(d), "FSDP mixed precision: ", dtype_name(d), " is not a floating dtype");
       std::vector<Segment> segments;
       for (const Entry& e : unit.trainable)
         segments.push_back({e.name, unit.train_dtype, e.whole.numel(), numerics::kSquaredNormBlock});
-      unit.train.emplace(std::move(segments), ranks);
-      const int64_t size = static_cast<int64_t>(dtype_size(unit.train_dtype));
-      unit.train_shard = shard_of(*unit.train, unit.trainable, unit.train_dtype);
+      unit.wire.emplace(std::move(segments), ranks);
+      unit.train.emplace(retyped(*unit.wire, unit.master_dtype));
+      unit.reduce.emplace(retyped(*unit.wire, unit.reduce_dtype));
+      const int64_t size = static_cast<int64_t>(dtype_size(unit.master_dtype));
+      // Filled in the model's dtype, then widened (or narrowed) to the masters'.
+      unit.train_shard = shard_of(*unit.wire, unit.trainable, unit.train_dtype);
+      if (unit.master_dtype != unit.train_dtype)
+        unit.train_shard = convert_shard(*unit.wire, unit.train_shard, *unit.train, unit.master_dtype, shard_device_);
       for (size_t s = 0; s < unit.trainable.size(); ++s) {
         Tensor piece = unit.train_shard.narrow(0, unit.train->piece_offset(s) / size, unit.train->piece_count(s));
         piece.requires_grad_(true);
@@ -224,7 +255,12 @@ void Fsdp::start_gather(Unit& u) {
     gathered = Tensor::empty({shard.numel() * comm_.size()}, shard.dtype(), device);
     return comm_.all_gather(buffer_of(sent), buffer_of(gathered));
   };
-  if (u.train) u.train_work = gather(u.train_shard, u.train_sent, u.train_gathered);
+  if (u.train) {
+    const Tensor wire = u.master_dtype == u.train_dtype
+                            ? u.train_shard
+                            : convert_shard(*u.train, u.train_shard, *u.wire, u.train_dtype, u.train_shard.device());
+    u.train_work = gather(wire, u.train_sent, u.train_gathered);
+  }
   if (u.fixed) u.fixed_work = gather(u.fixed_shard, u.fixed_sent, u.fixed_gathered);
   u.state = Unit::State::pending;
 }
@@ -244,7 +280,7 @@ void Fsdp::finish_gather(Unit& u) {
     unpack(layout, gathered, wholes);
     gathered = Tensor();
   };
-  if (u.train) finish(*u.train, u.train_work, u.train_sent, u.train_gathered, u.trainable);
+  if (u.train) finish(*u.wire, u.train_work, u.train_sent, u.train_gathered, u.trainable);
   if (u.fixed) finish(*u.fixed, u.fixed_work, u.fixed_sent, u.fixed_gathered, u.frozen);
   u.state = Unit::State::gathered;
 }
@@ -327,28 +363,29 @@ void Fsdp::reduce_gradients(Unit& u, const std::vector<Tensor>& grads) {
     contiguous.push_back(grads[s].defined() ? grads[s].to(u.train_dtype).contiguous()
                                             : Tensor::zeros(whole.shape(), u.train_dtype, whole.device()));
   }
-  // Every rank's shard of the gradients, laid end to end (padding zero), on the model's device.
-  const int64_t shard = u.train_shard.numel();
+  // Every rank's shard of the gradients in reduce_dtype, laid end to end (padding zero), on the model's device.
+  const FlatLayout& layout = *u.reduce;
+  const DType dtype = u.reduce_dtype;
+  const int64_t shard = layout.shard_bytes() / static_cast<int64_t>(dtype_size(dtype));
   const Device device = device_.value_or(Device::cpu());
-  const Tensor send = Tensor::zeros({shard * comm_.size()}, u.train_dtype, device);
+  const Tensor send = Tensor::zeros({shard * comm_.size()}, dtype, device);
   {
     NoGradGuard no_grad;
     for (int r = 0; r < comm_.size(); ++r) {
       for (size_t s = 0; s < contiguous.size(); ++s) {
-        const Range held = u.train->held(r, s);
+        const Range held = layout.held(r, s);
         if (held.size() == 0) continue;
-        typed_view(send, r * u.train->shard_bytes() + u.train->piece_offset(s), held.size(), u.train_dtype)
+        typed_view(send, r * layout.shard_bytes() + layout.piece_offset(s), held.size(), dtype)
             .copy_(flat(contiguous[s]).narrow(0, held.begin, held.size()));
       }
     }
   }
-  const Tensor recv = Tensor::empty({shard}, u.train_dtype, device);
+  const Tensor recv = Tensor::empty({shard}, dtype, device);
   comm_.reduce_scatter(buffer_of(send), buffer_of(recv), Reduce::sum)->wait();
   const Tensor reduced = recv.to(shard_device_);
-  const int64_t size = static_cast<int64_t>(dtype_size(u.train_dtype));
   for (size_t s = 0; s < u.trainable.size(); ++s) {
     const Tensor& piece = pieces_[static_cast<size_t>(u.trainable[s].param_index)];
-    const Tensor g = reduced.narrow(0, u.train->piece_offset(s) / size, u.train->piece_count(s));
+    const Tensor g = typed_view(reduced, layout.piece_offset(s), layout.piece_count(s), dtype).to(u.master_dtype);
     const Tensor existing = piece.grad();
     if (existing.defined()) {
       backend_for(existing.device()).binary(BinaryOp::add, existing, g, existing);

@@ -39,6 +39,11 @@ struct FsdpOptions {
   // A GPU model's shards, and so its trainable pieces, their gradients and the optimizer state, stay in host
   // memory: each gather copies the shard up first, each reduction's result comes down. Nothing on CPU models.
   bool offload = false;
+  // Mixed precision: the trainable pieces, and so the optimizer and its state, in master_dtype while the model
+  // computes in its own dtype (a gather casts the pieces to it); gradients are summed across ranks in
+  // reduce_dtype (default: master_dtype). Trainable tensors only: frozen ones (NF4 parts, a frozen base) move
+  // as they are stored. Unset: the model's dtype.
+  std::optional<DType> master_dtype = std::nullopt, reduce_dtype = std::nullopt;
 };
 
 class Fsdp {

@@ -219,6 +219,65 @@ TEST_CASE("QLoRA: NF4 base gathered, never reduced; LoRA adapters sharded") {
   check_equivalence({DType::f32, false, false, true});
 }
 
+TEST_CASE("mixed precision: bf16 compute, f32 masters and reductions") {
+  // The one-process equivalent: each micro-batch's bf16 gradients widened to f32 and summed in order, then the
+  // norm, clipping and AdamW on f32 masters; the model computes in the masters rounded to bf16.
+  const int ranks = world->size();
+  const Setup s{DType::bf16, false, false, false};
+  auto reference = build(s);
+  const std::vector<Tensor> ref_params = reference->trainable_parameters();
+  std::vector<Tensor> masters, sums(ref_params.size());
+  for (const Tensor& p : ref_params) {
+    masters.push_back(p.detach().to(DType::f32));
+    masters.back().requires_grad_(true);
+  }
+  for (int m = 0; m < ranks; ++m) {
+    for (const Tensor& p : ref_params) p.zero_grad();
+    const auto [tokens, targets] = micro_batch(0, m);
+    (reference->loss(tokens, targets) * (1.0 / ranks)).backward();
+    for (size_t j = 0; j < ref_params.size(); ++j) {
+      const Tensor g = ref_params[j].grad().to(DType::f32);
+      sums[j] = m == 0 ? g : ops::add(sums[j], g);
+    }
+  }
+  const Tensor ref_squares = Tensor::empty({static_cast<int64_t>(masters.size())}, DType::f64);
+  for (size_t j = 0; j < masters.size(); ++j) {
+    masters[j].set_grad(sums[j]);
+    backend_for(Device::cpu()).squared_norm(sums[j], ref_squares.narrow(0, int64_t(j), 1));
+  }
+  const double max_norm = 0.5 * numerics::norm_from_squares(ref_squares.data<double>(), ref_squares.numel());
+  clip(masters, ref_squares, max_norm);
+  optim::AdamWOptions adam;
+  adam.lr = 1e-2;
+  optim::AdamW(masters, adam).step();
+
+  auto model = build(s);
+  models::ShardedLlama sharded(*model, *world, {.master_dtype = DType::f32});
+  dist::Fsdp& fsdp = sharded.fsdp();
+  CHECK(fsdp.parameters().front().dtype() == DType::f32);
+  const auto [tokens, targets] = micro_batch(0, world->rank());
+  (model->loss(tokens, targets) * (1.0 / ranks)).backward();
+  fsdp.finish_backward();
+  const Tensor squares = fsdp.grad_norm_squares();
+  CHECK(same_bits(squares, ref_squares));
+  clip(fsdp.parameters(), squares, max_norm);
+  optim::AdamW(fsdp.parameters(), adam).step();
+  fsdp.after_step();
+
+  const std::vector<Tensor> got = fsdp.gather_pieces(fsdp.parameters());
+  fsdp.gather_all();
+  const std::vector<Tensor> weights = model->parameters();  // bf16, all of them trained
+  REQUIRE(got.size() == masters.size());
+  REQUIRE(weights.size() == masters.size());
+  for (size_t j = 0; j < masters.size(); ++j) {
+    INFO(fsdp.parameter_names()[j]);
+    CHECK(same_bits(got[j], masters[j].detach()));
+    CHECK(weights[j].dtype() == DType::bf16);
+    CHECK(same_bits(weights[j], masters[j].detach().to(DType::bf16)));
+  }
+  fsdp.release_all();
+}
+
 TEST_CASE("between uses a rank holds its shard only; materialize makes the model whole again") {
   auto model = build({});
   models::ShardedLlama sharded(*model, *world);
