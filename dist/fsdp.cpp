@@ -71,9 +71,10 @@ void unpack(const FlatLayout& layout, const Tensor& gathered, const std::vector<
     for (size_t s = 0; s < wholes.size(); ++s) {
       const Range held = layout.held(r, s);
       if (held.size() == 0) continue;
-      flat(wholes[s]).narrow(0, held.begin, held.size())
-          .copy_(typed_view(gathered, r * layout.shard_bytes() + layout.piece_offset(s), held.size(),
-                            wholes[s].dtype()));
+      flat(wholes[s])
+          .narrow(0, held.begin, held.size())
+          .copy_(
+              typed_view(gathered, r * layout.shard_bytes() + layout.piece_offset(s), held.size(), wholes[s].dtype()));
     }
   }
 }

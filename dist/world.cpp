@@ -37,7 +37,8 @@ std::unique_ptr<Communicator> world_communicator(CommunicatorOptions options) {
 }
 
 std::vector<std::string> local_mpirun_command(int nproc) {
-  QTUNE_CHECK(!launched_as_rank(), "this process already is a rank of an MPI job: start the ranks either with mpirun or with --nproc");
+  QTUNE_CHECK(!launched_as_rank(),
+              "this process already is a rank of an MPI job: start the ranks either with mpirun or with --nproc");
   QTUNE_CHECK(nproc >= 1, "--nproc must be at least 1, got ", nproc);
   std::vector<std::string> argv = {"mpirun", "-np", std::to_string(nproc)};
   // Open MPI refuses more ranks than cores unless told; it binds each rank to a core only when they fit.

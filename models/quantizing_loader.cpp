@@ -48,7 +48,8 @@ void reserve_projection(Llama& model, const std::string& fqn, int64_t out, int64
   std::shared_ptr<nn::Linear> linear;
   {
     SkipInitGuard no_init;  // the pages it takes are never touched, and given back below
-    linear = std::make_shared<nn::Linear>(in, out, nn::Linear::Options{.bias = false, .dtype = o.dtype, .device = o.device});
+    linear =
+        std::make_shared<nn::Linear>(in, out, nn::Linear::Options{.bias = false, .dtype = o.dtype, .device = o.device});
   }
   linear->weight().set_data(Tensor::reserved({out, in}, o.dtype, o.device));
   model.replace_module(fqn, std::move(linear));
@@ -61,8 +62,8 @@ std::shared_ptr<Llama> load_streamed(const std::string& dir, const quant::ModelQ
   const LlamaConfig config = load_llama_config(dir);
   // A quantized embedding runs on CPU only.
   const quant::ModelQuantization& q = quantization != nullptr ? *quantization : plain;
-  QTUNE_CHECK(options.device.is_cpu() || (!reserve && quant::quantizes_on_gpu(q.scheme) && !q.embedding), dir,
-              ": on ", options.device.str(),
+  QTUNE_CHECK(options.device.is_cpu() || (!reserve && quant::quantizes_on_gpu(q.scheme) && !q.embedding), dir, ": on ",
+              options.device.str(),
               " the quantizing loader streams NF4 or float8 projections (no "
               "quantized embedding); the other schemes run on CPU");
   check_tied_quantization(config, q);
@@ -99,8 +100,8 @@ std::shared_ptr<Llama> load_streamed(const std::string& dir, const quant::ModelQ
     const std::string module(split_name(name).parent);
     switch (quantization != nullptr ? quantized_part(q, module) : QuantizedPart::none) {
       case QuantizedPart::embedding:
-        model->replace_module(module,
-                              std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype), *q.embedding));
+        model->replace_module(
+            module, std::make_shared<quant::QuantizedEmbedding>(read_tensor(files, name, dtype), *q.embedding));
         files.release(name);
         break;
       case QuantizedPart::linear:

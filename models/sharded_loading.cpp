@@ -86,7 +86,8 @@ class CheckpointPieces {
     // The groups this rank keeps, cut as FSDP cuts the parts (whole groups, rank order).
     const dist::FlatLayout layout({dist::Segment{fqn, DType::u8, groups, 1}}, comm_.size());
     const dist::Range mine = layout.held(comm_.rank(), 0);
-    const int64_t first = std::min(n, mine.begin * kGroupWeights), count = std::min(n, mine.end * kGroupWeights) - first;
+    const int64_t first = std::min(n, mine.begin * kGroupWeights),
+                  count = std::min(n, mine.end * kGroupWeights) - first;
     const int64_t my_blocks = (count + numerics::kNF4BlockSize - 1) / numerics::kNF4BlockSize;
 
     auto out = std::make_unique<NF4Piece>();
@@ -98,8 +99,7 @@ class CheckpointPieces {
     const int64_t stride = layout.piece_count(0) * numerics::kNF4ScalerBlockSize;  // absmaxes per rank
     const Tensor absmax = Tensor::zeros({stride});
     if (count > 0) {
-      cpu.nf4_encode(elements(weight, {first, first + count}, dtype_), out->parts[0],
-                     absmax.narrow(0, 0, my_blocks));
+      cpu.nf4_encode(elements(weight, {first, first + count}, dtype_), out->parts[0], absmax.narrow(0, 0, my_blocks));
     }
     const Tensor all = Tensor::empty({stride * comm_.size()});
     comm_.all_gather(dist::buffer_of(absmax), dist::buffer_of(all))->wait();

@@ -159,9 +159,9 @@ TEST_CASE("a weight quantized in pieces of whole scaler blocks against the piece
     int64_t first_block = 0;
     for (size_t p = 0; p + 1 < cuts.size(); ++p) {
       const int64_t piece_blocks = codes[p].numel() / 32;
-      const Tensor a = Tensor::from_vector(std::vector<float>(absmax.begin() + first_block,
-                                                              absmax.begin() + first_block + piece_blocks),
-                                           {piece_blocks});
+      const Tensor a = Tensor::from_vector(
+          std::vector<float>(absmax.begin() + first_block, absmax.begin() + first_block + piece_blocks),
+          {piece_blocks});
       const Tensor scalers = Tensor::empty({piece_blocks}, DType::i8);
       const Tensor factors = Tensor::empty({(piece_blocks + 255) / 256}, dtype);
       cpu.nf4_double_quantize(a, mean_t, scalers, factors);

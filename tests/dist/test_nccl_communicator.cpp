@@ -23,6 +23,7 @@
 #include "ops/elementwise.h"
 #include "optim/adamw.h"
 #include "optim/clip_grad.h"
+#include "tests/llama_fixtures.h"
 
 using namespace qtune;
 using namespace qtune::dist;
@@ -114,28 +115,23 @@ TEST_CASE("bad calls are refused before anything is queued; check_calls passes a
 
 namespace {
 
-// A Llama small enough for the simulator, its MLP weight (48 x 96) spanning the ranks' pieces unevenly.
+// The tests' tiny Llama, small enough for the simulator, with an embedding and head of 700 x 24: more than one
+// norm block (16384 elements), so their pieces lie on two ranks.
 std::unique_ptr<models::Llama> tiny_llama(Device device) {
-  models::LlamaConfig c;
-  c.vocab_size = 64;
-  c.hidden_size = 48;
-  c.intermediate_size = 96;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
+  models::LlamaConfig config = testing::tiny_llama_config();
+  config.vocab_size = 700;
   models::LlamaOptions o;
   o.seed = 7;
   o.device = device;
-  return std::make_unique<models::Llama>(c, o);
+  return std::make_unique<models::Llama>(config, o);
 }
 
 // Micro-batch m: [1, 8] tokens and their targets.
 std::pair<Tensor, Tensor> micro_batch(int m, Device device) {
   std::vector<int64_t> tokens(8), targets(8);
   for (int i = 0; i < 8; ++i) {
-    tokens[static_cast<size_t>(i)] = (7 * i + 13 * m + 1) % 64;
-    targets[static_cast<size_t>(i)] = (5 * i + 11 * m + 3) % 64;
+    tokens[static_cast<size_t>(i)] = (7 * i + 13 * m + 1) % 61;
+    targets[static_cast<size_t>(i)] = (5 * i + 11 * m + 3) % 61;
   }
   return {Tensor::from_data(tokens.data(), {1, 8}, DType::i64, device),
           Tensor::from_data(targets.data(), {1, 8}, DType::i64, device)};

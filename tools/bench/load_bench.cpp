@@ -237,7 +237,8 @@ int run_load_bench(const LoadBenchOptions& options) {
              double(files.total_bytes()) / kMB, largest);
   if (options.nproc > 0) {
     fmt::print("{} ranks, each loading its FSDP shard; the numbers are the highest of any rank\n", options.nproc);
-    fmt::print("target peak RSS per rank = its shard (with the whole embedding and head) + 2 x largest tensor + 200 MB\n\n");
+    fmt::print(
+        "target peak RSS per rank = its shard (with the whole embedding and head) + 2 x largest tensor + 200 MB\n\n");
     fmt::print("| target | load s | peak RSS MB | shard MB | target peak MB | |\n|---|---|---|---|---|---|\n");
   } else {
     fmt::print("target peak RSS = model + 2 x largest tensor + 200 MB\n\n");

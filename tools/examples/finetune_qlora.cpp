@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
     // ranks read only their own pieces of the projections (each keeps 1/N of every layer, base and adapters,
     // and of the optimizer state): the model is built with them reserved and FSDP fills them.
     const qtune::quant::ModelQuantization base = models::qlora_base(lora);
-    const auto model = ranks > 1 ? models::load_llama_reserved(model_dir, &base)
-                                 : models::load_llama_quantized(model_dir, base);
+    const auto model =
+        ranks > 1 ? models::load_llama_reserved(model_dir, &base) : models::load_llama_quantized(model_dir, base);
     const int64_t wrapped = models::apply_lora(*model, lora);
     std::unique_ptr<models::ShardedLlama> sharded;
     if (ranks > 1) {

@@ -214,9 +214,10 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     if (hooks.on_note) hooks.on_note(text);
   };
   const Device device = parse_device(config.device);
-  QTUNE_CHECK(!ranks.comm || device.is_cpu(), "device ", config.device,
-              ": `qtune run` under mpirun trains on device=cpu (dist::Fsdp shards GPU models over NcclCommunicator, but "
-              "the recipes do not start it yet)");
+  QTUNE_CHECK(
+      !ranks.comm || device.is_cpu(), "device ", config.device,
+      ": `qtune run` under mpirun trains on device=cpu (dist::Fsdp shards GPU models over NcclCommunicator, but "
+      "the recipes do not start it yet)");
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   // model.tf32 holds for this run only: the device's backend outlives it.
@@ -324,7 +325,8 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
     sharded = std::make_unique<models::ShardedLlama>(
         *model, *ranks.comm,
-        dist::FsdpOptions{.source = load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr});
+        dist::FsdpOptions{.source = load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype)
+                                             : nullptr});
     ranks.sharded = sharded.get();
     const uint64_t load_peak = memory_stats(device).peak_allocated;  // a sharded load reads the pieces above
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
