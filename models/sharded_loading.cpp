@@ -1,8 +1,10 @@
 #include "models/sharded_loading.h"
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "dist/flat_layout.h"
@@ -10,7 +12,9 @@
 #include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/checkpoint_files.h"
+#include "engine/io/safetensors.h"
 #include "engine/numerics/nf4.h"
+#include "engine/storage.h"
 
 namespace qtune::models {
 namespace {
@@ -28,9 +32,11 @@ std::optional<std::pair<std::string, size_t>> nf4_part(const std::string& name) 
   return std::nullopt;
 }
 
-void copy_piece(const Tensor& from, dist::Range held, void* piece, const std::string& name) {
-  QTUNE_CHECK(from.numel() == held.size(), "sharded load: ", name, ": a piece of ", from.numel(),
-              " elements for a range of ", held.size());
+// `from` (this rank's piece, computed) into the shard, which expects `held` elements of whole's dtype.
+void copy_piece(const Tensor& from, const Tensor& whole, dist::Range held, void* piece, const std::string& name) {
+  QTUNE_CHECK(from.numel() == held.size() && from.dtype() == whole.dtype(), "sharded load: ", name, ": a piece of ",
+              from.numel(), " ", dtype_name(from.dtype()), " elements for ", held.size(), " of ",
+              dtype_name(whole.dtype()));
   if (held.size() > 0) std::memcpy(piece, from.contiguous().data_ptr(), from.nbytes());
 }
 
@@ -49,40 +55,68 @@ class CheckpointPieces {
   void fill(const std::string& name, const Tensor& whole, dist::Range held, void* piece) {
     NoGradGuard no_grad;
     if (const auto part = nf4_part(name)) {
-      if (!nf4_ || nf4_->fqn != part->first) nf4_ = quantize_piece(part->first);
+      if (!nf4_ || nf4_->fqn != part->first) {
+        // Checked alike on every rank: an error here ends them all before the collective that follows.
+        QTUNE_CHECK(!nf4_, "sharded load: the NF4 parts of ", part->first, " were asked for before those of ",
+                    nf4_ ? nf4_->fqn : "", " were complete");
+        nf4_ = quantize_piece(part->first, part->second, whole);
+      }
       const Tensor& from = nf4_->parts[part->second];
       // The mean is one element: the range says whether this rank keeps it.
-      copy_piece(part->second == 3 ? from.narrow(0, 0, held.size()) : from, held, piece, name);
+      copy_piece(part->second == 3 ? from.narrow(0, 0, held.size()) : from, whole, held, piece, name);
       if (++nf4_->served == std::size(kNF4Parts)) {
         files_.release(nf4_->fqn + ".weight");
         nf4_.reset();
       }
       return;
     }
-    QTUNE_CHECK(files_.contains(name) && files_.tensor(name).numel() == whole.numel(), "sharded load: ", files_.dir(),
-                " holds no tensor ", name, " of ", shape_str(whole.shape()));
-    copy_piece(elements(name, held, whole.dtype()), held, piece, name);
+    check_shape(name, whole.shape());
+    copy_piece(elements(name, held, whole.dtype()), whole, held, piece, name);
     files_.release(name);
   }
 
  private:
-  // Elements `range` of the flattened tensor `name`, in `dtype`: a view of the mapped file when the dtypes
-  // agree, so only those pages are read.
+  // Fails naming the tensor when the checkpoint lacks it or holds another shape (on every rank alike).
+  void check_shape(const std::string& name, const Shape& expected) const {
+    QTUNE_CHECK(files_.contains(name), "sharded load: ", files_.dir(), " holds no tensor ", name);
+    const Shape stored(files_.entry(name).shape.begin(), files_.entry(name).shape.end());
+    QTUNE_CHECK(stored == expected, "sharded load: ", files_.dir(), ": ", name, " is ", shape_str(stored),
+                ", the model expects ", shape_str(expected));
+  }
+
+  // Elements `range` of the flattened tensor `name`, converted to `dtype`: only those bytes of the mapped
+  // file are read. Used before the next call: a view of the mapping where its alignment allows, else a copy
+  // of the range.
   Tensor elements(const std::string& name, dist::Range range, DType dtype) const {
-    const Tensor file = files_.tensor(name);
-    return file.reshape({file.numel()}).narrow(0, range.begin, range.size()).to(dtype);
+    const io::TensorEntry& e = files_.entry(name);
+    const std::optional<DType> stored = io::to_dtype(e.dtype);
+    QTUNE_CHECK(stored.has_value(), "sharded load: ", files_.dir(), ": ", name, " has dtype ",
+                io::st_dtype_name(e.dtype), ", which qtune cannot compute with");
+    const auto size = static_cast<int64_t>(dtype_size(*stored));
+    const std::span<const std::byte> bytes = files_.file_of(name).bytes(e).subspan(
+        static_cast<size_t>(range.begin * size), static_cast<size_t>(range.size() * size));
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % static_cast<uintptr_t>(size) != 0)
+      return Tensor::from_data(bytes.data(), {range.size()}, *stored).to(dtype);
+    auto storage = Storage::wrap(const_cast<std::byte*>(bytes.data()), bytes.size(), Device::cpu(), {});
+    return Tensor::from_storage(std::move(storage), {range.size()}, {1}, 0, *stored).to(dtype);
   }
 
   // Quantizes this rank's groups of <fqn>.weight: the codes and absmaxes locally, the mean from every rank's
   // absmaxes gathered in rank order (their block order), then the rank's scalers and factors against it.
-  std::unique_ptr<NF4Piece> quantize_piece(const std::string& fqn) {
+  // part, whole: the first part asked for, whose size the weight in the file must give.
+  std::unique_ptr<NF4Piece> quantize_piece(const std::string& fqn, size_t part, const Tensor& whole) {
     const std::string weight = fqn + ".weight";
     QTUNE_CHECK(files_.contains(weight), "sharded load: ", files_.dir(), " holds no tensor ", weight);
     QTUNE_CHECK(dtype_ == DType::f32 || dtype_ == DType::bf16, "sharded load: NF4 quantizes f32 or bf16 weights, not ",
                 dtype_name(dtype_), " (", weight, ")");
-    const int64_t n = files_.tensor(weight).numel();
+    const Shape shape(files_.entry(weight).shape.begin(), files_.entry(weight).shape.end());
+    const int64_t n = numel_of(shape);
     const int64_t blocks = (n + numerics::kNF4BlockSize - 1) / numerics::kNF4BlockSize;
     const int64_t groups = (blocks + numerics::kNF4ScalerBlockSize - 1) / numerics::kNF4ScalerBlockSize;
+    const int64_t part_sizes[] = {blocks * numerics::kNF4BlockSize / 2, blocks, groups, 1};
+    QTUNE_CHECK(part_sizes[part] == whole.numel(), "sharded load: ", files_.dir(), ": ", weight, " is ",
+                shape_str(shape), ", which does not give the model's NF4 ", kNF4Parts[part].substr(1), " of ",
+                whole.numel(), " elements");
     // The groups this rank keeps, cut as FSDP cuts the parts (whole groups, rank order).
     const dist::FlatLayout layout({dist::Segment{fqn, DType::u8, groups, 1}}, comm_.size());
     const dist::Range mine = layout.held(comm_.rank(), 0);

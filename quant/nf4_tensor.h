@@ -19,11 +19,11 @@ class NF4Tensor {
   NF4Tensor() = default;  // undefined
   // weight: any shape and layout, f32 or bf16, on any device with the NF4 kernels. No gradient flows.
   static NF4Tensor quantize(const Tensor& weight);
-  // Rebuilds a tensor from its stored parts (a checkpoint), checking them against `shape`; the dtype is
-  // the factors' dtype.
   // Parts of the right sizes for a `dtype` weight of `shape` that hold no memory yet (Tensor::reserved): a
   // sharded load fills each rank's pieces.
   static NF4Tensor reserved(const Shape& shape, DType dtype, Device device = Device::cpu());
+  // Rebuilds a tensor from its stored parts (a checkpoint), checking them against `shape`; the dtype is
+  // the factors' dtype.
   static NF4Tensor from_parts(const Shape& shape, Tensor codes, Tensor scalers, Tensor factors, Tensor mean);
 
   // [shape] in `dtype` (any floating dtype): computed in dtype() exactly as torchao, then cast.

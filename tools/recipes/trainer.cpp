@@ -279,8 +279,8 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   // the whole-model checkpoint resumed. A per-rank checkpoint's trainable tensors come in after the cut, below.
   std::optional<std::string> load_dir;
   std::shared_ptr<models::Llama> model;
-  if (ranks.comm && !config.model.config && !(sharded_state && whole_model_files)) {
-    load_dir = checkpoint && whole_model_files ? *checkpoint : config.model.path;
+  if (ranks.comm && !config.model.config) {
+    load_dir = checkpoint && whole_model_files && !sharded_state ? *checkpoint : config.model.path;
     model = reserved_model(config, *load_dir);
     if (!model) load_dir.reset();
   }
