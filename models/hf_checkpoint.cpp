@@ -1,5 +1,6 @@
 #include "models/hf_checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -90,8 +91,24 @@ void check_llama_tensors(const io::CheckpointFiles& files, const std::map<std::s
 
 void copy_tensor(const io::CheckpointFiles& files, const std::string& name, const Tensor& dst) {
   NoGradGuard no_grad;
-  // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening).
-  dst.copy_(files.tensor(name));
+  // copy_ converts the file dtype to the parameter's, rounding as a cast does (exact when widening). In chunks
+  // whose mapped pages are dropped as they are consumed: a large tensor (an embedding) is never resident twice.
+  const Tensor src = files.tensor(name);
+  constexpr int64_t kChunkBytes = int64_t{32} << 20;
+  const auto element = static_cast<int64_t>(dtype_size(src.dtype()));
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / element), n = src.numel();
+  if (!dst.is_contiguous() || dst.numel() != n || n <= chunk) {
+    dst.copy_(src);
+  } else {
+    const Tensor from = src.view({n}), to = dst.view({n});
+    const io::TensorEntry& entry = files.entry(name);
+    const io::SafetensorsFile& file = files.file_of(name);
+    for (int64_t first = 0; first < n; first += chunk) {
+      const int64_t count = std::min(chunk, n - first);
+      to.narrow(0, first, count).copy_(from.narrow(0, first, count));
+      file.release(entry, static_cast<uint64_t>(first * element), static_cast<uint64_t>((first + count) * element));
+    }
+  }
   files.release(name);
 }
 

@@ -152,11 +152,13 @@ void save_safetensors(const std::string& path, const std::vector<LazyTensor>& te
   out.commit();
 }
 
-void SafetensorsFile::release(const TensorEntry& e) const {
+void SafetensorsFile::release(const TensorEntry& e, uint64_t begin_byte, uint64_t end_byte) const {
   if (!mapping_) return;  // parse() of a caller's buffer: not ours to drop
+  QTUNE_CHECK(begin_byte <= end_byte && end_byte <= e.nbytes(), label_, ": bytes [", begin_byte, ", ", end_byte,
+              ") lie outside tensor \"", e.name, "\" (", e.nbytes(), " bytes)");
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<uintptr_t>(data_ + e.begin);
-  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + e.nbytes()) / page * page;
+  const auto begin = reinterpret_cast<uintptr_t>(data_ + e.begin + begin_byte);
+  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + (end_byte - begin_byte)) / page * page;
   // Whole pages inside the tensor only: a page shared with a neighbour may still be in use.
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }

@@ -48,7 +48,10 @@ class SafetensorsFile {
   // Drops the tensor's mapped pages from this process's memory (madvise MADV_DONTNEED), for a loader that
   // has consumed it: the file is not read whole into resident memory. Only when no view of the tensor is
   // alive -- a view would read the file again, and writes made through it would be lost.
-  void release(const TensorEntry& e) const;
+  void release(const TensorEntry& e) const { release(e, 0, e.nbytes()); }
+  // The same for bytes [begin, end) of the tensor (the whole pages inside them), for a loader that consumes
+  // it in chunks.
+  void release(const TensorEntry& e, uint64_t begin, uint64_t end) const;
 
  private:
   SafetensorsFile() = default;
