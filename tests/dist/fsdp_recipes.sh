@@ -41,6 +41,8 @@ for variant in full full+fp8 lora qlora qat qat_lora; do
   "$qtune" run "$recipe" --config "$work/$variant.json" --nproc "$n" "output_dir=$many" > "$many.log" 2>&1 ||
     { cat "$many.log"; fail "$variant: $n ranks"; }
   grep -q "FSDP: $n ranks" "$many.log" || { cat "$many.log"; fail "$variant: no FSDP line"; }
+  # Every recipe here loads model.path sharded: each rank reads only its pieces of the decoder layers.
+  grep -q "reading only its pieces of the decoder layers" "$many.log" || { cat "$many.log"; fail "$variant: loaded whole"; }
   [ "$(grep -c '^done:' "$many.log")" -eq 1 ] || { cat "$many.log"; fail "$variant: expected one summary (rank 0's)"; }
   diff <(numbers "$one") <(numbers "$many") || fail "$variant: metrics differ"
   files=$(cd "$one" && find checkpoints final -name '*.safetensors' | sort)

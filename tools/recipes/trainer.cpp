@@ -332,7 +332,9 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
          " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
          format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " + format_bytes(whole) +
-         " (loading peaked at " + format_bytes(load_peak) + "; the step's peaks below are training's)");
+         " (loading peaked at " + format_bytes(load_peak) +
+         (load_dir ? ", reading only its pieces of the decoder layers" : ", loading the whole model first") +
+         "; the step's peaks below are training's)");
     reset_peak_memory(device);
   }
   const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
