@@ -391,6 +391,12 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   int64_t saved_step = checkpoint ? p.step : 0;
   const auto t_start = clock::now();
   const auto save = [&](int64_t step) {
+    const auto t_save = clock::now();
+    const auto took = [&] {
+      char text[32];
+      std::snprintf(text, sizeof text, " in %.1f s", seconds_since(t_save));
+      return std::string(text);
+    };
     TrainerState state;
     state.step = step;
     state.total_steps = total;
@@ -409,7 +415,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       const std::string dir =
           save_checkpoint(out.string(), *model, tokenizer_path, optimizer->state(), state, hooks.save_weights);
       prune_checkpoints(out.string(), config.train.keep_checkpoints);
-      note("saved " + dir);
+      note("saved " + dir + took());
       return;
     }
     if (config.dist.sharded_checkpoints) {
@@ -427,7 +433,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
         const std::string dir = save_sharded_checkpoint(out.string(), *model, tokenizer_path, staging.string(),
                                                         optimizer->state().scalars, state);
         prune_checkpoints(out.string(), config.train.keep_checkpoints);
-        note("saved " + dir + " (sharded: a file per rank)");
+        note("saved " + dir + " (sharded: a file per rank)" + took());
       }
       barrier();
       return;
@@ -438,7 +444,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       const std::string dir =
           save_checkpoint(out.string(), *model, tokenizer_path, optimizer->state(), state, hooks.save_weights, &read);
       prune_checkpoints(out.string(), config.train.keep_checkpoints);
-      note("saved " + dir);
+      note("saved " + dir + " (consolidated by rank 0)" + took());
     });
     barrier();  // a save that fails on rank 0 ends the job (train()'s catch)
   };
