@@ -45,13 +45,7 @@ void reserve_projection(Llama& model, const std::string& fqn, int64_t out, int64
                                   quant::NF4Tensor::reserved({out, in}, o.dtype, o.device), Tensor()));
     return;
   }
-  std::shared_ptr<nn::Linear> linear;
-  {
-    SkipInitGuard no_init;  // the pages it takes are never touched, and given back below
-    linear =
-        std::make_shared<nn::Linear>(in, out, nn::Linear::Options{.bias = false, .dtype = o.dtype, .device = o.device});
-  }
-  linear->weight().set_data(Tensor::reserved({out, in}, o.dtype, o.device));
+  auto linear = std::make_shared<nn::Linear>(Tensor::reserved({out, in}, o.dtype, o.device));
   model.replace_module(fqn, std::move(linear));
 }
 

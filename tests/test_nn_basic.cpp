@@ -44,6 +44,19 @@ Moments moments(const Tensor& t) {
 
 }  // namespace
 
+TEST_CASE("Linear over given tensors shares them; a weight that is not [out, in] is refused") {
+  const Tensor w = testing::random_f64({3, 5}, 2).to(DType::f32), b = testing::random_f64({3}, 3).to(DType::f32);
+  nn::Linear lin(w, b);
+  CHECK(lin.in_features() == 5);
+  CHECK(lin.out_features() == 3);
+  CHECK(lin.weight().is_same(w));
+  CHECK(names_of(lin) == std::vector<std::string>{"weight", "bias"});
+  nn::Linear no_bias(w);
+  CHECK(names_of(no_bias) == std::vector<std::string>{"weight"});
+  CHECK_THROWS_WITH_AS(nn::Linear{b}, doctest::Contains("the weight must be [out, in], got [3]"), Error);
+  CHECK_THROWS_WITH_AS((nn::Linear{w, w}), doctest::Contains("the bias must be [3], got [3, 5]"), Error);
+}
+
 TEST_CASE("Linear: parameters, torch's uniform init and forward") {
   Generator gen(7);
   nn::Linear lin(256, 64, {.generator = &gen});

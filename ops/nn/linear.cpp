@@ -8,6 +8,20 @@
 
 namespace qtune::nn {
 
+Linear::Linear(const Tensor& weight, const Tensor& bias)
+    : Module("Linear"),
+      in_features_(weight.dim() == 2 ? weight.size(1) : 0),
+      out_features_(weight.dim() == 2 ? weight.size(0) : 0),
+      weight_(weight),
+      bias_(bias) {
+  QTUNE_CHECK(weight.dim() == 2 && in_features_ > 0 && out_features_ > 0, "Linear: the weight must be [out, in], got ",
+              shape_str(weight.shape()));
+  QTUNE_CHECK(!bias.defined() || bias.shape() == Shape{out_features_}, "Linear: the bias must be [", out_features_,
+              "], got ", shape_str(bias.shape()));
+  register_parameter("weight", &weight_);
+  if (bias_.defined()) register_parameter("bias", &bias_);
+}
+
 Linear::Linear(int64_t in_features, int64_t out_features, const Options& options)
     : Module("Linear"), in_features_(in_features), out_features_(out_features) {
   QTUNE_CHECK(in_features > 0 && out_features > 0, "Linear: features must be positive, got in ", in_features, ", out ",

@@ -16,6 +16,8 @@ class Linear : public Module {
   // weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)): torch's kaiming_uniform_(a = sqrt(5)) and bias rule.
   Linear(int64_t in_features, int64_t out_features, const Options& options);
   Linear(int64_t in_features, int64_t out_features) : Linear(in_features, out_features, Options{}) {}
+  // Over the given tensors, shared, not copied: weight [out, in], bias [out] or undefined.
+  explicit Linear(const Tensor& weight, const Tensor& bias = Tensor());
 
   // x: [..., in] -> [..., out]
   Tensor forward(const Tensor& x) override;
