@@ -1,5 +1,7 @@
 #include "data/bpe_model.h"
 
+#include <algorithm>
+
 #include <queue>
 
 #include "data/tokenizer_utf8.h"
@@ -106,6 +108,19 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& out) cons
     push(c.pos);
   }
   for (int32_t i = 0; i >= 0; i = symbols[i].next) out.push_back(symbols[i].id);
+}
+
+std::vector<std::pair<int32_t, int32_t>> BpeModel::merges_in_rank_order() const {
+  // Ranks may skip a repeated pair's second listing: sorted, not indexed.
+  std::vector<std::pair<int32_t, uint64_t>> ranked;
+  ranked.reserve(merges_.size());
+  for (const auto& [key, merge] : merges_) ranked.emplace_back(merge.rank, key);
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::pair<int32_t, int32_t>> out;
+  out.reserve(ranked.size());
+  for (const auto& [rank, key] : ranked)
+    out.emplace_back(static_cast<int32_t>(key >> 32), static_cast<int32_t>(key & 0xffffffffu));
+  return out;
 }
 
 }  // namespace qtune::data

@@ -34,6 +34,9 @@ class BpeModel {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   std::optional<int32_t> piece_id(std::string_view piece) const;
+  std::optional<int32_t> unk_id() const { return unk_id_; }
+  // The merges as (left id, right id), in rank order.
+  std::vector<std::pair<int32_t, int32_t>> merges_in_rank_order() const;
   const PieceIds& vocab() const { return vocab_; }
 
  private:

@@ -9,6 +9,13 @@
 
 namespace qtune::data {
 
+// The pre-tokenizer regexes of the two byte-level BPE families: GPT-2's (a ByteLevel pre-tokenizer with
+// use_regex true) and Llama 3's (a Split step before a ByteLevel one).
+inline constexpr const char* kGpt2SplitPattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+inline constexpr const char* kLlama3SplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 class BpeRegex {
  public:
   // `literal`: the pattern is a plain string to find, not a regex. Errors name `where` (file and key).

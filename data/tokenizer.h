@@ -7,9 +7,25 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace qtune::data {
+
+// Kinds of vocabulary entries, numbered as llama.cpp's GGUF key `tokenizer.ggml.token_type` numbers them.
+enum class TokenType : int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+
+// A tokenizer's whole vocabulary as tables: what a GGUF file stores of it (docs/numerics.md §9).
+struct VocabularyTable {
+  std::vector<std::string> pieces;                          // by id; an id no entry uses is "[PAD<id>]" of type unused
+  std::vector<float> scores;                                // by id: SentencePiece's piece scores; empty for BPE
+  std::vector<TokenType> types;                             // by id
+  std::vector<std::pair<std::string, std::string>> merges;  // BPE: in rank order
+  // BPE: the pre-tokenizer's regexes in the order they split text (the Split steps, then ByteLevel's own regex
+  // when it uses one).
+  std::vector<std::string> split_patterns;
+  std::optional<int32_t> bos, eos, unk;
+};
 
 class Tokenizer {
  public:
@@ -25,6 +41,7 @@ class Tokenizer {
   virtual std::optional<int32_t> eos_id() const = 0;
   virtual std::string id_to_piece(int32_t id) const = 0;  // the vocabulary entry, for debugging
   virtual std::string kind() const = 0;                   // "sentencepiece" or "bpe"
+  virtual VocabularyTable vocabulary() const = 0;
 };
 
 // SentencePiece model file (BPE or unigram; byte fallback honoured).

@@ -23,10 +23,6 @@ namespace qtune::data {
 
 namespace {
 
-// The regex of a ByteLevel pre-tokenizer with use_regex true (GPT-2's word splitting).
-constexpr const char* kByteLevelPattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
 // Names used for bos / eos when the post-processor does not say which tokens they are.
 constexpr std::array<std::string_view, 3> kBosNames = {"<|begin_of_text|>", "<s>", "<|startoftext|>"};
 constexpr std::array<std::string_view, 3> kEosNames = {"<|end_of_text|>", "</s>", "<|endoftext|>"};
@@ -74,6 +70,7 @@ class BpeTokenizer final : public Tokenizer {
     return pieces_[id];
   }
   std::string kind() const override { return "bpe"; }
+  VocabularyTable vocabulary() const override;
 
  private:
   void read_model(const io::JsonFields& root);
@@ -90,6 +87,7 @@ class BpeTokenizer final : public Tokenizer {
   std::string path_;
   std::unique_ptr<BpeModel> model_;
   std::vector<std::unique_ptr<BpeRegex>> splits_;  // Split pre-tokenizers, in order
+  std::vector<std::string> split_patterns_;        // their regexes, and ByteLevel's when it uses one
   bool add_prefix_space_ = false;                  // ByteLevel pre-tokenizer
   std::unique_ptr<BpeRegex> byte_level_regex_;     // ByteLevel with use_regex
   std::vector<AddedToken> added_;
@@ -124,6 +122,25 @@ BpeTokenizer::BpeTokenizer(const std::string& path) : path_(path) {
   };
   if (!bos_) bos_ = by_name(kBosNames);
   if (!eos_) eos_ = by_name(kEosNames);
+}
+
+VocabularyTable BpeTokenizer::vocabulary() const {
+  VocabularyTable table;
+  table.pieces = pieces_;
+  table.types.assign(pieces_.size(), TokenType::normal);
+  for (size_t id = 0; id < pieces_.size(); ++id) {
+    if (!pieces_[id].empty()) continue;
+    table.pieces[id] = "[PAD" + std::to_string(id) + "]";
+    table.types[id] = TokenType::unused;
+  }
+  for (const AddedToken& t : added_) table.types[t.id] = t.special ? TokenType::control : TokenType::user_defined;
+  for (const auto& [left, right] : model_->merges_in_rank_order())
+    table.merges.emplace_back(pieces_[left], pieces_[right]);
+  table.split_patterns = split_patterns_;
+  table.bos = bos_;
+  table.eos = eos_;
+  table.unk = model_->unk_id();
+  return table;
 }
 
 void BpeTokenizer::read_model(const io::JsonFields& root) {
@@ -250,7 +267,8 @@ void BpeTokenizer::read_byte_level(const io::JsonFields& node) {
   // `tokenizers` defaults both options to true when a file leaves them out.
   add_prefix_space_ = node.boolean("add_prefix_space", true);
   if (node.boolean("use_regex", true)) {
-    byte_level_regex_ = std::make_unique<BpeRegex>(kByteLevelPattern, false, path_ + ": " + node.name("use_regex"));
+    byte_level_regex_ = std::make_unique<BpeRegex>(kGpt2SplitPattern, false, path_ + ": " + node.name("use_regex"));
+    split_patterns_.push_back(kGpt2SplitPattern);
   }
 }
 
@@ -283,6 +301,7 @@ void BpeTokenizer::read_pre_tokenizer(const io::JsonFields& root) {
         step.fail("behavior", "must be \"Isolated\" (the only one supported), got \"" + behavior + "\"");
       if (step.boolean("invert", false)) step.fail("invert", "must be false (true is not supported)");
       splits_.push_back(std::make_unique<BpeRegex>(text, literal, path_ + ": " + step.name("pattern")));
+      split_patterns_.push_back(text);
     } else {
       step.fail("type", "\"" + step_type + "\" is not supported (Split or ByteLevel)");
     }

@@ -61,6 +61,24 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
   std::string kind() const override { return "sentencepiece"; }
 
+  VocabularyTable vocabulary() const override {
+    VocabularyTable table;
+    const int n = sp_.GetPieceSize();
+    for (int id = 0; id < n; ++id) {
+      table.pieces.push_back(sp_.IdToPiece(id));
+      table.scores.push_back(sp_.GetScore(id));
+      table.types.push_back(sp_.IsUnknown(id)   ? TokenType::unknown
+                            : sp_.IsControl(id) ? TokenType::control
+                            : sp_.IsUnused(id)  ? TokenType::unused
+                            : sp_.IsByte(id)    ? TokenType::byte
+                                                : TokenType::normal);
+    }
+    table.bos = bos_id();
+    table.eos = eos_id();
+    table.unk = non_negative(sp_.unk_id());
+    return table;
+  }
+
  private:
   // SentencePiece marks an absent special token with id -1.
   static std::optional<int32_t> non_negative(int id) { return id >= 0 ? std::optional<int32_t>(id) : std::nullopt; }

@@ -35,7 +35,7 @@ void check_on_cpu(const Tensor& weight, std::string_view fqn) {
               "; the quantized modules run on CPU (move the model with .to(Device::cpu()) first)");
 }
 
-// q4_0 / q8_0: an nn::Linear with the fake-quantized weight values (what llama.cpp will dequantize).
+// q4_0 / q8_0 / ggml_q4_0: an nn::Linear with the fake-quantized weight values (what llama.cpp will dequantize).
 ModulePtr dequantized_linear(FakeQuantizedLinear& fq) {
   nn::Linear::Options options;
   options.bias = fq.bias().defined();
@@ -86,7 +86,8 @@ void check_all(Module& model, const QATConfig& config, const ModuleFilter& filte
       QTUNE_CHECK(scheme_name(fq->scheme()) == scheme_name(config.scheme), "QAT convert: layer '", fqn,
                   "' was prepared for ", scheme_name(fq->scheme()), ", but the config asks for ",
                   scheme_name(config.scheme));
-      if (!std::holds_alternative<Q4_0>(fq->scheme()) && !std::holds_alternative<Q8_0>(fq->scheme()))
+      if (std::holds_alternative<Int8DynActInt4Weight>(fq->scheme()) ||
+          std::holds_alternative<Int4WeightOnly>(fq->scheme()))
         check_on_cpu(fq->weight(), fqn);
     } else if (auto* fe = dynamic_cast<FakeQuantizedEmbedding*>(m)) {
       check_on_cpu(fe->weight(), fqn);

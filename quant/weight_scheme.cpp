@@ -16,7 +16,13 @@ WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> g
   QTUNE_CHECK(name == "8da4w" || name == "int4wo" || name == "q4_0" || name == "q8_0", "unknown quantization scheme '",
               name, "' (valid: 8da4w, int4wo, nf4, q4_0, q8_0)");
   QTUNE_CHECK(!group_size || *group_size > 0, "scheme ", name, ": a group size must be positive, got ", *group_size);
-  return std::visit([](const auto& s) -> WeightScheme { return s; }, parse_linear_scheme(name, group_size.value_or(0)));
+  return stored_weight_scheme(parse_linear_scheme(name, group_size.value_or(0)));
+}
+
+WeightScheme stored_weight_scheme(const LinearScheme& scheme) {
+  return std::visit(Overloaded{[](const GgmlQ4_0&) -> WeightScheme { return Q4_0{}; },
+                               [](const auto& s) -> WeightScheme { return s; }},
+                    scheme);
 }
 
 std::string weight_scheme_name(const WeightScheme& scheme) {

@@ -8,6 +8,8 @@
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "engine/numerics/f16.h"
+#include "engine/numerics/ggml_blocks.h"
 #include "engine/rng.h"
 #include "models/llama.h"
 #include "ops/elementwise.h"
@@ -66,7 +68,7 @@ TEST_CASE("scheme names parse, and an unknown one lists the valid names") {
   CHECK(quant::scheme_name(quant::parse_linear_scheme("q4_0")) == "q4_0");
   CHECK(quant::scheme_name(quant::parse_linear_scheme("q8_0")) == "q8_0");
   CHECK_THROWS_WITH(quant::parse_linear_scheme("int3"),
-                    doctest::Contains("unknown QAT scheme 'int3' (valid: 8da4w, int4wo, q4_0, q8_0)"));
+                    doctest::Contains("unknown QAT scheme 'int3' (valid: 8da4w, int4wo, q4_0, q8_0, ggml_q4_0)"));
 }
 
 TEST_CASE("prepare swaps every Linear but lm_head for a FakeQuantizedLinear over the same tensors") {
@@ -246,4 +248,47 @@ TEST_CASE("QAT on a Llama: prepare trains through fake quantization, convert rep
   const double err = testing::relative_error(model.forward(tokens), prepared_logits);
   MESSAGE("Llama 8da4w converted vs prepared logits: max relative error ", err);
   CHECK(err <= 1e-4);
+}
+
+TEST_CASE("ggml_q4_0: Q4_0 weights and Q8_0-block inputs, as llama.cpp's CPU dot product computes") {
+  const quant::LinearScheme scheme = quant::parse_linear_scheme("ggml_q4_0");
+  CHECK(quant::scheme_name(scheme) == "ggml_q4_0");
+  CHECK(quant::group_size_of(scheme) == 32);
+  CHECK_THROWS_WITH(quant::parse_linear_scheme("ggml_q4_0", 64), doctest::Contains("has fixed blocks of 32"));
+  Generator gen(4);
+  nn::Linear linear(64, 5, {.bias = false, .generator = &gen});
+  const Tensor x = testing::random_f64({3, 64}, 9, -2.0, 2.0).to(DType::f32);
+  quant::FakeQuantizedLinear fq(linear, scheme);
+  NoGradGuard no_grad;
+  const Tensor y = fq.forward(x);
+
+  // llama.cpp: each input row quantized to Q8_0 blocks, each weight row to Q4_0 blocks, then per block
+  // d_x * d_w * sum(q_x * (q_w - 8)), summed over the blocks.
+  const auto xv = x.to_vector<float>(), wv = linear.weight().detach().to_vector<float>(), yv = y.to_vector<float>();
+  for (int64_t r = 0; r < 3; ++r) {
+    numerics::BlockQ8_0 xb[2];
+    numerics::quantize_row_q8_0_ref(xv.data() + r * 64, xb, 64);
+    for (int64_t o = 0; o < 5; ++o) {
+      numerics::BlockQ4_0 wb[2];
+      numerics::quantize_row_q4_0_ref(wv.data() + o * 64, wb, 64);
+      double dot = 0.0;
+      for (int b = 0; b < 2; ++b) {
+        int32_t sum = 0;
+        for (int j = 0; j < 16; ++j) {
+          sum += xb[b].qs[j] * ((wb[b].qs[j] & 0xf) - 8) + xb[b].qs[j + 16] * ((wb[b].qs[j] >> 4) - 8);
+        }
+        dot += static_cast<double>(numerics::f16_bits_to_f32(xb[b].d)) * numerics::f16_bits_to_f32(wb[b].d) * sum;
+      }
+      CAPTURE(r);
+      CAPTURE(o);
+      CHECK(yv[r * 5 + o] == doctest::Approx(dot).epsilon(1e-5));
+    }
+  }
+  // Plain q4_0 leaves the inputs alone: a different result.
+  quant::FakeQuantizedLinear weights_only(linear, quant::LinearScheme{quant::Q4_0{}});
+  CHECK(testing::relative_error(weights_only.forward(x), y) > 1e-4);
+  // Convert keeps the Q4_0 weights (llama.cpp quantizes the inputs itself).
+  models::Llama model(testing::aligned_llama_config(), {.seed = 1});
+  CHECK(quant::quantize_(model, QATConfig{scheme, QATStep::Prepare}) == 14);
+  CHECK(quant::quantize_(model, QATConfig{scheme, QATStep::Convert}) == 14);
 }

@@ -65,8 +65,7 @@ TEST_CASE("quantize_linear builds each scheme's module, equal to the fake-quanti
   for (const quant::LinearScheme& scheme : schemes) {
     const std::string name = quant::scheme_name(scheme);
     CAPTURE(name);
-    const quant::WeightScheme as_weight_scheme =
-        std::visit([](const auto& s) -> quant::WeightScheme { return s; }, scheme);
+    const quant::WeightScheme as_weight_scheme = quant::stored_weight_scheme(scheme);
     const ModulePtr m = quant::quantize_linear(linear->weight(), linear->bias(), as_weight_scheme, "proj");
     quant::FakeQuantizedLinear fq(*linear, scheme);
     const double tolerance = name == "8da4w" ? 1e-4 : 0.0;

@@ -18,7 +18,9 @@ mkdir -p "$work/obj"
 
 json="engine/io/json_reader.cpp engine/check.cpp"
 declare -A sources=(
-  [fuzz_safetensors]="engine/io/safetensors_header.cpp engine/check.cpp"
+  [fuzz_safetensors]="engine/io/safetensors_header.cpp engine/io/utf8.cpp engine/check.cpp"
+  [fuzz_gguf]="engine/io/gguf_header.cpp engine/io/gguf_value.cpp engine/io/ggml_type.cpp engine/io/utf8.cpp
+    engine/check.cpp"
   [fuzz_token_shard]="data/token_shard_header.cpp engine/check.cpp"
   [fuzz_llama_config]="models/llama_config.cpp engine/host_memory.cpp $json"
   [fuzz_checkpoint_index]="engine/io/checkpoint_index.cpp $json"

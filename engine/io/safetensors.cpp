@@ -1,14 +1,9 @@
 #include "engine/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 
 #include "engine/check.h"
+#include "engine/io/mapped_file.h"
 #include "engine/io/safetensors_writer.h"
 #include "engine/storage.h"
 
@@ -73,24 +68,9 @@ StDType to_st_dtype(DType t) {
 }
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  QTUNE_CHECK(fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  const auto size = static_cast<size_t>(st.st_size);
-  // Private and writable: a tensor viewing the mapping can be written to without touching the file
-  // (copy-on-write pages) and without faulting on read-only memory. An empty file cannot be mapped;
-  // parse() rejects it below for what it is.
-  void* base = regular && size > 0 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : nullptr;
-  const int map_errno = errno;
-  ::close(fd);
-  QTUNE_CHECK(regular, path, ": not a regular file");
-  if (size == 0) return parse({}, path);
-  QTUNE_CHECK(base != MAP_FAILED, path, ": cannot memory-map (", std::strerror(map_errno), ")");
-  std::shared_ptr<const void> mapping(base, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
-
-  SafetensorsFile file = parse({static_cast<const std::byte*>(base), size}, path);
-  file.mapping_ = std::move(mapping);
+  MappedFile mapped = map_file(path);
+  SafetensorsFile file = parse(mapped.bytes, path);
+  file.mapping_ = std::move(mapped.mapping);
   return file;
 }
 
@@ -156,11 +136,7 @@ void SafetensorsFile::release(const TensorEntry& e, uint64_t begin_byte, uint64_
   if (!mapping_) return;  // parse() of a caller's buffer: not ours to drop
   QTUNE_CHECK(begin_byte <= end_byte && end_byte <= e.nbytes(), label_, ": bytes [", begin_byte, ", ", end_byte,
               ") lie outside tensor \"", e.name, "\" (", e.nbytes(), " bytes)");
-  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<uintptr_t>(data_ + e.begin + begin_byte);
-  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + (end_byte - begin_byte)) / page * page;
-  // Whole pages inside the tensor only: a page shared with a neighbour may still be in use.
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  release_pages({data_ + e.begin + begin_byte, static_cast<size_t>(end_byte - begin_byte)});
 }
 
 }  // namespace qtune::io

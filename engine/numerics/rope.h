@@ -36,4 +36,18 @@ QTUNE_HD F rope_llama3_inv_freq(F inv_freq, double factor, double low_freq_facto
   return (F(1) - smooth) * inv_freq / static_cast<F>(factor) + smooth * inv_freq;
 }
 
+// What llama.cpp divides a default inverse frequency by for Llama 3 scaling (GGUF's rope_freqs.weight, written
+// as llama.cpp's converter computes it): 1 for short wavelengths, `factor` for long ones, and between them the
+// ratio of the default frequency to rope_llama3_inv_freq's.
+template <class F>
+QTUNE_HD F rope_llama3_divisor(F inv_freq, double factor, double low_freq_factor, double high_freq_factor,
+                               double original_max_position_embeddings) {
+  const F wavelen = static_cast<F>(2.0 * 3.14159265358979323846) / inv_freq;
+  if (wavelen < static_cast<F>(original_max_position_embeddings / high_freq_factor)) return F(1);
+  if (wavelen > static_cast<F>(original_max_position_embeddings / low_freq_factor)) return static_cast<F>(factor);
+  const F smooth = (static_cast<F>(original_max_position_embeddings) / wavelen - static_cast<F>(low_freq_factor)) /
+                   static_cast<F>(high_freq_factor - low_freq_factor);
+  return F(1) / ((F(1) - smooth) / static_cast<F>(factor) + smooth);
+}
+
 }  // namespace qtune::numerics

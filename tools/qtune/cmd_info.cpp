@@ -1,5 +1,5 @@
-// `qtune info PATH`: what a model directory or a safetensors file holds — its config, tokenizer and a
-// table of tensors — after the strict reader has validated every file.
+// `qtune info PATH`: what a model directory, a safetensors file or a GGUF file holds — its config (or GGUF
+// metadata), tokenizer and a table of tensors — after the strict reader has validated every file.
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -108,6 +108,48 @@ void print_tokenizer(const fs::path& dir) {
              tok->kind(), tok->vocab_size(), id_text(tok->bos_id()), id_text(tok->eos_id()));
 }
 
+bool is_gguf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
+}
+
+void print_gguf(const std::string& path) {
+  const auto file = io::GgufFile::open(path);
+  const io::GgufHeader& h = file.header();
+  fmt::print("GGUF file: {} (version {}, {} metadata keys, {} tensors, alignment {})\n", path, h.version,
+             h.metadata.size(), h.tensors.size(), h.alignment);
+  size_t key_width = 3;
+  for (const auto& [key, value] : h.metadata) key_width = std::max(key_width, key.size());
+  for (const auto& [key, value] : h.metadata)
+    fmt::print("  {:<{}}  {:<6}  {}\n", key, key_width, io::gguf_type_name(value.type()), value.describe());
+
+  std::vector<const io::GgufTensorInfo*> tensors;
+  for (const auto& t : h.tensors) tensors.push_back(&t);
+  std::sort(tensors.begin(), tensors.end(), [](auto* x, auto* y) { return natural_less(x->name, y->name); });
+  size_t name_width = 4, shape_width = 5;
+  for (const auto* t : tensors) {
+    name_width = std::max(name_width, t->name.size());
+    shape_width = std::max(shape_width, shape_text(t->shape()).size());
+  }
+  fmt::print("{:<{}}  {:<7}  {:<{}}  {:>14}\n", "name", name_width, "type", "shape", shape_width, "bytes");
+  std::map<std::string, uint64_t> by_type;
+  uint64_t total = 0, elements = 0;
+  for (const auto* t : tensors) {
+    const std::string type = io::ggml_type_name(t->type);
+    fmt::print("{:<{}}  {:<7}  {:<{}}  {:>14}\n", t->name, name_width, type, shape_text(t->shape()), shape_width,
+               t->nbytes);
+    by_type[type] += t->nbytes;
+    total += t->nbytes;
+    elements += static_cast<uint64_t>(t->elements());
+  }
+  std::string types;
+  for (const auto& [name, bytes] : by_type) types += (types.empty() ? "" : ", ") + name + " " + human_bytes(bytes);
+  fmt::print("{} tensors, {} elements, {} ({}); {:.2f} bits per weight\n", tensors.size(), elements, human_bytes(total),
+             types, elements ? 8.0 * static_cast<double>(total) / static_cast<double>(elements) : 0.0);
+}
+
 int run_info(const std::string& path) {
   recover_directory(path);
   QTUNE_CHECK(fs::exists(path), path, ": no such file or directory");
@@ -130,6 +172,10 @@ int run_info(const std::string& path) {
     QTUNE_CHECK(!unbuildable, *unbuildable);
     return 0;
   }
+  if (is_gguf(path)) {
+    print_gguf(path);
+    return 0;
+  }
   const auto file = io::SafetensorsFile::open(path);
   fmt::print("safetensors file: {}\n", path);
   for (const auto& [key, value] : file.metadata()) fmt::print("  metadata {} = {}\n", key, value);
@@ -142,10 +188,10 @@ int run_info(const std::string& path) {
 }  // namespace
 
 void add_info_command(CLI::App& app, int& status) {
-  auto* cmd =
-      app.add_subcommand("info", "Show a model directory's config, tokenizer and tensors, or a safetensors file's");
+  auto* cmd = app.add_subcommand(
+      "info", "Show a model directory's config, tokenizer and tensors, or a safetensors or GGUF file's");
   auto path = std::make_shared<std::string>();
-  cmd->add_option("path", *path, "model directory or .safetensors file")->required();
+  cmd->add_option("path", *path, "model directory, .safetensors or .gguf file")->required();
   cmd->callback([path, &status] { status = run_info(*path); });
 }
 

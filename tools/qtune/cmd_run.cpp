@@ -87,6 +87,9 @@ int run(const RunArgs& args) {
   if (config.recipe == recipes::Recipe::qat) {
     fmt::print("quantize it: {}\n", recipes::qat_quantize_command(config.quant, result.final_dir));
   }
+  if (const auto command = recipes::gguf_export_command(config, result.final_dir)) {
+    fmt::print("export it for llama.cpp (GGUF, the weights it trained with): {}\n", *command);
+  }
   if (recipes::trains_adapters(config.recipe)) {
     fmt::print("{} holds the adapter (HF PEFT); use it with --adapter in qtune eval/generate, or merge it:\n  {}\n",
                result.final_dir, recipes::lora_export_command(config, result.final_dir));

@@ -149,4 +149,17 @@ std::string qat_quantize_command(const QuantSection& quant, const std::string& m
   return command + " --out " + model_dir + "-" + name;
 }
 
+std::optional<std::string> gguf_export_command(const RunConfig& config, const std::string& final_dir) {
+  const std::string name = quant::scheme_name(config.quant.scheme);
+  const std::string type = name == "q8_0" ? "q8_0" : "q4_0";
+  if (name != "q4_0" && name != "q8_0" && name != "ggml_q4_0") return std::nullopt;
+  const std::string out = " --format gguf --type " + type + " --out " + final_dir + "-" + type + ".gguf";
+  if (config.recipe == Recipe::qat) return "qtune export --model " + final_dir + out;
+  if (config.recipe == Recipe::qat_lora) {
+    const std::string base = config.model.path.empty() ? "BASE_MODEL_DIR" : config.model.path;
+    return "qtune export --model " + base + " --adapter " + final_dir + out;
+  }
+  return std::nullopt;
+}
+
 }  // namespace qtune::recipes

@@ -4,6 +4,7 @@
 // qlora, qat_lora). QAT and float8 keep parameter names and tensors, so their checkpoints and final/ are
 // ordinary float HF directories; the LoRA recipes store only the adapters, in HF PEFT layout
 // (adapter_model.safetensors + adapter_config.json), and resume rebuilds the frozen base from model.path.
+#include <optional>
 #include <string>
 
 #include "models/lora.h"
@@ -31,6 +32,10 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks);
 
 // The `qtune export` command that merges a LoRA run's adapter into its base.
 std::string lora_export_command(const RunConfig& config, const std::string& adapter_dir);
+
+// The `qtune export --format gguf` command for a qat / qat_lora run whose scheme is one of llama.cpp's formats
+// (q4_0, q8_0, ggml_q4_0: the GGUF file holds exactly the weights the run trained with); nullopt otherwise.
+std::optional<std::string> gguf_export_command(const RunConfig& config, const std::string& final_dir);
 
 // The `qtune quantize` command that turns a QAT run's float model into the scheme it trained for.
 std::string qat_quantize_command(const QuantSection& quant, const std::string& model_dir);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# `qtune export --format gguf` and `qtune info FILE.gguf` on the tiny models: every type is written and read back
+# by qtune's strict reader, a q4_0-quantized checkpoint exports to the very file its source's q4_0 export is,
+# the errors name what is wrong, a damaged file is refused, and a failed export leaves no file.
+set -euo pipefail
+qtune=$1 src=$2 out=$3
+rm -rf "$out"
+mkdir -p "$out"
+sp=$src/tests/golden/tiny_llama_sp
+fail() { echo "FAIL: $*"; exit 1; }
+expect_error() {  # expect_error PATTERN COMMAND...: the command fails and its stderr holds PATTERN
+  local pattern=$1
+  shift
+  if "$@" >"$out/err.txt" 2>&1; then fail "succeeded: $*"; fi
+  grep -q -- "$pattern" "$out/err.txt" || { cat "$out/err.txt"; fail "no '$pattern' from: $*"; }
+}
+
+for type in f32 f16 bf16 q8_0 q4_0; do
+  "$qtune" export --model "$sp" --format gguf --type "$type" --out "$out/sp-$type.gguf" | tee "$out/export.txt"
+  grep -q "^wrote $out/sp-$type.gguf (gguf $type, " "$out/export.txt" || fail "no summary line for $type"
+  "$qtune" info "$out/sp-$type.gguf" >"$out/info-$type.txt"
+  grep -q "^GGUF file: .* (version 3, 25 metadata keys, 20 tensors, alignment 32)" "$out/info-$type.txt" ||
+    fail "info header for $type"
+done
+grep -q "^blk.1.ffn_down.weight  *Q4_0  *\[64, 128\]  *4608$" "$out/info-q4_0.txt" || fail "q4_0 projection row"
+grep -q "^token_embd.weight  *Q8_0 " "$out/info-q4_0.txt" || fail "q4_0 file keeps the embedding in Q8_0"
+grep -q "tokenizer.ggml.tokens  *array  *\[string x 512\] \"<unk>\", \"<s>\"" "$out/info-q4_0.txt" || fail "tokens"
+
+# A q4_0 checkpoint holds q4_0's values; exporting it writes the same file as exporting its source (general.name,
+# the directory's name, made the same).
+mkdir -p "$out/quantized"
+"$qtune" quantize --model "$sp" --scheme q4_0 --out "$out/quantized/tiny_llama_sp" >/dev/null
+"$qtune" export --model "$out/quantized/tiny_llama_sp" --format gguf --type q4_0 --out "$out/requant.gguf" >/dev/null
+cmp "$out/sp-q4_0.gguf" "$out/requant.gguf" || fail "the q4_0 checkpoint exports other bytes than its source"
+
+# Errors.
+expect_error "exists: choose another file or pass --force" \
+  "$qtune" export --model "$sp" --format gguf --out "$out/sp-f16.gguf"
+"$qtune" export --model "$sp" --format gguf --out "$out/sp-f16.gguf" --force >/dev/null
+expect_error "is a directory: --format gguf writes one file" "$qtune" export --model "$sp" --format gguf --out "$out"
+expect_error "format gguf takes --type" "$qtune" export --model "$sp" --format gguf --dtype bf16 --out "$out/x.gguf"
+expect_error "type goes with --format gguf" "$qtune" export --model "$sp" --type q4_0 --out "$out/x"
+expect_error "type: q4_k not in" "$qtune" export --model "$sp" --format gguf --type q4_k --out "$out/x.gguf"
+mkdir -p "$out/no_tokenizer"
+cp "$sp/config.json" "$sp/model.safetensors" "$out/no_tokenizer/"
+expect_error "has no tokenizer.json or tokenizer.model, and llama.cpp cannot run a model without" \
+  "$qtune" export --model "$out/no_tokenizer" --format gguf --out "$out/x.gguf"
+[ ! -e "$out/x.gguf" ] || fail "a failed export left $out/x.gguf"
+ls "$out" | grep -q "\.tmp\." && fail "a temporary file was left behind"
+
+# A damaged file: cut short, then with a bad magic.
+head -c $(($(stat -c %s "$out/sp-f32.gguf") - 100)) "$out/sp-f32.gguf" >"$out/cut.gguf"
+expect_error "cut.gguf: .*runs past the end of the file" "$qtune" info "$out/cut.gguf"
+head -c 3000 "$out/sp-f32.gguf" >"$out/cut2.gguf"
+expect_error "cut2.gguf: tokenizer.ggml.tokens: an array of 512 string items does not fit" "$qtune" info "$out/cut2.gguf"
+
+# A byte-level BPE model with Llama 3 RoPE scaling, untied, head_dim 12 (not hidden / heads).
+mkdir -p "$out/bpe"
+cp "$src/tests/golden/llama/untied_gqa_headdim/config.json" "$src/tests/golden/llama/untied_gqa_headdim/model.safetensors" \
+  "$out/bpe/"
+cp "$src/tests/cli/tiny_tokenizer.json" "$out/bpe/tokenizer.json"
+"$qtune" export --model "$out/bpe" --format gguf --type f32 --out "$out/bpe.gguf" >/dev/null
+"$qtune" info "$out/bpe.gguf" >"$out/info-bpe.txt"
+grep -q "tokenizer.ggml.pre  *string  *\"gpt-2\"" "$out/info-bpe.txt" || fail "gpt-2 pre-tokenizer"
+grep -q "llama.attention.key_length  *u32  *12" "$out/info-bpe.txt" || fail "key_length"
+grep -q "^rope_freqs.weight  *F32  *\[6\]" "$out/info-bpe.txt" || fail "rope_freqs"
+grep -q "^output.weight  *F32 " "$out/info-bpe.txt" || fail "untied output"
