@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "data/gguf_vocabulary.h"
 #include "data/tokenizer_utf8.h"
 #include "engine/check.h"
 
@@ -11,6 +12,7 @@ namespace qtune::data {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   namespace fs = std::filesystem;
   QTUNE_CHECK(fs::exists(path), "tokenizer ", path, " not found");
+  if (io::is_gguf_file(path)) return load_gguf_tokenizer(io::GgufFile::open(path));
   if (!fs::is_directory(path)) {
     return fs::path(path).extension() == ".json" ? load_bpe_json(path) : load_sentencepiece(path);
   }

@@ -21,9 +21,12 @@ struct VocabularyTable {
   std::vector<float> scores;                                // by id: SentencePiece's piece scores; empty for BPE
   std::vector<TokenType> types;                             // by id
   std::vector<std::pair<std::string, std::string>> merges;  // BPE: in rank order
-  // BPE: the pre-tokenizer's regexes in the order they split text (the Split steps, then ByteLevel's own regex
-  // when it uses one).
+  // BPE: the regexes of the pre-tokenizer's Split steps, in order, then whether the ByteLevel step splits with
+  // its own (GPT-2's) regex; and whether a word that is a vocabulary piece is emitted whole (Llama 3).
   std::vector<std::string> split_patterns;
+  bool byte_level_regex = false;
+  bool add_prefix_space = false;  // BPE: a space put before the text (GPT-2 style files)
+  bool ignore_merges = false;
   std::optional<int32_t> bos, eos, unk;
 };
 
@@ -50,10 +53,16 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 // pre-tokenizer regex (PCRE2), added/special tokens. Anything else in the file: an Error naming it and
 // the JSON key. Its encode() refuses text that is not valid UTF-8 (an Error with the byte offset).
 std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path);
-// `path` is a model directory, a tokenizer.json (byte-level BPE) or any other file (a SentencePiece
-// model). In a directory it picks `tokenizer.json` when there is one, else `tokenizer.model`; an Error
-// when neither. A tokenizer.json this reader rejects yields to a tokenizer.model beside it (Llama 1/2
-// checkpoints ship a SentencePiece-style tokenizer.json converted from their tokenizer.model).
+// Tokenizers rebuilt from their tables (a GGUF file's, data/gguf_vocabulary.h); `where` names the source in
+// errors. SentencePiece: a BPE model over the pieces' scores with byte fallback, whitespace kept as written and,
+// with add_dummy_prefix, a space put before the text -- how llama.cpp reads a "llama" vocabulary.
+std::unique_ptr<Tokenizer> sentencepiece_from_table(const VocabularyTable& table, bool add_dummy_prefix,
+                                                    const std::string& where);
+std::unique_ptr<Tokenizer> bpe_from_table(const VocabularyTable& table, const std::string& where);
+// `path` is a model directory, a GGUF file (its embedded tokenizer), a tokenizer.json (byte-level BPE) or any
+// other file (a SentencePiece model). In a directory it picks `tokenizer.json` when there is one, else
+// `tokenizer.model`; an Error when neither. A tokenizer.json this reader rejects yields to a tokenizer.model beside it
+// (Llama 1/2 checkpoints ship a SentencePiece-style tokenizer.json converted from their tokenizer.model).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 struct SentencePieceTrainOptions {

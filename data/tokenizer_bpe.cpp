@@ -58,6 +58,7 @@ struct AddedToken {
 class BpeTokenizer final : public Tokenizer {
  public:
   explicit BpeTokenizer(const std::string& path);
+  BpeTokenizer(const VocabularyTable& table, const std::string& where);
 
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
@@ -80,6 +81,8 @@ class BpeTokenizer final : public Tokenizer {
   void read_post_processor(const io::JsonFields& root);
   void read_template(const io::JsonFields& node);
   void read_decoder(const io::JsonFields& root);
+  // is_special_ and added_by_first_byte_ from added_ (pieces_ holds every id).
+  void index_added_tokens();
 
   // Ids of a stretch of text that holds no added token.
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
@@ -87,9 +90,10 @@ class BpeTokenizer final : public Tokenizer {
   std::string path_;
   std::unique_ptr<BpeModel> model_;
   std::vector<std::unique_ptr<BpeRegex>> splits_;  // Split pre-tokenizers, in order
-  std::vector<std::string> split_patterns_;        // their regexes, and ByteLevel's when it uses one
-  bool add_prefix_space_ = false;                  // ByteLevel pre-tokenizer
-  std::unique_ptr<BpeRegex> byte_level_regex_;     // ByteLevel with use_regex
+  std::vector<std::string> split_patterns_;        // their regexes
+  bool ignore_merges_ = false;
+  bool add_prefix_space_ = false;               // ByteLevel pre-tokenizer
+  std::unique_ptr<BpeRegex> byte_level_regex_;  // ByteLevel with use_regex
   std::vector<AddedToken> added_;
   std::array<std::vector<size_t>, 256> added_by_first_byte_;  // indices into added_, longest first
   std::vector<std::string> pieces_;                           // id -> vocabulary entry or added token
@@ -137,6 +141,9 @@ VocabularyTable BpeTokenizer::vocabulary() const {
   for (const auto& [left, right] : model_->merges_in_rank_order())
     table.merges.emplace_back(pieces_[left], pieces_[right]);
   table.split_patterns = split_patterns_;
+  table.byte_level_regex = byte_level_regex_ != nullptr;
+  table.add_prefix_space = add_prefix_space_;
+  table.ignore_merges = ignore_merges_;
   table.bos = bos_;
   table.eos = eos_;
   table.unk = model_->unk_id();
@@ -220,8 +227,8 @@ void BpeTokenizer::read_model(const io::JsonFields& root) {
       }
     }
   }
-  const bool ignore_merges = model.boolean("ignore_merges", false);
-  model_ = std::make_unique<BpeModel>(std::move(vocab), merges, ignore_merges, unk, path_);
+  ignore_merges_ = model.boolean("ignore_merges", false);
+  model_ = std::make_unique<BpeModel>(std::move(vocab), merges, ignore_merges_, unk, path_);
 }
 
 void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
@@ -243,7 +250,6 @@ void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
   check_id_range(root, "added_tokens", max_id, vocab_pieces + added_.size());
   std::vector<uint8_t> added_at(static_cast<size_t>(max_id + 1), 0);
   pieces_.resize(static_cast<size_t>(max_id + 1));
-  is_special_.assign(pieces_.size(), 0);
   for (size_t i = 0; i < added_.size(); ++i) {
     const AddedToken& t = added_[i];
     // An added token may repeat its vocabulary entry (GPT-2's <|endoftext|>), not take another piece's id.
@@ -254,8 +260,15 @@ void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
     }
     added_at[t.id] = 1;
     pieces_[t.id] = t.content;
-    is_special_[t.id] = t.special ? 1 : 0;
-    added_by_first_byte_[static_cast<unsigned char>(t.content[0])].push_back(i);
+  }
+  index_added_tokens();
+}
+
+void BpeTokenizer::index_added_tokens() {
+  is_special_.assign(pieces_.size(), 0);
+  for (size_t i = 0; i < added_.size(); ++i) {
+    is_special_[added_[i].id] = added_[i].special ? 1 : 0;
+    added_by_first_byte_[static_cast<unsigned char>(added_[i].content[0])].push_back(i);
   }
   for (auto& bucket : added_by_first_byte_) {
     std::stable_sort(bucket.begin(), bucket.end(),
@@ -263,12 +276,42 @@ void BpeTokenizer::read_added_tokens(const io::JsonFields& root) {
   }
 }
 
+BpeTokenizer::BpeTokenizer(const VocabularyTable& table, const std::string& where) : path_(where) {
+  QTUNE_CHECK(!table.pieces.empty() && table.types.size() == table.pieces.size(), where,
+              ": a BPE vocabulary needs its pieces and one token type per piece");
+  pieces_ = table.pieces;
+  PieceIds vocab;
+  vocab.reserve(pieces_.size());
+  for (size_t id = 0; id < pieces_.size(); ++id) {
+    const TokenType type = table.types[id];
+    QTUNE_CHECK(!pieces_[id].empty(), where, ": token ", id, " is empty");
+    if (type == TokenType::control || type == TokenType::user_defined) {
+      added_.push_back({pieces_[id], static_cast<int32_t>(id), type == TokenType::control});
+    } else if (type != TokenType::unused) {
+      QTUNE_CHECK(vocab.emplace(pieces_[id], static_cast<int32_t>(id)).second, where, ": token ", id, " \"",
+                  pieces_[id], "\" appears twice");
+    }
+  }
+  ignore_merges_ = table.ignore_merges;
+  model_ = std::make_unique<BpeModel>(std::move(vocab), table.merges, ignore_merges_, table.unk, where);
+  index_added_tokens();
+  for (const std::string& pattern : table.split_patterns)
+    splits_.push_back(std::make_unique<BpeRegex>(pattern, false, where + ": pre-tokenizer"));
+  split_patterns_ = table.split_patterns;
+  if (table.byte_level_regex) byte_level_regex_ = std::make_unique<BpeRegex>(kGpt2SplitPattern, false, where);
+  add_prefix_space_ = table.add_prefix_space;
+  for (const auto id : {table.bos, table.eos})
+    QTUNE_CHECK(!id || (*id >= 0 && static_cast<size_t>(*id) < pieces_.size()), where, ": special token id ", *id,
+                " is outside the vocabulary (size ", pieces_.size(), ")");
+  bos_ = table.bos;
+  eos_ = table.eos;
+}
+
 void BpeTokenizer::read_byte_level(const io::JsonFields& node) {
   // `tokenizers` defaults both options to true when a file leaves them out.
   add_prefix_space_ = node.boolean("add_prefix_space", true);
   if (node.boolean("use_regex", true)) {
     byte_level_regex_ = std::make_unique<BpeRegex>(kGpt2SplitPattern, false, path_ + ": " + node.name("use_regex"));
-    split_patterns_.push_back(kGpt2SplitPattern);
   }
 }
 
@@ -432,6 +475,10 @@ std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::unique_ptr<Tokenizer> load_bpe_json(const std::string& json_path) {
   return std::make_unique<BpeTokenizer>(json_path);
+}
+
+std::unique_ptr<Tokenizer> bpe_from_table(const VocabularyTable& table, const std::string& where) {
+  return std::make_unique<BpeTokenizer>(table, where);
 }
 
 }  // namespace qtune::data

@@ -1,5 +1,6 @@
 // SentencePiece `tokenizer.model` files (Llama 1/2) through libsentencepiece, and training new ones.
 // The library does the work; this file turns its Status results into qtune::Error naming the file.
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,12 @@ class SentencePieceTokenizer final : public Tokenizer {
     const auto status = sp_.Load(path);
     if (!status.ok()) QTUNE_FAIL("SentencePiece model ", path, " could not be loaded: ", status.message());
     QTUNE_CHECK(sp_.GetPieceSize() > 0, "SentencePiece model ", path, " has no pieces");
+  }
+  // A model proto built in memory; `where` names its source in errors.
+  SentencePieceTokenizer(const std::string& serialized_model, const std::string& where) : path_(where) {
+    const auto status = sp_.LoadFromSerializedProto(serialized_model);
+    if (!status.ok()) QTUNE_FAIL(where, ": the SentencePiece vocabulary could not be loaded: ", status.message());
+    QTUNE_CHECK(sp_.GetPieceSize() > 0, where, ": the SentencePiece vocabulary has no pieces");
   }
 
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos) const override {
@@ -89,7 +96,82 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 std::string bool_flag(bool b) { return b ? "true" : "false"; }
 
+// Protocol buffer wire format, the little of it a sentencepiece ModelProto needs.
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out += static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  out += static_cast<char>(v);
+}
+void put_tag(std::string& out, uint32_t field, uint32_t wire_type) { put_varint(out, (field << 3) | wire_type); }
+void put_bytes(std::string& out, uint32_t field, std::string_view bytes) {
+  put_tag(out, field, 2);
+  put_varint(out, bytes.size());
+  out += bytes;
+}
+void put_int(std::string& out, uint32_t field, int64_t v) {
+  put_tag(out, field, 0);
+  put_varint(out, static_cast<uint64_t>(v));  // negative int32s are ten-byte varints, as protobuf writes them
+}
+void put_float(std::string& out, uint32_t field, float v) {
+  put_tag(out, field, 5);
+  char bytes[4];
+  std::memcpy(bytes, &v, 4);
+  out.append(bytes, 4);
+}
+
+// sentencepiece's ModelProto (field numbers of sentencepiece_model.proto): the pieces with their scores and
+// types, a BPE trainer spec naming the special ids, and an identity normalizer.
+std::string model_proto(const VocabularyTable& table, bool add_dummy_prefix) {
+  std::string proto;
+  bool byte_fallback = false;
+  for (size_t id = 0; id < table.pieces.size(); ++id) {
+    std::string piece;
+    put_bytes(piece, 1, table.pieces[id]);
+    put_float(piece, 2, id < table.scores.size() ? table.scores[id] : 0.0f);
+    put_int(piece, 3, static_cast<int32_t>(table.types[id]));
+    put_bytes(proto, 1, piece);
+    byte_fallback = byte_fallback || table.types[id] == TokenType::byte;
+  }
+  const auto piece_of = [&](std::optional<int32_t> id, const char* fallback) {
+    return id ? table.pieces[static_cast<size_t>(*id)] : std::string(fallback);
+  };
+  std::string trainer;
+  put_int(trainer, 3, 2);  // model_type BPE
+  put_int(trainer, 4, static_cast<int64_t>(table.pieces.size()));
+  put_int(trainer, 26, 1);  // allow_whitespace_only_pieces: runs of spaces stay one word, as in llama.cpp
+  put_int(trainer, 35, byte_fallback ? 1 : 0);
+  put_int(trainer, 40, table.unk.value_or(-1));
+  put_int(trainer, 41, table.bos.value_or(-1));
+  put_int(trainer, 42, table.eos.value_or(-1));
+  put_int(trainer, 43, -1);
+  put_bytes(trainer, 45, piece_of(table.unk, "<unk>"));
+  put_bytes(trainer, 46, piece_of(table.bos, "<s>"));
+  put_bytes(trainer, 47, piece_of(table.eos, "</s>"));
+  put_bytes(proto, 2, trainer);
+  std::string normalizer;
+  put_bytes(normalizer, 1, "identity");
+  put_int(normalizer, 3, add_dummy_prefix ? 1 : 0);
+  put_int(normalizer, 4, 0);  // remove_extra_whitespaces
+  put_int(normalizer, 5, 1);  // escape_whitespaces
+  put_bytes(proto, 3, normalizer);
+  return proto;
+}
+
 }  // namespace
+
+std::unique_ptr<Tokenizer> sentencepiece_from_table(const VocabularyTable& table, bool add_dummy_prefix,
+                                                    const std::string& where) {
+  QTUNE_CHECK(!table.pieces.empty() && table.types.size() == table.pieces.size() &&
+                  (table.scores.empty() || table.scores.size() == table.pieces.size()),
+              where, ": a SentencePiece vocabulary needs its pieces, and one type (and score) per piece");
+  for (const auto id : {table.bos, table.eos, table.unk})
+    QTUNE_CHECK(!id || (*id >= 0 && static_cast<size_t>(*id) < table.pieces.size()), where, ": special token id ", *id,
+                " is outside the vocabulary (size ", table.pieces.size(), ")");
+  QTUNE_CHECK(table.unk.has_value(), where, ": a SentencePiece vocabulary needs an unknown token");
+  return std::make_unique<SentencePieceTokenizer>(model_proto(table, add_dummy_prefix), where);
+}
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
   return std::make_unique<SentencePieceTokenizer>(model_path);

@@ -69,6 +69,32 @@ PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokeni
   return result;
 }
 
+double ChunkedPerplexity::perplexity() const { return std::exp(-log_likelihood / static_cast<double>(scored)); }
+
+ChunkedPerplexity evaluate_llama_cpp_perplexity(Llama& model, const data::Tokenizer& tokenizer, const std::string& text,
+                                                int64_t n_ctx, const EvalProgress& progress, int64_t batch_size) {
+  const int64_t context = model.config().max_position_embeddings;
+  QTUNE_CHECK(n_ctx >= 4 && n_ctx <= context, "llama.cpp perplexity: a context of ", n_ctx,
+              " tokens must be at least 4 and at most the model's ", context, " (max_position_embeddings)");
+  const std::vector<int32_t> tokens = tokenizer.encode(text, /*add_bos=*/true);
+  QTUNE_CHECK(static_cast<int64_t>(tokens.size()) >= 2 * n_ctx, "llama.cpp perplexity: the text has ", tokens.size(),
+              " tokens; a context of ", n_ctx, " needs at least ", 2 * n_ctx);
+  const std::optional<int32_t> bos = tokenizer.bos_id();
+  const int64_t first = n_ctx / 2;
+  ChunkedPerplexity result;
+  result.chunks = static_cast<int64_t>(tokens.size()) / n_ctx;
+  std::vector<ScoredSequence> chunks;
+  for (int64_t c = 0; c < result.chunks; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+    if (bos) chunk[0] = *bos;
+    chunks.push_back({std::move(chunk), n_ctx - first - 1});
+    result.scored += n_ctx - first - 1;
+  }
+  const std::vector<double> ll = score_sequences(model, chunks, batch_size, progress);
+  result.log_likelihood = std::accumulate(ll.begin(), ll.end(), 0.0);
+  return result;
+}
+
 double mean_stream_loss(Llama& model, const std::vector<int32_t>& tokens, int64_t seq_len, int64_t batch) {
   NoGradGuard no_grad;
   EvalModeGuard eval_mode(model);

@@ -42,6 +42,20 @@ PerplexityResult evaluate_perplexity(Llama& model, const data::Tokenizer& tokeni
                                      const std::vector<std::string>& documents, int64_t max_length = 0,
                                      const EvalProgress& progress = {}, int64_t batch_size = 0);
 
+// llama.cpp's llama-perplexity protocol, so that its figure and qtune's compare on the same model and text: the
+// text tokenized whole with bos; cut into chunks of n_ctx tokens (a last partial chunk is dropped); each chunk's
+// first token replaced by bos as its input; in each chunk, tokens n_ctx/2 + 1 .. n_ctx - 1 scored, each given
+// every token of the chunk before it. The text must hold at least 2 * n_ctx tokens (an Error otherwise, as
+// llama-perplexity refuses it). perplexity = exp(-log_likelihood / scored).
+struct ChunkedPerplexity {
+  int64_t chunks = 0, scored = 0;
+  double log_likelihood = 0;
+  double perplexity() const;
+};
+ChunkedPerplexity evaluate_llama_cpp_perplexity(Llama& model, const data::Tokenizer& tokenizer, const std::string& text,
+                                                int64_t n_ctx, const EvalProgress& progress = {},
+                                                int64_t batch_size = 0);
+
 // The mean of model.loss over every [batch, seq_len] window a DataLoader cuts from `tokens` (seed 0;
 // the order does not change the mean): the held-out loss of a token stream, as a training loop reports
 // it. Runs without autograd; the model's train/eval mode is restored afterwards. A stream shorter than

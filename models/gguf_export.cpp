@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "data/gguf_vocabulary.h"
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/io/gguf_writer.h"
@@ -11,7 +12,6 @@
 #include "engine/numerics/ggml_blocks.h"
 #include "engine/numerics/rope.h"
 #include "models/gguf_layout.h"
-#include "models/gguf_tokenizer.h"
 
 namespace qtune::models {
 namespace {
@@ -146,7 +146,7 @@ void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& o
   QTUNE_CHECK(options.tokenizer != nullptr, "GGUF export to ", path, ": a tokenizer is required");
   const LlamaConfig& c = model.config();
   io::GgufMetadata metadata = llama_metadata(c, options);
-  append_gguf_tokenizer(metadata, *options.tokenizer, options.chat_template);
+  data::append_gguf_tokenizer(metadata, *options.tokenizer, options.chat_template);
   QTUNE_CHECK(options.tokenizer->vocab_size() <= c.vocab_size, "GGUF export to ", path, ": the tokenizer has ",
               options.tokenizer->vocab_size(), " tokens, more than the model's vocab_size ", c.vocab_size);
 

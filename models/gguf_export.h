@@ -29,8 +29,8 @@ io::GgmlType gguf_tensor_type(std::string_view hf_name, const Shape& shape, Gguf
 struct GgufExportOptions {
   GgufFileType type = GgufFileType::f16;
   const data::Tokenizer* tokenizer = nullptr;  // required: llama.cpp cannot run a model without one
-  std::optional<std::string> chat_template;
-  std::string name;  // general.name
+  std::optional<std::string> chat_template = std::nullopt;
+  std::string name = "";  // general.name
   TensorReader read{};
 };
 

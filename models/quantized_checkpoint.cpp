@@ -18,6 +18,7 @@
 #include "engine/io/json_reader.h"
 #include "engine/numerics/ggml_blocks.h"
 #include "engine/overloaded.h"
+#include "models/gguf_import.h"
 #include "models/pending_linear.h"
 #include "models/quantize_model.h"
 #include "quant/frozen_nf4_linear.h"
@@ -347,6 +348,7 @@ std::shared_ptr<Llama> load_quantized_llama(const std::string& dir, const LoadOp
 }
 
 std::shared_ptr<Llama> load_model(const std::string& dir, const LoadOptions& options) {
+  if (io::is_gguf_file(dir)) return load_gguf_llama(dir, options);
   if (read_quantization_config(dir)) return load_quantized_llama(dir, options);
   return load_llama(dir, options);
 }

@@ -25,8 +25,8 @@ void save_quantized_llama(Llama& model, const quant::ModelQuantization& quantiza
 // the file, the tensor, the layer and the rule, listing every problem at once. CPU only.
 std::shared_ptr<Llama> load_quantized_llama(const std::string& dir, const LoadOptions& options = {});
 
-// Either kind of model directory: load_quantized_llama when config.json has a quantization_config,
-// load_llama otherwise.
+// Any model qtune reads: a GGUF file (load_gguf_llama), or a model directory: load_quantized_llama when
+// config.json has a quantization_config, load_llama otherwise.
 std::shared_ptr<Llama> load_model(const std::string& dir, const LoadOptions& options = {});
 
 }  // namespace qtune::models

@@ -23,6 +23,7 @@ void check_group(std::string_view scheme, int64_t group, int64_t features, std::
 }
 
 FakeQuantSpec q4_0_weights() { return {FakeQuantKind::q4_0, 0, 15, -1.0, numerics::kGgmlBlock}; }
+FakeQuantSpec q8_0_blocks() { return {FakeQuantKind::q8_0, -127, 127, -1.0, numerics::kGgmlBlock}; }
 
 }  // namespace
 
@@ -38,8 +39,10 @@ LinearScheme parse_linear_scheme(std::string_view name, int64_t group_size) {
     scheme = Q8_0{};
   else if (name == "ggml_q4_0")
     scheme = GgmlQ4_0{};
+  else if (name == "ggml_q8_0")
+    scheme = GgmlQ8_0{};
   else
-    QTUNE_FAIL("unknown QAT scheme '", name, "' (valid: 8da4w, int4wo, q4_0, q8_0, ggml_q4_0)");
+    QTUNE_FAIL("unknown QAT scheme '", name, "' (valid: 8da4w, int4wo, q4_0, q8_0, ggml_q4_0, ggml_q8_0)");
   if (group_size == 0) return scheme;
   std::visit(Overloaded{[&](Int8DynActInt4Weight& s) { s.group_size = group_size; },
                         [&](Int4WeightOnly& s) { s.group_size = group_size; },
@@ -70,7 +73,8 @@ std::string scheme_name(const LinearScheme& scheme) {
       Overloaded{[](const Int8DynActInt4Weight&) { return std::string("8da4w"); },
                  [](const Int4WeightOnly&) { return std::string("int4wo"); },
                  [](const Q4_0&) { return std::string("q4_0"); }, [](const Q8_0&) { return std::string("q8_0"); },
-                 [](const GgmlQ4_0&) { return std::string("ggml_q4_0"); }},
+                 [](const GgmlQ4_0&) { return std::string("ggml_q4_0"); },
+                 [](const GgmlQ8_0&) { return std::string("ggml_q8_0"); }},
       scheme);
 }
 
@@ -91,9 +95,7 @@ FakeQuantSpec weight_spec(const LinearScheme& scheme) {
                    return FakeQuantSpec{FakeQuantKind::int4_weight_only, 0, 15, -1.0, s.group_size};
                  },
                  [](const Q4_0&) { return q4_0_weights(); }, [](const GgmlQ4_0&) { return q4_0_weights(); },
-                 [](const Q8_0&) {
-                   return FakeQuantSpec{FakeQuantKind::q8_0, -127, 127, -1.0, numerics::kGgmlBlock};
-                 }},
+                 [](const Q8_0&) { return q8_0_blocks(); }, [](const GgmlQ8_0&) { return q8_0_blocks(); }},
       scheme);
 }
 
@@ -105,8 +107,7 @@ std::optional<FakeQuantSpec> activation_spec(const LinearScheme& scheme) {
   // f32 machine epsilon (2^-23): the torchtune / legacy 8da4w activation precision.
   if (std::holds_alternative<Int8DynActInt4Weight>(scheme))
     return FakeQuantSpec{FakeQuantKind::intx_asymmetric, -128, 127, 1.1920928955078125e-07, 0};
-  if (std::holds_alternative<GgmlQ4_0>(scheme))
-    return FakeQuantSpec{FakeQuantKind::q8_0, -127, 127, -1.0, numerics::kGgmlBlock};
+  if (std::holds_alternative<GgmlQ4_0>(scheme) || std::holds_alternative<GgmlQ8_0>(scheme)) return q8_0_blocks();
   return std::nullopt;
 }
 

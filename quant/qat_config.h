@@ -35,11 +35,14 @@ struct Q4_0 {
 struct Q8_0 {
   bool operator==(const Q8_0&) const = default;
 };
-// llama.cpp's CPU numerics for Q4_0 weights ("ggml_q4_0", docs/numerics.md §9): Q4_0 weights, and linear inputs
-// fake-quantized to Q8_0 blocks of 32 along in_features, as ggml's dot product quantizes each activation row
-// before multiplying. Converts and exports as q4_0.
+// llama.cpp's CPU numerics for Q4_0 / Q8_0 weights ("ggml_q4_0", "ggml_q8_0", docs/numerics.md §9): the weights
+// in their format, and linear inputs fake-quantized to Q8_0 blocks of 32 along in_features, as ggml's dot product
+// quantizes each activation row before multiplying. Convert and export as q4_0 / q8_0.
 struct GgmlQ4_0 {
   bool operator==(const GgmlQ4_0&) const = default;
+};
+struct GgmlQ8_0 {
+  bool operator==(const GgmlQ8_0&) const = default;
 };
 // int4 symmetric per-group embedding tables (the 8da4w weight formulas), along embedding_dim.
 struct EmbeddingInt4 {
@@ -47,7 +50,7 @@ struct EmbeddingInt4 {
   bool operator==(const EmbeddingInt4&) const = default;
 };
 
-using LinearScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, GgmlQ4_0>;
+using LinearScheme = std::variant<Int8DynActInt4Weight, Int4WeightOnly, Q4_0, Q8_0, GgmlQ4_0, GgmlQ8_0>;
 
 enum class QATStep { Prepare, Convert };
 
@@ -61,8 +64,8 @@ struct QATConfig {
   int64_t fake_quant_after_n_steps = 0;
 };
 
-// "8da4w", "int4wo", "q4_0", "q8_0" or "ggml_q4_0" with `group_size` weights per scale: 0 takes the scheme's
-// default (the member initializers above: 8da4w 32, int4wo 128); 32, 64, 128 and 256 are allowed for 8da4w and
+// "8da4w", "int4wo", "q4_0", "q8_0", "ggml_q4_0" or "ggml_q8_0" with `group_size` weights per scale: 0 takes the
+// scheme's default (the member initializers above: 8da4w 32, int4wo 128); 32, 64, 128 and 256 are allowed for 8da4w and
 // int4wo, and only 0 for the fixed blocks of the ggml formats. The one place that turns a scheme's name and
 // group size into a scheme: the CLI, run configs and quantized checkpoints all come through here.
 // Anything else throws, naming the valid names or sizes.
@@ -70,7 +73,7 @@ LinearScheme parse_linear_scheme(std::string_view name, int64_t group_size = 0);
 std::string scheme_name(const LinearScheme& scheme);
 // Weights per scale: the group size of 8da4w / int4wo, the block of 32 of the ggml formats.
 int64_t group_size_of(const LinearScheme& scheme);
-// Whether the group size is a choice (8da4w, int4wo) rather than fixed by the format (q4_0, q8_0, ggml_q4_0).
+// Whether the group size is a choice (8da4w, int4wo) rather than fixed by the format (q4_0, q8_0, ggml_*).
 bool takes_group_size(const LinearScheme& scheme);
 
 // Throws naming `fqn` when the scheme's group size is not allowed or does not divide in_features.
@@ -80,7 +83,7 @@ void check_scheme_fits(const EmbeddingInt4& scheme, int64_t embedding_dim, std::
 // What the fake quantizers of a scheme compute, for weights of `dtype` along in_features.
 numerics::FakeQuantSpec weight_spec(const LinearScheme& scheme);
 numerics::FakeQuantSpec weight_spec(const EmbeddingInt4& scheme);
-// Linear inputs: per token (8da4w), Q8_0 blocks (ggml_q4_0); nullopt for weight-only schemes.
+// Linear inputs: per token (8da4w), Q8_0 blocks (ggml_q4_0, ggml_q8_0); nullopt for weight-only schemes.
 std::optional<numerics::FakeQuantSpec> activation_spec(const LinearScheme& scheme);
 
 }  // namespace qtune::quant

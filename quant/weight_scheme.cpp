@@ -21,6 +21,7 @@ WeightScheme parse_weight_scheme(std::string_view name, std::optional<int64_t> g
 
 WeightScheme stored_weight_scheme(const LinearScheme& scheme) {
   return std::visit(Overloaded{[](const GgmlQ4_0&) -> WeightScheme { return Q4_0{}; },
+                               [](const GgmlQ8_0&) -> WeightScheme { return Q8_0{}; },
                                [](const auto& s) -> WeightScheme { return s; }},
                     scheme);
 }

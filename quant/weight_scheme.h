@@ -32,8 +32,8 @@ struct ModelQuantization {
   bool head = false;
 };
 
-// The weights a QAT scheme stores: the scheme itself, and q4_0 for ggml_q4_0 (whose q8_0 activations exist only in
-// training and in llama.cpp's kernels).
+// The weights a QAT scheme stores: the scheme itself, and q4_0 / q8_0 for ggml_q4_0 / ggml_q8_0 (whose quantized
+// inputs exist only in training and in llama.cpp's kernels).
 WeightScheme stored_weight_scheme(const LinearScheme& scheme);
 
 // "8da4w" | "int4wo" | "nf4" | "q4_0" | "q8_0"; group_size overrides the 8da4w / int4wo default (32 / 128)

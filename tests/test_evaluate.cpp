@@ -134,6 +134,47 @@ TEST_CASE("mean_stream_loss: the loss over the stream's windows, without gradien
   CHECK_THROWS_AS(mean_stream_loss(*f.model, std::vector<int32_t>(20, 3), 16, 2), Error);
 }
 
+TEST_CASE("llama.cpp perplexity: chunks of n_ctx with bos first, the second half of each scored") {
+  Fixture f;
+  std::string text;
+  for (const std::string& d : f.documents) text += d + "\n";
+  const std::vector<int32_t> tokens = f.tokenizer->encode(text, true);
+  const int64_t n_ctx = 16;
+  REQUIRE(static_cast<int64_t>(tokens.size()) >= 2 * n_ctx);
+  // The protocol by hand: one forward per chunk, its first input replaced by bos, positions 8..14 predicting
+  // tokens 9..15, log-softmax in double.
+  double ll = 0;
+  int64_t scored = 0;
+  const int64_t chunks = static_cast<int64_t>(tokens.size()) / n_ctx;
+  {
+    NoGradGuard no_grad;
+    EvalModeGuard eval(*f.model);
+    for (int64_t c = 0; c < chunks; ++c) {
+      std::vector<int64_t> input(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+      input[0] = *f.tokenizer->bos_id();
+      const auto logits = f.model->forward(Tensor::from_vector(input, {1, n_ctx})).to_vector<float>();
+      const int64_t vocab = f.model->config().vocab_size;
+      for (int64_t j = n_ctx / 2; j < n_ctx - 1; ++j) {
+        const float* row = logits.data() + j * vocab;
+        double max = row[0], sum = 0;
+        for (int64_t v = 0; v < vocab; ++v) max = std::max<double>(max, row[v]);
+        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
+        ll += row[tokens[c * n_ctx + j + 1]] - max - std::log(sum);
+        ++scored;
+      }
+    }
+  }
+  const ChunkedPerplexity r = evaluate_llama_cpp_perplexity(*f.model, *f.tokenizer, text, n_ctx, {}, 3);
+  CHECK(r.chunks == chunks);
+  CHECK(r.scored == scored);
+  CHECK(r.log_likelihood == doctest::Approx(ll).epsilon(1e-5));
+  CHECK(r.perplexity() == doctest::Approx(std::exp(-ll / static_cast<double>(scored))).epsilon(1e-5));
+  CHECK_THROWS_WITH(evaluate_llama_cpp_perplexity(*f.model, *f.tokenizer, "short", n_ctx),
+                    doctest::Contains("a context of 16 needs at least 32"));
+  CHECK_THROWS_WITH(evaluate_llama_cpp_perplexity(*f.model, *f.tokenizer, text, 512),
+                    doctest::Contains("a context of 512 tokens must be at least 4 and at most the model's 256"));
+}
+
 TEST_CASE("multiple choice: ending log-likelihoods, acc and acc_norm equal transformers'") {
   Fixture f;
   const json golden = expected()["hellaswag"];

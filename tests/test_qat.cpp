@@ -67,8 +67,9 @@ TEST_CASE("scheme names parse, and an unknown one lists the valid names") {
   CHECK(std::get<quant::Int4WeightOnly>(quant::parse_linear_scheme("int4wo")).group_size == 128);
   CHECK(quant::scheme_name(quant::parse_linear_scheme("q4_0")) == "q4_0");
   CHECK(quant::scheme_name(quant::parse_linear_scheme("q8_0")) == "q8_0");
-  CHECK_THROWS_WITH(quant::parse_linear_scheme("int3"),
-                    doctest::Contains("unknown QAT scheme 'int3' (valid: 8da4w, int4wo, q4_0, q8_0, ggml_q4_0)"));
+  CHECK_THROWS_WITH(
+      quant::parse_linear_scheme("int3"),
+      doctest::Contains("unknown QAT scheme 'int3' (valid: 8da4w, int4wo, q4_0, q8_0, ggml_q4_0, ggml_q8_0)"));
 }
 
 TEST_CASE("prepare swaps every Linear but lm_head for a FakeQuantizedLinear over the same tensors") {

@@ -24,7 +24,7 @@ declare -A sources=(
   [fuzz_token_shard]="data/token_shard_header.cpp engine/check.cpp"
   [fuzz_llama_config]="models/llama_config.cpp engine/host_memory.cpp $json"
   [fuzz_checkpoint_index]="engine/io/checkpoint_index.cpp $json"
-  [fuzz_tokenizer_json]="data/tokenizer.cpp data/tokenizer_bpe.cpp data/tokenizer_sentencepiece.cpp data/bpe_model.cpp
+  [fuzz_tokenizer_json]="data/tokenizer_bpe.cpp data/tokenizer_sentencepiece.cpp data/bpe_model.cpp
     data/bpe_regex.cpp data/bpe_byte_level.cpp data/tokenizer_utf8.cpp engine/io/atomic_file.cpp $json"
   [fuzz_adapter_config]="models/peft_config.cpp $json"
   [fuzz_quantization_config]="models/quantization_config.cpp quant/weight_scheme.cpp quant/qat_config.cpp

@@ -33,6 +33,22 @@ mkdir -p "$out/quantized"
 "$qtune" export --model "$out/quantized/tiny_llama_sp" --format gguf --type q4_0 --out "$out/requant.gguf" >/dev/null
 cmp "$out/sp-q4_0.gguf" "$out/requant.gguf" || fail "the q4_0 checkpoint exports other bytes than its source"
 
+# The GGUF is a model every command reads: generate and eval on the f32 file equal the directory's, and a q4_0 file
+# computes as llama.cpp does with --as-llama-cpp.
+gen() { "$qtune" generate --prompt "Once upon a time" --max-new-tokens 12 --temperature 0 "$@" 2>/dev/null; }
+[ "$(gen --model "$out/sp-f32.gguf")" = "$(gen --model "$sp")" ] || fail "generate on the f32 GGUF differs"
+# One line of single spaces: the tiny tokenizer collapses runs of whitespace, a GGUF "llama" vocabulary (as
+# llama.cpp reads it) keeps them, and this text tokenizes the same either way.
+tr -s ' \n' ' ' <"$src/tests/golden/tokenizers/train.txt" | sed 's/^ //; s/ $//' >"$out/text.txt"
+ppl() { "$qtune" eval --data "$out/text.txt" --task llama-perplexity --seq-len 32 "$@" 2>/dev/null |
+  sed -n 's/^perplexity  *//p'; }
+[ "$(ppl --model "$out/sp-f32.gguf")" = "$(ppl --model "$sp")" ] || fail "llama-perplexity on the f32 GGUF differs"
+q4=$(ppl --model "$out/sp-q4_0.gguf")
+q4_cpp=$(ppl --model "$out/sp-q4_0.gguf" --as-llama-cpp)
+echo "llama-perplexity: f32 $(ppl --model "$sp"), q4_0 $q4, q4_0 --as-llama-cpp $q4_cpp"
+[ -n "$q4" ] && [ "$q4" != "$q4_cpp" ] || fail "--as-llama-cpp changed nothing"
+expect_error "as-llama-cpp needs a GGUF --model" "$qtune" generate --model "$sp" --prompt x --as-llama-cpp
+
 # Errors.
 expect_error "exists: choose another file or pass --force" \
   "$qtune" export --model "$sp" --format gguf --out "$out/sp-f16.gguf"

@@ -133,7 +133,7 @@ TEST_CASE("quant and fp8 keys: checked names, and combinations that cannot work"
   };
   CHECK(error({"quant.scheme=int3", "recipe=qat"})
             .find("quant.scheme in override 'quant.scheme=int3': unknown QAT scheme 'int3' (valid: 8da4w, int4wo, "
-                  "q4_0, q8_0, ggml_q4_0)") != std::string::npos);
+                  "q4_0, q8_0, ggml_q4_0, ggml_q8_0)") != std::string::npos);
   CHECK(error({"quant.scheme=int4wo"}).find("configures the qat and qat_lora recipes; this config's recipe is full") !=
         std::string::npos);
   CHECK(error({"recipe=qat", "quant.group_size=48"})

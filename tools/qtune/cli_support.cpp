@@ -59,4 +59,17 @@ CLI::Validator number_at_least(double lo) {
       fmt::format("NUMBER >= {}", lo));
 }
 
+CLI::Option* add_as_llama_cpp_flag(CLI::App* cmd, bool& flag) {
+  return cmd->add_flag("--as-llama-cpp", flag,
+                       "with a GGUF --model: compute its Q4_0 / Q8_0 linears as llama.cpp's CPU backend does, inputs "
+                       "quantized to Q8_0 blocks");
+}
+
+void apply_as_llama_cpp(const std::string& model_path, models::Llama& model) {
+  QTUNE_CHECK(io::is_gguf_file(model_path), "--as-llama-cpp needs a GGUF --model (its tensor types say which ",
+              "linears llama.cpp computes with quantized inputs); ", model_path, " is not one");
+  const int64_t swapped = models::compute_as_llama_cpp(model, io::GgufFile::open(model_path));
+  fmt::print(stderr, "[llama.cpp numerics] {} quantized linears take Q8_0-block inputs\n", swapped);
+}
+
 }  // namespace qtune::cli

@@ -36,6 +36,7 @@ struct EvalArgs {
   std::string adapter;   // a LoRA adapter directory, applied after quantizing
   std::string dump_logits, prompt;
   std::optional<int64_t> group_size;
+  bool as_llama_cpp = false;
 };
 
 double seconds_since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
@@ -136,6 +137,27 @@ void run_perplexity(const EvalArgs& args, models::Llama& model, const data::Toke
                 args.json);
 }
 
+// llama-perplexity's figure on the same text: --data is one text file, --seq-len its -c (default 512).
+void run_llama_cpp_perplexity(const EvalArgs& args, models::Llama& model, const data::Tokenizer& tokenizer) {
+  const std::vector<std::string> documents = data::load_eval_documents(args.data);
+  QTUNE_CHECK(documents.size() == 1, "--task llama-perplexity reads one text (a .txt file, as llama-perplexity -f), ",
+              args.data, " holds ", documents.size(), " documents");
+  const auto t_start = clock::now();
+  models::ChunkedPerplexity r;
+  {
+    ProgressLine progress("chunks");
+    r = models::evaluate_llama_cpp_perplexity(model, tokenizer, documents[0], args.seq_len > 0 ? args.seq_len : 512,
+                                              std::ref(progress), args.batch_size);
+  }
+  const double seconds = seconds_since(t_start);
+  print_metrics({{"chunks", r.chunks, ""},
+                 {"scored_tokens", r.scored, ""},
+                 {"log_likelihood", r.log_likelihood, "{:.4f}"},
+                 {"perplexity", r.perplexity(), "{:.4f}"},
+                 {"seconds", seconds, "{:.2f}"}},
+                args.json);
+}
+
 // {"tokens": [T], "logits": [T][V]} of the prompt (bos first), written atomically.
 void dump_logits(const EvalArgs& args, models::Llama& model, const data::Tokenizer& tokenizer) {
   const std::vector<int32_t> ids = tokenizer.encode(args.prompt, true);
@@ -181,6 +203,7 @@ int run_eval(const EvalArgs& args) {
     QTUNE_CHECK(!args.group_size, "--group-size goes with --quantize");
     model = models::load_model(args.model_dir, load);
   }
+  if (args.as_llama_cpp) apply_as_llama_cpp(args.model_dir, *model);
   if (!args.adapter.empty()) {
     models::load_adapter(*model, args.adapter);
     const models::LoraConfig lora = models::load_adapter_config(args.adapter);
@@ -194,6 +217,8 @@ int run_eval(const EvalArgs& args) {
     dump_logits(args, *model, *tokenizer);
   else if (args.task == "hellaswag")
     run_hellaswag(args, *model, *tokenizer);
+  else if (args.task == "llama-perplexity")
+    run_llama_cpp_perplexity(args, *model, *tokenizer);
   else
     run_perplexity(args, *model, *tokenizer);
   return 0;
@@ -206,14 +231,17 @@ void add_eval_command(CLI::App& app, int& status) {
   auto args = std::make_shared<EvalArgs>();
   cmd->add_option(
          "--model", args->model_dir,
-         "Hugging Face model directory (config.json, safetensors, tokenizer), or a quantized one (qtune quantize)")
+         "Hugging Face model directory (config.json, safetensors, tokenizer), a quantized one (qtune quantize), or a "
+         "GGUF file")
       ->required();
   cmd->add_option("--data", args->data,
                   "perplexity: .jsonl with a \"text\" per line, or a text file (one document); "
                   "hellaswag: .jsonl with ctx, endings, label (required unless --dump-logits)");
-  cmd->add_option("--task", args->task, "what to measure")
+  cmd->add_option("--task", args->task,
+                  "what to measure (llama-perplexity: llama.cpp's llama-perplexity protocol on one text, --seq-len its "
+                  "-c, default 512)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"perplexity", "hellaswag"}));
+      ->check(CLI::IsMember({"perplexity", "hellaswag", "llama-perplexity"}));
   cmd->add_option("--seq-len", args->seq_len,
                   "perplexity window in tokens; 0 = the model's max_position_embeddings, at most 4096")
       ->capture_default_str()
@@ -237,6 +265,7 @@ void add_eval_command(CLI::App& app, int& status) {
   cmd->add_option("--dump-logits", args->dump_logits,
                   "instead of --data: write the logits of --prompt as JSON (tokens, logits [T][V]) to this file");
   cmd->add_option("--prompt", args->prompt, "with --dump-logits: the text (bos first)");
+  add_as_llama_cpp_flag(cmd, args->as_llama_cpp);
   cmd->add_flag("--json", args->json, "print one JSON object (keys: the metric names) instead of a table");
   cmd->callback([args, &status] { status = run_eval(*args); });
 }

@@ -28,6 +28,7 @@ struct GenerateArgs {
   double top_p = 0.95;
   uint64_t seed = 0;
   bool no_bos = false;
+  bool as_llama_cpp = false;
 };
 
 int run_generate(const GenerateArgs& args) {
@@ -39,6 +40,7 @@ int run_generate(const GenerateArgs& args) {
   load.dtype = dtype_from_name(args.dtype);
   load.device = parse_device(args.device);
   const auto model = models::load_model(args.model_dir, load);
+  if (args.as_llama_cpp) apply_as_llama_cpp(args.model_dir, *model);
   if (!args.adapter.empty()) models::load_adapter(*model, args.adapter);
   QTUNE_CHECK(tokenizer->vocab_size() <= model->config().vocab_size, "the tokenizer has ", tokenizer->vocab_size(),
               " tokens but the model only ", model->config().vocab_size, " embeddings: do they belong together?");
@@ -90,7 +92,8 @@ void add_generate_command(CLI::App& app, int& status) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a model, streaming the text as it is sampled");
   auto args = std::make_shared<GenerateArgs>();
   cmd->add_option("--model", args->model_dir,
-                  "Hugging Face model directory (config.json + safetensors), or a quantized one (qtune quantize)")
+                  "Hugging Face model directory (config.json + safetensors), a quantized one (qtune quantize), or a "
+                  "GGUF file (its embedded tokenizer)")
       ->required();
   cmd->add_option("--prompt", args->prompt, "text to continue")->required();
   cmd->add_option("--adapter", args->adapter, "LoRA adapter directory (HF PEFT layout), applied un-merged");
@@ -113,6 +116,7 @@ void add_generate_command(CLI::App& app, int& status) {
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   add_device_option(cmd, args->device);
   cmd->add_flag("--no-bos", args->no_bos, "do not start the prompt with the bos token");
+  add_as_llama_cpp_flag(cmd, args->as_llama_cpp);
   cmd->callback([cmd, args, &status] {
     args->max_new_tokens_given = cmd->count("--max-new-tokens") > 0;
     status = run_generate(*args);

@@ -108,13 +108,6 @@ void print_tokenizer(const fs::path& dir) {
              tok->kind(), tok->vocab_size(), id_text(tok->bos_id()), id_text(tok->eos_id()));
 }
 
-bool is_gguf(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
-}
-
 void print_gguf(const std::string& path) {
   const auto file = io::GgufFile::open(path);
   const io::GgufHeader& h = file.header();
@@ -172,7 +165,7 @@ int run_info(const std::string& path) {
     QTUNE_CHECK(!unbuildable, *unbuildable);
     return 0;
   }
-  if (is_gguf(path)) {
+  if (io::is_gguf_file(path)) {
     print_gguf(path);
     return 0;
   }

@@ -142,7 +142,8 @@ std::string lora_export_command(const RunConfig& config, const std::string& adap
 }
 
 std::string qat_quantize_command(const QuantSection& quant, const std::string& model_dir) {
-  const std::string name = quant::scheme_name(quant.scheme);
+  // The weights' scheme: a ggml_* run is stored in its plain ggml format.
+  const std::string name = quant::weight_scheme_name(quant::stored_weight_scheme(quant.scheme));
   std::string command = "qtune quantize --model " + model_dir + " --scheme " + name;
   if (quant::takes_group_size(quant.scheme))
     command += " --group-size " + std::to_string(quant::group_size_of(quant.scheme));
@@ -151,8 +152,8 @@ std::string qat_quantize_command(const QuantSection& quant, const std::string& m
 
 std::optional<std::string> gguf_export_command(const RunConfig& config, const std::string& final_dir) {
   const std::string name = quant::scheme_name(config.quant.scheme);
-  const std::string type = name == "q8_0" ? "q8_0" : "q4_0";
-  if (name != "q4_0" && name != "q8_0" && name != "ggml_q4_0") return std::nullopt;
+  if (name != "q4_0" && name != "q8_0" && name != "ggml_q4_0" && name != "ggml_q8_0") return std::nullopt;
+  const std::string type = name.ends_with("q8_0") ? "q8_0" : "q4_0";
   const std::string out = " --format gguf --type " + type + " --out " + final_dir + "-" + type + ".gguf";
   if (config.recipe == Recipe::qat) return "qtune export --model " + final_dir + out;
   if (config.recipe == Recipe::qat_lora) {

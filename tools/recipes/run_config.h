@@ -68,7 +68,8 @@ struct TrainSection {
 
 // Quantization-aware training (recipes qat, qat_lora): the fake quantization the prepared linears train through.
 struct QuantSection {
-  // quant.scheme (8da4w | int4wo | q4_0 | q8_0 | ggml_q4_0) with quant.group_size applied: what the recipes use.
+  // quant.scheme (8da4w | int4wo | q4_0 | q8_0 | ggml_q4_0 | ggml_q8_0) with quant.group_size applied: what the recipes
+  // use.
   quant::LinearScheme scheme = quant::Int8DynActInt4Weight{};
   int64_t group_size = 0;                // quant.group_size as written: 0 takes the scheme's default
   int64_t fake_quant_after_n_steps = 0;  // plain float steps before fake quantization switches on

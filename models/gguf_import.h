@@ -1,0 +1,31 @@
+#pragma once
+// A Llama from a GGUF file (docs/numerics.md §9), as llama.cpp would run it: the config from llama.cpp's
+// metadata, every tensor dequantized (F32, F16, BF16, Q8_0, Q4_0) into the compute dtype with the q/k rows back in
+// Hugging Face's order, so everything qtune does with a model directory it does with a GGUF file.
+#include <memory>
+#include <string>
+
+#include "engine/io/gguf_file.h"
+#include "models/hf_checkpoint.h"
+#include "models/llama.h"
+
+namespace qtune::models {
+
+// The Hugging Face config of the model a GGUF file holds. Llama 3 rope scaling is recovered from
+// rope_freqs.weight (the factor, and the band's low / high frequency factors and original context, with the
+// low factor taken as 1: the factors depend on the band only through two numbers). An architecture other than
+// llama, or a key llama.cpp reads that qtune's Llama has no equivalent for, is an Error naming the file and key.
+LlamaConfig llama_config_from_gguf(const io::GgufFile& file);
+
+// Builds the model and fills every parameter from the file, one dequantized tensor in memory beside the model at a
+// time. A missing, unexpected or mis-shaped tensor fails naming it; a tied file (no output.weight) gives a tied
+// model.
+std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options = {});
+
+// Makes `model` (loaded from `file`) compute its quantized linears as llama.cpp's CPU backend does: each linear
+// whose weight the file stores in Q4_0 / Q8_0 becomes a FakeQuantizedLinear of the ggml_q4_0 / ggml_q8_0 scheme,
+// which quantizes its inputs to Q8_0 blocks (its weights are already on the grid, so they stay as they are). A
+// tied output head (the embedding table itself) keeps float inputs. Returns how many linears were swapped.
+int64_t compute_as_llama_cpp(Llama& model, const io::GgufFile& file);
+
+}  // namespace qtune::models
