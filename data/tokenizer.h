@@ -45,6 +45,9 @@ class Tokenizer {
   virtual std::string id_to_piece(int32_t id) const = 0;  // the vocabulary entry, for debugging
   virtual std::string kind() const = 0;                   // "sentencepiece" or "bpe"
   virtual VocabularyTable vocabulary() const = 0;
+  // Writes the file load_tokenizer(dir) reads back as this tokenizer, atomically: tokenizer.model for
+  // SentencePiece, tokenizer.json for byte-level BPE (a tokenizer that came from a GGUF file gets files of its own).
+  virtual void save(const std::string& dir) const = 0;
 };
 
 // SentencePiece model file (BPE or unigram; byte fallback honoured).

@@ -17,6 +17,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_utf8.h"
 #include "engine/check.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/json_reader.h"
 
 namespace qtune::data {
@@ -72,6 +73,7 @@ class BpeTokenizer final : public Tokenizer {
   }
   std::string kind() const override { return "bpe"; }
   VocabularyTable vocabulary() const override;
+  void save(const std::string& dir) const override;
 
  private:
   void read_model(const io::JsonFields& root);
@@ -148,6 +150,69 @@ VocabularyTable BpeTokenizer::vocabulary() const {
   table.eos = eos_;
   table.unk = model_->unk_id();
   return table;
+}
+
+void BpeTokenizer::save(const std::string& dir) const {
+  // The parts of the `tokenizers` format this reader reads, in its layout, so transformers loads the file too.
+  const VocabularyTable table = vocabulary();
+  io::Json vocab = io::Json::object(), merges = io::Json::array(), added = io::Json::array();
+  for (size_t id = 0; id < pieces_.size(); ++id) {
+    if (table.types[id] == TokenType::normal || table.types[id] == TokenType::byte)
+      vocab[pieces_[id]] = static_cast<int32_t>(id);
+  }
+  for (const auto& [left, right] : table.merges) merges.push_back({left, right});
+  for (const AddedToken& t : added_) {
+    added.push_back({{"id", t.id},
+                     {"content", t.content},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", t.special}});
+  }
+  io::Json steps = io::Json::array();
+  for (const std::string& pattern : split_patterns_) {
+    steps.push_back(
+        {{"type", "Split"}, {"pattern", {{"Regex", pattern}}}, {"behavior", "Isolated"}, {"invert", false}});
+  }
+  steps.push_back({{"type", "ByteLevel"},
+                   {"add_prefix_space", add_prefix_space_},
+                   {"trim_offsets", true},
+                   {"use_regex", byte_level_regex_ != nullptr}});
+  io::Json post = nullptr;
+  if (bos_) {
+    const std::string& bos = pieces_[*bos_];
+    post = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair",
+         {{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+          {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+          {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+        {"special_tokens", {{bos, {{"id", bos}, {"ids", {*bos_}}, {"tokens", {bos}}}}}}};
+  }
+  const io::Json model = {{"type", "BPE"},
+                          {"dropout", nullptr},
+                          {"unk_token", table.unk ? io::Json(pieces_[*table.unk]) : io::Json(nullptr)},
+                          {"continuing_subword_prefix", nullptr},
+                          {"end_of_word_suffix", nullptr},
+                          {"fuse_unk", false},
+                          {"byte_fallback", false},
+                          {"ignore_merges", ignore_merges_},
+                          {"vocab", vocab},
+                          {"merges", merges}};
+  const io::Json file = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", steps}}},
+      {"post_processor", post},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model", model}};
+  io::write_file_atomic((std::filesystem::path(dir) / "tokenizer.json").string(), file.dump(1) + "\n");
 }
 
 void BpeTokenizer::read_model(const io::JsonFields& root) {

@@ -68,6 +68,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
   std::string kind() const override { return "sentencepiece"; }
 
+  void save(const std::string& dir) const override {
+    const auto proto = sp_.serialized_model_proto();
+    io::write_file_atomic((std::filesystem::path(dir) / "tokenizer.model").string(),
+                          std::string_view(proto.data(), proto.size()));
+  }
+
   VocabularyTable vocabulary() const override {
     VocabularyTable table;
     const int n = sp_.GetPieceSize();

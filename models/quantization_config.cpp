@@ -3,12 +3,14 @@
 #include <filesystem>
 
 #include "engine/check.h"
+#include "engine/io/gguf_file.h"
 #include "engine/io/json_reader.h"
 
 namespace qtune::models {
 
 std::optional<quant::ModelQuantization> read_quantization_config(const std::string& dir) {
   namespace fs = std::filesystem;
+  if (io::is_gguf_file(dir)) return std::nullopt;  // its quantized tensors are dequantized on loading
   const std::string path = fs::is_regular_file(dir) ? dir : (fs::path(dir) / "config.json").string();
   // A missing or malformed config.json is not a quantized one; load_llama_config names what is wrong.
   io::Json j;

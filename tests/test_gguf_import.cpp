@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -155,11 +156,19 @@ TEST_CASE("GGUF import: the embedded tokenizer encodes and decodes like the orig
     CHECK(back->vocab_size() == original->vocab_size());
     CHECK(back->bos_id() == original->bos_id());
     CHECK(back->eos_id() == original->eos_id());
+    // Written out as files of its own (a run from a GGUF saves them into its checkpoints), it reads back the same.
+    const std::string saved = dir.str("saved_" + back->kind());
+    std::filesystem::create_directories(saved);
+    back->save(saved);
+    const auto again = data::load_tokenizer(saved);
+    CHECK(again->vocab_size() == original->vocab_size());
+    CHECK(again->bos_id() == original->bos_id());
     for (const std::string& text : kTexts) {
       CAPTURE(text);
       const auto ids = original->encode(text, true);
       CHECK(back->encode(text, true) == ids);
       CHECK(back->decode(ids) == original->decode(ids));
+      CHECK(again->encode(text, true) == ids);
     }
   }
 }

@@ -49,6 +49,29 @@ echo "llama-perplexity: f32 $(ppl --model "$sp"), q4_0 $q4, q4_0 --as-llama-cpp 
 [ -n "$q4" ] && [ "$q4" != "$q4_cpp" ] || fail "--as-llama-cpp changed nothing"
 expect_error "as-llama-cpp needs a GGUF --model" "$qtune" generate --model "$sp" --prompt x --as-llama-cpp
 
+# Fine-tuning a GGUF: qat with ggml_q4_0 from the f32 file, qlora from the q4_0 file (dequantized, then NF4). The
+# final model carries the tokenizer the file embedded, and exports back to GGUF.
+run_config() {  # run_config RECIPE MODEL EXTRA_KEYS
+  cat >"$out/$1.json" <<JSON
+{"recipe": "$1", "output_dir": "$out/run_$1", "model": {"path": "$2", "dtype": "f32"},
+ "data": {"train": "$out/text.txt", "format": "text", "seq_len": 32, "batch_size": 2},
+ "optim": {"name": "adamw", "lr": 1e-3}, "train": {"steps": 2, "log_every": 1}, $3}
+JSON
+  "$qtune" run "$1" --config "$out/$1.json" >"$out/run_$1.log" 2>&1 || { cat "$out/run_$1.log"; fail "run $1"; }
+}
+run_config qat "$out/sp-f32.gguf" '"quant": {"scheme": "ggml_q4_0"}'
+run_config qlora "$out/sp-q4_0.gguf" '"lora": {"rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}'
+grep -q "export it for llama.cpp (GGUF, the weights it trained with): qtune export --model $out/run_qat/final --format gguf --type q4_0" \
+  "$out/run_qat.log" || fail "qat's closing line"
+[ -f "$out/run_qat/final/tokenizer.model" ] || fail "the GGUF's tokenizer was not written into final/"
+gen --model "$out/run_qat/final" >/dev/null || fail "generate on the final model"
+"$qtune" export --model "$out/run_qat/final" --format gguf --type q4_0 --out "$out/run_qat.gguf" >/dev/null
+"$qtune" export --model "$out/sp-q4_0.gguf" --adapter "$out/run_qlora/final" --base-nf4 --format gguf --type f16 \
+  --out "$out/run_qlora.gguf" >/dev/null
+"$qtune" export --model "$out/sp-f16.gguf" --format hf --out "$out/from_gguf" >/dev/null
+[ -f "$out/from_gguf/tokenizer.model" ] || fail "hf export of a GGUF has no tokenizer"
+[ "$(gen --model "$out/from_gguf")" = "$(gen --model "$out/sp-f16.gguf")" ] || fail "hf export of a GGUF generates otherwise"
+
 # Errors.
 expect_error "exists: choose another file or pass --force" \
   "$qtune" export --model "$sp" --format gguf --out "$out/sp-f16.gguf"

@@ -24,9 +24,12 @@ struct ExportArgs {
   bool base_nf4 = false, force = false;
 };
 
-// config.json's torch_dtype of a checkpoint: the file dtype an export keeps by default.
+// config.json's torch_dtype of a checkpoint (or what a GGUF file's type stands for): the file dtype an export keeps
+// by default.
 DType file_dtype(const std::string& model_dir) {
-  const std::string name = models::load_llama_config(model_dir).torch_dtype;
+  const std::string name = io::is_gguf_file(model_dir)
+                               ? models::llama_config_from_gguf(io::GgufFile::open(model_dir)).torch_dtype
+                               : models::load_llama_config(model_dir).torch_dtype;
   if (name == "float32") return DType::f32;
   if (name == "bfloat16") return DType::bf16;
   if (name == "float16") return DType::f16;
@@ -77,7 +80,8 @@ std::string human_size(uintmax_t bytes) {
 
 // The GGUF file of the merged model, with the tokenizer and chat template of --model.
 void write_gguf(models::Llama& model, const ExportArgs& args, models::GgufFileType type) {
-  QTUNE_CHECK(fs::exists(fs::path(args.model_dir) / "tokenizer.json") ||
+  const bool from_gguf = io::is_gguf_file(args.model_dir);
+  QTUNE_CHECK(from_gguf || fs::exists(fs::path(args.model_dir) / "tokenizer.json") ||
                   fs::exists(fs::path(args.model_dir) / "tokenizer.model"),
               "--format gguf: ", args.model_dir,
               " has no tokenizer.json or tokenizer.model, and llama.cpp cannot run a model without its tokenizer");
@@ -88,7 +92,8 @@ void write_gguf(models::Llama& model, const ExportArgs& args, models::GgufFileTy
   models::save_gguf(model, args.out_dir,
                     {.type = type,
                      .tokenizer = tokenizer.get(),
-                     .chat_template = data::read_chat_template(args.model_dir),
+                     .chat_template = from_gguf ? data::gguf_chat_template(io::GgufFile::open(args.model_dir))
+                                                : data::read_chat_template(args.model_dir),
                      .name = fs::path(args.model_dir).lexically_normal().filename().string()});
 }
 
@@ -100,6 +105,7 @@ void write_hf(models::Llama& model, const ExportArgs& args, DType dtype) {
               " does not exist");
   io::write_directory_atomic(args.out_dir, [&](const fs::path& staging) {
     models::save_llama(model, staging.string(), models::SaveOptions{.dtype = dtype});
+    if (io::is_gguf_file(args.model_dir)) data::load_tokenizer(args.model_dir)->save(staging.string());
     for (const char* name : kTokenizerFiles) {
       const fs::path from = fs::path(args.model_dir) / name;
       if (fs::is_regular_file(from)) fs::copy_file(from, staging / name);
@@ -125,7 +131,8 @@ int run_export(const ExportArgs& args) {
     QTUNE_CHECK(args.force || !fs::exists(args.out_dir) || fs::is_empty(args.out_dir), "--out ", args.out_dir,
                 " exists and is not empty: choose another directory or pass --force to write over it");
   }
-  QTUNE_CHECK(fs::is_directory(args.model_dir), "--model ", args.model_dir, " is not a directory");
+  QTUNE_CHECK(fs::is_directory(args.model_dir) || io::is_gguf_file(args.model_dir), "--model ", args.model_dir,
+              " is not a model directory or a GGUF file");
   QTUNE_CHECK(args.adapter_dir.empty() || fs::is_directory(args.adapter_dir), "--adapter ", args.adapter_dir,
               " is not a directory");
   QTUNE_CHECK(!args.base_nf4 || !args.adapter_dir.empty(), "--base-nf4 goes with --adapter (a QLoRA adapter)");

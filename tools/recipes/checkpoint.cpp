@@ -8,8 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/gguf_file.h"
 #include "engine/io/safetensors.h"
 #include "engine/io/staged_directory.h"
 #include "models/hf_checkpoint.h"
@@ -29,12 +31,14 @@ std::string read_file(const fs::path& path) {
 }
 
 // A tokenizer directory contributes the files load_tokenizer reads (and their HF companions); a single
-// file is stored under the name load_tokenizer looks for.
+// file is stored under the name load_tokenizer looks for; a GGUF file's embedded tokenizer is written out.
 void copy_tokenizer_files(const std::string& source, const fs::path& dir) {
   const auto copy = [&](const fs::path& from, const char* name) {
     io::write_file_atomic((dir / name).string(), read_file(from));
   };
-  if (fs::is_directory(source)) {
+  if (io::is_gguf_file(source)) {
+    data::load_tokenizer(source)->save(dir.string());  // the tokenizer the GGUF file embeds, as files of its own
+  } else if (fs::is_directory(source)) {
     for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
       if (fs::is_regular_file(fs::path(source) / name)) copy(fs::path(source) / name, name);
     }

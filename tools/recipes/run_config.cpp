@@ -340,7 +340,8 @@ void validate(const RunConfig& c, const std::string& where, const KeysSet& set) 
   QTUNE_CHECK(!c.output_dir.empty(), "output_dir in ", where, " is empty: name the run's directory");
 
   QTUNE_CHECK(c.model.path.empty() != !c.model.config.has_value(), "model in ", where,
-              ": give exactly one of model.path (a Hugging Face model directory to fine-tune) and model.config (an "
+              ": give exactly one of model.path (a Hugging Face model directory or a GGUF file to fine-tune) and "
+              "model.config (an "
               "inline config.json object to train from scratch)");
   QTUNE_CHECK(!c.model.path.empty() || !c.model.tokenizer.empty(), "model.tokenizer in ", where,
               " is required with an inline model.config (a tokenizer.model / tokenizer.json file or a directory)");

@@ -7,8 +7,11 @@
 #include "data/text_corpus.h"
 #include "data/token_shards.h"
 #include "engine/check.h"
+#include "engine/io/gguf_file.h"
 #include "engine/module.h"
+#include "models/gguf_import.h"
 #include "models/hf_checkpoint.h"
+#include "models/quantize_model.h"
 #include "models/quantizing_loader.h"
 #include "optim/adamw.h"
 #include "optim/sgd.h"
@@ -73,7 +76,9 @@ namespace {
 std::optional<quant::ModelQuantization> streamed_base(const RunConfig& config) {
   if (config.recipe == Recipe::qlora) return qlora_base(config);
   if (config.recipe != Recipe::lora || !config.fp8.recipe) return std::nullopt;
-  const models::LlamaConfig c = models::load_llama_config(config.model.path);
+  const models::LlamaConfig c = io::is_gguf_file(config.model.path)
+                                    ? models::llama_config_from_gguf(io::GgufFile::open(config.model.path))
+                                    : models::load_llama_config(config.model.path);
   const int64_t d = c.resolved_head_dim();
   for (const int64_t dim : {c.hidden_size, c.intermediate_size, c.num_attention_heads * d, c.num_key_value_heads * d}) {
     if (dim % 16 != 0) return std::nullopt;
@@ -92,9 +97,23 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
     }
     return std::make_shared<models::Llama>(*config.model.config, options);
   }
-  QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
-              " not found (a Hugging Face model directory: config.json + safetensors)");
   const models::LlamaOptions options = model_options(config);
+  if (io::is_gguf_file(config.model.path)) {
+    // Dequantized whole, then the frozen base stored as the recipe wants it.
+    const auto frozen = streamed_base(config);
+    QTUNE_CHECK(!frozen || options.device.is_cpu(), "model.path ", config.model.path, ": a GGUF model's ",
+                recipe_name(config.recipe), " base is quantized on the CPU; for device=", config.device,
+                " convert it first (qtune export --model FILE.gguf --format hf --out DIR) and train from DIR");
+    models::LoadOptions load;
+    load.dtype = options.dtype;
+    load.device = options.device;
+    load.activation_checkpointing = options.activation_checkpointing;
+    auto model = models::load_gguf_llama(config.model.path, load);
+    if (frozen) models::quantize_llama(*model, *frozen);
+    return model;
+  }
+  QTUNE_CHECK(fs::is_directory(config.model.path), "model.path ", config.model.path,
+              " not found (a Hugging Face model directory: config.json + safetensors, or a GGUF file)");
   if (const auto frozen = streamed_base(config)) {
     // Each frozen projection is stored as it is read: the full-precision base never sits in memory (on a
     // GPU: one projection at a time is uploaded and quantized there).
@@ -111,7 +130,8 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
 
 std::shared_ptr<models::Llama> reserved_model(const RunConfig& config, const std::string& dir) {
   const models::LlamaOptions options = model_options(config);
-  if (!options.device.is_cpu() || (config.recipe == Recipe::lora && config.fp8.recipe)) return nullptr;
+  if (!options.device.is_cpu() || (config.recipe == Recipe::lora && config.fp8.recipe) || io::is_gguf_file(dir))
+    return nullptr;
   models::LoadOptions load;
   load.dtype = options.dtype;
   load.activation_checkpointing = options.activation_checkpointing;
