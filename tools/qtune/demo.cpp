@@ -15,10 +15,13 @@
 #include "data/tokenizer.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/gguf_file.h"
 #include "models/evaluate.h"
+#include "models/gguf_export.h"
+#include "models/gguf_import.h"
 #include "models/hf_checkpoint.h"
 #include "qtune/demo_corpus.h"
-#include "quant/qat.h"
+#include "quant/qat_config.h"
 #include "tools/recipes/model_passes.h"
 #include "tools/recipes/progress.h"
 #include "tools/recipes/trainer.h"
@@ -32,7 +35,7 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Small enough to pretrain in a few minutes on 2 cores; every linear's in_features divides by 32, the
-// 8da4w group size.
+// Q4_0 block.
 models::LlamaConfig demo_model_config(int64_t vocab_size) {
   models::LlamaConfig config;
   config.vocab_size = vocab_size;
@@ -82,23 +85,29 @@ struct Row {
   double word_perplexity = NAN;
 };
 
-// 8da4w with group 32 on every linear but the (tied) output head, as torchao's QAT recipe does.
-quant::QATConfig qat_8da4w(quant::QATStep step) {
-  return {.scheme = quant::Int8DynActInt4Weight{.group_size = 32}, .step = step};
-}
-
-// quantized: the model's linears become real 8da4w modules (int4 weights, int8 activations at run time)
-// through prepare + convert, which is post-training quantization of whatever weights the directory holds.
+// Held-out word perplexity of a model directory, or of the GGUF q4_0 file exported from it: that one computes as
+// llama.cpp's CPU backend does (Q4_0 weights, Q8_0-block inputs, the Q8_0 embedding as the tied head), which is
+// post-training quantization for a plainly trained model and exactly the training's numerics for a ggml_q4_0 one.
 double heldout_word_perplexity(const std::string& model_dir, const std::vector<std::string>& heldout,
-                               bool quantized = false) {
-  const auto model = models::load_llama(model_dir);
-  if (quantized) {
-    quant::quantize_(*model, qat_8da4w(quant::QATStep::Prepare));
-    quant::quantize_(*model, qat_8da4w(quant::QATStep::Convert));
+                               const std::string& gguf = "") {
+  std::shared_ptr<models::Llama> model;
+  if (gguf.empty()) {
+    model = models::load_llama(model_dir);
+  } else {
+    model = models::load_gguf_llama(gguf);
+    models::compute_as_llama_cpp(*model, io::GgufFile::open(gguf));
   }
   const auto tokenizer = data::load_tokenizer(model_dir);
   return models::evaluate_perplexity(*model, *tokenizer, heldout, model->config().max_position_embeddings)
       .word_perplexity();
+}
+
+// The model of `model_dir` as a GGUF q4_0 file beside it (out/<name>-q4_0.gguf).
+std::string export_q4_0(const std::string& model_dir, const data::Tokenizer& tokenizer, const fs::path& path) {
+  const auto model = models::load_llama(model_dir);
+  models::save_gguf(*model, path.string(),
+                    {.type = models::GgufFileType::q4_0, .tokenizer = &tokenizer, .name = path.stem().string()});
+  return path.string();
 }
 
 std::string format_table(const std::vector<Row>& rows, double float_ppl) {
@@ -172,25 +181,29 @@ int run_demo(const DemoOptions& options) {
   fmt::print("      done in {:.0f} s: loss {:.3f}, held-out loss {:.3f}\n", seconds_since(phase), finetuned.final_loss,
              finetuned.final_eval_loss);
 
-  // 5. The same fine-tune with fake quantization in the loop: the weights learn to live on the int4 grid.
+  // 5. The same fine-tune with llama.cpp's Q4_0 arithmetic in the loop: the weights learn to live on the grid
+  // llama.cpp will store them on, with the inputs rounded as its kernels round them.
   phase = Clock::now();
   recipes::RunConfig qat_run = finetune;
   qat_run.recipe = recipes::Recipe::qat;
-  qat_run.quant.scheme = quant::Int8DynActInt4Weight{.group_size = 32};
-  qat_run.quant.group_size = 32;
+  qat_run.quant.scheme = quant::GgmlQ4_0{};
   qat_run.output_dir = (out / "finetune_qat").string();
-  fmt::print("[4/4] QAT fine-tuning (8da4w, group 32) from the same checkpoint for {} steps -> {}\n",
-             options.finetune_steps, qat_run.output_dir);
+  fmt::print(
+      "[4/4] QAT fine-tuning (ggml_q4_0: llama.cpp's Q4_0 weights, Q8_0 inputs) from the same checkpoint for {} "
+      "steps -> {}\n",
+      options.finetune_steps, qat_run.output_dir);
   const recipes::TrainResult qat_finetuned = train_with_progress(qat_run);
   fmt::print("      done in {:.0f} s: loss {:.3f}, held-out loss {:.3f} (fake-quantized)\n", seconds_since(phase),
              qat_finetuned.final_loss, qat_finetuned.final_eval_loss);
 
-  // 6. Held-out word perplexity; the quantized rows run the converted int8 x int4 kernels.
+  // 6. Both fine-tunes as GGUF q4_0 files, and held-out word perplexity; the quantized rows compute as llama.cpp.
+  const std::string ptq_gguf = export_q4_0(finetuned.final_dir, *tokenizer, out / "finetune_plain-q4_0.gguf");
+  const std::string qat_gguf = export_q4_0(qat_finetuned.final_dir, *tokenizer, out / "finetune_qat-q4_0.gguf");
   std::vector<Row> rows;
   rows.push_back({"pretrained, float", heldout_word_perplexity(pretrained.final_dir, corpus.heldout)});
   rows.push_back({"fine-tuned, float", heldout_word_perplexity(finetuned.final_dir, corpus.heldout)});
-  rows.push_back({"fine-tuned, PTQ 8da4w", heldout_word_perplexity(finetuned.final_dir, corpus.heldout, true)});
-  rows.push_back({"QAT fine-tuned, 8da4w", heldout_word_perplexity(qat_finetuned.final_dir, corpus.heldout, true)});
+  rows.push_back({"fine-tuned, PTQ q4_0", heldout_word_perplexity(finetuned.final_dir, corpus.heldout, ptq_gguf)});
+  rows.push_back({"QAT fine-tuned, q4_0", heldout_word_perplexity(qat_finetuned.final_dir, corpus.heldout, qat_gguf)});
   const double float_ppl = rows[1].word_perplexity, ptq_ppl = rows[2].word_perplexity,
                qat_ppl = rows[3].word_perplexity;
   // The share of PTQ's degradation that QAT recovered (negative: QAT did worse than PTQ).
@@ -210,9 +223,12 @@ int run_demo(const DemoOptions& options) {
   io::write_file_atomic((out / "results.json").string(), results.dump(2) + "\n");
   io::write_file_atomic((out / "results.md").string(), table);
   fmt::print(
-      "\n{}\nTotal {:.0f} s. Everything is under {}/ (results.md, results.json, metrics in */metrics.jsonl;\n"
+      "\n{}\nThe QAT model for llama.cpp, exactly the weights it trained with: {} ({:.1f} MiB)\n"
+      "  llama-completion -m {} -p \"The\" --temp 0\n"
+      "\nTotal {:.0f} s. Everything is under {}/ (results.md, results.json, metrics in */metrics.jsonl;\n"
       "try `qtune generate --model {} --prompt \"The\"`).\n",
-      table, seconds_since(start), out.string(), finetuned.final_dir);
+      table, qat_gguf, static_cast<double>(fs::file_size(qat_gguf)) / (1 << 20), qat_gguf, seconds_since(start),
+      out.string(), qat_gguf);
   return 0;
 }
 

@@ -3,11 +3,12 @@
 //   1. the fortunes corpus, split into training and held-out fortunes;
 //   2. a SentencePiece tokenizer trained on the training part;
 //   3. a small Llama pretrained from scratch (the `full` recipe);
-//   4. two fine-tunes from the same pretrained checkpoint: plain, and with QAT (8da4w, group 32: the
-//      recipe's prepare hook swaps in fake-quantized linears);
-//   5. word perplexity of each on the held-out fortunes, as a table: float, PTQ (the plain fine-tune
-//      converted to real 8da4w modules), QAT (the QAT fine-tune converted), and the share of the PTQ
-//      degradation that QAT recovered.
+//   4. two fine-tunes from the same pretrained checkpoint: plain, and with QAT for llama.cpp's Q4_0
+//      (ggml_q4_0: Q4_0 weights and Q8_0-block inputs, fake-quantized in the loop);
+//   5. both fine-tunes written as GGUF q4_0 files, and word perplexity on the held-out fortunes, as a table:
+//      float, PTQ (the plain fine-tune's q4_0 file) and QAT (the QAT fine-tune's, exactly its trained weights),
+//      the quantized ones computed as llama.cpp's CPU backend does, and the share of the PTQ degradation that
+//      QAT recovered.
 // Every artifact stays under one output directory.
 #include <cstdint>
 #include <string>
