@@ -23,4 +23,5 @@ numbers=$(grep -c '"word_perplexity": [0-9]' "$out/results.json")
 grep -q '"qat_recovered_fraction": -\?[0-9]' "$out/results.json"
 grep -q 'QAT recovered' "$out/results.md"
 # The QAT model as GGUF q4_0: its projections in Q4_0, readable by qtune's strict reader.
-"$qtune" info "$out/finetune_qat-q4_0.gguf" | grep -q "^blk.0.attn_q.weight  *Q4_0 "
+"$qtune" info "$out/finetune_qat-q4_0.gguf" >"$out/info.txt"
+grep -q "^blk.0.attn_q.weight  *Q4_0 " "$out/info.txt"
