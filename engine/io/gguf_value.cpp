@@ -118,7 +118,7 @@ GgufValue GgufValue::i32s(const std::vector<int32_t>& items) {
 
 namespace {
 
-// An integer scalar's value, sign-extended for the signed types; nullopt-like via `ok` for other types.
+// An integer scalar's value, sign-extended for the signed types, in `out`; false for other types.
 bool integer_value(const GgufValue& v, __int128& out) {
   const uint64_t b = v.bits();
   switch (v.type()) {
