@@ -67,13 +67,14 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   const auto parameter_of = [&](const std::string& key) {
     return optim::Optimizer::parse_state_key(key, fsdp.parameters().size()).first;
   };
-  // Rank 0 broadcasts what every rank gathers next. The others may wait while it writes a file.
+  // Rank 0 broadcasts what every rank gathers next. The others may wait while it writes a file; rank 0 itself
+  // waits the collective deadline (a rank that stopped answering ends the job then).
   enum Request : int64_t { kDone, kFailed, kParameter, kState, kBlock };
-  const auto exchange = [&](int64_t kind, int64_t index, bool patient = true) {
+  const auto exchange = [&](int64_t kind, int64_t index) {
     int64_t message[2] = {kind, index};
     const Tensor buffer = Tensor::from_data(message, {2}, DType::i64);
     const auto work = comm.broadcast(dist::buffer_of(buffer), 0);
-    patient ? work->wait(std::chrono::hours(2)) : work->wait();
+    comm.rank() != 0 ? work->wait(std::chrono::hours(2)) : work->wait();
     return std::pair<int64_t, size_t>{buffer.data<int64_t>()[0], static_cast<size_t>(buffer.data<int64_t>()[1])};
   };
   const auto serve = [&](int64_t kind, size_t index) -> Tensor {
@@ -120,7 +121,7 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   } catch (...) {
     // Outside a collective (a file error): tell the others, within the usual deadline.
     try {
-      exchange(kFailed, 0, /*patient=*/false);
+      exchange(kFailed, 0);
     } catch (const std::exception&) {
       // They learn it from the job's abort instead.
     }

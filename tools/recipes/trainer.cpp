@@ -241,8 +241,16 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   }
   // The other ranks look at output_dir once rank 0 has recovered it, and before it writes there. Waiting for
   // rank 0's file work (recovery, checkpoints, final/) may take far longer than a collective: a rank that
-  // dies meanwhile still ends the job through the launcher, and a stuck one after this long.
+  // dies meanwhile still ends the job through the launcher, and a stuck one after this long. Rank 0 arrives
+  // last at these barriers, so it waits the collective deadline: a rank that stopped answering ends the job in
+  // dist.timeout_s, whatever step it stopped at.
   const auto barrier = [&] {
+    if (!ranks.comm) return;
+    const auto work = ranks.comm->barrier();
+    ranks.lead() ? work->wait() : work->wait(std::chrono::hours(2));
+  };
+  // Every rank writes a file before this one: rank 0 may wait for the others' writing too.
+  const auto barrier_after_writes = [&] {
     if (ranks.comm) ranks.comm->barrier()->wait(std::chrono::hours(2));
   };
   barrier();
@@ -427,7 +435,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
       }
       barrier();
       write_rank_shard(staging.string(), *sharded, optimizer->state(), ranks.rank);
-      barrier();
+      barrier_after_writes();
       if (ranks.lead()) {
         write_shard_index(staging.string(), *sharded, optimizer->state(), ranks.size);
         const std::string dir = save_sharded_checkpoint(out.string(), *model, tokenizer_path, staging.string(),
