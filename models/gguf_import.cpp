@@ -167,7 +167,7 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
     }
     if (!io::GgufFile::can_dequantize(t->type))
       problems.push_back("tensor " + gguf_name + " is " + io::ggml_type_name(t->type) +
-                         ", which qtune cannot dequantize (F32, F16, BF16, Q8_0, Q4_0)");
+                         ", which qtune cannot dequantize (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
   }
   for (const auto& t : file.tensors())
     if (!used.count(t.name)) problems.push_back("tensor " + t.name + " is not part of a Llama");

@@ -4,7 +4,10 @@
 
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/io/gguf_file.h"
 #include "engine/io/gguf_writer.h"
@@ -243,14 +246,34 @@ TEST_CASE("GGUF reader: every malformed image is refused, naming the rule") {
   }
 }
 
+TEST_CASE("GGUF reader: Q4_K and Q6_K dequantize as llama.cpp's gguf package does") {
+  const auto golden = nlohmann::json::parse(testing::read_bytes(std::string(QTUNE_GOLDEN_DIR) + "/gguf/kquants.json"));
+  for (const auto& [name, id, block_bytes] : {std::tuple{"q4_k", 12u, 144}, std::tuple{"q6_k", 14u, 210}}) {
+    CAPTURE(name);
+    const auto bytes = golden[name]["bytes"].get<std::vector<uint8_t>>();
+    const auto values = golden[name]["values"].get<std::vector<double>>();
+    REQUIRE(bytes.size() == 3u * block_bytes);
+    Image image = Image().header(1, 0).tensor("t", {256, 3}, id, 0).pad();
+    image.bytes.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    const auto file =
+        io::GgufFile::parse({reinterpret_cast<const std::byte*>(image.bytes.data()), image.bytes.size()}, "k.gguf");
+    const auto got = file.dequantize(file.tensor_info("t")).to_vector<float>();
+    REQUIRE(got.size() == values.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(i);
+      CHECK(static_cast<double>(got[i]) == values[i]);
+    }
+  }
+}
+
 TEST_CASE("GGUF reader: a type qtune lists but cannot dequantize is named") {
-  const Image image = Image().header(1, 0).tensor("t", {256}, 12, 0).pad().data(144);
+  const Image image = Image().header(1, 0).tensor("t", {256}, 13, 0).pad().data(176);
   const auto file =
       io::GgufFile::parse({reinterpret_cast<const std::byte*>(image.bytes.data()), image.bytes.size()}, "k.gguf");
-  CHECK(file.tensor_info("t").nbytes == 144);
+  CHECK(file.tensor_info("t").nbytes == 176);
   CHECK(error_of([&] {
           file.dequantize(file.tensor_info("t"));
-        }).find("k.gguf: tensor t is Q4_K, which qtune cannot dequantize") != std::string::npos);
+        }).find("k.gguf: tensor t is Q5_K, which qtune cannot dequantize") != std::string::npos);
   CHECK(error_of([&] { file.tensor_info("missing"); }).find("k.gguf: no tensor named missing") != std::string::npos);
 }
 

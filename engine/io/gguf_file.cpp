@@ -59,18 +59,20 @@ std::span<const std::byte> GgufFile::bytes(const GgufTensorInfo& t) const {
 }
 
 bool GgufFile::can_dequantize(GgmlType t) {
-  return t == GgmlType::f32 || t == GgmlType::f16 || t == GgmlType::bf16 || t == GgmlType::q8_0 || t == GgmlType::q4_0;
+  return t == GgmlType::f32 || t == GgmlType::f16 || t == GgmlType::bf16 || t == GgmlType::q8_0 ||
+         t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q6_k;
 }
 
 namespace {
 
 template <class Block>
-void dequantize_blocks(const std::byte* src, float* dst, int64_t elements, void (*decode)(const Block&, float*)) {
-  const int64_t blocks = elements / numerics::kGgmlBlock;
+void dequantize_blocks(const std::byte* src, float* dst, int64_t elements, int64_t block_elements,
+                       void (*decode)(const Block&, float*)) {
+  const int64_t blocks = elements / block_elements;
   for (int64_t b = 0; b < blocks; ++b) {
-    Block block;
+    Block block;  // copied out: a block in the file need not be aligned for its fields
     std::memcpy(&block, src + b * sizeof(Block), sizeof(Block));
-    decode(block, dst + b * numerics::kGgmlBlock);
+    decode(block, dst + b * block_elements);
   }
 }
 
@@ -87,7 +89,7 @@ void widen(const std::byte* src, float* dst, int64_t elements, float (*convert)(
 
 Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
   QTUNE_CHECK(can_dequantize(t.type), label_, ": tensor ", t.name, " is ", ggml_type_name(t.type),
-              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0 and Q4_0)");
+              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K)");
   Tensor out = Tensor::empty(t.shape(), DType::f32);
   float* dst = out.data<float>();
   const std::byte* src = bytes(t).data();
@@ -103,10 +105,16 @@ Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
       widen<uint16_t>(src, dst, n, numerics::bf16_bits_to_f32);
       break;
     case GgmlType::q8_0:
-      dequantize_blocks<numerics::BlockQ8_0>(src, dst, n, numerics::dequantize_block_q8_0);
+      dequantize_blocks<numerics::BlockQ8_0>(src, dst, n, numerics::kGgmlBlock, numerics::dequantize_block_q8_0);
       break;
     case GgmlType::q4_0:
-      dequantize_blocks<numerics::BlockQ4_0>(src, dst, n, numerics::dequantize_block_q4_0);
+      dequantize_blocks<numerics::BlockQ4_0>(src, dst, n, numerics::kGgmlBlock, numerics::dequantize_block_q4_0);
+      break;
+    case GgmlType::q4_k:
+      dequantize_blocks<numerics::BlockQ4_K>(src, dst, n, numerics::kGgmlSuperBlock, numerics::dequantize_block_q4_K);
+      break;
+    case GgmlType::q6_k:
+      dequantize_blocks<numerics::BlockQ6_K>(src, dst, n, numerics::kGgmlSuperBlock, numerics::dequantize_block_q6_K);
       break;
     default:
       break;
