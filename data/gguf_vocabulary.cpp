@@ -24,9 +24,16 @@ std::string bpe_pre_name(const VocabularyTable& table) {
 }  // namespace
 
 void append_gguf_tokenizer(io::GgufMetadata& metadata, const Tokenizer& tokenizer,
-                           const std::optional<std::string>& chat_template) {
+                           const std::optional<std::string>& chat_template, int64_t vocab_size) {
   using io::GgufValue;
   VocabularyTable table = tokenizer.vocabulary();
+  QTUNE_CHECK(static_cast<int64_t>(table.pieces.size()) <= vocab_size, "GGUF export: the tokenizer has ",
+              table.pieces.size(), " tokens, more than the model's vocab_size ", vocab_size);
+  for (auto id = static_cast<int64_t>(table.pieces.size()); id < vocab_size; ++id) {
+    table.pieces.push_back("[PAD" + std::to_string(id) + "]");
+    table.types.push_back(TokenType::unused);
+    if (!table.scores.empty()) table.scores.push_back(0.0f);
+  }
   const bool sentencepiece = tokenizer.kind() == "sentencepiece";
   auto add = [&](const char* key, GgufValue value) { metadata.emplace_back(key, std::move(value)); };
   add("tokenizer.ggml.model", GgufValue::string(sentencepiece ? "llama" : "gpt2"));

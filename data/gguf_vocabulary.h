@@ -15,8 +15,10 @@ namespace qtune::data {
 
 // Appends the tokenizer.ggml.* keys (and tokenizer.chat_template when given) to `metadata`. A byte-level BPE
 // whose pre-tokenizer llama.cpp does not know (neither GPT-2's nor Llama 3's regex) is an Error naming it.
+// The token list is padded with "[PAD<id>]" tokens of type unused up to `vocab_size` (the model's embedding rows),
+// as llama.cpp's converter does: llama.cpp sizes the embedding from it.
 void append_gguf_tokenizer(io::GgufMetadata& metadata, const Tokenizer& tokenizer,
-                           const std::optional<std::string>& chat_template);
+                           const std::optional<std::string>& chat_template, int64_t vocab_size);
 
 // The tokenizer a GGUF file embeds, as llama.cpp reads it ("llama": SentencePiece; "gpt2" with the pre-tokenizer
 // "llama-bpe", "gpt-2" or "default": byte-level BPE). A missing or malformed key, or a vocabulary llama.cpp

@@ -365,7 +365,7 @@ BpeTokenizer::BpeTokenizer(const VocabularyTable& table, const std::string& wher
   split_patterns_ = table.split_patterns;
   if (table.byte_level_regex) byte_level_regex_ = std::make_unique<BpeRegex>(kGpt2SplitPattern, false, where);
   add_prefix_space_ = table.add_prefix_space;
-  for (const auto id : {table.bos, table.eos})
+  for (const auto id : {table.bos, table.eos, table.unk})
     QTUNE_CHECK(!id || (*id >= 0 && static_cast<size_t>(*id) < pieces_.size()), where, ": special token id ", *id,
                 " is outside the vocabulary (size ", pieces_.size(), ")");
   bos_ = table.bos;

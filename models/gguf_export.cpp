@@ -146,9 +146,7 @@ void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& o
   QTUNE_CHECK(options.tokenizer != nullptr, "GGUF export to ", path, ": a tokenizer is required");
   const LlamaConfig& c = model.config();
   io::GgufMetadata metadata = llama_metadata(c, options);
-  data::append_gguf_tokenizer(metadata, *options.tokenizer, options.chat_template);
-  QTUNE_CHECK(options.tokenizer->vocab_size() <= c.vocab_size, "GGUF export to ", path, ": the tokenizer has ",
-              options.tokenizer->vocab_size(), " tokens, more than the model's vocab_size ", c.vocab_size);
+  data::append_gguf_tokenizer(metadata, *options.tokenizer, options.chat_template, c.vocab_size);
 
   struct Item {
     std::string hf_name;

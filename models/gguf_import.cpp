@@ -148,7 +148,11 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
   const auto file = io::GgufFile::open(path);
   const LlamaConfig config = llama_config_from_gguf(file);
   check_fits_memory(config, 4.0, path);
-  auto model = std::make_shared<Llama>(config, llama_options(options));
+  std::shared_ptr<Llama> model;
+  {
+    SkipInitGuard skip;  // every parameter is filled from the file below
+    model = std::make_shared<Llama>(config, llama_options(options));
+  }
   std::vector<std::string> problems;
   std::set<std::string> used = {"rope_freqs.weight"};
   const auto params = model->named_parameters();

@@ -266,6 +266,14 @@ TEST_CASE("GGUF reader: Q4_K and Q6_K dequantize as llama.cpp's gguf package doe
   }
 }
 
+TEST_CASE("GGUF reader: an array longer than qtune reads is refused before anything is reserved for it") {
+  const uint64_t count = io::kGgufMaxArrayItems + 1;
+  Image image = Image().header(0, 1).str("k").put<uint32_t>(9).put<uint32_t>(0).put<uint64_t>(count);
+  image.bytes.append(count, '\0');
+  CHECK(parse_error(image).find("k: an array of 16777217 items is longer than qtune reads (16777216)") !=
+        std::string::npos);
+}
+
 TEST_CASE("GGUF reader: a type qtune lists but cannot dequantize is named") {
   const Image image = Image().header(1, 0).tensor("t", {256}, 13, 0).pad().data(176);
   const auto file =

@@ -230,7 +230,11 @@ TEST_CASE("GGUF export: Llama 3 rope scaling and a byte-level BPE tokenizer") {
     CHECK(got[i] == merges[i][0].get<std::string>() + " " + merges[i][1].get<std::string>());
   const auto tokens = file.at("tokenizer.ggml.tokens").to_strings("");
   const auto types = file.at("tokenizer.ggml.token_type").to_ints("");
-  REQUIRE(tokens.size() == static_cast<size_t>(tokenizer->vocab_size()));
+  // Padded to the model's 1024 embedding rows, as llama.cpp sizes the embedding from the token list.
+  REQUIRE(tokens.size() == 1024);
+  CHECK(tokenizer->vocab_size() == 1005);
+  CHECK(tokens[1010] == "[PAD1010]");
+  CHECK(types[1010] == 5);
   CHECK(tokens[1002] == "<|begin_of_text|>");
   CHECK(types[1002] == 3);
   CHECK(types[5] == 1);

@@ -153,7 +153,7 @@ TEST_CASE("GGUF import: the embedded tokenizer encodes and decodes like the orig
     export_model(model, *original, models::GgufFileType::f16, dir.file("t.gguf"));
     const auto back = data::load_tokenizer(dir.file("t.gguf"));
     CHECK(back->kind() == original->kind());
-    CHECK(back->vocab_size() == original->vocab_size());
+    CHECK(back->vocab_size() == 1024);  // padded to the model's embedding rows with unused tokens
     CHECK(back->bos_id() == original->bos_id());
     CHECK(back->eos_id() == original->eos_id());
     // Written out as files of its own (a run from a GGUF saves them into its checkpoints), it reads back the same.
@@ -161,7 +161,7 @@ TEST_CASE("GGUF import: the embedded tokenizer encodes and decodes like the orig
     std::filesystem::create_directories(saved);
     back->save(saved);
     const auto again = data::load_tokenizer(saved);
-    CHECK(again->vocab_size() == original->vocab_size());
+    CHECK(again->vocab_size() == 1024);
     CHECK(again->bos_id() == original->bos_id());
     for (const std::string& text : kTexts) {
       CAPTURE(text);

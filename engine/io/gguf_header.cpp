@@ -27,18 +27,20 @@ class Cursor {
   uint64_t position() const { return pos_; }
   uint64_t left() const { return image_.size() - pos_; }
 
+  // `what` then `of` name the field in the error; they are joined only when the read fails (an array item's key
+  // is not copied once per item).
   template <class T>
-  T read(std::string_view what) {
-    need(sizeof(T), what);
+  T read(std::string_view what, std::string_view of = {}) {
+    need(sizeof(T), what, of);
     T v;
     std::memcpy(&v, image_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
     return v;
   }
 
-  std::string read_string(std::string_view what) {
-    const uint64_t length = read<uint64_t>(what);
-    need(length, what);
+  std::string read_string(std::string_view what, std::string_view of = {}) {
+    const uint64_t length = read<uint64_t>(what, of);
+    need(length, what, of);
     std::string s(reinterpret_cast<const char*>(image_.data() + pos_), static_cast<size_t>(length));
     pos_ += length;
     return s;
@@ -49,9 +51,9 @@ class Cursor {
   }
 
  private:
-  void need(uint64_t bytes, std::string_view what) const {
+  void need(uint64_t bytes, std::string_view what, std::string_view of) const {
     if (bytes > left())
-      QTUNE_FAIL(label_, ": file ends inside ", what, " (needs ", bytes, " bytes at byte ", pos_, ", ", left(),
+      QTUNE_FAIL(label_, ": file ends inside ", what, of, " (needs ", bytes, " bytes at byte ", pos_, ", ", left(),
                  " left)");
   }
 
@@ -63,21 +65,20 @@ class Cursor {
 bool valid_value_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::f64); }
 
 GgufValue read_scalar(Cursor& in, GgufType type, const std::string& key) {
-  if (type == GgufType::string) return GgufValue::string(in.read_string("the string value of " + key));
-  const std::string what = "the value of " + key;
+  if (type == GgufType::string) return GgufValue::string(in.read_string("the string value of ", key));
   uint64_t bits = 0;
   switch (gguf_scalar_bytes(type)) {
     case 1:
-      bits = in.read<uint8_t>(what);
+      bits = in.read<uint8_t>("the value of ", key);
       break;
     case 2:
-      bits = in.read<uint16_t>(what);
+      bits = in.read<uint16_t>("the value of ", key);
       break;
     case 4:
-      bits = in.read<uint32_t>(what);
+      bits = in.read<uint32_t>("the value of ", key);
       break;
     default:
-      bits = in.read<uint64_t>(what);
+      bits = in.read<uint64_t>("the value of ", key);
       break;
   }
   if (type == GgufType::boolean && bits > 1) in.fail(key + ": a bool holds " + std::to_string(bits) + ", not 0 or 1");
@@ -101,6 +102,11 @@ GgufValue read_value(Cursor& in, const std::string& key) {
   if (count > in.left() / least)
     in.fail(key + ": an array of " + std::to_string(count) + " " + std::string(gguf_type_name(item_type)) +
             " items does not fit in the " + std::to_string(in.left()) + " bytes left");
+  // Each item is held as a value of its own (tens of bytes): the largest vocabularies and merge lists have well
+  // under a million entries.
+  if (count > kGgufMaxArrayItems)
+    in.fail(key + ": an array of " + std::to_string(count) + " items is longer than qtune reads (" +
+            std::to_string(kGgufMaxArrayItems) + ")");
   std::vector<GgufValue> items;
   items.reserve(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i) items.push_back(read_scalar(in, item_type, key));

@@ -16,6 +16,7 @@ namespace qtune::io {
 inline constexpr uint32_t kGgufDefaultAlignment = 32;
 inline constexpr size_t kGgufMaxNameBytes = 63;  // ggml keeps names in 64 bytes with the terminating NUL
 inline constexpr int kGgufMaxDims = 4;
+inline constexpr uint64_t kGgufMaxArrayItems = 16'777'216;  // per metadata array
 
 struct GgufTensorInfo {
   std::string name;
@@ -37,9 +38,10 @@ struct GgufHeader {
 };
 
 // Validates a whole file image: magic, version (2 or 3), counts, key and name strings (UTF-8, unique, names of
-// at most 63 bytes), value types (no nested arrays, bools 0 or 1), general.alignment (a u32 power of two), tensor
-// dims (1 to 4, each at least 1, element count overflow-checked), types (ones qtune has a layout for), rows a
-// whole number of blocks, offsets aligned and inside the file, no two tensors overlapping. Throws qtune::Error
+// at most 63 bytes), value types (no nested arrays, bools 0 or 1, arrays of at most kGgufMaxArrayItems),
+// general.alignment (a u32 power of two), tensor dims (1 to 4, each at least 1, element count overflow-checked), types
+// (ones qtune has a layout for), rows a whole number of blocks, offsets aligned and inside the file, no two tensors
+// overlapping. Throws qtune::Error
 // "<label>: <rule broken>" on the first violation.
 GgufHeader parse_gguf_header(std::span<const std::byte> image, const std::string& label);
 

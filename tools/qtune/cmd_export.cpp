@@ -44,7 +44,7 @@ void check_exportable_base(const std::string& model_dir, bool base_nf4, bool ggu
   if (!quantization) return;
   QTUNE_CHECK(!base_nf4, model_dir, " is already quantized: --base-nf4 takes a full-precision base");
   const std::string scheme(quant::weight_scheme_name(quantization->scheme));
-  if (gguf && !adapter && (scheme == "q4_0" || scheme == "q8_0")) return;
+  if (gguf && !adapter && (scheme == "q4_0" || scheme == "q8_0") && !quantization->embedding) return;
   QTUNE_CHECK(std::holds_alternative<quant::NF4>(quantization->scheme) && !quantization->embedding, model_dir,
               " is quantized with ", scheme, quantization->embedding ? " (embedding included)" : "",
               ": export merges into a full-precision or an nf4 base only",
