@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "engine/check.h"
-#include "engine/io/gguf_file.h"
+#include "engine/io/gguf_header.h"
 #include "engine/io/json_reader.h"
 
 namespace qtune::models {

@@ -28,6 +28,7 @@ declare -A sources=(
     data/bpe_regex.cpp data/bpe_byte_level.cpp data/tokenizer_utf8.cpp engine/io/atomic_file.cpp $json"
   [fuzz_adapter_config]="models/peft_config.cpp $json"
   [fuzz_quantization_config]="models/quantization_config.cpp quant/weight_scheme.cpp quant/qat_config.cpp
+    engine/io/gguf_header.cpp engine/io/gguf_value.cpp engine/io/ggml_type.cpp engine/io/utf8.cpp
     quant/float8_recipe.cpp $json"
   [fuzz_instruction_jsonl]="data/instruction_data.cpp data/tokenizer_utf8.cpp engine/check.cpp"
   [fuzz_eval_jsonl]="data/eval_data.cpp data/tokenizer_utf8.cpp engine/check.cpp"

@@ -1,8 +1,6 @@
 #include "engine/io/gguf_file.h"
 
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 #include "engine/check.h"
 #include "engine/io/mapped_file.h"
@@ -11,15 +9,6 @@
 #include "engine/numerics/ggml_blocks.h"
 
 namespace qtune::io {
-
-bool is_gguf_file(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) return false;
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
-}
 
 GgufFile GgufFile::open(const std::string& path) {
   MappedFile mapped = map_file(path);

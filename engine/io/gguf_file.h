@@ -12,10 +12,6 @@
 
 namespace qtune::io {
 
-// Whether `path` is a regular file that starts with GGUF's magic: how every command tells a GGUF model from a
-// model directory or a tokenizer file.
-bool is_gguf_file(const std::string& path);
-
 class GgufFile {
  public:
   // Maps and validates `path`; throws qtune::Error "<path>: <rule broken>".

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string_view>
 
@@ -10,6 +12,15 @@
 #include "engine/io/utf8.h"
 
 namespace qtune::io {
+
+bool is_gguf_file(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) return false;
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
 
 int64_t GgufTensorInfo::elements() const {
   int64_t n = 1;

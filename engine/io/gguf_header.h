@@ -37,6 +37,10 @@ struct GgufHeader {
   uint64_t data_offset = 0;  // where the data section starts in the image
 };
 
+// Whether `path` is a regular file that starts with GGUF's magic: how every command tells a GGUF model from a
+// model directory or a tokenizer file.
+bool is_gguf_file(const std::string& path);
+
 // Validates a whole file image: magic, version (2 or 3), counts, key and name strings (UTF-8, unique, names of
 // at most 63 bytes), value types (no nested arrays, bools 0 or 1, arrays of at most kGgufMaxArrayItems),
 // general.alignment (a u32 power of two), tensor dims (1 to 4, each at least 1, element count overflow-checked), types

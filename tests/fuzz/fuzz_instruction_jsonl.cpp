@@ -29,6 +29,17 @@ class ByteTokenizer final : public qtune::data::Tokenizer {
   std::optional<int32_t> eos_id() const override { return 257; }
   std::string id_to_piece(int32_t id) const override { return std::to_string(id); }
   std::string kind() const override { return "bytes"; }
+  qtune::data::VocabularyTable vocabulary() const override {
+    qtune::data::VocabularyTable table;
+    for (int32_t id = 0; id < vocab_size(); ++id) {
+      table.pieces.push_back(id_to_piece(id));
+      table.types.push_back(id < 256 ? qtune::data::TokenType::byte : qtune::data::TokenType::control);
+    }
+    table.bos = bos_id();
+    table.eos = eos_id();
+    return table;
+  }
+  void save(const std::string&) const override { QTUNE_FAIL("the fuzzer's byte tokenizer has no file"); }
 };
 
 }  // namespace
