@@ -1,5 +1,6 @@
 #include "models/gguf_export.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "engine/numerics/bf16.h"
 #include "engine/numerics/f16.h"
 #include "engine/numerics/ggml_blocks.h"
+#include "engine/numerics/ggml_k_quantize.h"
 #include "engine/numerics/rope.h"
 #include "models/gguf_layout.h"
 
@@ -42,10 +44,8 @@ io::GgufMetadata llama_metadata(const LlamaConfig& c, const GgufExportOptions& o
     add("llama.attention.key_length", u32(c.resolved_head_dim()));
     add("llama.attention.value_length", u32(c.resolved_head_dim()));
   }
-  add("general.file_type", u32(static_cast<int64_t>(options.type)));
   add("llama.vocab_size", u32(c.vocab_size));
   add("llama.rope.dimension_count", u32(c.resolved_head_dim()));
-  add("general.quantization_version", GgufValue::u32(2));
   return m;
 }
 
@@ -92,17 +92,83 @@ std::vector<std::byte> encode(const Tensor& w, GgmlType type) {
     case GgmlType::q4_0:
       numerics::quantize_row_q4_0_ref(x, reinterpret_cast<numerics::BlockQ4_0*>(out.data()), n);
       break;
+    case GgmlType::q5_0:
+      numerics::quantize_row_q5_0_ref(x, reinterpret_cast<numerics::BlockQ5_0*>(out.data()), n);
+      break;
+    case GgmlType::q4_k:
+      numerics::quantize_row_q4_K_ref(x, reinterpret_cast<numerics::BlockQ4_K*>(out.data()), n);
+      break;
+    case GgmlType::q5_k:
+      numerics::quantize_row_q5_K_ref(x, reinterpret_cast<numerics::BlockQ5_K*>(out.data()), n);
+      break;
+    case GgmlType::q6_k:
+      numerics::quantize_row_q6_K_ref(x, reinterpret_cast<numerics::BlockQ6_K*>(out.data()), n);
+      break;
     default:
       QTUNE_FAIL("GGUF export: no encoder for ", io::ggml_type_name(type));
   }
   return out;
 }
 
+// The layer of "model.layers.N.*"; -1 for tensors outside the blocks.
+int64_t layer_of(std::string_view hf_name) {
+  constexpr std::string_view prefix = "model.layers.";
+  if (!hf_name.starts_with(prefix)) return -1;
+  int64_t layer = 0;
+  for (size_t i = prefix.size(); i < hf_name.size() && hf_name[i] >= '0' && hf_name[i] <= '9'; ++i)
+    layer = layer * 10 + (hf_name[i] - '0');
+  return layer;
+}
+
+// The types llama-quantize demotes a type to when a row is not a whole number of its blocks, then F16.
+GgmlType fit_rows(GgmlType type, int64_t cols) {
+  const auto fits = [&](GgmlType t) { return cols % io::ggml_type_layout(t).block == 0; };
+  if (fits(type)) return type;
+  GgmlType fallback = GgmlType::f16;
+  if (type == GgmlType::q4_k) fallback = GgmlType::q5_0;
+  if (type == GgmlType::q6_k) fallback = GgmlType::q8_0;
+  QTUNE_CHECK(type != GgmlType::q5_k, "GGUF export: rows of ", cols,
+              " weights are not whole Q5_K super-blocks; llama-quantize would write Q5_1, which qtune does not");
+  return fits(fallback) ? fallback : GgmlType::f16;
+}
+
+// llama-quantize's Q4_K_M mix for a Llama without an importance matrix: Q4_K, except Q6_K for the output head (the
+// tied embedding included; Q8_0 when its rows are not whole super-blocks) and for attn_v and ffn_down in the
+// first and last eighth of the layers and every third layer between; a 70B model (80 layers, grouped kv heads)
+// takes Q5_K for its other attn_v. The layer index is llama-quantize's count of attn_v / ffn_down tensors seen
+// so far, which is the layer number because save_gguf writes blocks in numeric order.
+GgmlType q4_k_m_type(std::string_view hf_name, int64_t cols, const LlamaConfig& c) {
+  const int64_t layers = c.num_hidden_layers, layer = layer_of(hf_name);
+  const auto more_bits = [&] { return layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2; };
+  const bool head = hf_name == "lm_head.weight" || (c.tie_word_embeddings && hf_name == "model.embed_tokens.weight");
+  GgmlType t = GgmlType::q4_k;
+  if (head) {
+    t = cols % numerics::kGgmlSuperBlock != 0 ? GgmlType::q8_0 : GgmlType::q6_k;
+  } else if (hf_name.ends_with(".self_attn.v_proj.weight")) {
+    if (more_bits()) t = GgmlType::q6_k;
+    if (t == GgmlType::q4_k && layers == 80 && c.num_attention_heads != c.num_key_value_heads) t = GgmlType::q5_k;
+  } else if (hf_name.ends_with(".mlp.down_proj.weight")) {
+    if (more_bits()) t = GgmlType::q6_k;
+  }
+  return fit_rows(t, cols);
+}
+
+// llama.cpp's loader order, which llama-quantize writes in: tensors outside the blocks first, then by block
+// number; by name within each.
+bool llama_cpp_order(const io::GgufTensorSpec& a, const io::GgufTensorSpec& b) {
+  const auto block = [](const std::string& name) -> int64_t {
+    if (!name.starts_with("blk.")) return -1;
+    return std::stoll(name.substr(4));
+  };
+  const int64_t ba = block(a.name), bb = block(b.name);
+  return ba != bb ? ba < bb : a.name < b.name;
+}
+
 }  // namespace
 
 std::optional<GgufFileType> gguf_file_type_from_name(std::string_view name) {
-  for (const GgufFileType t :
-       {GgufFileType::f32, GgufFileType::f16, GgufFileType::bf16, GgufFileType::q8_0, GgufFileType::q4_0})
+  for (const GgufFileType t : {GgufFileType::f32, GgufFileType::f16, GgufFileType::bf16, GgufFileType::q8_0,
+                               GgufFileType::q4_0, GgufFileType::q4_k_m})
     if (gguf_file_type_name(t) == name) return t;
   return std::nullopt;
 }
@@ -119,13 +185,14 @@ std::string_view gguf_file_type_name(GgufFileType t) {
       return "q8_0";
     case GgufFileType::q4_0:
       return "q4_0";
+    case GgufFileType::q4_k_m:
+      return "q4_k_m";
   }
   return "?";
 }
 
-GgmlType gguf_tensor_type(std::string_view hf_name, const Shape& shape, GgufFileType type) {
+GgmlType gguf_tensor_type(std::string_view hf_name, const Shape& shape, GgufFileType type, const LlamaConfig& config) {
   if (shape.size() != 2) return GgmlType::f32;
-  const bool whole_blocks = shape[1] % numerics::kGgmlBlock == 0;
   switch (type) {
     case GgufFileType::f32:
       return GgmlType::f32;
@@ -134,10 +201,11 @@ GgmlType gguf_tensor_type(std::string_view hf_name, const Shape& shape, GgufFile
     case GgufFileType::bf16:
       return GgmlType::bf16;
     case GgufFileType::q8_0:
-      return whole_blocks ? GgmlType::q8_0 : GgmlType::f16;
+      return fit_rows(GgmlType::q8_0, shape[1]);
     case GgufFileType::q4_0:
-      if (!whole_blocks) return GgmlType::f16;
-      return is_decoder_projection(hf_name) ? GgmlType::q4_0 : GgmlType::q8_0;
+      return fit_rows(is_decoder_projection(hf_name) ? GgmlType::q4_0 : GgmlType::q8_0, shape[1]);
+    case GgufFileType::q4_k_m:
+      return q4_k_m_type(hf_name, shape[1], config);
   }
   return GgmlType::f32;
 }
@@ -147,6 +215,8 @@ void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& o
   const LlamaConfig& c = model.config();
   io::GgufMetadata metadata = llama_metadata(c, options);
   data::append_gguf_tokenizer(metadata, *options.tokenizer, options.chat_template, c.vocab_size);
+  metadata.emplace_back("general.quantization_version", GgufValue::u32(2));
+  metadata.emplace_back("general.file_type", GgufValue::u32(static_cast<uint32_t>(options.type)));
 
   struct Item {
     std::string hf_name;
@@ -163,9 +233,20 @@ void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& o
     const auto gguf_name = gguf_tensor_name(name);
     QTUNE_CHECK(gguf_name.has_value(), "GGUF export to ", path, ": parameter ", name,
                 " has no place in llama.cpp's Llama (is an adapter still unmerged?)");
-    specs.push_back({*gguf_name, gguf_tensor_type(name, p.shape(), options.type), p.shape()});
+    specs.push_back({*gguf_name, gguf_tensor_type(name, p.shape(), options.type, c), p.shape()});
     items.push_back({name, p});
   }
+  std::vector<size_t> order(specs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return llama_cpp_order(specs[a], specs[b]); });
+  std::vector<io::GgufTensorSpec> sorted_specs;
+  std::vector<Item> sorted_items;
+  for (const size_t i : order) {
+    sorted_specs.push_back(std::move(specs[i]));
+    sorted_items.push_back(std::move(items[i]));
+  }
+  specs = std::move(sorted_specs);
+  items = std::move(sorted_items);
 
   io::GgufWriter out(path, metadata, specs);
   NoGradGuard no_grad;

@@ -3,8 +3,12 @@
 // QAT's q4_0 / q8_0 fake quantization trained with, and the metadata and tokenizer keys are llama.cpp's.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -143,13 +147,141 @@ TEST_CASE("GGUF export: Q4_0 / Q8_0 blocks dequantize to exactly the fake-quanti
 }
 
 TEST_CASE("GGUF export: rows that are not whole blocks fall back to F16") {
-  CHECK(models::gguf_tensor_type("model.layers.0.mlp.down_proj.weight", {24, 37}, models::GgufFileType::q4_0) ==
+  const models::LlamaConfig c;
+  CHECK(models::gguf_tensor_type("model.layers.0.mlp.down_proj.weight", {24, 37}, models::GgufFileType::q4_0, c) ==
         GgmlType::f16);
-  CHECK(models::gguf_tensor_type("model.layers.0.mlp.up_proj.weight", {37, 32}, models::GgufFileType::q4_0) ==
+  CHECK(models::gguf_tensor_type("model.layers.0.mlp.up_proj.weight", {37, 32}, models::GgufFileType::q4_0, c) ==
         GgmlType::q4_0);
-  CHECK(models::gguf_tensor_type("model.norm.weight", {32}, models::GgufFileType::q8_0) == GgmlType::f32);
+  CHECK(models::gguf_tensor_type("model.norm.weight", {32}, models::GgufFileType::q8_0, c) == GgmlType::f32);
   CHECK(models::gguf_file_type_from_name("q4_0") == models::GgufFileType::q4_0);
   CHECK_FALSE(models::gguf_file_type_from_name("q4_k").has_value());
+}
+
+TEST_CASE("GGUF export: q4_k_m mixes types as llama-quantize does") {
+  models::LlamaConfig c = testing::aligned_llama_config(false);
+  c.num_hidden_layers = 12;  // more bits: layers 0 and 10, 11 (first and last eighth), then 3, 6, 9
+  const auto type = [&](const std::string& name, Shape shape) {
+    return models::gguf_tensor_type(name, shape, models::GgufFileType::q4_k_m, c);
+  };
+  for (int64_t layer = 0; layer < 12; ++layer) {
+    CAPTURE(layer);
+    const bool more = layer == 0 || layer == 3 || layer == 6 || layer == 9 || layer >= 10;
+    const std::string prefix = "model.layers." + std::to_string(layer);
+    CHECK(type(prefix + ".self_attn.v_proj.weight", {256, 512}) == (more ? GgmlType::q6_k : GgmlType::q4_k));
+    CHECK(type(prefix + ".mlp.down_proj.weight", {512, 1024}) == (more ? GgmlType::q6_k : GgmlType::q4_k));
+    CHECK(type(prefix + ".self_attn.q_proj.weight", {512, 512}) == GgmlType::q4_k);
+    CHECK(type(prefix + ".mlp.up_proj.weight", {1024, 512}) == GgmlType::q4_k);
+    CHECK(type(prefix + ".input_layernorm.weight", {512}) == GgmlType::f32);
+  }
+  CHECK(type("model.embed_tokens.weight", {300, 512}) == GgmlType::q4_k);
+  CHECK(type("lm_head.weight", {300, 512}) == GgmlType::q6_k);
+  CHECK(type("lm_head.weight", {300, 96}) == GgmlType::q8_0);  // not whole super-blocks
+  // Rows that are not whole super-blocks: Q4_K falls back to Q5_0, Q6_K to Q8_0, either to F16 below 32.
+  CHECK(type("model.layers.1.self_attn.q_proj.weight", {64, 64}) == GgmlType::q5_0);
+  CHECK(type("model.layers.0.self_attn.v_proj.weight", {64, 64}) == GgmlType::q8_0);
+  CHECK(type("model.layers.1.mlp.gate_proj.weight", {64, 40}) == GgmlType::f16);
+  c.tie_word_embeddings = true;  // the embedding is the head
+  CHECK(type("model.embed_tokens.weight", {300, 512}) == GgmlType::q6_k);
+  // A 70B (80 layers, grouped kv heads) takes Q5_K for the attn_v that get no Q6_K.
+  c.num_hidden_layers = 80;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 2;
+  CHECK(type("model.layers.20.self_attn.v_proj.weight", {256, 512}) == GgmlType::q5_k);
+  CHECK(type("model.layers.12.self_attn.v_proj.weight", {256, 512}) == GgmlType::q6_k);
+  CHECK(type("model.layers.20.mlp.down_proj.weight", {512, 1024}) == GgmlType::q4_k);
+  c.num_key_value_heads = 8;
+  CHECK(type("model.layers.20.self_attn.v_proj.weight", {256, 512}) == GgmlType::q4_k);
+  CHECK(models::gguf_file_type_from_name("q4_k_m") == models::GgufFileType::q4_k_m);
+}
+
+// A model whose rows are whole Q4_K super-blocks, with more than ten blocks (llama.cpp orders blk.10 after blk.9).
+models::LlamaConfig k_quant_config(bool tied) {
+  models::LlamaConfig c = testing::aligned_llama_config(tied);
+  c.hidden_size = 256;
+  c.intermediate_size = 256;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.num_hidden_layers = 11;
+  c.vocab_size = 512;
+  return c;
+}
+
+TEST_CASE("GGUF export: a q4_k_m file has llama-quantize's order and types, its blocks decode near the weights") {
+  testing::ScratchDir dir("gguf_export_q4_k_m");
+  const auto tokenizer = data::load_tokenizer(kSpTokenizer);
+  for (const bool tied : {false, true}) {
+    CAPTURE(tied);
+    models::Llama model(k_quant_config(tied), {.seed = 5});
+    const auto file = export_file(model, *tokenizer, models::GgufFileType::q4_k_m, dir.file("m.gguf"));
+    const auto& keys = file.header().metadata;
+    REQUIRE(keys.size() >= 2);
+    CHECK(keys[keys.size() - 2].first == "general.quantization_version");
+    CHECK(keys.back().first == "general.file_type");
+    CHECK(file.at("general.file_type").to_int("") == 15);
+    std::vector<std::string> names;
+    for (const auto& t : file.header().tensors) names.push_back(t.name);
+    std::vector<std::string> want = {"output_norm.weight", "token_embd.weight"};
+    if (!tied) want.insert(want.begin(), "output.weight");
+    for (int layer = 0; layer < 11; ++layer)
+      for (const char* t :
+           {"attn_k", "attn_norm", "attn_output", "attn_q", "attn_v", "ffn_down", "ffn_gate", "ffn_norm", "ffn_up"})
+        want.push_back("blk." + std::to_string(layer) + "." + t + ".weight");
+    CHECK(names == want);
+    std::map<GgmlType, int> counts;
+    for (auto& [name, p] : model.named_parameters()) {
+      CAPTURE(name);
+      const auto& info = file.tensor_info(*models::gguf_tensor_name(name));
+      CHECK(info.type == models::gguf_tensor_type(name, p.shape(), models::GgufFileType::q4_k_m, model.config()));
+      ++counts[info.type];
+      const Tensor w = p.detach().contiguous();
+      const std::vector<float> got = read_back(file, model, name).to_vector<float>();
+      const std::vector<float> ref = w.to_vector<float>();
+      double amax = 0, err = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        amax = std::max(amax, std::fabs(static_cast<double>(ref[i])));
+        err = std::max(err, std::fabs(static_cast<double>(got[i]) - ref[i]));
+      }
+      const double bound = info.type == GgmlType::q4_k ? 2.0 / 15 : info.type == GgmlType::q6_k ? 1.0 / 32 : 0.0;
+      CHECK(err <= bound * amax);
+    }
+    CHECK(counts[GgmlType::q6_k] == 1 + 2 * 5);  // the head; attn_v and ffn_down of layers 0, 3, 6, 9, 10
+    CHECK(counts[GgmlType::q4_k] == 11 * 7 - 2 * 5 + (tied ? 0 : 1));
+  }
+}
+
+// Needs llama.cpp's llama-quantize (QTUNE_LLAMA_CPP_BIN: the directory of a llama.cpp build; or on PATH): ctest's
+// gguf_llama_quantize runs this case alone and reports SKIPPED (77) without it.
+TEST_CASE("GGUF export: q4_k_m is byte for byte llama-quantize's file from the f32 export" * doctest::skip()) {
+  const char* bin_dir = std::getenv("QTUNE_LLAMA_CPP_BIN");
+  std::string quantize = bin_dir ? std::string(bin_dir) + "/llama-quantize" : "";
+  if (quantize.empty() || !std::filesystem::exists(quantize)) {
+    if (std::system("command -v llama-quantize >/dev/null 2>&1") == 0) {
+      quantize = "llama-quantize";
+    } else {
+      std::printf("SKIPPED: llama-quantize not found (set QTUNE_LLAMA_CPP_BIN to a llama.cpp build's bin directory)\n");
+      std::exit(77);
+    }
+  }
+  testing::ScratchDir dir("gguf_llama_quantize");
+  const auto tokenizer = data::load_tokenizer(kSpTokenizer);
+  // Whole super-blocks, untied and tied; and rows of 32 and 64 weights, where Q4_K and Q6_K fall back.
+  for (const auto& config : {k_quant_config(false), k_quant_config(true), config_with_vocab(512, false)}) {
+    CAPTURE(config.hidden_size);
+    CAPTURE(config.tie_word_embeddings);
+    models::Llama model(config, {.seed = 9});
+    export_file(model, *tokenizer, models::GgufFileType::f32, dir.file("f32.gguf"));
+    export_file(model, *tokenizer, models::GgufFileType::q4_k_m, dir.file("ours.gguf"));
+    const std::string lib = bin_dir ? "LD_LIBRARY_PATH=" + std::string(bin_dir) + " " : "";
+    const std::string command = lib + quantize + " " + dir.file("f32.gguf") + " " + dir.file("theirs.gguf") +
+                                " Q4_K_M >" + dir.file("quantize.log") + " 2>&1";
+    REQUIRE_MESSAGE(std::system(command.c_str()) == 0, command, " failed: see ", dir.file("quantize.log"));
+    const std::string ours = testing::read_bytes(dir.file("ours.gguf")),
+                      theirs = testing::read_bytes(dir.file("theirs.gguf"));
+    CHECK(ours.size() == theirs.size());
+    CHECK_MESSAGE(ours == theirs, "first differing byte: ",
+                  std::mismatch(ours.begin(), ours.end(), theirs.begin(), theirs.end()).first - ours.begin());
+  }
 }
 
 TEST_CASE("GGUF export: llama.cpp's metadata, SentencePiece tokenizer keys") {

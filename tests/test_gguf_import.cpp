@@ -78,7 +78,7 @@ TEST_CASE("GGUF import: f32 gives the model's logits bit for bit; q8_0 / q4_0 th
       {
         NoGradGuard no_grad;
         for (auto& [name, p] : fq.named_parameters()) {
-          const io::GgmlType t = models::gguf_tensor_type(name, p.shape(), type);
+          const io::GgmlType t = models::gguf_tensor_type(name, p.shape(), type, c);
           if (t == io::GgmlType::q4_0) p.copy_(quant::fake_quantize(p.detach(), quant::weight_spec(quant::Q4_0{})));
           if (t == io::GgmlType::q8_0) p.copy_(quant::fake_quantize(p.detach(), quant::weight_spec(quant::Q8_0{})));
         }

@@ -4,8 +4,10 @@ package (llama.cpp's own Python reader and its numpy ports of ggml's reference q
 
   - the metadata llama.cpp reads (architecture, sizes, heads, RoPE, norm epsilon, file type) against config.json;
   - every tensor: present under llama.cpp's name, its shape, and its bytes -- F32 equal to the source, F16 equal
-    to numpy's cast, BF16 / Q8_0 / Q4_0 byte-identical to gguf.quants.quantize of the source (q and k rows first
-    permuted as llama.cpp's converter does) -- and its dequantized values within the format's error of the source;
+    to numpy's cast, BF16 / Q8_0 / Q5_0 / Q4_0 byte-identical to gguf.quants.quantize of the source (q and k rows
+    first permuted as llama.cpp's converter does) -- and its dequantized values within the format's error of the
+    source (the only check of Q4_K / Q5_K / Q6_K, which the package cannot write: their bytes are compared with
+    llama-quantize's by the gguf_llama_quantize test);
   - the tokenizer: tokens equal to tokenizer.json's vocabulary (byte-level BPE) or, when the `sentencepiece`
     package is installed, to tokenizer.model's pieces.
 
@@ -43,7 +45,7 @@ MODEL_NAMES = {
     "model.norm.weight": "output_norm.weight",
     "lm_head.weight": "output.weight",
 }
-FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 32: "BF16"}
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 15: "Q4_K_M", 32: "BF16"}
 
 problems = []
 
@@ -151,17 +153,21 @@ def check_tensor(t, source):
         if not np.array_equal(raw.reshape(source.shape).view(np.uint16), source.astype(np.float16).view(np.uint16)):
             problem(f"{t.name}: F16 values differ from numpy's cast of the source")
         return
-    if qtype not in (Q.BF16, Q.Q8_0, Q.Q4_0):
+    bounds = {Q.BF16: 2.0**-8, Q.Q8_0: 1.0 / 127 * 1.01, Q.Q5_0: 1.0 / 16 * 1.01, Q.Q4_0: 1.0 / 8 * 1.01,
+              Q.Q4_K: 2.0 / 15, Q.Q5_K: 2.0 / 31, Q.Q6_K: 1.0 / 32}
+    if qtype not in bounds:
         problem(f"{t.name}: type {qtype.name} is not one qtune writes")
         return
-    want = quants.quantize(source, qtype)
-    got = raw.view(np.uint8).reshape(want.shape)
-    if not np.array_equal(got, want):
-        rows = np.nonzero((got != want).any(axis=1))[0]
-        problem(f"{t.name}: {qtype.name} bytes differ from gguf.quants.quantize in {len(rows)} rows (first {rows[0]})")
+    got = raw.view(np.uint8).reshape(source.shape[0], -1)
+    if qtype not in (Q.Q4_K, Q.Q5_K, Q.Q6_K):
+        want = quants.quantize(source, qtype)
+        if not np.array_equal(got, want):
+            rows = np.nonzero((got != want).any(axis=1))[0]
+            problem(f"{t.name}: {qtype.name} bytes differ from gguf.quants.quantize in {len(rows)} rows "
+                    f"(first {rows[0]})")
     back = quants.dequantize(got, qtype)
     scale = float(np.abs(source).max()) or 1.0
-    bound = {Q.BF16: 2.0**-8, Q.Q8_0: 1.0 / 127 * 1.01, Q.Q4_0: 1.0 / 8 * 1.01}[qtype]
+    bound = bounds[qtype]
     err = float(np.abs(back - source).max()) / scale
     if err > bound:
         problem(f"{t.name}: {qtype.name} dequantizes {err:.3g} (relative to max |w|) away from the source")

@@ -7,6 +7,7 @@
 #include "engine/numerics/bf16.h"
 #include "engine/numerics/f16.h"
 #include "engine/numerics/ggml_blocks.h"
+#include "engine/numerics/ggml_k_blocks.h"
 
 namespace qtune::io {
 
@@ -49,7 +50,8 @@ std::span<const std::byte> GgufFile::bytes(const GgufTensorInfo& t) const {
 
 bool GgufFile::can_dequantize(GgmlType t) {
   return t == GgmlType::f32 || t == GgmlType::f16 || t == GgmlType::bf16 || t == GgmlType::q8_0 ||
-         t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q6_k;
+         t == GgmlType::q4_0 || t == GgmlType::q5_0 || t == GgmlType::q4_k || t == GgmlType::q5_k ||
+         t == GgmlType::q6_k;
 }
 
 namespace {
@@ -78,7 +80,7 @@ void widen(const std::byte* src, float* dst, int64_t elements, float (*convert)(
 
 Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
   QTUNE_CHECK(can_dequantize(t.type), label_, ": tensor ", t.name, " is ", ggml_type_name(t.type),
-              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K)");
+              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K)");
   Tensor out = Tensor::empty(t.shape(), DType::f32);
   float* dst = out.data<float>();
   const std::byte* src = bytes(t).data();
@@ -98,6 +100,12 @@ Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
       break;
     case GgmlType::q4_0:
       dequantize_blocks<numerics::BlockQ4_0>(src, dst, n, numerics::kGgmlBlock, numerics::dequantize_block_q4_0);
+      break;
+    case GgmlType::q5_0:
+      dequantize_blocks<numerics::BlockQ5_0>(src, dst, n, numerics::kGgmlBlock, numerics::dequantize_block_q5_0);
+      break;
+    case GgmlType::q5_k:
+      dequantize_blocks<numerics::BlockQ5_K>(src, dst, n, numerics::kGgmlSuperBlock, numerics::dequantize_block_q5_K);
       break;
     case GgmlType::q4_k:
       dequantize_blocks<numerics::BlockQ4_K>(src, dst, n, numerics::kGgmlSuperBlock, numerics::dequantize_block_q4_K);

@@ -29,9 +29,9 @@ class GgufFile {
   const GgufTensorInfo& tensor_info(std::string_view name) const;  // throws naming the file and tensor
 
   std::span<const std::byte> bytes(const GgufTensorInfo& t) const;
-  // The tensor in qtune's shape order (outermost first) as f32: F32, F16, BF16 widened, Q8_0, Q4_0, Q4_K and Q6_K
-  // (what llama-quantize's Q4_K_M files hold) dequantized as llama.cpp does. An Error naming the tensor and its
-  // type for the others.
+  // The tensor in qtune's shape order (outermost first) as f32: F32, F16, BF16 widened, Q8_0, Q5_0, Q4_0, Q4_K, Q5_K
+  // and Q6_K (what llama-quantize's Q4_K_M files hold) dequantized as llama.cpp does. An Error naming the tensor and
+  // its type for the others.
   Tensor dequantize(const GgufTensorInfo& t) const;
   // Whether dequantize() reads type t.
   static bool can_dequantize(GgmlType t);

@@ -1,6 +1,7 @@
 #pragma once
-// llama.cpp's Q4_0 and Q8_0 block formats (docs/numerics.md §2 and §9), as ggml's reference quantizers
-// (quantize_row_q4_0_ref, quantize_row_q8_0_ref) compute them, in f32: the one definition of each format.
+// llama.cpp's Q4_0, Q8_0 and Q5_0 block formats (docs/numerics.md §2 and §9), as ggml's reference quantizers
+// (quantize_row_q4_0_ref, ...) compute them, in f32: the one definition of each format (K-quants:
+// ggml_k_blocks.h).
 // QAT's q4_0 / q8_0 fake quantization (CPU and CUDA kernels) calls the element functions, the quantized
 // checkpoints and the GGUF writer go through the row codecs (quant/ggml_blocks.h), so a model trained with
 // q4_0 fake quantization is stored as exactly the weights it trained with.
@@ -25,7 +26,14 @@ struct BlockQ8_0 {
   uint16_t d;
   int8_t qs[kGgmlBlock];
 };
-static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ8_0) == 34, "ggml's block sizes");
+// ggml's block_q5_0: the fp16 scale, the codes' fifth bits (bit j of the little-endian u32 for element j), then
+// their low nibbles laid out as block_q4_0's. A code q stands for (q - 16) * d.
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kGgmlBlock / 2];
+};
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ5_0) == 22, "ggml's block sizes");
 
 // ---- one element --------------------------------------------------------------------------------------
 struct GgmlBlockScale {
@@ -104,6 +112,34 @@ QTUNE_HD void dequantize_block_q8_0(const BlockQ8_0& x, float* y) {
   for (int64_t j = 0; j < kGgmlBlock; ++j) y[j] = q8_0_dequant(x.qs[j], s);
 }
 
+// q5_0 (what llama.cpp writes a Q4_K tensor as when its rows are not whole super-blocks): q4_0's rule with
+// d = max / -16, codes min(31, trunc(x / d + 16.5)).
+QTUNE_HD void quantize_block_q5_0(const float* x, BlockQ5_0& y) {
+  const GgmlBlockScale s = ggml_block_scale(ggml_signed_absmax(x) / -16.0f);
+  y.d = s.d_f16;
+  uint32_t high_bits = 0;
+  for (int64_t j = 0; j < kGgmlBlock / 2; ++j) {
+    const int32_t lo = static_cast<int8_t>(x[j] * s.inv + 16.5f), hi = static_cast<int8_t>(x[j + 16] * s.inv + 16.5f);
+    const uint32_t code_lo = static_cast<uint32_t>(lo < 31 ? lo : 31),
+                   code_hi = static_cast<uint32_t>(hi < 31 ? hi : 31);
+    y.qs[j] = static_cast<uint8_t>((code_lo & 0xF) | ((code_hi & 0xF) << 4));
+    high_bits |= ((code_lo >> 4) << j) | ((code_hi >> 4) << (j + 16));
+  }
+  for (int b = 0; b < 4; ++b) y.qh[b] = static_cast<uint8_t>(high_bits >> (8 * b));
+}
+
+QTUNE_HD void dequantize_block_q5_0(const BlockQ5_0& x, float* y) {
+  const float d = f16_bits_to_f32(x.d);
+  const uint32_t high_bits = static_cast<uint32_t>(x.qh[0]) | (static_cast<uint32_t>(x.qh[1]) << 8) |
+                             (static_cast<uint32_t>(x.qh[2]) << 16) | (static_cast<uint32_t>(x.qh[3]) << 24);
+  for (int64_t j = 0; j < kGgmlBlock / 2; ++j) {
+    const int32_t lo = static_cast<int32_t>((x.qs[j] & 0xF) | (((high_bits >> j) & 1) << 4));
+    const int32_t hi = static_cast<int32_t>((x.qs[j] >> 4) | (((high_bits >> (j + 16)) & 1) << 4));
+    y[j] = static_cast<float>(lo - 16) * d;
+    y[j + 16] = static_cast<float>(hi - 16) * d;
+  }
+}
+
 // ---- rows: k elements (a multiple of kGgmlBlock) as k / kGgmlBlock blocks, in ggml's names ------------
 QTUNE_HD void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t k) {
   for (int64_t b = 0; b < k / kGgmlBlock; ++b) quantize_block_q4_0(x + b * kGgmlBlock, y[b]);
@@ -117,76 +153,8 @@ QTUNE_HD void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t k) {
 QTUNE_HD void dequantize_row_q8_0(const BlockQ8_0* x, float* y, int64_t k) {
   for (int64_t b = 0; b < k / kGgmlBlock; ++b) dequantize_block_q8_0(x[b], y + b * kGgmlBlock);
 }
-
-// ---- K-quants: super-blocks of 256 (read from llama.cpp's files; qtune does not write them yet) ----------
-constexpr int64_t kGgmlSuperBlock = 256;
-
-// ggml's block_q4_K: f16 super-block scales d and dmin, eight 6-bit sub-block scales and eight 6-bit mins
-// packed into 12 bytes, then 4-bit codes: byte l of each 32-byte group holds element l of one 32-weight
-// sub-block in its low nibble and element l of the next in its high one. Weight = d*sc*q - dmin*m.
-struct BlockQ4_K {
-  uint16_t d, dmin;
-  uint8_t scales[12];
-  uint8_t qs[kGgmlSuperBlock / 2];
-};
-// ggml's block_q6_K: 6-bit codes as low nibbles (ql) and high 2 bits (qh), sixteen int8 scales of 16 weights
-// each, and the f16 super-block scale. Weight = d * scale * (q - 32).
-struct BlockQ6_K {
-  uint8_t ql[kGgmlSuperBlock / 2];
-  uint8_t qh[kGgmlSuperBlock / 4];
-  int8_t scales[kGgmlSuperBlock / 16];
-  uint16_t d;
-};
-static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ6_K) == 210, "ggml's K-quant block sizes");
-
-// Sub-block j's 6-bit scale and min in the 12 packed bytes: bytes 0-3 hold the scales of sub-blocks 0-3 and bytes
-// 4-7 their mins in the low 6 bits; sub-blocks 4-7 take their low 4 bits from bytes 8-11 (scale low nibble, min
-// high nibble) and their top 2 bits from the spare top bits of bytes 0-3 (scales) and 4-7 (mins).
-QTUNE_HD void q4_k_scale_min(int j, const uint8_t* packed, uint8_t& scale, uint8_t& min) {
-  if (j < 4) {
-    scale = packed[j] & 63;
-    min = packed[j + 4] & 63;
-  } else {
-    scale = static_cast<uint8_t>((packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4));
-    min = static_cast<uint8_t>((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
-  }
-}
-
-QTUNE_HD void dequantize_block_q4_K(const BlockQ4_K& x, float* y) {
-  const float d = f16_bits_to_f32(x.d), dmin = f16_bits_to_f32(x.dmin);
-  for (int group = 0; group < 4; ++group) {  // 64 weights: two sub-blocks sharing 32 bytes
-    const uint8_t* q = x.qs + 32 * group;
-    for (int half = 0; half < 2; ++half) {
-      uint8_t sc = 0, m = 0;
-      q4_k_scale_min(2 * group + half, x.scales, sc, m);
-      const float scale = d * sc, offset = dmin * m;
-      for (int l = 0; l < 32; ++l) {
-        const int code = half == 0 ? (q[l] & 0xF) : (q[l] >> 4);
-        y[64 * group + 32 * half + l] = scale * static_cast<float>(code) - offset;
-      }
-    }
-  }
-}
-
-QTUNE_HD void dequantize_block_q6_K(const BlockQ6_K& x, float* y) {
-  const float d = f16_bits_to_f32(x.d);
-  for (int n = 0; n < 2; ++n) {  // two halves of 128 weights
-    const uint8_t* ql = x.ql + 64 * n;
-    const uint8_t* qh = x.qh + 32 * n;
-    const int8_t* sc = x.scales + 8 * n;
-    float* out = y + 128 * n;
-    for (int l = 0; l < 32; ++l) {
-      const int is = l / 16;
-      const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-      out[l] = d * sc[is] * static_cast<float>(q1);
-      out[l + 32] = d * sc[is + 2] * static_cast<float>(q2);
-      out[l + 64] = d * sc[is + 4] * static_cast<float>(q3);
-      out[l + 96] = d * sc[is + 6] * static_cast<float>(q4);
-    }
-  }
+QTUNE_HD void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t k) {
+  for (int64_t b = 0; b < k / kGgmlBlock; ++b) quantize_block_q5_0(x + b * kGgmlBlock, y[b]);
 }
 
 }  // namespace qtune::numerics

@@ -8,7 +8,7 @@ python3 -c "import gguf" 2>/dev/null || { echo "the gguf package is not installe
 rm -rf "$out"
 mkdir -p "$out/bpe"
 sp=$src/tests/golden/tiny_llama_sp
-for type in f32 f16 bf16 q8_0 q4_0; do
+for type in f32 f16 bf16 q8_0 q4_0 q4_k_m; do
   "$qtune" export --model "$sp" --format gguf --type "$type" --out "$out/sp-$type.gguf" >/dev/null
   python3 "$src/tools/check_gguf.py" "$out/sp-$type.gguf" "$sp"
 done

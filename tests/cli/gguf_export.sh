@@ -15,7 +15,7 @@ expect_error() {  # expect_error PATTERN COMMAND...: the command fails and its s
   grep -q -- "$pattern" "$out/err.txt" || { cat "$out/err.txt"; fail "no '$pattern' from: $*"; }
 }
 
-for type in f32 f16 bf16 q8_0 q4_0; do
+for type in f32 f16 bf16 q8_0 q4_0 q4_k_m; do
   "$qtune" export --model "$sp" --format gguf --type "$type" --out "$out/sp-$type.gguf" | tee "$out/export.txt"
   grep -q "^wrote $out/sp-$type.gguf (gguf $type, " "$out/export.txt" || fail "no summary line for $type"
   "$qtune" info "$out/sp-$type.gguf" >"$out/info-$type.txt"
@@ -24,6 +24,11 @@ for type in f32 f16 bf16 q8_0 q4_0; do
 done
 grep -q "^blk.1.ffn_down.weight  *Q4_0  *\[64, 128\]  *4608$" "$out/info-q4_0.txt" || fail "q4_0 projection row"
 grep -q "^token_embd.weight  *Q8_0 " "$out/info-q4_0.txt" || fail "q4_0 file keeps the embedding in Q8_0"
+# q4_k_m on rows of 64 and 128 weights: llama-quantize's fallbacks (Q4_K to Q5_0, the Q6_K of the tied head and of
+# the last layer's ffn_down to Q8_0).
+grep -q "^blk.0.ffn_down.weight  *Q5_0  *\[64, 128\]  *5632$" "$out/info-q4_k_m.txt" || fail "q4_k_m Q5_0 fallback"
+grep -q "^blk.1.ffn_down.weight  *Q8_0  *\[64, 128\]  *8704$" "$out/info-q4_k_m.txt" || fail "q4_k_m Q8_0 fallback"
+grep -q "^token_embd.weight  *Q8_0 " "$out/info-q4_k_m.txt" || fail "q4_k_m tied head"
 grep -q "tokenizer.ggml.tokens  *array  *\[string x 512\] \"<unk>\", \"<s>\"" "$out/info-q4_0.txt" || fail "tokens"
 
 # A q4_0 checkpoint holds q4_0's values; exporting it writes the same file as exporting its source (general.name,

@@ -118,9 +118,11 @@ int run_export(const ExportArgs& args) {
   QTUNE_CHECK(args.format == "hf" || args.format == "gguf", "unknown --format '", args.format, "' (formats: hf, gguf)");
   const bool gguf = args.format == "gguf";
   QTUNE_CHECK(gguf || args.type.empty(), "--type goes with --format gguf (an hf export takes --dtype)");
-  QTUNE_CHECK(!gguf || args.dtype.empty(), "--format gguf takes --type (f32, f16, bf16, q8_0, q4_0), not --dtype");
+  QTUNE_CHECK(!gguf || args.dtype.empty(),
+              "--format gguf takes --type (f32, f16, bf16, q8_0, q4_0, q4_k_m), not --dtype");
   const auto gguf_type = models::gguf_file_type_from_name(args.type.empty() ? "f16" : args.type);
-  QTUNE_CHECK(gguf_type.has_value(), "--type '", args.type, "' is not a GGUF type (f32, f16, bf16, q8_0, q4_0)");
+  QTUNE_CHECK(gguf_type.has_value(), "--type '", args.type,
+              "' is not a GGUF type (f32, f16, bf16, q8_0, q4_0, q4_k_m)");
   for (const std::string& dir : {args.out_dir, args.model_dir, args.adapter_dir}) recover_directory(dir);
   if (gguf) {
     QTUNE_CHECK(!fs::is_directory(args.out_dir), "--out ", args.out_dir,
@@ -187,9 +189,9 @@ void add_export_command(CLI::App& app, int& status) {
       ->capture_default_str();
   cmd->add_option("--out", args->out_dir, "output directory (hf: empty or absent) or file (gguf: absent)")->required();
   cmd->add_option("--type", args->type,
-                  "GGUF tensor type: f32, f16 (default), bf16, q8_0 or q4_0 (q4_0 keeps the embedding and output head "
-                  "in q8_0)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+                  "GGUF tensor type: f32, f16 (default), bf16, q8_0, q4_0 (q4_0 keeps the embedding and output head "
+                  "in q8_0) or q4_k_m (llama-quantize's Q4_K_M, byte for byte)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}));
   cmd->add_option("--dtype", args->dtype, "file dtype: f32, bf16 or f16 (default: the base's)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   cmd->add_flag("--base-nf4", args->base_nf4,

@@ -1,0 +1,18 @@
+#pragma once
+// llama.cpp's K-quant quantizers without an importance matrix (docs/numerics.md §9): for each sub-block a
+// search over candidate scales for the one of least weighted squared error, then the super-block's f16 scales and
+// the 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) sub-block scales, then every code recomputed against the rounded
+// scales. Each float operation is the one ggml's reference quantizer performs, in its order (this file is built
+// with -ffp-contract=off like the rest of qtune), so the blocks are byte for byte llama-quantize's.
+#include <cstdint>
+
+#include "engine/numerics/ggml_k_blocks.h"
+
+namespace qtune::numerics {
+
+// x: [k] f32 with k a multiple of kGgmlSuperBlock -> k / 256 blocks.
+void quantize_row_q4_K_ref(const float* x, BlockQ4_K* y, int64_t k);
+void quantize_row_q5_K_ref(const float* x, BlockQ5_K* y, int64_t k);
+void quantize_row_q6_K_ref(const float* x, BlockQ6_K* y, int64_t k);
+
+}  // namespace qtune::numerics
