@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -12,10 +13,23 @@
 #include "ops/nn/embedding.h"
 #include "ops/nn/linear.h"
 #include "quant/fake_quantized_linear.h"
+#include "quant/frozen_ggml_linear.h"
 #include "quant/module_swap.h"
 
 namespace qtune::models {
 namespace {
+
+// The file's tensor for the linear `fqn` ("model.layers.0.self_attn.q_proj", "lm_head"); null when it has none.
+const io::GgufTensorInfo* linear_tensor(const io::GgufFile& file, std::string_view fqn) {
+  const auto name = gguf_tensor_name(std::string(fqn) + ".weight");
+  return name ? file.find_tensor(*name) : nullptr;
+}
+
+// A 2-D tensor in one of ggml's block types (not F32 / F16 / BF16).
+bool is_quantized(const io::GgufTensorInfo* t) {
+  return t && t->dims.size() == 2 && t->type != io::GgmlType::f32 && t->type != io::GgmlType::f16 &&
+         t->type != io::GgmlType::bf16;
+}
 
 int64_t required_int(const io::GgufFile& file, const std::string& key) {
   const io::GgufValue* v = file.find(key);
@@ -144,7 +158,13 @@ LlamaConfig llama_config_from_gguf(const io::GgufFile& file) {
   return c;
 }
 
-std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options) {
+bool gguf_has_quantized_linears(const io::GgufFile& file) {
+  for (const auto& t : file.tensors())
+    if (is_quantized(&t) && t.name != "token_embd.weight") return true;
+  return false;
+}
+
+std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options, bool keep_quantized) {
   const auto file = io::GgufFile::open(path);
   const LlamaConfig config = llama_config_from_gguf(file);
   check_fits_memory(config, 4.0, path);
@@ -155,8 +175,7 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
   }
   std::vector<std::string> problems;
   std::set<std::string> used = {"rope_freqs.weight"};
-  const auto params = model->named_parameters();
-  for (const auto& [name, p] : params) {
+  for (const auto& [name, p] : model->named_parameters()) {
     const std::string gguf_name = *gguf_tensor_name(name);
     const io::GgufTensorInfo* t = file.find_tensor(gguf_name);
     if (!t) {
@@ -171,7 +190,7 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
     }
     if (!io::GgufFile::can_dequantize(t->type))
       problems.push_back("tensor " + gguf_name + " is " + io::ggml_type_name(t->type) +
-                         ", which qtune cannot dequantize (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+                         ", which qtune cannot dequantize (F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q5_K, Q6_K)");
   }
   for (const auto& t : file.tensors())
     if (!used.count(t.name)) problems.push_back("tensor " + t.name + " is not part of a Llama");
@@ -181,7 +200,27 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
     QTUNE_FAIL(path, ": ", problems.size(), " problem(s) with the tensors:", all);
   }
   NoGradGuard no_grad;
-  for (const auto& [name, p] : params) {
+  if (keep_quantized) {
+    // Swapped before anything is filled: the skipped-init weights they replace were never written to.
+    quant::swap_modules(
+        *model,
+        [&](const Module& m, std::string_view fqn) {
+          return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
+        },
+        [&](Module& m, std::string_view fqn) -> ModulePtr {
+          const io::GgufTensorInfo& t = *linear_tensor(file, fqn);
+          const auto bytes = file.bytes(t);
+          const int64_t out = t.shape()[0], row_bytes = static_cast<int64_t>(bytes.size()) / out;
+          Tensor blocks = Tensor::empty({out, row_bytes}, DType::u8);
+          std::memcpy(blocks.data_ptr(), bytes.data(), bytes.size());
+          if (const int64_t heads =
+                  gguf_rope_heads(std::string(fqn) + ".weight", config.num_attention_heads, config.num_key_value_heads))
+            blocks = rope_rows_from_gguf(blocks, heads);  // whole rows of blocks: the codes stay as they are
+          file.release(t);
+          return std::make_shared<quant::FrozenGgmlLinear>(t.type, blocks, static_cast<nn::Linear&>(m).in_features());
+        });
+  }
+  for (const auto& [name, p] : model->named_parameters()) {
     const io::GgufTensorInfo& t = file.tensor_info(*gguf_tensor_name(name));
     Tensor w = file.dequantize(t);
     if (const int64_t heads = gguf_rope_heads(name, config.num_attention_heads, config.num_key_value_heads))

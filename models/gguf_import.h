@@ -19,8 +19,15 @@ LlamaConfig llama_config_from_gguf(const io::GgufFile& file);
 
 // Builds the model and fills every parameter from the file, one dequantized tensor in memory beside the model at a
 // time. A missing, unexpected or mis-shaped tensor fails naming it; a tied file (no output.weight) gives a tied
-// model.
-std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options = {});
+// model. With `keep_quantized`, each linear the file stores in a quantized type (Q4_0, Q8_0, Q4_K, ...) is not
+// dequantized but kept in the file's blocks as a frozen quant::FrozenGgmlLinear (the q/k rows moved back to Hugging
+// Face's order whole): the base of a LoRA run, in the file's size, computing with the weights llama.cpp runs.
+std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options = {},
+                                       bool keep_quantized = false);
+
+// Whether any linear of the model in `file` is stored in a quantized type (what load_gguf_llama's keep_quantized
+// keeps).
+bool gguf_has_quantized_linears(const io::GgufFile& file);
 
 // Makes `model` (loaded from `file`) compute its quantized linears as llama.cpp's CPU backend does: each linear
 // whose weight the file stores in Q4_0 / Q8_0 becomes a FakeQuantizedLinear of the ggml_q4_0 / ggml_q8_0 scheme,

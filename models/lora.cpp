@@ -15,6 +15,7 @@
 #include "quant/fake_quantized_linear.h"
 #include "quant/float8_frozen_linear.h"
 #include "quant/float8_linear.h"
+#include "quant/frozen_ggml_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/module_swap.h"
 
@@ -45,6 +46,8 @@ std::optional<BaseLinear> base_linear(Module& m) {
   if (auto* l = dynamic_cast<quant::FrozenNF4Linear*>(&m))
     return BaseLinear{l->in_features(), l->out_features(), l->bias(),
                       [l] { return l->weight().dequantize(DType::f32); }};
+  if (auto* l = dynamic_cast<quant::FrozenGgmlLinear*>(&m))
+    return BaseLinear{l->in_features(), l->out_features(), l->bias(), [l] { return l->dequantize(DType::f32); }};
   if (auto* l = dynamic_cast<quant::Float8FrozenLinear*>(&m))
     return BaseLinear{l->in_features(), l->out_features(), l->bias(),
                       [l] { return quant::dequantize_fp8(l->weight()); }};
@@ -90,8 +93,8 @@ int64_t apply_lora(Llama& model, const LoraConfig& config) {
   // Every target is checked before the first swap, so a failure leaves the model as it was.
   for (const auto& [fqn, m] : model.named_modules())
     QTUNE_CHECK(!selected(fqn) || base_linear(*m).has_value(), "apply_lora: ", fqn, " is a ", m->type_name(),
-                ", which LoRA cannot wrap (supported: Linear, FrozenNF4Linear, FakeQuantizedLinear, Float8Linear, "
-                "Float8FrozenLinear)");
+                ", which LoRA cannot wrap (supported: Linear, FrozenNF4Linear, FrozenGgmlLinear, FakeQuantizedLinear, "
+                "Float8Linear, Float8FrozenLinear)");
 
   Generator init(config.seed);
   const int64_t wrapped = quant::swap_modules(

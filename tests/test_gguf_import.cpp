@@ -11,16 +11,21 @@
 
 #include "data/gguf_vocabulary.h"
 #include "data/tokenizer.h"
+#include "engine/autograd.h"
 #include "engine/io/gguf_file.h"
 #include "engine/io/gguf_writer.h"
+#include "engine/numerics/ggml_blocks.h"
 #include "models/gguf_export.h"
 #include "models/gguf_import.h"
 #include "models/quantized_checkpoint.h"
+#include "ops/nn/linear.h"
+#include "quant/frozen_ggml_linear.h"
 #include "quant/qat.h"
 #include "quant/qat_config.h"
 #include "quant/qat_fake_quantize.h"
 #include "tests/llama_fixtures.h"
 #include "tests/scratch_files.h"
+#include "tests/testing.h"
 
 using namespace qtune;
 using testing::error_of;
@@ -255,4 +260,58 @@ TEST_CASE("compute_as_llama_cpp: quantized linears, and a quantized tied head, t
                            [](const Module&, std::string_view fqn) { return fqn == "lm_head"; }) == 1);
     CHECK(same_bits(testing::eval_logits(*by_hand), numerics));
   }
+}
+
+TEST_CASE("load_gguf_llama keep_quantized: quantized linears stay in the file's blocks and compute the same") {
+  testing::ScratchDir dir("gguf_import_keep");
+  const auto tokenizer = data::load_tokenizer(kSpTokenizer);
+  for (const auto type : {models::GgufFileType::q4_0, models::GgufFileType::q4_k_m, models::GgufFileType::f16}) {
+    for (const bool tied : {false, true}) {
+      CAPTURE(models::gguf_file_type_name(type));
+      CAPTURE(tied);
+      models::LlamaConfig c = testing::aligned_llama_config(tied);
+      c.vocab_size = 512;
+      models::Llama model(c, {.seed = 3});
+      export_model(model, *tokenizer, type, dir.file("m.gguf"));
+      const bool quantized = type != models::GgufFileType::f16;
+      CHECK(models::gguf_has_quantized_linears(io::GgufFile::open(dir.file("m.gguf"))) == quantized);
+      const auto dense = models::load_gguf_llama(dir.file("m.gguf"));
+      const auto kept = models::load_gguf_llama(dir.file("m.gguf"), {}, true);
+      int64_t frozen = 0, params = 0;
+      for (const auto& [fqn, m] : kept->named_modules()) frozen += dynamic_cast<quant::FrozenGgmlLinear*>(m) != nullptr;
+      for (const auto& p : kept->parameters()) params += p.numel();
+      // 14 projections, and the untied head, in blocks; the parameters left are the embedding and the norms.
+      CHECK(frozen == (quantized ? 14 + (tied ? 0 : 1) : 0));
+      if (quantized) CHECK(params == 512 * 32 + 5 * 32);
+      // The same values as the dequantized load (the q/k rows moved back whole), so the same logits bit for bit.
+      CHECK(same_bits(testing::eval_logits(*kept), testing::eval_logits(*dense)));
+    }
+  }
+}
+
+TEST_CASE("FrozenGgmlLinear: the input's gradient is the dense linear's; the weight is not trained") {
+  const std::vector<float> w = testing::random_f64({8, 64}, 11).to(DType::f32).to_vector<float>();
+  std::vector<numerics::BlockQ4_0> q4(8 * 2);  // rows of 64 inputs: two Q4_0 blocks each
+  numerics::quantize_row_q4_0_ref(w.data(), q4.data(), 8 * 64);
+  Tensor bytes = Tensor::empty({8, 36}, DType::u8);
+  std::memcpy(bytes.data_ptr(), q4.data(), 8 * 36);
+  quant::FrozenGgmlLinear frozen(io::GgmlType::q4_0, bytes, 64);
+  CHECK(frozen.parameters().empty());
+  nn::Linear dense(64, 8, {.bias = false});
+  {
+    NoGradGuard no_grad;
+    dense.weight().copy_(frozen.dequantize());
+  }
+  dense.weight().requires_grad_(false);
+  const Tensor x1 = testing::random_f64({3, 64}, 12).to(DType::f32).requires_grad_(true);
+  const Tensor x2 = x1.detach().clone().requires_grad_(true);
+  const Tensor gy = testing::random_f64({3, 8}, 13).to(DType::f32);
+  const Tensor y1 = frozen.forward(x1), y2 = dense.forward(x2);
+  CHECK(same_bits(y1, y2));
+  y1.backward(gy);
+  y2.backward(gy);
+  CHECK(same_bits(x1.grad(), x2.grad()));
+  CHECK(error_of([&] {
+          quant::FrozenGgmlLinear(io::GgmlType::q4_0, bytes, 96);
+        }).find("FrozenGgmlLinear: blocks u8 [8, 36] are not [out, 54] u8 for 96 inputs of Q4_0") != std::string::npos);
 }

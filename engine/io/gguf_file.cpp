@@ -78,14 +78,8 @@ void widen(const std::byte* src, float* dst, int64_t elements, float (*convert)(
 
 }  // namespace
 
-Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
-  QTUNE_CHECK(can_dequantize(t.type), label_, ": tensor ", t.name, " is ", ggml_type_name(t.type),
-              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K)");
-  Tensor out = Tensor::empty(t.shape(), DType::f32);
-  float* dst = out.data<float>();
-  const std::byte* src = bytes(t).data();
-  const int64_t n = t.elements();
-  switch (t.type) {
+void dequantize_ggml(GgmlType type, const std::byte* src, float* dst, int64_t n) {
+  switch (type) {
     case GgmlType::f32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       break;
@@ -114,8 +108,15 @@ Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
       dequantize_blocks<numerics::BlockQ6_K>(src, dst, n, numerics::kGgmlSuperBlock, numerics::dequantize_block_q6_K);
       break;
     default:
-      break;
+      QTUNE_FAIL("dequantize_ggml: qtune cannot dequantize ", ggml_type_name(type));
   }
+}
+
+Tensor GgufFile::dequantize(const GgufTensorInfo& t) const {
+  QTUNE_CHECK(can_dequantize(t.type), label_, ": tensor ", t.name, " is ", ggml_type_name(t.type),
+              ", which qtune cannot dequantize (it reads F32, F16, BF16, Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K)");
+  Tensor out = Tensor::empty(t.shape(), DType::f32);
+  dequantize_ggml(t.type, bytes(t).data(), out.data<float>(), t.elements());
   return out;
 }
 

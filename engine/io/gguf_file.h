@@ -12,6 +12,10 @@
 
 namespace qtune::io {
 
+// Decodes `elements` values of type `type` (whole blocks) from `src` into `dst`, as llama.cpp dequantizes them: the
+// decoder behind GgufFile::dequantize, for blocks held elsewhere (quant::FrozenGgmlLinear).
+void dequantize_ggml(GgmlType type, const std::byte* src, float* dst, int64_t elements);
+
 class GgufFile {
  public:
   // Maps and validates `path`; throws qtune::Error "<path>: <rule broken>".

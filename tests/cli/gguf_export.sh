@@ -54,8 +54,9 @@ echo "llama-perplexity: f32 $(ppl --model "$sp"), q4_0 $q4, q4_0 --as-llama-cpp 
 [ -n "$q4" ] && [ "$q4" != "$q4_cpp" ] || fail "--as-llama-cpp changed nothing"
 expect_error "as-llama-cpp needs a GGUF --model" "$qtune" generate --model "$sp" --prompt x --as-llama-cpp
 
-# Fine-tuning a GGUF: qat with ggml_q4_0 from the f32 file, qlora from the q4_0 file (dequantized, then NF4). The
-# final model carries the tokenizer the file embedded, and exports back to GGUF.
+# Fine-tuning a GGUF: qat with ggml_q4_0 from the f32 file; qlora from the q4_0 and q4_k_m files (their blocks kept
+# as the frozen base) and from the f16 file (NF4). The final model carries the tokenizer the file embedded, and
+# exports back to GGUF with the command the run prints.
 run_config() {  # run_config RECIPE MODEL EXTRA_KEYS
   cat >"$out/$1.json" <<JSON
 {"recipe": "$1", "output_dir": "$out/run_$1", "model": {"path": "$2", "dtype": "f32"},
@@ -66,12 +67,25 @@ JSON
 }
 run_config qat "$out/sp-f32.gguf" '"quant": {"scheme": "ggml_q4_0"}'
 run_config qlora "$out/sp-q4_0.gguf" '"lora": {"rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}'
+grep -q "QLoRA: 0 frozen linears stored in NF4, 14 kept in the GGUF file's blocks" "$out/run_qlora.log" ||
+  fail "qlora on a q4_0 file did not keep its blocks"
+merge=$(grep "^  qtune export --model $out/sp-q4_0.gguf --adapter $out/run_qlora/final --format gguf --type q4_0 " \
+  "$out/run_qlora.log") || fail "qlora's closing line"
+${merge/  qtune/"$qtune"} >/dev/null
+"$qtune" info "$out/run_qlora/final-merged.gguf" | grep -q "^blk.0.attn_q.weight  *Q4_0 " || fail "merged q4_0 file"
+mv "$out/run_qlora.log" "$out/run_qlora_q4_0.log"
+rm -rf "$out/run_qlora"
+run_config qlora "$out/sp-q4_k_m.gguf" '"lora": {"rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}'
+grep -q "14 kept in the GGUF file's blocks" "$out/run_qlora.log" || fail "qlora on a q4_k_m file"
+rm -rf "$out/run_qlora"
+run_config qlora "$out/sp-f16.gguf" '"lora": {"rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}'
+grep -q "QLoRA: 14 frozen linears stored in NF4$" "$out/run_qlora.log" || fail "qlora on an f16 file: NF4"
 grep -q "export it for llama.cpp (GGUF, the weights it trained with): qtune export --model $out/run_qat/final --format gguf --type q4_0" \
   "$out/run_qat.log" || fail "qat's closing line"
 [ -f "$out/run_qat/final/tokenizer.model" ] || fail "the GGUF's tokenizer was not written into final/"
 gen --model "$out/run_qat/final" >/dev/null || fail "generate on the final model"
 "$qtune" export --model "$out/run_qat/final" --format gguf --type q4_0 --out "$out/run_qat.gguf" >/dev/null
-"$qtune" export --model "$out/sp-q4_0.gguf" --adapter "$out/run_qlora/final" --base-nf4 --format gguf --type f16 \
+"$qtune" export --model "$out/sp-f16.gguf" --adapter "$out/run_qlora/final" --base-nf4 --format gguf --type f16 \
   --out "$out/run_qlora.gguf" >/dev/null
 "$qtune" export --model "$out/sp-f16.gguf" --format hf --out "$out/from_gguf" >/dev/null
 [ -f "$out/from_gguf/tokenizer.model" ] || fail "hf export of a GGUF has no tokenizer"

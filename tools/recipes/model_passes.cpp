@@ -7,11 +7,15 @@
 #include <variant>
 #include <vector>
 
+#include "engine/io/gguf_file.h"
+#include "models/gguf_export.h"
+#include "models/gguf_import.h"
 #include "models/lora.h"
 #include "models/peft_adapter.h"
 #include "models/quantize_model.h"
 #include "quant/float8.h"
 #include "quant/float8_frozen_linear.h"
+#include "quant/frozen_ggml_linear.h"
 #include "quant/frozen_nf4_linear.h"
 #include "quant/qat.h"
 
@@ -86,9 +90,13 @@ void apply_passes(const RunConfig& config, models::Llama& model, const std::func
     quant::convert_to_nf4(model, [base](const Module&, std::string_view fqn) {
       return models::quantized_part(base, fqn) == models::QuantizedPart::linear;
     });
-    int64_t nf4 = 0;
-    for (const auto& [fqn, m] : model.named_modules()) nf4 += dynamic_cast<quant::FrozenNF4Linear*>(m) != nullptr;
-    tell("QLoRA: " + std::to_string(nf4) + " frozen linears stored in NF4");
+    int64_t nf4 = 0, ggml = 0;
+    for (const auto& [fqn, m] : model.named_modules()) {
+      nf4 += dynamic_cast<quant::FrozenNF4Linear*>(m) != nullptr;
+      ggml += dynamic_cast<quant::FrozenGgmlLinear*>(m) != nullptr;
+    }
+    tell("QLoRA: " + std::to_string(nf4) + " frozen linears stored in NF4" +
+         (ggml ? ", " + std::to_string(ggml) + " kept in the GGUF file's blocks" : ""));
   }
   if (trains_adapters(config.recipe)) {
     const int64_t total = numel_of(model.parameters());
@@ -137,6 +145,19 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
 
 std::string lora_export_command(const RunConfig& config, const std::string& adapter_dir) {
   const std::string base = config.model.path.empty() ? "BASE_MODEL_DIR" : config.model.path;
+  // A quantized GGUF base trained as its own blocks: merged into their values, back into a GGUF file of the base's
+  // type (q4_k_m for a type qtune does not write).
+  if (config.recipe == Recipe::qlora && io::is_gguf_file(base)) {
+    const io::GgufFile file = io::GgufFile::open(base);
+    if (models::gguf_has_quantized_linears(file)) {
+      models::GgufFileType type = models::GgufFileType::q4_k_m;
+      const io::GgufValue* file_type = file.find("general.file_type");
+      for (const auto t : {models::GgufFileType::q4_0, models::GgufFileType::q8_0})
+        if (file_type && file_type->to_int("general.file_type") == static_cast<int64_t>(t)) type = t;
+      return "qtune export --model " + base + " --adapter " + adapter_dir + " --format gguf --type " +
+             std::string(models::gguf_file_type_name(type)) + " --out " + adapter_dir + "-merged.gguf";
+    }
+  }
   return "qtune export --model " + base + " --adapter " + adapter_dir +
          (config.recipe == Recipe::qlora ? " --base-nf4" : "") + " --format hf --out " + adapter_dir + "-merged";
 }

@@ -108,7 +108,11 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
     load.dtype = options.dtype;
     load.device = options.device;
     load.activation_checkpointing = options.activation_checkpointing;
-    auto model = models::load_gguf_llama(config.model.path, load);
+    // QLoRA on a quantized file keeps the file's blocks as the frozen base: the weights llama.cpp runs, in the
+    // file's size, not a second quantization to NF4 (float projections, if any, still go to NF4).
+    const bool keep =
+        config.recipe == Recipe::qlora && models::gguf_has_quantized_linears(io::GgufFile::open(config.model.path));
+    auto model = models::load_gguf_llama(config.model.path, load, keep);
     if (frozen) models::quantize_llama(*model, *frozen);
     return model;
   }
