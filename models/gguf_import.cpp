@@ -10,9 +10,7 @@
 #include "engine/check.h"
 #include "engine/numerics/rope.h"
 #include "models/gguf_layout.h"
-#include "ops/nn/embedding.h"
 #include "ops/nn/linear.h"
-#include "quant/fake_quantized_linear.h"
 #include "quant/frozen_ggml_linear.h"
 #include "quant/module_swap.h"
 
@@ -29,6 +27,19 @@ const io::GgufTensorInfo* linear_tensor(const io::GgufFile& file, std::string_vi
 bool is_quantized(const io::GgufTensorInfo* t) {
   return t && t->dims.size() == 2 && t->type != io::GgmlType::f32 && t->type != io::GgmlType::f16 &&
          t->type != io::GgmlType::bf16;
+}
+
+// The file's tensor `t` as a FrozenGgmlLinear of `in` inputs, its rows moved back to Hugging Face's order whole
+// (q and k over `heads`; 0: as stored).
+std::shared_ptr<quant::FrozenGgmlLinear> frozen_linear(const io::GgufFile& file, const io::GgufTensorInfo& t,
+                                                       int64_t in, int64_t heads) {
+  const auto bytes = file.bytes(t);
+  const int64_t out = t.shape()[0], row_bytes = static_cast<int64_t>(bytes.size()) / out;
+  Tensor blocks = Tensor::empty({out, row_bytes}, DType::u8);
+  std::memcpy(blocks.data_ptr(), bytes.data(), bytes.size());
+  if (heads) blocks = rope_rows_from_gguf(blocks, heads);  // whole rows of blocks: the codes stay as they are
+  file.release(t);
+  return std::make_shared<quant::FrozenGgmlLinear>(t.type, blocks, in);
 }
 
 int64_t required_int(const io::GgufFile& file, const std::string& key) {
@@ -208,16 +219,9 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
           return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
         },
         [&](Module& m, std::string_view fqn) -> ModulePtr {
-          const io::GgufTensorInfo& t = *linear_tensor(file, fqn);
-          const auto bytes = file.bytes(t);
-          const int64_t out = t.shape()[0], row_bytes = static_cast<int64_t>(bytes.size()) / out;
-          Tensor blocks = Tensor::empty({out, row_bytes}, DType::u8);
-          std::memcpy(blocks.data_ptr(), bytes.data(), bytes.size());
-          if (const int64_t heads =
-                  gguf_rope_heads(std::string(fqn) + ".weight", config.num_attention_heads, config.num_key_value_heads))
-            blocks = rope_rows_from_gguf(blocks, heads);  // whole rows of blocks: the codes stay as they are
-          file.release(t);
-          return std::make_shared<quant::FrozenGgmlLinear>(t.type, blocks, static_cast<nn::Linear&>(m).in_features());
+          return frozen_linear(
+              file, *linear_tensor(file, fqn), static_cast<nn::Linear&>(m).in_features(),
+              gguf_rope_heads(std::string(fqn) + ".weight", config.num_attention_heads, config.num_key_value_heads));
         });
   }
   for (const auto& [name, p] : model->named_parameters()) {
@@ -231,35 +235,27 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
   return model;
 }
 
-namespace {
-
-std::optional<quant::LinearScheme> llama_cpp_scheme(const io::GgufTensorInfo* t) {
-  if (t && t->type == io::GgmlType::q4_0) return quant::GgmlQ4_0{};
-  if (t && t->type == io::GgmlType::q8_0) return quant::GgmlQ8_0{};
-  return std::nullopt;
-}
-
-}  // namespace
-
 int64_t compute_as_llama_cpp(Llama& model, const io::GgufFile& file) {
-  const auto scheme_of = [&](std::string_view fqn) {
-    const auto name = gguf_tensor_name(std::string(fqn) + ".weight");
-    return llama_cpp_scheme(name ? file.find_tensor(*name) : nullptr);
+  const LlamaConfig& c = model.config();
+  const auto as_llama_cpp = [](std::shared_ptr<quant::FrozenGgmlLinear> linear) {
+    linear->set_llama_cpp_inputs(true);
+    return linear;
   };
   int64_t swapped = quant::swap_modules(
       model,
       [&](const Module& m, std::string_view fqn) {
-        return dynamic_cast<const nn::Linear*>(&m) != nullptr && scheme_of(fqn).has_value();
+        return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
       },
       [&](Module& m, std::string_view fqn) -> ModulePtr {
-        return std::make_shared<quant::FakeQuantizedLinear>(static_cast<nn::Linear&>(m), *scheme_of(fqn));
+        return as_llama_cpp(
+            frozen_linear(file, *linear_tensor(file, fqn), static_cast<nn::Linear&>(m).in_features(),
+                          gguf_rope_heads(std::string(fqn) + ".weight", c.num_attention_heads, c.num_key_value_heads)));
       });
   // A tied head is the embedding table: llama.cpp multiplies by token_embd in its stored type. An unregistered
-  // head over the same tensor does that here (the parameter stays listed once, under the embedding).
-  const auto tied = llama_cpp_scheme(file.find_tensor("token_embd.weight"));
-  if (!model.lm_head && tied) {
-    nn::Linear head(static_cast<nn::Embedding&>(model.lm_head_module()).weight());
-    model.lm_head = std::make_shared<quant::FakeQuantizedLinear>(head, *tied);
+  // head over the file's blocks does that here (the embedding keeps its dequantized parameter for the lookup).
+  const io::GgufTensorInfo* embedding = file.find_tensor("token_embd.weight");
+  if (!model.lm_head && is_quantized(embedding)) {
+    model.lm_head = as_llama_cpp(frozen_linear(file, *embedding, c.hidden_size, 0));
     ++swapped;
   }
   return swapped;

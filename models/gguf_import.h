@@ -30,9 +30,10 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
 bool gguf_has_quantized_linears(const io::GgufFile& file);
 
 // Makes `model` (loaded from `file`) compute its quantized linears as llama.cpp's CPU backend does: each linear
-// whose weight the file stores in Q4_0 / Q8_0 becomes a FakeQuantizedLinear of the ggml_q4_0 / ggml_q8_0 scheme,
-// which quantizes its inputs to Q8_0 blocks (its weights are already on the grid, so they stay as they are). A
-// tied output head (the embedding table itself) keeps float inputs. Returns how many linears were swapped.
+// whose weight the file stores in a block type becomes a quant::FrozenGgmlLinear over the file's own blocks that
+// rounds its inputs as llama.cpp does (Q8_0 blocks of 32 for Q4_0 / Q5_0 / Q8_0 weights, Q8_K blocks of 256 for the
+// K-quants), whatever quantizer wrote the file. A quantized tied head (the embedding table) gets such a layer too.
+// Returns how many linears were swapped.
 int64_t compute_as_llama_cpp(Llama& model, const io::GgufFile& file);
 
 }  // namespace qtune::models

@@ -6,6 +6,8 @@
 #include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/gguf_file.h"
+#include "engine/numerics/ggml_blocks.h"
+#include "engine/numerics/ggml_k_quantize.h"
 #include "ops/elementwise.h"
 
 namespace qtune::quant {
@@ -27,6 +29,23 @@ void for_each_tile(io::GgmlType type, const Tensor& blocks, int64_t in, DType dt
     io::dequantize_ggml(type, bytes + r * row_bytes, tile.data<float>(), rows * in);
     gemm_tile(r, rows, tile.to(dtype).view({1, rows, in}));
   }
+}
+
+// x2: [N, in] -> a copy with each row rounded as llama.cpp rounds the inputs of a `type` weight.
+Tensor round_as_llama_cpp(const Tensor& x2, io::GgmlType type) {
+  const Tensor rows = x2.to(DType::f32).clone();
+  float* x = rows.data<float>();
+  const int64_t n = rows.numel();
+  if (io::ggml_type_layout(type).block == numerics::kGgmlSuperBlock) {
+    numerics::fake_quantize_row_q8_K(x, x, n);
+  } else {
+    for (int64_t b = 0; b < n / numerics::kGgmlBlock; ++b) {
+      numerics::BlockQ8_0 block;
+      numerics::quantize_block_q8_0(x + b * numerics::kGgmlBlock, block);
+      numerics::dequantize_block_q8_0(block, x + b * numerics::kGgmlBlock);
+    }
+  }
+  return rows.to(x2.dtype());
 }
 
 }  // namespace
@@ -71,7 +90,9 @@ Tensor FrozenGgmlLinear::forward(const Tensor& x) {
   Tensor y;
   {
     NoGradGuard no_grad;
-    const Tensor x2 = x.detach().reshape({-1, in_features_}).contiguous();
+    Tensor x2 = x.detach().reshape({-1, in_features_}).contiguous();
+    if (llama_cpp_inputs_ && type_ != io::GgmlType::f32 && type_ != io::GgmlType::f16 && type_ != io::GgmlType::bf16)
+      x2 = round_as_llama_cpp(x2, type_);
     y = Tensor::empty({x2.size(0), out_features_}, x.dtype());
     for_each_tile(type_, blocks_, in_features_, x.dtype(), [&](int64_t r, int64_t rows, const Tensor& tile) {
       be.gemm(x2.unsqueeze(0), false, tile, true, y.narrow(1, r, rows).unsqueeze(0), 1.0, 0.0);

@@ -24,6 +24,10 @@ class FrozenGgmlLinear : public Module {
   // -> [out, in] in `dtype`: the values llama.cpp computes with.
   Tensor dequantize(DType dtype = DType::f32) const;
   Tensor& bias() { return bias_; }  // undefined without bias
+  // Rounds each input row first as llama.cpp's CPU backend does for this weight type (Q8_0 blocks of 32 for
+  // Q4_0 / Q5_0 / Q8_0, Q8_K blocks of 256 for the K-quants), so the layer computes llama.cpp's numerics up to
+  // float summation order (`--as-llama-cpp`). Gradients pass the rounding straight through.
+  void set_llama_cpp_inputs(bool on) { llama_cpp_inputs_ = on; }
 
  private:
   io::GgmlType type_;
@@ -31,6 +35,7 @@ class FrozenGgmlLinear : public Module {
   // A non-persistent buffer "ggml_blocks": Module::to(device) moves it, state_dict (the HF layout) leaves it out.
   Tensor blocks_;
   Tensor bias_;
+  bool llama_cpp_inputs_ = false;
 };
 
 }  // namespace qtune::quant

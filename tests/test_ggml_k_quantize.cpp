@@ -99,6 +99,19 @@ TEST_CASE("Q4_K, Q5_K, Q6_K and Q5_0 encoders give ggml's quantizer's bytes") {
   check_close(check_encoder<BlockQ5_0>("q5_0", kGgmlBlock, quantize_row_q5_0_ref, dequantize_block_q5_0), 1.0 / 16);
 }
 
+TEST_CASE("Q8_K input rounding gives the values ggml's quantize_row_q8_K_ref and dequantize_row_q8_K give") {
+  const Golden& g = golden();
+  const std::vector<uint8_t> bytes = from_hex(g.json["q8_k_values_f32_le"].get<std::string>());
+  std::vector<float> want(g.x.size()), got(g.x.size());
+  REQUIRE(bytes.size() == want.size() * sizeof(float));
+  std::memcpy(want.data(), bytes.data(), bytes.size());
+  numerics::fake_quantize_row_q8_K(g.x.data(), got.data(), static_cast<int64_t>(got.size()));
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::memcmp(&got[i], &want[i], sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("an all-zero super-block quantizes to zero scales and zero values") {
   using namespace numerics;
   const std::vector<float> zeros(kGgmlSuperBlock, 0.0f);

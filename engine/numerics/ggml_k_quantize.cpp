@@ -254,4 +254,23 @@ void quantize_row_q6_K_ref(const float* x, BlockQ6_K* y, int64_t k) {
   }
 }
 
+void fake_quantize_row_q8_K(const float* x, float* y, int64_t k) {
+  for (int64_t b = 0; b < k / kGgmlSuperBlock; ++b, x += kGgmlSuperBlock, y += kGgmlSuperBlock) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < kGgmlSuperBlock; ++j) {
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    if (amax == 0) {
+      std::fill(y, y + kGgmlSuperBlock, 0.0f);
+      continue;
+    }
+    const float inv = -127.0f / max;
+    const float d = 1 / inv;
+    for (int j = 0; j < kGgmlSuperBlock; ++j) y[j] = static_cast<float>(std::min(127, round_to_int(inv * x[j]))) * d;
+  }
+}
+
 }  // namespace qtune::numerics

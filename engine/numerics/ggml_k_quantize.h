@@ -15,4 +15,10 @@ void quantize_row_q4_K_ref(const float* x, BlockQ4_K* y, int64_t k);
 void quantize_row_q5_K_ref(const float* x, BlockQ5_K* y, int64_t k);
 void quantize_row_q6_K_ref(const float* x, BlockQ6_K* y, int64_t k);
 
+// x: [k] (a multiple of 256) -> y: x as llama.cpp's CPU backend rounds a K-quant linear's input before the dot
+// product (Q8_K: per 256 values, with m the one of largest |x| (sign kept, first on ties), q = min(127,
+// round_half_even(-127 x / m)) and the value q * (m / -127) in f32; an all-zero block stays zero). x and y may
+// be the same array.
+void fake_quantize_row_q8_K(const float* x, float* y, int64_t k);
+
 }  // namespace qtune::numerics

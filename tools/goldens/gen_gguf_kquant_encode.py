@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/golden/gguf/kquant_encode.json: f32 rows and the bytes llama.cpp's own quantizer (ggml's
 ggml_quantize_chunk without an importance matrix, what llama-quantize calls) turns them into, as Q4_K, Q5_K,
-Q6_K and Q5_0, for qtune's encoders (tests/test_gguf_kquants.cpp). The rows cover the search's corner cases:
+Q6_K and Q5_0, for qtune's encoders (tests/test_ggml_k_quantize.cpp); and the values the rows round to as Q8_K,
+llama.cpp's rounding of a K-quant linear's input. The rows cover the search's corner cases:
 Gaussian weights, heavy outliers, all-positive and all-negative runs, constant and all-zero sub-blocks, tiny
 values near the f16 subnormals, and values large enough to saturate the 6-bit scales.
 
@@ -62,6 +63,14 @@ def main():
         size = lib.ggml_quantize_chunk(type_id, x.ctypes.data, dst.ctypes.data, 0, x.shape[0], x.shape[1], None)
         assert size == dst.size, (name, size, dst.size)
         golden[name] = dst.tobytes().hex()
+    # Q8_K, how llama.cpp's CPU backend rounds a K-quant linear's input: the values it stands for.
+    blocks = np.zeros(x.size // 256 * 292, dtype=np.uint8)
+    values = np.zeros(x.size, dtype=np.float32)
+    lib.quantize_row_q8_K_ref.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    lib.dequantize_row_q8_K.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    lib.quantize_row_q8_K_ref(x.ctypes.data, blocks.ctypes.data, x.size)
+    lib.dequantize_row_q8_K(blocks.ctypes.data, values.ctypes.data, x.size)
+    golden["q8_k_values_f32_le"] = values.astype("<f4").tobytes().hex()
     with open(OUT, "w") as f:
         json.dump(golden, f)
         f.write("\n")

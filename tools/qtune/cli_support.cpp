@@ -61,8 +61,8 @@ CLI::Validator number_at_least(double lo) {
 
 CLI::Option* add_as_llama_cpp_flag(CLI::App* cmd, bool& flag) {
   return cmd->add_flag("--as-llama-cpp", flag,
-                       "with a GGUF --model: compute its Q4_0 / Q8_0 linears as llama.cpp's CPU backend does, inputs "
-                       "quantized to Q8_0 blocks");
+                       "with a GGUF --model: compute its quantized linears as llama.cpp's CPU backend does, on the "
+                       "file's blocks with inputs rounded to Q8_0 / Q8_K blocks");
 }
 
 void apply_as_llama_cpp(const std::string& model_path, models::Llama& model) {
