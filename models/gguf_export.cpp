@@ -1,6 +1,7 @@
 #include "models/gguf_export.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -256,7 +257,12 @@ void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& o
                    : llama3_rope_factors(c);
     if (const int64_t heads = gguf_rope_heads(items[i].hf_name, c.num_attention_heads, c.num_key_value_heads))
       w = rope_rows_to_gguf(w, heads);
-    const std::vector<std::byte> bytes = encode(w.contiguous(), specs[i].type);
+    w = w.contiguous();
+    const float* values = w.data<float>();
+    for (int64_t j = 0; j < w.numel(); ++j)
+      QTUNE_CHECK(std::isfinite(values[j]), "GGUF export to ", path, ": ", specs[i].name, " holds ", values[j],
+                  " at element ", j, " (llama.cpp refuses weights that are not finite)");
+    const std::vector<std::byte> bytes = encode(w, specs[i].type);
     out.write(bytes);
   }
   out.commit();

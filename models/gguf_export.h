@@ -39,9 +39,9 @@ struct GgufExportOptions {
 // Writes `path` atomically, one converted tensor in memory beside the model at a time, tensors and keys in the
 // order llama-quantize writes them (so a q4_k_m export is byte for byte llama-quantize's file made from the f32
 // export): tensors outside the blocks by name, then each block's by name; general.quantization_version and
-// general.file_type last. Llama 3 rope scaling
-// adds rope_freqs.weight (the factors llama.cpp divides each frequency by); tied embeddings write
-// token_embd.weight alone, which llama.cpp then uses as the output head.
+// general.file_type last. Llama 3 rope scaling adds rope_freqs.weight (the factors llama.cpp divides each frequency
+// by); tied embeddings write token_embd.weight alone, which llama.cpp then uses as the output head. A weight that
+// holds NaN or infinity is refused by name, as llama-quantize refuses it.
 void save_gguf(Llama& model, const std::string& path, const GgufExportOptions& options);
 
 }  // namespace qtune::models

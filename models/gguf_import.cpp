@@ -23,10 +23,21 @@ const io::GgufTensorInfo* linear_tensor(const io::GgufFile& file, std::string_vi
   return name ? file.find_tensor(*name) : nullptr;
 }
 
-// A 2-D tensor in one of ggml's block types (not F32 / F16 / BF16).
-bool is_quantized(const io::GgufTensorInfo* t) {
-  return t && t->dims.size() == 2 && t->type != io::GgmlType::f32 && t->type != io::GgmlType::f16 &&
-         t->type != io::GgmlType::bf16;
+// A 2-D tensor in one of ggml's block types.
+bool is_quantized(const io::GgufTensorInfo* t) { return t && t->dims.size() == 2 && io::is_quantized_type(t->type); }
+
+// A linear's weight load_gguf_llama's keep_quantized keeps in the file's blocks (the embedding table is looked up,
+// so it is dequantized even when tied to the head).
+bool is_kept_linear(const io::GgufTensorInfo& t) { return is_quantized(&t) && t.name != "token_embd.weight"; }
+
+// Bytes a parameter takes once loaded, on average: 4 (f32), except the blocks keep_quantized keeps.
+double loaded_bytes_per_parameter(const io::GgufFile& file, bool keep_quantized) {
+  double bytes = 0, elements = 0;
+  for (const auto& t : file.tensors()) {
+    elements += static_cast<double>(t.elements());
+    bytes += keep_quantized && is_kept_linear(t) ? static_cast<double>(t.nbytes) : 4.0 * t.elements();
+  }
+  return elements > 0 ? bytes / elements : 4.0;
 }
 
 // The file's tensor `t` as a FrozenGgmlLinear of `in` inputs, its rows moved back to Hugging Face's order whole
@@ -40,6 +51,24 @@ std::shared_ptr<quant::FrozenGgmlLinear> frozen_linear(const io::GgufFile& file,
   if (heads) blocks = rope_rows_from_gguf(blocks, heads);  // whole rows of blocks: the codes stay as they are
   file.release(t);
   return std::make_shared<quant::FrozenGgmlLinear>(t.type, blocks, in);
+}
+
+// Swaps every linear of `model` whose weight `file` stores in a block type for a FrozenGgmlLinear over those
+// blocks, rounding its inputs as llama.cpp does when `llama_cpp_inputs`. Returns how many were swapped.
+int64_t swap_quantized_linears(Llama& model, const io::GgufFile& file, bool llama_cpp_inputs) {
+  const LlamaConfig& c = model.config();
+  return quant::swap_modules(
+      model,
+      [&](const Module& m, std::string_view fqn) {
+        return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
+      },
+      [&](Module& m, std::string_view fqn) -> ModulePtr {
+        auto linear =
+            frozen_linear(file, *linear_tensor(file, fqn), static_cast<nn::Linear&>(m).in_features(),
+                          gguf_rope_heads(std::string(fqn) + ".weight", c.num_attention_heads, c.num_key_value_heads));
+        linear->set_llama_cpp_inputs(llama_cpp_inputs);
+        return linear;
+      });
 }
 
 int64_t required_int(const io::GgufFile& file, const std::string& key) {
@@ -171,14 +200,14 @@ LlamaConfig llama_config_from_gguf(const io::GgufFile& file) {
 
 bool gguf_has_quantized_linears(const io::GgufFile& file) {
   for (const auto& t : file.tensors())
-    if (is_quantized(&t) && t.name != "token_embd.weight") return true;
+    if (is_kept_linear(t)) return true;
   return false;
 }
 
 std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOptions& options, bool keep_quantized) {
   const auto file = io::GgufFile::open(path);
   const LlamaConfig config = llama_config_from_gguf(file);
-  check_fits_memory(config, 4.0, path);
+  check_fits_memory(config, loaded_bytes_per_parameter(file, keep_quantized), path);
   std::shared_ptr<Llama> model;
   {
     SkipInitGuard skip;  // every parameter is filled from the file below
@@ -211,19 +240,8 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
     QTUNE_FAIL(path, ": ", problems.size(), " problem(s) with the tensors:", all);
   }
   NoGradGuard no_grad;
-  if (keep_quantized) {
-    // Swapped before anything is filled: the skipped-init weights they replace were never written to.
-    quant::swap_modules(
-        *model,
-        [&](const Module& m, std::string_view fqn) {
-          return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
-        },
-        [&](Module& m, std::string_view fqn) -> ModulePtr {
-          return frozen_linear(
-              file, *linear_tensor(file, fqn), static_cast<nn::Linear&>(m).in_features(),
-              gguf_rope_heads(std::string(fqn) + ".weight", config.num_attention_heads, config.num_key_value_heads));
-        });
-  }
+  // Swapped before anything is filled: the skipped-init weights they replace were never written to.
+  if (keep_quantized) swap_quantized_linears(*model, file, false);
   for (const auto& [name, p] : model->named_parameters()) {
     const io::GgufTensorInfo& t = file.tensor_info(*gguf_tensor_name(name));
     Tensor w = file.dequantize(t);
@@ -236,26 +254,17 @@ std::shared_ptr<Llama> load_gguf_llama(const std::string& path, const LoadOption
 }
 
 int64_t compute_as_llama_cpp(Llama& model, const io::GgufFile& file) {
-  const LlamaConfig& c = model.config();
-  const auto as_llama_cpp = [](std::shared_ptr<quant::FrozenGgmlLinear> linear) {
-    linear->set_llama_cpp_inputs(true);
-    return linear;
-  };
-  int64_t swapped = quant::swap_modules(
-      model,
-      [&](const Module& m, std::string_view fqn) {
-        return dynamic_cast<const nn::Linear*>(&m) != nullptr && is_quantized(linear_tensor(file, fqn));
-      },
-      [&](Module& m, std::string_view fqn) -> ModulePtr {
-        return as_llama_cpp(
-            frozen_linear(file, *linear_tensor(file, fqn), static_cast<nn::Linear&>(m).in_features(),
-                          gguf_rope_heads(std::string(fqn) + ".weight", c.num_attention_heads, c.num_key_value_heads)));
-      });
+  QTUNE_CHECK(model.options().device.is_cpu(),
+              "--as-llama-cpp computes on the CPU (llama.cpp's CPU numerics); the model is on ",
+              model.options().device.str(), ": drop --device");
+  int64_t swapped = swap_quantized_linears(model, file, true);
   // A tied head is the embedding table: llama.cpp multiplies by token_embd in its stored type. An unregistered
   // head over the file's blocks does that here (the embedding keeps its dequantized parameter for the lookup).
   const io::GgufTensorInfo* embedding = file.find_tensor("token_embd.weight");
   if (!model.lm_head && is_quantized(embedding)) {
-    model.lm_head = as_llama_cpp(frozen_linear(file, *embedding, c.hidden_size, 0));
+    auto head = frozen_linear(file, *embedding, model.config().hidden_size, 0);
+    head->set_llama_cpp_inputs(true);
+    model.lm_head = head;
     ++swapped;
   }
   return swapped;

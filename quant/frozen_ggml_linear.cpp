@@ -31,9 +31,9 @@ void for_each_tile(io::GgmlType type, const Tensor& blocks, int64_t in, DType dt
   }
 }
 
-// x2: [N, in] -> a copy with each row rounded as llama.cpp rounds the inputs of a `type` weight.
+// x2: [N, in] f32 -> a copy with each row rounded as llama.cpp rounds the inputs of a `type` weight.
 Tensor round_as_llama_cpp(const Tensor& x2, io::GgmlType type) {
-  const Tensor rows = x2.to(DType::f32).clone();
+  const Tensor rows = x2.clone();
   float* x = rows.data<float>();
   const int64_t n = rows.numel();
   if (io::ggml_type_layout(type).block == numerics::kGgmlSuperBlock) {
@@ -45,7 +45,7 @@ Tensor round_as_llama_cpp(const Tensor& x2, io::GgmlType type) {
       numerics::dequantize_block_q8_0(block, x + b * numerics::kGgmlBlock);
     }
   }
-  return rows.to(x2.dtype());
+  return rows;
 }
 
 }  // namespace
@@ -90,14 +90,17 @@ Tensor FrozenGgmlLinear::forward(const Tensor& x) {
   Tensor y;
   {
     NoGradGuard no_grad;
-    Tensor x2 = x.detach().reshape({-1, in_features_}).contiguous();
-    if (llama_cpp_inputs_ && type_ != io::GgmlType::f32 && type_ != io::GgmlType::f16 && type_ != io::GgmlType::bf16)
-      x2 = round_as_llama_cpp(x2, type_);
-    y = Tensor::empty({x2.size(0), out_features_}, x.dtype());
-    for_each_tile(type_, blocks_, in_features_, x.dtype(), [&](int64_t r, int64_t rows, const Tensor& tile) {
+    // llama.cpp's numerics are f32 arithmetic on the rounded inputs and the blocks' values: computed in f32 even
+    // when the model runs in bf16 (then only the output is rounded to bf16).
+    const bool llama_cpp = llama_cpp_inputs_ && io::is_quantized_type(type_);
+    const DType compute = llama_cpp ? DType::f32 : x.dtype();
+    Tensor x2 = x.detach().reshape({-1, in_features_}).to(compute).contiguous();
+    if (llama_cpp) x2 = round_as_llama_cpp(x2, type_);
+    y = Tensor::empty({x2.size(0), out_features_}, compute);
+    for_each_tile(type_, blocks_, in_features_, compute, [&](int64_t r, int64_t rows, const Tensor& tile) {
       be.gemm(x2.unsqueeze(0), false, tile, true, y.narrow(1, r, rows).unsqueeze(0), 1.0, 0.0);
     });
-    y = y.view(out_shape);
+    y = y.to(x.dtype()).view(out_shape);
   }
   if (autograd::needs_grad({x})) {
     // Saves the blocks only (shared storage): grad_x = grad_y @ W, re-dequantized a tile at a time.

@@ -1,9 +1,9 @@
 #pragma once
 // FrozenGgmlLinear: a Linear whose weight stays in the ggml blocks a GGUF file stores it in (Q4_0, Q8_0, Q4_K, Q6_K,
 // ...) and is frozen: the base of a LoRA run on a quantized GGUF model (docs/gguf.md), trained against exactly the
-// weights llama.cpp runs, in the file's size. Forward and backward dequantize the weight a tile of rows at a time
-// into the input's dtype, one GEMM per tile (as linear_nf4 does): no dense copy outlives a GEMM, and the autograd
-// node keeps only the blocks. CPU only.
+// weights llama.cpp runs (exactly in f32; a bf16 run rounds them to bf16, as it does any weight), in the file's
+// size. Forward and backward dequantize the weight a tile of rows at a time into the input's dtype, one GEMM per
+// tile (as linear_nf4 does): no dense copy outlives a GEMM, and the autograd node keeps only the blocks. CPU only.
 #include "engine/io/ggml_type.h"
 #include "engine/module.h"
 
@@ -25,8 +25,9 @@ class FrozenGgmlLinear : public Module {
   Tensor dequantize(DType dtype = DType::f32) const;
   Tensor& bias() { return bias_; }  // undefined without bias
   // Rounds each input row first as llama.cpp's CPU backend does for this weight type (Q8_0 blocks of 32 for
-  // Q4_0 / Q5_0 / Q8_0, Q8_K blocks of 256 for the K-quants), so the layer computes llama.cpp's numerics up to
-  // float summation order (`--as-llama-cpp`). Gradients pass the rounding straight through.
+  // Q4_0 / Q5_0 / Q8_0, with ggml's reference rounding; Q8_K blocks of 256 for the K-quants) and computes in f32
+  // whatever the input's dtype, so the layer gives llama.cpp's numerics up to float summation order
+  // (`--as-llama-cpp`). Gradients pass the rounding straight through.
   void set_llama_cpp_inputs(bool on) { llama_cpp_inputs_ = on; }
 
  private:

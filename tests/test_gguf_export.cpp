@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -248,6 +249,25 @@ TEST_CASE("GGUF export: a q4_k_m file has llama-quantize's order and types, its 
     CHECK(counts[GgmlType::q6_k] == 1 + 2 * 5);  // the head; attn_v and ffn_down of layers 0, 3, 6, 9, 10
     CHECK(counts[GgmlType::q4_k] == 11 * 7 - 2 * 5 + (tied ? 0 : 1));
   }
+}
+
+TEST_CASE("GGUF export: a weight that is not finite is refused by name, and no file is left") {
+  testing::ScratchDir dir("gguf_export_nan");
+  const auto tokenizer = data::load_tokenizer(kSpTokenizer);
+  models::Llama model(config_with_vocab(512, false), {.seed = 2});
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, p] : model.named_parameters())
+      if (name == "model.layers.1.mlp.up_proj.weight")
+        p.detach().data<float>()[5] = std::numeric_limits<float>::infinity();
+  }
+  const std::string error =
+      error_of([&] { export_file(model, *tokenizer, models::GgufFileType::q4_k_m, dir.file("m.gguf")); });
+  CHECK_MESSAGE(
+      error.find("blk.1.ffn_up.weight holds inf at element 5 (llama.cpp refuses weights that are not finite)") !=
+          std::string::npos,
+      error);
+  CHECK_FALSE(std::filesystem::exists(dir.file("m.gguf")));
 }
 
 // Needs llama.cpp's llama-quantize (QTUNE_LLAMA_CPP_BIN: the directory of a llama.cpp build; or on PATH): ctest's

@@ -62,6 +62,8 @@ std::optional<GgmlType> ggml_type_from_name(std::string_view name) {
 
 GgmlTypeLayout ggml_type_layout(GgmlType t) { return row_of(static_cast<uint32_t>(t))->layout; }
 
+bool is_quantized_type(GgmlType t) { return ggml_type_layout(t).block > 1; }
+
 uint64_t ggml_row_bytes(GgmlType t, uint64_t elements) {
   const GgmlTypeLayout layout = ggml_type_layout(t);
   return elements / static_cast<uint64_t>(layout.block) * static_cast<uint64_t>(layout.block_bytes);

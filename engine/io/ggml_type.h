@@ -46,6 +46,9 @@ std::optional<GgmlType> ggml_type_from_id(uint32_t id);
 // "q4_0" -> GgmlType::q4_0 (the names as ggml prints them, any case); nullopt for others.
 std::optional<GgmlType> ggml_type_from_name(std::string_view name);
 GgmlTypeLayout ggml_type_layout(GgmlType t);
+// Whether t stores blocks of codes with scales (Q4_0, Q8_0, the K-quants, ...), not plain numbers (F32, F16, BF16,
+// the integer types).
+bool is_quantized_type(GgmlType t);
 // Bytes of a row of `elements` values (a multiple of the block size: checked by the callers that read files).
 uint64_t ggml_row_bytes(GgmlType t, uint64_t elements);
 

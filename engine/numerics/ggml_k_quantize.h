@@ -3,7 +3,8 @@
 // search over candidate scales for the one of least weighted squared error, then the super-block's f16 scales and
 // the 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) sub-block scales, then every code recomputed against the rounded
 // scales. Each float operation is the one ggml's reference quantizer performs, in its order (this file is built
-// with -ffp-contract=off like the rest of qtune), so the blocks are byte for byte llama-quantize's.
+// with -ffp-contract=off like the rest of qtune), so the blocks are byte for byte those of an x86-64 llama-quantize
+// (an ARM build contracts multiply-adds into FMAs).
 #include <cstdint>
 
 #include "engine/numerics/ggml_k_blocks.h"

@@ -43,8 +43,7 @@ def rows(rng):
         out.append(rng.standard_normal(n) * scale)
     out.append(np.zeros(n))                                         # all zero
     for i in range(28):                                             # bulk: the rare branches of the search
-        dist = rng.laplace if i % 2 else rng.standard_normal
-        out.append(dist(size=n) * 0.02 if i % 2 else dist(n) * 0.02)
+        out.append((rng.laplace(size=n) if i % 2 else rng.standard_normal(n)) * 0.02)  # heavy tails, then Gaussian
     return np.stack(out).astype(np.float32)
 
 

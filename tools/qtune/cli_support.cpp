@@ -69,7 +69,9 @@ void apply_as_llama_cpp(const std::string& model_path, models::Llama& model) {
   QTUNE_CHECK(io::is_gguf_file(model_path), "--as-llama-cpp needs a GGUF --model (its tensor types say which ",
               "linears llama.cpp computes with quantized inputs); ", model_path, " is not one");
   const int64_t swapped = models::compute_as_llama_cpp(model, io::GgufFile::open(model_path));
-  fmt::print(stderr, "[llama.cpp numerics] {} quantized linears take Q8_0-block inputs\n", swapped);
+  fmt::print(stderr,
+             "[llama.cpp numerics] {} quantized linears computed on the file's blocks, inputs rounded to Q8_0 / Q8_K\n",
+             swapped);
 }
 
 }  // namespace qtune::cli

@@ -31,7 +31,7 @@ void recover_directory(const std::string& dir);
 CLI::Validator integer_in(long long lo, long long hi);
 inline constexpr long long kMaxCount = 2147483647;  // the bound of count options: fits every option's integer type
 CLI::Validator number_at_least(double lo);
-// --as-llama-cpp (eval, generate): a GGUF model's Q4_0 / Q8_0 linears computed as llama.cpp's CPU backend does
+// --as-llama-cpp (eval, generate): a GGUF model's quantized linears computed as llama.cpp's CPU backend does
 // (models::compute_as_llama_cpp); the option, and applying it to the loaded model.
 CLI::Option* add_as_llama_cpp_flag(CLI::App* cmd, bool& flag);
 void apply_as_llama_cpp(const std::string& model_path, models::Llama& model);

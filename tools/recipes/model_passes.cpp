@@ -146,13 +146,13 @@ void add_model_passes(const RunConfig& config, TrainHooks& hooks) {
 std::string lora_export_command(const RunConfig& config, const std::string& adapter_dir) {
   const std::string base = config.model.path.empty() ? "BASE_MODEL_DIR" : config.model.path;
   // A quantized GGUF base trained as its own blocks: merged into their values, back into a GGUF file of the base's
-  // type (q4_k_m for a type qtune does not write).
+  // type when qtune writes it, else q8_0 (nothing coarser than the base).
   if (config.recipe == Recipe::qlora && io::is_gguf_file(base)) {
     const io::GgufFile file = io::GgufFile::open(base);
     if (models::gguf_has_quantized_linears(file)) {
-      models::GgufFileType type = models::GgufFileType::q4_k_m;
+      models::GgufFileType type = models::GgufFileType::q8_0;
       const io::GgufValue* file_type = file.find("general.file_type");
-      for (const auto t : {models::GgufFileType::q4_0, models::GgufFileType::q8_0})
+      for (const auto t : {models::GgufFileType::q4_0, models::GgufFileType::q4_k_m})
         if (file_type && file_type->to_int("general.file_type") == static_cast<int64_t>(t)) type = t;
       return "qtune export --model " + base + " --adapter " + adapter_dir + " --format gguf --type " +
              std::string(models::gguf_file_type_name(type)) + " --out " + adapter_dir + "-merged.gguf";
