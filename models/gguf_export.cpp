@@ -111,16 +111,6 @@ std::vector<std::byte> encode(const Tensor& w, GgmlType type) {
   return out;
 }
 
-// The layer of "model.layers.N.*"; -1 for tensors outside the blocks.
-int64_t layer_of(std::string_view hf_name) {
-  constexpr std::string_view prefix = "model.layers.";
-  if (!hf_name.starts_with(prefix)) return -1;
-  int64_t layer = 0;
-  for (size_t i = prefix.size(); i < hf_name.size() && hf_name[i] >= '0' && hf_name[i] <= '9'; ++i)
-    layer = layer * 10 + (hf_name[i] - '0');
-  return layer;
-}
-
 // The types llama-quantize demotes a type to when a row is not a whole number of its blocks, then F16.
 GgmlType fit_rows(GgmlType type, int64_t cols) {
   const auto fits = [&](GgmlType t) { return cols % io::ggml_type_layout(t).block == 0; };
@@ -139,7 +129,7 @@ GgmlType fit_rows(GgmlType type, int64_t cols) {
 // takes Q5_K for its other attn_v. The layer index is llama-quantize's count of attn_v / ffn_down tensors seen
 // so far, which is the layer number because save_gguf writes blocks in numeric order.
 GgmlType q4_k_m_type(std::string_view hf_name, int64_t cols, const LlamaConfig& c) {
-  const int64_t layers = c.num_hidden_layers, layer = layer_of(hf_name);
+  const int64_t layers = c.num_hidden_layers, layer = layer_index(hf_name).value_or(-1);
   const auto more_bits = [&] { return layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2; };
   const bool head = hf_name == "lm_head.weight" || (c.tie_word_embeddings && hf_name == "model.embed_tokens.weight");
   GgmlType t = GgmlType::q4_k;
@@ -157,11 +147,7 @@ GgmlType q4_k_m_type(std::string_view hf_name, int64_t cols, const LlamaConfig& 
 // llama.cpp's loader order, which llama-quantize writes in: tensors outside the blocks first, then by block
 // number; by name within each.
 bool llama_cpp_order(const io::GgufTensorSpec& a, const io::GgufTensorSpec& b) {
-  const auto block = [](const std::string& name) -> int64_t {
-    if (!name.starts_with("blk.")) return -1;
-    return std::stoll(name.substr(4));
-  };
-  const int64_t ba = block(a.name), bb = block(b.name);
+  const int64_t ba = layer_index(a.name).value_or(-1), bb = layer_index(b.name).value_or(-1);
   return ba != bb ? ba < bb : a.name < b.name;
 }
 

@@ -62,6 +62,13 @@ Tensor swap_row_halves(const Tensor& w, int64_t heads, bool to_gguf) {
 
 }  // namespace
 
+std::optional<int64_t> layer_index(std::string_view name) {
+  auto layer = split_layer(name, "model.layers.");
+  if (!layer) layer = split_layer(name, "blk.");
+  if (!layer) return std::nullopt;
+  return std::stoll(layer->first);  // split_layer checked the digits
+}
+
 std::optional<std::string> gguf_tensor_name(std::string_view hf_name) { return rename<true>(hf_name); }
 std::optional<std::string> hf_tensor_name(std::string_view gguf_name) { return rename<false>(gguf_name); }
 

@@ -17,6 +17,9 @@ std::optional<std::string> gguf_tensor_name(std::string_view hf_name);
 // (rope_freqs.weight, which qtune computes from the config, among them).
 std::optional<std::string> hf_tensor_name(std::string_view gguf_name);
 
+// The block number of "model.layers.N.*" or "blk.N.*"; nullopt for tensors outside the blocks.
+std::optional<int64_t> layer_index(std::string_view name);
+
 // Whether the GGUF tensor's rows are permuted for RoPE, and over how many heads: q over the attention heads,
 // k over the key-value heads; 0 for every other tensor.
 int64_t gguf_rope_heads(std::string_view hf_name, int64_t num_attention_heads, int64_t num_key_value_heads);

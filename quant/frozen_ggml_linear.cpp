@@ -6,9 +6,10 @@
 #include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/gguf_file.h"
-#include "engine/numerics/ggml_blocks.h"
 #include "engine/numerics/ggml_k_quantize.h"
 #include "ops/elementwise.h"
+#include "quant/qat_config.h"
+#include "quant/qat_fake_quantize.h"
 
 namespace qtune::quant {
 namespace {
@@ -33,18 +34,11 @@ void for_each_tile(io::GgmlType type, const Tensor& blocks, int64_t in, DType dt
 
 // x2: [N, in] f32 -> a copy with each row rounded as llama.cpp rounds the inputs of a `type` weight.
 Tensor round_as_llama_cpp(const Tensor& x2, io::GgmlType type) {
+  // Q8_0 blocks: QAT's ggml_q8_0 schemes round linear inputs exactly so.
+  if (io::ggml_type_layout(type).block != numerics::kGgmlSuperBlock)
+    return fake_quantize(x2, *activation_spec(GgmlQ8_0{}));
   const Tensor rows = x2.clone();
-  float* x = rows.data<float>();
-  const int64_t n = rows.numel();
-  if (io::ggml_type_layout(type).block == numerics::kGgmlSuperBlock) {
-    numerics::fake_quantize_row_q8_K(x, x, n);
-  } else {
-    for (int64_t b = 0; b < n / numerics::kGgmlBlock; ++b) {
-      numerics::BlockQ8_0 block;
-      numerics::quantize_block_q8_0(x + b * numerics::kGgmlBlock, block);
-      numerics::dequantize_block_q8_0(block, x + b * numerics::kGgmlBlock);
-    }
-  }
+  numerics::fake_quantize_row_q8_K(rows.data<float>(), rows.data<float>(), rows.numel());
   return rows;
 }
 
