@@ -1,6 +1,8 @@
 // GEMM: one library call per matrix. f32 goes to the library chosen at configure time (QTUNE_BLAS:
 // OpenBLAS, oneDNN or Eigen; tools/bench/README.md has the measurements behind the default), f64 to
-// OpenBLAS's dgemm or Eigen. bf16/f16 operands are widened to f32 one block at a time (kWidenBlockElems).
+// OpenBLAS's dgemm or Eigen. bf16/f16 run natively through oneDNN's matmul where the CPU has the instructions
+// (cpu/cpu_onednn_matmul.cpp); elsewhere, or with QTUNE_GEMM_WIDEN=1, they are widened to f32 one block at a
+// time (kWidenBlockElems). Both accumulate in f32 and round once.
 #include <Eigen/Core>
 #include <algorithm>
 #include <climits>
@@ -13,6 +15,7 @@
 #endif
 
 #include "cpu/cpu_backend.h"
+#include "cpu/cpu_onednn_matmul.h"
 #include "cpu/kernel_util.h"
 
 namespace qtune::cpu {
@@ -194,7 +197,8 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
                         c.stride(0), batch, static_cast<float>(alpha), static_cast<float>(beta));
     return;
   }
-  // bf16/f16 (dispatch_float rejects non-float dtypes with a clear message).
+  if (onednn_matmul(a, trans_a, b, trans_b, c, alpha, beta)) return;
+  // bf16/f16 widened (dispatch_float rejects non-float dtypes with a clear message).
   dispatch_float(c.dtype(), "gemm", [&](auto s) {
     using S = decltype(s);
     const int64_t kb = std::clamp<int64_t>(k, 1, kWidenMaxK);
@@ -237,6 +241,27 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
       }
     }
   });
+}
+
+std::string CpuBackend::gemm_path(DType dtype) {
+  switch (dtype) {
+    case DType::f64:
+#if defined(QTUNE_USE_OPENBLAS)
+      return "OpenBLAS dgemm";
+#else
+      return "Eigen";
+#endif
+    case DType::f32:
+#if defined(QTUNE_USE_OPENBLAS)
+      return "OpenBLAS sgemm";
+#elif defined(QTUNE_USE_ONEDNN)
+      return "oneDNN sgemm";
+#else
+      return "Eigen";
+#endif
+    default:
+      return reduced_gemm_path(dtype);
+  }
 }
 
 }  // namespace qtune::cpu

@@ -68,6 +68,9 @@ class Backend {
   // may be 0 (one matrix shared by the batch). Accumulates in f32 (f64 for f64).
   virtual void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
                     double beta);
+  // Which code path a GEMM of `dtype` operands takes on this backend, in words ("oneDNN matmul
+  // (brg:avx512_core_bf16)", "widened to f32 (...)"), for `qtune version` and the benchmarks.
+  virtual std::string gemm_path(DType dtype);
   // Whether f32 GEMMs round their inputs to TF32 (docs/numerics.md, "TF32") on tensor cores. Off by
   // default, so f32 results match the CPU's; a backend without TF32 refuses to turn it on.
   virtual void set_tf32(bool enabled);

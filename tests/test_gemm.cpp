@@ -1,8 +1,14 @@
 // Backend::gemm against a naive f64 reference, through whichever library QTUNE_BLAS selected (the
-// library paths and the Eigen fallback for layouts BLAS cannot take are both exercised).
+// library paths and the Eigen fallback for layouts BLAS cannot take are both exercised). bf16/f16 run on both
+// of their paths: natively (oneDNN's matmul, where this CPU has the instructions) and widened to f32, which
+// QTUNE_GEMM_WIDEN=1 forces.
+#include <strings.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <string>
 
 #include "engine/allocator.h"
 #include "engine/backend.h"
@@ -53,6 +59,23 @@ void tolerances(DType dt, double& rtol, double& atol) {
   }
 }
 
+// A dtype and, for bf16/f16, the path its GEMMs take; constructing a Mode's guard sets QTUNE_GEMM_WIDEN.
+struct Mode {
+  DType dt;
+  bool widen = false;
+};
+struct WidenGuard {
+  explicit WidenGuard(const Mode& mode) {
+    if (mode.widen)
+      ::setenv("QTUNE_GEMM_WIDEN", "1", 1);
+    else
+      ::unsetenv("QTUNE_GEMM_WIDEN");
+  }
+  ~WidenGuard() { ::unsetenv("QTUNE_GEMM_WIDEN"); }
+};
+const std::array<Mode, 6> kModes{
+    {{DType::f64}, {DType::f32}, {DType::bf16}, {DType::bf16, true}, {DType::f16}, {DType::f16, true}}};
+
 Tensor random(const Shape& shape, uint64_t seed, DType dt) { return testing::random_f64(shape, seed).to(dt); }
 
 void check_gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, double alpha, double beta) {
@@ -72,11 +95,13 @@ const std::array<std::array<int64_t, 3>, 6> kShapes{
 
 TEST_CASE("gemm matches the f64 reference for every transpose, size and dtype") {
   uint64_t seed = 1;
-  for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::f16})
+  for (const Mode& mode : kModes)
     for (auto [m, n, k] : kShapes)
       for (bool ta : {false, true})
         for (bool tb : {false, true}) {
-          INFO("dtype=", dtype_name(dt), " m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
+          const DType dt = mode.dt;
+          const WidenGuard guard(mode);
+          INFO("dtype=", dtype_name(dt), " widen=", mode.widen, " m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
           const int64_t batch = 2;
           Tensor a = random(ta ? Shape{batch, k, m} : Shape{batch, m, k}, seed++, dt);
           Tensor b = random(tb ? Shape{batch, n, k} : Shape{batch, k, n}, seed++, dt);
@@ -87,10 +112,12 @@ TEST_CASE("gemm matches the f64 reference for every transpose, size and dtype") 
 
 TEST_CASE("gemm accumulates into C with alpha and beta") {
   uint64_t seed = 100;
-  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+  for (const Mode& mode : kModes)
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
-        INFO("dtype=", dtype_name(dt), " ta=", ta, " tb=", tb);
+        const DType dt = mode.dt;
+        const WidenGuard guard(mode);
+        INFO("dtype=", dtype_name(dt), " widen=", mode.widen, " ta=", ta, " tb=", tb);
         const int64_t m = 9, n = 17, k = 33;
         Tensor a = random(ta ? Shape{3, k, m} : Shape{3, m, k}, seed++, dt);
         Tensor b = random(tb ? Shape{3, n, k} : Shape{3, k, n}, seed++, dt);
@@ -101,8 +128,10 @@ TEST_CASE("gemm accumulates into C with alpha and beta") {
 }
 
 TEST_CASE("gemm with beta 0 does not read C") {
-  for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
-    INFO("dtype=", dtype_name(dt));
+  for (const Mode& mode : kModes) {
+    const DType dt = mode.dt;
+    const WidenGuard guard(mode);
+    INFO("dtype=", dtype_name(dt), " widen=", mode.widen);
     for (auto [m, n] : {std::pair<int64_t, int64_t>{4, 5}, {1, 5}, {4, 1}}) {
       Tensor a = random({1, m, 6}, 7, dt), b = random({1, 6, n}, 8, dt);
       Tensor c = Tensor::full({1, m, n}, std::numeric_limits<double>::quiet_NaN(), dt);
@@ -113,9 +142,11 @@ TEST_CASE("gemm with beta 0 does not read C") {
 }
 
 TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
-  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+  for (const Mode& mode : kModes)
     for (bool tb : {false, true}) {
-      INFO("dtype=", dtype_name(dt), " tb=", tb);
+      const DType dt = mode.dt;
+      const WidenGuard guard(mode);
+      INFO("dtype=", dtype_name(dt), " widen=", mode.widen, " tb=", tb);
       const int64_t batch = 4, m = 11, n = 19, k = 23;
       Tensor a = random({batch, m, k}, 11, dt);
       Tensor w =
@@ -130,11 +161,13 @@ TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
 
 TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest untouched") {
   uint64_t seed = 200;
-  for (DType dt : {DType::f64, DType::f32, DType::bf16})
+  for (const Mode& mode : kModes)
     for (auto [m, n] : {std::pair<int64_t, int64_t>{13, 10}, {1, 10}, {13, 1}})
       for (bool ta : {false, true})
         for (bool tb : {false, true}) {
-          INFO("dtype=", dtype_name(dt), " m=", m, " n=", n, " ta=", ta, " tb=", tb);
+          const DType dt = mode.dt;
+          const WidenGuard guard(mode);
+          INFO("dtype=", dtype_name(dt), " widen=", mode.widen, " m=", m, " n=", n, " ta=", ta, " tb=", tb);
           const int64_t batch = 2, k = 21;
           Shape as = ta ? Shape{batch, k, m} : Shape{batch, m, k}, bs = tb ? Shape{batch, n, k} : Shape{batch, k, n};
           Tensor a_wide = random({batch, as[1], as[2] + 7}, seed++, dt);
@@ -157,7 +190,7 @@ TEST_CASE("gemm on views of wider matrices (row stride > width) leaves the rest 
         }
 }
 
-TEST_CASE("bf16 gemm widens large operands to f32 a block at a time") {
+TEST_CASE("bf16 gemm stages large operands a block at a time on both paths") {
   // Each shape makes an operand far larger than the staging tiles of cpu/cpu_gemm.cpp: op(b) [k, n],
   // then op(a) [m, k], then c [m, n] (with k = 3 the operands are tiny but C is not), then both operands
   // through a long K (a vocabulary-sized reduction, accumulated over K tiles).
@@ -165,24 +198,44 @@ TEST_CASE("bf16 gemm widens large operands to f32 a block at a time") {
     int64_t m, n, k;
   };
   uint64_t seed = 400;
-  for (auto [m, n, k] : {Dims{3, 20000, 520}, Dims{20000, 3, 520}, Dims{3000, 3000, 3}, Dims{40, 30, 60000}})
-    for (bool ta : {false, true})
-      for (bool tb : {false, true}) {
-        INFO("m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
-        Tensor a = random(ta ? Shape{1, k, m} : Shape{1, m, k}, seed++, DType::bf16);
-        Tensor b = random(tb ? Shape{1, n, k} : Shape{1, k, n}, seed++, DType::bf16);
-        Tensor c = random({1, m, n}, seed++, DType::bf16);
-        const Tensor expected = reference(a, ta, b, tb, c.clone(), 1.0, 0.5);
-        const size_t largest_f32_bytes = 4 * size_t(std::max({m * k, k * n, m * n}));
-        reset_peak_memory(Device::cpu());
-        const size_t before = memory_stats(Device::cpu()).allocated;
-        cpu().gemm(a, ta, b, tb, c, 1.0, 0.5);
-        const size_t staged = memory_stats(Device::cpu()).peak_allocated - before;
-        CHECK(staged < largest_f32_bytes / 2);
-        double rtol, atol;
-        tolerances(DType::bf16, rtol, atol);
-        QTUNE_CHECK_CLOSE(c, expected, rtol, atol);
-      }
+  for (bool widen : {false, true})
+    for (auto [m, n, k] : {Dims{3, 20000, 520}, Dims{20000, 3, 520}, Dims{3000, 3000, 3}, Dims{40, 30, 60000}})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          const WidenGuard guard(Mode{DType::bf16, widen});
+          INFO("widen=", widen, " m=", m, " n=", n, " k=", k, " ta=", ta, " tb=", tb);
+          Tensor a = random(ta ? Shape{1, k, m} : Shape{1, m, k}, seed++, DType::bf16);
+          Tensor b = random(tb ? Shape{1, n, k} : Shape{1, k, n}, seed++, DType::bf16);
+          Tensor c = random({1, m, n}, seed++, DType::bf16);
+          const Tensor expected = reference(a, ta, b, tb, c.clone(), 1.0, 0.5);
+          const size_t largest_f32_bytes = 4 * size_t(std::max({m * k, k * n, m * n}));
+          reset_peak_memory(Device::cpu());
+          const size_t before = memory_stats(Device::cpu()).allocated;
+          cpu().gemm(a, ta, b, tb, c, 1.0, 0.5);
+          const size_t staged = memory_stats(Device::cpu()).peak_allocated - before;
+          CHECK(staged < largest_f32_bytes / 2);
+          double rtol, atol;
+          tolerances(DType::bf16, rtol, atol);
+          QTUNE_CHECK_CLOSE(c, expected, rtol, atol);
+        }
+}
+
+TEST_CASE("bf16 gemm runs natively where the CPU multiplies bf16, widened where it does not or when told to") {
+  const std::string path = cpu().gemm_path(DType::bf16);
+  MESSAGE("bf16 GEMM path: ", path);
+  // DNNL_MAX_CPU_ISA caps the instructions oneDNN may use; the CTests test_gemm_isa_* set it below BF16.
+  const char* cap = std::getenv("DNNL_MAX_CPU_ISA");
+  bool capped_below_bf16 = false;
+  for (const char* isa : {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
+    capped_below_bf16 = capped_below_bf16 || (cap != nullptr && ::strcasecmp(cap, isa) == 0);
+  __builtin_cpu_init();
+  const bool cpu_has_bf16 = __builtin_cpu_supports("avx512bf16");
+  if (cpu().gemm_path(DType::f32) == "oneDNN sgemm" && cpu_has_bf16 && !capped_below_bf16)
+    CHECK(path.rfind("oneDNN matmul (brg:", 0) == 0);
+  else
+    CHECK(path.rfind("widened to f32 (", 0) == 0);
+  const WidenGuard guard(Mode{DType::bf16, true});
+  CHECK(cpu().gemm_path(DType::bf16) == "widened to f32 (QTUNE_GEMM_WIDEN=1)");
 }
 
 TEST_CASE("gemm on a row-broadcast operand (row stride 0) takes the Eigen fallback correctly") {

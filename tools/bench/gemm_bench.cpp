@@ -118,14 +118,14 @@ int run_gemm_bench(const GemmBenchOptions& options) {
   }
 
   print_header();
-  std::printf("repeats %d (after %d warm-up), qtune dtype %s, libraries f32\n\n", opt.repeats, opt.warmup,
-              opt.dtype.c_str());
+  Backend& cpu = backend_for(Device::cpu());
+  std::printf("repeats %d (after %d warm-up), qtune dtype %s (%s), libraries f32\n\n", opt.repeats, opt.warmup,
+              opt.dtype.c_str(), cpu.gemm_path(dtype).c_str());
   std::printf(
       "cpu GF/s: FLOPs over (process CPU seconds / %d threads), best run: the rate without other processes'\n"
       "time slices; when it is well above 'best', the machine was busy and the wall-clock figures are low.\n\n",
       worker_threads());
   std::printf("%-18s %-22s %12s %12s %12s\n", "M x N x K", "library", "best GF/s", "median GF/s", "cpu GF/s");
-  Backend& cpu = backend_for(Device::cpu());
   for (const auto& [m, n, k] : opt.shapes) {
     const double flops = 2.0 * double(m) * double(n) * double(k);
     // Operands in qtune Tensors; the libraries read the same f32 buffers so page placement is shared.
@@ -158,7 +158,7 @@ int run_gemm_bench(const GemmBenchOptions& options) {
                      },
                      {}});
 #endif
-    // qtune gets its own output so its operands (widened copies for bf16/f16) never alias the libraries'.
+    // qtune gets its own operands and output, in its dtype, so nothing aliases the libraries' f32 buffers.
     Tensor qa = dtype == DType::f32 ? a : a.to(dtype), qb = dtype == DType::f32 ? b : b.to(dtype);
     Tensor qc = Tensor::empty({1, m, n}, dtype);
     cands.push_back({std::string("qtune ") + opt.dtype + " (" + QTUNE_BENCH_QTUNE_BLAS + ")",

@@ -128,6 +128,8 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
   }
   if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe\n", o.fp8.c_str());
   std::printf("device: %s%s\n", o.device.c_str(), o.tf32 ? " (f32 GEMMs on TF32 inputs)" : "");
+  std::printf("%s GEMMs: %s\n", o.dtype.c_str(),
+              backend_for(parse_device(o.device)).gemm_path(dtype_from_name(o.dtype)).c_str());
   std::printf("threads: %d (OMP_NUM_THREADS=%s, OMP_WAIT_POLICY=%s)\n", worker_threads(), omp_env ? omp_env : "(unset)",
               wait_env ? wait_env : "(unset)");
   const double embed = double(o.vocab) * double(o.hidden);
@@ -216,8 +218,8 @@ int run_train_bench(const TrainBenchOptions& o) {
   }
   const TrainFlops flops = train_step_flops(config, o.batch, o.seq);
   print_header(o, config, flops);
-  // The CPU's peak is that of its f32 GEMM (bf16 GEMMs widen to f32 there); a GPU's that of the model's dtype.
-  const Timed peak = measure_gemm_peak(o, device.is_cpu() ? DType::f32 : dtype, device);
+  // The peak of the model's own dtype, on the path its GEMMs take (bf16 natively or widened, as the header says).
+  const Timed peak = measure_gemm_peak(o, dtype, device);
 
   models::Llama model(
       config, {.dtype = dtype, .device = device, .seed = 0, .activation_checkpointing = o.activation_checkpointing});

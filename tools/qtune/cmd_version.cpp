@@ -37,10 +37,13 @@ std::string cpu_features() {
 }
 
 int run_version() {
+  Backend& cpu = backend_for(Device::cpu());
   fmt::print("qtune {}\n", QTUNE_VERSION_STRING);
   fmt::print("build type:   {}\n", QTUNE_BUILD_TYPE[0] != '\0' ? QTUNE_BUILD_TYPE : "(none)");
   fmt::print("compiler:     {}\n", __VERSION__);
   fmt::print("CPU GEMM:     {}\n", QTUNE_BLAS_NAME);
+  for (DType dtype : {DType::f32, DType::bf16, DType::f16})
+    fmt::print("  {:<5}       {}\n", std::string(dtype_name(dtype)) + ":", cpu.gemm_path(dtype));
   fmt::print("CPU features: {}\n", cpu_features());
   fmt::print("CPU threads:  {}\n", std::thread::hardware_concurrency());
 #if QTUNE_CUDA_BUILT
