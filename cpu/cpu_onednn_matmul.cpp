@@ -8,6 +8,7 @@
 #include <bit>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 
@@ -32,9 +33,9 @@ namespace {
 
 using dnnl::memory;
 
-// Everything a primitive is specialized on. oneDNN fixes its thread split when it creates one, so the
-// OpenMP thread count is part of the key too.
-using Key = std::array<int64_t, 18>;
+// Everything a primitive is specialized on, as a cache key. oneDNN fixes its thread split when it creates one,
+// so the OpenMP thread count is part of it too.
+using Key = std::array<int64_t, 16>;
 
 struct KeyHash {
   size_t operator()(const Key& key) const {
@@ -70,7 +71,7 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-int threads() {
+int threads_now() {
 #if defined(_OPENMP)
   return omp_get_max_threads();
 #else
@@ -78,35 +79,51 @@ int threads() {
 #endif
 }
 
-// A product's memory descriptors. Transposes live in the strides only: op(a) [m, k] of a stored [k, m] matrix
-// with row stride lda steps 1 along m and lda along k. A shared operand (batch stride 0) is a batch of one,
-// which matmul broadcasts.
-struct Layout {
-  memory::desc src, weights, dst;
+int64_t bits(float v) { return std::bit_cast<int32_t>(v); }
+
+// One GEMM as matmul sees it. Strides are in elements: {batch, row}; a batch stride of 0 marks a matrix the
+// batch shares.
+struct Product {
+  DType dtype;
+  bool ta, tb;
+  int64_t batch, m, n, k;
+  std::array<int64_t, 2> sa, sb, sc;
+  float alpha, beta;
+
+  Key key() const {
+    return {int64_t(dtype), ta,    tb,    batch, m,     n,           k,          sa[0],
+            sa[1],          sb[0], sb[1], sc[0], sc[1], bits(alpha), bits(beta), threads_now()};
+  }
+
+  // Transposes live in the strides only: op(a) [m, k] of a stored [k, m] matrix with row stride lda steps 1
+  // along m and lda along k. A shared operand is a batch of one, which matmul broadcasts.
+  struct Descs {
+    memory::desc src, weights, dst;
+  };
+  Descs descs() const {
+    const auto dt = dtype == DType::bf16 ? memory::data_type::bf16 : memory::data_type::f16;
+    const int64_t ba = sa[0] == 0 ? 1 : batch, bb = sb[0] == 0 ? 1 : batch;
+    // The batch stride of a batch of one is never stepped; give it a plain value rather than 0.
+    const int64_t a0 = sa[0] == 0 ? m * k : sa[0], b0 = sb[0] == 0 ? k * n : sb[0], c0 = sc[0] == 0 ? m * n : sc[0];
+    return {memory::desc({ba, m, k}, dt, ta ? memory::dims{a0, 1, sa[1]} : memory::dims{a0, sa[1], 1}),
+            memory::desc({bb, k, n}, dt, tb ? memory::dims{b0, 1, sb[1]} : memory::dims{b0, sb[1], 1}),
+            memory::desc({batch, m, n}, dt, memory::dims{c0, sc[1], 1})};
+  }
 };
 
-Layout layout(memory::data_type dt, bool ta, bool tb, int64_t batch, int64_t m, int64_t n, int64_t k,
-              const std::array<int64_t, 2>& sa, const std::array<int64_t, 2>& sb, const std::array<int64_t, 2>& sc) {
-  const int64_t ba = sa[0] == 0 ? 1 : batch, bb = sb[0] == 0 ? 1 : batch;
-  // The batch stride of a batch of one is never stepped; give it a plain value rather than 0.
-  const int64_t a0 = sa[0] == 0 ? m * k : sa[0], b0 = sb[0] == 0 ? k * n : sb[0];
-  return Layout{memory::desc({ba, m, k}, dt, ta ? memory::dims{a0, 1, sa[1]} : memory::dims{a0, sa[1], 1}),
-                memory::desc({bb, k, n}, dt, tb ? memory::dims{b0, 1, sb[1]} : memory::dims{b0, sb[1], 1}),
-                memory::desc({batch, m, n}, dt, memory::dims{batch > 1 ? sc[0] : m * sc[1], sc[1], 1})};
-}
-
-Plan make_plan(const Layout& l, float alpha, float beta) {
+Plan make_plan(const Product& p) {
+  const Product::Descs d = p.descs();
   Plan plan;
   try {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // packing buffers come from qtune's allocator
-    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-    if (beta != 0.0f) {  // without the sum post-op C is written only, never read (BLAS's beta = 0)
+    if (p.alpha != 1.0f) attr.set_output_scales(0, {p.alpha});
+    if (p.beta != 0.0f) {  // without the sum post-op C is written only, never read (BLAS's beta = 0)
       dnnl::post_ops ops;
-      ops.append_sum(beta);
+      ops.append_sum(p.beta);
       attr.set_post_ops(ops);
     }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(l.src, l.weights, l.dst), attr, cpu_engine());
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(d.src, d.weights, d.dst), attr, cpu_engine());
     plan.impl = pd.impl_info_str();
     if (accepted(plan.impl, pd.scratchpad_desc().get_size())) {
       plan.primitive = dnnl::matmul(pd);
@@ -122,30 +139,26 @@ Plan make_plan(const Layout& l, float alpha, float beta) {
 // dozen shapes, generation adds one per prompt length, so a full cache starts over rather than tracking use.
 class PlanCache {
  public:
-  const Plan& get(const Key& key, const Layout& l, float alpha, float beta) {
+  // Shared, so a plan stays alive for a caller while another thread's insertion starts the cache over.
+  std::shared_ptr<const Plan> get(const Product& p) {
+    const Key key = p.key();
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     if (plans_.size() >= kCapacity) plans_.clear();
-    return plans_.emplace(key, make_plan(l, alpha, beta)).first->second;
+    return plans_.emplace(key, std::make_shared<const Plan>(make_plan(p))).first->second;
   }
 
  private:
   static constexpr size_t kCapacity = 512;
   std::mutex mutex_;
-  std::unordered_map<Key, Plan, KeyHash> plans_;
+  std::unordered_map<Key, std::shared_ptr<const Plan>, KeyHash> plans_;
 };
 
 PlanCache& plan_cache() {
   static PlanCache cache;
   return cache;
 }
-
-memory::data_type onednn_type(DType dtype) {
-  return dtype == DType::bf16 ? memory::data_type::bf16 : memory::data_type::f16;
-}
-
-int64_t bits(float v) { return std::bit_cast<int32_t>(v); }
 
 }  // namespace
 
@@ -160,26 +173,34 @@ bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
   const int64_t lda = ld(a), ldb = ld(b), ldc = ld(c);
   // Overlapping rows (a row-broadcast view) have no matmul descriptor.
   if (lda < a.size(2) || ldb < b.size(2) || ldc < n) return false;
-  const std::array<int64_t, 2> sa{batch > 1 ? a.stride(0) : 0, lda}, sb{batch > 1 ? b.stride(0) : 0, ldb},
-      sc{c.stride(0), ldc};
-  const float alpha32 = float(alpha), beta32 = float(beta);
-  const Key key{
-      int64_t(dtype),        trans_a, trans_b,       batch,        m,         n, k, sa[0], sa[1], sb[0], sb[1],
-      batch > 1 ? sc[0] : 0, sc[1],   bits(alpha32), bits(beta32), threads(), 0, 0};
-  const Layout l = layout(onednn_type(dtype), trans_a, trans_b, batch, m, n, k, sa, sb, sc);
-  const Plan& plan = plan_cache().get(key, l, alpha32, beta32);
-  if (!plan.primitive) return false;
+  // With one matrix the batch strides are never stepped: 0 for all, so every such product shares a plan.
+  auto batch_stride = [&](const Tensor& t) { return batch > 1 ? t.stride(0) : 0; };
+  const Product p{dtype,
+                  trans_a,
+                  trans_b,
+                  batch,
+                  m,
+                  n,
+                  k,
+                  {batch_stride(a), lda},
+                  {batch_stride(b), ldb},
+                  {batch_stride(c), ldc},
+                  float(alpha),
+                  float(beta)};
+  const std::shared_ptr<const Plan> plan = plan_cache().get(p);
+  if (!plan->primitive) return false;
+  const Product::Descs d = p.descs();
 
   dnnl::engine& engine = cpu_engine();
   thread_local dnnl::stream stream(engine);
-  const Tensor scratch = Tensor::empty({int64_t(plan.scratch.get_size())}, DType::u8);
+  const Tensor scratch = Tensor::empty({int64_t(plan->scratch.get_size())}, DType::u8);
   try {
-    plan.primitive.execute(stream, {{DNNL_ARG_SRC, memory(l.src, engine, a.data_ptr())},
-                                    {DNNL_ARG_WEIGHTS, memory(l.weights, engine, b.data_ptr())},
-                                    {DNNL_ARG_DST, memory(l.dst, engine, c.data_ptr())},
-                                    {DNNL_ARG_SCRATCHPAD, memory(plan.scratch, engine, scratch.data_ptr())}});
+    plan->primitive.execute(stream, {{DNNL_ARG_SRC, memory(d.src, engine, a.data_ptr())},
+                                     {DNNL_ARG_WEIGHTS, memory(d.weights, engine, b.data_ptr())},
+                                     {DNNL_ARG_DST, memory(d.dst, engine, c.data_ptr())},
+                                     {DNNL_ARG_SCRATCHPAD, memory(plan->scratch, engine, scratch.data_ptr())}});
   } catch (const dnnl::error& e) {
-    QTUNE_FAIL("gemm: oneDNN matmul (", plan.impl, ") failed on ", m, "x", n, "x", k, ": ", e.what());
+    QTUNE_FAIL("gemm: oneDNN matmul (", plan->impl, ") failed on ", m, "x", n, "x", k, ": ", e.what());
   }
   return true;
 }
@@ -188,11 +209,9 @@ std::string reduced_gemm_path(DType dtype) {
   if (dtype != DType::bf16 && dtype != DType::f16) return "not a reduced-precision dtype";
   if (gemm_widen_forced()) return "widened to f32 (QTUNE_GEMM_WIDEN=1)";
   // A plain 64x64x64 product: the kernel family oneDNN picks does not depend on the shape.
-  const std::array<int64_t, 2> s{0, 64};
-  const Layout l = layout(onednn_type(dtype), false, false, 1, 64, 64, 64, s, s, s);
-  const Plan& plan = plan_cache().get(
-      Key{int64_t(dtype), 0, 0, 1, 64, 64, 64, 0, 64, 0, 64, 0, 64, bits(1.0f), bits(0.0f), threads(), 0, 0}, l, 1.0f,
-      0.0f);
+  const std::shared_ptr<const Plan> held =
+      plan_cache().get(Product{dtype, false, false, 1, 64, 64, 64, {0, 64}, {0, 64}, {0, 64}, 1.0f, 0.0f});
+  const Plan& plan = *held;
   if (plan.primitive) return "oneDNN matmul (" + plan.impl + ")";
   const std::string onednn = "oneDNN " + std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR);
   if (!native_bf16_isa())
