@@ -45,12 +45,6 @@ struct KeyHash {
   }
 };
 
-struct Plan {
-  dnnl::matmul primitive;  // empty when oneDNN has no kernel worth taking for this key
-  memory::desc scratch;
-  std::string impl;
-};
-
 // Whether oneDNN may use bf16 dot-product instructions here: the CPU has them and DNNL_MAX_CPU_ISA allows them.
 bool native_bf16_isa() {
   const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
@@ -111,10 +105,17 @@ struct Product {
   }
 };
 
+struct Plan {
+  dnnl::matmul primitive;  // empty when oneDNN has no kernel worth taking for this key
+  Product::Descs descs;
+  memory::desc scratch;
+  std::string impl;
+};
+
 Plan make_plan(const Product& p) {
-  const Product::Descs d = p.descs();
   Plan plan;
   try {
+    const Product::Descs d = p.descs();  // refused (caught below) for strides that overlap
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // packing buffers come from qtune's allocator
     if (p.alpha != 1.0f) attr.set_output_scales(0, {p.alpha});
@@ -127,6 +128,7 @@ Plan make_plan(const Product& p) {
     plan.impl = pd.impl_info_str();
     if (accepted(plan.impl, pd.scratchpad_desc().get_size())) {
       plan.primitive = dnnl::matmul(pd);
+      plan.descs = d;
       plan.scratch = pd.scratchpad_desc();
     }
   } catch (const dnnl::error& e) {
@@ -165,7 +167,7 @@ PlanCache& plan_cache() {
 bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
                    double beta) {
   const DType dtype = c.dtype();
-  if ((dtype != DType::bf16 && dtype != DType::f16) || gemm_widen_forced()) return false;
+  if ((dtype != DType::bf16 && dtype != DType::f16) || gemm_widen_forced() || !native_bf16_isa()) return false;
   const int64_t batch = c.size(0), m = c.size(1), n = c.size(2), k = trans_a ? a.size(1) : a.size(2);
   if (k == 0 || (batch > 1 && c.stride(0) == 0)) return false;
   // Row strides as Backend::gemm defines them; a single-row matrix may carry any stride there.
@@ -189,7 +191,7 @@ bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                   float(beta)};
   const std::shared_ptr<const Plan> plan = plan_cache().get(p);
   if (!plan->primitive) return false;
-  const Product::Descs d = p.descs();
+  const Product::Descs& d = plan->descs;
 
   dnnl::engine& engine = cpu_engine();
   thread_local dnnl::stream stream(engine);
@@ -199,6 +201,7 @@ bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                                      {DNNL_ARG_WEIGHTS, memory(d.weights, engine, b.data_ptr())},
                                      {DNNL_ARG_DST, memory(d.dst, engine, c.data_ptr())},
                                      {DNNL_ARG_SCRATCHPAD, memory(plan->scratch, engine, scratch.data_ptr())}});
+    stream.wait();  // a no-op with the OpenMP runtime; scratch must outlive the call on any other
   } catch (const dnnl::error& e) {
     QTUNE_FAIL("gemm: oneDNN matmul (", plan->impl, ") failed on ", m, "x", n, "x", k, ": ", e.what());
   }

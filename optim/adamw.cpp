@@ -36,8 +36,9 @@ void AdamW::step() {
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
     }
     backend_for(p.device())
-        .adamw_step(p, grad.contiguous(), exp_avg_[i], exp_avg_sq_[i], lr_, options_.beta1, options_.beta2,
-                    options_.eps, options_.weight_decay, steps_[i] + 1);
+        .adamw_step(update_target(i), update_grad(i, grad), exp_avg_[i], exp_avg_sq_[i], lr_, options_.beta1,
+                    options_.beta2, options_.eps, options_.weight_decay, steps_[i] + 1);
+    publish(i);
     ++steps_[i];
   }
   ++step_;
@@ -53,6 +54,7 @@ OptimizerState AdamW::state() const {
     s.tensors[state_key(i, "exp_avg_sq")] = exp_avg_sq_[i];
     s.scalars[state_key(i, "step")] = static_cast<double>(steps_[i]);
   }
+  save_masters(s);
   return s;
 }
 
@@ -83,6 +85,7 @@ void AdamW::load_state(const OptimizerState& state) {
     exp_avg_sq_[i] = restore_tensor(state.tensors.at(state_key(i, "exp_avg_sq")), i);
     steps_[i] = static_cast<int64_t>(state.scalars.at(state_key(i, "step")));
   }
+  load_masters(state);
   step_ = static_cast<int64_t>(state.scalars.at("step"));
   lr_ = state.scalars.at("lr");
 }

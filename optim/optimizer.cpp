@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "engine/backend.h"
 #include "engine/check.h"
 
 namespace qtune::optim {
@@ -72,10 +73,14 @@ void Optimizer::check_state(const OptimizerState& state, const std::vector<std::
   for (const auto& [key, t] : state.tensors) {
     size_t index = 0;
     std::string name;
-    QTUNE_CHECK(split_state_key(key, index, name) && contains(tensor_names, name), optimizer,
+    QTUNE_CHECK(split_state_key(key, index, name) && (contains(tensor_names, name) || name == "master"), optimizer,
                 " state: unknown tensor '", key, "'", hint);
     QTUNE_CHECK(index < params_.size(), optimizer, " state: '", key, "' names parameter ", index, " of ",
                 params_.size(), hint);
+    QTUNE_CHECK(name != "master" || (keeps_f32_masters() && masters_[index].defined()), optimizer, " state: '", key,
+                "' is an f32 master copy of parameter ", index, ", but this optimizer keeps ",
+                keeps_f32_masters() ? "none for that parameter (it is f32)" : "no masters",
+                " (resume with model.master_dtype=f32, as the run that saved it trained)");
     QTUNE_CHECK(t.defined() && t.dtype() == DType::f32 && t.shape() == params_[index].shape(), optimizer, " state: '",
                 key, "' is ", t.defined() ? dtype_name(t.dtype()) : "undefined", " ",
                 t.defined() ? shape_str(t.shape()) : "", ", expected f32 ", shape_str(params_[index].shape()),
@@ -96,6 +101,48 @@ void Optimizer::check_state(const OptimizerState& state, const std::vector<std::
   const double step = state.scalars.at("step"), lr = state.scalars.at("lr");
   QTUNE_CHECK(step >= 0 && step == std::floor(step), optimizer, " state: step must be a whole number >= 0, got ", step);
   QTUNE_CHECK(std::isfinite(lr) && lr >= 0, optimizer, " state: lr must be a finite number >= 0, got ", lr);
+}
+
+void Optimizer::keep_f32_masters() {
+  QTUNE_CHECK(step_ == 0, "optimizer: f32 masters must be kept from the first step (", step_, " steps taken)");
+  masters_.assign(params_.size(), Tensor());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    if (p.dtype() == DType::f32) continue;
+    masters_[i] = Tensor::empty(p.shape(), DType::f32, p.device());
+    backend_for(p.device()).copy(p, masters_[i]);
+  }
+}
+
+Tensor Optimizer::update_target(size_t i) const {
+  return keeps_f32_masters() && masters_[i].defined() ? masters_[i] : params_[i];
+}
+
+Tensor Optimizer::update_grad(size_t i, const Tensor& grad) const {
+  if (!keeps_f32_masters() || !masters_[i].defined()) return grad.contiguous();
+  Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
+  backend_for(grad.device()).copy(grad, wide);
+  return wide;
+}
+
+void Optimizer::publish(size_t i) const {
+  if (keeps_f32_masters() && masters_[i].defined()) backend_for(params_[i].device()).copy(masters_[i], params_[i]);
+}
+
+void Optimizer::save_masters(OptimizerState& state) const {
+  for (size_t i = 0; i < masters_.size(); ++i)
+    if (masters_[i].defined()) state.tensors[state_key(i, "master")] = masters_[i];
+}
+
+void Optimizer::load_masters(const OptimizerState& state) {
+  for (size_t i = 0; i < masters_.size(); ++i) {
+    if (!masters_[i].defined()) continue;
+    const auto it = state.tensors.find(state_key(i, "master"));
+    if (it != state.tensors.end())
+      masters_[i] = restore_tensor(it->second, i);
+    else
+      backend_for(params_[i].device()).copy(params_[i], masters_[i]);
+  }
 }
 
 Tensor Optimizer::restore_tensor(const Tensor& saved, size_t index) const {

@@ -46,18 +46,36 @@ class Optimizer {
   // "state.<i>.<name>" -> {i, name}; throws naming the key for another form or for i >= parameter_count.
   static std::pair<size_t, std::string> parse_state_key(const std::string& key, size_t parameter_count);
 
+  // Mixed precision (docs/numerics.md, "Mixed precision"): an f32 master copy of every bf16/f16 parameter.
+  // step() updates the master, from the gradient widened to f32, and rounds it once into the parameter, so
+  // updates smaller than half the parameter's rounding step add up instead of vanishing. The masters are state:
+  // state() holds them as "state.<i>.master". Call before the first step.
+  void keep_f32_masters();
+  bool keeps_f32_masters() const { return !masters_.empty(); }
+
  protected:
+  // What step() updates for parameter i and the gradient it reads: the f32 master and the gradient widened to
+  // f32 when there is a master, else the parameter and its gradient. publish(i) then rounds the master into
+  // the parameter (nothing without a master).
+  Tensor update_target(size_t i) const;
+  Tensor update_grad(size_t i, const Tensor& grad) const;
+  void publish(size_t i) const;
+  // The masters into a state, and back (a master the state lacks starts from its parameter, as on a first step).
+  void save_masters(OptimizerState& state) const;
+  void load_masters(const OptimizerState& state);
+
   // "state.<i>.<name>"
   static std::string state_key(size_t index, const std::string& name);
   // The checks load_state() shares: scalars "step" and "lr" present; every other key is
-  // "state.<i>.<name>" with i a parameter index and name one of tensor_names (tensors: f32 of parameter
-  // i's shape) or scalar_names. Throws naming the first offending key.
+  // "state.<i>.<name>" with i a parameter index and name one of tensor_names or "master" where this optimizer
+  // keeps one (tensors: f32 of parameter i's shape) or scalar_names. Throws naming the first offending key.
   void check_state(const OptimizerState& state, const std::vector<std::string>& tensor_names,
                    const std::vector<std::string>& scalar_names, const char* optimizer) const;
   // A fresh f32 copy of a saved state tensor on parameter `index`'s device.
   Tensor restore_tensor(const Tensor& saved, size_t index) const;
 
   std::vector<Tensor> params_;
+  std::vector<Tensor> masters_;  // empty, or one per parameter: f32 for a bf16/f16 one, undefined for f32
   double lr_;
   int64_t step_ = 0;
 };

@@ -37,8 +37,9 @@ void SGD::step() {
     // The kernel initialises a new buffer (first_step); it is kept only once that succeeded.
     const Tensor buffer = first_step ? Tensor::empty(p.shape(), DType::f32, p.device()) : momentum_buffer_[i];
     backend_for(p.device())
-        .sgd_step(p, grad.contiguous(), buffer, lr_, options_.momentum, options_.dampening, options_.nesterov,
-                  options_.weight_decay, first_step);
+        .sgd_step(update_target(i), update_grad(i, grad), buffer, lr_, options_.momentum, options_.dampening,
+                  options_.nesterov, options_.weight_decay, first_step);
+    publish(i);
     momentum_buffer_[i] = buffer;
   }
   ++step_;
@@ -50,17 +51,21 @@ OptimizerState SGD::state() const {
   s.scalars["lr"] = lr_;
   for (size_t i = 0; i < params_.size(); ++i)
     if (momentum_buffer_[i].defined()) s.tensors[state_key(i, "momentum_buffer")] = momentum_buffer_[i];
+  save_masters(s);
   return s;
 }
 
 void SGD::load_state(const OptimizerState& state) {
   check_state(state, {"momentum_buffer"}, {}, "SGD");
-  QTUNE_CHECK(options_.momentum != 0.0 || state.tensors.empty(),
-              "SGD state: has momentum buffers but this optimizer has momentum 0 (were the options changed?)");
+  if (options_.momentum == 0.0)
+    for (const auto& [key, t] : state.tensors)
+      QTUNE_CHECK(key.ends_with(".master"), "SGD state: has momentum buffers (", key,
+                  ") but this optimizer has momentum 0 (were the options changed?)");
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto b = state.tensors.find(state_key(i, "momentum_buffer"));
     momentum_buffer_[i] = b == state.tensors.end() ? Tensor() : restore_tensor(b->second, i);
   }
+  load_masters(state);
   step_ = static_cast<int64_t>(state.scalars.at("step"));
   lr_ = state.scalars.at("lr");
 }

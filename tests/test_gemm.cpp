@@ -153,6 +153,10 @@ TEST_CASE("gemm shares a batch-stride-0 operand across the batch") {
           random(tb ? Shape{1, n, k} : Shape{1, k, n}, 12, dt).expand(tb ? Shape{batch, n, k} : Shape{batch, k, n});
       REQUIRE(w.stride(0) == 0);
       check_gemm(a, false, w, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
+      // A shared, B per batch entry.
+      Tensor a_shared = random({1, m, k}, 14, dt).expand({batch, m, k});
+      Tensor b_each = random(tb ? Shape{batch, n, k} : Shape{batch, k, n}, 15, dt);
+      check_gemm(a_shared, false, b_each, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
       // Both inputs shared: every batch entry of C gets the same product.
       Tensor a0 = random({1, m, k}, 13, dt).expand({batch, m, k});
       check_gemm(a0, false, w, tb, Tensor::empty({batch, m, n}, dt), 1.0, 0.0);
@@ -238,9 +242,39 @@ TEST_CASE("bf16 gemm runs natively where the CPU multiplies bf16, widened where 
   CHECK(cpu().gemm_path(DType::bf16) == "widened to f32 (QTUNE_GEMM_WIDEN=1)");
 }
 
+TEST_CASE("gemm on interleaved batches (batch stride < row stride), single strided matrices, alpha without beta") {
+  uint64_t seed = 500;
+  for (const Mode& mode : kModes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const DType dt = mode.dt;
+        const WidenGuard guard(mode);
+        INFO("dtype=", dtype_name(dt), " widen=", mode.widen, " ta=", ta, " tb=", tb);
+        // Heads split out of [T, H, D] activations: head h is rows h*D.. of every token, batch stride D.
+        const int64_t t = 19, h = 3, d = 16;
+        const Tensor q = random({t, h, d}, seed++, dt).transpose(0, 1);  // [H, T, D], strides {D, H*D, 1}
+        const Tensor kk = random({t, h, d}, seed++, dt).transpose(0, 1);
+        REQUIRE(q.stride(0) < q.stride(1));
+        // Attention's two products on such views: scores = q k^T, then scores @ v.
+        const Tensor scores = Tensor::empty({h, t, t}, dt);
+        check_gemm(q, false, kk, true, scores, 0.125, 0.0);
+        const Tensor v = random({t, h, d}, seed++, dt).transpose(0, 1);
+        check_gemm(scores, false, v, false, Tensor::empty({h, t, d}, dt), 1.0, 0.0);
+        // One matrix (batch 1) whose rows are wider than it: a column block of a larger one.
+        const int64_t m = 12, n = 9, k = 20;
+        const Tensor aw = random(ta ? Shape{1, k, m + 6} : Shape{1, m, k + 6}, seed++, dt);
+        const Tensor bw = random(tb ? Shape{1, n, k + 4} : Shape{1, k, n + 4}, seed++, dt);
+        const Tensor a1 = aw.narrow(2, 2, ta ? m : k), b1 = bw.narrow(2, 1, tb ? k : n);
+        const Tensor c_wide = random({1, m, n + 3}, seed++, dt);
+        check_gemm(a1, ta, b1, tb, c_wide.narrow(2, 0, n), 2.0, 0.0);
+      }
+}
+
 TEST_CASE("gemm on a row-broadcast operand (row stride 0) takes the Eigen fallback correctly") {
-  for (DType dt : {DType::f64, DType::f32}) {
-    INFO("dtype=", dtype_name(dt));
+  for (const Mode& mode : kModes) {
+    const DType dt = mode.dt;
+    const WidenGuard guard(mode);
+    INFO("dtype=", dtype_name(dt), " widen=", mode.widen);
     Tensor a = random({1, 1, 8}, 300, dt).expand({1, 6, 8});
     REQUIRE(a.stride(1) == 0);
     check_gemm(a, false, random({1, 8, 5}, 301, dt), false, Tensor::empty({1, 6, 5}, dt), 1.0, 0.0);

@@ -214,6 +214,94 @@ TEST_CASE("bf16 and f16 parameters are updated in f32 and rounded once") {
   }
 }
 
+TEST_CASE("f32 masters: a bf16/f16 parameter is an f32 run of the same gradients, rounded once") {
+  for (DType dt : {DType::bf16, DType::f16})
+    for (bool adam : {true, false}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(adam);
+      auto make = [adam](std::vector<Tensor> p) -> std::unique_ptr<Optimizer> {
+        if (adam) return std::make_unique<AdamW>(std::move(p), AdamWOptions{.lr = 3e-2, .weight_decay = 0.1});
+        return std::make_unique<SGD>(std::move(p), SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01});
+      };
+      const Tensor low = random_f32({9, 37}, 5).to(dt).requires_grad_();
+      const Tensor ref = low.detach().to(DType::f32).requires_grad_();
+      std::unique_ptr<Optimizer> a = make({low}), b = make({ref});
+      a->keep_f32_masters();
+      CHECK(a->keeps_f32_masters());
+      for (int s = 0; s < 5; ++s) {
+        const Tensor g = random_f32({9, 37}, 10 + static_cast<uint64_t>(s)).to(dt);
+        low.set_grad(g);
+        ref.set_grad(g.to(DType::f32));
+        a->step();
+        b->step();
+        const OptimizerState sa = a->state(), sb = b->state();
+        CHECK_SAME_BYTES(sa.tensors.at("state.0.master"), ref);
+        CHECK_SAME_BYTES(low, ref.to(dt));
+        for (const auto& [key, t] : sb.tensors) CHECK_SAME_BYTES(sa.tensors.at(key), t);
+      }
+      CHECK_THROWS_WITH_AS(a->keep_f32_masters(), doctest::Contains("from the first step"), Error);
+    }
+}
+
+TEST_CASE("f32 masters keep updates smaller than a bf16 step, which a bf16 parameter alone loses") {
+  // lr 1e-4 moves a weight of 1 by about 1e-4 per AdamW step, under half of bf16's spacing there (2^-7).
+  auto run = [](bool masters) {
+    const Tensor w = Tensor::full({64}, 1.0, DType::bf16).requires_grad_();
+    AdamW opt({w}, AdamWOptions{.lr = 1e-4, .weight_decay = 0.0});
+    if (masters) opt.keep_f32_masters();
+    for (int s = 0; s < 100; ++s) {
+      w.set_grad(Tensor::full({64}, 1.0, DType::bf16));
+      opt.step();
+    }
+    return w.to(DType::f32).to_vector<float>().front();
+  };
+  CHECK(run(false) == 1.0f);
+  const float with_masters = run(true);
+  CHECK(with_masters < 0.995f);  // 100 steps of about 1e-4: 0.99 in f32, the nearest bf16 0.98828125
+  CHECK(with_masters > 0.985f);
+}
+
+TEST_CASE("f32 masters are state: saved, restored bit-identically, refused where none are kept") {
+  const std::vector<Shape> shapes = {{4, 5}, {33}};
+  auto params_of = [&](uint64_t seed) {
+    std::vector<Tensor> ps;
+    for (size_t j = 0; j < shapes.size(); ++j)
+      ps.push_back(random_f32(shapes[j], seed + j).to(j == 0 ? DType::bf16 : DType::f32).requires_grad_());
+    return ps;  // a bf16 parameter (with a master) and an f32 one (none)
+  };
+  auto set_grads = [&](std::vector<Tensor>& ps, int s) {
+    for (size_t j = 0; j < ps.size(); ++j)
+      ps[j].set_grad(random_f32(shapes[j], 100 + 10 * static_cast<uint64_t>(s) + j).to(ps[j].dtype()));
+  };
+  std::vector<Tensor> params = params_of(20);
+  AdamW first(params, AdamWOptions{.lr = 1e-3});
+  first.keep_f32_masters();
+  for (int s = 0; s < 3; ++s) set_grads(params, s), first.step();
+  OptimizerState saved = first.state();
+  CHECK(saved.tensors.count("state.0.master") == 1);
+  CHECK(saved.tensors.count("state.1.master") == 0);
+  for (auto& [key, t] : saved.tensors) t = t.clone();
+  std::vector<Tensor> resumed_params;
+  for (const Tensor& p : params) resumed_params.push_back(p.detach().clone().requires_grad_());
+  for (int s = 3; s < 6; ++s) set_grads(params, s), first.step();
+
+  AdamW resumed(resumed_params, AdamWOptions{.lr = 1e-3});
+  resumed.keep_f32_masters();
+  resumed.load_state(saved);
+  for (int s = 3; s < 6; ++s) set_grads(resumed_params, s), resumed.step();
+  for (size_t j = 0; j < params.size(); ++j) CHECK_SAME_BYTES(resumed_params[j], params[j]);
+  CHECK_SAME_BYTES(resumed.state().tensors.at("state.0.master"), first.state().tensors.at("state.0.master"));
+
+  // Masters saved by a run that kept them cannot go into one that does not.
+  AdamW plain(params_of(20), AdamWOptions{.lr = 1e-3});
+  CHECK_THROWS_WITH_AS(plain.load_state(saved), doctest::Contains("state.0.master' is an f32 master copy"), Error);
+  SGD sgd(params_of(20), SGDOptions{.lr = 1e-3});
+  sgd.keep_f32_masters();
+  OptimizerState sgd_state{.tensors = {{"state.0.master", saved.tensors.at("state.0.master")}},
+                           .scalars = {{"step", 3}, {"lr", 1e-3}}};
+  sgd.load_state(sgd_state);  // momentum 0 takes a state with masters only
+}
+
 TEST_CASE("a restored optimizer continues bit-identically") {
   for (bool adam : {true, false}) {
     CAPTURE(adam);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `qtune plan` against measured runs: the predicted peak of a rank is within 10% of the training peak rank 0
-# reports (allocator statistics) for one-process full and qat (8da4w) runs and 2-rank FSDP full, qlora, qat and
-# qat_lora runs; then the plan
+# reports (allocator statistics) for one-process full (f32, bf16, bf16 with f32 masters) and qat (8da4w) runs and
+# 2-rank FSDP full, qlora, qat and qat_lora runs; then the plan
 # of Llama-2-70B QLoRA on 2 ranks is printed.
 set -euo pipefail
 qtune=$1 src=$2 work=$3
@@ -9,12 +9,12 @@ golden=$src/tests/golden
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAILED: $*"; exit 1; }
 
-check() {  # name recipe nproc
-  local name=$1 recipe=$2 n=$3 extra=""
+check() {  # name recipe nproc [dtype [master_dtype]]
+  local name=$1 recipe=$2 n=$3 dtype=${4:-f32} master=${5:-} extra=""
   case $recipe in qlora | qat_lora) extra=', "lora": {"rank": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}' ;; esac
   cat > "$work/$name.json" <<JSON
 {
-  "model": {"path": "$work/base"},
+  "model": {"path": "$work/base", "dtype": "$dtype", "master_dtype": "$master"},
   "data": {"train": "$golden/tokenizers/train.txt", "seq_len": 128, "batch_size": 4},
   "schedule": {"warmup_steps": 1},
   "train": {"steps": 3}$extra
@@ -26,8 +26,8 @@ JSON
     { cat "$work/$name.log"; fail "$name: run"; }
   local measured predicted
   measured=$(grep -o '"peak_mem_bytes":[0-9]*' "$work/$name/metrics.jsonl" | cut -d: -f2 | sort -n | tail -1)
-  "$qtune" plan --model "$work/base" --recipe "$recipe" --nproc "$n" --seq 128 --batch 4 --dtype f32 \
-    > "$work/$name.plan" || fail "$name: plan"
+  "$qtune" plan --model "$work/base" --recipe "$recipe" --nproc "$n" --seq 128 --batch 4 --dtype "$dtype" \
+    ${master:+--master-dtype "$master"} > "$work/$name.plan" || fail "$name: plan"
   predicted=$(sed -nE 's/.* per rank, ([0-9]+) bytes.*/\1/p' "$work/$name.plan")
   cat "$work/$name.plan"
   echo "$name: measured $measured bytes, predicted $predicted"
@@ -46,6 +46,8 @@ check full_1 full 1
 check full_2 full 2
 check qlora_2 qlora 2
 check qat_1 qat 1
+check bf16_1 full 1 bf16
+check mixed_1 full 1 bf16 f32
 check qat_2 qat 2
 check qat_lora_2 qat_lora 2
 "$qtune" plan --model "$golden/llama/llama2_70b_config.json" --recipe qlora --nproc 2 --seq 2048 --batch 1 --dtype bf16 \

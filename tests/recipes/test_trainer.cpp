@@ -16,6 +16,7 @@
 #include "data/tokenizer.h"
 #include "engine/check.h"
 #include "engine/io/checkpoint_files.h"
+#include "engine/io/safetensors.h"
 #include "llama_fixtures.h"
 #include "models/hf_checkpoint.h"
 #include "recipe_fixtures.h"
@@ -263,4 +264,50 @@ TEST_CASE("token shards with SGD, and instruction JSONL on an HF model directory
   CHECK(std::isfinite(r.final_loss));
   CHECK(fs::is_regular_file(dir.str("sft/final/tokenizer.model")));
   CHECK(models::load_llama(r.final_dir)->config().hidden_size == 64);
+}
+
+TEST_CASE("model.master_dtype=f32: bf16 compute with f32 masters, kept with the optimizer state, resumed bit for bit") {
+  testing::ScratchDir dir("trainer_masters");
+  const std::vector<std::string> common = {"model.dtype=bf16", "model.master_dtype=f32", "train.save_every=4"};
+  const std::string a = dir.str("a"), b = dir.str("b"), pure = dir.str("pure");
+  const TrainResult full = train(tiny_run(a, common));
+
+  // The optimizer state holds an f32 master per trainable tensor; each bf16 weight is its master rounded.
+  const auto state = io::SafetensorsFile::open(a + "/checkpoints/step_12/optimizer.safetensors");
+  const std::vector<Tensor> params = full.model->trainable_parameters();
+  REQUIRE(!params.empty());
+  for (size_t i = 0; i < params.size(); ++i) {
+    CAPTURE(i);
+    const Tensor master = state.tensor("state." + std::to_string(i) + ".master");
+    CHECK(master.dtype() == DType::f32);
+    CHECK(params[i].dtype() == DType::bf16);
+    CHECK(master.to(DType::bf16).to_vector<float>() == params[i].to_vector<float>());
+  }
+
+  // Killed after step 6 and resumed from step_4: the same losses and the same final weights.
+  TrainHooks crash;
+  crash.on_step = [](const StepMetrics& m) {
+    if (m.step == 6) throw std::runtime_error("simulated kill");
+  };
+  CHECK_THROWS_AS(train(tiny_run(b, common), crash), std::runtime_error);
+  std::vector<std::string> resume = common;
+  resume.push_back("train.resume=true");
+  CHECK(train(tiny_run(b, resume)).start_step == 4);
+  const auto la = read_metrics(a + "/metrics.jsonl"), lb = read_metrics(b + "/metrics.jsonl");
+  REQUIRE(la.size() == lb.size());
+  for (size_t i = 0; i < la.size(); ++i) CHECK(la[i]["loss"].get<double>() == lb[i]["loss"].get<double>());
+  const auto fa = io::CheckpointFiles::open(a + "/final"), fb = io::CheckpointFiles::open(b + "/final");
+  for (const std::string& name : fa.names()) {
+    CAPTURE(name);
+    CHECK(fa.tensor(name).to_vector<float>() == fb.tensor(name).to_vector<float>());
+  }
+
+  // Pure bf16 trains differently (the masters matter), and a resume cannot drop or add them silently.
+  train(tiny_run(pure, {"model.dtype=bf16", "train.save_every=4"}));
+  const auto lp = read_metrics(pure + "/metrics.jsonl");
+  REQUIRE(lp.size() == la.size());
+  CHECK(lp.back()["loss"].get<double>() != la.back()["loss"].get<double>());
+  CHECK(error_of([&] {
+          train(tiny_run(dir.str("narrow"), {"model.master_dtype=bf16"}));
+        }).find("narrower than model.dtype=f32") != std::string::npos);
 }

@@ -16,7 +16,7 @@ namespace qtune::cli {
 namespace {
 
 struct PlanArgs {
-  std::string model, recipe = "full", dtype = "bf16";
+  std::string model, recipe = "full", dtype = "bf16", master_dtype;
   int nproc = 1;
   int64_t seq = 2048, batch = 1, lora_rank = 8;
   std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
@@ -39,6 +39,12 @@ int plan(const PlanArgs& args) {
   in.lora_dropout = args.lora_dropout;
   in.activation_checkpointing = args.activation_checkpointing;
   in.sgd = args.sgd;
+  QTUNE_CHECK(args.master_dtype.empty() || args.master_dtype == "f32" || args.master_dtype == args.dtype,
+              "qtune plan: --master-dtype must be f32 or the model's --dtype (", args.dtype, "), got ",
+              args.master_dtype);
+  QTUNE_CHECK(args.master_dtype != "f32" || args.nproc == 1 || args.dtype == "f32",
+              "qtune plan: --master-dtype f32 runs on one process for now (got --nproc ", args.nproc, ")");
+  in.f32_masters = args.master_dtype == "f32";
   in.qat_scheme = quant::parse_linear_scheme(args.scheme, args.group_size);
   fmt::print("{}", recipes::format_plan(in, recipes::plan_memory(in)));
   return 0;
@@ -60,6 +66,8 @@ void add_plan_command(CLI::App& app, int& status) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", args->dtype, "parameters and activations: f32 or bf16")->capture_default_str();
+  cmd->add_option("--master-dtype", args->master_dtype,
+                  "f32 with --dtype bf16: mixed precision, f32 masters in the optimizer (model.master_dtype)");
   cmd->add_option("--lora-rank", args->lora_rank, "LoRA rank (LoRA recipes)")->capture_default_str();
   cmd->add_option("--lora-targets", args->lora_targets, "projections with adapters (LoRA recipes)")->delimiter(',');
   cmd->add_option("--lora-dropout", args->lora_dropout, "LoRA dropout (its masked inputs are kept)");

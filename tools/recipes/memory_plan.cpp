@@ -137,6 +137,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
     grads = layers * layer_trainable + root_trainable;
     const int64_t trainable_elements = grads / a;
     add("optimizer state", trainable_elements * moment_bytes, in.sgd ? "SGD momentum, f32" : "AdamW moments, f32");
+    if (in.f32_masters && in.dtype != DType::f32)
+      add("f32 masters", trainable_elements * 4, "model.master_dtype=f32: what the optimizer updates");
   } else {
     const LayerShards s = layer_shards(layer, in.ranks);
     const LayerShards r = layer_shards(root, in.ranks);

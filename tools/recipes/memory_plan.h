@@ -23,7 +23,8 @@ struct PlanInput {
   int64_t lora_rank = 8;
   std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
   double lora_dropout = 0;
-  bool sgd = false;  // optimizer: AdamW (two f32 moments) or SGD with momentum (one)
+  bool sgd = false;          // optimizer: AdamW (two f32 moments) or SGD with momentum (one)
+  bool f32_masters = false;  // model.master_dtype=f32 with a bf16 model: an f32 copy of each trainable tensor
   bool activation_checkpointing = false;
   quant::LinearScheme qat_scheme = quant::Int8DynActInt4Weight{};  // qat and qat_lora
 };

@@ -32,6 +32,7 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("model.config", c.model.config);
   visit("model.tokenizer", c.model.tokenizer);
   visit("model.dtype", c.model.dtype);
+  visit("model.master_dtype", c.model.master_dtype);
   visit("model.tf32", c.model.tf32);
   visit("data.train", c.data.train);
   visit("data.eval", c.data.eval);
@@ -346,6 +347,12 @@ void validate(const RunConfig& c, const std::string& where, const KeysSet& set) 
   QTUNE_CHECK(!c.model.path.empty() || !c.model.tokenizer.empty(), "model.tokenizer in ", where,
               " is required with an inline model.config (a tokenizer.model / tokenizer.json file or a directory)");
   check_one_of(where, "model.dtype", c.model.dtype, {"f32", "bf16"});
+  if (!c.model.master_dtype.empty()) {
+    check_one_of(where, "model.master_dtype", c.model.master_dtype, {"f32", "bf16"});
+    QTUNE_CHECK(c.model.master_dtype == "f32" || c.model.dtype == "bf16", "model.master_dtype in ", where, " is ",
+                c.model.master_dtype, ", narrower than model.dtype=", c.model.dtype,
+                ": the optimizer's masters hold at least the compute precision (leave it unset, or f32)");
+  }
   QTUNE_CHECK(!c.model.tf32 || (!device.is_cpu() && c.model.dtype == "f32"), "model.tf32 in ", where,
               " applies to f32 models on device=cuda (TF32 is the tensor cores' f32 input format), not model.dtype=",
               c.model.dtype, " on device=", c.device);
@@ -455,6 +462,10 @@ bool applies(Recipe recipe, const std::string& key) {
   if (key.rfind("quant.", 0) == 0) return fake_quantizes(recipe);
   if (key.rfind("lora.", 0) == 0) return trains_adapters(recipe);
   return true;
+}
+
+bool keeps_f32_masters(const RunConfig& config) {
+  return config.model.master_dtype == "f32" && config.model.dtype != "f32";
 }
 
 RunConfig parse_run_config(const std::string& json_text, const std::string& source,

@@ -19,6 +19,7 @@ struct ModelSection {
   std::optional<models::LlamaConfig> config;  // inline config.json object (a model trained from scratch)
   std::string tokenizer;                      // tokenizer file/dir; default: the model directory
   std::string dtype = "f32";                  // compute dtype: f32 | bf16
+  std::string master_dtype;                   // what the optimizer updates: "" (as dtype) | f32 | bf16
   bool tf32 = false;                          // f32 GEMMs on cuda read TF32 inputs (docs/numerics.md §6)
 };
 
@@ -136,5 +137,8 @@ bool is_run_config_input_path(const std::string& key);
 // Whether a key means anything to a recipe: quant.* only to the fake-quantizing ones, lora.* only to those that
 // train adapters. A config that sets a key its recipe ignores is refused; run_config_to_json leaves such keys out.
 bool applies(Recipe recipe, const std::string& key);
+// Mixed precision: bf16 compute with f32 master weights in the optimizer (model.dtype=bf16,
+// model.master_dtype=f32; docs/numerics.md, "Mixed precision").
+bool keeps_f32_masters(const RunConfig& config);
 
 }  // namespace qtune::recipes

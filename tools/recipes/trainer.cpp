@@ -347,6 +347,13 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   }
   const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
   const auto optimizer = make_optimizer(config.optim, params);
+  if (keeps_f32_masters(config)) {
+    // Under FSDP the pieces would be the masters (dist::FsdpOptions::master_dtype), but a sharded resume still
+    // fills them from the bf16 weights: refused until it reads them back whole.
+    QTUNE_CHECK(!sharded, "model.master_dtype=f32 runs on one process for now, not under FSDP (", ranks.size,
+                " ranks): drop it, or train with model.dtype=f32");
+    optimizer->keep_f32_masters();
+  }
 
   Progress p;
   if (checkpoint) {
