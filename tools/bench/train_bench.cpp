@@ -16,8 +16,11 @@
 #include "engine/backend.h"
 #include "engine/tensor.h"
 #include "models/llama.h"
+#include "models/lora.h"
+#include "models/quantize_model.h"
 #include "optim/adamw.h"
 #include "quant/float8.h"
+#include "quant/frozen_nf4_linear.h"
 #include "quant/qat.h"
 #include "tools/bench/bench_clock.h"
 
@@ -25,6 +28,8 @@ namespace qtune::bench {
 namespace {
 
 constexpr double kGiga = 1e9;
+const std::vector<std::string> kAllProjections = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                  "gate_proj", "up_proj", "down_proj"};
 constexpr double kMiB = 1024.0 * 1024.0;
 
 // A rate or duration twice: by wall clock, and by process CPU seconds per worker thread. The CPU figure
@@ -127,6 +132,12 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
                 (long long)quant::group_size_of(qat_scheme(o)));
   }
   if (!o.fp8.empty()) std::printf("float8: linears converted to the %s recipe\n", o.fp8.c_str());
+  if (!o.adapters.empty()) {
+    std::printf("%s: rank-%lld adapters (alpha 16) on q/k/v/o/gate/up/down of every layer, %.2f M trainable; %s\n",
+                o.adapters == "qlora" ? "QLoRA" : "LoRA", (long long)o.lora_rank, flops.adapter_params / 1e6,
+                o.adapters == "qlora" ? "the projections stored in NF4 (double quantization), the rest frozen"
+                                      : "everything else frozen");
+  }
   std::printf("device: %s%s\n", o.device.c_str(), o.tf32 ? " (f32 GEMMs on TF32 inputs)" : "");
   std::printf("%s GEMMs: %s\n", o.dtype.c_str(),
               backend_for(parse_device(o.device)).gemm_path(dtype_from_name(o.dtype)).c_str());
@@ -136,12 +147,17 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
   std::printf("parameters: %.2f M (linear weights incl. lm_head %.2f M, embedding %.2f M, norms %.3f M)\n",
               (flops.linear_params + embed + double(2 * o.layers + 1) * double(o.hidden)) / 1e6,
               flops.linear_params / 1e6, embed / 1e6, double(2 * o.layers + 1) * double(o.hidden) / 1e6);
+  char matmul[96];
+  if (flops.adapter_params > 0)
+    std::snprintf(matmul, sizeof matmul, "(4 x %.2f M + 6 x %.2f M adapters)", flops.linear_params / 1e6,
+                  flops.adapter_params / 1e6);
+  else
+    std::snprintf(matmul, sizeof matmul, "6 x %.2f M", flops.linear_params / 1e6);
   std::printf(
-      "model FLOPs/step: %.1f G = matmul 6 x %.2f M x %lld tokens (%.1f G) + attention 12 x %lld layers x "
+      "model FLOPs/step: %.1f G = matmul %s x %lld tokens (%.1f G) + attention 12 x %lld layers x "
       "%lld^2/2 x %lld x %lld seqs (%.1f G)\n\n",
-      flops.total() / kGiga, flops.linear_params / 1e6, (long long)(o.batch * o.seq), flops.matmul / kGiga,
-      (long long)o.layers, (long long)o.seq, (long long)(o.heads * config.resolved_head_dim()), (long long)o.batch,
-      flops.attention / kGiga);
+      flops.total() / kGiga, matmul, (long long)(o.batch * o.seq), flops.matmul / kGiga, (long long)o.layers,
+      (long long)o.seq, (long long)(o.heads * config.resolved_head_dim()), (long long)o.batch, flops.attention / kGiga);
 }
 
 // The GEMM shapes of this model's linears at this step's token count; returns the best rate among them
@@ -178,15 +194,19 @@ Timed measure_gemm_peak(const TrainBenchOptions& o, DType dtype, Device device) 
 
 }  // namespace
 
-TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq) {
+TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq, int64_t lora_rank) {
   const double c = double(config.hidden_size), f = double(config.intermediate_size);
   const double hd = double(config.resolved_head_dim());
   const double q = double(config.num_attention_heads) * hd, kv = double(config.num_key_value_heads) * hd;
   const double per_layer = c * q + 2 * c * kv + q * c + 3 * c * f;
   TrainFlops out;
   out.linear_params = double(config.num_hidden_layers) * per_layer + double(config.vocab_size) * c;
+  // An adapter pair on a [out, in] projection holds r * (in + out) weights.
+  const double r = double(lora_rank);
+  out.adapter_params = double(config.num_hidden_layers) * r * ((c + q) + 2 * (c + kv) + (q + c) + 3 * (c + f));
   const double tokens = double(batch) * double(seq), t = double(seq);
-  out.matmul = 6.0 * out.linear_params * tokens;
+  out.matmul =
+      lora_rank > 0 ? (4.0 * out.linear_params + 6.0 * out.adapter_params) * tokens : 6.0 * out.linear_params * tokens;
   out.attention = 12.0 * double(config.num_hidden_layers) * (t * t / 2.0) * q * double(batch);
   return out;
 }
@@ -206,6 +226,11 @@ int run_train_bench(const TrainBenchOptions& o) {
     QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "train bench: device ", o.device,
                 ": no such CUDA device here (", cuda_device_count(), " found)");
     QTUNE_CHECK(o.qat.empty() || o.fp8.empty(), "train bench: --qat and --fp8 do not combine");
+    QTUNE_CHECK(o.adapters.empty() || o.adapters == "lora" || o.adapters == "qlora",
+                "train bench: --adapters must be lora or qlora, got ", o.adapters);
+    QTUNE_CHECK(o.adapters.empty() || (o.qat.empty() && o.fp8.empty()),
+                "train bench: --adapters does not combine with --qat or --fp8 here");
+    QTUNE_CHECK(o.lora_rank >= 1, "train bench: --lora-rank must be >= 1, got ", o.lora_rank);
     if (!o.qat.empty()) qat_scheme(o);
     if (!o.fp8.empty()) quant::parse_float8_recipe(o.fp8);
     QTUNE_CHECK(!o.tf32 || (device.is_cuda() && dtype == DType::f32),
@@ -216,7 +241,7 @@ int run_train_bench(const TrainBenchOptions& o) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  const TrainFlops flops = train_step_flops(config, o.batch, o.seq);
+  const TrainFlops flops = train_step_flops(config, o.batch, o.seq, o.adapters.empty() ? 0 : o.lora_rank);
   print_header(o, config, flops);
   // The peak of the model's own dtype, on the path its GEMMs take (bf16 natively or widened, as the header says).
   const Timed peak = measure_gemm_peak(o, dtype, device);
@@ -227,7 +252,22 @@ int run_train_bench(const TrainBenchOptions& o) {
   if (!o.fp8.empty()) {
     quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(o.fp8)));
   }
-  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  if (!o.adapters.empty()) {
+    const models::LoraConfig lora{.rank = o.lora_rank, .alpha = 16, .targets = kAllProjections};
+    if (o.adapters == "qlora") {
+      const quant::ModelQuantization base = models::qlora_base(lora);
+      quant::convert_to_nf4(model, [base](const Module&, std::string_view fqn) {
+        return models::quantized_part(base, fqn) == models::QuantizedPart::linear;
+      });
+    }
+    models::apply_lora(model, lora);
+    // The FLOP count's adapter size must be the model's.
+    int64_t adapter_weights = 0;
+    for (const Tensor& t : models::lora_parameters(model)) adapter_weights += t.numel();
+    QTUNE_CHECK(double(adapter_weights) == flops.adapter_params, "train bench: the adapters hold ", adapter_weights,
+                " weights, the FLOP count assumed ", flops.adapter_params);
+  }
+  optim::AdamW opt(model.trainable_parameters(), {.lr = 1e-4});
   const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1).to(device);
   const Tensor targets = random_tokens(o.batch, o.seq, o.vocab, 2);
 

@@ -27,22 +27,29 @@ struct TrainBenchOptions {
   int64_t qat_group = 0;
   std::string fp8;
   bool tf32 = false;  // f32 GEMMs on TF32 inputs (cuda, f32 only; Backend::set_tf32)
+  // Adapter fine-tuning: "lora" (a frozen base) or "qlora" (the base's projections in NF4), with rank-lora_rank
+  // adapters (alpha 16) on all seven projections of every layer; only the adapters train. Empty: full training.
+  std::string adapters;
+  int64_t lora_rank = 8;
 };
 
 // Model FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted).
 //   matmul:    6 * P * tokens, P = every linear weight, lm_head included, embedding lookup and norm weights
 //              not (a lookup and a scale are no multiply-adds). Forward 2*P per token, backward 4*P
-//              (input gradient and weight gradient).
+//              (input gradient and weight gradient). With adapters the base's weights take no gradient:
+//              4 * P * tokens, plus 6 * A * tokens for A adapter weights.
 //   attention: per layer and sequence, forward QK^T and PV are 2 * 2 * T^2 * (Hq*D) multiply-add FLOPs,
 //              half of them under the causal mask, backward twice the forward: 3 * 2 * T^2 * Hq*D
 //              = 12 * T^2/2 * Hq*D. Recomputation (activation checkpointing, the attention backward's
 //              second look at the scores) is work the implementation chooses, not model FLOPs.
 struct TrainFlops {
-  double linear_params = 0;  // P
+  double linear_params = 0;   // P
+  double adapter_params = 0;  // A
   double matmul = 0, attention = 0;
   double total() const { return matmul + attention; }
 };
-TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq);
+// lora_rank: adapters of that rank on the seven projections of every layer (0: full training).
+TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, int64_t seq, int64_t lora_rank = 0);
 
 // Prints the report to stdout; returns 0, or 1 when the options are invalid (the message goes to stderr).
 int run_train_bench(const TrainBenchOptions& options);

@@ -105,6 +105,12 @@ void add_train(CLI::App& bench, int& status) {
       ->check(integer_in(0, kMaxCount));
   cmd->add_option("--fp8", options->fp8, "Train through float8 GEMMs: tensorwise, rowwise or rowwise_with_gw_hp");
   cmd->add_flag("--tf32", options->tf32, "f32 GEMMs on TF32 inputs (tensor cores; --device cuda, --dtype f32)");
+  cmd->add_option("--adapters", options->adapters,
+                  "Train only LoRA adapters on all seven projections: lora (frozen base) or qlora (NF4 base)")
+      ->check(CLI::IsMember({"lora", "qlora"}));
+  cmd->add_option("--lora-rank", options->lora_rank, "Adapter rank with --adapters")
+      ->check(integer_in(1, kMaxCount))
+      ->capture_default_str();
   cmd->callback([options, &status] { status = qtune::bench::run_train_bench(*options); });
 }
 
