@@ -208,6 +208,7 @@ TrainFlops train_step_flops(const models::LlamaConfig& config, int64_t batch, in
   out.matmul =
       lora_rank > 0 ? (4.0 * out.linear_params + 6.0 * out.adapter_params) * tokens : 6.0 * out.linear_params * tokens;
   out.attention = 12.0 * double(config.num_hidden_layers) * (t * t / 2.0) * q * double(batch);
+  out.forward = 2.0 * (out.linear_params + out.adapter_params) * tokens + out.attention / 3.0;
   return out;
 }
 
@@ -297,8 +298,7 @@ int run_train_bench(const TrainBenchOptions& o) {
     steps_cpu.push_back(t[0].cpu + t[1].cpu + t[2].cpu);
   }
 
-  // Forward carries a third of the model FLOPs, backward two thirds (see TrainFlops).
-  const double phase_flops[3] = {flops.total() / 3.0, flops.total() * 2.0 / 3.0, 0.0};
+  const double phase_flops[3] = {flops.forward, flops.total() - flops.forward, 0.0};
   const double step_med = median(steps), step_min = *std::min_element(steps.begin(), steps.end());
   const double step_cpu = median(steps_cpu);
   std::printf(

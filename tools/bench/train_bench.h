@@ -46,6 +46,7 @@ struct TrainFlops {
   double linear_params = 0;   // P
   double adapter_params = 0;  // A
   double matmul = 0, attention = 0;
+  double forward = 0;  // the forward's share: 2 * (P + A) * tokens + attention / 3
   double total() const { return matmul + attention; }
 };
 // lora_rank: adapters of that rank on the seven projections of every layer (0: full training).
