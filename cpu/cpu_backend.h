@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c, double alpha,
             double beta) override;
   std::string gemm_path(DType dtype) override;
+  bool gemm_native(DType dtype) override;
 
   void embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) override;
   void embedding_backward(const Tensor& grad_out, const Tensor& ids, const Tensor& grad_weight) override;

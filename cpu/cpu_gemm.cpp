@@ -243,6 +243,10 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   });
 }
 
+bool CpuBackend::gemm_native(DType dtype) {
+  return (dtype != DType::bf16 && dtype != DType::f16) || reduced_gemm_native(dtype);
+}
+
 std::string CpuBackend::gemm_path(DType dtype) {
   switch (dtype) {
     case DType::f64:

@@ -208,12 +208,24 @@ bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
   return true;
 }
 
+namespace {
+
+// The plan of a plain 64x64x64 product: the kernel family oneDNN picks does not depend on the shape.
+std::shared_ptr<const Plan> probe(DType dtype) {
+  return plan_cache().get(Product{dtype, false, false, 1, 64, 64, 64, {0, 64}, {0, 64}, {0, 64}, 1.0f, 0.0f});
+}
+
+}  // namespace
+
+bool reduced_gemm_native(DType dtype) {
+  return (dtype == DType::bf16 || dtype == DType::f16) && !gemm_widen_forced() && native_bf16_isa() &&
+         probe(dtype)->primitive;
+}
+
 std::string reduced_gemm_path(DType dtype) {
   if (dtype != DType::bf16 && dtype != DType::f16) return "not a reduced-precision dtype";
   if (gemm_widen_forced()) return "widened to f32 (QTUNE_GEMM_WIDEN=1)";
-  // A plain 64x64x64 product: the kernel family oneDNN picks does not depend on the shape.
-  const std::shared_ptr<const Plan> held =
-      plan_cache().get(Product{dtype, false, false, 1, 64, 64, 64, {0, 64}, {0, 64}, {0, 64}, 1.0f, 0.0f});
+  const std::shared_ptr<const Plan> held = probe(dtype);
   const Plan& plan = *held;
   if (plan.primitive) return "oneDNN matmul (" + plan.impl + ")";
   const std::string onednn = "oneDNN " + std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR);
@@ -228,6 +240,8 @@ std::string reduced_gemm_path(DType dtype) {
 #else
 
 bool onednn_matmul(const Tensor&, bool, const Tensor&, bool, const Tensor&, double, double) { return false; }
+
+bool reduced_gemm_native(DType) { return false; }
 
 std::string reduced_gemm_path(DType dtype) {
   if (dtype != DType::bf16 && dtype != DType::f16) return "not a reduced-precision dtype";

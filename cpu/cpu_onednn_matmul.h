@@ -18,6 +18,9 @@ bool onednn_matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
 // (brg:avx512_core_bf16)" or "widened to f32 (<why>)".
 std::string reduced_gemm_path(DType dtype);
 
+// Whether bf16/f16 GEMMs take oneDNN's matmul here now (reduced_gemm_path says how, or why not).
+bool reduced_gemm_native(DType dtype);
+
 // Whether QTUNE_GEMM_WIDEN=1 forces the widening path (read on every call, so a test can switch it).
 bool gemm_widen_forced();
 

@@ -28,6 +28,7 @@ void Backend::pow_scalar(const Tensor&, double, const Tensor&) { unsupported("po
 void Backend::reduce(ReduceOp, const Tensor&, const Tensor&) { unsupported("reduce"); }
 void Backend::gemm(const Tensor&, bool, const Tensor&, bool, const Tensor&, double, double) { unsupported("gemm"); }
 std::string Backend::gemm_path(DType) { return std::string(name()) + " backend's own GEMM"; }
+bool Backend::gemm_native(DType) { return true; }
 void Backend::embedding(const Tensor&, const Tensor&, const Tensor&) { unsupported("embedding"); }
 void Backend::embedding_backward(const Tensor&, const Tensor&, const Tensor&) { unsupported("embedding_backward"); }
 void Backend::swiglu(const Tensor&, const Tensor&, const Tensor&) { unsupported("swiglu"); }

@@ -71,6 +71,9 @@ class Backend {
   // Which code path a GEMM of `dtype` operands takes on this backend, in words ("oneDNN matmul
   // (brg:avx512_core_bf16)", "widened to f32 (...)"), for `qtune version` and the benchmarks.
   virtual std::string gemm_path(DType dtype);
+  // Whether GEMMs of `dtype` run on the hardware's own arithmetic for it (false: a CPU that widens bf16 to
+  // f32, where bf16 is slower than f32). What `qtune demo` picks its dtype by.
+  virtual bool gemm_native(DType dtype);
   // Whether f32 GEMMs round their inputs to TF32 (docs/numerics.md, "TF32") on tensor cores. Off by
   // default, so f32 results match the CPU's; a backend without TF32 refuses to turn it on.
   virtual void set_tf32(bool enabled);

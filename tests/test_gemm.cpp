@@ -238,8 +238,11 @@ TEST_CASE("bf16 gemm runs natively where the CPU multiplies bf16, widened where 
     CHECK(path.rfind("oneDNN matmul (brg:", 0) == 0);
   else
     CHECK(path.rfind("widened to f32 (", 0) == 0);
+  CHECK(cpu().gemm_native(DType::bf16) == (path.rfind("oneDNN matmul", 0) == 0));
+  CHECK(cpu().gemm_native(DType::f32));
   const WidenGuard guard(Mode{DType::bf16, true});
   CHECK(cpu().gemm_path(DType::bf16) == "widened to f32 (QTUNE_GEMM_WIDEN=1)");
+  CHECK(!cpu().gemm_native(DType::bf16));
 }
 
 TEST_CASE("gemm on interleaved batches (batch stride < row stride), single strided matrices, alpha without beta") {

@@ -13,6 +13,10 @@ void add_demo_command(CLI::App& app, int& status) {
   cmd->add_option("--corpus", options->corpus_dir, "directory of fortune files")->capture_default_str();
   cmd->add_option("--out", options->out_dir, "output directory (every artifact goes here)")->capture_default_str();
   cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
+  cmd->add_option("--dtype", options->dtype,
+                  "training dtype: bf16 (f32 master weights), f32, or auto (bf16 where the CPU has bf16 instructions)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--vocab-size", options->vocab_size, "SentencePiece vocabulary size")
       ->capture_default_str()
       ->check(CLI::Range(300, 32000));

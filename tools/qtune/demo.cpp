@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/gguf_file.h"
@@ -50,8 +51,11 @@ models::LlamaConfig demo_model_config(int64_t vocab_size) {
   return config;
 }
 
-recipes::RunConfig base_run(const DemoOptions& options, const std::string& train_file, const std::string& eval_file) {
+recipes::RunConfig base_run(const DemoOptions& options, const std::string& train_file, const std::string& eval_file,
+                            const std::string& dtype) {
   recipes::RunConfig run;
+  run.model.dtype = dtype;
+  if (dtype != "f32") run.model.master_dtype = "f32";
   run.data.train = train_file;
   run.data.eval = eval_file;
   run.data.format = "text";
@@ -143,6 +147,12 @@ int run_demo(const DemoOptions& options) {
              corpus.train.size() + corpus.heldout.size(), corpus.files, options.corpus_dir, corpus.heldout.size(),
              corpus.skipped ? fmt::format(", {} skipped: not UTF-8", corpus.skipped) : "");
 
+  const std::string dtype = options.dtype != "auto"                               ? options.dtype
+                            : backend_for(Device::cpu()).gemm_native(DType::bf16) ? "bf16"
+                                                                                  : "f32";
+  fmt::print("training in {} (bf16 GEMMs on this CPU: {})\n", dtype == "f32" ? "f32" : "bf16 with f32 master weights",
+             backend_for(Device::cpu()).gemm_path(DType::bf16));
+
   // 2. Tokenizer.
   auto phase = Clock::now();
   const std::string tokenizer_file = (out / "tokenizer.model").string();
@@ -153,7 +163,7 @@ int run_demo(const DemoOptions& options) {
 
   // 3. Pretraining from scratch.
   phase = Clock::now();
-  recipes::RunConfig pretrain = base_run(options, train_file, heldout_file);
+  recipes::RunConfig pretrain = base_run(options, train_file, heldout_file, dtype);
   pretrain.model.config = demo_model_config(tokenizer->vocab_size());
   pretrain.model.tokenizer = tokenizer_file;
   pretrain.optim.lr = 2e-3;
@@ -169,7 +179,7 @@ int run_demo(const DemoOptions& options) {
 
   // 4. Fine-tuning from the pretrained checkpoint.
   phase = Clock::now();
-  recipes::RunConfig finetune = base_run(options, train_file, heldout_file);
+  recipes::RunConfig finetune = base_run(options, train_file, heldout_file, dtype);
   finetune.model.path = pretrained.final_dir;
   finetune.optim.lr = 3e-4;
   finetune.schedule = {.name = "cosine", .warmup_steps = 0, .min_lr = 3e-5};

@@ -23,6 +23,9 @@ struct DemoOptions {
   int64_t pretrain_steps = 1200;  // of 16 x 128 tokens: about 3 epochs of the corpus
   int64_t finetune_steps = 300;
   double heldout_fraction = 0.05;
+  // Training dtype: bf16 (with f32 master weights: model.master_dtype=f32), f32, or auto: bf16 where the CPU
+  // multiplies bf16 natively (Backend::gemm_native), f32 elsewhere.
+  std::string dtype = "auto";
 };
 
 int run_demo(const DemoOptions& options);
