@@ -138,6 +138,7 @@ void print_header(const TrainBenchOptions& o, const models::LlamaConfig& config,
                 o.adapters == "qlora" ? "the projections stored in NF4 (double quantization), the rest frozen"
                                       : "everything else frozen");
   }
+  if (o.f32_masters) std::printf("mixed precision: AdamW updates f32 masters of the bf16 weights\n");
   std::printf("device: %s%s\n", o.device.c_str(), o.tf32 ? " (f32 GEMMs on TF32 inputs)" : "");
   std::printf("%s GEMMs: %s\n", o.dtype.c_str(),
               backend_for(parse_device(o.device)).gemm_path(dtype_from_name(o.dtype)).c_str());
@@ -232,6 +233,7 @@ int run_train_bench(const TrainBenchOptions& o) {
     QTUNE_CHECK(o.adapters.empty() || (o.qat.empty() && o.fp8.empty()),
                 "train bench: --adapters does not combine with --qat or --fp8 here");
     QTUNE_CHECK(o.lora_rank >= 1, "train bench: --lora-rank must be >= 1, got ", o.lora_rank);
+    QTUNE_CHECK(!o.f32_masters || dtype == DType::bf16, "train bench: --f32-masters goes with --dtype bf16");
     if (!o.qat.empty()) qat_scheme(o);
     if (!o.fp8.empty()) quant::parse_float8_recipe(o.fp8);
     QTUNE_CHECK(!o.tf32 || (device.is_cuda() && dtype == DType::f32),
@@ -269,6 +271,7 @@ int run_train_bench(const TrainBenchOptions& o) {
                 " weights, the FLOP count assumed ", flops.adapter_params);
   }
   optim::AdamW opt(model.trainable_parameters(), {.lr = 1e-4});
+  if (o.f32_masters) opt.keep_f32_masters();
   const Tensor tokens = random_tokens(o.batch, o.seq, o.vocab, 1).to(device);
   const Tensor targets = random_tokens(o.batch, o.seq, o.vocab, 2);
 

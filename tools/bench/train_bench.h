@@ -31,6 +31,7 @@ struct TrainBenchOptions {
   // adapters (alpha 16) on all seven projections of every layer; only the adapters train. Empty: full training.
   std::string adapters;
   int64_t lora_rank = 8;
+  bool f32_masters = false;  // mixed precision: AdamW updates f32 masters of the bf16 weights (model.master_dtype)
 };
 
 // Model FLOPs of one training step (forward + backward; the optimizer's elementwise work is not counted).

@@ -108,6 +108,8 @@ void add_train(CLI::App& bench, int& status) {
   cmd->add_option("--adapters", options->adapters,
                   "Train only LoRA adapters on all seven projections: lora (frozen base) or qlora (NF4 base)")
       ->check(CLI::IsMember({"lora", "qlora"}));
+  cmd->add_flag("--f32-masters", options->f32_masters,
+                "With --dtype bf16: AdamW updates f32 master weights (mixed precision, model.master_dtype=f32)");
   cmd->add_option("--lora-rank", options->lora_rank, "Adapter rank with --adapters")
       ->check(integer_in(1, kMaxCount))
       ->capture_default_str();
