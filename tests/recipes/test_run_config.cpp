@@ -7,6 +7,8 @@
 #include <iterator>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/check.h"
 #include "llama_fixtures.h"
 #include "scratch_files.h"
@@ -311,4 +313,22 @@ TEST_CASE("resume accepts changes of length and cadence, and names the first key
   CHECK(error_of([&] {
           check_resume_compatible(parse_run_config(kInline, "b.json"), 3, four_ranks, 4, "ckpt");
         }).find("run with a number of ranks that divides 4") != std::string::npos);
+}
+
+TEST_CASE("resume reads a checkpoint from before a key existed as that key's default") {
+  nlohmann::json old = nlohmann::json::parse(run_config_to_json(parse_run_config(kInline, "a.json")));
+  old["model"].erase("master_dtype");
+  old["model"].erase("tf32");
+  const std::string saved = old.dump();
+  CHECK_NOTHROW(check_resume_compatible(parse_run_config(kInline, "b.json"), 1, saved, 1, "ckpt"));
+  // Unset and spelled out as the model's dtype mean the same masters; f32 masters under bf16 do not.
+  CHECK_NOTHROW(
+      check_resume_compatible(parse_run_config(kInline, "b.json", {"model.master_dtype=f32"}), 1, saved, 1, "ckpt"));
+  const std::string bf16 =
+      run_config_to_json(parse_run_config(kInline, "a.json", {"model.dtype=bf16", "model.master_dtype=bf16"}));
+  CHECK_NOTHROW(check_resume_compatible(parse_run_config(kInline, "b.json", {"model.dtype=bf16"}), 1, bf16, 1, "ckpt"));
+  CHECK(error_of([&] {
+          check_resume_compatible(parse_run_config(kInline, "b.json", {"model.dtype=bf16", "model.master_dtype=f32"}),
+                                  1, bf16, 1, "ckpt");
+        }).find("model.master_dtype differs from the checkpoint's (\"bf16\" there, \"f32\" now)") != std::string::npos);
 }

@@ -71,10 +71,22 @@ Difference first_difference(const json& a, const json& b) {
 void check_resume_compatible(const RunConfig& current, int64_t ranks, const std::string& saved_config_json,
                              int64_t saved_ranks, const std::string& checkpoint_dir) {
   const json saved = json::parse(saved_config_json), now = json::parse(run_config_to_json(current));
+  // A key added after the checkpoint was written is absent from its config: it ran with that key's default.
+  RunConfig defaults;
+  defaults.recipe = current.recipe;
+  const json fallback = json::parse(run_config_to_json(defaults));
+  const auto saved_value = [&](const std::string& key) {
+    const json v = at(saved, key);
+    return v.is_null() ? at(fallback, key) : v;
+  };
+  // model.master_dtype unset means "as model.dtype": compare what each run's optimizer updates.
+  const auto effective = [](const json& config_value, const json& master) {
+    return master.is_string() && !master.get<std::string>().empty() ? master : at(config_value, "model.dtype");
+  };
   for (const std::string& key : run_config_keys()) {
     if (may_change(key) || !applies(current.recipe, key)) continue;  // the recipes are compared: same for both
     if (key == "train.grad_accum") {
-      const int64_t there = at(saved, key).get<int64_t>(), here = current.train.grad_accum;
+      const int64_t there = saved_value(key).get<int64_t>(), here = current.train.grad_accum;
       if (there * saved_ranks == here * ranks) continue;
       QTUNE_FAIL("cannot resume from ", checkpoint_dir, ": its steps took ", there * saved_ranks, " batches (",
                  saved_ranks, " rank(s) x train.grad_accum ", there, "), this run's take ", here * ranks, " (", ranks,
@@ -84,7 +96,11 @@ void check_resume_compatible(const RunConfig& current, int64_t ranks, const std:
                      : "run with a number of ranks that divides " + std::to_string(there * saved_ranks),
                  " to continue it");
     }
-    const json a = at(saved, key), b = at(now, key);
+    json a = saved_value(key), b = at(now, key);
+    if (key == "model.master_dtype") {
+      a = effective(saved, a);
+      b = effective(now, b);
+    }
     if (is_run_config_input_path(key) ? same_file_spelling(a) == same_file_spelling(b) : a == b) continue;
     const Difference d = first_difference(a, b);
     QTUNE_FAIL("cannot resume from ", checkpoint_dir, ": ", key, d.suffix, " differs from the checkpoint's (",
