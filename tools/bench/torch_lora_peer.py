@@ -18,32 +18,14 @@ nothing else running.
   python3 tools/bench/torch_lora_peer.py --threads 2 --steps 3
 """
 import argparse
-import contextlib
 import math
-import os
-import platform
-import statistics
 import sys
-import time
+
+import torch_peer
 
 BASE_MODES = ("lora-bf16", "lora-autocast", "qlora-bf16")
 KNOWN_MODES = BASE_MODES + tuple("compile-" + m for m in BASE_MODES)
 ADAPTED = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    wanted = [x for x in flags if x.startswith(("avx512", "amx")) or x in ("avx2", "fma", "f16c")]
-                    return name, " ".join(wanted)
-    except OSError:
-        pass
-    return platform.processor(), "?"
 
 
 def load_nf4():
@@ -65,18 +47,9 @@ def load_nf4():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int, default=768)
-    p.add_argument("--layers", type=int, default=12)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--ffn", type=int, default=2048)
-    p.add_argument("--vocab", type=int, default=32000)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seq", type=int, default=256)
+    torch_peer.add_shape_args(p)
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (adapter scale alpha/rank)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per mode")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (torch.compile compiles here)")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--modes", default=",".join(KNOWN_MODES), help="comma-separated subset of the modes above")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
@@ -164,19 +137,14 @@ def main():
         return [p for p in model.parameters() if p.requires_grad]
 
     torch.set_num_threads(args.threads)
-    name, flags = cpu_flags()
     nf4_where = f"torchao NF4 from {nf4[2]} (to_nf4 block 64 / scaler block 256, linear_nf4)" if nf4 else "no NF4"
     print(f"PyTorch {torch.__version__} LoRA peer: Llama hidden {args.hidden}, {args.layers} layers, {args.heads} "
           f"heads, ffn {args.ffn}, vocab {args.vocab}; batch {args.batch} x seq {args.seq}; LoRA rank {args.rank} "
           f"alpha {args.alpha:g} on q/k/v/o/gate/up/down (own LoRA wrapper, not peft); AdamW lr 1e-4 on adapters")
     print(f"versions: torch {torch.__version__}; torchao {torchao_version}; peft {peft_version}; {nf4_where}")
-    print(f"CPU: {name}; flags: {flags}; torch threads {torch.get_num_threads()}; "
-          f"oneDNN bf16 supported: {torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    torch_peer.print_cpu(torch)
 
-    config = LlamaConfig(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         num_key_value_heads=args.heads, intermediate_size=args.ffn, vocab_size=args.vocab,
-                         max_position_embeddings=max(2048, args.seq), tie_word_embeddings=False,
-                         attn_implementation="sdpa")
+    config = torch_peer.llama_config(args, LlamaConfig)
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen)
     targets = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen)
@@ -204,24 +172,8 @@ def main():
                 return F.cross_entropy(logits.float().view(-1, args.vocab), tgt.view(-1))
 
             step_loss = torch.compile(loss_of) if compiled else loss_of
-            times = []
-            compile_s = 0.0
-            for i in range(args.warmup + args.steps):
-                t0 = time.perf_counter()
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-                with ctx:
-                    loss = step_loss(tokens, targets)
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                dt = time.perf_counter() - t0
-                if i < args.warmup:
-                    compile_s += dt
-                else:
-                    times.append(dt)
-                print(f"  {mode} step {i + 1}: {dt * 1000:.0f} ms, loss {loss.item():.4f}", flush=True)
-            med = statistics.median(times)
-            rows.append((mode, f"{n_tokens / min(times):.0f}", f"{n_tokens / med:.0f}", f"{compile_s:.1f}"))
+            rows.append((mode,) + torch_peer.time_steps(torch, mode, lambda: step_loss(tokens, targets), opt, autocast,
+                                                       args.warmup, args.steps, n_tokens))
         except Exception as e:  # report the failure in the table and go on with the next mode
             first = (str(e).strip().splitlines() or [""])[0]
             reason = f"failed: {type(e).__name__}: {first}"
@@ -230,13 +182,11 @@ def main():
             reason = reason.replace("|", "\\|")
             print(f"  {mode}: {reason}", flush=True)
             rows.append((mode, reason, "-", "-"))
-        del model, opt
+        model = opt = None  # freed before the next mode builds its own
         if compiled:
             torch._dynamo.reset()
 
-    print("\n| PyTorch mode | tokens/s (best) | tokens/s (median) | warm-up s |\n|---|---|---|---|")
-    for mode, best, med, warm in rows:
-        print(f"| {mode} | {best} | {med} | {warm} |")
+    torch_peer.print_table(rows)
 
 
 if __name__ == "__main__":
