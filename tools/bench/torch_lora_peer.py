@@ -50,18 +50,9 @@ def main():
     torch_peer.add_shape_args(p)
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (adapter scale alpha/rank)")
-    p.add_argument("--modes", default=",".join(KNOWN_MODES), help="comma-separated subset of the modes above")
-    args = p.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        sys.exit("torch_lora_peer: --steps must be >= 1 and --warmup >= 0")
+    args, modes = torch_peer.parse_args(p, "torch_lora_peer", KNOWN_MODES)
     if args.rank < 1:
         sys.exit("torch_lora_peer: --rank must be >= 1")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not modes:
-        sys.exit("torch_lora_peer: --modes is empty")
-    for m in modes:
-        if m not in KNOWN_MODES:
-            sys.exit(f"torch_lora_peer: unknown mode '{m}' (known: {', '.join(KNOWN_MODES)})")
 
     try:
         import torch

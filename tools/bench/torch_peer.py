@@ -4,6 +4,7 @@ import contextlib
 import os
 import platform
 import statistics
+import sys
 import time
 
 
@@ -36,6 +37,22 @@ def add_shape_args(parser):
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (torch.compile compiles here)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+
+
+def parse_args(parser, script, known_modes):
+    """Adds --modes (default: every known mode) and parses; exits naming a bad count or mode. Returns
+    (args, the modes in the order given)."""
+    parser.add_argument("--modes", default=",".join(known_modes), help="comma-separated subset of the modes above")
+    args = parser.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        sys.exit(f"{script}: --steps must be >= 1 and --warmup >= 0")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes:
+        sys.exit(f"{script}: --modes is empty")
+    for m in modes:
+        if m not in known_modes:
+            sys.exit(f"{script}: unknown mode '{m}' (known: {', '.join(known_modes)})")
+    return args, modes
 
 
 def llama_config(args, LlamaConfig):

@@ -15,20 +15,13 @@ import sys
 
 import torch_peer
 
+KNOWN_MODES = ("eager-f32", "eager-autocast", "compile-f32", "compile-autocast", "eager-bf16", "compile-bf16")
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     torch_peer.add_shape_args(p)
-    p.add_argument("--modes", default="eager-f32,eager-autocast,compile-f32,compile-autocast,eager-bf16,compile-bf16",
-                   help="comma-separated subset of the modes above")
-    args = p.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        sys.exit("torch_train_peer: --steps must be >= 1 and --warmup >= 0")
-    modes = args.modes.split(",")
-    known = {"eager-f32", "eager-autocast", "compile-f32", "compile-autocast", "eager-bf16", "compile-bf16"}
-    for m in modes:
-        if m not in known:
-            sys.exit(f"torch_train_peer: unknown mode '{m}' (known: {', '.join(sorted(known))})")
+    args, modes = torch_peer.parse_args(p, "torch_train_peer", KNOWN_MODES)
 
     try:
         import torch
