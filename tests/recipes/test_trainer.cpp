@@ -3,6 +3,7 @@
 // larger batch, every data format, epochs, and the errors a user meets first.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -270,7 +271,13 @@ TEST_CASE("model.master_dtype=f32: bf16 compute with f32 masters, kept with the 
   testing::ScratchDir dir("trainer_masters");
   const std::vector<std::string> common = {"model.dtype=bf16", "model.master_dtype=f32", "train.save_every=4"};
   const std::string a = dir.str("a"), b = dir.str("b"), pure = dir.str("pure");
-  const TrainResult full = train(tiny_run(a, common));
+  std::vector<std::string> notes;
+  TrainHooks noting;
+  noting.on_note = [&](const std::string& text) { notes.push_back(text); };
+  const TrainResult full = train(tiny_run(a, common), noting);
+  // The run says which path its bf16 GEMMs take.
+  CHECK(std::count_if(notes.begin(), notes.end(), [](const std::string& n) { return n.starts_with("bf16 GEMMs: "); }) ==
+        1);
 
   // The optimizer state holds an f32 master per trainable tensor; each bf16 weight is its master rounded.
   const auto state = io::SafetensorsFile::open(a + "/checkpoints/step_12/optimizer.safetensors");

@@ -396,6 +396,14 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
        std::to_string(config.train.grad_accum) +
        (ranks.size > 1 ? " per rank (" + std::to_string(config.train.grad_accum * ranks.size) + " batches a step)"
                        : ""));
+  if (device.is_cpu() && config.model.dtype != "f32") {
+    Backend& cpu = backend_for(device);
+    const DType dtype = dtype_from_name(config.model.dtype);
+    note(config.model.dtype + " GEMMs: " + cpu.gemm_path(dtype) +
+         (cpu.gemm_native(dtype)
+              ? ""
+              : "; on this CPU " + config.model.dtype + " trains slower than f32 (model.dtype=f32)"));
+  }
 
   const auto run_eval = [&](int64_t step) {
     p.eval_loss = evaluate(*model, *eval_loader, config.train.eval_batches, device);
