@@ -139,6 +139,8 @@ TEST_CASE("values are checked after the overrides") {
   fails_with({"model.config=null"}, "give exactly one of model.path");
   fails_with({"model.tokenizer="}, "model.tokenizer in my.json with its overrides is required");
   fails_with({"model.dtype=f64"}, "model.dtype in my.json with its overrides must be one of f32 | bf16");
+  fails_with({"model.master_dtype=f16"}, "model.master_dtype in my.json with its overrides must be one of f32 | bf16");
+  fails_with({"model.master_dtype=bf16"}, "is bf16, narrower than model.dtype=f32");
   fails_with({"model.tf32=true"}, "model.tf32 in my.json with its overrides applies to f32 models on device=cuda");
   fails_with({"model.tf32=true", "device=cuda", "model.dtype=bf16"}, "not model.dtype=bf16 on device=cuda");
   fails_with({"data.format=csv"}, "data.format");

@@ -28,8 +28,6 @@ namespace qtune::bench {
 namespace {
 
 constexpr double kGiga = 1e9;
-const std::vector<std::string> kAllProjections = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                  "gate_proj", "up_proj", "down_proj"};
 constexpr double kMiB = 1024.0 * 1024.0;
 
 // A rate or duration twice: by wall clock, and by process CPU seconds per worker thread. The CPU figure
@@ -256,7 +254,11 @@ int run_train_bench(const TrainBenchOptions& o) {
     quant::convert_to_float8(model, quant::Float8LinearConfig::from_recipe(quant::parse_float8_recipe(o.fp8)));
   }
   if (!o.adapters.empty()) {
-    const models::LoraConfig lora{.rank = o.lora_rank, .alpha = 16, .targets = kAllProjections};
+    // Every target LoRA takes but the output head.
+    std::vector<std::string> projections;
+    for (const std::string& name : models::lora_target_names())
+      if (name != "lm_head") projections.push_back(name);
+    const models::LoraConfig lora{.rank = o.lora_rank, .alpha = 16, .targets = projections};
     if (o.adapters == "qlora") {
       const quant::ModelQuantization base = models::qlora_base(lora);
       quant::convert_to_nf4(model, [base](const Module&, std::string_view fqn) {
