@@ -137,7 +137,8 @@ LtGemm::~LtGemm() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
-LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist) {
+LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist,
+                               const float* a_dequant, const float* b_dequant) {
   const Key key = {static_cast<int64_t>(p.dtype) | (p.trans_a ? 256 : 0) | (p.trans_b ? 512 : 0) |
                        (static_cast<int64_t>(p.a_dtype) << 10) | (static_cast<int64_t>(p.b_dtype) << 18),
                    p.batch,
@@ -179,6 +180,12 @@ LtGemm::Plan* LtGemm::plan_for(const GemmProblem& p, const std::array<uint32_t, 
                   "fp8 GEMM: cuBLASLt refuses outer-vector scales: ", cublasLtGetStatusString(status));
       if (status != CUBLAS_STATUS_SUCCESS) return nullptr;
     }
+  }
+  if (fp8) {  // cuBLASLt's A is our b and its B our a
+    QTUNE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_dequant, sizeof b_dequant));
+    QTUNE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_dequant, sizeof a_dequant));
   }
   plan->a = make_layout(type_b, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.batch_stride_b);
   plan->b = make_layout(type_a, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.batch_stride_a);
@@ -237,9 +244,9 @@ bool LtGemm::run_fp8(const GemmProblem& p, const void* a, const void* b, void* c
               p.trans_a ? "a^T " : "", p.trans_b ? "" : "b untransposed ", "batch ", p.batch, ", k ", p.k);
   const std::array<uint32_t, 3> alignments = {alignment_of(a, 0), alignment_of(b, 0), alignment_of(c, 0)};
   std::lock_guard<std::mutex> lock(mutex_);
-  Plan* plan = plan_for(p, alignments, false);
+  Plan* plan = plan_for(p, alignments, false, a_dequant, b_dequant);
   if (plan == nullptr) return false;
-  // cuBLASLt's A is our b and its B our a; the scale pointers are read when the GEMM runs.
+  // This call's factors (the plan may have been made for others'); they are read when the GEMM runs.
   QTUNE_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_dequant, sizeof b_dequant));
   QTUNE_CUBLAS_CHECK(

@@ -53,7 +53,11 @@ class LtGemm {
   using Key = std::array<int64_t, 16>;
   // The cached plan of a problem, made on first use; nullptr when cuBLASLt has no algorithm and
   // `must_exist` is false (true: throws naming the problem).
-  Plan* plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist);
+  // fp8 plans take the dequantization factors' pointers (ours of a and b) before cuBLASLt picks an algorithm:
+  // one picked without scale pointers is refused when the GEMM runs with them (CUBLAS_STATUS_NOT_SUPPORTED,
+  // seen on an H200 with cuBLASLt 13.0).
+  Plan* plan_for(const GemmProblem& p, const std::array<uint32_t, 3>& alignments, bool must_exist,
+                 const float* a_dequant = nullptr, const float* b_dequant = nullptr);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;

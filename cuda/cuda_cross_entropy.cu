@@ -14,24 +14,25 @@ namespace {
 constexpr int kRowThreads = 256;
 
 // Whether row r is ignored; stops the kernel on a target that is neither ignore_index nor in range.
-__device__ __forceinline__ bool ignored_row(const char* kernel, const int64_t* targets, int64_t r, int64_t vocab,
-                                            int64_t ignore_index) {
+__device__ __forceinline__ bool ignored_row(DeviceFault* fault, const char* kernel, const int64_t* targets, int64_t r,
+                                            int64_t vocab, int64_t ignore_index) {
   const int64_t t = targets[r];
   if (t == ignore_index) return true;
-  if (t < 0 || t >= vocab)
-    device_fail("%s: target %lld at row %lld is out of range for V = %lld (and is not ignore_index %lld)\n", kernel,
-                static_cast<long long>(t), static_cast<long long>(r), static_cast<long long>(vocab),
-                static_cast<long long>(ignore_index));
-  return false;
+  if (t >= 0 && t < vocab) return false;
+  device_fail(fault, "%s: target %lld at row %lld is out of range for V = %lld (and is not ignore_index %lld)\n",
+              kernel, static_cast<long long>(t), static_cast<long long>(r), static_cast<long long>(vocab),
+              static_cast<long long>(ignore_index));
+  return true;  // a thread that did not take the record skips the row until the trap
 }
 
 template <class T>
-__global__ void cross_entropy_kernel(const T* logits, const int64_t* targets, acc_t<T>* loss, acc_t<T>* lse,
-                                     int64_t rows, int64_t vocab, int64_t ignore_index) {
+__global__ void cross_entropy_kernel(DeviceFault* fault, const T* logits, const int64_t* targets, acc_t<T>* loss,
+                                     acc_t<T>* lse, int64_t rows, int64_t vocab, int64_t ignore_index) {
   using A = acc_t<T>;
   QTUNE_SHARED(A, partials, kRowThreads / 32);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    if (ignored_row("cross_entropy", targets, r, vocab, ignore_index)) {  // the same for every thread of the block
+    if (ignored_row(fault, "cross_entropy", targets, r, vocab,
+                    ignore_index)) {  // the same for every thread of the block
       if (threadIdx.x == 0) loss[r] = lse[r] = 0;
       continue;
     }
@@ -55,13 +56,13 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* targets, ac
 }
 
 template <class T>
-__global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* targets, const acc_t<T>* lse,
-                                              const acc_t<T>* grad_loss, T* grad_logits, int64_t rows, int64_t vocab,
-                                              int64_t ignore_index) {
+__global__ void cross_entropy_backward_kernel(DeviceFault* fault, const T* logits, const int64_t* targets,
+                                              const acc_t<T>* lse, const acc_t<T>* grad_loss, T* grad_logits,
+                                              int64_t rows, int64_t vocab, int64_t ignore_index) {
   using A = acc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     T* dr = grad_logits + r * vocab;
-    if (ignored_row("cross_entropy_backward", targets, r, vocab, ignore_index)) {
+    if (ignored_row(fault, "cross_entropy_backward", targets, r, vocab, ignore_index)) {
       for (int64_t c = threadIdx.x; c < vocab; c += kRowThreads) store(dr + c, A(0));
       continue;
     }
@@ -86,7 +87,7 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    launch<cross_entropy_kernel<T>>(LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_},
+    launch<cross_entropy_kernel<T>>(LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, device_fault_record(),
                                     static_cast<const T*>(logits.data_ptr()),
                                     static_cast<const int64_t*>(targets.data_ptr()), static_cast<A*>(loss.data_ptr()),
                                     static_cast<A*>(lse.data_ptr()), rows, vocab, ignore_index);
@@ -104,10 +105,10 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& tar
     using T = decltype(tag);
     using A = acc_t<T>;
     launch<cross_entropy_backward_kernel<T>>(
-        LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, static_cast<const T*>(logits.data_ptr()),
-        static_cast<const int64_t*>(targets.data_ptr()), static_cast<const A*>(lse.data_ptr()),
-        static_cast<const A*>(grad_loss.data_ptr()), static_cast<T*>(grad_logits.data_ptr()), rows, vocab,
-        ignore_index);
+        LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, device_fault_record(),
+        static_cast<const T*>(logits.data_ptr()), static_cast<const int64_t*>(targets.data_ptr()),
+        static_cast<const A*>(lse.data_ptr()), static_cast<const A*>(grad_loss.data_ptr()),
+        static_cast<T*>(grad_logits.data_ptr()), rows, vocab, ignore_index);
   });
 }
 

@@ -8,30 +8,32 @@ namespace qtune::gpu {
 namespace {
 
 template <class I>
-__device__ __forceinline__ int64_t checked_id(const char* kernel, const I* ids, int64_t n, int64_t vocab) {
+__device__ __forceinline__ int64_t checked_id(DeviceFault* fault, const char* kernel, const I* ids, int64_t n,
+                                              int64_t vocab) {
   const int64_t id = static_cast<int64_t>(ids[n]);
-  if (id < 0 || id >= vocab)
-    device_fail("%s: id %lld at position %lld is out of range for a vocabulary of V = %lld\n", kernel,
-                static_cast<long long>(id), static_cast<long long>(n), static_cast<long long>(vocab));
-  return id;
+  if (id >= 0 && id < vocab) return id;
+  device_fail(fault, "%s: id %lld at position %lld is out of range for a vocabulary of V = %lld\n", kernel,
+              static_cast<long long>(id), static_cast<long long>(n), static_cast<long long>(vocab));
+  return 0;  // a thread that did not take the record reads row 0 until the trap
 }
 
 // out[n, c] = weight[ids[n], c]
 template <class T, class I>
-__global__ void embedding_kernel(const T* weight, const I* ids, T* out, int64_t n_ids, int64_t vocab, int64_t cols) {
+__global__ void embedding_kernel(DeviceFault* fault, const T* weight, const I* ids, T* out, int64_t n_ids,
+                                 int64_t vocab, int64_t cols) {
   for (int64_t i = thread_index(); i < n_ids * cols; i += thread_count()) {
     const int64_t n = i / cols, c = i % cols;
-    out[i] = weight[checked_id("embedding", ids, n, vocab) * cols + c];
+    out[i] = weight[checked_id(fault, "embedding", ids, n, vocab) * cols + c];
   }
 }
 
 // grad_weight[ids[n], c] += grad_out[n, c] for n = 0, 1, ... in order, one thread per column.
 template <class T, class I>
-__global__ void embedding_backward_kernel(const T* grad_out, const I* ids, T* grad_weight, int64_t n_ids, int64_t vocab,
-                                          int64_t cols) {
+__global__ void embedding_backward_kernel(DeviceFault* fault, const T* grad_out, const I* ids, T* grad_weight,
+                                          int64_t n_ids, int64_t vocab, int64_t cols) {
   for (int64_t c = thread_index(); c < cols; c += thread_count())
     for (int64_t n = 0; n < n_ids; ++n) {
-      T* dst = grad_weight + checked_id("embedding_backward", ids, n, vocab) * cols + c;
+      T* dst = grad_weight + checked_id(fault, "embedding_backward", ids, n, vocab) * cols + c;
       store(dst, load(dst) + load(grad_out + n * cols + c));
     }
 }
@@ -56,7 +58,7 @@ void CudaBackend::embedding(const Tensor& weight, const Tensor& ids, const Tenso
     using I = std::remove_const_t<std::remove_pointer_t<decltype(pid)>>;
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      launch<embedding_kernel<T, I>>(LaunchShape{blocks_for(n_ids * cols), kThreads, 0, stream_},
+      launch<embedding_kernel<T, I>>(LaunchShape{blocks_for(n_ids * cols), kThreads, 0, stream_}, device_fault_record(),
                                      static_cast<const T*>(weight.data_ptr()), pid, static_cast<T*>(out.data_ptr()),
                                      n_ids, vocab, cols);
     };
@@ -89,7 +91,7 @@ void CudaBackend::embedding_backward(const Tensor& grad_out, const Tensor& ids, 
     dispatch_ids(ids, [&](auto* pid) {
       using I = std::remove_const_t<std::remove_pointer_t<decltype(pid)>>;
       launch<embedding_backward_kernel<T, I>>(LaunchShape{blocks_for(cols), kThreads, 0, stream_},
-                                              static_cast<const T*>(grad_out.data_ptr()), pid,
+                                              device_fault_record(), static_cast<const T*>(grad_out.data_ptr()), pid,
                                               static_cast<T*>(grad_weight.data_ptr()), n_ids, vocab, cols);
     });
   });

@@ -169,15 +169,18 @@ void CudaBackend::fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor&
     p.ldc = n;
     // Tensorwise: one factor each; per-row (on either side): M factors for a, then N for b.
     const int64_t a_factors = p.fp8_row_scales ? m : 1, b_factors = p.fp8_row_scales ? n : 1;
+    // b's factors start 256 bytes in: cuBLASLt refuses a scale pointer that is only 4-byte aligned
+    // (CUBLAS_STATUS_NOT_SUPPORTED for tensorwise scales right after a's, seen on an H200).
+    const int64_t b_offset = (a_factors + 63) / 64 * 64;
     // Freed at return while the GEMM may still run: safe, as all of the device's work is on one stream.
-    const Tensor factors = Tensor::empty({a_factors + b_factors}, DType::f32, device());
+    const Tensor factors = Tensor::empty({b_offset + b_factors}, DType::f32, device());
     float* f = static_cast<float*>(factors.data_ptr());
     launch<dequant_factors>(LaunchShape{blocks_for(a_factors), kThreads, 0, stream_},
                             static_cast<const float*>(a_scale.data_ptr()), a_scale.numel() > 1, a_factors, f);
     launch<dequant_factors>(LaunchShape{blocks_for(b_factors), kThreads, 0, stream_},
                             static_cast<const float*>(b_scale.data_ptr()), b_scale.numel() > 1, b_factors,
-                            f + a_factors);
-    if (gemm_->run_fp8(p, a.data_ptr(), b.data_ptr(), out.data_ptr(), f, f + a_factors, stream_)) return;
+                            f + b_offset);
+    if (gemm_->run_fp8(p, a.data_ptr(), b.data_ptr(), out.data_ptr(), f, f + b_offset, stream_)) return;
   }
   // Shapes or scales cuBLASLt's fp8 kernels refuse (K or N not a multiple of 16; per-row scales before
   // Hopper): dequantized operands through the f32 GEMM, as the CPU computes it.

@@ -4,11 +4,13 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_fault.h"
 #include "cuda/launch.cuh"
 #include "cuda/shared_memory.cuh"
 #include "engine/numerics/element.h"
@@ -106,18 +108,67 @@ __device__ __forceinline__ void store_pack(T* base, int64_t i, const Pack<T>& va
   *p = value;
 }
 
+// One argument of device_fail's text: a string or an integer.
+struct FaultArg {
+  const char* text = nullptr;
+  long long value = 0;
+  __device__ FaultArg(const char* t) : text(t) {}
+  __device__ FaultArg(long long v) : value(v) {}
+};
+
+// printf's %s and %lld, the only conversions device_fail's callers use, into out (cap bytes, NUL-terminated,
+// cut short if it must be); a final newline is dropped. A GPU has no snprintf.
+__device__ inline void format_fault(char* out, int cap, const char* format, const FaultArg* args, int count) {
+  int used = 0, next = 0;
+  auto put = [&](char c) {
+    if (used < cap - 1) out[used++] = c;
+  };
+  for (const char* f = format; *f != '\0'; ++f) {
+    if (f[0] == '%' && f[1] == 's' && next < count) {
+      for (const char* t = args[next++].text; t != nullptr && *t != '\0'; ++t) put(*t);
+      f += 1;
+    } else if (f[0] == '%' && f[1] == 'l' && f[2] == 'l' && f[3] == 'd' && next < count) {
+      const long long v = args[next++].value;
+      unsigned long long magnitude = v < 0 ? 0ull - static_cast<unsigned long long>(v) : v;
+      char digits[20];
+      int n = 0;
+      do {
+        digits[n++] = static_cast<char>('0' + magnitude % 10);
+        magnitude /= 10;
+      } while (magnitude != 0);
+      if (v < 0) put('-');
+      while (n > 0) put(digits[--n]);
+      f += 3;
+    } else if (!(f[0] == '\n' && f[1] == '\0')) {
+      put(*f);
+    }
+  }
+  out[used] = '\0';
+}
+
 // Stops the kernel when a value that lives on the device (an id, a target) is out of range: the host
-// cannot check it without waiting for the GPU. The stream's next synchronize reports a sticky launch
-// failure; the simulator puts `format`'s text in that error, a GPU prints it to stdout.
+// cannot check it without waiting for the GPU. The first failing thread writes `format`'s text into the
+// record (cuda/device_fault.h) and traps; the stream's next synchronize reports a sticky launch failure
+// carrying that text. Other threads that fail return, and their caller goes on with a harmless value
+// until the trap ends the kernel.
 template <class... Args>
-__device__ void device_fail(const char* format, Args... args) {
+__device__ void device_fail(DeviceFault* record, const char* format, Args... args) {
+  const FaultArg list[] = {FaultArg(args)...};
 #if defined(QTUNE_CUDA_SIM)
-  char text[256];
-  std::snprintf(text, sizeof text, format, args...);
-  sim::device_fault(cudaErrorLaunchFailure, text);
+  unsigned int free_record = 0;
+  if (std::atomic_ref<unsigned int>(record->claimed).compare_exchange_strong(free_record, 1u)) {
+    format_fault(record->text, static_cast<int>(sizeof record->text), format, list, sizeof...(Args));
+    std::atomic_ref<unsigned int>(record->claimed).store(2u, std::memory_order_release);
+  }
+  sim::device_fault(cudaErrorLaunchFailure, "device_fail");
 #else
-  printf(format, args...);
-  __trap();
+  if (atomicCAS(&record->claimed, 0u, 1u) == 0u) {
+    format_fault(record->text, static_cast<int>(sizeof record->text), format, list, sizeof...(Args));
+    __threadfence_system();  // the text before the mark, both before the trap
+    atomicExch(&record->claimed, 2u);
+    __threadfence_system();
+    __trap();
+  }
 #endif
 }
 

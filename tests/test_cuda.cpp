@@ -524,6 +524,14 @@ TEST_CASE("set_tf32: f32 GEMMs on cuda read TF32 inputs while it is on; the CPU 
   CHECK_THROWS_WITH_AS(cpu().set_tf32(true), doctest::Contains("TF32 GEMMs are not available on cpu"), Error);
 }
 
+// Hopper's fp8 tensor cores accumulate in fewer bits than f32: on an H200, products of 32-96 fp8 pairs came
+// out up to 1.5e-3 (relative) from the f32 sums the CPU's emulation takes. The simulator sums in f32.
+#if defined(QTUNE_CUDA_SIM)
+constexpr double kFp8SumTol = 1e-5;
+#else
+constexpr double kFp8SumTol = 5e-3;
+#endif
+
 TEST_CASE("fp8_gemm matches the CPU's emulation: cuBLASLt for tensorwise scales, per-row scales, odd shapes") {
   struct Case {
     int64_t m, n, k;
@@ -562,8 +570,9 @@ TEST_CASE("fp8_gemm matches the CPU's emulation: cuBLASLt for tensorwise scales,
       // Multiples of 16 reach cuBLASLt's fp8 GEMM (per-row scales as outer vectors); the rest its f32 GEMM.
       CHECK(sim::fp8_matmul_count() - before == (c.k % 16 == 0 && c.n % 16 == 0 ? 1u : 0u));
 #endif
-      // Products of codes scaled once against values dequantized one by one: a few f32 ulps of the sums.
-      const double tol = out_dtype == DType::f32 ? 1e-5 : 1e-2;
+      // Products of codes scaled once against values dequantized one by one: a few f32 ulps of the sums
+      // (and the tensor cores' own accumulation on a GPU).
+      const double tol = out_dtype == DType::f32 ? kFp8SumTol : 1e-2;
       QTUNE_CHECK_CLOSE(og, oc, tol, tol);
     }
   }
@@ -587,8 +596,8 @@ TEST_CASE("float8_linear on the GPU matches the CPU emulation for every recipe")
       y.backward(on_gpu ? dy.to(kGpu) : dy);
       results[on_gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), wi.grad().to(Device::cpu())};
     }
-    // The same fp8 operands; only the GEMMs' f32 summation order differs.
-    for (size_t i = 0; i < 3; ++i) QTUNE_CHECK_CLOSE(results[1][i], results[0][i], 1e-5, 1e-5);
+    // The same fp8 operands; only the GEMMs' summation differs.
+    for (size_t i = 0; i < 3; ++i) QTUNE_CHECK_CLOSE(results[1][i], results[0][i], kFp8SumTol, kFp8SumTol);
   }
 }
 

@@ -84,14 +84,15 @@ TEST_CASE("f32: the five recipes and the three float8 recipes train on cuda with
   testing::ScratchDir dir("cuda_recipes_f32");
   const std::string base = trained_base(dir);
   check_same_losses(dir, "full", {}, 1e-5);
-  check_same_losses(dir, "qat", {"recipe=qat", "quant.fake_quant_after_n_steps=1"}, 1e-5);
-  // The GEMMs sum in another order, so an f32 value next to an fp8 rounding boundary may take the
-  // neighbouring code: one e4m3 step (2^-3 relative) on a few elements moves the loss by ~1e-5.
+  // The GEMMs sum in another order, so an f32 value next to a rounding boundary of a fake-quantized int4
+  // code or of an fp8 code may take the neighbouring code: one step on a few elements moves the loss by
+  // ~1e-5 (3.2e-5 seen for qat on an H200; the simulator sums as the CPU does).
+  check_same_losses(dir, "qat", {"recipe=qat", "quant.fake_quant_after_n_steps=1"}, 1e-4);
   for (const char* fp8 : {"tensorwise", "rowwise", "rowwise_with_gw_hp"})
     check_same_losses(dir, std::string("fp8_") + fp8, {std::string("fp8.recipe=") + fp8}, 1e-4);
   check_same_losses(dir, "lora", fine_tune("lora", base), 1e-5);
   check_same_losses(dir, "qlora", fine_tune("qlora", base), 1e-5);
-  check_same_losses(dir, "qat_lora", fine_tune("qat_lora", base, {"quant.fake_quant_after_n_steps=1"}), 1e-5);
+  check_same_losses(dir, "qat_lora", fine_tune("qat_lora", base, {"quant.fake_quant_after_n_steps=1"}), 1e-4);
 }
 
 TEST_CASE("bf16: full, lora and qlora train on cuda within bf16's rounding of the CPU's losses") {
