@@ -51,6 +51,8 @@ def main():
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (adapter scale alpha/rank)")
     args, modes = torch_peer.parse_args(p, "torch_lora_peer", KNOWN_MODES)
+    if args.device != "cpu":
+        sys.exit("torch_lora_peer: only --device cpu (its NF4 modes time torchao's CPU path)")
     if args.rank < 1:
         sys.exit("torch_lora_peer: --rank must be >= 1")
 

@@ -1,5 +1,5 @@
-"""What the PyTorch peer benchmarks share (torch_train_peer.py, torch_lora_peer.py): the CPU line, the model
-shape arguments and config, the timed step loop and the table. Imported from the scripts' own directory."""
+"""What the PyTorch peer benchmarks share (torch_train_peer.py, torch_lora_peer.py): the CPU or GPU line, the
+model shape arguments and config, the timed step loop and the table. Imported from the scripts' own directory."""
 import contextlib
 import os
 import platform
@@ -37,6 +37,7 @@ def add_shape_args(parser):
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (torch.compile compiles here)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="as `qtune bench train --device`")
 
 
 def parse_args(parser, script, known_modes):
@@ -62,24 +63,29 @@ def llama_config(args, LlamaConfig):
                        attn_implementation="sdpa")
 
 
-def print_cpu(torch):
+def print_cpu(torch, device="cpu"):
+    if device == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name()}; CUDA {torch.version.cuda}")
+        return
     name, flags = cpu_flags()
     bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     print(f"CPU: {name}; flags: {flags}; torch threads {torch.get_num_threads()}; oneDNN bf16 supported: {bf16}")
 
 
-def time_steps(torch, mode, loss_fn, opt, autocast, warmup, steps, n_tokens):
+def time_steps(torch, mode, loss_fn, opt, autocast, warmup, steps, n_tokens, device="cpu"):
     """Runs warmup + steps steps of loss_fn() (under bf16 autocast when asked), backward, opt.step() and
-    zero_grad; prints each; returns (tokens/s best, tokens/s median, warm-up seconds)."""
+    zero_grad on device; prints each; returns (tokens/s best, tokens/s median, warm-up seconds)."""
     times, warm = [], 0.0
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        ctx = torch.autocast(device, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
         with ctx:
             loss = loss_fn()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         if i < warmup:
             warm += dt

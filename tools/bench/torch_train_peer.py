@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `qtune bench train`: the same Llama shape, batch and optimizer, trained by PyTorch on the CPU.
+"""PyTorch peer of `qtune bench train`: the same Llama shape, batch and optimizer, trained by PyTorch on the CPU
+(or with --device cuda on the GPU).
 
 Times forward + cross-entropy + backward + AdamW (lr 1e-4) per step for each mode:
   eager f32, eager bf16 autocast, compile f32, compile bf16 autocast   (f32 weights and optimizer state)
@@ -33,17 +34,17 @@ def main():
     torch.set_num_threads(args.threads)
     print(f"PyTorch {torch.__version__} train peer: Llama hidden {args.hidden}, {args.layers} layers, {args.heads} "
           f"heads, ffn {args.ffn}, vocab {args.vocab}; batch {args.batch} x seq {args.seq}; AdamW lr 1e-4")
-    torch_peer.print_cpu(torch)
+    torch_peer.print_cpu(torch, args.device)
 
     config = torch_peer.llama_config(args, LlamaConfig)
     gen = torch.Generator().manual_seed(1)
-    tokens = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen)
-    targets = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen).to(args.device)
+    targets = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen).to(args.device)
 
     rows = []
     for mode in modes:
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(config).to(args.device)
         if mode.endswith("-bf16"):
             model = model.to(torch.bfloat16)
         model.train()
@@ -56,7 +57,7 @@ def main():
         step_loss = torch.compile(loss_of) if mode.startswith("compile") else loss_of
         rows.append((mode,) + torch_peer.time_steps(torch, mode, lambda: step_loss(tokens, targets), opt,
                                                    mode.endswith("autocast"), args.warmup, args.steps,
-                                                   args.batch * args.seq))
+                                                   args.batch * args.seq, args.device))
         model = opt = None  # freed before the next mode builds its own
     torch_peer.print_table(rows)
 
