@@ -8,10 +8,15 @@
 // recomputes S and dP once more than a single pass would, but needs no atomics and no per-thread
 // full-size accumulators. All scratch is tile-sized, in the accumulation type (f32, f64 for f64);
 // the tile products go through Eigen, whose small-GEMM kernels vectorize far better than loops.
+//
+// bf16 on a CPU with AVX512-BF16 takes its tile products on the bf16 dot-product instruction instead
+// (bf16_tile_gemm.h): Q, K, V and dO are bf16 already, and P and dS are rounded to bf16 before their
+// products, as flash attention does on GPUs; the softmax bookkeeping stays in f32.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -19,6 +24,7 @@
 #define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 
+#include "cpu/bf16_tile_gemm.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
 #include "cpu/vec_exp.h"
@@ -104,7 +110,32 @@ void probabilities(const A* lse, int64_t rows, int64_t cols, A* s) {
       std::fill(sr, sr + cols, A(0));
       continue;
     }
-    for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - lse[r]);
+    const A shift = lse[r];  // a local: read through lse, the store to sr could alias it and stop vectorization
+    for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - shift);
+  }
+}
+
+// One key tile of the online softmax: s ([rows, cols], rows kTileK apart) holds the tile's scaled,
+// masked scores and leaves holding exp(s - m_new); m and l (running max and sum per row) move on, and acc
+// ([rows, d]) is rescaled to the new max.
+template <class A>
+void online_softmax(int64_t rows, int64_t cols, int64_t d, A* s, A* m, A* l, A* acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    A* sr = s + r * kTileK;
+    const A m_new = std::max(m[r], *std::max_element(sr, sr + cols));
+    if (m_new == -std::numeric_limits<A>::infinity()) {  // no visible key yet: contributes nothing
+      std::fill(sr, sr + cols, A(0));
+      continue;
+    }
+    // Rescale what was accumulated under the old max (exp(-inf) = 0 on the first tile).
+    const A alpha = std::exp(m[r] - m_new);
+    A* ar = acc + r * d;
+    for (int64_t x = 0; x < d; ++x) ar[x] *= alpha;
+    for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - m_new);
+    A sum = 0;  // summed apart from the exponentials, which then vectorize
+    for (int64_t c = 0; c < cols; ++c) sum += sr[c];
+    l[r] = l[r] * alpha + sum;
+    m[r] = m_new;
   }
 }
 
@@ -117,6 +148,35 @@ HeadRows head_rows(const Dims& dm, int64_t b, int64_t h) {
   const int64_t hk = h / dm.group;
   return {(b * dm.tq * dm.hq + h) * dm.d, dm.hq * dm.d, (b * dm.tk * dm.hkv + hk) * dm.d, dm.hkv * dm.d,
           (b * dm.hq + h) * dm.tq};
+}
+
+// The forward's last step for a query tile: out = acc / l and lse = m + log l per row.
+template <class T, class A>
+void finish_rows(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, const A* acc, const A* m, const A* l, T* out,
+                 A* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* o = out + hr.q_base + (i0 + r) * hr.q_stride;
+    const A inv = l[r] > 0 ? A(1) / l[r] : A(0);
+    for (int64_t x = 0; x < d; ++x) store(o + x, acc[r * d + x] * inv);
+    lse[hr.lse_base + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : -std::numeric_limits<A>::infinity();
+  }
+}
+
+// D = rowsum(dO * O) of one query row, in A.
+template <class T>
+acc_t<T> row_delta(const T* grad_row, const T* out_row, int64_t d) {
+  acc_t<T> dot = 0;
+  for (int64_t x = 0; x < d; ++x) dot += load(grad_row + x) * load(out_row + x);
+  return dot;
+}
+
+// dp <- dS = P * (dp - D) for p = P and dp = dO V^T of a tile (rows kTileK apart).
+template <class A>
+void softmax_grad(int64_t rows, int64_t cols, const A* p, const A* delta, A* dp) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const A d = delta[r];  // a local, as in probabilities
+    for (int64_t c = 0; c < cols; ++c) dp[r * kTileK + c] = p[r * kTileK + c] * (dp[r * kTileK + c] - d);
+  }
 }
 
 template <class T>
@@ -141,33 +201,12 @@ void forward_impl(const Dims& dm, const T* q, const T* k, const T* v, acc_t<T> s
         load_rows(v + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, vt.data());
         tile_scores(qt.data(), kt.data(), rows, cols, d, scale, s.data());
         apply_causal_mask(dm, i0, j0, rows, cols, s.data());
-        for (int64_t r = 0; r < rows; ++r) {
-          A* sr = s.data() + r * kTileK;
-          const A m_new = std::max(m[r], *std::max_element(sr, sr + cols));
-          if (m_new == -std::numeric_limits<A>::infinity()) {  // no visible key yet: contributes nothing
-            std::fill(sr, sr + cols, A(0));
-            continue;
-          }
-          // Rescale what was accumulated under the old max (exp(-inf) = 0 on the first tile).
-          const A alpha = std::exp(m[r] - m_new);
-          A* ar = acc.data() + r * d;
-          for (int64_t x = 0; x < d; ++x) ar[x] *= alpha;
-          for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - m_new);
-          A sum = 0;  // summed apart from the exponentials, which then vectorize
-          for (int64_t c = 0; c < cols; ++c) sum += sr[c];
-          l[r] = l[r] * alpha + sum;
-          m[r] = m_new;
-        }
+        online_softmax(rows, cols, d, s.data(), m.data(), l.data(), acc.data());
         const A* sp = s.data();
         const A* vp = vt.data();
         tile(acc.data(), rows, d, d).noalias() += tile(sp, rows, cols, kTileK) * tile(vp, cols, d, d);
       }
-      for (int64_t r = 0; r < rows; ++r) {
-        T* o = out + hr.q_base + (i0 + r) * hr.q_stride;
-        const A inv = l[r] > 0 ? A(1) / l[r] : A(0);
-        for (int64_t x = 0; x < d; ++x) store(o + x, acc[r * d + x] * inv);
-        lse[hr.lse_base + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : -std::numeric_limits<A>::infinity();
-      }
+      finish_rows(hr, i0, rows, d, acc.data(), m.data(), l.data(), out, lse);
     }
   });
 }
@@ -184,10 +223,8 @@ struct QueryTile {
     load_rows(qp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, q.data());
     load_rows(gp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, dout.data());
     for (int64_t r = 0; r < rows; ++r) {
-      const T* o = outp + hr.q_base + (i0 + r) * hr.q_stride;
-      A dot = 0;
-      for (int64_t x = 0; x < d; ++x) dot += dout[r * d + x] * load(o + x);
-      delta[r] = dot;
+      const int64_t row = hr.q_base + (i0 + r) * hr.q_stride;
+      delta[r] = row_delta(gp + row, outp + row, d);
       lse[r] = lsep[hr.lse_base + i0 + r];
     }
   }
@@ -203,8 +240,7 @@ void recompute_ds(const Dims& dm, const QueryTile<T>& qt, const acc_t<T>* kt, co
   apply_causal_mask(dm, i0, j0, rows, cols, s);
   probabilities(qt.lse.data(), rows, cols, s);
   tile_scores(qt.dout.data(), vt, rows, cols, dm.d, A(1), dp);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dp[r * kTileK + c] = s[r * kTileK + c] * (dp[r * kTileK + c] - qt.delta[r]);
+  softmax_grad(rows, cols, s, qt.delta.data(), dp);
 }
 
 template <class T>
@@ -276,6 +312,156 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
   });
 }
 
+// The bf16 path (bf16_tile_gemm_native()). Tiles travel as bf16 pairs (bf16_tile_gemm.h); kPairsK / kPairsQ
+// are the pair counts of a key / query tile's rows.
+constexpr int64_t kPairsK = kTileK / 2, kPairsQ = kTileQ / 2;
+
+void forward_bf16(const Dims& dm, const bf16_t* q, const bf16_t* k, const bf16_t* v, float scale, bf16_t* out,
+                  float* lse) {
+  const int64_t d = dm.d, d2 = (d + 1) / 2, tiles = dm.q_tiles();
+  parallel_for(dm.batch * dm.hq * tiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
+    std::vector<uint32_t> qa(kTileQ * d2), kb(d2 * kTileK), vb(kPairsK * d), pa(kTileQ * kPairsK);
+    std::vector<float> acc(kTileQ * d), s(kTileQ * kTileK), m(kTileQ), l(kTileQ);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / tiles, b = bh / dm.hq, h = bh % dm.hq;
+      const int64_t i0 = tile_of(task % tiles, tiles, dm.causal) * kTileQ, rows = std::min(kTileQ, dm.tq - i0);
+      const HeadRows hr = head_rows(dm, b, h);
+      pack_a_rows(q + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, qa.data(), d2);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.0f);
+      const int64_t key_end = dm.key_end(i0 + rows);
+      for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {
+        const int64_t cols = std::min(kTileK, key_end - j0);
+        pack_b_transposed(k + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, kb.data(), kTileK);
+        pack_b_rows(v + hr.k_base + j0 * hr.k_stride, hr.k_stride, cols, d, vb.data(), d);
+        bf16_tile_gemm(rows, cols, d2, qa.data(), d2, kb.data(), kTileK, scale, false, s.data(), kTileK);
+        apply_causal_mask(dm, i0, j0, rows, cols, s.data());
+        online_softmax(rows, cols, d, s.data(), m.data(), l.data(), acc.data());
+        pack_a_rounded(s.data(), kTileK, rows, cols, pa.data(), kPairsK);
+        bf16_tile_gemm(rows, d, (cols + 1) / 2, pa.data(), kPairsK, vb.data(), d, 1.0f, true, acc.data(), d);
+      }
+      finish_rows(hr, i0, rows, d, acc.data(), m.data(), l.data(), out, lse);
+    }
+  });
+}
+
+// One query tile of the bf16 backward: Q and dO as A operands and as B rows, lse and D.
+struct QueryTileBf16 {
+  std::vector<uint32_t> q_a, dout_a, q_b, dout_b;
+  std::vector<float> lse, delta;
+  QueryTileBf16(int64_t d)
+      : q_a(kTileQ * ((d + 1) / 2)),
+        dout_a(kTileQ * ((d + 1) / 2)),
+        q_b(kPairsQ * d),
+        dout_b(kPairsQ * d),
+        lse(kTileQ),
+        delta(kTileQ) {}
+  // with_b: also the B operands (the dK/dV pass multiplies by Q and dO).
+  void load_tile(const Dims& dm, const HeadRows& hr, const bf16_t* q, const bf16_t* out, const bf16_t* g,
+                 const float* lsep, int64_t i0, int64_t rows, bool with_b) {
+    const int64_t d = dm.d, d2 = (d + 1) / 2, first = hr.q_base + i0 * hr.q_stride;
+    pack_a_rows(q + first, hr.q_stride, rows, d, q_a.data(), d2);
+    pack_a_rows(g + first, hr.q_stride, rows, d, dout_a.data(), d2);
+    if (with_b) {
+      pack_b_rows(q + first, hr.q_stride, rows, d, q_b.data(), d);
+      pack_b_rows(g + first, hr.q_stride, rows, d, dout_b.data(), d);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = first + r * hr.q_stride;
+      delta[r] = row_delta(g + row, out + row, d);
+      lse[r] = lsep[hr.lse_base + i0 + r];
+    }
+  }
+};
+
+// One key tile of the bf16 backward: K and V as B operands (transposed for the scores), K as B rows.
+struct KeyTileBf16 {
+  std::vector<uint32_t> k_t, v_t, k_rows;
+  KeyTileBf16(int64_t d) : k_t(((d + 1) / 2) * kTileK), v_t(((d + 1) / 2) * kTileK), k_rows(kPairsK * d) {}
+  void load_tile(const HeadRows& hr, const bf16_t* k, const bf16_t* v, int64_t j0, int64_t cols, int64_t d,
+                 bool with_rows) {
+    const int64_t first = hr.k_base + j0 * hr.k_stride;
+    pack_b_transposed(k + first, hr.k_stride, cols, d, k_t.data(), kTileK);
+    pack_b_transposed(v + first, hr.k_stride, cols, d, v_t.data(), kTileK);
+    if (with_rows) pack_b_rows(k + first, hr.k_stride, cols, d, k_rows.data(), d);
+  }
+};
+
+// s <- P and dp <- dS for a query tile against a key tile.
+void recompute_ds_bf16(const Dims& dm, const QueryTileBf16& qt, const KeyTileBf16& kt, int64_t i0, int64_t j0,
+                       int64_t rows, int64_t cols, float scale, float* s, float* dp) {
+  const int64_t d2 = (dm.d + 1) / 2;
+  bf16_tile_gemm(rows, cols, d2, qt.q_a.data(), d2, kt.k_t.data(), kTileK, scale, false, s, kTileK);
+  apply_causal_mask(dm, i0, j0, rows, cols, s);
+  probabilities(qt.lse.data(), rows, cols, s);
+  bf16_tile_gemm(rows, cols, d2, qt.dout_a.data(), d2, kt.v_t.data(), kTileK, 1.0f, false, dp, kTileK);
+  softmax_grad(rows, cols, s, qt.delta.data(), dp);
+}
+
+void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_t* k, const bf16_t* v,
+                   const bf16_t* out, const float* lse, float scale, bf16_t* gq, bf16_t* gk, bf16_t* gv) {
+  const int64_t d = dm.d;
+  // Pass 1: dK, dV per (batch, kv head, key tile), summed over the query heads of the group.
+  const int64_t ktiles = dm.k_tiles();
+  parallel_for(dm.batch * dm.hkv * ktiles, Dims::grain(kTileK * dm.tq * dm.group * d), [&](int64_t begin, int64_t end) {
+    QueryTileBf16 qt(d);
+    KeyTileBf16 kt(d);
+    std::vector<uint32_t> pt(kTileK * kPairsQ);
+    std::vector<float> dk(kTileK * d), dv(kTileK * d), s(kTileQ * kTileK), dp(kTileQ * kTileK);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / ktiles, b = bh / dm.hkv, hk = bh % dm.hkv;
+      const int64_t j0 = tile_of(task % ktiles, ktiles, dm.causal) * kTileK;
+      const int64_t cols = std::min(kTileK, dm.tk - j0);
+      const HeadRows kr = head_rows(dm, b, hk * dm.group);
+      kt.load_tile(kr, k, v, j0, cols, d, false);
+      std::fill(dk.begin(), dk.end(), 0.0f);
+      std::fill(dv.begin(), dv.end(), 0.0f);
+      for (int64_t h = hk * dm.group; h < (hk + 1) * dm.group; ++h) {
+        const HeadRows hr = head_rows(dm, b, h);
+        for (int64_t i0 = dm.query_begin(j0); i0 < dm.tq; i0 += kTileQ) {
+          const int64_t rows = std::min(kTileQ, dm.tq - i0), rows2 = (rows + 1) / 2;
+          qt.load_tile(dm, hr, q, out, g, lse, i0, rows, true);
+          recompute_ds_bf16(dm, qt, kt, i0, j0, rows, cols, scale, s.data(), dp.data());
+          pack_a_rounded_transposed(s.data(), kTileK, rows, cols, pt.data(), kPairsQ);  // P^T
+          bf16_tile_gemm(cols, d, rows2, pt.data(), kPairsQ, qt.dout_b.data(), d, 1.0f, true, dv.data(), d);
+          pack_a_rounded_transposed(dp.data(), kTileK, rows, cols, pt.data(), kPairsQ);  // dS^T
+          bf16_tile_gemm(cols, d, rows2, pt.data(), kPairsQ, qt.q_b.data(), d, scale, true, dk.data(), d);
+        }
+      }
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t x = 0; x < d; ++x) {
+          store(gk + kr.k_base + (j0 + c) * kr.k_stride + x, dk[c * d + x]);
+          store(gv + kr.k_base + (j0 + c) * kr.k_stride + x, dv[c * d + x]);
+        }
+    }
+  });
+  // Pass 2: dQ per (batch, query head, query tile).
+  const int64_t qtiles = dm.q_tiles();
+  parallel_for(dm.batch * dm.hq * qtiles, Dims::grain(kTileQ * dm.tk * d), [&](int64_t begin, int64_t end) {
+    QueryTileBf16 qt(d);
+    KeyTileBf16 kt(d);
+    std::vector<uint32_t> dsa(kTileQ * kPairsK);
+    std::vector<float> dq(kTileQ * d), s(kTileQ * kTileK), dp(kTileQ * kTileK);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bh = task / qtiles, b = bh / dm.hq, h = bh % dm.hq;
+      const int64_t i0 = tile_of(task % qtiles, qtiles, dm.causal) * kTileQ, rows = std::min(kTileQ, dm.tq - i0);
+      const HeadRows hr = head_rows(dm, b, h);
+      qt.load_tile(dm, hr, q, out, g, lse, i0, rows, false);
+      std::fill(dq.begin(), dq.end(), 0.0f);
+      const int64_t key_end = dm.key_end(i0 + rows);
+      for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {
+        const int64_t cols = std::min(kTileK, key_end - j0);
+        kt.load_tile(hr, k, v, j0, cols, d, true);
+        recompute_ds_bf16(dm, qt, kt, i0, j0, rows, cols, scale, s.data(), dp.data());
+        pack_a_rounded(dp.data(), kTileK, rows, cols, dsa.data(), kPairsK);
+        bf16_tile_gemm(rows, d, (cols + 1) / 2, dsa.data(), kPairsK, kt.k_rows.data(), d, scale, true, dq.data(), d);
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
+    }
+  });
+}
 }  // namespace
 
 void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
@@ -285,6 +471,10 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, do
   dispatch_float(q.dtype(), "attention", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      if (bf16_tile_gemm_native())
+        return forward_bf16(dm, ptr<T>(q), ptr<T>(k), ptr<T>(v), static_cast<A>(scale), ptr<T>(out), ptr<A>(lse));
+    }
     forward_impl<T>(dm, ptr<T>(q), ptr<T>(k), ptr<T>(v), static_cast<A>(scale), ptr<T>(out), ptr<A>(lse));
   });
 }
@@ -298,6 +488,11 @@ void CpuBackend::attention_backward(const Tensor& grad_out, const Tensor& q, con
   dispatch_float(q.dtype(), "attention_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      if (bf16_tile_gemm_native())
+        return backward_bf16(dm, ptr<T>(grad_out), ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<A>(lse),
+                             static_cast<A>(scale), ptr<T>(grad_q), ptr<T>(grad_k), ptr<T>(grad_v));
+    }
     backward_impl<T>(dm, ptr<T>(grad_out), ptr<T>(q), ptr<T>(k), ptr<T>(v), ptr<T>(out), ptr<A>(lse),
                      static_cast<A>(scale), ptr<T>(grad_q), ptr<T>(grad_k), ptr<T>(grad_v));
   });

@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu/bf16_tile_gemm.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/rng.h"
@@ -106,6 +107,62 @@ TEST_CASE("attention in bf16 and f16 stays close to f32") {
     const std::vector<Tensor> low = run_golden(c, dt, true);
     QTUNE_CHECK_CLOSE(low[0], ref[0], 3e-2, 3e-2);
     QTUNE_CHECK_CLOSE(low[1], ref[1], 5e-2, 5e-2);
+  }
+}
+
+TEST_CASE(
+    "bf16 attention: on the bf16 dot-product instruction and widened, close to f32, the same on any thread count") {
+  // QTUNE_GEMM_WIDEN=1 keeps bf16 attention's tiles in f32 (Eigen); unset, a CPU with AVX512-BF16 runs them
+  // on vdpbf16ps with P and dS rounded to bf16 (cpu/bf16_tile_gemm.h). The test sets the variable itself.
+  ::unsetenv("QTUNE_GEMM_WIDEN");
+  struct Case {
+    int64_t b, tq, tk, hq, hkv, d;
+    bool causal;
+  };
+  const Case cases[] = {{2, 70, 70, 4, 2, 64, true},  // GQA, past one tile
+                        {1, 20, 140, 4, 1, 5, true},  // odd head dim, a KV cache's causal offset
+                        {1, 65, 130, 2, 2, 8, false}};
+  for (const Case& c : cases) {
+    CAPTURE(c.tq);
+    CAPTURE(c.d);
+    Generator gen(31);
+    const Tensor q0 = rand({c.b, c.tq, c.hq, c.d}, DType::f32, Device::cpu(), &gen, -2, 2);
+    const Tensor k0 = rand({c.b, c.tk, c.hkv, c.d}, DType::f32, Device::cpu(), &gen, -2, 2);
+    const Tensor v0 = rand({c.b, c.tk, c.hkv, c.d}, DType::f32, Device::cpu(), &gen, -1, 1);
+    const Tensor g0 = rand({c.b, c.tq, c.hq, c.d}, DType::f32, Device::cpu(), &gen, -1, 1);
+    auto run = [&](DType dt) {
+      Tensor q = q0.to(dt).requires_grad_(), k = k0.to(dt).requires_grad_(), v = v0.to(dt).requires_grad_();
+      Tensor out = ops::scaled_dot_product_attention(q, k, v, c.causal);
+      out.backward(g0.to(dt));
+      return std::vector<Tensor>{out.to(DType::f32), q.grad().to(DType::f32), k.grad().to(DType::f32),
+                                 v.grad().to(DType::f32)};
+    };
+    // The reference: f32 attention of the same bf16-rounded inputs.
+    const Tensor q_r = q0.to(DType::bf16), k_r = k0.to(DType::bf16), v_r = v0.to(DType::bf16);
+    Tensor q = q_r.to(DType::f32).requires_grad_(), k = k_r.to(DType::f32).requires_grad_();
+    Tensor v = v_r.to(DType::f32).requires_grad_();
+    Tensor out = ops::scaled_dot_product_attention(q, k, v, c.causal);
+    out.backward(g0.to(DType::bf16).to(DType::f32));
+    const std::vector<Tensor> ref = {out, q.grad(), k.grad(), v.grad()};
+    std::vector<Tensor> paths[2];
+    for (const bool widen : {false, true}) {
+      CAPTURE(widen);
+      if (widen) ::setenv("QTUNE_GEMM_WIDEN", "1", 1);
+      const std::vector<Tensor> low = paths[widen] = run(DType::bf16);
+#if defined(_OPENMP)
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const std::vector<Tensor> serial = run(DType::bf16);
+      omp_set_num_threads(threads);
+      for (size_t i = 0; i < low.size(); ++i) CHECK(low[i].to_vector<float>() == serial[i].to_vector<float>());
+#endif
+      ::unsetenv("QTUNE_GEMM_WIDEN");
+      // bf16 outputs (8-bit mantissas), and on the native path P and dS in bf16 too.
+      QTUNE_CHECK_CLOSE(low[0], ref[0], 2e-2, 2e-2);
+      for (size_t i = 1; i < low.size(); ++i) QTUNE_CHECK_CLOSE(low[i], ref[i], 4e-2, 4e-2);
+    }
+    // Where the instruction exists the two paths round differently (P and dS), so they must differ.
+    CHECK((paths[0][1].to_vector<float>() != paths[1][1].to_vector<float>()) == cpu::bf16_tile_gemm_native());
   }
 }
 

@@ -170,32 +170,37 @@ void BM_swiglu_backward(benchmark::State& s) {
 }
 BENCHMARK(BM_swiglu_backward)->UseRealTime();
 
-// Causal GQA attention; FLOPs count the two matrix products over the visible half of the scores.
+// Causal GQA attention in f32 (second argument 0) or bf16 (1); FLOPs count the two matrix products over the
+// visible half of the scores. bf16 runs its tiles on AVX512-BF16 where the CPU has it, unless
+// QTUNE_GEMM_WIDEN=1 (then in f32, as f32 does).
 double attention_flops(int64_t t) { return 2.0 * 2.0 * double(t) * double(t) / 2.0 * kHeads * kHeadDim; }
+DType attention_dtype(const benchmark::State& s) { return s.range(1) == 1 ? DType::bf16 : DType::f32; }
 
 void BM_attention_forward(benchmark::State& s) {
   const int64_t t = s.range(0);
-  Tensor q = uniform({1, t, kHeads, kHeadDim}, 24), k = uniform({1, t, kKvHeads, kHeadDim}, 25);
-  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 26), out = Tensor::empty({1, t, kHeads, kHeadDim});
+  const DType dt = attention_dtype(s);
+  Tensor q = uniform({1, t, kHeads, kHeadDim}, 24, dt), k = uniform({1, t, kKvHeads, kHeadDim}, 25, dt);
+  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 26, dt), out = Tensor::empty({1, t, kHeads, kHeadDim}, dt);
   Tensor lse = Tensor::empty({1, kHeads, t});
   if (!runs(s, [&] { cpu().attention(q, k, v, 0.125, true, out, lse); })) return;
   for (auto _ : s) cpu().attention(q, k, v, 0.125, true, out, lse);
   flop_rate(s, attention_flops(t));
 }
-BENCHMARK(BM_attention_forward)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_attention_forward)->Args({512, 0})->Args({512, 1})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_attention_backward(benchmark::State& s) {
   const int64_t t = s.range(0);
-  Tensor q = uniform({1, t, kHeads, kHeadDim}, 27), k = uniform({1, t, kKvHeads, kHeadDim}, 28);
-  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 29), out = Tensor::empty({1, t, kHeads, kHeadDim});
-  Tensor lse = Tensor::empty({1, kHeads, t}), gout = uniform({1, t, kHeads, kHeadDim}, 30);
-  Tensor gq = Tensor::empty(q.shape()), gk = Tensor::empty(k.shape()), gv = Tensor::empty(v.shape());
+  const DType dt = attention_dtype(s);
+  Tensor q = uniform({1, t, kHeads, kHeadDim}, 27, dt), k = uniform({1, t, kKvHeads, kHeadDim}, 28, dt);
+  Tensor v = uniform({1, t, kKvHeads, kHeadDim}, 29, dt), out = Tensor::empty({1, t, kHeads, kHeadDim}, dt);
+  Tensor lse = Tensor::empty({1, kHeads, t}), gout = uniform({1, t, kHeads, kHeadDim}, 30, dt);
+  Tensor gq = Tensor::empty(q.shape(), dt), gk = Tensor::empty(k.shape(), dt), gv = Tensor::empty(v.shape(), dt);
   if (!runs(s, [&] { cpu().attention(q, k, v, 0.125, true, out, lse); })) return;
   if (!runs(s, [&] { cpu().attention_backward(gout, q, k, v, out, lse, 0.125, true, gq, gk, gv); })) return;
   for (auto _ : s) cpu().attention_backward(gout, q, k, v, out, lse, 0.125, true, gq, gk, gv);
   flop_rate(s, 2.5 * attention_flops(t));  // recomputed scores + dV, dP, dQ, dK products
 }
-BENCHMARK(BM_attention_backward)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_attention_backward)->Args({512, 0})->Args({512, 1})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 Tensor targets(int64_t n) {
   Tensor t = Tensor::empty({n}, DType::i64);
