@@ -127,9 +127,10 @@ void bf16_tile_gemm_reference(int64_t m, int64_t n, int64_t k2, const uint32_t* 
       float sum = 0.0f;
       for (int64_t p = 0; p < k2; ++p) {
         const uint32_t x = a[i * lda + p], y = b[p * ldb + j];
-        // Products of bf16 values are exact in f32; the odd pair member is added first, as the instruction does.
-        sum = flushed(sum + half_value(x, 1) * half_value(y, 1));
-        sum = flushed(sum + half_value(x, 0) * half_value(y, 0));
+        // One fused multiply-add per member, the odd one first, as the instruction does (a product of two bf16
+        // values is exact in f32 unless it underflows, and then only the fused form rounds as it does).
+        sum = flushed(std::fma(half_value(x, 1), half_value(y, 1), sum));
+        sum = flushed(std::fma(half_value(x, 0), half_value(y, 0), sum));
       }
       float& out = c[i * ldc + j];
       out = accumulate ? out + alpha * sum : alpha * sum;

@@ -6,8 +6,9 @@
 //   A: row i holds the pairs (A[i][2p], A[i][2p+1]), p = 0 .. k2-1, rows `lda` pairs apart;
 //   B: pair row p holds the pairs (B[2p][j], B[2p+1][j]), j = 0 .. n-1, pair rows `ldb` pairs apart.
 // The even element sits in the low 16 bits. An odd k is padded with a zero element. Every sum is
-// ((0 + a1 b1 + a0 b0) + a3 b3 + a2 b2) + ..., each product exact and each addition rounded to nearest
-// even, denormals flushed: what the instruction computes, and what bf16_tile_gemm_reference repeats.
+// fma(a2, b2, fma(a3, b3, fma(a0, b0, fma(a1, b1, 0)))) ...: the odd member of each pair first, each step
+// one fused multiply-add rounded to nearest even, subnormal inputs and results flushed to zero. That is
+// what the instruction computes, and what bf16_tile_gemm_reference repeats.
 #include <cstdint>
 
 #include "engine/numerics/element.h"

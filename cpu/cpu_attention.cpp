@@ -6,8 +6,9 @@
 // two race-free passes: one task per (batch, kv head, key tile) owns dK/dV of that tile (summing
 // over every query head of its group), one task per (batch, query head, query tile) owns dQ. That
 // recomputes S and dP once more than a single pass would, but needs no atomics and no per-thread
-// full-size accumulators. All scratch is tile-sized, in the accumulation type (f32, f64 for f64);
-// the tile products go through Eigen, whose small-GEMM kernels vectorize far better than loops.
+// full-size accumulators. All scratch is tile-sized: in the accumulation type (f32, f64 for f64), and the
+// bf16 path's operands as bf16 pairs; the tile products go through Eigen, whose small-GEMM kernels vectorize
+// far better than loops.
 //
 // bf16 on a CPU with AVX512-BF16 takes its tile products on the bf16 dot-product instruction instead
 // (bf16_tile_gemm.h): Q, K, V and dO are bf16 already, and P and dS are rounded to bf16 before their
@@ -162,6 +163,21 @@ void finish_rows(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, const 
   }
 }
 
+// A key tile's dK and dV ([cols, d] scratch) into grad_k and grad_v; a query tile's dQ into grad_q.
+template <class T, class A>
+void store_key_grads(const HeadRows& kr, int64_t j0, int64_t cols, int64_t d, const A* dk, const A* dv, T* gk, T* gv) {
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t x = 0; x < d; ++x) {
+      store(gk + kr.k_base + (j0 + c) * kr.k_stride + x, dk[c * d + x]);
+      store(gv + kr.k_base + (j0 + c) * kr.k_stride + x, dv[c * d + x]);
+    }
+}
+template <class T, class A>
+void store_query_grads(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, const A* dq, T* gq) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
+}
+
 // D = rowsum(dO * O) of one query row, in A.
 template <class T>
 acc_t<T> row_delta(const T* grad_row, const T* out_row, int64_t d) {
@@ -277,11 +293,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
               scale * tile(dsp, rows, cols, kTileK).transpose() * tile(qt.q.data(), rows, d, d);
         }
       }
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t x = 0; x < d; ++x) {
-          store(gk + kr.k_base + (j0 + c) * kr.k_stride + x, dk[c * d + x]);
-          store(gv + kr.k_base + (j0 + c) * kr.k_stride + x, dv[c * d + x]);
-        }
+      store_key_grads(kr, j0, cols, d, dk.data(), dv.data(), gk, gv);
     }
   });
   // Pass 2: dQ per (batch, query head, query tile).
@@ -306,8 +318,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
         const A* kp_tile = kt.data();
         tile(dq.data(), rows, d, d).noalias() += scale * tile(dsp, rows, cols, kTileK) * tile(kp_tile, cols, d, d);
       }
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
+      store_query_grads(hr, i0, rows, d, dq.data(), gq);
     }
   });
 }
@@ -429,11 +440,7 @@ void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_
           bf16_tile_gemm(cols, d, rows2, pt.data(), kPairsQ, qt.q_b.data(), d, scale, true, dk.data(), d);
         }
       }
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t x = 0; x < d; ++x) {
-          store(gk + kr.k_base + (j0 + c) * kr.k_stride + x, dk[c * d + x]);
-          store(gv + kr.k_base + (j0 + c) * kr.k_stride + x, dv[c * d + x]);
-        }
+      store_key_grads(kr, j0, cols, d, dk.data(), dv.data(), gk, gv);
     }
   });
   // Pass 2: dQ per (batch, query head, query tile).
@@ -457,8 +464,7 @@ void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_
         pack_a_rounded(dp.data(), kTileK, rows, cols, dsa.data(), kPairsK);
         bf16_tile_gemm(rows, d, (cols + 1) / 2, dsa.data(), kPairsK, kt.k_rows.data(), d, scale, true, dq.data(), d);
       }
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
+      store_query_grads(hr, i0, rows, d, dq.data(), gq);
     }
   });
 }

@@ -22,7 +22,7 @@ __device__ __forceinline__ bool ignored_row(DeviceFault* fault, const char* kern
   device_fail(fault, "%s: target %lld at row %lld is out of range for V = %lld (and is not ignore_index %lld)\n",
               kernel, static_cast<long long>(t), static_cast<long long>(r), static_cast<long long>(vocab),
               static_cast<long long>(ignore_index));
-  return true;  // a thread that did not take the record skips the row until the trap
+  return true;  // not reached: device_fail stops the thread
 }
 
 template <class T>
@@ -87,8 +87,8 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
-    launch<cross_entropy_kernel<T>>(LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, device_fault_record(),
-                                    static_cast<const T*>(logits.data_ptr()),
+    launch<cross_entropy_kernel<T>>(LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_},
+                                    device_fault_record(index_), static_cast<const T*>(logits.data_ptr()),
                                     static_cast<const int64_t*>(targets.data_ptr()), static_cast<A*>(loss.data_ptr()),
                                     static_cast<A*>(lse.data_ptr()), rows, vocab, ignore_index);
   });
@@ -105,7 +105,7 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& tar
     using T = decltype(tag);
     using A = acc_t<T>;
     launch<cross_entropy_backward_kernel<T>>(
-        LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, device_fault_record(),
+        LaunchShape{blocks_for_rows(rows), kRowThreads, 0, stream_}, device_fault_record(index_),
         static_cast<const T*>(logits.data_ptr()), static_cast<const int64_t*>(targets.data_ptr()),
         static_cast<const A*>(lse.data_ptr()), static_cast<const A*>(grad_loss.data_ptr()),
         static_cast<T*>(grad_logits.data_ptr()), rows, vocab, ignore_index);

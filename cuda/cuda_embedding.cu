@@ -14,7 +14,7 @@ __device__ __forceinline__ int64_t checked_id(DeviceFault* fault, const char* ke
   if (id >= 0 && id < vocab) return id;
   device_fail(fault, "%s: id %lld at position %lld is out of range for a vocabulary of V = %lld\n", kernel,
               static_cast<long long>(id), static_cast<long long>(n), static_cast<long long>(vocab));
-  return 0;  // a thread that did not take the record reads row 0 until the trap
+  return 0;  // not reached: device_fail stops the thread
 }
 
 // out[n, c] = weight[ids[n], c]
@@ -58,9 +58,9 @@ void CudaBackend::embedding(const Tensor& weight, const Tensor& ids, const Tenso
     using I = std::remove_const_t<std::remove_pointer_t<decltype(pid)>>;
     auto run = [&](auto tag) {
       using T = decltype(tag);
-      launch<embedding_kernel<T, I>>(LaunchShape{blocks_for(n_ids * cols), kThreads, 0, stream_}, device_fault_record(),
-                                     static_cast<const T*>(weight.data_ptr()), pid, static_cast<T*>(out.data_ptr()),
-                                     n_ids, vocab, cols);
+      launch<embedding_kernel<T, I>>(LaunchShape{blocks_for(n_ids * cols), kThreads, 0, stream_},
+                                     device_fault_record(index_), static_cast<const T*>(weight.data_ptr()), pid,
+                                     static_cast<T*>(out.data_ptr()), n_ids, vocab, cols);
     };
     switch (weight.element_size()) {
       case 1:
@@ -91,8 +91,8 @@ void CudaBackend::embedding_backward(const Tensor& grad_out, const Tensor& ids, 
     dispatch_ids(ids, [&](auto* pid) {
       using I = std::remove_const_t<std::remove_pointer_t<decltype(pid)>>;
       launch<embedding_backward_kernel<T, I>>(LaunchShape{blocks_for(cols), kThreads, 0, stream_},
-                                              device_fault_record(), static_cast<const T*>(grad_out.data_ptr()), pid,
-                                              static_cast<T*>(grad_weight.data_ptr()), n_ids, vocab, cols);
+                                              device_fault_record(index_), static_cast<const T*>(grad_out.data_ptr()),
+                                              pid, static_cast<T*>(grad_weight.data_ptr()), n_ids, vocab, cols);
     });
   });
 }

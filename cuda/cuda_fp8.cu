@@ -169,7 +169,7 @@ void CudaBackend::fp8_gemm(const Tensor& a, const Tensor& a_scale, const Tensor&
     p.ldc = n;
     // Tensorwise: one factor each; per-row (on either side): M factors for a, then N for b.
     const int64_t a_factors = p.fp8_row_scales ? m : 1, b_factors = p.fp8_row_scales ? n : 1;
-    // b's factors start 256 bytes in: cuBLASLt refuses a scale pointer that is only 4-byte aligned
+    // b's factors start on a 256-byte boundary: cuBLASLt refuses a scale pointer that is only 4-byte aligned
     // (CUBLAS_STATUS_NOT_SUPPORTED for tensorwise scales right after a's, seen on an H200).
     const int64_t b_offset = (a_factors + 63) / 64 * 64;
     // Freed at return while the GEMM may still run: safe, as all of the device's work is on one stream.

@@ -9,27 +9,34 @@
 namespace qtune::gpu {
 namespace {
 
-std::atomic<DeviceFault*> allocated{nullptr};
+constexpr int kMaxDevices = 64;
+std::atomic<DeviceFault*> records{nullptr};
 
 }  // namespace
 
-DeviceFault* device_fault_record() {
+DeviceFault* device_fault_record(int index) {
+  QTUNE_CHECK(index >= 0 && index < kMaxDevices, "device fault record: device ", index, " is outside 0..",
+              kMaxDevices - 1);
   static std::once_flag once;
   std::call_once(once, [] {
     void* memory = nullptr;
-    // Pinned memory is mapped into every device's address space at its host address (unified addressing).
-    QTUNE_CUDA_CHECK(cudaMallocHost(&memory, sizeof(DeviceFault)));
-    std::memset(memory, 0, sizeof(DeviceFault));
-    allocated.store(static_cast<DeviceFault*>(memory), std::memory_order_release);
+    // Mapped and portable: every device reads and writes it at its host address (unified addressing).
+    QTUNE_CUDA_CHECK(
+        cudaHostAlloc(&memory, kMaxDevices * sizeof(DeviceFault), cudaHostAllocMapped | cudaHostAllocPortable));
+    std::memset(memory, 0, kMaxDevices * sizeof(DeviceFault));
+    records.store(static_cast<DeviceFault*>(memory), std::memory_order_release);
   });
-  return allocated.load(std::memory_order_acquire);
+  return records.load(std::memory_order_acquire) + index;
 }
 
 std::string device_fault_text() {
-  // Read after the stream that failed was waited for: the kernel is gone. Never allocates, since it runs
-  // while an error is reported, possibly with the context lost.
-  const volatile DeviceFault* record = allocated.load(std::memory_order_acquire);
-  if (record == nullptr || record->claimed != 2) return {};  // 2: written (device_util.cuh)
+  // Read after the failed stream was waited for, so the kernel is gone. Allocates no device or pinned memory:
+  // it runs while an error is reported.
+  const DeviceFault* all = records.load(std::memory_order_acquire);
+  int device = 0;
+  if (all == nullptr || cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return {};
+  const volatile DeviceFault* record = all + device;
+  if (record->claimed != 2) return {};  // 2: written (device_util.cuh)
   std::string text;
   for (size_t i = 0; i < sizeof record->text && record->text[i] != '\0'; ++i) text += record->text[i];
   return text;

@@ -1,8 +1,8 @@
 #pragma once
 // What a kernel says when it stops on a value that lives on the device (an id, a target; device_util.cuh's
-// device_fail). A trapped kernel leaves the context unusable, so the text cannot be copied back afterwards
-// and a GPU's printf buffer is lost with it: the kernel writes into pinned host memory, which the device
-// reaches through the same address (unified addressing) and which outlives the context.
+// device_fail). A trapped kernel leaves a sticky error, after which nothing can be copied back and a GPU's
+// printf buffer is lost: the kernel writes into mapped pinned host memory instead, which the device reaches
+// at its host address and the host reads after the error.
 #include <cuda_runtime.h>
 
 #include <string>
@@ -14,10 +14,10 @@ struct DeviceFault {
   char text[252];        // NUL-terminated
 };
 
-// The process's record (allocated on first use; every device writes the same one). Kernels that may fail
-// take it as an argument.
-DeviceFault* device_fault_record();
-// The record's text once a kernel wrote it, else "".
+// Device `index`'s record (all devices' records are allocated together on first use). Kernels that may fail
+// take their device's record as an argument.
+DeviceFault* device_fault_record(int index);
+// The current device's record's text once a kernel wrote it, else "".
 std::string device_fault_text();
 // "CUDA error <name>: <description>", with what a stopped kernel said when the error is the fault it left.
 std::string cuda_error_message(cudaError_t status);

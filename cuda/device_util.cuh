@@ -147,10 +147,10 @@ __device__ inline void format_fault(char* out, int cap, const char* format, cons
 }
 
 // Stops the kernel when a value that lives on the device (an id, a target) is out of range: the host
-// cannot check it without waiting for the GPU. The first failing thread writes `format`'s text into the
-// record (cuda/device_fault.h) and traps; the stream's next synchronize reports a sticky launch failure
-// carrying that text. Other threads that fail return, and their caller goes on with a harmless value
-// until the trap ends the kernel.
+// cannot check it without waiting for the GPU. The first failing thread writes `format`'s text into its
+// device's record (cuda/device_fault.h); every failing thread then traps, the others once the text is
+// written, so that no trap cuts it short. The stream's next synchronize reports a sticky launch failure
+// carrying that text. Never returns.
 template <class... Args>
 __device__ void device_fail(DeviceFault* record, const char* format, Args... args) {
   const FaultArg list[] = {FaultArg(args)...};
@@ -167,8 +167,11 @@ __device__ void device_fail(DeviceFault* record, const char* format, Args... arg
     __threadfence_system();  // the text before the mark, both before the trap
     atomicExch(&record->claimed, 2u);
     __threadfence_system();
-    __trap();
+  } else {
+    while (*static_cast<volatile unsigned int*>(&record->claimed) == 1u) {
+    }
   }
+  __trap();
 #endif
 }
 

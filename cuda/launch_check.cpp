@@ -36,8 +36,8 @@ void check_launch(const std::string& kernel, cudaStream_t stream) {
   if (!sync_after_each_launch()) return;
   const cudaError_t ran = cudaStreamSynchronize(stream);
   if (ran != cudaSuccess)
-    QTUNE_FAIL("CUDA kernel ", kernel, " failed (QTUNE_CUDA_SYNC=1 waits after each launch): ", cudaGetErrorName(ran),
-               ": ", cudaGetErrorString(ran));
+    QTUNE_FAIL("CUDA kernel ", kernel,
+               " failed (QTUNE_CUDA_SYNC=1 waits after each launch): ", cuda_error_message(ran));
 }
 
 }  // namespace qtune::gpu::detail

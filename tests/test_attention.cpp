@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <string>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -113,7 +114,11 @@ TEST_CASE("attention in bf16 and f16 stays close to f32") {
 TEST_CASE(
     "bf16 attention: on the bf16 dot-product instruction and widened, close to f32, the same on any thread count") {
   // QTUNE_GEMM_WIDEN=1 keeps bf16 attention's tiles in f32 (Eigen); unset, a CPU with AVX512-BF16 runs them
-  // on vdpbf16ps with P and dS rounded to bf16 (cpu/bf16_tile_gemm.h). The test sets the variable itself.
+  // on vdpbf16ps with P and dS rounded to bf16 (cpu/bf16_tile_gemm.h). The test sets the variable itself and
+  // puts back what it found.
+  const char* found = std::getenv("QTUNE_GEMM_WIDEN");
+  const std::string outer = found != nullptr ? found : "";
+  const bool had_outer = found != nullptr;
   ::unsetenv("QTUNE_GEMM_WIDEN");
   struct Case {
     int64_t b, tq, tk, hq, hkv, d;
@@ -164,6 +169,7 @@ TEST_CASE(
     // Where the instruction exists the two paths round differently (P and dS), so they must differ.
     CHECK((paths[0][1].to_vector<float>() != paths[1][1].to_vector<float>()) == cpu::bf16_tile_gemm_native());
   }
+  if (had_outer) ::setenv("QTUNE_GEMM_WIDEN", outer.c_str(), 1);
 }
 
 TEST_CASE("attention results do not depend on the thread count") {

@@ -2,6 +2,9 @@
 // header says, the scalar reference sums what it says, and the AVX512-BF16 kernel equals the reference
 // bit for bit over shapes with every kind of tail.
 #include <cmath>
+#include <cstdlib>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu/bf16_tile_gemm.h"
@@ -100,7 +103,15 @@ TEST_CASE("the AVX512-BF16 tile kernel equals the reference bit for bit") {
     MESSAGE("SKIPPED: this CPU has no AVX512-BF16; attention's bf16 tiles take the f32 path here");
     return;
   }
-  CHECK(bf16_tile_gemm_native() == (std::getenv("QTUNE_GEMM_WIDEN") == nullptr));
+  const char* found = std::getenv("QTUNE_GEMM_WIDEN");
+  const std::string outer = found != nullptr ? found : "";
+  ::setenv("QTUNE_GEMM_WIDEN", "1", 1);
+  CHECK_FALSE(bf16_tile_gemm_native());
+  ::setenv("QTUNE_GEMM_WIDEN", "0", 1);
+  CHECK(bf16_tile_gemm_native());
+  ::unsetenv("QTUNE_GEMM_WIDEN");
+  CHECK(bf16_tile_gemm_native());
+  if (found != nullptr) ::setenv("QTUNE_GEMM_WIDEN", outer.c_str(), 1);
   // Rows past the 4-row blocks, columns past the 16-lane vectors and the 64-column blocks, odd k.
   for (const auto& [m, n, k] : {std::tuple{64, 64, 64}, std::tuple{5, 17, 9}, std::tuple{3, 130, 64},
                                 std::tuple{70, 64, 128}, std::tuple{1, 1, 1}, std::tuple{9, 48, 2}}) {

@@ -34,7 +34,7 @@ Registry& registry() {
   return *r;
 }
 
-void* allocate(int device, size_t bytes) {
+void* allocate(int device, size_t bytes, bool mapped = false) {
   Registry& r = registry();
   std::lock_guard<std::recursive_mutex> lock(r.mutex);
   if (device >= 0) {
@@ -44,7 +44,7 @@ void* allocate(int device, size_t bytes) {
   void* p = nullptr;
   // At least one byte, so that every allocation has its own address and its own sanitizer red zone.
   if (posix_memalign(&p, kAlignment, bytes > 0 ? bytes : 1) != 0) return nullptr;
-  r.allocations[reinterpret_cast<uintptr_t>(p)] = {reinterpret_cast<uintptr_t>(p), bytes, device};
+  r.allocations[reinterpret_cast<uintptr_t>(p)] = {reinterpret_cast<uintptr_t>(p), bytes, device, mapped};
   if (device >= 0) {
     r.used[static_cast<size_t>(device)] += bytes;
     if (r.open == 0) QTUNE_SIM_POISON(p, bytes);
@@ -70,7 +70,7 @@ bool release(void* ptr, bool device) {
 
 void* device_allocate(int device, size_t bytes) { return allocate(device, bytes); }
 bool device_free(void* ptr) { return release(ptr, true); }
-void* pinned_allocate(size_t bytes) { return allocate(-1, bytes); }
+void* pinned_allocate(size_t bytes, bool mapped) { return allocate(-1, bytes, mapped); }
 bool pinned_free(void* ptr) { return release(ptr, false); }
 
 size_t device_used(int device) {

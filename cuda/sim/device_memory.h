@@ -13,7 +13,8 @@ namespace qtune::sim {
 struct Allocation {
   uintptr_t begin = 0;
   size_t bytes = 0;
-  int device = -1;  // -1: pinned host memory (cudaMallocHost)
+  int device = -1;      // -1: pinned host memory (cudaMallocHost, cudaHostAlloc)
+  bool mapped = false;  // pinned memory kernels may read and write (cudaHostAllocMapped)
 };
 
 // nullptr when the device's memory is exhausted.
@@ -22,7 +23,7 @@ void* device_allocate(int device, size_t bytes);
 bool device_free(void* ptr);
 size_t device_used(int device);
 
-void* pinned_allocate(size_t bytes);
+void* pinned_allocate(size_t bytes, bool mapped = false);
 bool pinned_free(void* ptr);
 
 // The device or pinned allocation holding [ptr, ptr + bytes), if one holds all of it.

@@ -33,11 +33,15 @@ bool check_pointer_argument(const std::string& kernel, int index, const void* po
   const CUstream_st* s = resolve_stream(stream);
   const int device = s != nullptr ? s->device : current_device();
   const auto a = find_allocation(pointer, 0);
-  // Pinned host memory is mapped into every device at its host address (unified addressing), as on a GPU.
-  if (a && (a->device == device || a->device < 0)) return true;
+  // Pinned memory allocated as mapped (cudaHostAllocMapped) is the device's to use at its host address. A GPU
+  // under unified addressing maps all pinned memory; the simulator only what asked to be, so that a kernel
+  // handed a staging buffer by mistake still fails here.
+  if (a && (a->device == device || (a->device < 0 && a->mapped))) return true;
   char text[64];
   std::snprintf(text, sizeof text, "%p", pointer);
-  const std::string what = !a ? "host memory" : "memory of cuda:" + std::to_string(a->device);
+  const std::string what =
+      !a ? "host memory"
+         : (a->device < 0 ? "unmapped pinned host memory" : "memory of cuda:" + std::to_string(a->device));
   fail(cudaErrorInvalidValue, "kernel " + kernel + ": argument " + std::to_string(index) + " (" + text + ") is " +
                                   what + ", not memory of cuda:" + std::to_string(device));
   return false;

@@ -218,7 +218,11 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
 }
 
-cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) { return cudaMallocHost(ptr, bytes); }
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags) {
+  QTUNE_SIM_RETURN_IF_STICKY();
+  *ptr = pinned_allocate(bytes, (flags & cudaHostAllocMapped) != 0);
+  return *ptr != nullptr ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaHostAlloc: out of host memory");
+}
 
 cudaError_t cudaFreeHost(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;

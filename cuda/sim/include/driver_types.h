@@ -32,6 +32,8 @@ constexpr unsigned cudaStreamNonBlocking = 0x1;
 constexpr unsigned cudaEventDefault = 0x0;
 constexpr unsigned cudaEventDisableTiming = 0x2;
 constexpr unsigned cudaHostAllocDefault = 0x0;
+constexpr unsigned cudaHostAllocPortable = 0x1;
+constexpr unsigned cudaHostAllocMapped = 0x2;
 
 struct CUstream_st;
 struct CUevent_st;

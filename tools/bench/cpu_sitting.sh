@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One sitting of qtune against PyTorch on this CPU, the comparison issue 19's targets are about: `qtune bench
+# train` in f32, bf16, bf16 + LoRA and bf16 + QLoRA, then the PyTorch peers (torch.compile f32 and bf16
+# autocast; eager LoRA and QLoRA in bf16), on the same THREADS cores, one after another, nothing else running.
+# Prints one table of medians with the ratios the targets name. Needs python3 with torch and transformers
+# (the QLoRA peer also torchao).
+#
+#   tools/bench/cpu_sitting.sh QTUNE THREADS [STEPS]      e.g. tools/bench/cpu_sitting.sh build/default/tools/qtune 2
+set -uo pipefail
+if [[ $# -lt 2 ]]; then
+  echo "usage: $0 QTUNE THREADS [STEPS]" >&2
+  exit 2
+fi
+qtune=$1 threads=$2 steps=${3:-5}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+python=${PYTHON:-python3}
+log=$(mktemp -d)
+export OMP_NUM_THREADS=$threads
+# THREADS CPUs on distinct physical cores, the same for every run (a machine with more cores than the
+# comparison wants; two hyperthreads of one core would halve what each gets).
+pin=()
+if command -v taskset > /dev/null && command -v lscpu > /dev/null; then
+  cpus=$(lscpu -p=cpu,core | grep -v '^#' | sort -t, -k2,2n -u | head -n "$threads" | cut -d, -f1 | paste -sd,)
+  pin=(taskset -c "$cpus")
+  echo "pinned to CPUs $cpus"
+fi
+
+grep -m1 'model name' /proc/cpuinfo
+grep -m1 -o -w -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' '
+echo "threads $threads, $steps timed steps per run; logs in $log"
+
+median_of() { grep -E '^\| median \|' "$1" | head -n 1 | awk -F'|' '{gsub(/ /, "", $3); print $3}'; }
+declare -A rate
+run_qtune() {  # name, bench train arguments...
+  local name=$1
+  shift
+  "${pin[@]}" "$qtune" bench train --steps "$steps" --warmup 2 "$@" > "$log/$name.log" 2>&1
+  rate[$name]=$(median_of "$log/$name.log")
+  echo "qtune $name: ${rate[$name]:-failed} tokens/s"
+}
+run_torch() {  # script, modes
+  "${pin[@]}" "$python" "$here/$1" --threads "$threads" --steps "$steps" --warmup 2 --modes "$2" > "$log/$1.log" 2>&1
+  local mode
+  for mode in ${2//,/ }; do
+    rate[torch:$mode]=$(grep -E "^\| $mode \|" "$log/$1.log" | awk -F'|' '{gsub(/ /, "", $4); print $4}')
+    echo "PyTorch $mode: ${rate[torch:$mode]:-failed} tokens/s"
+  done
+}
+
+run_qtune f32 --dtype f32
+run_qtune bf16 --dtype bf16
+run_qtune lora --dtype bf16 --adapters lora
+run_qtune qlora --dtype bf16 --adapters qlora
+grep -m1 -E '^bf16 GEMMs' "$log/bf16.log"
+run_torch torch_train_peer.py compile-f32,compile-autocast
+run_torch torch_lora_peer.py lora-bf16,qlora-bf16
+
+ratio() { [[ -n ${rate[$1]:-} && -n ${rate[$2]:-} ]] && awk -v a="${rate[$1]}" -v b="${rate[$2]}" 'BEGIN { printf "%.2fx", a / b }' || echo "-"; }
+echo
+echo "| qtune | tokens/s | PyTorch | tokens/s | ratio | target |"
+echo "|---|---|---|---|---|---|"
+echo "| f32 | ${rate[f32]:-} | compile f32 | ${rate[torch:compile-f32]:-} | $(ratio f32 torch:compile-f32) | >= 1x |"
+echo "| bf16 | ${rate[bf16]:-} | compile bf16 autocast | ${rate[torch:compile-autocast]:-} | $(ratio bf16 torch:compile-autocast) | >= 1.5x |"
+echo "| LoRA bf16 | ${rate[lora]:-} | eager LoRA bf16 | ${rate[torch:lora-bf16]:-} | $(ratio lora torch:lora-bf16) | |"
+echo "| QLoRA bf16 | ${rate[qlora]:-} | eager QLoRA (torchao NF4) | ${rate[torch:qlora-bf16]:-} | $(ratio qlora torch:qlora-bf16) | >= 1.5x |"
