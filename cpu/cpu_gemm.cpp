@@ -14,6 +14,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include "cpu/bf16_tile_gemm.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/cpu_onednn_matmul.h"
 #include "cpu/kernel_util.h"
@@ -264,7 +265,9 @@ std::string CpuBackend::gemm_path(DType dtype) {
       return "Eigen";
 #endif
     default:
-      return reduced_gemm_path(dtype);
+      // Attention's tile products are GEMMs too, with a kernel of their own (cpu/bf16_tile_gemm.h).
+      return reduced_gemm_path(dtype) +
+             (dtype == DType::bf16 && bf16_tile_gemm_native() ? "; attention tiles on vdpbf16ps" : "");
   }
 }
 
