@@ -31,8 +31,8 @@ __global__ void cross_entropy_kernel(DeviceFault* fault, const T* logits, const 
   using A = acc_t<T>;
   QTUNE_SHARED(A, partials, kRowThreads / 32);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    if (ignored_row(fault, "cross_entropy", targets, r, vocab,
-                    ignore_index)) {  // the same for every thread of the block
+    // The same answer for every thread of the block.
+    if (ignored_row(fault, "cross_entropy", targets, r, vocab, ignore_index)) {
       if (threadIdx.x == 0) loss[r] = lse[r] = 0;
       continue;
     }

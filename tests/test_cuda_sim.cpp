@@ -12,6 +12,7 @@
 #include <mma.h>
 #include <nccl.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,8 @@ __global__ void early_exit_before_barrier(int* out) {
   __syncthreads();
   out[threadIdx.x] = 1;
 }
+
+__global__ void write_lanes(int* out) { out[threadIdx.x] = static_cast<int>(threadIdx.x); }
 
 __global__ void half_warp_shuffle(int* out) {
   int v = static_cast<int>(threadIdx.x);
@@ -226,6 +229,38 @@ TEST_CASE("QTUNE_CUDA_SYNC=1 reports a fault at the launch that caused it") {
   ::unsetenv("QTUNE_CUDA_SYNC");
   qtune::sim::clear_sticky_error();
   cudaFree(out);
+}
+
+TEST_CASE("kernels write mapped pinned memory (device_fault's record), never other pinned memory") {
+  void* mapped = nullptr;
+  void* plain = nullptr;
+  REQUIRE(cudaHostAlloc(&mapped, 32 * sizeof(int), cudaHostAllocMapped) == cudaSuccess);
+  REQUIRE(cudaMallocHost(&plain, 32 * sizeof(int)) == cudaSuccess);
+  launch<write_lanes>(LaunchShape{1, 32}, static_cast<int*>(mapped));
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  for (int i = 0; i < 32; ++i) CHECK(static_cast<int*>(mapped)[i] == i);
+  CHECK_THROWS_WITH_AS(launch<write_lanes>(LaunchShape{1, 32}, static_cast<int*>(plain)),
+                       doctest::Contains("is unmapped pinned host memory"), qtune::Error);
+  qtune::sim::clear_sticky_error();
+  cudaFreeHost(mapped);
+  cudaFreeHost(plain);
+}
+
+TEST_CASE("device_fail's formatter writes %s and %lld as snprintf does, cut at the buffer's end") {
+  using qtune::gpu::FaultArg;
+  const char* format = "%s: id %lld at %lld of %lld\n";
+  for (const long long id : {0ll, 7ll, -3ll, 1234567890123ll, LLONG_MIN, LLONG_MAX}) {
+    CAPTURE(id);
+    const FaultArg args[] = {FaultArg("embedding"), FaultArg(id), FaultArg(-1ll), FaultArg(32000ll)};
+    char expected[256];
+    std::snprintf(expected, sizeof expected, "%s: id %lld at %lld of %lld", "embedding", id, -1ll, 32000ll);
+    char text[256];
+    qtune::gpu::format_fault(text, sizeof text, format, args, 4);
+    CHECK(std::string(text) == expected);  // the final newline dropped
+    char short_text[12];
+    qtune::gpu::format_fault(short_text, sizeof short_text, format, args, 4);
+    CHECK(std::string(short_text) == std::string(expected).substr(0, sizeof short_text - 1));
+  }
 }
 
 TEST_CASE("warp collectives: missing lanes deadlock, a mask without the caller faults") {

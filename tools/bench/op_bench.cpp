@@ -31,8 +31,8 @@ Tensor uniform(const Shape& shape, uint64_t seed, DType dt = DType::f32, double 
   return t;
 }
 
-// Other engineers are still filling in the CPU kernels: one untimed call first (also the warm-up), and a
-// kernel that throws "not implemented" shows up as a skipped benchmark instead of ending the run.
+// One untimed call first (also the warm-up); a kernel that throws (a backend without it, a shape it refuses)
+// shows up as a skipped benchmark with the error instead of ending the run.
 template <class F>
 bool runs(benchmark::State& s, F&& f) {
   try {
