@@ -12,6 +12,14 @@ if [[ $# -lt 2 ]]; then
   exit 2
 fi
 qtune=$1 threads=$2 steps=${3:-5}
+if ! [[ $threads =~ ^[1-9][0-9]*$ && $steps =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: THREADS and STEPS must be positive integers, got '$threads' and '$steps'" >&2
+  exit 2
+fi
+if [[ ! -x $qtune ]]; then
+  echo "$0: no qtune executable at '$qtune'" >&2
+  exit 2
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 python=${PYTHON:-python3}
 log=$(mktemp -d)
