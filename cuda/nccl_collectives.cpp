@@ -14,8 +14,10 @@ namespace {
 
 void check_nccl(ncclResult_t result, const char* call, ncclComm_t comm) {
   if (result == ncclSuccess || result == ncclInProgress) return;
-  QTUNE_FAIL(call, " failed: ", ncclGetErrorString(result), comm != nullptr ? " (" : "",
-             comm != nullptr ? ncclGetLastError(comm) : "", comm != nullptr ? ")" : "");
+  // NCCL keeps the last error's text per thread: also for a call that made no communicator (comm null).
+  const char* detail = ncclGetLastError(comm);
+  const bool said = detail != nullptr && detail[0] != '\0';
+  QTUNE_FAIL(call, " failed: ", ncclGetErrorString(result), said ? " (" : "", said ? detail : "", said ? ")" : "");
 }
 
 ncclDataType_t nccl_type(DType dtype, bool reduced) {

@@ -410,13 +410,14 @@ Tensor Fsdp::grad_norm_squares() {
   std::vector<int64_t> first(pieces_.size() + 1, 0);
   for (size_t j = 0; j < pieces_.size(); ++j) first[j + 1] = first[j] + pieces_[j].numel() / block;
   const Device device = device_.value_or(Device::cpu());
-  const Tensor local = Tensor::zeros({first.back()}, DType::f64, shard_device_);
+  // On the model's device also when offloaded: the block sums are then the ones a single GPU computes.
+  const Tensor local = Tensor::zeros({first.back()}, DType::f64, device);
   for (size_t j = 0; j < pieces_.size(); ++j) {
     const Tensor g = pieces_[j].grad();
     if (!g.defined() || first[j + 1] == first[j]) continue;
-    backend_for(g.device()).squared_norm_blocks(g, local.narrow(0, first[j], first[j + 1] - first[j]));
+    backend_for(device).squared_norm_blocks(g.to(device), local.narrow(0, first[j], first[j + 1] - first[j]));
   }
-  const Tensor sent = local.to(device);
+  const Tensor& sent = local;
   const Tensor gathered = Tensor::empty({first.back() * comm_.size()}, DType::f64, device);
   comm_.all_gather(buffer_of(sent), buffer_of(gathered))->wait();
   // A whole tensor's blocks are rank 0's blocks of it, then rank 1's...: summed in that order (on the host), as

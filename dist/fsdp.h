@@ -37,7 +37,8 @@ struct FsdpOptions {
   UnitOf unit_of = nullptr;      // 1 for every frozen tensor when null
   PieceSource source = nullptr;  // the pieces of the block tensors that hold no memory (the root's must hold theirs)
   // A GPU model's shards, and so its trainable pieces, their gradients and the optimizer state, stay in host
-  // memory: each gather copies the shard up first, each reduction's result comes down. Nothing on CPU models.
+  // memory: each gather copies the shard up first, each reduction's result comes down (and goes up once more for
+  // the gradient norm, measured on the device as one GPU measures it). Nothing on CPU models.
   bool offload = false;
   // Mixed precision: the trainable pieces, and so the optimizer and its state, in master_dtype while the model
   // computes in its own dtype (a gather casts the pieces to it); gradients are summed across ranks in
@@ -58,6 +59,8 @@ class Fsdp {
   Fsdp& operator=(const Fsdp&) = delete;
 
   Communicator& communicator() const { return comm_; }
+  // Where the gathers and reductions run: the model's device (a collective's buffers must be there).
+  Device device() const { return device_.value_or(Device::cpu()); }
   // The rank's piece of every trainable tensor of root, in root.trainable_parameters() order: 1-D leaves whose
   // .grad the backward fills. What the optimizer updates.
   const std::vector<Tensor>& parameters() const { return pieces_; }

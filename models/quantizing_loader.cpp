@@ -56,10 +56,8 @@ std::shared_ptr<Llama> load_streamed(const std::string& dir, const quant::ModelQ
   const LlamaConfig config = load_llama_config(dir);
   // A quantized embedding runs on CPU only.
   const quant::ModelQuantization& q = quantization != nullptr ? *quantization : plain;
-  QTUNE_CHECK(!reserve || options.device.is_cpu(), dir, ": a sharded load builds the model on CPU, not ",
-              options.device.str());
-  QTUNE_CHECK(options.device.is_cpu() || (quant::quantizes_on_gpu(q.scheme) && !q.embedding), dir, ": on ",
-              options.device.str(),
+  QTUNE_CHECK(options.device.is_cpu() || quantization == nullptr || (quant::quantizes_on_gpu(q.scheme) && !q.embedding),
+              dir, ": on ", options.device.str(),
               " the quantizing loader streams NF4 or float8 projections (no "
               "quantized embedding); the other schemes run on CPU");
   check_tied_quantization(config, q);

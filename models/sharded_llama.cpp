@@ -72,10 +72,11 @@ void ShardedLlama::consolidate(const optim::OptimizerState& pieces,
   enum Request : int64_t { kDone, kFailed, kParameter, kState, kBlock };
   const auto exchange = [&](int64_t kind, int64_t index) {
     int64_t message[2] = {kind, index};
-    const Tensor buffer = Tensor::from_data(message, {2}, DType::i64);
+    const Tensor buffer = Tensor::from_data(message, {2}, DType::i64, fsdp.device());  // NCCL moves GPU buffers
     const auto work = comm.broadcast(dist::buffer_of(buffer), 0);
     comm.rank() != 0 ? work->wait(std::chrono::hours(2)) : work->wait();
-    return std::pair<int64_t, size_t>{buffer.data<int64_t>()[0], static_cast<size_t>(buffer.data<int64_t>()[1])};
+    const std::vector<int64_t> got = buffer.to_vector<int64_t>();
+    return std::pair<int64_t, size_t>{got[0], static_cast<size_t>(got[1])};
   };
   const auto serve = [&](int64_t kind, size_t index) -> Tensor {
     if (kind == kParameter) return fsdp.gather_parameter(index, fsdp.parameters()[index]);

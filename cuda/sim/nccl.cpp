@@ -1,18 +1,26 @@
-// NCCL in the sim flavor (include/nccl.h): ranks are host threads; a communicator's ranks share a
-// Clique. A collective queued on a rank's stream runs when that stream runs: it waits there until every
-// rank has reached the same collective (the same place in each rank's sequence of calls), checks that
-// they agree on it, computes this rank's result from the other ranks' buffers into a temporary, waits
-// until every rank has read what it needs, and only then writes its output, so in-place calls are safe.
+// NCCL in the sim flavor (include/nccl.h). Ranks are host threads of one process or separate processes
+// (one per rank under mpirun, each simulating its own GPUs). A collective queued on a rank's stream runs
+// when that stream runs: it waits there until every rank has reached the same collective (the same place
+// in each rank's sequence of calls), checks that they agree on it, computes this rank's result from the
+// other ranks' buffers into a temporary, and only then writes its output, so in-place calls are safe.
+// Threads of one process share a Clique and read each other's buffers. Ranks in other processes meet in a
+// directory in shared memory (/dev/shm): each writes its call and send buffer there as a file, and reads the
+// others'. ncclCommInitRank tells the two apart: every rank first leaves a note naming its process there.
 #include <nccl.h>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda/sim/device_memory.h"
@@ -189,7 +197,8 @@ void reduce_any(ncclDataType_t t, const std::vector<const void*>& sources, size_
 }  // namespace
 
 struct ncclComm {
-  std::shared_ptr<Clique> clique;
+  std::shared_ptr<Clique> clique;  // ranks in this process only
+  std::string shared;              // ranks in several processes: the meeting directory's path stem
   int rank = 0, nranks = 0, device = 0;
   uint64_t next = 0;  // the place of the next collective in this rank's sequence
 };
@@ -280,6 +289,113 @@ Fault meet(const ncclComm& comm, uint64_t place, const Call& call) {
   return {};
 }
 
+namespace fs = std::filesystem;
+
+// Where ranks in several processes meet: a directory per communicator (its joining) and per collective.
+fs::path meeting_root() {
+  std::error_code ec;
+  return fs::is_directory("/dev/shm", ec) ? fs::path("/dev/shm") : fs::temp_directory_path();
+}
+
+// Writes `bytes` to `path` whole, or not at all: the others see the file only once it is complete.
+bool publish_file(const fs::path& path, const std::string& bytes) {
+  const fs::path part = path.string() + ".part";
+  {
+    std::ofstream out(part, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return false;
+  }
+  std::error_code ec;
+  fs::rename(part, path, ec);
+  return !ec;
+}
+
+std::string read_whole(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Waits until `dir` holds `prefix`<r> for every rank r, or a file "failed" (whose text is returned), or the
+// deadline. Returns "" once all are there.
+std::string await_files(const fs::path& dir, const std::string& prefix, int nranks, const std::string& where) {
+  const auto until = deadline();
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    std::error_code ec;
+    if (fs::exists(dir / "failed", ec)) return read_whole(dir / "failed");
+    std::string missing;
+    for (int r = 0; r < nranks; ++r)
+      if (!fs::exists(dir / (prefix + std::to_string(r)), ec))
+        missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    if (missing.empty()) return "";
+    if (std::chrono::steady_clock::now() >= until) {
+      const std::string text = where + ": rank(s) " + missing + " never reached it within " +
+                               std::to_string(qtune::sim::nccl_timeout_seconds()) + " s (QTUNE_SIM_NCCL_TIMEOUT_S)";
+      publish_file(dir / "failed", text);
+      return text;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(2000));
+  }
+}
+
+// How many bytes of its send buffer a rank contributes to `call`.
+size_t sent_bytes(const Call& call, int rank, int nranks) {
+  const size_t bytes = call.count * type_size(call.type);
+  switch (call.kind) {
+    case Kind::reduce_scatter:
+      return bytes * static_cast<size_t>(nranks);
+    case Kind::broadcast:
+      return rank == call.root ? bytes : 0;
+    default:
+      return bytes;
+  }
+}
+
+// meet() for ranks in several processes, through the files of the collective's own directory.
+Fault meet_across_processes(const ncclComm& comm, uint64_t place, const Call& call) {
+  const fs::path dir = comm.shared + "." + std::to_string(place);
+  const std::string where =
+      "collective #" + std::to_string(place) + " (" + call.describe() + ") on rank " + std::to_string(comm.rank);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  Call header = call;
+  header.send = nullptr, header.recv = nullptr;
+  std::string mine(reinterpret_cast<const char*>(&header), sizeof header);
+  mine.append(static_cast<const char*>(call.send), sent_bytes(call, comm.rank, comm.nranks));
+  if (!publish_file(dir / ("call." + std::to_string(comm.rank)), mine))
+    return {cudaErrorLaunchFailure, where + ": cannot write to " + dir.string()};
+  if (const std::string failure = await_files(dir, "call.", comm.nranks, where); !failure.empty())
+    return {cudaErrorLaunchFailure, failure};
+  std::vector<std::string> files(static_cast<size_t>(comm.nranks));
+  std::vector<Call> calls(files.size());
+  for (int r = 0; r < comm.nranks; ++r) {
+    std::string& file = files[static_cast<size_t>(r)];
+    file = read_whole(dir / ("call." + std::to_string(r)));
+    Call& c = calls[static_cast<size_t>(r)];
+    if (file.size() >= sizeof c) std::memcpy(&c, file.data(), sizeof c);
+    if (file.size() < sizeof c || file.size() != sizeof c + sent_bytes(c, r, comm.nranks))
+      return {cudaErrorLaunchFailure, where + ": rank " + std::to_string(r) + "'s file in " + dir.string() +
+                                          " is damaged (" + std::to_string(file.size()) + " bytes)"};
+    c.send = file.data() + sizeof c;
+  }
+  for (size_t r = 0; r < calls.size(); ++r)
+    if (!calls[r].same_as(calls[0])) {
+      const std::string text = "NCCL ranks disagree at collective #" + std::to_string(place) + ": rank 0 calls " +
+                               calls[0].describe() + ", rank " + std::to_string(r) + " calls " + calls[r].describe();
+      publish_file(dir / "failed", text);
+      return {cudaErrorLaunchFailure, text};
+    }
+  const std::vector<unsigned char> out = compute(comm, calls);
+  if (!out.empty()) std::memcpy(call.recv, out.data(), out.size());
+  // The last rank to have read everything removes the directory.
+  publish_file(dir / ("read." + std::to_string(comm.rank)), "");
+  int read = 0;
+  for (int r = 0; r < comm.nranks; ++r) read += fs::exists(dir / ("read." + std::to_string(r)), ec) ? 1 : 0;
+  if (read == comm.nranks) fs::remove_all(dir, ec);
+  return {};
+}
+
 ncclResult_t check_buffer(const ncclComm& comm, const char* call, const char* what, const void* p, size_t bytes) {
   const auto a = qtune::sim::find_allocation(p, bytes);
   if (bytes > 0 && (!a || a->device != comm.device))
@@ -303,7 +419,9 @@ ncclResult_t enqueue_call(ncclComm_t comm, const Call& call, size_t send_bytes, 
   if (const ncclResult_t r = check_buffer(*comm, name, "send", call.send, send_bytes); r != ncclSuccess) return r;
   if (const ncclResult_t r = check_buffer(*comm, name, "receive", call.recv, recv_bytes); r != ncclSuccess) return r;
   const uint64_t place = comm->next++;
-  qtune::sim::enqueue(s, [comm, place, call] { return meet(*comm, place, call); });
+  qtune::sim::enqueue(s, [comm, place, call] {
+    return comm->shared.empty() ? meet(*comm, place, call) : meet_across_processes(*comm, place, call);
+  });
   return ncclSuccess;
 }
 
@@ -349,6 +467,49 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   if (nranks < 1 || rank < 0 || rank >= nranks)
     return refuse(ncclInvalidArgument,
                   "ncclCommInitRank: rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+  // Every rank leaves a note (process, host, device) in the id's directory and reads the others': ranks that are
+  // threads of this process meet in a Clique, ranks in several processes in files.
+  static const char* hex = "0123456789abcdef";
+  std::string name = "qtune-sim-nccl-";
+  for (size_t i = 0; i < 16; ++i) {
+    const auto byte = static_cast<unsigned char>(id.internal[i]);
+    name += hex[byte >> 4], name += hex[byte & 15];
+  }
+  const fs::path join = meeting_root() / name;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const std::string note = std::to_string(getpid()) + " " + host + " " + std::to_string(device);
+  std::error_code ec;
+  fs::create_directories(join, ec);
+  if (!publish_file(join / ("rank." + std::to_string(rank)), note))
+    return refuse(ncclSystemError, "ncclCommInitRank: cannot write to " + join.string());
+  if (const std::string failure =
+          await_files(join, "rank.", nranks,
+                      "ncclCommInitRank (rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ")");
+      !failure.empty())
+    return refuse(ncclSystemError, failure);
+  std::vector<std::string> notes;
+  for (int r = 0; r < nranks; ++r) notes.push_back(read_whole(join / ("rank." + std::to_string(r))));
+  publish_file(join / ("read." + std::to_string(rank)), "");
+  int read = 0;
+  for (int r = 0; r < nranks; ++r) read += fs::exists(join / ("read." + std::to_string(r)), ec) ? 1 : 0;
+  if (read == nranks) fs::remove_all(join, ec);
+  const std::string pid = std::to_string(getpid()) + " ";
+  bool alone = true;
+  for (const std::string& n : notes) alone = alone && n.rfind(pid, 0) == 0;
+  if (!alone) {
+    // One GPU per rank, as NCCL demands: no two ranks on the same device of the same host.
+    for (int r = 0; r < nranks; ++r) {
+      const std::string where = notes[static_cast<size_t>(r)].substr(notes[static_cast<size_t>(r)].find(' ') + 1);
+      if (r != rank && where == note.substr(note.find(' ') + 1))
+        return refuse(ncclInvalidUsage, "ncclCommInitRank: ranks " + std::to_string(std::min(r, rank)) + " and " +
+                                            std::to_string(std::max(r, rank)) +
+                                            " both use cuda:" + std::to_string(device) + " of " + host +
+                                            " (one GPU per rank; QTUNE_SIM_DEVICES sets how many there are)");
+    }
+    *comm = new ncclComm{nullptr, (meeting_root() / name).string(), rank, nranks, device, 0};
+    return ncclSuccess;
+  }
   const std::string key(id.internal, sizeof id.internal);
   std::shared_ptr<Clique> clique;
   {
@@ -383,7 +544,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
                                        std::to_string(nranks) + " ranks joined within " +
                                        std::to_string(qtune::sim::nccl_timeout_seconds()) +
                                        " s (QTUNE_SIM_NCCL_TIMEOUT_S)");
-  *comm = new ncclComm{clique, rank, nranks, device, 0};
+  *comm = new ncclComm{clique, "", rank, nranks, device, 0};
   return ncclSuccess;
 }
 

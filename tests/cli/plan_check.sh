@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `qtune plan` against measured runs: the predicted peak of a rank is within 10% of the training peak rank 0
 # reports (allocator statistics) for one-process full (f32, bf16, bf16 with f32 masters) and qat (8da4w) runs and
-# 2-rank FSDP full, qlora, qat and qat_lora runs; then the plan
+# 2-rank FSDP full, bf16 full with f32 masters, qlora, qat and qat_lora runs; then the plan
 # of Llama-2-70B QLoRA on 2 ranks is printed.
 set -euo pipefail
 qtune=$1 src=$2 work=$3
@@ -48,6 +48,7 @@ check qlora_2 qlora 2
 check qat_1 qat 1
 check bf16_1 full 1 bf16
 check mixed_1 full 1 bf16 f32
+check mixed_2 full 2 bf16 f32
 check qat_2 qat 2
 check qat_lora_2 qat_lora 2
 "$qtune" plan --model "$golden/llama/llama2_70b_config.json" --recipe qlora --nproc 2 --seq 2048 --batch 1 --dtype bf16 \

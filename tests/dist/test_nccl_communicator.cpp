@@ -147,8 +147,9 @@ std::vector<std::vector<uint8_t>> bytes_of(const std::vector<Tensor>& tensors) {
   return out;
 }
 
-// One step over N GPU ranks against one GPU accumulating the N micro-batches. With offload the ranks' optimizer
-// runs on the host, so the reference clips and steps host copies of its parameters and gradients.
+// One step over N GPU ranks against one GPU accumulating the N micro-batches. With offload the ranks measure the
+// gradients' norm on the GPU and run the optimizer on the host, so the reference clips on its GPU and steps host
+// copies of its parameters and gradients.
 void check_gpu_step(bool offload) {
   const int n = ranks();
   auto reference = tiny_llama(Device::cuda(0));
@@ -157,6 +158,7 @@ void check_gpu_step(bool offload) {
     (reference->loss(tokens, targets) * (1.0 / n)).backward();
   }
   std::vector<Tensor> params = reference->trainable_parameters();
+  optim::clip_grad_norm(params, 0.5);
   if (offload) {
     for (Tensor& p : params) {
       Tensor host = p.detach().to(Device::cpu());
@@ -165,7 +167,6 @@ void check_gpu_step(bool offload) {
       p = host;
     }
   }
-  optim::clip_grad_norm(params, 0.5);
   optim::AdamW(params, {.lr = 1e-2}).step();
   const auto expected = bytes_of(params);
 

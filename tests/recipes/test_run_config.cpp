@@ -152,6 +152,12 @@ TEST_CASE("values are checked after the overrides") {
   fails_with({"train.grad_accum=0"}, "train.grad_accum");
   fails_with({"train.keep_checkpoints=0"}, "train.keep_checkpoints");
   fails_with({"device=tpu"}, "device in my.json with its overrides: bad device 'tpu'");
+  fails_with({"dist.offload=true"}, "dist.offload in my.json with its overrides keeps GPU ranks' shards");
+  CHECK(parse_run_config(kInline, "my.json", {"dist.offload=true", "device=cuda"}).dist.offload);
+  fails_with({"dist.reduce_dtype=bf16", "model.dtype=bf16"},
+             "dist.reduce_dtype in my.json with its overrides must be one of f32");
+  fails_with({"dist.reduce_dtype=f32"}, "this model is f32 already");
+  CHECK(parse_run_config(kInline, "my.json", {"dist.reduce_dtype=f32", "model.dtype=bf16"}).dist.reduce_dtype == "f32");
   fails_with({"recipe=lorax"},
              "recipe in override 'recipe=lorax': unknown recipe 'lorax' (recipes: full, qat, lora, qlora, qat_lora)");
   CHECK(parse_run_config(kInline, "my.json", {"train.steps=0", "train.epochs=0.5"}).train.epochs == 0.5);

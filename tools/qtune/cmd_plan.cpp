@@ -42,8 +42,6 @@ int plan(const PlanArgs& args) {
   QTUNE_CHECK(args.master_dtype.empty() || args.master_dtype == "f32" || args.master_dtype == args.dtype,
               "qtune plan: --master-dtype must be f32 or the model's --dtype (", args.dtype, "), got ",
               args.master_dtype);
-  QTUNE_CHECK(args.master_dtype != "f32" || args.nproc == 1 || args.dtype == "f32",
-              "qtune plan: --master-dtype f32 runs on one process for now (got --nproc ", args.nproc, ")");
   in.f32_masters = args.master_dtype == "f32";
   in.qat_scheme = quant::parse_linear_scheme(args.scheme, args.group_size);
   fmt::print("{}", recipes::format_plan(in, recipes::plan_memory(in)));

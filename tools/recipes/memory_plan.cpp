@@ -148,6 +148,9 @@ MemoryPlan plan_memory(const PlanInput& in) {
     grads = layers * s.train + r.train + root_trainable;
     add("optimizer state", (layers * s.train_elements + r.train_elements) * moment_bytes,
         fmt::format("1/{} of the {}, f32", in.ranks, in.sgd ? "SGD momentum" : "AdamW moments"));
+    if (in.f32_masters && in.dtype != DType::f32)
+      add("f32 masters", (layers * s.train_elements + r.train_elements) * 4,
+          fmt::format("model.master_dtype=f32: 1/{} of what the optimizer updates", in.ranks));
     add("communication buffers", layer_trainable + in.ranks * s.train,
         "a layer's whole gradients and the reduce-scatter's send buffer");
   }

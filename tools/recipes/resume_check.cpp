@@ -26,7 +26,8 @@ bool may_change(const std::string& key) {
                                              "train.activation_checkpointing",
                                              "dist.timeout_s",
                                              "dist.check_calls",
-                                             "dist.sharded_checkpoints"};
+                                             "dist.sharded_checkpoints",
+                                             "dist.offload"};
   return keys.count(key) > 0;
 }
 

@@ -77,6 +77,8 @@ void for_each_field(Config& c, Visitor&& visit) {
   visit("dist.timeout_s", c.dist.timeout_s);
   visit("dist.check_calls", c.dist.check_calls);
   visit("dist.sharded_checkpoints", c.dist.sharded_checkpoints);
+  visit("dist.offload", c.dist.offload);
+  visit("dist.reduce_dtype", c.dist.reduce_dtype);
 }
 
 // Input files: relative ones in a config file are resolved against the file's directory.
@@ -359,6 +361,14 @@ void validate(const RunConfig& c, const std::string& where, const KeysSet& set) 
 
   QTUNE_CHECK(c.dist.timeout_s > 0 && c.dist.timeout_s <= 86400, "dist.timeout_s in ", where,
               " must be in (0, 86400] seconds, got ", c.dist.timeout_s);
+  QTUNE_CHECK(!c.dist.offload || !device.is_cpu(), "dist.offload in ", where,
+              " keeps GPU ranks' shards and optimizer state in host memory; this run trains on device=", c.device,
+              ", where they are there already: drop it");
+  if (!c.dist.reduce_dtype.empty()) {
+    check_one_of(where, "dist.reduce_dtype", c.dist.reduce_dtype, {"f32"});
+    QTUNE_CHECK(c.model.dtype != "f32", "dist.reduce_dtype=f32 in ", where,
+                " sums a bf16 model's gradients across ranks in f32; this model is f32 already: drop it");
+  }
 
   QTUNE_CHECK(!c.data.train.empty(), "data.train in ", where, " is empty: name the training data file or directory");
   check_one_of(where, "data.format", c.data.format, {"text", "jsonl", "tokens"});

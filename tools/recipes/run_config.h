@@ -94,6 +94,8 @@ struct DistSection {
   double timeout_s = 30;             // a collective still unfinished this long after it started stops every rank
   bool check_calls = false;          // ranks compare each collective's kind and sizes before it (debugging a hang)
   bool sharded_checkpoints = false;  // under FSDP each rank writes its own pieces (tools/recipes/sharded_checkpoint.h)
+  bool offload = false;              // GPU ranks keep their shards and optimizer state in host memory
+  std::string reduce_dtype;          // what FSDP sums gradients across ranks in: "" (as the weights) | f32
 };
 
 struct RunConfig {

@@ -134,10 +134,10 @@ std::shared_ptr<models::Llama> initial_model(const RunConfig& config) {
 
 std::shared_ptr<models::Llama> reserved_model(const RunConfig& config, const std::string& dir) {
   const models::LlamaOptions options = model_options(config);
-  if (!options.device.is_cpu() || (config.recipe == Recipe::lora && config.fp8.recipe) || io::is_gguf_file(dir))
-    return nullptr;
+  if ((config.recipe == Recipe::lora && config.fp8.recipe) || io::is_gguf_file(dir)) return nullptr;
   models::LoadOptions load;
   load.dtype = options.dtype;
+  load.device = options.device;
   load.activation_checkpointing = options.activation_checkpointing;
   if (config.recipe == Recipe::qlora) {
     const quant::ModelQuantization base = qlora_base(config);

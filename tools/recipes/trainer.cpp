@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "dist/nccl_communicator.h"
 #include "dist/world.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
@@ -109,7 +110,8 @@ struct PendingStep {
 
 // The ranks of a sharded run (one process alone: rank 0 of 1, no sharding).
 struct Ranks {
-  dist::Communicator* comm = nullptr;
+  dist::Communicator* comm = nullptr;    // host buffers: barriers, losses, the pieces' loading (MPI)
+  dist::Communicator* shards = nullptr;  // what FSDP gathers and reduces over: comm, or NCCL between GPU ranks
   models::ShardedLlama* sharded = nullptr;
   int rank = 0, size = 1;
   bool lead() const { return rank == 0; }
@@ -214,10 +216,12 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     if (hooks.on_note) hooks.on_note(text);
   };
   const Device device = parse_device(config.device);
-  QTUNE_CHECK(
-      !ranks.comm || device.is_cpu(), "device ", config.device,
-      ": `qtune run` under mpirun trains on device=cpu (dist::Fsdp shards GPU models over NcclCommunicator, but "
-      "the recipes do not start it yet)");
+  QTUNE_CHECK(!config.dist.offload || ranks.comm,
+              "dist.offload moves FSDP's shards and optimizer state to host "
+              "memory: start the run as ranks (mpirun, srun or --nproc; --nproc 1 offloads one GPU's optimizer state)");
+  QTUNE_CHECK(config.dist.reduce_dtype.empty() || ranks.comm,
+              "dist.reduce_dtype sets what FSDP ranks sum their "
+              "gradients in: start the run as ranks (mpirun, srun or --nproc), or drop it");
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   // model.tf32 holds for this run only: the device's backend outlives it.
@@ -332,28 +336,30 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     for (const auto& [name, t] : model->named_parameters()) whole += t.nbytes();
     for (const auto& [name, t] : model->named_buffers()) whole += t.nbytes();
     sharded = std::make_unique<models::ShardedLlama>(
-        *model, *ranks.comm,
-        dist::FsdpOptions{.source = load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype)
-                                             : nullptr});
+        *model, *ranks.shards,
+        dist::FsdpOptions{
+            .source = load_dir ? models::checkpoint_pieces(*load_dir, *ranks.comm, model->options().dtype) : nullptr,
+            .offload = config.dist.offload,
+            .reduce_dtype = config.dist.reduce_dtype.empty()
+                                ? std::nullopt
+                                : std::optional<DType>(dtype_from_name(config.dist.reduce_dtype))});
     ranks.sharded = sharded.get();
     const uint64_t load_peak = memory_stats(device).peak_allocated;  // a sharded load reads the pieces above
-    note("FSDP: " + std::to_string(ranks.size) + " ranks, each holding 1/" + std::to_string(ranks.size) +
+    note("FSDP: " + std::to_string(ranks.size) + (device.is_cuda() ? " GPU ranks over NCCL" : " ranks") +
+         ", each holding 1/" + std::to_string(ranks.size) +
          " of every decoder layer and of the optimizer state: rank " + std::to_string(ranks.rank) + " keeps " +
          format_bytes(static_cast<uint64_t>(sharded->fsdp().held_bytes())) + " of the model's " + format_bytes(whole) +
          " (loading peaked at " + format_bytes(load_peak) +
          (load_dir ? ", reading only its pieces of the decoder layers" : ", loading the whole model first") +
-         "; the step's peaks below are training's)");
+         "; the step's peaks below are training's)" +
+         (config.dist.offload ? "; shards, gradients and optimizer state offloaded to host memory" : ""));
     reset_peak_memory(device);
   }
   const std::vector<Tensor> params = sharded ? sharded->fsdp().parameters() : model->trainable_parameters();
   const auto optimizer = make_optimizer(config.optim, params);
-  if (keeps_f32_masters(config)) {
-    // Under FSDP the pieces would be the masters (dist::FsdpOptions::master_dtype), but a sharded resume still
-    // fills them from the bf16 weights: refused until it reads them back whole.
-    QTUNE_CHECK(!sharded, "model.master_dtype=f32 runs on one process for now, not under FSDP (", ranks.size,
-                " ranks): drop it, or train with model.dtype=f32");
-    optimizer->keep_f32_masters();
-  }
+  // Under FSDP each rank keeps the f32 masters of its own pieces: "state.<i>.master" is optimizer state, cut,
+  // gathered and checkpointed like the moments, and every rank updates them as one process would.
+  if (keeps_f32_masters(config)) optimizer->keep_f32_masters();
 
   Progress p;
   if (checkpoint) {
@@ -585,11 +591,28 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   options.check_calls = config.dist.check_calls;
   const std::unique_ptr<dist::Communicator> world = dist::world_communicator(options);
   Ranks ranks;
-  ranks.comm = world.get();
+  ranks.comm = ranks.shards = world.get();
   ranks.rank = world->rank();
   ranks.size = world->size();
+  // GPU ranks: FSDP over NCCL, each rank building its model on its node-local GPU; MPI keeps the host-side
+  // exchanges and starts NCCL.
+  RunConfig local = config;
+  std::unique_ptr<dist::NcclCommunicator> nccl;
+  if (parse_device(config.device).is_cuda()) {
+    try {
+      QTUNE_CHECK(config.device == "cuda" || config.device == "cuda:0", "device ", config.device,
+                  ": under mpirun each rank trains on its own GPU of the node (the launcher's local rank modulo the "
+                  "GPUs): use device=cuda");
+      nccl = dist::NcclCommunicator::world(*world, options);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "qtune: error: rank %d: %s\n", ranks.rank, e.what());
+      world->abort("stopping every rank of the job", 1);
+    }
+    ranks.shards = nccl.get();
+    local.device = nccl->device().str();
+  }
   try {
-    return train_as(config, hooks, ranks);
+    return train_as(local, hooks, ranks);
   } catch (const std::exception& e) {
     if (ranks.size == 1) throw;
     // The other ranks would wait for this one in their next collective: end the whole job now, saying why.
