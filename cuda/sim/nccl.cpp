@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -201,6 +202,7 @@ struct ncclComm {
   std::string shared;              // ranks in several processes: the meeting directory's path stem
   int rank = 0, nranks = 0, device = 0;
   uint64_t next = 0;  // the place of the next collective in this rank's sequence
+  std::atomic<bool> aborted{false};  // ncclCommAbort: a collective waiting for other processes gives up
 };
 
 namespace {
@@ -316,8 +318,9 @@ std::string read_whole(const fs::path& path) {
 }
 
 // Waits until `dir` holds `prefix`<r> for every rank r, or a file "failed" (whose text is returned), or the
-// deadline. Returns "" once all are there.
-std::string await_files(const fs::path& dir, const std::string& prefix, int nranks, const std::string& where) {
+// deadline, or `aborted`. Returns "" once all are there.
+std::string await_files(const fs::path& dir, const std::string& prefix, int nranks, const std::string& where,
+                        const std::atomic<bool>* aborted = nullptr) {
   const auto until = deadline();
   auto pause = std::chrono::microseconds(20);
   for (;;) {
@@ -328,6 +331,7 @@ std::string await_files(const fs::path& dir, const std::string& prefix, int nran
       if (!fs::exists(dir / (prefix + std::to_string(r)), ec))
         missing += (missing.empty() ? "" : ", ") + std::to_string(r);
     if (missing.empty()) return "";
+    if (aborted != nullptr && aborted->load()) return where + ": the communicator was aborted (ncclCommAbort)";
     if (std::chrono::steady_clock::now() >= until) {
       const std::string text = where + ": rank(s) " + missing + " never reached it within " +
                                std::to_string(qtune::sim::nccl_timeout_seconds()) + " s (QTUNE_SIM_NCCL_TIMEOUT_S)";
@@ -365,7 +369,7 @@ Fault meet_across_processes(const ncclComm& comm, uint64_t place, const Call& ca
   mine.append(static_cast<const char*>(call.send), sent_bytes(call, comm.rank, comm.nranks));
   if (!publish_file(dir / ("call." + std::to_string(comm.rank)), mine))
     return {cudaErrorLaunchFailure, where + ": cannot write to " + dir.string()};
-  if (const std::string failure = await_files(dir, "call.", comm.nranks, where); !failure.empty())
+  if (const std::string failure = await_files(dir, "call.", comm.nranks, where, &comm.aborted); !failure.empty())
     return {cudaErrorLaunchFailure, failure};
   std::vector<std::string> files(static_cast<size_t>(comm.nranks));
   std::vector<Call> calls(files.size());
@@ -556,7 +560,10 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   return ncclSuccess;
 }
 
-ncclResult_t ncclCommAbort(ncclComm_t comm) { return ncclCommDestroy(comm); }
+ncclResult_t ncclCommAbort(ncclComm_t comm) {
+  if (comm != nullptr) comm->aborted = true;
+  return ncclCommDestroy(comm);
+}
 
 ncclResult_t ncclCommCount(ncclComm_t comm, int* count) {
   *count = comm->nranks;

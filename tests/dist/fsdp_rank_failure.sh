@@ -3,8 +3,9 @@
 # message naming the collective, and output_dir keeps its last complete checkpoint, which a new run resumes.
 #   stopped rank (SIGSTOP): the others give up after dist.timeout_s (5 s here);
 #   killed rank (SIGKILL): mpirun ends the job.
+# DEVICE (cpu when not given) cuda: GPU ranks over NCCL, where a stuck collective aborts the NCCL group first.
 set -uo pipefail
-qtune=$1 src=$2 work=$3
+qtune=$1 src=$2 work=$3 device=${4:-cpu}
 golden=$src/tests/golden
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAILED: $*"; exit 1; }
@@ -27,7 +28,7 @@ rank_pid() {
 for how in STOP KILL; do
   out=$work/$how
   "$qtune" run full --config "$src/configs/tiny_shakespeare_full.json" --nproc 2 "data.train=$golden/tokenizers/train.txt" \
-    data.eval= "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" data.seq_len=32 data.batch_size=2 \
+    "device=$device" data.eval= "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" data.seq_len=32 data.batch_size=2 \
     schedule.warmup_steps=1 train.steps=100000 train.save_every=2 train.log_every=1 dist.timeout_s=5 \
     "output_dir=$out" > "$out.log" 2>&1 &
   job=$!
@@ -59,7 +60,7 @@ for how in STOP KILL; do
   [ -n "$last" ] || fail "$how: no complete checkpoint left"
   "$qtune" run full --config "$src/configs/tiny_shakespeare_full.json" "data.train=$golden/tokenizers/train.txt" \
     data.eval= "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" data.seq_len=32 data.batch_size=2 \
-    schedule.warmup_steps=1 "train.steps=$(( ${last#step_} + 1 ))" train.grad_accum=2 train.resume=true \
+    "device=$device" schedule.warmup_steps=1 "train.steps=$(( ${last#step_} + 1 ))" train.grad_accum=2 train.resume=true \
     "output_dir=$out" > "$out.resume.log" 2>&1 || { cat "$out.resume.log"; fail "$how: resume"; }
   grep -q "resumed from .*$last" "$out.resume.log" || { cat "$out.resume.log"; fail "$how: did not resume $last"; }
 done
