@@ -8,9 +8,11 @@
 // others'. ncclCommInitRank tells the two apart: every rank first leaves a note naming its process there.
 #include <nccl.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -201,7 +204,7 @@ struct ncclComm {
   std::shared_ptr<Clique> clique;  // ranks in this process only
   std::string shared;              // ranks in several processes: the meeting directory's path stem
   int rank = 0, nranks = 0, device = 0;
-  uint64_t next = 0;  // the place of the next collective in this rank's sequence
+  uint64_t next = 0;                 // the place of the next collective in this rank's sequence
   std::atomic<bool> aborted{false};  // ncclCommAbort: a collective waiting for other processes gives up
 };
 
@@ -293,28 +296,69 @@ Fault meet(const ncclComm& comm, uint64_t place, const Call& call) {
 
 namespace fs = std::filesystem;
 
-// Where ranks in several processes meet: a directory per communicator (its joining) and per collective.
-fs::path meeting_root() {
-  std::error_code ec;
-  return fs::is_directory("/dev/shm", ec) ? fs::path("/dev/shm") : fs::temp_directory_path();
+// Where ranks in several processes meet: a directory per communicator, "qtune-sim-nccl-<id>", holding each
+// rank's note (rank.<r>: "pid host device ranks") and a directory per collective (c<place>).
+constexpr std::string_view kMeetingPrefix = "qtune-sim-nccl-";
+
+std::string read_whole(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Writes `bytes` to `path` whole, or not at all: the others see the file only once it is complete.
-bool publish_file(const fs::path& path, const std::string& bytes) {
-  const fs::path part = path.string() + ".part";
+fs::path meeting_root() {
+  std::error_code ec;
+  if (fs::is_directory("/dev/shm", ec)) return "/dev/shm";
+  const fs::path tmp = fs::temp_directory_path(ec);
+  return ec ? fs::path("/tmp") : tmp;
+}
+
+std::string host_name() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// Writes `bytes` to `path` whole, or not at all: the others see the file only once it is complete. Exclusive:
+// fails where `path` exists. The temporary name is this thread's own, so two writers never mix.
+bool publish_file(const fs::path& path, const std::string& bytes, bool exclusive = false) {
+  const fs::path part = path.string() + ".part." + std::to_string(getpid()) + "." +
+                        std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id()));
   {
     std::ofstream out(part, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) return false;
   }
   std::error_code ec;
+  if (exclusive) {
+    const bool linked = ::link(part.c_str(), path.c_str()) == 0;
+    fs::remove(part, ec);
+    return linked;
+  }
   fs::rename(part, path, ec);
   return !ec;
 }
 
-std::string read_whole(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+// Removes the meeting directories whose ranks have all ended (a job that failed or was killed leaves its
+// directory behind): every note names a process of this host that no longer exists.
+void sweep_dead_meetings(const fs::path& root, const std::string& host) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kMeetingPrefix, 0) != 0 || !entry.is_directory(ec)) continue;
+    int notes = 0;
+    bool dead = true;
+    for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
+      const std::string f = file.path().filename().string();
+      if (f.rfind("rank.", 0) != 0 || f.find(".part") != std::string::npos) continue;
+      std::istringstream note(read_whole(file.path()));
+      long pid = 0;
+      std::string their_host;
+      note >> pid >> their_host;
+      ++notes;
+      dead = dead && their_host == host && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    }
+    if (notes > 0 && dead) fs::remove_all(entry.path(), ec);
+  }
 }
 
 // Waits until `dir` holds `prefix`<r> for every rank r, or a file "failed" (whose text is returned), or the
@@ -358,9 +402,10 @@ size_t sent_bytes(const Call& call, int rank, int nranks) {
 
 // meet() for ranks in several processes, through the files of the collective's own directory.
 Fault meet_across_processes(const ncclComm& comm, uint64_t place, const Call& call) {
-  const fs::path dir = comm.shared + "." + std::to_string(place);
+  const fs::path dir = fs::path(comm.shared) / ("c" + std::to_string(place));
   const std::string where =
       "collective #" + std::to_string(place) + " (" + call.describe() + ") on rank " + std::to_string(comm.rank);
+  if (comm.aborted) return {cudaErrorLaunchFailure, where + ": the communicator was aborted (ncclCommAbort)"};
   std::error_code ec;
   fs::create_directories(dir, ec);
   Call header = call;
@@ -378,9 +423,12 @@ Fault meet_across_processes(const ncclComm& comm, uint64_t place, const Call& ca
     file = read_whole(dir / ("call." + std::to_string(r)));
     Call& c = calls[static_cast<size_t>(r)];
     if (file.size() >= sizeof c) std::memcpy(&c, file.data(), sizeof c);
-    if (file.size() < sizeof c || file.size() != sizeof c + sent_bytes(c, r, comm.nranks))
-      return {cudaErrorLaunchFailure, where + ": rank " + std::to_string(r) + "'s file in " + dir.string() +
-                                          " is damaged (" + std::to_string(file.size()) + " bytes)"};
+    if (file.size() < sizeof c || file.size() != sizeof c + sent_bytes(c, r, comm.nranks)) {
+      const std::string text = where + ": rank " + std::to_string(r) + "'s file in " + dir.string() + " is damaged (" +
+                               std::to_string(file.size()) + " bytes)";
+      publish_file(dir / "failed", text);
+      return {cudaErrorLaunchFailure, text};
+    }
     c.send = file.data() + sizeof c;
   }
   for (size_t r = 0; r < calls.size(); ++r)
@@ -412,6 +460,7 @@ ncclResult_t check_buffer(const ncclComm& comm, const char* call, const char* wh
 ncclResult_t enqueue_call(ncclComm_t comm, const Call& call, size_t send_bytes, size_t recv_bytes,
                           cudaStream_t stream) {
   const char* name = kind_name(call.kind);
+  last_error.clear();
   if (comm == nullptr) return refuse(ncclInvalidArgument, std::string(name) + ": no communicator");
   if (type_size(call.type) == 0) return refuse(ncclInvalidArgument, std::string(name) + ": unknown data type");
   if (call.op < ncclSum || call.op > ncclAvg) return refuse(ncclInvalidArgument, std::string(name) + ": unknown op");
@@ -457,7 +506,18 @@ const char* ncclGetLastError(ncclComm_t) { return last_error.c_str(); }
 
 ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
   static std::mutex mutex;
-  static std::mt19937_64 rng{std::random_device{}()};
+  // Seeded from several words, and the process and time: ids of concurrent jobs must not collide (their meeting
+  // directories are named after them).
+  static std::mt19937_64 rng = [] {
+    std::random_device device;
+    std::seed_seq seed{device(),
+                       device(),
+                       device(),
+                       device(),
+                       static_cast<unsigned>(getpid()),
+                       static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())};
+    return std::mt19937_64(seed);
+  }();
   std::lock_guard<std::mutex> lock(mutex);
   for (size_t i = 0; i < sizeof id->internal; i += 8) {
     const uint64_t r = rng();
@@ -471,47 +531,63 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   if (nranks < 1 || rank < 0 || rank >= nranks)
     return refuse(ncclInvalidArgument,
                   "ncclCommInitRank: rank " + std::to_string(rank) + " of " + std::to_string(nranks));
-  // Every rank leaves a note (process, host, device) in the id's directory and reads the others': ranks that are
-  // threads of this process meet in a Clique, ranks in several processes in files.
+  // Every rank leaves a note (process, host, device, ranks) in the id's directory and reads the others': ranks that
+  // are threads of this process meet in a Clique, ranks in several processes in files.
+  last_error.clear();
   static const char* hex = "0123456789abcdef";
-  std::string name = "qtune-sim-nccl-";
+  std::string name(kMeetingPrefix);
   for (size_t i = 0; i < 16; ++i) {
     const auto byte = static_cast<unsigned char>(id.internal[i]);
     name += hex[byte >> 4], name += hex[byte & 15];
   }
-  const fs::path join = meeting_root() / name;
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  const std::string note = std::to_string(getpid()) + " " + host + " " + std::to_string(device);
+  const fs::path root = meeting_root(), join = root / name;
+  const std::string host = host_name(), me = std::to_string(getpid()) + " " + host;
+  sweep_dead_meetings(root, host);
   std::error_code ec;
   fs::create_directories(join, ec);
-  if (!publish_file(join / ("rank." + std::to_string(rank)), note))
-    return refuse(ncclSystemError, "ncclCommInitRank: cannot write to " + join.string());
-  if (const std::string failure =
-          await_files(join, "rank.", nranks,
-                      "ncclCommInitRank (rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ")");
-      !failure.empty())
+  const std::string rank_text =
+      "ncclCommInitRank (rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ")";
+  if (!publish_file(join / ("rank." + std::to_string(rank)),
+                    me + " " + std::to_string(device) + " " + std::to_string(nranks), true))
+    return refuse(ncclInvalidUsage, rank_text + ": rank " + std::to_string(rank) +
+                                        " joined twice (or cannot write to " + join.string() + ")");
+  if (const std::string failure = await_files(join, "rank.", nranks, rank_text); !failure.empty())
     return refuse(ncclSystemError, failure);
-  std::vector<std::string> notes;
-  for (int r = 0; r < nranks; ++r) notes.push_back(read_whole(join / ("rank." + std::to_string(r))));
-  publish_file(join / ("read." + std::to_string(rank)), "");
-  int read = 0;
-  for (int r = 0; r < nranks; ++r) read += fs::exists(join / ("read." + std::to_string(r)), ec) ? 1 : 0;
-  if (read == nranks) fs::remove_all(join, ec);
-  const std::string pid = std::to_string(getpid()) + " ";
+  struct Note {
+    std::string process;  // "pid host"
+    int device = -1, ranks = 0;
+  };
+  std::vector<Note> notes;
+  for (int r = 0; r < nranks; ++r) {
+    std::istringstream text(read_whole(join / ("rank." + std::to_string(r))));
+    std::string pid, their_host;
+    Note n;
+    text >> pid >> their_host >> n.device >> n.ranks;
+    n.process = pid + " " + their_host;
+    if (n.ranks != nranks)
+      return refuse(ncclInvalidUsage,
+                    rank_text + ": rank " + std::to_string(r) + " says " + std::to_string(n.ranks) + " ranks");
+    notes.push_back(n);
+  }
   bool alone = true;
-  for (const std::string& n : notes) alone = alone && n.rfind(pid, 0) == 0;
-  if (!alone) {
+  for (const Note& n : notes) alone = alone && n.process == me;
+  if (alone) {
+    // Threads of this process: the directory is done with once every rank has read the notes.
+    publish_file(join / ("read." + std::to_string(rank)), "");
+    int read = 0;
+    for (int r = 0; r < nranks; ++r) read += fs::exists(join / ("read." + std::to_string(r)), ec) ? 1 : 0;
+    if (read == nranks) fs::remove_all(join, ec);
+  } else {
     // One GPU per rank, as NCCL demands: no two ranks on the same device of the same host.
     for (int r = 0; r < nranks; ++r) {
-      const std::string where = notes[static_cast<size_t>(r)].substr(notes[static_cast<size_t>(r)].find(' ') + 1);
-      if (r != rank && where == note.substr(note.find(' ') + 1))
+      const Note& n = notes[static_cast<size_t>(r)];
+      if (r != rank && n.device == device && n.process.substr(n.process.find(' ')) == " " + host)
         return refuse(ncclInvalidUsage, "ncclCommInitRank: ranks " + std::to_string(std::min(r, rank)) + " and " +
                                             std::to_string(std::max(r, rank)) +
                                             " both use cuda:" + std::to_string(device) + " of " + host +
                                             " (one GPU per rank; QTUNE_SIM_DEVICES sets how many there are)");
     }
-    *comm = new ncclComm{nullptr, (meeting_root() / name).string(), rank, nranks, device, 0};
+    *comm = new ncclComm{nullptr, join.string(), rank, nranks, device, 0};
     return ncclSuccess;
   }
   const std::string key(id.internal, sizeof id.internal);
@@ -556,6 +632,16 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   if (comm == nullptr) return refuse(ncclInvalidArgument, "ncclCommDestroy: no communicator");
   // Queued collectives refer to the communicator: they run first.
   qtune::sim::drain_device(comm->device);
+  if (!comm->shared.empty()) {
+    // The last rank of the processes to leave removes the meeting directory (a killed job's goes at the next
+    // start, sweep_dead_meetings).
+    const fs::path dir = comm->shared;
+    std::error_code ec;
+    publish_file(dir / ("gone." + std::to_string(comm->rank)), "");
+    int gone = 0;
+    for (int r = 0; r < comm->nranks; ++r) gone += fs::exists(dir / ("gone." + std::to_string(r)), ec) ? 1 : 0;
+    if (gone == comm->nranks) fs::remove_all(dir, ec);
+  }
   delete comm;
   return ncclSuccess;
 }

@@ -81,8 +81,8 @@ for variant in full full+fp8 full+mixed lora qlora qlora+mixed qat qat_lora; do
       ! diff -q <(numbers "$many") <(numbers "$wide") > /dev/null || fail "$variant: dist.reduce_dtype=f32 changed nothing"
       paste -d' ' <(numbers "$many" | grep -o '"loss":[-0-9.e]*' | cut -d: -f2) \
         <(numbers "$wide" | grep -o '"loss":[-0-9.e]*' | cut -d: -f2) |
-        awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-2 * $1) bad = 1 } END { exit bad }' ||
-        fail "$variant: dist.reduce_dtype=f32 losses stray from bf16's"
+        awk 'NF != 2 { bad = 1 } { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-2 * $1) bad = 1 }
+             END { exit bad || NR != 3 }' || fail "$variant: dist.reduce_dtype=f32 losses stray from bf16's"
     fi
   fi
   echo "$variant: $n ranks = one process, $(echo "$files" | wc -l) files identical; $(numbers "$many" | tail -2 | head -1)"

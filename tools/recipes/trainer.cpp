@@ -112,6 +112,7 @@ struct PendingStep {
 struct Ranks {
   dist::Communicator* comm = nullptr;    // host buffers: barriers, losses, the pieces' loading (MPI)
   dist::Communicator* shards = nullptr;  // what FSDP gathers and reduces over: comm, or NCCL between GPU ranks
+  std::string given_device;              // a GPU rank's `device` as given, which files record ("" as trained)
   models::ShardedLlama* sharded = nullptr;
   int rank = 0, size = 1;
   bool lead() const { return rank == 0; }
@@ -216,6 +217,12 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     if (hooks.on_note) hooks.on_note(text);
   };
   const Device device = parse_device(config.device);
+  // The config as given: a GPU rank trains on its own device, and its files record `device` as written.
+  const std::string config_json = [&] {
+    RunConfig given = config;
+    if (!ranks.given_device.empty()) given.device = ranks.given_device;
+    return run_config_to_json(given);
+  }();
   QTUNE_CHECK(!config.dist.offload || ranks.comm,
               "dist.offload moves FSDP's shards and optimizer state to host "
               "memory: start the run as ranks (mpirun, srun or --nproc; --nproc 1 offloads one GPU's optimizer state)");
@@ -393,7 +400,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
   std::optional<MetricsLog> metrics;
   if (ranks.lead()) {
     fs::create_directories(out);
-    io::write_file_atomic((out / "config.json").string(), run_config_to_json(config) + "\n");
+    io::write_file_atomic((out / "config.json").string(), config_json + "\n");
     metrics.emplace(checkpoint ? MetricsLog::resume(metrics_path, p.step) : MetricsLog::create(metrics_path));
   }
   note("data: " + std::to_string(loader.sequences_per_epoch()) + " sequences of " +
@@ -436,7 +443,7 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     state.loss = p.loss;
     state.eval_step = p.eval_step;
     state.eval_loss = p.eval_loss;
-    state.config_json = run_config_to_json(config);
+    state.config_json = config_json;
     state.ranks = ranks.size;
     state.data_fingerprints = fingerprints;
     saved_step = step;
@@ -609,6 +616,7 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
       world->abort("stopping every rank of the job", 1);
     }
     ranks.shards = nccl.get();
+    ranks.given_device = config.device;
     local.device = nccl->device().str();
   }
   try {

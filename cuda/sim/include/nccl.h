@@ -1,10 +1,11 @@
 #pragma once
 // qtune's stand-in for NCCL in the sim flavor (cuda/sim/nccl.cpp): the collectives qtune's dist layer
-// uses, across ranks that are host threads of one process, each with its own simulated GPU
-// (QTUNE_SIM_DEVICES). A collective is queued on its stream like a kernel and meets the other ranks'
-// when the streams run. Reductions run in rank order 0..N-1 (real NCCL's ring or tree order and its
-// rounding at each hop differ). Ranks that disagree on a collective, or one that never arrives within
-// QTUNE_SIM_NCCL_TIMEOUT_S seconds (default 60), fault every rank instead of hanging.
+// uses, across ranks that are host threads of one process or separate processes (one per rank under
+// mpirun), each with its own simulated GPU (QTUNE_SIM_DEVICES). A collective is queued on its stream like a
+// kernel and meets the other ranks' when the streams run (processes meet through files in /dev/shm). Reductions run in
+// rank order 0..N-1 (real NCCL's ring or tree order and its rounding at each hop differ). Ranks that disagree on a
+// collective, or one that never arrives within QTUNE_SIM_NCCL_TIMEOUT_S seconds (default 60), fault every rank instead
+// of hanging.
 #include <cstddef>
 
 #include <cuda_runtime.h>
