@@ -5,6 +5,9 @@
 # ended cleanly.
 set -uo pipefail
 mpirun=$1 probe=$2
+# Under AddressSanitizer: Open MPI's plugins have no frame pointers, so the fast unwinder stops inside them and
+# LeakSanitizer cannot match their allocations to lsan_mpi.supp; the slow one reaches libmpi's frames.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 fail() { echo "FAILED: $*"; exit 1; }
 meetings() { ls -d /dev/shm/qtune-sim-nccl-* 2> /dev/null | wc -l; }
 run() {  # ranks, mode, most seconds: sets out and rc

@@ -21,7 +21,7 @@ struct PlanArgs {
   int64_t seq = 2048, batch = 1, lora_rank = 8;
   std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
   double lora_dropout = 0;
-  bool activation_checkpointing = false, sgd = false;
+  bool activation_checkpointing = false, sgd = false, offload = false;
   std::string scheme = "8da4w";
   int64_t group_size = 0;
 };
@@ -38,6 +38,7 @@ int plan(const PlanArgs& args) {
   in.lora_targets = args.lora_targets;
   in.lora_dropout = args.lora_dropout;
   in.activation_checkpointing = args.activation_checkpointing;
+  in.offload = args.offload;
   in.sgd = args.sgd;
   QTUNE_CHECK(args.master_dtype.empty() || args.master_dtype == "f32" || args.master_dtype == args.dtype,
               "qtune plan: --master-dtype must be f32 or the model's --dtype (", args.dtype, "), got ",
@@ -71,6 +72,8 @@ void add_plan_command(CLI::App& app, int& status) {
   cmd->add_option("--lora-dropout", args->lora_dropout, "LoRA dropout (its masked inputs are kept)");
   cmd->add_flag("--activation-checkpointing", args->activation_checkpointing, "keep only each layer's input");
   cmd->add_flag("--sgd", args->sgd, "SGD with momentum instead of AdamW");
+  cmd->add_flag("--offload", args->offload,
+                "GPU ranks with dist.offload: shards, their gradients and the optimizer state in host memory");
   cmd->add_option("--scheme", args->scheme, "QAT scheme (qat, qat_lora): 8da4w, int4wo, q4_0 or q8_0")
       ->capture_default_str();
   cmd->add_option("--group-size", args->group_size, "QAT weights per scale (8da4w, int4wo; 0: the scheme's default)")

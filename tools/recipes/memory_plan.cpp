@@ -107,6 +107,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
   QTUNE_CHECK(in.ranks >= 1, "plan: --nproc must be at least 1, got ", in.ranks);
   QTUNE_CHECK(in.seq >= 1 && in.batch >= 1, "plan: --seq and --batch must be at least 1");
   QTUNE_CHECK(in.dtype == DType::f32 || in.dtype == DType::bf16, "plan: --dtype is f32 or bf16");
+  QTUNE_CHECK(!in.offload || in.ranks > 1, "plan: --offload moves FSDP's shards to host memory: give --nproc 2 or "
+              "more (a run offloads one GPU with --nproc 1 as a rank, which this plan does not model)");
   const models::LlamaConfig& c = in.model;
   const bool qat = fake_quantizes(in.recipe);
   if (qat)
@@ -127,8 +129,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
   const int64_t root_bytes = bytes_of(root, true) + bytes_of(root, false), root_trainable = bytes_of(root, true);
 
   MemoryPlan plan;
-  const auto add = [&](std::string what, int64_t bytes, std::string detail) {
-    plan.items.push_back({std::move(what), static_cast<uint64_t>(bytes), std::move(detail)});
+  const auto add = [&](std::string what, int64_t bytes, std::string detail, bool host = false) {
+    plan.items.push_back({std::move(what), static_cast<uint64_t>(bytes), std::move(detail), host});
   };
   const int64_t moment_bytes = in.sgd ? 4 : 8;  // f32 moments per trainable element
   int64_t grads = 0;
@@ -142,17 +144,25 @@ MemoryPlan plan_memory(const PlanInput& in) {
   } else {
     const LayerShards s = layer_shards(layer, in.ranks);
     const LayerShards r = layer_shards(root, in.ranks);
-    add("parameters", layers * (s.train + s.fixed) + root_bytes + r.train,
-        fmt::format("1/{} of every layer, padding included, and the whole embeddings", in.ranks));
+    const int64_t shards = layers * (s.train + s.fixed) + r.train, piece_grads = layers * s.train + r.train;
+    if (in.offload) {
+      add("parameters", root_bytes, "the whole embeddings (the shards are in host memory)");
+      add("shards", shards, fmt::format("1/{} of every layer, padding included", in.ranks), true);
+      add("shard gradients", piece_grads, "the rank's pieces", true);
+    } else {
+      add("parameters", shards + root_bytes,
+          fmt::format("1/{} of every layer, padding included, and the whole embeddings", in.ranks));
+    }
     add("gathered layers", 2 * layer_bytes, "the layer running and the next one, prefetched");
-    grads = layers * s.train + r.train + root_trainable;
+    grads = (in.offload ? 0 : piece_grads) + root_trainable;
     add("optimizer state", (layers * s.train_elements + r.train_elements) * moment_bytes,
-        fmt::format("1/{} of the {}, f32", in.ranks, in.sgd ? "SGD momentum" : "AdamW moments"));
+        fmt::format("1/{} of the {}, f32", in.ranks, in.sgd ? "SGD momentum" : "AdamW moments"), in.offload);
     if (in.f32_masters && in.dtype != DType::f32)
       add("f32 masters", (layers * s.train_elements + r.train_elements) * 4,
-          fmt::format("model.master_dtype=f32: 1/{} of what the optimizer updates", in.ranks));
-    add("communication buffers", layer_trainable + in.ranks * s.train,
-        "a layer's whole gradients and the reduce-scatter's send buffer");
+          fmt::format("model.master_dtype=f32: 1/{} of what the optimizer updates", in.ranks), in.offload);
+    add("communication buffers", layer_trainable + in.ranks * s.train + (in.offload ? 2 * (s.train + s.fixed) : 0),
+        in.offload ? "a layer's whole gradients, the reduce-scatter's send buffer and two shards copied up"
+                   : "a layer's whole gradients and the reduce-scatter's send buffer");
   }
 
   // What the forward keeps for backward, per token and layer: the two RMSNorm inputs (the residual stream), q,
@@ -203,11 +213,18 @@ MemoryPlan plan_memory(const PlanInput& in) {
                   in.activation_checkpointing ? " (checkpointed: layer inputs + one layer)" : "",
                   qat ? fmt::format("; {} of fake-quantized weights per layer", format_bytes(per_layer)) : ""));
   // Backward frees activations as it makes gradients: the peak holds the larger of the two.
-  add("gradients", grads, in.ranks == 1 ? "the trainable tensors, whole" : "the rank's pieces, and the root's whole");
+  add("gradients", grads,
+      in.ranks == 1 ? "the trainable tensors, whole"
+                    : (in.offload ? "the root's, whole" : "the rank's pieces, and the root's whole"));
 
   int64_t total = 0;
-  for (const PlanItem& item : plan.items)
-    if (item.what != "activations" && item.what != "gradients") total += static_cast<int64_t>(item.bytes);
+  for (const PlanItem& item : plan.items) {
+    if (item.host) {
+      plan.host += item.bytes;
+    } else if (item.what != "activations" && item.what != "gradients") {
+      total += static_cast<int64_t>(item.bytes);
+    }
+  }
   plan.total = static_cast<uint64_t>(total + std::max(activations, grads));
   return plan;
 }
@@ -219,11 +236,17 @@ std::string format_plan(const PlanInput& in, const MemoryPlan& plan) {
       in.model.num_hidden_layers, in.model.hidden_size, fmt::format("{:.2f}B", in.model.parameter_count() / 1e9),
       dtype_name(in.dtype), in.ranks, in.ranks == 1 ? "" : "s", in.batch, in.seq);
   for (const PlanItem& item : plan.items)
-    out += fmt::format("  {:<22} {:>10}  {}\n", item.what, format_bytes(item.bytes), item.detail);
+    if (!item.host) out += fmt::format("  {:<22} {:>10}  {}\n", item.what, format_bytes(item.bytes), item.detail);
   out += fmt::format(
       "  {:<22} {:>10}  per rank, {} bytes (counting the larger of activations and gradients: "
       "backward turns one into the other)\n",
       "peak", format_bytes(plan.total), plan.total);
+  if (in.offload) {
+    out += "offloaded to host memory (dist.offload):\n";
+    for (const PlanItem& item : plan.items)
+      if (item.host) out += fmt::format("  {:<22} {:>10}  {}\n", item.what, format_bytes(item.bytes), item.detail);
+    out += fmt::format("  {:<22} {:>10}  per rank, {} bytes\n", "host", format_bytes(plan.host), plan.host);
+  }
   return out;
 }
 

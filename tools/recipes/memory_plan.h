@@ -26,6 +26,7 @@ struct PlanInput {
   bool sgd = false;          // optimizer: AdamW (two f32 moments) or SGD with momentum (one)
   bool f32_masters = false;  // model.master_dtype=f32 with a bf16 model: an f32 copy of each trainable tensor
   bool activation_checkpointing = false;
+  bool offload = false;  // dist.offload on GPU ranks: shards, their gradients and the optimizer in host memory
   quant::LinearScheme qat_scheme = quant::Int8DynActInt4Weight{};  // qat and qat_lora
 };
 
@@ -33,11 +34,13 @@ struct PlanItem {
   std::string what;  // "parameters", "gradients", ...
   uint64_t bytes = 0;
   std::string detail;
+  bool host = false;  // offloaded: in host memory, not on the rank's device
 };
 
 struct MemoryPlan {
   std::vector<PlanItem> items;
-  uint64_t total = 0;  // the predicted peak of one rank
+  uint64_t total = 0;  // the predicted peak of one rank (on its device when offloaded)
+  uint64_t host = 0;   // what offloading keeps in host memory
 };
 
 // Throws naming the field for shapes a recipe cannot take (NF4 needs whole 64-value blocks).
