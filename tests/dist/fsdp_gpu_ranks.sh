@@ -73,6 +73,24 @@ cmp -s "$whole/final/model.safetensors" "$again/final/model.safetensors" || fail
 cmp -s "$whole/final/model.safetensors" "$work/full.one/final/model.safetensors" || fail "sharded run: final model differs"
 echo "per-rank checkpoint on GPU ranks: resumed bit-identically"
 
+# `qtune plan --offload` against an offloaded run's measured device peak (rank 0's allocator statistics), within
+# 10%, on plan_check.sh's 8-layer, hidden-256 base made here on the CPU.
+"$qtune" run full --config "$src/configs/tiny_shakespeare_full.json" "data.train=$golden/tokenizers/train.txt" data.eval= \
+  "model.tokenizer=$golden/tiny_llama_sp/tokenizer.model" data.seq_len=32 data.batch_size=2 schedule.warmup_steps=1 \
+  train.steps=1 model.config.num_hidden_layers=8 model.config.vocab_size=512 model.config.intermediate_size=704 \
+  "output_dir=$work/make_base" < /dev/null > "$work/make_base.log" 2>&1 || { cat "$work/make_base.log"; fail "base"; }
+"$qtune" run full --config "$work/base.json" "model.path=$work/make_base/final" data.seq_len=64 data.batch_size=4 \
+  train.steps=1 train.save_every=0 dist.offload=true --nproc 2 "output_dir=$work/planned" < /dev/null \
+  > "$work/planned.log" 2>&1 || { cat "$work/planned.log"; fail "the offloaded run for the plan"; }
+measured=$(grep -o '"peak_mem_bytes":[0-9]*' "$work/planned/metrics.jsonl" | cut -d: -f2 | sort -n | tail -1)
+"$qtune" plan --model "$work/make_base/final" --recipe full --nproc 2 --seq 64 --batch 4 --dtype f32 --offload \
+  > "$work/planned.plan" || fail "plan --offload"
+cat "$work/planned.plan"
+predicted=$(sed -nE 's/.* per rank, ([0-9]+) bytes \(counting.*/\1/p' "$work/planned.plan")
+echo "offloaded: measured $measured bytes on the GPU, predicted $predicted"
+awk -v m="$measured" -v p="$predicted" 'BEGIN { d = p - m; if (d < 0) d = -d; exit !(m > 0 && d <= 0.10 * m) }' ||
+  fail "plan --offload is off by more than 10%"
+
 # One GPU for two ranks: NCCL's rule, one GPU per rank, stops both with the reason.
 if [ "$flavor" = sim ]; then
   if QTUNE_SIM_DEVICES=1 "$qtune" run full --config "$work/base.json" --nproc 2 "output_dir=$work/one_gpu" \

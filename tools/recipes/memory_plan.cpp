@@ -107,7 +107,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
   QTUNE_CHECK(in.ranks >= 1, "plan: --nproc must be at least 1, got ", in.ranks);
   QTUNE_CHECK(in.seq >= 1 && in.batch >= 1, "plan: --seq and --batch must be at least 1");
   QTUNE_CHECK(in.dtype == DType::f32 || in.dtype == DType::bf16, "plan: --dtype is f32 or bf16");
-  QTUNE_CHECK(!in.offload || in.ranks > 1, "plan: --offload moves FSDP's shards to host memory: give --nproc 2 or "
+  QTUNE_CHECK(!in.offload || in.ranks > 1,
+              "plan: --offload moves FSDP's shards to host memory: give --nproc 2 or "
               "more (a run offloads one GPU with --nproc 1 as a rank, which this plan does not model)");
   const models::LlamaConfig& c = in.model;
   const bool qat = fake_quantizes(in.recipe);
@@ -160,8 +161,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
     if (in.f32_masters && in.dtype != DType::f32)
       add("f32 masters", (layers * s.train_elements + r.train_elements) * 4,
           fmt::format("model.master_dtype=f32: 1/{} of what the optimizer updates", in.ranks), in.offload);
-    add("communication buffers", layer_trainable + in.ranks * s.train + (in.offload ? 2 * (s.train + s.fixed) : 0),
-        in.offload ? "a layer's whole gradients, the reduce-scatter's send buffer and two shards copied up"
+    add("communication buffers", layer_trainable + in.ranks * s.train + (in.offload ? s.train + s.fixed : 0),
+        in.offload ? "a layer's whole gradients, the reduce-scatter's send buffer, the shard copied up for a gather"
                    : "a layer's whole gradients and the reduce-scatter's send buffer");
   }
 
