@@ -8,7 +8,8 @@
 // others'. ncclCommInitRank tells the two apart: every rank first leaves a note naming its process there.
 #include <nccl.h>
 
-#include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -206,6 +207,7 @@ struct ncclComm {
   int rank = 0, nranks = 0, device = 0;
   uint64_t next = 0;                 // the place of the next collective in this rank's sequence
   std::atomic<bool> aborted{false};  // ncclCommAbort: a collective waiting for other processes gives up
+  int note = -1;                     // the locked note of a rank in several processes, closed when it leaves
 };
 
 namespace {
@@ -297,7 +299,8 @@ Fault meet(const ncclComm& comm, uint64_t place, const Call& call) {
 namespace fs = std::filesystem;
 
 // Where ranks in several processes meet: a directory per communicator, "qtune-sim-nccl-<id>", holding each
-// rank's note (rank.<r>: "pid host device ranks") and a directory per collective (c<place>).
+// rank's note (rank.<r>: "pid host device ranks", locked shared by its process while the communicator lives)
+// and a directory per collective (c<place>).
 constexpr std::string_view kMeetingPrefix = "qtune-sim-nccl-";
 
 std::string read_whole(const fs::path& path) {
@@ -306,6 +309,7 @@ std::string read_whole(const fs::path& path) {
 }
 
 fs::path meeting_root() {
+  if (const std::string dir = qtune::sim::nccl_directory(); !dir.empty()) return dir;
   std::error_code ec;
   if (fs::is_directory("/dev/shm", ec)) return "/dev/shm";
   const fs::path tmp = fs::temp_directory_path(ec);
@@ -318,46 +322,73 @@ std::string host_name() {
   return host;
 }
 
-// Writes `bytes` to `path` whole, or not at all: the others see the file only once it is complete. Exclusive:
-// fails where `path` exists. The temporary name is this thread's own, so two writers never mix.
-bool publish_file(const fs::path& path, const std::string& bytes, bool exclusive = false) {
-  const fs::path part = path.string() + ".part." + std::to_string(getpid()) + "." +
-                        std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id()));
+// The temporary name this thread writes `path` under before publishing it: two writers never mix.
+fs::path part_of(const fs::path& path) {
+  return path.string() + ".part." + std::to_string(getpid()) + "." +
+         std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id()));
+}
+
+// Writes `bytes` to `path` whole, or not at all: the others see the file only once it is complete.
+bool publish_file(const fs::path& path, const std::string& bytes) {
+  const fs::path part = part_of(path);
+  std::error_code ec;
   {
     std::ofstream out(part, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) return false;
-  }
-  std::error_code ec;
-  if (exclusive) {
-    const bool linked = ::link(part.c_str(), path.c_str()) == 0;
-    fs::remove(part, ec);
-    return linked;
+    out.close();  // a full file system shows at the close
+    if (!out) {
+      fs::remove(part, ec);
+      return false;
+    }
   }
   fs::rename(part, path, ec);
+  if (ec) fs::remove(part, ec);
   return !ec;
 }
 
-// Removes the meeting directories whose ranks have all ended (a job that failed or was killed leaves its
-// directory behind): every note names a process of this host that no longer exists.
-void sweep_dead_meetings(const fs::path& root, const std::string& host) {
+// A rank's note: written, locked shared, then linked into place, so it is locked from the moment it exists and
+// for as long as the returned descriptor stays open (the communicator's life). Returns -1 with errno set
+// (EEXIST: this rank's note is there already).
+int publish_note(const fs::path& path, const std::string& text) {
+  const fs::path part = part_of(path);
+  const int fd = ::open(part.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  const bool written = ::flock(fd, LOCK_SH) == 0 &&
+                       ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       ::link(part.c_str(), path.c_str()) == 0;
+  const int error = errno;
+  ::unlink(part.c_str());
+  if (written) return fd;
+  ::close(fd);
+  errno = error;
+  return -1;
+}
+
+// Removes the meeting directories of processes that ended without leaving (a job that failed or was killed):
+// every note in it can be locked exclusively, so no live process holds one. A directory being joined holds a
+// live rank's locked note, or none yet, and is kept.
+void sweep_dead_meetings(const fs::path& root) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(kMeetingPrefix, 0) != 0 || !entry.is_directory(ec)) continue;
     int notes = 0;
     bool dead = true;
+    std::vector<int> held;
     for (const auto& file : fs::directory_iterator(entry.path(), ec)) {
       const std::string f = file.path().filename().string();
       if (f.rfind("rank.", 0) != 0 || f.find(".part") != std::string::npos) continue;
-      std::istringstream note(read_whole(file.path()));
-      long pid = 0;
-      std::string their_host;
-      note >> pid >> their_host;
       ++notes;
-      dead = dead && their_host == host && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+      const int fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        held.push_back(fd);
+      } else {
+        dead = false;
+        if (fd >= 0) ::close(fd);
+      }
     }
     if (notes > 0 && dead) fs::remove_all(entry.path(), ec);
+    for (const int fd : held) ::close(fd);
   }
 }
 
@@ -542,17 +573,25 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   }
   const fs::path root = meeting_root(), join = root / name;
   const std::string host = host_name(), me = std::to_string(getpid()) + " " + host;
-  sweep_dead_meetings(root, host);
+  sweep_dead_meetings(root);
   std::error_code ec;
   fs::create_directories(join, ec);
   const std::string rank_text =
       "ncclCommInitRank (rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ")";
-  if (!publish_file(join / ("rank." + std::to_string(rank)),
-                    me + " " + std::to_string(device) + " " + std::to_string(nranks), true))
-    return refuse(ncclInvalidUsage, rank_text + ": rank " + std::to_string(rank) +
-                                        " joined twice (or cannot write to " + join.string() + ")");
+  const int note = publish_note(join / ("rank." + std::to_string(rank)),
+                                me + " " + std::to_string(device) + " " + std::to_string(nranks));
+  if (note < 0) {
+    if (errno == EEXIST)
+      return refuse(ncclInvalidUsage, rank_text + ": rank " + std::to_string(rank) + " joined twice");
+    return refuse(ncclSystemError, rank_text + ": cannot write to " + join.string() + ": " + std::strerror(errno));
+  }
+  // A refusal from here on releases the note (the directory is swept once no rank holds one).
+  const auto refuse_joined = [&](ncclResult_t result, std::string message) {
+    ::close(note);
+    return refuse(result, std::move(message));
+  };
   if (const std::string failure = await_files(join, "rank.", nranks, rank_text); !failure.empty())
-    return refuse(ncclSystemError, failure);
+    return refuse_joined(ncclSystemError, failure);
   struct Note {
     std::string process;  // "pid host"
     int device = -1, ranks = 0;
@@ -565,14 +604,15 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
     text >> pid >> their_host >> n.device >> n.ranks;
     n.process = pid + " " + their_host;
     if (n.ranks != nranks)
-      return refuse(ncclInvalidUsage,
-                    rank_text + ": rank " + std::to_string(r) + " says " + std::to_string(n.ranks) + " ranks");
+      return refuse_joined(ncclInvalidUsage,
+                           rank_text + ": rank " + std::to_string(r) + " says " + std::to_string(n.ranks) + " ranks");
     notes.push_back(n);
   }
   bool alone = true;
   for (const Note& n : notes) alone = alone && n.process == me;
   if (alone) {
     // Threads of this process: the directory is done with once every rank has read the notes.
+    ::close(note);
     publish_file(join / ("read." + std::to_string(rank)), "");
     int read = 0;
     for (int r = 0; r < nranks; ++r) read += fs::exists(join / ("read." + std::to_string(r)), ec) ? 1 : 0;
@@ -582,12 +622,13 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
     for (int r = 0; r < nranks; ++r) {
       const Note& n = notes[static_cast<size_t>(r)];
       if (r != rank && n.device == device && n.process.substr(n.process.find(' ')) == " " + host)
-        return refuse(ncclInvalidUsage, "ncclCommInitRank: ranks " + std::to_string(std::min(r, rank)) + " and " +
-                                            std::to_string(std::max(r, rank)) +
-                                            " both use cuda:" + std::to_string(device) + " of " + host +
-                                            " (one GPU per rank; QTUNE_SIM_DEVICES sets how many there are)");
+        return refuse_joined(ncclInvalidUsage, "ncclCommInitRank: ranks " + std::to_string(std::min(r, rank)) +
+                                                   " and " + std::to_string(std::max(r, rank)) +
+                                                   " both use cuda:" + std::to_string(device) + " of " + host +
+                                                   " (one GPU per rank; QTUNE_SIM_DEVICES sets how many there are)");
     }
     *comm = new ncclComm{nullptr, join.string(), rank, nranks, device, 0};
+    (*comm)->note = note;
     return ncclSuccess;
   }
   const std::string key(id.internal, sizeof id.internal);
@@ -641,6 +682,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     int gone = 0;
     for (int r = 0; r < comm->nranks; ++r) gone += fs::exists(dir / ("gone." + std::to_string(r)), ec) ? 1 : 0;
     if (gone == comm->nranks) fs::remove_all(dir, ec);
+    ::close(comm->note);
   }
   delete comm;
   return ncclSuccess;

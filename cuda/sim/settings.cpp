@@ -45,4 +45,9 @@ size_t device_memory_bytes() {
 
 int nccl_timeout_seconds() { return static_cast<int>(env_number("QTUNE_SIM_NCCL_TIMEOUT_S", 60, 1, 86400)); }
 
+std::string nccl_directory() {
+  const char* dir = std::getenv("QTUNE_SIM_NCCL_DIR");
+  return dir != nullptr ? dir : "";
+}
+
 }  // namespace qtune::sim

@@ -6,8 +6,10 @@
 //   QTUNE_SIM_MEMORY_MB  memory of each simulated GPU (default 16384)
 //   QTUNE_SIM_NCCL_TIMEOUT_S  how long a rank waits in a collective for the others (default 60; read at
 //                      each collective)
+//   QTUNE_SIM_NCCL_DIR  where ranks in several processes meet (default /dev/shm, else the temporary directory)
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace qtune::sim {
 
@@ -17,6 +19,7 @@ void set_seed(uint64_t seed);
 int device_count();
 size_t device_memory_bytes();
 int nccl_timeout_seconds();
+std::string nccl_directory();
 
 // The properties every simulated GPU reports (an H100-like part).
 constexpr int kMaxThreadsPerBlock = 1024;

@@ -161,6 +161,8 @@ MemoryPlan plan_memory(const PlanInput& in) {
     if (in.f32_masters && in.dtype != DType::f32)
       add("f32 masters", (layers * s.train_elements + r.train_elements) * 4,
           fmt::format("model.master_dtype=f32: 1/{} of what the optimizer updates", in.ranks), in.offload);
+    // Offloaded, a gather first copies a shard up. (The reduce-scatter's result also passes through the device, but
+    // only in backward, once the activations it overlaps are shrinking: counting it overshoots the measured peak.)
     add("communication buffers", layer_trainable + in.ranks * s.train + (in.offload ? s.train + s.fixed : 0),
         in.offload ? "a layer's whole gradients, the reduce-scatter's send buffer, the shard copied up for a gather"
                    : "a layer's whole gradients and the reduce-scatter's send buffer");
