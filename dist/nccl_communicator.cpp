@@ -66,7 +66,7 @@ NcclCommunicator::NcclCommunicator(Device device, const std::string& id, int ran
 
 Device NcclCommunicator::local_device() {
   const int gpus = cuda_device_count();
-  QTUNE_CHECK(gpus > 0, "NCCL ranks need GPUs, and this process sees none");
+  QTUNE_CHECK(gpus > 0, "NCCL ranks need GPUs, and this process sees none: train on device=cpu (CPU ranks over MPI)");
   int local = 0;
   for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
     if (const char* value = std::getenv(name)) {
