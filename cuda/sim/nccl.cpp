@@ -392,6 +392,16 @@ void sweep_dead_meetings(const fs::path& root) {
   }
 }
 
+// This rank is done with `dir`: it leaves `marker`<rank> there, and the rank that finds every rank's marker
+// removes the directory.
+void leave(const fs::path& dir, const std::string& marker, int rank, int nranks) {
+  publish_file(dir / (marker + std::to_string(rank)), "");
+  std::error_code ec;
+  int done = 0;
+  for (int r = 0; r < nranks; ++r) done += fs::exists(dir / (marker + std::to_string(r)), ec) ? 1 : 0;
+  if (done == nranks) fs::remove_all(dir, ec);
+}
+
 // Waits until `dir` holds `prefix`<r> for every rank r, or a file "failed" (whose text is returned), or the
 // deadline, or `aborted`. Returns "" once all are there.
 std::string await_files(const fs::path& dir, const std::string& prefix, int nranks, const std::string& where,
@@ -471,11 +481,7 @@ Fault meet_across_processes(const ncclComm& comm, uint64_t place, const Call& ca
     }
   const std::vector<unsigned char> out = compute(comm, calls);
   if (!out.empty()) std::memcpy(call.recv, out.data(), out.size());
-  // The last rank to have read everything removes the directory.
-  publish_file(dir / ("read." + std::to_string(comm.rank)), "");
-  int read = 0;
-  for (int r = 0; r < comm.nranks; ++r) read += fs::exists(dir / ("read." + std::to_string(r)), ec) ? 1 : 0;
-  if (read == comm.nranks) fs::remove_all(dir, ec);
+  leave(dir, "read.", comm.rank, comm.nranks);
   return {};
 }
 
@@ -613,10 +619,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
   if (alone) {
     // Threads of this process: the directory is done with once every rank has read the notes.
     ::close(note);
-    publish_file(join / ("read." + std::to_string(rank)), "");
-    int read = 0;
-    for (int r = 0; r < nranks; ++r) read += fs::exists(join / ("read." + std::to_string(r)), ec) ? 1 : 0;
-    if (read == nranks) fs::remove_all(join, ec);
+    leave(join, "read.", rank, nranks);
   } else {
     // One GPU per rank, as NCCL demands: no two ranks on the same device of the same host.
     for (int r = 0; r < nranks; ++r) {
@@ -676,12 +679,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   if (!comm->shared.empty()) {
     // The last rank of the processes to leave removes the meeting directory (a killed job's goes at the next
     // start, sweep_dead_meetings).
-    const fs::path dir = comm->shared;
-    std::error_code ec;
-    publish_file(dir / ("gone." + std::to_string(comm->rank)), "");
-    int gone = 0;
-    for (int r = 0; r < comm->nranks; ++r) gone += fs::exists(dir / ("gone." + std::to_string(r)), ec) ? 1 : 0;
-    if (gone == comm->nranks) fs::remove_all(dir, ec);
+    leave(comm->shared, "gone.", comm->rank, comm->nranks);
     ::close(comm->note);
   }
   delete comm;

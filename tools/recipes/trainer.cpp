@@ -224,11 +224,11 @@ static TrainResult train_as(const RunConfig& config, const TrainHooks& given_hoo
     return run_config_to_json(given);
   }();
   QTUNE_CHECK(!config.dist.offload || ranks.comm,
-              "dist.offload moves FSDP's shards and optimizer state to host "
-              "memory: start the run as ranks (mpirun, srun or --nproc; --nproc 1 offloads one GPU's optimizer state)");
+              "dist.offload moves FSDP's shards and optimizer state to host memory: start the run as ranks (mpirun, "
+              "srun or --nproc; --nproc 1 offloads one GPU's optimizer state)");
   QTUNE_CHECK(config.dist.reduce_dtype.empty() || ranks.comm,
-              "dist.reduce_dtype sets what FSDP ranks sum their "
-              "gradients in: start the run as ranks (mpirun, srun or --nproc), or drop it");
+              "dist.reduce_dtype sets what FSDP ranks sum their gradients in: start the run as ranks (mpirun, srun or "
+              "--nproc), or drop it");
   QTUNE_CHECK(device.is_cpu() || device.index < cuda_device_count(), "device ", config.device,
               ": no such CUDA device here (", cuda_device_count(), " found); use device=cpu");
   // model.tf32 holds for this run only: the device's backend outlives it.
@@ -601,25 +601,20 @@ TrainResult train(const RunConfig& config, const TrainHooks& hooks) {
   ranks.comm = ranks.shards = world.get();
   ranks.rank = world->rank();
   ranks.size = world->size();
-  // GPU ranks: FSDP over NCCL, each rank building its model on its node-local GPU; MPI keeps the host-side
-  // exchanges and starts NCCL.
-  RunConfig local = config;
-  std::unique_ptr<dist::NcclCommunicator> nccl;
-  if (parse_device(config.device).is_cuda()) {
-    try {
+  std::unique_ptr<dist::NcclCommunicator> nccl;  // outlives the run
+  try {
+    // GPU ranks: FSDP over NCCL, each rank building its model on its node-local GPU; MPI keeps the host-side
+    // exchanges and starts NCCL.
+    RunConfig local = config;
+    if (parse_device(config.device).is_cuda()) {
       QTUNE_CHECK(config.device == "cuda" || config.device == "cuda:0", "device ", config.device,
                   ": under mpirun each rank trains on its own GPU of the node (the launcher's local rank modulo the "
                   "GPUs): use device=cuda");
       nccl = dist::NcclCommunicator::world(*world, options);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "qtune: error: rank %d: %s\n", ranks.rank, e.what());
-      world->abort("stopping every rank of the job", 1);
+      ranks.shards = nccl.get();
+      ranks.given_device = config.device;
+      local.device = nccl->device().str();
     }
-    ranks.shards = nccl.get();
-    ranks.given_device = config.device;
-    local.device = nccl->device().str();
-  }
-  try {
     return train_as(local, hooks, ranks);
   } catch (const std::exception& e) {
     if (ranks.size == 1) throw;
