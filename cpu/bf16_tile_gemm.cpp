@@ -150,7 +150,8 @@ void pack_a_rows(const bf16_t* src, int64_t stride, int64_t rows, int64_t cols, 
   }
 }
 
-void pack_a_rounded(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst, int64_t lda) {
+void pack_a_rounded_reference(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
+                              int64_t lda) {
   const int64_t pairs = (cols + 1) / 2;
   for (int64_t i = 0; i < rows; ++i) {
     const float* row = src + i * stride;
@@ -161,8 +162,8 @@ void pack_a_rounded(const float* src, int64_t stride, int64_t rows, int64_t cols
   }
 }
 
-void pack_a_rounded_transposed(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
-                               int64_t lda) {
+void pack_a_rounded_transposed_reference(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
+                                         int64_t lda) {
   for (int64_t p = 0; 2 * p < rows; ++p) {
     const float* even = src + 2 * p * stride;
     const float* odd = 2 * p + 1 < rows ? even + stride : nullptr;
@@ -172,7 +173,7 @@ void pack_a_rounded_transposed(const float* src, int64_t stride, int64_t rows, i
   }
 }
 
-void pack_b_rows(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst, int64_t ldb) {
+void pack_b_rows_reference(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst, int64_t ldb) {
   for (int64_t p = 0; 2 * p < k; ++p) {
     const bf16_t* even = src + 2 * p * stride;
     const bf16_t* odd = 2 * p + 1 < k ? even + stride : nullptr;
@@ -181,18 +182,164 @@ void pack_b_rows(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32
   }
 }
 
-void pack_b_transposed(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst, int64_t ldb) {
+void pack_b_transposed_reference(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst, int64_t ldb) {
   const int64_t pairs = (k + 1) / 2;
   for (int64_t j = 0; j < n; ++j) {
     const bf16_t* row = src + j * stride;
-    if (k % 2 == 0 && reinterpret_cast<uintptr_t>(row) % 4 == 0) {  // the pairs are the row's own words
-      const pair_t* words = reinterpret_cast<const pair_t*>(row);
-      for (int64_t p = 0; p < pairs; ++p) dst[p * ldb + j] = words[p];
-      continue;
-    }
     for (int64_t p = 0; p < pairs; ++p)
       dst[p * ldb + j] = pair_of(bits_of(row[2 * p]), 2 * p + 1 < k ? bits_of(row[2 * p + 1]) : uint16_t{0});
   }
+}
+
+namespace {
+
+// The packers below run only where the tile kernel does (AVX512-BF16 implies AVX512BW/VL), one vector of 16
+// pairs at a time. They equal their references bit for bit: same rounding, same zero padding.
+#define QTUNE_PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+QTUNE_PACK_TARGET __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1);
+}
+
+// numerics::f32_to_bf16_bits of 16 lanes, each in the low half of its 32-bit lane: nearest even, NaNs quieted.
+QTUNE_PACK_TARGET __m512i bf16_bits16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+  const __m512i quieted = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
+  return _mm512_srli_epi32(_mm512_mask_mov_epi32(rounded, nan, quieted), 16);
+}
+
+// 16 pairs from two rows of 16-bit elements: (even[j], odd[j]), j < count; lanes past count are 0.
+QTUNE_PACK_TARGET __m512i interleave16(const uint16_t* even, const uint16_t* odd, int64_t count) {
+  const __mmask16 lanes = first_lanes(count);
+  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, even));
+  if (odd == nullptr) return lo;
+  const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(lanes, odd));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+// r[i] holds words (i, 0..15) of a 16 x 16 block; afterwards r[c] holds words (0..15, c).
+QTUNE_PACK_TARGET void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: rows 2i and 2i+1 interleaved
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // per 128-bit lane L: u[4i+c] holds column 4L+c of rows 4i..4i+3
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {  // column 4L+c gathers lane L of u[c], u[4+c], u[8+c], u[12+c]
+    const __m512i even_lanes_a = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+    const __m512i odd_lanes_a = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+    const __m512i even_lanes_b = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512i odd_lanes_b = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+    r[c] = _mm512_shuffle_i32x4(even_lanes_a, even_lanes_b, 0x88);
+    r[8 + c] = _mm512_shuffle_i32x4(even_lanes_a, even_lanes_b, 0xDD);
+    r[4 + c] = _mm512_shuffle_i32x4(odd_lanes_a, odd_lanes_b, 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(odd_lanes_a, odd_lanes_b, 0xDD);
+  }
+}
+
+// Stores the first `lines` of a transposed block, `count` words each, lines `ld` words apart.
+QTUNE_PACK_TARGET void store_lines(const __m512i r[16], int64_t lines, int64_t count, uint32_t* dst, int64_t ld) {
+  const __mmask16 lanes = first_lanes(count);
+  for (int64_t c = 0; c < lines; ++c) _mm512_mask_storeu_epi32(dst + c * ld, lanes, r[c]);
+}
+
+QTUNE_PACK_TARGET void pack_a_rounded_fast(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
+                                           int64_t lda) {
+  const int64_t padded = 2 * ((cols + 1) / 2);  // an odd row gets its zero partner
+  for (int64_t i = 0; i < rows; ++i) {
+    auto* out = reinterpret_cast<uint16_t*>(dst + i * lda);
+    for (int64_t x = 0; x < padded; x += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(first_lanes(cols - x), src + i * stride + x);
+      _mm256_mask_storeu_epi16(out + x, first_lanes(padded - x), _mm512_cvtepi32_epi16(bf16_bits16(v)));
+    }
+  }
+}
+
+QTUNE_PACK_TARGET void pack_a_rounded_transposed_fast(const float* src, int64_t stride, int64_t rows, int64_t cols,
+                                                      uint32_t* dst, int64_t lda) {
+  const int64_t pairs = (rows + 1) / 2;
+  for (int64_t p0 = 0; p0 < pairs; p0 += 16)
+    for (int64_t x0 = 0; x0 < cols; x0 += 16) {
+      const __mmask16 lanes = first_lanes(cols - x0);
+      __m512i r[16];
+      for (int64_t p = 0; p < 16; ++p) {
+        const int64_t row = 2 * (p0 + p);
+        const __m512i even =
+            row < rows ? bf16_bits16(_mm512_maskz_loadu_ps(lanes, src + row * stride + x0)) : _mm512_setzero_si512();
+        const __m512i odd = row + 1 < rows ? bf16_bits16(_mm512_maskz_loadu_ps(lanes, src + (row + 1) * stride + x0))
+                                           : _mm512_setzero_si512();
+        r[p] = _mm512_or_si512(even, _mm512_slli_epi32(odd, 16));
+      }
+      transpose16(r);
+      store_lines(r, std::min<int64_t>(16, cols - x0), pairs - p0, dst + x0 * lda + p0, lda);
+    }
+}
+
+QTUNE_PACK_TARGET void pack_b_rows_fast(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst,
+                                        int64_t ldb) {
+  for (int64_t p = 0; 2 * p < k; ++p) {
+    const auto* even = reinterpret_cast<const uint16_t*>(src + 2 * p * stride);
+    const uint16_t* odd = 2 * p + 1 < k ? even + stride : nullptr;
+    for (int64_t j = 0; j < n; j += 16)
+      _mm512_mask_storeu_epi32(dst + p * ldb + j, first_lanes(n - j),
+                               interleave16(even + j, odd == nullptr ? nullptr : odd + j, n - j));
+  }
+}
+
+QTUNE_PACK_TARGET void pack_b_transposed_fast(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst,
+                                              int64_t ldb) {
+  const int64_t pairs = (k + 1) / 2;
+  for (int64_t j0 = 0; j0 < n; j0 += 16)
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16) {
+      // 16-bit lanes past k read as 0: an odd k's last pair gets its zero partner.
+      const __mmask32 elements =
+          k - 2 * p0 >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((uint64_t{1} << (k - 2 * p0)) - 1);
+      __m512i r[16];
+      for (int64_t j = 0; j < 16; ++j)
+        r[j] =
+            j0 + j < n ? _mm512_maskz_loadu_epi16(elements, src + (j0 + j) * stride + 2 * p0) : _mm512_setzero_si512();
+      transpose16(r);
+      store_lines(r, std::min<int64_t>(16, pairs - p0), n - j0, dst + p0 * ldb + j0, ldb);
+    }
+}
+
+#undef QTUNE_PACK_TARGET
+
+bool fast_packing() {
+  static const bool has = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return has;
+}
+
+}  // namespace
+
+void pack_a_rounded(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst, int64_t lda) {
+  if (fast_packing()) return pack_a_rounded_fast(src, stride, rows, cols, dst, lda);
+  pack_a_rounded_reference(src, stride, rows, cols, dst, lda);
+}
+
+void pack_a_rounded_transposed(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
+                               int64_t lda) {
+  if (fast_packing()) return pack_a_rounded_transposed_fast(src, stride, rows, cols, dst, lda);
+  pack_a_rounded_transposed_reference(src, stride, rows, cols, dst, lda);
+}
+
+void pack_b_rows(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst, int64_t ldb) {
+  if (fast_packing()) return pack_b_rows_fast(src, stride, k, n, dst, ldb);
+  pack_b_rows_reference(src, stride, k, n, dst, ldb);
+}
+
+void pack_b_transposed(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst, int64_t ldb) {
+  if (fast_packing()) return pack_b_transposed_fast(src, stride, n, k, dst, ldb);
+  pack_b_transposed_reference(src, stride, n, k, dst, ldb);
 }
 
 }  // namespace qtune::cpu

@@ -26,17 +26,23 @@ void bf16_tile_gemm(int64_t m, int64_t n, int64_t k2, const uint32_t* a, int64_t
 void bf16_tile_gemm_reference(int64_t m, int64_t n, int64_t k2, const uint32_t* a, int64_t lda, const uint32_t* b,
                               int64_t ldb, float alpha, bool accumulate, float* c, int64_t ldc);
 
-// Packing. src rows are `stride` elements apart; dst pairs as above.
+// Packing. src rows are `stride` elements apart; dst pairs as above. Each packer but the first has a scalar
+// reference, which it equals bit for bit and which it runs on a CPU without AVX512BW/VL.
 // A from bf16 rows: A[i][x] = src[i][x] (rows x cols).
 void pack_a_rows(const bf16_t* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst, int64_t lda);
 // A from f32 rows, rounded to bf16: A[i][x] = bf16(src[i][x]) (rows x cols).
 void pack_a_rounded(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst, int64_t lda);
+void pack_a_rounded_reference(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst, int64_t lda);
 // A from f32 rows, transposed and rounded: A[x][i] = bf16(src[i][x]) for src rows x cols.
 void pack_a_rounded_transposed(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
                                int64_t lda);
+void pack_a_rounded_transposed_reference(const float* src, int64_t stride, int64_t rows, int64_t cols, uint32_t* dst,
+                                         int64_t lda);
 // B from bf16 rows indexed by k: B[x][j] = src[x][j] for src k x n.
 void pack_b_rows(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst, int64_t ldb);
+void pack_b_rows_reference(const bf16_t* src, int64_t stride, int64_t k, int64_t n, uint32_t* dst, int64_t ldb);
 // B from bf16 rows indexed by n: B[x][j] = src[j][x] for src n x k (a product with src's transpose).
 void pack_b_transposed(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst, int64_t ldb);
+void pack_b_transposed_reference(const bf16_t* src, int64_t stride, int64_t n, int64_t k, uint32_t* dst, int64_t ldb);
 
 }  // namespace qtune::cpu

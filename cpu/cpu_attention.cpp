@@ -178,12 +178,37 @@ void store_query_grads(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, 
     for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
 }
 
-// D = rowsum(dO * O) of one query row, in A.
+// D = rowsum(dO * O) of one query row, in A: 16 running sums (element x into sum x mod 16), then those in
+// order. One chain of dependent additions would wait on each one; 16 are one vector.
 template <class T>
 acc_t<T> row_delta(const T* grad_row, const T* out_row, int64_t d) {
-  acc_t<T> dot = 0;
-  for (int64_t x = 0; x < d; ++x) dot += load(grad_row + x) * load(out_row + x);
+  using A = acc_t<T>;
+  constexpr int64_t kSums = 16;
+  A sums[kSums] = {};
+  int64_t x = 0;
+  for (; x + kSums <= d; x += kSums)
+    for (int64_t j = 0; j < kSums; ++j) sums[j] += load(grad_row + x + j) * load(out_row + x + j);
+  for (int64_t j = 0; x + j < d; ++j) sums[j] += load(grad_row + x + j) * load(out_row + x + j);
+  A dot = 0;
+  for (A partial : sums) dot += partial;
   return dot;
+}
+
+// D of every query row, laid out as lse ([batch, hq, tq]). Each is needed by every key tile the row sees, so
+// it is summed once here rather than again with each of them.
+template <class T>
+std::vector<acc_t<T>> row_deltas(const Dims& dm, const T* grad, const T* out) {
+  std::vector<acc_t<T>> deltas(dm.batch * dm.hq * dm.tq);
+  parallel_for(dm.batch * dm.hq, Dims::grain(dm.tq * dm.d), [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const HeadRows hr = head_rows(dm, bh / dm.hq, bh % dm.hq);
+      for (int64_t i = 0; i < dm.tq; ++i) {
+        const int64_t row = hr.q_base + i * hr.q_stride;
+        deltas[hr.lse_base + i] = row_delta(grad + row, out + row, dm.d);
+      }
+    }
+  });
+  return deltas;
 }
 
 // dp <- dS = P * (dp - D) for p = P and dp = dO V^T of a tile (rows kTileK apart).
@@ -233,16 +258,14 @@ struct QueryTile {
   using A = acc_t<T>;
   std::vector<A> q, dout, lse, delta;
   explicit QueryTile(int64_t d) : q(kTileQ * d), dout(kTileQ * d), lse(kTileQ), delta(kTileQ) {}
-  void load_tile(const Dims& dm, const HeadRows& hr, const T* qp, const T* outp, const T* gp, const A* lsep, int64_t i0,
-                 int64_t rows) {
+  // deltas: row_deltas's.
+  void load_tile(const Dims& dm, const HeadRows& hr, const T* qp, const T* gp, const A* lsep, const A* deltas,
+                 int64_t i0, int64_t rows) {
     const int64_t d = dm.d;
     load_rows(qp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, q.data());
     load_rows(gp + hr.q_base + i0 * hr.q_stride, hr.q_stride, rows, d, dout.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t row = hr.q_base + (i0 + r) * hr.q_stride;
-      delta[r] = row_delta(gp + row, outp + row, d);
-      lse[r] = lsep[hr.lse_base + i0 + r];
-    }
+    std::copy_n(lsep + hr.lse_base + i0, rows, lse.begin());
+    std::copy_n(deltas + hr.lse_base + i0, rows, delta.begin());
   }
 };
 
@@ -264,6 +287,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
                    acc_t<T> scale, T* gq, T* gk, T* gv) {
   using A = acc_t<T>;
   const int64_t d = dm.d;
+  const std::vector<A> deltas = row_deltas(dm, g, out);
   // Pass 1: dK, dV per (batch, kv head, key tile), summed over the query heads of the group.
   const int64_t ktiles = dm.k_tiles();
   parallel_for(dm.batch * dm.hkv * ktiles, Dims::grain(kTileK * dm.tq * dm.group * d), [&](int64_t begin, int64_t end) {
@@ -283,7 +307,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
         const HeadRows hr = head_rows(dm, b, h);
         for (int64_t i0 = dm.query_begin(j0); i0 < dm.tq; i0 += kTileQ) {
           const int64_t rows = std::min(kTileQ, dm.tq - i0);
-          qt.load_tile(dm, hr, q, out, g, lse, i0, rows);
+          qt.load_tile(dm, hr, q, g, lse, deltas.data(), i0, rows);
           recompute_ds(dm, qt, kt.data(), vt.data(), i0, j0, rows, cols, scale, s.data(), dp.data());
           const A* sp = s.data();
           const A* dsp = dp.data();
@@ -305,7 +329,7 @@ void backward_impl(const Dims& dm, const T* g, const T* q, const T* k, const T* 
       const int64_t bh = task / qtiles, b = bh / dm.hq, h = bh % dm.hq;
       const int64_t i0 = tile_of(task % qtiles, qtiles, dm.causal) * kTileQ, rows = std::min(kTileQ, dm.tq - i0);
       const HeadRows hr = head_rows(dm, b, h);
-      qt.load_tile(dm, hr, q, out, g, lse, i0, rows);
+      qt.load_tile(dm, hr, q, g, lse, deltas.data(), i0, rows);
       std::fill(dq.begin(), dq.end(), A(0));
       const int64_t key_end = dm.key_end(i0 + rows);
       for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {
@@ -369,8 +393,8 @@ struct QueryTileBf16 {
         lse(kTileQ),
         delta(kTileQ) {}
   // with_b: also the B operands (the dK/dV pass multiplies by Q and dO).
-  void load_tile(const Dims& dm, const HeadRows& hr, const bf16_t* q, const bf16_t* out, const bf16_t* g,
-                 const float* lsep, int64_t i0, int64_t rows, bool with_b) {
+  void load_tile(const Dims& dm, const HeadRows& hr, const bf16_t* q, const bf16_t* g, const float* lsep,
+                 const float* deltas, int64_t i0, int64_t rows, bool with_b) {
     const int64_t d = dm.d, d2 = (d + 1) / 2, first = hr.q_base + i0 * hr.q_stride;
     pack_a_rows(q + first, hr.q_stride, rows, d, q_a.data(), d2);
     pack_a_rows(g + first, hr.q_stride, rows, d, dout_a.data(), d2);
@@ -378,11 +402,8 @@ struct QueryTileBf16 {
       pack_b_rows(q + first, hr.q_stride, rows, d, q_b.data(), d);
       pack_b_rows(g + first, hr.q_stride, rows, d, dout_b.data(), d);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t row = first + r * hr.q_stride;
-      delta[r] = row_delta(g + row, out + row, d);
-      lse[r] = lsep[hr.lse_base + i0 + r];
-    }
+    std::copy_n(lsep + hr.lse_base + i0, rows, lse.begin());
+    std::copy_n(deltas + hr.lse_base + i0, rows, delta.begin());
   }
 };
 
@@ -413,6 +434,7 @@ void recompute_ds_bf16(const Dims& dm, const QueryTileBf16& qt, const KeyTileBf1
 void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_t* k, const bf16_t* v,
                    const bf16_t* out, const float* lse, float scale, bf16_t* gq, bf16_t* gk, bf16_t* gv) {
   const int64_t d = dm.d;
+  const std::vector<float> deltas = row_deltas(dm, g, out);
   // Pass 1: dK, dV per (batch, kv head, key tile), summed over the query heads of the group.
   const int64_t ktiles = dm.k_tiles();
   parallel_for(dm.batch * dm.hkv * ktiles, Dims::grain(kTileK * dm.tq * dm.group * d), [&](int64_t begin, int64_t end) {
@@ -432,7 +454,7 @@ void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_
         const HeadRows hr = head_rows(dm, b, h);
         for (int64_t i0 = dm.query_begin(j0); i0 < dm.tq; i0 += kTileQ) {
           const int64_t rows = std::min(kTileQ, dm.tq - i0), rows2 = (rows + 1) / 2;
-          qt.load_tile(dm, hr, q, out, g, lse, i0, rows, true);
+          qt.load_tile(dm, hr, q, g, lse, deltas.data(), i0, rows, true);
           recompute_ds_bf16(dm, qt, kt, i0, j0, rows, cols, scale, s.data(), dp.data());
           pack_a_rounded_transposed(s.data(), kTileK, rows, cols, pt.data(), kPairsQ);  // P^T
           bf16_tile_gemm(cols, d, rows2, pt.data(), kPairsQ, qt.dout_b.data(), d, 1.0f, true, dv.data(), d);
@@ -454,7 +476,7 @@ void backward_bf16(const Dims& dm, const bf16_t* g, const bf16_t* q, const bf16_
       const int64_t bh = task / qtiles, b = bh / dm.hq, h = bh % dm.hq;
       const int64_t i0 = tile_of(task % qtiles, qtiles, dm.causal) * kTileQ, rows = std::min(kTileQ, dm.tq - i0);
       const HeadRows hr = head_rows(dm, b, h);
-      qt.load_tile(dm, hr, q, out, g, lse, i0, rows, false);
+      qt.load_tile(dm, hr, q, g, lse, deltas.data(), i0, rows, false);
       std::fill(dq.begin(), dq.end(), 0.0f);
       const int64_t key_end = dm.key_end(i0 + rows);
       for (int64_t j0 = 0; j0 < key_end; j0 += kTileK) {

@@ -1,8 +1,10 @@
 // The bf16 tile products of attention (cpu/bf16_tile_gemm.h): the packers lay operands out as the
 // header says, the scalar reference sums what it says, and the AVX512-BF16 kernel equals the reference
 // bit for bit over shapes with every kind of tail.
+#include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -79,6 +81,49 @@ TEST_CASE("bf16 tile packers lay out pairs along k, the even element low, an odd
       CHECK(half(ar[i * 3 + x / 2], x % 2) == numerics::f32_to_bf16_bits(f[i * cols + x]));
       CHECK(half(art[x * 2 + i / 2], i % 2) == numerics::f32_to_bf16_bits(f[i * cols + x]));
     }
+}
+
+TEST_CASE("the vectorized packers equal their scalar references bit for bit") {
+  // f32 values that probe the rounding: ties to even both ways, NaNs (quieted), infinities, subnormals, values
+  // that round up into the next binade or to infinity.
+  const std::vector<float> specials = {std::bit_cast<float>(0x3F808000u),       std::bit_cast<float>(0x3F818000u),
+                                       std::bit_cast<float>(0x7FC00001u),       std::bit_cast<float>(0x7F800001u),
+                                       std::bit_cast<float>(0xFF812345u),       std::numeric_limits<float>::infinity(),
+                                       -std::numeric_limits<float>::infinity(), std::bit_cast<float>(0x00000001u),
+                                       std::bit_cast<float>(0x807FFFFFu),       std::bit_cast<float>(0x3FFFFFFFu),
+                                       std::bit_cast<float>(0x7F7FFFFFu),       -0.0f};
+  // Sizes below, at and past the 16-lane vectors and 16 x 16 blocks; odd counts get a zero partner.
+  for (const auto& [rows, cols] : {std::tuple{1, 1}, std::tuple{3, 5}, std::tuple{16, 16}, std::tuple{17, 33},
+                                   std::tuple{64, 64}, std::tuple{31, 2}, std::tuple{2, 31}, std::tuple{40, 64}}) {
+    CAPTURE(rows);
+    CAPTURE(cols);
+    const int64_t stride = cols + 3, pairs_c = (cols + 1) / 2, pairs_r = (rows + 1) / 2;
+    const std::vector<bf16_t> h = random_bf16(rows * stride, 40 + rows);
+    Generator gen(50 + cols);
+    std::vector<float> f = rand({rows * stride}, DType::f32, Device::cpu(), &gen, -3.0f, 3.0f).to_vector<float>();
+    for (size_t e = 0; e < specials.size() && e < f.size(); ++e) f[(e * 7) % f.size()] = specials[e];
+    auto same = [](auto pack, auto reference, int64_t size) {
+      std::vector<uint32_t> fast(size, 0xDEADBEEFu), slow(size, 0xDEADBEEFu);
+      pack(fast.data());
+      reference(slow.data());
+      return fast == slow;  // the words between rows untouched by both
+    };
+    const int64_t lda_c = pairs_c + 2, lda_r = pairs_r + 2, ld_c = cols + 2, ld_r = rows + 2;
+    CHECK(same([&](uint32_t* d) { pack_a_rounded(f.data(), stride, rows, cols, d, lda_c); },
+               [&](uint32_t* d) { pack_a_rounded_reference(f.data(), stride, rows, cols, d, lda_c); }, rows * lda_c));
+    CHECK(same([&](uint32_t* d) { pack_a_rounded_transposed(f.data(), stride, rows, cols, d, lda_r); },
+               [&](uint32_t* d) { pack_a_rounded_transposed_reference(f.data(), stride, rows, cols, d, lda_r); },
+               cols * lda_r));
+    CHECK(same([&](uint32_t* d) { pack_b_rows(h.data(), stride, rows, cols, d, ld_c); },
+               [&](uint32_t* d) { pack_b_rows_reference(h.data(), stride, rows, cols, d, ld_c); }, pairs_r * ld_c));
+    // Rows starting at odd elements: the pairs are not aligned words of the source.
+    for (const int64_t offset : {0, 1}) {
+      CHECK(same(
+          [&](uint32_t* d) { pack_b_transposed(h.data() + offset, stride, rows, cols - offset, d, ld_r); },
+          [&](uint32_t* d) { pack_b_transposed_reference(h.data() + offset, stride, rows, cols - offset, d, ld_r); },
+          ((cols - offset + 1) / 2) * ld_r));
+    }
+  }
 }
 
 TEST_CASE("the bf16 tile reference sums the exact products in f32") {
