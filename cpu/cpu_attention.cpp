@@ -28,6 +28,7 @@
 #include "cpu/bf16_tile_gemm.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "cpu/row_max.h"
 #include "cpu/vec_exp.h"
 
 namespace qtune::cpu {
@@ -123,7 +124,7 @@ template <class A>
 void online_softmax(int64_t rows, int64_t cols, int64_t d, A* s, A* m, A* l, A* acc) {
   for (int64_t r = 0; r < rows; ++r) {
     A* sr = s + r * kTileK;
-    const A m_new = std::max(m[r], *std::max_element(sr, sr + cols));
+    const A m_new = std::max(m[r], row_max(sr, cols));
     if (m_new == -std::numeric_limits<A>::infinity()) {  // no visible key yet: contributes nothing
       std::fill(sr, sr + cols, A(0));
       continue;

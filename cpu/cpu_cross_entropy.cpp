@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "cpu/row_max.h"
 #include "cpu/vec_exp.h"
 
 namespace qtune::cpu {
@@ -22,24 +23,6 @@ void check_targets(const char* kernel, const Tensor& logits, const Tensor& targe
 }
 
 constexpr int kLanes = 16;
-
-// Max of a row (NaNs are skipped here and surface through the sum of exponentials).
-template <class T>
-acc_t<T> row_max(const T* x, int64_t n) {
-  using A = acc_t<T>;
-  A part[kLanes];
-  for (A& p : part) p = -std::numeric_limits<A>::infinity();
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) {
-      const A v = load(x + i + k);
-      part[k] = v > part[k] ? v : part[k];
-    }
-  for (; i < n; ++i) part[0] = load(x + i) > part[0] ? load(x + i) : part[0];
-  A mx = part[0];
-  for (int k = 1; k < kLanes; ++k) mx = part[k] > mx ? part[k] : mx;
-  return mx;
-}
 
 // Sum of exp(x - mx) over a row.
 template <class T>

@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "cpu/row_max.h"
 
 namespace qtune::cpu {
 namespace {
@@ -26,8 +27,7 @@ void softmax_forward(const char* kernel, const Tensor& x, const Tensor& y) {
       for (int64_t r = begin; r < end; ++r) {
         const T* xr = in + r * cols;
         T* yr = out + r * cols;
-        A mx = -std::numeric_limits<A>::infinity();
-        for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, load(xr + c));
+        const A mx = row_max(xr, cols);
         // An all -inf row has no finite max; shifting by 0 keeps exp(-inf) = 0 instead of NaN.
         const A shift = std::isfinite(mx) ? mx : A(0);
         A sum = 0;
