@@ -63,6 +63,14 @@ void Backend::adamw_step(const Tensor&, const Tensor&, const Tensor&, const Tens
                          double, int64_t) {
   unsupported("adamw_step");
 }
+void Backend::adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
+                                const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                                double weight_decay, int64_t step) {
+  const Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
+  copy(grad, wide);
+  adamw_step(master, wide, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step);
+  copy(master, param);
+}
 void Backend::sgd_step(const Tensor&, const Tensor&, const Tensor&, double, double, double, bool, double, bool) {
   unsupported("sgd_step");
 }

@@ -131,6 +131,12 @@ class Backend {
   // step: this parameter's update count, 1 on its first update (the bias corrections use it).
   virtual void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                           double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step);
+  // Mixed precision's update (docs/numerics.md, "Mixed precision"): master (f32, param's shape) takes
+  // adamw_step's update from grad widened to f32, then param (bf16 or f16) = master rounded once. This default
+  // runs those three steps; a backend may fuse them into one pass (the CPU does), with the same bits.
+  virtual void adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
+                                 const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int64_t step);
   // momentum_buffer: undefined when momentum is 0; first_step sets it to the (decayed) gradient.
   virtual void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr,
                         double momentum, double dampening, bool nesterov, double weight_decay, bool first_step);

@@ -35,10 +35,13 @@ void AdamW::step() {
       exp_avg_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), DType::f32, p.device());
     }
-    backend_for(p.device())
-        .adamw_step(update_target(i), update_grad(i, grad), exp_avg_[i], exp_avg_sq_[i], lr_, options_.beta1,
-                    options_.beta2, options_.eps, options_.weight_decay, steps_[i] + 1);
-    publish(i);
+    Backend& backend = backend_for(p.device());
+    if (const Tensor& master = master_of(i); master.defined())
+      backend.adamw_step_master(p, master, grad.contiguous(), exp_avg_[i], exp_avg_sq_[i], lr_, options_.beta1,
+                                options_.beta2, options_.eps, options_.weight_decay, steps_[i] + 1);
+    else
+      backend.adamw_step(p, grad.contiguous(), exp_avg_[i], exp_avg_sq_[i], lr_, options_.beta1, options_.beta2,
+                         options_.eps, options_.weight_decay, steps_[i] + 1);
     ++steps_[i];
   }
   ++step_;

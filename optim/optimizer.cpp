@@ -115,18 +115,24 @@ void Optimizer::keep_f32_masters() {
 }
 
 Tensor Optimizer::update_target(size_t i) const {
-  return keeps_f32_masters() && masters_[i].defined() ? masters_[i] : params_[i];
+  const Tensor& master = master_of(i);
+  return master.defined() ? master : params_[i];
+}
+
+const Tensor& Optimizer::master_of(size_t i) const {
+  static const Tensor none;
+  return keeps_f32_masters() ? masters_[i] : none;
 }
 
 Tensor Optimizer::update_grad(size_t i, const Tensor& grad) const {
-  if (!keeps_f32_masters() || !masters_[i].defined()) return grad.contiguous();
+  if (!master_of(i).defined()) return grad.contiguous();
   Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
   backend_for(grad.device()).copy(grad, wide);
   return wide;
 }
 
 void Optimizer::publish(size_t i) const {
-  if (keeps_f32_masters() && masters_[i].defined()) backend_for(params_[i].device()).copy(masters_[i], params_[i]);
+  if (const Tensor& master = master_of(i); master.defined()) backend_for(params_[i].device()).copy(master, params_[i]);
 }
 
 void Optimizer::save_masters(OptimizerState& state) const {

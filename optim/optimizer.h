@@ -58,6 +58,8 @@ class Optimizer {
   // f32 when there is a master, else the parameter and its gradient. publish(i) then rounds the master into
   // the parameter (nothing without a master).
   Tensor update_target(size_t i) const;
+  // Parameter i's f32 master; undefined without one.
+  const Tensor& master_of(size_t i) const;
   Tensor update_grad(size_t i, const Tensor& grad) const;
   void publish(size_t i) const;
   // The masters into a state, and back (a master the state lacks starts from its parameter, as on a first step).

@@ -243,6 +243,33 @@ TEST_CASE("f32 masters: a bf16/f16 parameter is an f32 run of the same gradients
     }
 }
 
+TEST_CASE("adamw_step_master: the CPU's one pass equals widening, adamw_step and rounding, bit for bit") {
+  Backend& cpu = backend_for(Device::cpu());
+  // An odd size over several parallel chunks; large gradients, tiny ones and zeros among them.
+  const int64_t n = 100003;
+  for (DType dt : {DType::bf16, DType::f16}) {
+    CAPTURE(dtype_name(dt));
+    const Tensor start = random_f32({n}, 31);
+    Tensor fused_p = start.to(dt), plain_p = start.to(dt);
+    Tensor fused_w = start.clone(), plain_w = start.clone();
+    Tensor fused_m = Tensor::zeros({n}), plain_m = Tensor::zeros({n});
+    Tensor fused_v = Tensor::zeros({n}), plain_v = Tensor::zeros({n});
+    for (int64_t step = 1; step <= 3; ++step) {
+      const Tensor g = (random_f32({n}, 40 + static_cast<uint64_t>(step)) * (step == 2 ? 1e-6 : 3.0)).to(dt);
+      cpu.adamw_step_master(fused_p, fused_w, g, fused_m, fused_v, 1e-2, 0.9, 0.99, 1e-8, 0.1, step);
+      cpu.Backend::adamw_step_master(plain_p, plain_w, g, plain_m, plain_v, 1e-2, 0.9, 0.99, 1e-8, 0.1, step);
+      CHECK_SAME_BYTES(fused_w, plain_w);
+      CHECK_SAME_BYTES(fused_p, plain_p);
+      CHECK_SAME_BYTES(fused_m, plain_m);
+      CHECK_SAME_BYTES(fused_v, plain_v);
+    }
+    CHECK(bytes_of(fused_p) != bytes_of(start.to(dt)));  // the updates moved the parameter
+  }
+  const Tensor f = random_f32({8}, 1), w = f.clone(), m = Tensor::zeros({8}), v = Tensor::zeros({8});
+  CHECK_THROWS_WITH_AS(cpu.adamw_step_master(f, w, f, m, v, 1e-2, 0.9, 0.99, 1e-8, 0.0, 1),
+                       doctest::Contains("needs a bf16 or f16 param"), Error);
+}
+
 TEST_CASE("f32 masters keep updates smaller than a bf16 step, which a bf16 parameter alone loses") {
   // lr 1e-4 moves a weight of 1 by about 1e-4 per AdamW step, under half of bf16's spacing there (2^-7).
   auto run = [](bool masters) {
