@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One sitting of qtune against PyTorch on this CPU, the comparison issue 19's targets are about: `qtune bench
-# train` in f32, bf16, bf16 + LoRA and bf16 + QLoRA, then the PyTorch peers (torch.compile f32 and bf16
-# autocast; eager LoRA and QLoRA in bf16), on the same THREADS cores, one after another, nothing else running.
+# train` in f32, bf16 (also with f32 master weights, autocast's arrangement), bf16 + LoRA and bf16 + QLoRA, then
+# the PyTorch peers (torch.compile f32 and bf16 autocast; eager LoRA and QLoRA in bf16), on the same THREADS
+# cores, one after another, nothing else running.
 # Prints one table of medians with the ratios the targets name. Needs python3 with torch and transformers
 # (the QLoRA peer also torchao).
 #
@@ -63,6 +64,7 @@ run_torch() {  # script, modes
 for ((round = 1; round <= rounds; ++round)); do
   run_qtune f32 --dtype f32
   run_qtune bf16 --dtype bf16
+  run_qtune masters --dtype bf16 --f32-masters
   run_qtune lora --dtype bf16 --adapters lora
   run_qtune qlora --dtype bf16 --adapters qlora
   [[ $round == 1 ]] && grep -m1 -E '^bf16 GEMMs' "$log/bf16.1.log"
@@ -85,5 +87,6 @@ echo "| qtune | tokens/s | PyTorch | tokens/s | ratio | target |"
 echo "|---|---|---|---|---|---|"
 echo "| f32 | $(shown f32) | compile f32 | $(shown torch:compile-f32) | $(ratio f32 torch:compile-f32) | >= 1x |"
 echo "| bf16 | $(shown bf16) | compile bf16 autocast | $(shown torch:compile-autocast) | $(ratio bf16 torch:compile-autocast) | >= 1.5x |"
+echo "| bf16, f32 masters | $(shown masters) | compile bf16 autocast | $(shown torch:compile-autocast) | $(ratio masters torch:compile-autocast) | |"
 echo "| LoRA bf16 | $(shown lora) | eager LoRA bf16 | $(shown torch:lora-bf16) | $(ratio lora torch:lora-bf16) | |"
 echo "| QLoRA bf16 | $(shown qlora) | eager QLoRA (torchao NF4) | $(shown torch:qlora-bf16) | $(ratio qlora torch:qlora-bf16) | >= 1.5x |"
