@@ -193,8 +193,8 @@ void pack_b_transposed_reference(const bf16_t* src, int64_t stride, int64_t n, i
 
 namespace {
 
-// The packers below run only where the tile kernel does (AVX512-BF16 implies AVX512BW/VL), one vector of 16
-// pairs at a time. They equal their references bit for bit: same rounding, same zero padding.
+// The packers below need AVX512BW/VL, which every CPU with the tile kernel's AVX512-BF16 has; they take one
+// vector of 16 pairs at a time and equal their references bit for bit: same rounding, same zero padding.
 #define QTUNE_PACK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 QTUNE_PACK_TARGET __mmask16 first_lanes(int64_t count) {

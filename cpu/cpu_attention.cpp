@@ -125,8 +125,17 @@ void online_softmax(int64_t rows, int64_t cols, int64_t d, A* s, A* m, A* l, A* 
   for (int64_t r = 0; r < rows; ++r) {
     A* sr = s + r * kTileK;
     const A m_new = std::max(m[r], row_max(sr, cols));
-    if (m_new == -std::numeric_limits<A>::infinity()) {  // no visible key yet: contributes nothing
-      std::fill(sr, sr + cols, A(0));
+    if (m_new == -std::numeric_limits<A>::infinity()) {
+      if (std::none_of(sr, sr + cols, [](A x) { return x != x; })) {  // no visible key yet: contributes nothing
+        std::fill(sr, sr + cols, A(0));
+        continue;
+      }
+      // Only NaN scores (a NaN in the query, say): row_max skipped them. A NaN running max, sum and
+      // accumulator make the row's output and lse NaN, as a bad input should show, and stay so.
+      constexpr A nan = std::numeric_limits<A>::quiet_NaN();
+      m[r] = l[r] = nan;
+      std::fill(sr, sr + cols, nan);
+      std::fill(acc + r * d, acc + (r + 1) * d, nan);
       continue;
     }
     // Rescale what was accumulated under the old max (exp(-inf) = 0 on the first tile).
@@ -158,9 +167,10 @@ void finish_rows(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, const 
                  A* lse) {
   for (int64_t r = 0; r < rows; ++r) {
     T* o = out + hr.q_base + (i0 + r) * hr.q_stride;
-    const A inv = l[r] > 0 ? A(1) / l[r] : A(0);
+    // l = 0: the query saw no key; a NaN l (bad inputs) carries into out and lse.
+    const A inv = l[r] == 0 ? A(0) : A(1) / l[r];
     for (int64_t x = 0; x < d; ++x) store(o + x, acc[r * d + x] * inv);
-    lse[hr.lse_base + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : -std::numeric_limits<A>::infinity();
+    lse[hr.lse_base + i0 + r] = l[r] == 0 ? -std::numeric_limits<A>::infinity() : m[r] + std::log(l[r]);
   }
 }
 

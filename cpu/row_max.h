@@ -1,8 +1,9 @@
 #pragma once
 // The largest element of a row, in the accumulation type, for the softmax-like kernels (cross-entropy,
 // softmax, attention's online softmax). 16 running maxima, so that the loop is one vector compare per 16
-// elements; a maximum is exact, so the grouping changes nothing. NaNs are skipped (they surface through the
-// exponentials that follow); an empty row or one of -inf gives -inf.
+// elements; a maximum is exact, so the grouping changes nothing (but the sign of a zero maximum). NaNs are
+// skipped: a row of NaNs only, of -inf only, or an empty row gives -inf, and each caller says what follows
+// (cross-entropy and softmax sum exp(x - max) over the whole row, so a NaN shows in their results again).
 #include <cstdint>
 #include <limits>
 

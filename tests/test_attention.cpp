@@ -4,7 +4,9 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <new>
 #include <string>
 #if defined(_OPENMP)
@@ -204,6 +206,59 @@ TEST_CASE("attention results do not depend on the thread count") {
   QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[1], q.shape()), q.grad(), 1e-3, 1e-4);
   QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[2], k.shape()), k.grad(), 1e-3, 1e-4);
   QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[3], v.shape()), v.grad(), 1e-3, 1e-4);
+}
+
+TEST_CASE("a NaN in a query shows in that query's output and gradients, nowhere else in its head's output") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dt));
+    Generator gen(9);
+    std::vector<float> qv = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
+    qv[(5 * 2 + 1) * 8 + 3] = std::numeric_limits<float>::quiet_NaN();  // token 5, head 1
+    Tensor q = Tensor::from_vector(qv, {1, 70, 2, 8}).to(dt).requires_grad_();
+    Tensor k = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
+    Tensor v = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
+    Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
+    out.backward(Tensor::ones(out.shape(), dt));
+    const std::vector<float> o = out.to(DType::f32).to_vector<float>();
+    const std::vector<float> gq = q.grad().to(DType::f32).to_vector<float>();
+    for (int64_t t = 0; t < 70; ++t)
+      for (int64_t h = 0; h < 2; ++h) {
+        CAPTURE(t);
+        CAPTURE(h);
+        const bool bad = t == 5 && h == 1;
+        for (int64_t x = 0; x < 8; ++x) {
+          CHECK(std::isnan(o[(t * 2 + h) * 8 + x]) == bad);
+          if (bad) CHECK(std::isnan(gq[(t * 2 + h) * 8 + x]));
+        }
+      }
+  }
+}
+
+TEST_CASE("bf16 attention at head dim 40 with 3 query heads per KV head stays close to f32") {
+  // 40 = two 16-element blocks and a tail of D's sums, 20 pairs = one 16-pair block and 4 for the packers;
+  // 150 tokens end in a partial tile.
+  Generator gen(11);
+  const Tensor q0 = rand({2, 150, 6, 40}, DType::f32, Device::cpu(), &gen, -1, 1);
+  const Tensor k0 = rand({2, 150, 2, 40}, DType::f32, Device::cpu(), &gen, -1, 1);
+  const Tensor v0 = rand({2, 150, 2, 40}, DType::f32, Device::cpu(), &gen, -1, 1);
+  const Tensor g0 = rand({2, 150, 6, 40}, DType::f32, Device::cpu(), &gen, -1, 1);
+  auto run = [&](DType dt) {
+    Tensor q = q0.to(dt).requires_grad_(), k = k0.to(dt).requires_grad_(), v = v0.to(dt).requires_grad_();
+    Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
+    out.backward(g0.to(dt));
+    return std::vector<Tensor>{out.to(DType::f32), q.grad().to(DType::f32), k.grad().to(DType::f32),
+                               v.grad().to(DType::f32)};
+  };
+  // The f32 path on bf16-rounded inputs: what bf16 attention approximates.
+  const std::vector<Tensor> low = run(DType::bf16);
+  Tensor q = q0.to(DType::bf16).to(DType::f32).requires_grad_(), k = k0.to(DType::bf16).to(DType::f32).requires_grad_();
+  Tensor v = v0.to(DType::bf16).to(DType::f32).requires_grad_();
+  Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
+  out.backward(g0.to(DType::bf16).to(DType::f32));
+  QTUNE_CHECK_CLOSE(low[0], out, 2e-2, 2e-2);
+  QTUNE_CHECK_CLOSE(low[1], q.grad(), 4e-2, 4e-2);
+  QTUNE_CHECK_CLOSE(low[2], k.grad(), 4e-2, 4e-2);
+  QTUNE_CHECK_CLOSE(low[3], v.grad(), 4e-2, 4e-2);
 }
 
 TEST_CASE("attention accepts non-contiguous q, k, v") {
