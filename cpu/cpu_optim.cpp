@@ -79,10 +79,7 @@ void CpuBackend::adamw_step(const Tensor& param, const Tensor& grad, const Tenso
 void CpuBackend::adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
                                    const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
                                    double weight_decay, int64_t step) {
-  check_update_args("adamw_step_master", param, grad, {&master, &exp_avg, &exp_avg_sq});
-  QTUNE_CHECK(param.dtype() != DType::f32 && master.defined() && exp_avg.defined() && exp_avg_sq.defined(),
-              "adamw_step_master: needs a bf16 or f16 param (got ", dtype_name(param.dtype()),
-              ") and its f32 master, exp_avg and exp_avg_sq");
+  check_master_update_args(param, master, grad, exp_avg, exp_avg_sq);
   const numerics::AdamWScalars s = numerics::adamw_scalars(lr, beta1, beta2, eps, weight_decay, step);
   dispatch_float(param.dtype(), "adamw_step_master", [&](auto tag) {
     using T = decltype(tag);

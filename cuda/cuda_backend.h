@@ -68,6 +68,9 @@ class CudaBackend final : public Backend {
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& lse,
                               const Tensor& grad_loss, const Tensor& grad_logits) override;
 
+  void adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
+                         const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, int64_t step) override;
   void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, double lr, double momentum,

@@ -19,6 +19,16 @@ __global__ void adamw_kernel(T* param, const T* grad, float* exp_avg, float* exp
   }
 }
 
+// Mixed precision's update in one pass: the f32 master from the gradient, rounded into the parameter.
+template <class T>
+__global__ void adamw_master_kernel(T* param, const T* grad, float* master, float* exp_avg, float* exp_avg_sq,
+                                    int64_t n, numerics::AdamWScalars s) {
+  for (int64_t i = thread_index(); i < n; i += thread_count()) {
+    numerics::adamw_update(master[i], static_cast<float>(load(grad + i)), exp_avg[i], exp_avg_sq[i], s);
+    store(param + i, master[i]);
+  }
+}
+
 // momentum_buffer: nullptr when momentum is 0.
 template <class T>
 __global__ void sgd_kernel(T* param, const T* grad, float* momentum_buffer, int64_t n, numerics::SGDScalars s) {
@@ -85,6 +95,23 @@ void CudaBackend::adamw_step(const Tensor& param, const Tensor& grad, const Tens
     launch<adamw_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, static_cast<T*>(param.data_ptr()),
                             static_cast<const T*>(grad.data_ptr()), static_cast<float*>(exp_avg.data_ptr()),
                             static_cast<float*>(exp_avg_sq.data_ptr()), n, s);
+  });
+}
+
+void CudaBackend::adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad,
+                                    const Tensor& exp_avg, const Tensor& exp_avg_sq, double lr, double beta1,
+                                    double beta2, double eps, double weight_decay, int64_t step) {
+  check_master_update_args(param, master, grad, exp_avg, exp_avg_sq);
+  const int64_t n = param.numel();
+  if (n == 0) return;
+  const numerics::AdamWScalars s = numerics::adamw_scalars(lr, beta1, beta2, eps, weight_decay, step);
+  activate();
+  dispatch_float(param.dtype(), "adamw_step_master", [&](auto tag) {
+    using T = decltype(tag);
+    launch<adamw_master_kernel<T>>(LaunchShape{blocks_for(n), kThreads, 0, stream_}, static_cast<T*>(param.data_ptr()),
+                                   static_cast<const T*>(grad.data_ptr()), static_cast<float*>(master.data_ptr()),
+                                   static_cast<float*>(exp_avg.data_ptr()), static_cast<float*>(exp_avg_sq.data_ptr()),
+                                   n, s);
   });
 }
 

@@ -66,6 +66,7 @@ void Backend::adamw_step(const Tensor&, const Tensor&, const Tensor&, const Tens
 void Backend::adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
                                 const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
                                 double weight_decay, int64_t step) {
+  check_master_update_args(param, master, grad, exp_avg, exp_avg_sq);
   const Tensor wide = Tensor::empty(grad.shape(), DType::f32, grad.device());
   copy(grad, wide);
   adamw_step(master, wide, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step);
@@ -152,6 +153,14 @@ void Backend::check_update_args(std::string_view kernel, const Tensor& param, co
                 shape_str(param.shape()), ")");
     check_tensor(*s, "optimizer state");
   }
+}
+
+void Backend::check_master_update_args(const Tensor& param, const Tensor& master, const Tensor& grad,
+                                       const Tensor& exp_avg, const Tensor& exp_avg_sq) const {
+  check_update_args("adamw_step_master", param, grad, {&master, &exp_avg, &exp_avg_sq});
+  QTUNE_CHECK(param.dtype() != DType::f32 && master.defined() && exp_avg.defined() && exp_avg_sq.defined(),
+              "adamw_step_master: needs a bf16 or f16 param (got ", dtype_name(param.dtype()),
+              ") and its f32 master, exp_avg and exp_avg_sq");
 }
 
 void Backend::check_on_device(std::string_view kernel, std::initializer_list<const Tensor*> tensors) const {

@@ -220,6 +220,9 @@ class Backend {
   // a reduced or single precision param, grad like param, f32 state (undefined entries are skipped).
   void check_update_args(std::string_view kernel, const Tensor& param, const Tensor& grad,
                          std::initializer_list<const Tensor*> state) const;
+  // adamw_step_master's: those, with a bf16/f16 param and every state tensor (the master among them) present.
+  void check_master_update_args(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
+                                const Tensor& exp_avg_sq) const;
   // Float8: x [R, C] floating and contiguous on this device; scale f32 [R, 1], [1, C] or [1, 1]
   // (contiguous); codes (when defined) [R, C] f8_e4m3 or f8_e5m2 (contiguous).
   void check_fp8_args(std::string_view kernel, const Tensor& x, const Tensor& scale, const Tensor& codes) const;

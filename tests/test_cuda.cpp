@@ -400,6 +400,17 @@ TEST_CASE("optimizer updates match the CPU to the bit") {
     CHECK_SAME_BYTES(pg, pc);
     CHECK_SAME_BYTES(mg, mc);
     CHECK_SAME_BYTES(vg, vc);
+    if (t != DType::f32) {  // mixed precision's one pass, from an f32 master
+      const Tensor wc = random_f64({n}, 74).to(DType::f32), wg = wc.to(kGpu);
+      for (int64_t step : {1, 7}) {
+        cpu().adamw_step_master(pc, wc, g, mc, vc, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+        gpu().adamw_step_master(pg, wg, gg, mg, vg, 1e-3, 0.9, 0.999, 1e-8, 0.1, step);
+      }
+      CHECK_SAME_BYTES(wg, wc);
+      CHECK_SAME_BYTES(pg, pc);
+      CHECK_SAME_BYTES(mg, mc);
+      CHECK_SAME_BYTES(vg, vc);
+    }
     const Tensor bc = Tensor::empty({n}), bg = Tensor::empty({n}, DType::f32, kGpu);
     for (bool first : {true, false}) {
       cpu().sgd_step(pc, g, bc, 0.05, 0.9, 0.0, true, 0.01, first);
