@@ -134,7 +134,7 @@ class Backend {
   // Mixed precision's update (docs/numerics.md, "Mixed precision"): master (f32, param's shape) takes
   // adamw_step's update from grad (param's dtype) widened to f32, then param (bf16 or f16) = master rounded
   // once. master, exp_avg and exp_avg_sq are three separate buffers. This default runs those three steps; a
-  // backend may fuse them into one pass (the CPU does), with the same bits.
+  // backend may fuse them into one pass (the CPU and CUDA do), with the same bits.
   virtual void adamw_step_master(const Tensor& param, const Tensor& master, const Tensor& grad, const Tensor& exp_avg,
                                  const Tensor& exp_avg_sq, double lr, double beta1, double beta2, double eps,
                                  double weight_decay, int64_t step);
