@@ -29,6 +29,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
 #include "cpu/row_max.h"
+#include "cpu/row_sum.h"
 #include "cpu/vec_exp.h"
 
 namespace qtune::cpu {
@@ -142,9 +143,11 @@ void online_softmax(int64_t rows, int64_t cols, int64_t d, A* s, A* m, A* l, A* 
     const A alpha = std::exp(m[r] - m_new);
     A* ar = acc + r * d;
     for (int64_t x = 0; x < d; ++x) ar[x] *= alpha;
-    for (int64_t c = 0; c < cols; ++c) sr[c] = vec_exp(sr[c] - m_new);
-    A sum = 0;  // summed apart from the exponentials, which then vectorize
-    for (int64_t c = 0; c < cols; ++c) sum += sr[c];
+    const A sum = row_sum<A>(cols, [sr, m_new](int64_t c) {
+      const A e = vec_exp(sr[c] - m_new);
+      sr[c] = e;
+      return e;
+    });
     l[r] = l[r] * alpha + sum;
     m[r] = m_new;
   }
@@ -189,33 +192,19 @@ void store_query_grads(const HeadRows& hr, int64_t i0, int64_t rows, int64_t d, 
     for (int64_t x = 0; x < d; ++x) store(gq + hr.q_base + (i0 + r) * hr.q_stride + x, dq[r * d + x]);
 }
 
-// D = rowsum(dO * O) of one query row, in A: 16 running sums (element x into sum x mod 16), then those in
-// order. One chain of dependent additions would wait on each one; 16 are one vector.
-template <class T>
-acc_t<T> row_delta(const T* grad_row, const T* out_row, int64_t d) {
-  using A = acc_t<T>;
-  constexpr int64_t kSums = 16;
-  A sums[kSums] = {};
-  int64_t x = 0;
-  for (; x + kSums <= d; x += kSums)
-    for (int64_t j = 0; j < kSums; ++j) sums[j] += load(grad_row + x + j) * load(out_row + x + j);
-  for (int64_t j = 0; x + j < d; ++j) sums[j] += load(grad_row + x + j) * load(out_row + x + j);
-  A dot = 0;
-  for (A partial : sums) dot += partial;
-  return dot;
-}
-
 // D of every query row, laid out as lse ([batch, hq, tq]). Each is needed by every key tile the row sees, so
 // it is summed once here rather than again with each of them.
 template <class T>
 std::vector<acc_t<T>> row_deltas(const Dims& dm, const T* grad, const T* out) {
-  std::vector<acc_t<T>> deltas(dm.batch * dm.hq * dm.tq);
+  using A = acc_t<T>;
+  std::vector<A> deltas(dm.batch * dm.hq * dm.tq);
   parallel_for(dm.batch * dm.hq, Dims::grain(dm.tq * dm.d), [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const HeadRows hr = head_rows(dm, bh / dm.hq, bh % dm.hq);
       for (int64_t i = 0; i < dm.tq; ++i) {
         const int64_t row = hr.q_base + i * hr.q_stride;
-        deltas[hr.lse_base + i] = row_delta(grad + row, out + row, dm.d);
+        deltas[hr.lse_base + i] =
+            row_sum<A>(dm.d, [&](int64_t x) { return A(load(grad + row + x)) * load(out + row + x); });
       }
     }
   });

@@ -1,6 +1,6 @@
 // Fused cross-entropy: forward makes two passes per row, the max and then the sum of exponentials (no
 // softmax copy); backward writes grad_logits = grad_loss * (softmax - onehot) directly from the saved
-// lse. Both passes keep 16 independent partial results so that they vectorize without reassociation.
+// lse. Both passes keep 16 independent partial results (row_max.h, row_sum.h) so that they vectorize.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -8,6 +8,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
 #include "cpu/row_max.h"
+#include "cpu/row_sum.h"
 #include "cpu/vec_exp.h"
 
 namespace qtune::cpu {
@@ -20,22 +21,6 @@ void check_targets(const char* kernel, const Tensor& logits, const Tensor& targe
   for (int64_t r = 0; r < rows; ++r)
     QTUNE_CHECK(tg[r] == ignore_index || (tg[r] >= 0 && tg[r] < vocab), kernel, ": target ", tg[r], " at row ", r,
                 " is out of range for V = ", vocab, " (and is not ignore_index ", ignore_index, ")");
-}
-
-constexpr int kLanes = 16;
-
-// Sum of exp(x - mx) over a row.
-template <class T>
-acc_t<T> row_sum_exp(const T* x, int64_t n, acc_t<T> mx) {
-  using A = acc_t<T>;
-  A part[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) part[k] += vec_exp(load(x + i + k) - mx);
-  for (; i < n; ++i) part[0] += vec_exp(load(x + i) - mx);
-  A sum = 0;
-  for (int k = 0; k < kLanes; ++k) sum += part[k];
-  return sum;
 }
 
 int64_t row_grain(int64_t cols) { return cols >= (1 << 14) ? 1 : (1 << 14) / (cols > 0 ? cols : 1); }
@@ -63,7 +48,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int6
         }
         const T* xr = x + r * vocab;
         const A mx = row_max(xr, vocab);
-        const A sum = row_sum_exp(xr, vocab, mx);
+        const A sum = row_sum<A>(vocab, [&](int64_t c) { return vec_exp(load(xr + c) - mx); });
         const A row_lse = mx + std::log(sum);
         ps[r] = row_lse;
         pl[r] = row_lse - load(xr + tg[r]);

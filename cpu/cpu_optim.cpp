@@ -5,6 +5,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "cpu/row_sum.h"
 #include "engine/numerics/adamw.h"
 #include "engine/numerics/clip.h"
 
@@ -12,28 +13,6 @@ namespace qtune::cpu {
 namespace {
 
 constexpr int64_t kGrain = 1 << 14;
-
-// Sum of x^2 over one block in 16 independent lanes (a fixed order the compiler can vectorize).
-template <class T>
-acc_t<T> block_sum_squares(const T* x, int64_t n) {
-  using A = acc_t<T>;
-  constexpr int kLanes = 16;
-  A lane[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const A v = load(x + i + j);
-      lane[j] += v * v;
-    }
-  }
-  for (; i < n; ++i) {
-    const A v = load(x + i);
-    lane[i % kLanes] += v * v;
-  }
-  A total = 0;
-  for (A v : lane) total += v;
-  return total;
-}
 
 // The AdamW pass of adamw_step (master null: p is updated in f32 and rounded back) and adamw_step_master (the
 // f32 master is updated and rounded into p). The f32 arrays never overlap each other or p (the optimizer's own
@@ -132,11 +111,16 @@ void CpuBackend::squared_norm_blocks(const Tensor& x, const Tensor& out) {
   double* partial = ptr<double>(out);
   dispatch_float(x.dtype(), "squared_norm", [&](auto tag) {
     using T = decltype(tag);
+    using A = acc_t<T>;
     const T* in = ptr<T>(x);
     parallel_for(blocks, 2, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; ++k) {
-        const int64_t begin = k * numerics::kSquaredNormBlock;
-        partial[k] = block_sum_squares(in + begin, std::min(numerics::kSquaredNormBlock, n - begin));
+        const T* block = in + k * numerics::kSquaredNormBlock;
+        partial[k] =
+            row_sum<A>(std::min(numerics::kSquaredNormBlock, n - k * numerics::kSquaredNormBlock), [block](int64_t i) {
+              const A v = load(block + i);
+              return v * v;
+            });
       }
     });
   });

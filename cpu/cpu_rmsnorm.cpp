@@ -6,21 +6,10 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
+#include "cpu/row_sum.h"
 
 namespace qtune::cpu {
 namespace {
-
-// The sum of term(i) over i < n, the row sums of the forward and backward. Eight independent partial sums let
-// the compiler vectorize without reassociating (no fast-math) and keep the rounding error of long rows small.
-template <class A, class Term>
-A row_sum(int64_t n, Term term) {
-  A part[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) part[k] += term(i + k);
-  for (; i < n; ++i) part[0] += term(i);
-  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
 
 template <class T>
 acc_t<T> sum_squares(const T* x, int64_t n) {
