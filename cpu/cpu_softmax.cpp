@@ -8,6 +8,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/kernel_util.h"
 #include "cpu/row_max.h"
+#include "cpu/row_sum.h"
 
 namespace qtune::cpu {
 namespace {
@@ -30,8 +31,7 @@ void softmax_forward(const char* kernel, const Tensor& x, const Tensor& y) {
         const A mx = row_max(xr, cols);
         // An all -inf row has no finite max; shifting by 0 keeps exp(-inf) = 0 instead of NaN.
         const A shift = std::isfinite(mx) ? mx : A(0);
-        A sum = 0;
-        for (int64_t c = 0; c < cols; ++c) sum += std::exp(load(xr + c) - shift);
+        const A sum = row_sum<A>(cols, [&](int64_t c) { return std::exp(load(xr + c) - shift); });
         if constexpr (kLog) {
           const A log_sum = std::log(sum) + shift;
           for (int64_t c = 0; c < cols; ++c) store(yr + c, load(xr + c) - log_sum);
@@ -60,12 +60,11 @@ void softmax_backward_rows(const char* kernel, const Tensor& y, const Tensor& gr
         const T* yr = py + r * cols;
         const T* gr = pg + r * cols;
         T* dr = pd + r * cols;
-        A dot = 0;
         if constexpr (kLog) {
-          for (int64_t c = 0; c < cols; ++c) dot += load(gr + c);
+          const A dot = row_sum<A>(cols, [&](int64_t c) { return A(load(gr + c)); });
           for (int64_t c = 0; c < cols; ++c) store(dr + c, load(gr + c) - std::exp(load(yr + c)) * dot);
         } else {
-          for (int64_t c = 0; c < cols; ++c) dot += load(gr + c) * load(yr + c);
+          const A dot = row_sum<A>(cols, [&](int64_t c) { return A(load(gr + c)) * load(yr + c); });
           for (int64_t c = 0; c < cols; ++c) store(dr + c, load(yr + c) * (load(gr + c) - dot));
         }
       }

@@ -234,6 +234,49 @@ TEST_CASE("a NaN in a query shows in that query's output and gradients, nowhere 
   }
 }
 
+TEST_CASE("a NaN in a key or value shows in the outputs of the queries that see it, and not in another head") {
+  // Token 20 of KV head 0 holds a NaN; causal queries 20.. of head 0 see it (a row whose scores are partly
+  // NaN: the exponentials' sum is NaN). Head 1 reads KV head 1 and stays finite. A NaN key is masked to -inf
+  // for queries 0..19, so their outputs stay finite too. A zero probability or score gradient times the NaN
+  // can still reach those queries (0 * NaN in P V, or in dS K for their gradients), as in any matmul of the
+  // full matrices, so they are not checked there.
+  for (DType dt : {DType::f32, DType::bf16})
+    for (bool in_value : {false, true}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(in_value);
+      Generator gen(12);
+      Tensor q = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
+      std::vector<float> kv = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
+      std::vector<float> other = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
+      kv[(20 * 2 + 0) * 8 + 5] = std::numeric_limits<float>::quiet_NaN();
+      Tensor k = Tensor::from_vector(in_value ? other : kv, {1, 70, 2, 8}).to(dt).requires_grad_();
+      Tensor v = Tensor::from_vector(in_value ? kv : other, {1, 70, 2, 8}).to(dt).requires_grad_();
+      Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
+      out.backward(Tensor::ones(out.shape(), dt));
+      const std::vector<float> o = out.to(DType::f32).to_vector<float>();
+      const std::vector<float> gq = q.grad().to(DType::f32).to_vector<float>();
+      for (int64_t t = 0; t < 70; ++t)
+        for (int64_t h = 0; h < 2; ++h) {
+          CAPTURE(t);
+          CAPTURE(h);
+          const bool sees = h == 0 && t >= 20;
+          for (int64_t x = 0; x < 8; ++x) {
+            const size_t i = size_t((t * 2 + h) * 8 + x);
+            if (sees) {
+              // A NaN value element reaches only its own column of the output; a NaN key, every score.
+              CHECK(std::isnan(o[i]) == (!in_value || x == 5));
+              CHECK(std::isnan(gq[i]));
+            } else if (h == 1) {
+              CHECK(std::isfinite(o[i]));
+              CHECK(std::isfinite(gq[i]));
+            } else if (!in_value) {
+              CHECK(std::isfinite(o[i]));
+            }
+          }
+        }
+    }
+}
+
 TEST_CASE("bf16 attention at head dim 40 with 3 query heads per KV head stays close to f32") {
   // 40 = two 16-element blocks and a tail of D's sums, 20 pairs = one 16-pair block and 4 for the packers;
   // 150 tokens end in a partial tile.

@@ -326,6 +326,19 @@ TEST_CASE("fused rmsnorm equals the composed formula on a large parallel tensor,
   // The f32 kernel over long rows stays within f32 rounding of the f64 result.
   QTUNE_CHECK_CLOSE(ops::rmsnorm(x0.to(DType::f32), w0.to(DType::f32), 1e-6).to(DType::f64),
                     ops::rmsnorm(x0.to(DType::f32).to(DType::f64), w0.to(DType::f32).to(DType::f64), 1e-6), 2e-6, 1e-7);
+  // So does the backward (520 = 32 blocks of 16 and a tail of 8), in f32 and in bf16, against f64 on the same
+  // rounded inputs; bf16 rounds its gradients once.
+  for (DType dt : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dt));
+    Tensor xr = x0.to(dt).requires_grad_(), wr = w0.to(dt).requires_grad_();
+    Tensor xe = x0.to(dt).to(DType::f64).requires_grad_(), we = w0.to(dt).to(DType::f64).requires_grad_();
+    const Tensor gr = g.to(dt);
+    ops::rmsnorm(xr, wr, 1e-6).backward(gr);
+    ops::rmsnorm(xe, we, 1e-6).backward(gr.to(DType::f64));
+    const double rtol = dt == DType::f32 ? 1e-4 : 1e-2, atol = dt == DType::f32 ? 1e-6 : 1e-2;
+    QTUNE_CHECK_CLOSE(xr.grad().to(DType::f64), xe.grad(), rtol, atol);
+    QTUNE_CHECK_CLOSE(wr.grad().to(DType::f64), we.grad(), rtol, atol);
+  }
 }
 
 // ---- rope --------------------------------------------------------------------------------------------------
