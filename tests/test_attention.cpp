@@ -208,27 +208,50 @@ TEST_CASE("attention results do not depend on the thread count") {
   QTUNE_CHECK_CLOSE(Tensor::from_vector(threaded[3], v.shape()), v.grad(), 1e-3, 1e-4);
 }
 
+namespace {
+
+constexpr int64_t kNanTokens = 70;
+const Shape kNanShape{1, kNanTokens, 2, 8};  // two heads of 8, one KV head each
+
+std::vector<float> random_values(Generator& gen) {
+  return rand(kNanShape, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
+}
+
+// Causal attention of q, k, v (kNanShape, given in f32, run in dt) and its backward from an all-ones output
+// gradient: the output and the query gradient, in f32, indexed as [token][head][x].
+struct OutAndGradQ {
+  std::vector<float> out, grad_q;
+};
+OutAndGradQ causal_attention(const std::vector<float>& qv, const std::vector<float>& kv, const std::vector<float>& vv,
+                             DType dt) {
+  Tensor q = Tensor::from_vector(qv, kNanShape).to(dt).requires_grad_();
+  Tensor k = Tensor::from_vector(kv, kNanShape).to(dt).requires_grad_();
+  Tensor v = Tensor::from_vector(vv, kNanShape).to(dt).requires_grad_();
+  Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
+  out.backward(Tensor::ones(out.shape(), dt));
+  return {out.to(DType::f32).to_vector<float>(), q.grad().to(DType::f32).to_vector<float>()};
+}
+
+size_t nan_index(int64_t t, int64_t h, int64_t x) { return size_t((t * 2 + h) * 8 + x); }
+
+}  // namespace
+
 TEST_CASE("a NaN in a query shows in that query's output and gradients, nowhere else in its head's output") {
   for (DType dt : {DType::f32, DType::bf16}) {
     CAPTURE(dtype_name(dt));
     Generator gen(9);
-    std::vector<float> qv = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
-    qv[(5 * 2 + 1) * 8 + 3] = std::numeric_limits<float>::quiet_NaN();  // token 5, head 1
-    Tensor q = Tensor::from_vector(qv, {1, 70, 2, 8}).to(dt).requires_grad_();
-    Tensor k = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
-    Tensor v = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
-    Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
-    out.backward(Tensor::ones(out.shape(), dt));
-    const std::vector<float> o = out.to(DType::f32).to_vector<float>();
-    const std::vector<float> gq = q.grad().to(DType::f32).to_vector<float>();
-    for (int64_t t = 0; t < 70; ++t)
+    std::vector<float> qv = random_values(gen);
+    qv[nan_index(5, 1, 3)] = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> kv = random_values(gen), vv = random_values(gen);
+    const OutAndGradQ r = causal_attention(qv, kv, vv, dt);
+    for (int64_t t = 0; t < kNanTokens; ++t)
       for (int64_t h = 0; h < 2; ++h) {
         CAPTURE(t);
         CAPTURE(h);
         const bool bad = t == 5 && h == 1;
         for (int64_t x = 0; x < 8; ++x) {
-          CHECK(std::isnan(o[(t * 2 + h) * 8 + x]) == bad);
-          if (bad) CHECK(std::isnan(gq[(t * 2 + h) * 8 + x]));
+          CHECK(std::isnan(r.out[nan_index(t, h, x)]) == bad);
+          if (bad) CHECK(std::isnan(r.grad_q[nan_index(t, h, x)]));
         }
       }
   }
@@ -245,32 +268,27 @@ TEST_CASE("a NaN in a key or value shows in the outputs of the queries that see 
       CAPTURE(dtype_name(dt));
       CAPTURE(in_value);
       Generator gen(12);
-      Tensor q = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to(dt).requires_grad_();
-      std::vector<float> kv = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
-      std::vector<float> other = rand({1, 70, 2, 8}, DType::f32, Device::cpu(), &gen, -1, 1).to_vector<float>();
-      kv[(20 * 2 + 0) * 8 + 5] = std::numeric_limits<float>::quiet_NaN();
-      Tensor k = Tensor::from_vector(in_value ? other : kv, {1, 70, 2, 8}).to(dt).requires_grad_();
-      Tensor v = Tensor::from_vector(in_value ? kv : other, {1, 70, 2, 8}).to(dt).requires_grad_();
-      Tensor out = ops::scaled_dot_product_attention(q, k, v, true);
-      out.backward(Tensor::ones(out.shape(), dt));
-      const std::vector<float> o = out.to(DType::f32).to_vector<float>();
-      const std::vector<float> gq = q.grad().to(DType::f32).to_vector<float>();
-      for (int64_t t = 0; t < 70; ++t)
+      const std::vector<float> qv = random_values(gen), other = random_values(gen);
+      std::vector<float> with_nan = random_values(gen);
+      with_nan[nan_index(20, 0, 5)] = std::numeric_limits<float>::quiet_NaN();
+      const OutAndGradQ r =
+          in_value ? causal_attention(qv, other, with_nan, dt) : causal_attention(qv, with_nan, other, dt);
+      for (int64_t t = 0; t < kNanTokens; ++t)
         for (int64_t h = 0; h < 2; ++h) {
           CAPTURE(t);
           CAPTURE(h);
           const bool sees = h == 0 && t >= 20;
           for (int64_t x = 0; x < 8; ++x) {
-            const size_t i = size_t((t * 2 + h) * 8 + x);
+            const size_t i = nan_index(t, h, x);
             if (sees) {
               // A NaN value element reaches only its own column of the output; a NaN key, every score.
-              CHECK(std::isnan(o[i]) == (!in_value || x == 5));
-              CHECK(std::isnan(gq[i]));
+              CHECK(std::isnan(r.out[i]) == (!in_value || x == 5));
+              CHECK(std::isnan(r.grad_q[i]));
             } else if (h == 1) {
-              CHECK(std::isfinite(o[i]));
-              CHECK(std::isfinite(gq[i]));
+              CHECK(std::isfinite(r.out[i]));
+              CHECK(std::isfinite(r.grad_q[i]));
             } else if (!in_value) {
-              CHECK(std::isfinite(o[i]));
+              CHECK(std::isfinite(r.out[i]));
             }
           }
         }
