@@ -115,12 +115,12 @@ void CpuBackend::squared_norm_blocks(const Tensor& x, const Tensor& out) {
     const T* in = ptr<T>(x);
     parallel_for(blocks, 2, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; ++k) {
-        const T* block = in + k * numerics::kSquaredNormBlock;
-        partial[k] =
-            row_sum<A>(std::min(numerics::kSquaredNormBlock, n - k * numerics::kSquaredNormBlock), [block](int64_t i) {
-              const A v = load(block + i);
-              return v * v;
-            });
+        const int64_t begin = k * numerics::kSquaredNormBlock;
+        const T* block = in + begin;
+        partial[k] = row_sum<A>(std::min(numerics::kSquaredNormBlock, n - begin), [block](int64_t i) {
+          const A v = load(block + i);
+          return v * v;
+        });
       }
     });
   });

@@ -1,6 +1,6 @@
 #pragma once
-// The sum of a row's terms, for the CPU kernels that reduce along a row: RMSNorm's statistics, attention's
-// softmax denominators and D, cross-entropy's and softmax's sums, the gradient norm's blocks. 16 running sums
+// The sum of a row's terms for the CPU's row kernels: RMSNorm's statistics, attention's softmax denominators
+// and D, cross-entropy's and softmax's sums, the gradient norm's blocks. 16 running sums
 // (term i into sum i mod 16), then those 16 in order (docs/numerics.md, §6). One chain of dependent additions
 // would wait on each one; 16 are one vector, which the compiler forms without reassociating (no fast-math).
 #include <cstdint>

@@ -232,7 +232,7 @@ OutAndGradQ causal_attention(const std::vector<float>& qv, const std::vector<flo
   return {out.to(DType::f32).to_vector<float>(), q.grad().to(DType::f32).to_vector<float>()};
 }
 
-size_t nan_index(int64_t t, int64_t h, int64_t x) { return size_t((t * 2 + h) * 8 + x); }
+size_t nan_index(int64_t t, int64_t h, int64_t x) { return size_t((t * kNanShape[2] + h) * kNanShape[3] + x); }
 
 }  // namespace
 

@@ -1,6 +1,6 @@
-// cpu/row_sum.h, the one row sum of the CPU kernels: its order is part of the numerics (docs/numerics.md §6),
-// so it is checked bit for bit against that order written out another way, and its term is evaluated once per
-// index, in order (attention stores each exponential from inside the term).
+// cpu/row_sum.h, the row sum of the CPU's row kernels (RMSNorm, attention, cross-entropy, softmax): its order is part
+// of the numerics (docs/numerics.md §6), so it is checked bit for bit against that order written out another way, and
+// its term is evaluated once per index, in order (attention stores each exponential from inside the term).
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -25,7 +25,8 @@ A documented_order(const std::vector<A>& x) {
 
 template <class A>
 std::vector<A> spread_values(int64_t n, uint64_t seed) {
-  // Magnitudes from 1e-6 to 1e6 and both signs, so that any other grouping rounds differently.
+  // Magnitudes from 1e-6 to 1e6 and both signs, so that the grouping shows in the rounding (the serial sum
+  // below differs).
   const std::vector<double> u = qtune::testing::random_f64({n}, seed, -1.0, 1.0).to_vector<double>();
   const std::vector<double> e = qtune::testing::random_f64({n}, seed + 1, -6.0, 6.0).to_vector<double>();
   std::vector<A> x(static_cast<size_t>(n));
@@ -35,7 +36,7 @@ std::vector<A> spread_values(int64_t n, uint64_t seed) {
 
 template <class A>
 void check_order() {
-  for (int64_t n : {0, 1, 15, 16, 17, 33, 520, 1000}) {
+  for (int64_t n : {0, 1, 15, 16, 17, 24, 33, 45, 520, 1000}) {
     CAPTURE(n);
     const std::vector<A> x = spread_values<A>(n, 40 + uint64_t(n));
     const A got = row_sum<A>(n, [&](int64_t i) { return x[size_t(i)]; });

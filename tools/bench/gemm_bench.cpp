@@ -66,8 +66,9 @@ std::vector<Timing> time_all(std::vector<Candidate>& cands, double flops, int wa
     const double median = repeats % 2 ? s[repeats / 2] : 0.5 * (s[repeats / 2 - 1] + s[repeats / 2]);
     // The mean, not the smallest: the process clock counts a worker thread's time only when the kernel next
     // accounts for it, so a short run can show one thread's time only (train_bench.cpp's time_gemm says more).
-    const double cpu_mean =
-        std::accumulate(c.cpu_seconds.begin(), c.cpu_seconds.end(), 0.0) / repeats / worker_threads();
+    // Time a run leaves uncounted lands in the next candidate's run, about one scheduler tick per run.
+    const double cpu_mean = std::accumulate(c.cpu_seconds.begin(), c.cpu_seconds.end(), 0.0) /
+                            double(c.cpu_seconds.size()) / worker_threads();
     out.push_back({c.library, flops / s.front() * 1e-9, flops / median * 1e-9, flops / cpu_mean * 1e-9});
   }
   return out;
@@ -126,8 +127,9 @@ int run_gemm_bench(const GemmBenchOptions& options) {
   std::printf("repeats %d (after %d warm-up), qtune dtype %s (%s), libraries f32\n\n", opt.repeats, opt.warmup,
               opt.dtype.c_str(), cpu.gemm_path(dtype).c_str());
   std::printf(
-      "cpu GF/s: FLOPs over (process CPU seconds / %d threads), best run: the rate without other processes'\n"
-      "time slices; when it is well above 'best', the machine was busy and the wall-clock figures are low.\n\n",
+      "cpu GF/s: FLOPs over (process CPU seconds / %d threads), mean of the runs: the rate without other\n"
+      "processes' time slices; when it is well above 'best', the machine was busy and the wall-clock figures are\n"
+      "low.\n\n",
       worker_threads());
   std::printf("%-18s %-22s %12s %12s %12s\n", "M x N x K", "library", "best GF/s", "median GF/s", "cpu GF/s");
   for (const auto& [m, n, k] : opt.shapes) {

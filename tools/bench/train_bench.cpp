@@ -51,9 +51,9 @@ Timed measure(Device device, F&& f) {
   return {seconds_since(t0), (process_cpu_seconds() - cpu0) / worker_threads()};
 }
 
-// Best GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T in `dtype` through backend_for(device).gemm: the call a linear
-// layer's forward makes. Repeats until ~0.5 s of timed work (at least 5 runs) so small shapes are not one
-// sample; the best run is the one least disturbed by other processes.
+// GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T in `dtype` through backend_for(device).gemm, the call a linear layer's
+// forward makes: by wall clock the best run, the one least disturbed by other processes; by CPU time the mean.
+// Repeats until ~0.5 s of timed work (at least 5 runs) so small shapes are not one sample.
 Timed time_gemm(int64_t m, int64_t n, int64_t k, DType dtype, Device device) {
   Backend& be = backend_for(device);
   const Tensor a = Tensor::empty({1, m, k}, dtype, device), b = Tensor::empty({1, n, k}, dtype, device);
@@ -177,8 +177,10 @@ Timed measure_gemm_peak(const TrainBenchOptions& o, DType dtype, Device device) 
                                {"down proj", tokens, c, o.ffn},
                                {"lm head", tokens, o.vocab, c}};
   if (kv != c) shapes.insert(shapes.begin() + 1, Shape{"k/v proj", tokens, kv, c});
-  std::printf("measured GEMM peak: %s C[M,N] = A[M,K] @ B[N,K]^T through backend_for(%s).gemm, best run\n\n",
-              std::string(dtype_name(dtype)).c_str(), device.str().c_str());
+  std::printf(
+      "measured GEMM peak: %s C[M,N] = A[M,K] @ B[N,K]^T through backend_for(%s).gemm: best run by wall clock, mean by "
+      "CPU time\n\n",
+      std::string(dtype_name(dtype)).c_str(), device.str().c_str());
   std::printf("| GEMM | M x N x K | GFLOP/s | GFLOP/s by CPU time |\n|---|---|---|---|\n");
   Timed peak;
   const char* peak_what = "";
