@@ -1,9 +1,11 @@
 #!/bin/sh
-# Runs a qtune command that needs a GPU: exits 77 (CTest's SKIPPED) with the reason when `qtune version`
-# finds none, so a machine without one never passes such a test silently.
+# Runs a qtune command that needs a GPU (QTUNE_TEST_GPUS of them, default 1): exits 77 (CTest's SKIPPED) with
+# the reason when `qtune version` finds fewer, so a machine without them never passes such a test silently.
 qtune="$1"
-if ! "$qtune" version | grep -Eq "CUDA backend: .*[1-9][0-9]* (simulated )?GPU"; then
-  echo "SKIPPED: no CUDA device"
+need=${QTUNE_TEST_GPUS:-1}
+found=$("$qtune" version | sed -nE 's/^CUDA backend: .*; ([0-9]+) (simulated )?GPUs?.*/\1/p')
+if [ "${found:-0}" -lt "$need" ]; then
+  echo "SKIPPED: needs $need CUDA device(s), found ${found:-0}"
   exit 77
 fi
 exec "$@"

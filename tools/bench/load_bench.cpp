@@ -16,8 +16,11 @@
 
 #include <fmt/core.h>
 
+#include "dist/nccl_communicator.h"
 #include "dist/world.h"
+#include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/check.h"
 #include "engine/io/atomic_file.h"
 #include "engine/io/checkpoint_files.h"
@@ -28,6 +31,7 @@
 #include "models/quantizing_loader.h"
 #include "models/sharded_llama.h"
 #include "models/sharded_loading.h"
+#include "quant/weight_quantize.h"
 #include "tools/bench/bench_clock.h"
 
 namespace qtune::bench {
@@ -106,6 +110,7 @@ void write_checkpoint(const std::string& dir, const models::LlamaConfig& config)
 
 struct Measured {
   double seconds = 0, peak_mb = 0, model_mb = 0;
+  double device_peak_mb = 0;  // the GPU's peak allocation; 0 for a CPU load
 };
 
 double peak_rss_mb() {  // VmHWM of this process
@@ -123,40 +128,57 @@ double model_mb(models::Llama& model) {
   return bytes / kMB;
 }
 
+// The peak of the GPU's allocator since the process started; 0 on the CPU (peak_rss_mb covers it).
+double device_peak_mb(Device device) {
+  if (!device.is_cuda()) return 0;
+  backend_for(device).synchronize();
+  return double(memory_stats(device).peak_allocated) / kMB;
+}
+
 // The child's side: one load, its numbers on stdout.
-int measure_one(const std::string& dir, const std::string& target) {
+int measure_one(const std::string& dir, const std::string& target, Device device) {
   const auto t0 = Clock::now();
   std::shared_ptr<models::Llama> model;
   if (target == "bf16") {
-    model = models::load_llama(dir, {.dtype = DType::bf16});
+    model = models::load_llama(dir, {.dtype = DType::bf16, .device = device});
   } else {
-    model = models::load_llama_quantized(dir, {quant::parse_weight_scheme(target)}, {.dtype = DType::bf16});
+    model = models::load_llama_quantized(dir, {quant::parse_weight_scheme(target)},
+                                         {.dtype = DType::bf16, .device = device});
   }
+  backend_for(device).synchronize();
   const double seconds = seconds_since(t0);
-  fmt::print("{} {} {}\n", seconds, peak_rss_mb(), model_mb(*model));
+  fmt::print("{} {} {} {}\n", seconds, peak_rss_mb(), model_mb(*model), device_peak_mb(device));
   return 0;
 }
 
-// A rank's side under mpirun: its sharded load; rank 0 prints the slowest time, the highest peak and the
-// largest shard (with the root's whole tensors) of all ranks.
-int measure_sharded(const std::string& dir, const std::string& target) {
+// A rank's side under mpirun: its sharded load; rank 0 prints the slowest time, the highest peaks and the
+// largest shard (with the root's whole tensors) of all ranks. GPU ranks shard over NCCL, each on its node-local
+// GPU, as `qtune run --nproc N device=cuda` does; MPI reads the pieces' metadata and gathers the numbers.
+int measure_sharded(const std::string& dir, const std::string& target, bool on_gpus) {
   const std::unique_ptr<dist::Communicator> comm = dist::world_communicator();
+  const std::unique_ptr<dist::NcclCommunicator> nccl = on_gpus ? dist::NcclCommunicator::world(*comm) : nullptr;
+  const Device device = nccl ? nccl->device() : Device::cpu();
   const auto t0 = Clock::now();
   const quant::ModelQuantization nf4{quant::NF4{}};
-  const auto model = models::load_llama_reserved(dir, target == "nf4" ? &nf4 : nullptr, {.dtype = DType::bf16});
+  const auto model =
+      models::load_llama_reserved(dir, target == "nf4" ? &nf4 : nullptr, {.dtype = DType::bf16, .device = device});
   // An NF4 model is a QLoRA base: frozen, so the root keeps no trainable pieces beside its whole tensors. The
   // bf16 one is trained whole (the full recipe): the root's trainable tensors also have their pieces.
   if (target == "nf4")
     for (auto& [name, t] : model->named_parameters()) t.requires_grad_(false);
-  models::ShardedLlama sharded(*model, *comm, {.source = models::checkpoint_pieces(dir, *comm, DType::bf16)});
-  double mine[3] = {seconds_since(t0), peak_rss_mb(), double(sharded.fsdp().held_bytes()) / kMB};
-  const Tensor all = Tensor::empty({3 * comm->size()}, DType::f64);
-  comm->all_gather(dist::Buffer{mine, 3, DType::f64}, dist::buffer_of(all))->wait();
+  models::ShardedLlama sharded(*model, nccl ? static_cast<dist::Communicator&>(*nccl) : *comm,
+                               {.source = models::checkpoint_pieces(dir, *comm, DType::bf16)});
+  backend_for(device).synchronize();
+  constexpr int kNumbers = 4;
+  double mine[kNumbers] = {seconds_since(t0), peak_rss_mb(), double(sharded.fsdp().held_bytes()) / kMB,
+                           device_peak_mb(device)};
+  const Tensor all = Tensor::empty({kNumbers * comm->size()}, DType::f64);
+  comm->all_gather(dist::Buffer{mine, kNumbers, DType::f64}, dist::buffer_of(all))->wait();
   if (comm->rank() == 0) {
     const double* a = all.data<double>();
     for (int r = 1; r < comm->size(); ++r)
-      for (int k = 0; k < 3; ++k) mine[k] = std::max(mine[k], a[3 * r + k]);
-    fmt::print("{} {} {}\n", mine[0], mine[1], mine[2]);
+      for (int k = 0; k < kNumbers; ++k) mine[k] = std::max(mine[k], a[kNumbers * r + k]);
+    fmt::print("{} {} {} {}\n", mine[0], mine[1], mine[2], mine[3]);
   }
   return 0;
 }
@@ -188,7 +210,8 @@ Measured measure_in_child(std::vector<std::string> argv, const std::string& targ
   ::waitpid(pid, &wstatus, 0);
   Measured m;
   std::istringstream in(text);
-  const bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && (in >> m.seconds >> m.peak_mb >> m.model_mb);
+  const bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
+                  (in >> m.seconds >> m.peak_mb >> m.model_mb >> m.device_peak_mb);
   QTUNE_CHECK(ok, "bench load: the ", target, " load failed (child status ", wstatus, ", output '", text,
               WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127 ? "'; is mpirun installed?)" : "')");
   return m;
@@ -202,20 +225,29 @@ int run_load_bench(const LoadBenchOptions& options) {
       !options.dir.empty()
           ? options.dir
           : (fs::temp_directory_path() / (options.small ? "qtune_bench_load_small" : "qtune_bench_load_1b")).string();
+  const Device device = parse_device(options.device);
   if (!options.measure.empty())
-    return options.nproc > 0 ? measure_sharded(dir, options.measure) : measure_one(dir, options.measure);
+    return options.nproc > 0 ? measure_sharded(dir, options.measure, device.is_cuda())
+                             : measure_one(dir, options.measure, device);
   QTUNE_CHECK(options.nproc >= 0, "bench load: --nproc must be 0 (one process) or more, got ", options.nproc);
+  QTUNE_CHECK(options.nproc == 0 || !device.is_cuda() || options.device == "cuda", "bench load --nproc: device ",
+              options.device,
+              ": each rank loads onto its own GPU of the node (its local rank modulo the GPUs): use "
+              "--device cuda");
+  if (device.is_cuda()) backend_for(device);  // no usable GPU: say so before a checkpoint is written
   std::vector<std::string> targets = options.targets;
   if (targets.empty())
-    targets = options.nproc > 0 ? std::vector<std::string>{"bf16", "nf4"}
-                                : std::vector<std::string>{"bf16", "nf4", "8da4w", "int4wo"};
+    targets = options.nproc > 0 || device.is_cuda() ? std::vector<std::string>{"bf16", "nf4"}
+                                                    : std::vector<std::string>{"bf16", "nf4", "8da4w", "int4wo"};
   for (const std::string& target : targets) {
     // A bad name fails before the checkpoint is written.
     if (options.nproc > 0) {
       QTUNE_CHECK(target == "bf16" || target == "nf4", "bench load --nproc: the target ", target,
                   " does not load sharded (bf16 | nf4)");
     } else if (target != "bf16") {
-      quant::parse_weight_scheme(target);
+      QTUNE_CHECK(quant::quantizes_on_gpu(quant::parse_weight_scheme(target)) || !device.is_cuda(),
+                  "bench load: ", target, " weights are quantized on the CPU only; on ", device.str(),
+                  " the targets are bf16 and nf4");
     }
   }
 
@@ -235,29 +267,35 @@ int run_load_bench(const LoadBenchOptions& options) {
   }
   fmt::print("{:.4f} B parameters in bf16, {:.0f} MB; largest tensor {:.1f} MB\n", params / 1e9,
              double(files.total_bytes()) / kMB, largest);
+  // On a GPU the target bounds the GPU's peak; the host's peak RSS is reported beside it.
+  const std::string bounded = device.is_cuda() ? "GPU peak" : "peak RSS";
   if (options.nproc > 0) {
-    fmt::print("{} ranks, each loading its FSDP shard; the numbers are the highest of any rank\n", options.nproc);
-    fmt::print(
-        "target peak RSS per rank = its shard (with the whole embedding and head) + 2 x largest tensor + 200 MB\n\n");
-    fmt::print("| target | load s | peak RSS MB | shard MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+    fmt::print("{} {}ranks, each loading its FSDP shard; the numbers are the highest of any rank\n", options.nproc,
+               device.is_cuda() ? "GPU " : "");
+    fmt::print("target {} per rank = its shard (with the whole embedding and head) + 2 x largest tensor + 200 MB\n\n",
+               bounded);
   } else {
-    fmt::print("target peak RSS = model + 2 x largest tensor + 200 MB\n\n");
-    fmt::print("| target | load s | peak RSS MB | model MB | target peak MB | |\n|---|---|---|---|---|---|\n");
+    fmt::print("target {} = model + 2 x largest tensor + 200 MB{}\n\n", bounded,
+               device.is_cuda() ? " (on " + device.str() + ")" : "");
   }
+  fmt::print("| target | load s | peak RSS MB |{} {} MB | target peak MB | |\n|---|---|---|{}---|---|---|\n",
+             device.is_cuda() ? " GPU peak MB |" : "", options.nproc > 0 ? "shard" : "model",
+             device.is_cuda() ? "---|" : "");
   // This very binary, by its real path (a launched "/proc/self/exe" would name the launcher's own).
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   bool all_pass = true;
   for (const std::string& target : targets) {
     std::vector<std::string> argv;
     if (options.nproc > 0) argv = dist::local_mpirun_command(options.nproc);
-    argv.insert(argv.end(), {self, "bench", "load", "--dir", dir, "--measure", target});
+    argv.insert(argv.end(), {self, "bench", "load", "--dir", dir, "--measure", target, "--device", options.device});
     if (options.nproc > 0) argv.insert(argv.end(), {"--nproc", std::to_string(options.nproc)});
     const Measured m = measure_in_child(argv, target);
     const double limit = m.model_mb + 2 * largest + 200;
-    const bool pass = m.peak_mb <= limit;
+    const bool pass = (device.is_cuda() ? m.device_peak_mb : m.peak_mb) <= limit;
     all_pass = all_pass && pass;
-    fmt::print("| {} | {:.2f} | {:.0f} | {:.0f} | {:.0f} | {} |\n", target, m.seconds, m.peak_mb, m.model_mb, limit,
-               pass ? "PASS" : "FAIL");
+    const std::string gpu_column = device.is_cuda() ? fmt::format(" {:.1f} |", m.device_peak_mb) : "";
+    fmt::print("| {} | {:.2f} | {:.0f} |{} {:.0f} | {:.0f} | {} |\n", target, m.seconds, m.peak_mb, gpu_column,
+               m.model_mb, limit, pass ? "PASS" : "FAIL");
     std::fflush(stdout);
   }
   return all_pass ? 0 : 1;

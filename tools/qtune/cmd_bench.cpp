@@ -130,6 +130,7 @@ void add_load(CLI::App& bench, int& status) {
   cmd->add_option("--nproc", options->nproc,
                   "N MPI ranks (mpirun) each load their FSDP shard, reading only its pieces (targets bf16, nf4)")
       ->check(integer_in(1, 1024));
+  add_device_option(cmd, options->device);
   // The child process each load runs in.
   cmd->add_option("--measure", options->measure)->group("");
   cmd->callback([options, &status] { status = qtune::bench::run_load_bench(*options); });
