@@ -7,13 +7,15 @@
 //
 // The same program runs under `mpirun -np N` / srun: the model is then sharded across the ranks (FSDP,
 // docs/distributed.md), rank r trains on the r-th of every N batches, and rank 0 prints and saves. N ranks
-// compute what one process accumulating those N batches computes.
+// compute what one process accumulating those N batches computes. With DEVICE cuda the model trains on a GPU;
+// under mpirun each rank takes its own GPU of the node and the shards move over NCCL.
 //
-//   finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS]
+//   finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS [DEVICE]]     DEVICE: cpu (default), cuda or cuda:N
 #include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,15 +29,23 @@ namespace optim = qtune::optim;
 constexpr int64_t kSeqLen = 64, kBatch = 8;
 
 int main(int argc, char** argv) {
-  if (argc < 4 || argc > 5) {
-    std::fprintf(stderr, "usage: finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS]\n");
+  if (argc < 4 || argc > 6) {
+    std::fprintf(stderr, "usage: finetune_qlora MODEL_DIR TEXT_FILE OUT_DIR [STEPS [DEVICE]]\n");
     return 2;
   }
   const std::string model_dir = argv[1], text_file = argv[2], out_dir = argv[3];
-  const int64_t steps = argc == 5 ? std::stoll(argv[4]) : 100;
+  const int64_t steps = argc >= 5 ? std::stoll(argv[4]) : 100;
+  const std::string device_name = argc == 6 ? argv[5] : "cpu";
   try {
+    const qtune::Device asked = qtune::parse_device(device_name);
     const auto world = dist::world_communicator();
     const int rank = world->rank(), ranks = world->size();
+    // GPU ranks shard over NCCL, each on its node-local GPU; MPI (world) keeps the host-side exchanges.
+    if (ranks > 1 && asked.is_cuda() && device_name != "cuda")
+      throw std::runtime_error("device " + device_name + ": under mpirun each rank takes its own GPU; use cuda");
+    const std::unique_ptr<dist::NcclCommunicator> nccl =
+        ranks > 1 && asked.is_cuda() ? dist::NcclCommunicator::world(*world) : nullptr;
+    const qtune::Device device = nccl ? nccl->device() : asked;
     const auto say = [rank](const char* format, auto... args) {
       if (rank == 0) std::printf(format, args...);
     };
@@ -54,20 +64,21 @@ int main(int argc, char** argv) {
     // ranks read only their own pieces of the projections (each keeps 1/N of every layer, base and adapters,
     // and of the optimizer state): the model is built with them reserved and FSDP fills them.
     const qtune::quant::ModelQuantization base = models::qlora_base(lora);
-    const auto model =
-        ranks > 1 ? models::load_llama_reserved(model_dir, &base) : models::load_llama_quantized(model_dir, base);
+    const auto model = ranks > 1 ? models::load_llama_reserved(model_dir, &base, {.device = device})
+                                 : models::load_llama_quantized(model_dir, base, {.device = device});
     const int64_t wrapped = models::apply_lora(*model, lora);
     std::unique_ptr<models::ShardedLlama> sharded;
     if (ranks > 1) {
       sharded = std::make_unique<models::ShardedLlama>(
-          *model, *world,
+          *model, nccl ? static_cast<dist::Communicator&>(*nccl) : *world,
           qtune::dist::FsdpOptions{.source = models::checkpoint_pieces(model_dir, *world, model->options().dtype)});
-      say("FSDP: %d ranks\n", ranks);
+      say("FSDP: %d ranks%s\n", ranks, nccl ? ", each on its own GPU (NCCL)" : "");
     }
     // The adapters start at zero (lora_B): this is the base model's loss.
     const double before = models::mean_stream_loss(*model, heldout, kSeqLen, kBatch);
     int64_t trainable = 0;
     for (const qtune::Tensor& a : models::lora_parameters(*model)) trainable += a.numel();
+    say("device: %s\n", device.str().c_str());
     say("QLoRA: NF4 base, %lld projections with rank-%lld adapters (%lld trainable values); held-out loss before: "
         "%.4f\n",
         static_cast<long long>(wrapped), static_cast<long long>(lora.rank), static_cast<long long>(trainable), before);
