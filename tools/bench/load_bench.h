@@ -6,7 +6,8 @@
 // With --nproc N, N MPI ranks (mpirun) load it straight into FSDP shards (models/sharded_loading.h), each reading
 // only its pieces, and the target is per rank, with the rank's shard (and the root's whole tensors) as the model.
 // With --device cuda the model (or each rank's shard, on the rank's own GPU, FSDP over NCCL) lands on a GPU: the
-// target then bounds the GPU's peak, and the host's peak RSS is reported beside it.
+// target then bounds the GPU's peak (without the 200 MB of binary and libraries), and the host's peak RSS is
+// reported beside it.
 #include <string>
 #include <vector>
 
@@ -15,7 +16,7 @@ namespace qtune::bench {
 struct LoadBenchOptions {
   std::string dir;     // where the checkpoint is written once and reused; empty: a directory under the temp dir
   bool small = false;  // a tiny config instead of Llama-3.2-1B (tests)
-  // bf16 = load_llama in bf16. Empty: bf16, nf4, 8da4w and int4wo; with nproc, bf16 and nf4.
+  // bf16 = load_llama in bf16. Empty: bf16, nf4, 8da4w and int4wo; with nproc or on a GPU, bf16 and nf4.
   std::vector<std::string> targets;
   int nproc = 0;               // 0: one process loads the whole model; N: N ranks load their shards (bf16 and nf4)
   std::string device = "cpu";  // cpu, cuda or cuda:N; with nproc only cuda (each rank takes its node-local GPU)

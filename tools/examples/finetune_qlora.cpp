@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     const auto world = dist::world_communicator();
     const int rank = world->rank(), ranks = world->size();
     // GPU ranks shard over NCCL, each on its node-local GPU; MPI (world) keeps the host-side exchanges.
-    if (ranks > 1 && asked.is_cuda() && device_name != "cuda")
+    if (ranks > 1 && asked.is_cuda() && device_name != "cuda" && device_name != "cuda:0")
       throw std::runtime_error("device " + device_name + ": under mpirun each rank takes its own GPU; use cuda");
     const std::unique_ptr<dist::NcclCommunicator> nccl =
         ranks > 1 && asked.is_cuda() ? dist::NcclCommunicator::world(*world) : nullptr;

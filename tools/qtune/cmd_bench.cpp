@@ -125,7 +125,7 @@ void add_load(CLI::App& bench, int& status) {
   cmd->add_option(
       "--target", options->targets,
       "bf16, or a weight scheme (nf4, 8da4w, int4wo, q4_0, q8_0); repeatable (default: bf16 nf4 8da4w int4wo; "
-      "with --nproc: bf16 nf4)");
+      "with --nproc or --device cuda: bf16 nf4)");
   cmd->add_flag("--small", options->small, "A tiny model instead of Llama-3.2-1B (tests)");
   cmd->add_option("--nproc", options->nproc,
                   "N MPI ranks (mpirun) each load their FSDP shard, reading only its pieces (targets bf16, nf4)")
