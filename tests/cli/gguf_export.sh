@@ -72,7 +72,7 @@ grep -q "QLoRA: 0 frozen linears stored in NF4, 14 kept in the GGUF file's block
 merge=$(grep "^  qtune export --model $out/sp-q4_0.gguf --adapter $out/run_qlora/final --format gguf --type q4_0 " \
   "$out/run_qlora.log") || fail "qlora's closing line"
 ${merge/  qtune/"$qtune"} >/dev/null
-"$qtune" info "$out/run_qlora/final-merged.gguf" | grep -q "^blk.0.attn_q.weight  *Q4_0 " || fail "merged q4_0 file"
+"$qtune" info "$out/run_qlora/final-merged.gguf" | grep "^blk.0.attn_q.weight  *Q4_0 " > /dev/null || fail "merged q4_0 file"
 mv "$out/run_qlora.log" "$out/run_qlora_q4_0.log"
 rm -rf "$out/run_qlora"
 run_config qlora "$out/sp-q4_k_m.gguf" '"lora": {"rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}'

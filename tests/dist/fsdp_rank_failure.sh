@@ -21,7 +21,12 @@ run_pids() {
 # The pid of rank $2 of the run writing into $1.
 rank_pid() {
   for p in $(run_pids "$1"); do
-    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then echo "$p"; return; fi
+    # grep reads to the end (no -q): a grep that quits at the match can leave tr killed by SIGPIPE, which
+    # pipefail turns into a miss on a loaded machine.
+    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -x "OMPI_COMM_WORLD_RANK=$2" > /dev/null; then
+      echo "$p"
+      return
+    fi
   done
 }
 
