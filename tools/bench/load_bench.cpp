@@ -128,10 +128,10 @@ double model_mb(models::Llama& model) {
   return bytes / kMB;
 }
 
-// The peak of the GPU's allocator since the process started; 0 on the CPU (peak_rss_mb covers it).
+// The peak of the GPU's allocator since the process started, read after the caller's synchronize; 0 on the
+// CPU (peak_rss_mb covers it).
 double device_peak_mb(Device device) {
   if (!device.is_cuda()) return 0;
-  backend_for(device).synchronize();
   return double(memory_stats(device).peak_allocated) / kMB;
 }
 
@@ -234,7 +234,6 @@ int run_load_bench(const LoadBenchOptions& options) {
               "bench load --nproc: device ", options.device,
               ": each rank loads onto its own GPU of the node (its local rank modulo the GPUs): use "
               "--device cuda");
-  if (device.is_cuda()) backend_for(device);  // no usable GPU: say so before a checkpoint is written
   std::vector<std::string> targets = options.targets;
   if (targets.empty())
     targets = options.nproc > 0 || device.is_cuda() ? std::vector<std::string>{"bf16", "nf4"}
@@ -250,6 +249,7 @@ int run_load_bench(const LoadBenchOptions& options) {
                   " the targets are bf16 and nf4");
     }
   }
+  if (device.is_cuda()) backend_for(device);  // no usable GPU: say so before a checkpoint is written
 
   if (checkpoint_complete(dir, config)) {
     fmt::print("checkpoint: {} (reused)\n", dir);
